@@ -1,0 +1,95 @@
+"""Where each stage's publisher lives, and the permissions that keep agents off the bus.
+
+Every publishing stage binds one XPUB socket on ``ipc://$CASA_BUS_DIR/<stream>.sock``
+(default directory ``/run/casa``, created by setup.sh as root:casa 0770). Subscribers connect.
+Sockets are chmod 0660 and group ``casa`` right after bind, so only root and the casa group can
+connect; an agent running as any other user can neither read events nor publish fakes.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+from pathlib import Path
+
+import zmq
+
+from bus.errors import BusPermissionError
+
+__all__ = ["bus_dir", "endpoint", "analyzer_streams", "bind_publisher", "connect_subscriber",
+           "SOCKET_MODE", "BUS_GROUP", "SNDHWM_MESSAGES", "RCVHWM_MESSAGES"]
+
+SOCKET_MODE = 0o660
+BUS_GROUP = "casa"
+SNDHWM_MESSAGES = 200_000     # queued batches per subscriber before send() reports zmq.Again
+RCVHWM_MESSAGES = 200_000
+
+
+def bus_dir() -> Path:
+    return Path(os.environ.get("CASA_BUS_DIR", "/run/casa"))
+
+
+def endpoint(stream: str, directory: Path | None = None) -> str:
+    """``collector`` -> ``ipc:///run/casa/collector.sock``."""
+    return f"ipc://{(directory or bus_dir()) / (stream + '.sock')}"
+
+
+def analyzer_streams(instances: int | None = None) -> list[str]:
+    """Stream names of the analyzer instances: ``analyzer-0`` .. ``analyzer-(N-1)``.
+
+    N comes from ``CASA_ANALYZER_INSTANCES`` (default 1).
+    """
+    n = instances if instances is not None else int(os.environ.get("CASA_ANALYZER_INSTANCES", "1"))
+    return [f"analyzer-{i}" for i in range(n)]
+
+
+def _restrict(path: Path) -> None:
+    try:
+        gid = grp.getgrnam(BUS_GROUP).gr_gid
+    except KeyError:
+        gid = -1
+    try:
+        os.chmod(path, SOCKET_MODE)
+        if gid >= 0 and os.geteuid() == 0:
+            os.chown(path, 0, gid)
+    except OSError as exc:
+        raise BusPermissionError(f"cannot restrict bus socket {path}: {exc}") from None
+
+
+def bind_publisher(ctx: zmq.Context, stream: str, directory: Path | None = None) -> zmq.Socket:
+    """Bind an XPUB for ``stream``; send() raises zmq.Again instead of dropping silently."""
+    d = directory or bus_dir()
+    try:
+        d.mkdir(mode=0o770, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BusPermissionError(f"cannot create bus directory {d}: {exc}; run setup.sh") from None
+    path = d / f"{stream}.sock"
+    if path.exists():
+        path.unlink()          # a stale socket of a previous run of this stage
+    sock = ctx.socket(zmq.XPUB)
+    sock.setsockopt(zmq.XPUB_NODROP, 1)
+    sock.setsockopt(zmq.SNDHWM, SNDHWM_MESSAGES)
+    sock.setsockopt(zmq.LINGER, 1000)
+    old = os.umask(0o117)      # never exists with wider permissions, not even for a moment
+    try:
+        sock.bind(f"ipc://{path}")
+    except zmq.ZMQError as exc:
+        sock.close(0)
+        raise BusPermissionError(f"cannot bind {path}: {exc}") from None
+    finally:
+        os.umask(old)
+    _restrict(path)
+    return sock
+
+
+def connect_subscriber(ctx: zmq.Context, streams: list[str], topics: list[str],
+                       directory: Path | None = None) -> zmq.Socket:
+    """A SUB connected to every stream in ``streams``, subscribed to ``topics`` (prefixes)."""
+    sock = ctx.socket(zmq.SUB)
+    sock.setsockopt(zmq.RCVHWM, RCVHWM_MESSAGES)
+    sock.setsockopt(zmq.LINGER, 0)
+    for t in topics:
+        sock.setsockopt(zmq.SUBSCRIBE, t.encode())
+    for s in streams:
+        sock.connect(endpoint(s, directory))
+    return sock

@@ -1,0 +1,107 @@
+"""Publisher: batching, sequence numbers, heartbeats, and never blocking the caller.
+
+Events are appended per topic and sent as one message when ``batch_max`` events are waiting or
+when :meth:`flush` is called (stages call it on every pass of their poll loop, so the added
+latency is bounded by the loop's timeout). Each message takes the next ``seq`` of its topic even
+when it cannot be delivered, so subscribers see undelivered messages as exact gaps; the publisher
+counts them too (``undelivered_events``).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import zmq
+
+from bus.envelope import Envelope, pack
+from bus.topics import heartbeat_topic
+
+__all__ = ["Publisher", "BATCH_MAX_EVENTS", "HEARTBEAT_INTERVAL_S"]
+
+BATCH_MAX_EVENTS = 64
+HEARTBEAT_INTERVAL_S = 1.0
+
+
+class Publisher:
+    """Stamps and sends envelopes for one stream (one stage instance)."""
+
+    def __init__(self, sock: Any, stage: str, stream: str | None = None, *,
+                 batch_max: int = BATCH_MAX_EVENTS, clock: Callable[[], int] = time.time_ns,
+                 heartbeat_interval_s: float = HEARTBEAT_INTERVAL_S) -> None:
+        self.sock = sock
+        self.stage = stage
+        self.stream = stream or stage
+        self.batch_max = batch_max
+        self.clock = clock
+        self.epoch = clock()
+        self.heartbeat_interval_s = heartbeat_interval_s
+        self.last_seq: dict[str, int] = {}
+        self.pending: dict[str, list[dict[str, Any]]] = {}
+        self.sent_events = 0
+        self.sent_messages = 0
+        self.undelivered_events = 0
+        self.undelivered_messages = 0
+        self._next_heartbeat = 0.0
+
+    def publish(self, topic: str, event: dict[str, Any]) -> None:
+        """Queue one event; sends the topic's batch when it is full."""
+        batch = self.pending.setdefault(topic, [])
+        batch.append(event)
+        if len(batch) >= self.batch_max:
+            self._send(topic, batch)
+            self.pending[topic] = []
+
+    def publish_now(self, topic: str, events: list[dict[str, Any]]) -> bool:
+        """Flush ``topic``'s queue, then send ``events`` as one message (control, lifecycle)."""
+        self._flush_topic(topic)
+        return self._send(topic, events)
+
+    def flush(self) -> None:
+        """Send every partial batch (call once per poll-loop pass)."""
+        for topic in list(self.pending):
+            self._flush_topic(topic)
+
+    def _flush_topic(self, topic: str) -> None:
+        batch = self.pending.get(topic)
+        if batch:
+            self._send(topic, batch)
+            self.pending[topic] = []
+
+    def _send(self, topic: str, events: list[dict[str, Any]]) -> bool:
+        seq = self.last_seq.get(topic, 0) + 1
+        self.last_seq[topic] = seq
+        env = Envelope(topic=topic, stream=self.stream, epoch=self.epoch, seq=seq,
+                       sent_ns=self.clock(), events=events)
+        return self._deliver(pack(env), len(events))
+
+    def _deliver(self, frames: list[bytes], n_events: int) -> bool:
+        try:
+            self.sock.send_multipart(frames, flags=zmq.NOBLOCK)
+        except zmq.Again:
+            self.undelivered_messages += 1
+            self.undelivered_events += n_events
+            return False
+        self.sent_messages += 1
+        self.sent_events += n_events
+        return True
+
+    def heartbeat_due(self, now_s: float | None = None) -> bool:
+        return (now_s if now_s is not None else time.monotonic()) >= self._next_heartbeat
+
+    def heartbeat(self, counters: dict[str, Any] | None = None, now_s: float | None = None) -> None:
+        """Flush, then announce the last seq of every topic plus this stage's counters."""
+        self.flush()
+        self._next_heartbeat = (now_s if now_s is not None else time.monotonic()) + self.heartbeat_interval_s
+        topic = heartbeat_topic(self.stage)
+        seq = self.last_seq.get(topic, 0) + 1
+        self.last_seq[topic] = seq
+        own = {"sent_events": self.sent_events, "undelivered_events": self.undelivered_events,
+               "undelivered_messages": self.undelivered_messages, "pid": os.getpid()}
+        env = Envelope(topic=topic, stream=self.stream, epoch=self.epoch, seq=seq,
+                       sent_ns=self.clock(), events=[],
+                       last_seq={t: s for t, s in self.last_seq.items() if t != topic},
+                       counters={**own, **(counters or {})}, interval_s=self.heartbeat_interval_s)
+        self._deliver(pack(env), 0)

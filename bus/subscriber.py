@@ -1,0 +1,105 @@
+"""Subscriber: decode, account for loss, and never let one bad message stop a stage.
+
+:meth:`Subscriber.receive` returns decoded envelopes. Malformed messages, unknown envelope
+versions, sequence gaps, tail loss announced by heartbeats and lagging messages are counted in
+:attr:`Subscriber.counters`, which stages report in their own heartbeats and at shutdown.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import zmq
+
+from bus.envelope import Envelope, unpack
+from bus.errors import MalformedMessage, UnknownVersion
+from bus.sequence import SequenceTracker
+from bus.topics import heartbeat_topic, is_heartbeat, stage_of
+
+__all__ = ["Subscriber", "SubscriberCounters", "LAG_WARN_S"]
+
+LAG_WARN_S = 2.0          # a message older than this when read marks the subscriber as lagging
+
+log = logging.getLogger("casa.bus")
+
+
+@dataclass(slots=True)
+class SubscriberCounters:
+    received_messages: int = 0
+    received_events: int = 0
+    malformed: int = 0
+    unknown_version: int = 0
+    lost_messages: int = 0
+    lagging_messages: int = 0
+    publisher_restarts: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {k: getattr(self, k) for k in self.__slots__}
+
+
+@dataclass(slots=True)
+class Subscriber:
+    """Wraps a SUB socket (or anything with ``recv_multipart``)."""
+
+    sock: Any
+    topics: list[str]
+    clock: Callable[[], int] = time.time_ns
+    tracker: SequenceTracker = field(default_factory=SequenceTracker)
+    counters: SubscriberCounters = field(default_factory=SubscriberCounters)
+    on_loss: Callable[[str, str, int], None] | None = None   # (stream, topic, lost) -> None
+
+    @staticmethod
+    def subscriptions(topics: list[str]) -> list[str]:
+        """``topics`` plus the heartbeat topic of each stage they name."""
+        hbs = {heartbeat_topic(stage_of(t)) for t in topics if t}
+        return sorted(set(topics) | hbs)
+
+    def handle_frames(self, frames: list[bytes]) -> Envelope | None:
+        """Decode and account for one message; None if it was dropped."""
+        try:
+            env = unpack(frames)
+        except UnknownVersion as exc:
+            self.counters.unknown_version += 1
+            log.warning("dropped a bus message with an unknown version | reason=%s", exc)
+            return None
+        except MalformedMessage as exc:
+            self.counters.malformed += 1
+            log.warning("dropped a malformed bus message | reason=%s", exc)
+            return None
+        self.counters.received_messages += 1
+        if is_heartbeat(env.topic):
+            lost = self.tracker.observe_heartbeat(env.stream, env.epoch, env.last_seq or {},
+                                                  set(self.topics))
+            self._count_loss(env.stream, env.topic, lost)
+        else:
+            self.counters.received_events += len(env.events)
+            lost = self.tracker.observe(env.stream, env.topic, env.epoch, env.seq)
+            self._count_loss(env.stream, env.topic, lost)
+        self.counters.publisher_restarts = self.tracker.restarts
+        if (self.clock() - env.sent_ns) / 1e9 > LAG_WARN_S:
+            self.counters.lagging_messages += 1
+        return env
+
+    def _count_loss(self, stream: str, topic: str, lost: int) -> None:
+        if lost:
+            self.counters.lost_messages += lost
+            log.warning("bus messages lost | stream=%s topic=%s lost=%d", stream, topic, lost)
+            if self.on_loss:
+                self.on_loss(stream, topic, lost)
+
+    def receive(self, max_messages: int = 256) -> list[Envelope]:
+        """Read what is waiting (non-blocking), up to ``max_messages``."""
+        out: list[Envelope] = []
+        for _ in range(max_messages):
+            try:
+                frames = self.sock.recv_multipart(flags=zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            env = self.handle_frames(frames)
+            if env is not None:
+                out.append(env)
+        return out

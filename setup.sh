@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# setup.sh — install everything CASA needs on a Debian 12 machine. Idempotent; run as root.
+#
+#   sudo ./setup.sh            # what `make run` and `make test` call when .venv is missing or stale
+#
+# What it does, in order:
+#   1. apt: bcc (bpfcc-tools python3-bpfcc libbpfcc), bpftool, python3-venv, iproute2.
+#   2. Kernel headers for the running kernel: linux-headers-$(uname -r) when Debian has it; otherwise
+#      (custom kernels, e.g. Firecracker VMs) the newest Debian 6.12 amd64 headers are unpacked into
+#      /opt/casa/kernel-headers and linked as /lib/modules/$(uname -r)/{build,source}. bcc only needs
+#      them to compile; kernel struct offsets are read from BTF at start-up, never from these headers.
+#   3. Mounts tracefs if it is not mounted.
+#   4. The `casa` system user/group (runs every stage except the collector) and the runtime
+#      directories: /run/casa (bus sockets, root:casa 0770) and /var/log/casa (logs, casa:casa 0750).
+#   5. .venv with the pinned requirements.txt, made able to import Debian's bcc (and nothing else
+#      from dist-packages) through a .pth file.
+#   6. Makes sure the `casa` user can traverse to this checkout (adds o+x to parent directories that
+#      lack it, and says so).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
+VENV="$ROOT/.venv"
+HEADERS_DIR=/opt/casa/kernel-headers
+export DEBIAN_FRONTEND=noninteractive
+
+say() { printf 'setup: %s\n' "$*"; }
+die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
+
+[ "$(id -u)" = 0 ] || die "must run as root (it installs packages and creates the casa user): sudo $0"
+
+apt_updated=0
+apt_install() {
+  local missing=()
+  for p in "$@"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ $apt_updated = 0 ]; then apt-get update -qq; apt_updated=1; fi
+  say "installing ${missing[*]}"
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+install_packages() {
+  apt_install ca-certificates bpfcc-tools python3-bpfcc libbpfcc bpftool python3 python3-venv \
+    iproute2 procps util-linux
+}
+
+install_kernel_headers() {
+  local kver; kver=$(uname -r)
+  local mod="/lib/modules/$kver"
+  if [ -e "$mod/build/include/linux/kconfig.h" ] || [ -e "$mod/build/include/generated/autoconf.h" ]; then
+    return 0
+  fi
+  if [ $apt_updated = 0 ]; then apt-get update -qq; apt_updated=1; fi
+  if apt-cache show "linux-headers-$kver" >/dev/null 2>&1; then
+    say "installing linux-headers-$kver"
+    apt-get install -y -qq "linux-headers-$kver" >/dev/null
+    return 0
+  fi
+  # Fallback for kernels Debian does not package (see docs: REQUIREMENTS.md). Download, do not
+  # install: the -amd64 headers package hard-depends on a kernel image we do not want.
+  local flavour; flavour=$(apt-cache search --names-only '^linux-headers-6\.12\.[0-9.]+\+deb12-amd64$' \
+    | awk '{print $1}' | sort -V | tail -n1)
+  [ -n "$flavour" ] || die "no headers package for kernel $kver and no linux-headers-6.12.*-amd64 fallback in apt"
+  local base=${flavour%-amd64}
+  local common="$base-common"
+  local kbuild_ver; kbuild_ver=$(echo "$base" | sed -E 's/^linux-headers-([0-9]+\.[0-9]+).*/\1/')
+  say "no headers for $kver: unpacking $flavour into $HEADERS_DIR (fallback)"
+  local tmp; tmp=$(mktemp -d)
+  (cd "$tmp" && apt-get download -qq "$flavour" "$common" "linux-kbuild-$kbuild_ver" >/dev/null)
+  rm -rf "$HEADERS_DIR"; mkdir -p "$HEADERS_DIR"
+  for deb in "$tmp"/*.deb; do dpkg -x "$deb" "$HEADERS_DIR"; done
+  rm -rf "$tmp"
+  local hdr="${flavour#linux-headers-}"
+  mkdir -p "$mod"
+  ln -sfn "$HEADERS_DIR/usr/src/$flavour" "$mod/build"
+  ln -sfn "$HEADERS_DIR/usr/src/$common" "$mod/source"
+  # The -amd64 tree's scripts/ and tools link to /usr/lib/linux-kbuild-X: point them at our copy.
+  if [ -d "$HEADERS_DIR/usr/lib/linux-kbuild-$kbuild_ver" ] && [ ! -e "/usr/lib/linux-kbuild-$kbuild_ver" ]; then
+    ln -sfn "$HEADERS_DIR/usr/lib/linux-kbuild-$kbuild_ver" "/usr/lib/linux-kbuild-$kbuild_ver"
+  fi
+  say "headers $hdr linked at $mod/build"
+}
+
+mount_tracefs() {
+  if [ ! -e /sys/kernel/tracing/events/syscalls ] && [ ! -e /sys/kernel/debug/tracing/events/syscalls ]; then
+    say "mounting tracefs on /sys/kernel/tracing"
+    mount -t tracefs nodev /sys/kernel/tracing
+  fi
+}
+
+create_user_and_dirs() {
+  getent group casa >/dev/null || groupadd --system casa
+  id casa >/dev/null 2>&1 || useradd --system --gid casa --no-create-home --home-dir /nonexistent \
+    --shell /usr/sbin/nologin casa
+  install -d -o root -g casa -m 0770 /run/casa
+  install -d -o casa -g casa -m 0750 /var/log/casa
+}
+
+create_venv() {
+  local stamp="$VENV/.requirements.sha256"
+  local want; want=$(sha256sum "$ROOT/requirements.txt" "$ROOT/pyproject.toml" | sha256sum | cut -d' ' -f1)
+  if [ -x "$VENV/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then return 0; fi
+  say "creating $VENV with pinned requirements"
+  [ -x "$VENV/bin/python" ] || /usr/bin/python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check -r "$ROOT/requirements.txt"
+  # Debian's bcc, alone: a directory holding only a link to the bcc package, put on sys.path by .pth.
+  local site; site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+  mkdir -p "$VENV/debian-bcc"
+  ln -sfn /usr/lib/python3/dist-packages/bcc "$VENV/debian-bcc/bcc"
+  echo "$VENV/debian-bcc" > "$site/casa-debian-bcc.pth"
+  # This checkout's packages (bus, collector, ...) and the `casa` command.
+  echo "$ROOT" > "$site/casa-checkout.pth"
+  printf '#!/bin/sh\nexec "%s" -m cli "$@"\n' "$VENV/bin/python" > "$VENV/bin/casa"
+  chmod 0755 "$VENV/bin/casa"
+  "$VENV/bin/python" -c 'import bcc, zmq, msgpack, celpy, opentelemetry.sdk' \
+    || die "the virtualenv at $VENV cannot import its dependencies"
+  echo "$want" > "$stamp"
+}
+
+grant_traverse() {
+  # The unprivileged stages run this checkout's code as `casa`.
+  local d="$ROOT"
+  while [ "$d" != "/" ]; do
+    if ! runuser -u casa -- test -x "$d" 2>/dev/null; then
+      chmod o+x "$d"; say "granted traverse (o+x) on $d so the casa user can reach the checkout"
+    fi
+    d=$(dirname "$d")
+  done
+  runuser -u casa -- test -r "$ROOT/pyproject.toml" || chmod -R o+rX "$ROOT"
+}
+
+install_packages
+install_kernel_headers
+mount_tracefs
+create_user_and_dirs
+create_venv
+grant_traverse
+say "ready (python: $VENV/bin/python, bcc $("$VENV/bin/python" -c 'import bcc; print(getattr(bcc, "__version__", "?"))'))"
