@@ -4,7 +4,7 @@ VENV  := .venv
 PY    := $(VENV)/bin/python
 SUDO  := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: setup run test test-fast bench eval eval-overhead clean help
+.PHONY: setup run test test-fast clean help
 
 help:
 	@echo "make run    set up if needed, then run the whole stack under supervisord (Ctrl-C stops it)"
@@ -28,3 +28,7 @@ test-fast: setup
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+# Evaluation (evaluation/eval.mk) and benchmark (bench/bench.mk) targets live beside their code.
+-include evaluation/eval.mk
+-include bench/bench.mk
