@@ -1,0 +1,1 @@
+"""Evaluation of CASA against the real OpenClaw, driven by a scripted fake model (issue 6)."""

@@ -1,0 +1,5 @@
+import sys
+
+from evaluation.fakellm.server import main
+
+sys.exit(main())
