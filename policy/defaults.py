@@ -1,0 +1,86 @@
+"""Built-in heuristic defaults of the original (casa-original.md §8.1), and how config overrides them.
+
+The original maps every ``analysis`` field onto its heuristics with one rule: a value that is
+missing, zero or an empty list falls back to the built-in default, so a zero threshold or an empty
+pattern list can never be configured. These defaults deliberately differ from the bundled
+rules.json (e.g. ``sensitive_history_window_seconds`` is 30 here, 10 in the file), so they are
+copied exactly rather than "fixed".
+
+Fields with no code default (the connect filters) keep what the file says, empty included.
+``lineage_max_depth`` has no default at all: the file must set it (> 0).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["INT_DEFAULTS", "LIST_DEFAULTS", "NO_DEFAULT_LISTS", "PORT_LIST_FIELDS", "REQUIRED_INTS",
+           "ANALYSIS_FIELDS", "DANGEROUS_CAPABILITY_BITS", "apply_default"]
+
+# Integer heuristics: field -> default used when the value is missing or 0.
+INT_DEFAULTS: dict[str, int] = {
+    "recent_event_limit": 64,
+    "max_per_process_artifacts": 16,
+    "deep_chain_threshold": 5,
+    "burst_open_threshold": 8,
+    "burst_connect_threshold": 3,
+    "burst_exec_threshold": 3,
+    "burst_window_seconds": 10,
+    "sensitive_history_window_seconds": 30,
+    "configured_connect_refresh_seconds": 300,
+}
+
+# Required integers (no default; must be > 0).
+REQUIRED_INTS: tuple[str, ...] = ("lineage_max_depth",)
+
+# String-list heuristics: field -> default used when the list is missing or empty.
+LIST_DEFAULTS: dict[str, tuple[str, ...]] = {
+    "suspicious_path_patterns": ("/tmp/", "/var/tmp/", "/dev/shm/", "/run/user/", "/proc/self/fd/"),
+    "sensitive_path_prefixes": ("/etc/", "/root/", "/home/", "/proc/", "/sys/", "/var/run/secrets/",
+                                "/run/secrets/", "/var/lib/kubelet/", "/var/lib/docker/",
+                                "/var/lib/containerd/"),
+    "sensitive_path_patterns": ("/.ssh/", "/.gnupg/", "/.aws/", "/.azure/", "/.gcloud/", "/.kube/",
+                                "/.docker/", "/.config/", "/.npmrc", "/.pypirc", "/.netrc", "/id_rsa",
+                                "/id_ed25519", "/authorized_keys", "/known_hosts", "/credentials",
+                                "/credentials.json", "/token", "/secret", "/shadow"),
+    "shell_names": ("sh", "bash", "zsh", "dash", "ksh", "fish"),
+    "network_tool_names": ("curl", "wget", "nc", "netcat", "ncat", "socat", "ssh", "scp", "rsync"),
+    "interpreter_names": ("python", "python3", "perl", "ruby", "node", "php", "lua", "bash", "sh",
+                          "dash", "zsh"),
+    "container_runtime_names": ("docker", "containerd", "ctr", "runc", "crun", "podman", "nerdctl"),
+    "dangerous_capability_names": ("CAP_SYS_ADMIN", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_SYS_PTRACE"),
+}
+
+# String lists without a code default: empty stays empty.
+NO_DEFAULT_LISTS: tuple[str, ...] = ("llm_provider_urls", "channel_urls", "known_cidrs",
+                                     "ignored_connect_ips")
+
+# Integer lists (uint16 ports), no default.
+PORT_LIST_FIELDS: tuple[str, ...] = ("allowed_loopback_ports",)
+
+ANALYSIS_FIELDS: tuple[str, ...] = (REQUIRED_INTS + tuple(INT_DEFAULTS) + tuple(LIST_DEFAULTS)
+                                    + NO_DEFAULT_LISTS + PORT_LIST_FIELDS)
+
+# Linux capability numbers (include/uapi/linux/capability.h), for dangerous_capability_names.
+DANGEROUS_CAPABILITY_BITS: dict[str, int] = {
+    "CAP_CHOWN": 0, "CAP_DAC_OVERRIDE": 1, "CAP_DAC_READ_SEARCH": 2, "CAP_FOWNER": 3,
+    "CAP_FSETID": 4, "CAP_KILL": 5, "CAP_SETGID": 6, "CAP_SETUID": 7, "CAP_SETPCAP": 8,
+    "CAP_LINUX_IMMUTABLE": 9, "CAP_NET_BIND_SERVICE": 10, "CAP_NET_BROADCAST": 11,
+    "CAP_NET_ADMIN": 12, "CAP_NET_RAW": 13, "CAP_IPC_LOCK": 14, "CAP_IPC_OWNER": 15,
+    "CAP_SYS_MODULE": 16, "CAP_SYS_RAWIO": 17, "CAP_SYS_CHROOT": 18, "CAP_SYS_PTRACE": 19,
+    "CAP_SYS_PACCT": 20, "CAP_SYS_ADMIN": 21, "CAP_SYS_BOOT": 22, "CAP_SYS_NICE": 23,
+    "CAP_SYS_RESOURCE": 24, "CAP_SYS_TIME": 25, "CAP_SYS_TTY_CONFIG": 26, "CAP_MKNOD": 27,
+    "CAP_LEASE": 28, "CAP_AUDIT_WRITE": 29, "CAP_AUDIT_CONTROL": 30, "CAP_SETFCAP": 31,
+    "CAP_MAC_OVERRIDE": 32, "CAP_MAC_ADMIN": 33, "CAP_SYSLOG": 34, "CAP_WAKE_ALARM": 35,
+    "CAP_BLOCK_SUSPEND": 36, "CAP_AUDIT_READ": 37, "CAP_PERFMON": 38, "CAP_BPF": 39,
+    "CAP_CHECKPOINT_RESTORE": 40,
+}
+
+
+def apply_default(field: str, value: Any) -> Any:
+    """Return the effective value of ``field``: the code default when ``value`` is missing/0/empty."""
+    if field in INT_DEFAULTS:
+        return value if value else INT_DEFAULTS[field]
+    if field in LIST_DEFAULTS:
+        return tuple(value) if value else LIST_DEFAULTS[field]
+    return tuple(value) if isinstance(value, (list, tuple)) else value
