@@ -1,0 +1,159 @@
+"""Envelope and event contract: msgpack round trips, validation, exports, version and malformed input."""
+
+from __future__ import annotations
+
+import copy
+
+import msgpack
+import pytest
+
+import bus
+from bus import Envelope, MalformedMessage, Subscriber, UnknownVersion, pack, unpack, validate_event
+from bus.events import COMMON_FIELDS, KIND_FIELDS, KINDS
+from tests.bus.bus_samples import CONTROL_MAP, DECISION_MAP, SAMPLE_EVENTS, SESSION_MAP
+
+
+def _env(events: list[dict], **kw) -> Envelope:
+    base = dict(topic="collector.event", stream="collector", epoch=11, seq=3, sent_ns=12345)
+    base.update(kw)
+    return Envelope(events=events, **base)
+
+
+def test_all_exports_resolve() -> None:
+    for name in bus.__all__:
+        assert hasattr(bus, name), name
+    assert set(bus.__all__) >= {"Envelope", "pack", "unpack", "Publisher", "Subscriber",
+                                "validate_event", "bind_publisher", "connect_subscriber"}
+
+
+def test_sample_covers_every_kind() -> None:
+    assert set(SAMPLE_EVENTS) == set(KINDS) == set(KIND_FIELDS)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_event_round_trip(kind: str) -> None:
+    event = SAMPLE_EVENTS[kind]
+    got = unpack(pack(_env([event])))
+    assert got.events == [event]
+    assert validate_event(got.events[0]) == []
+
+
+@pytest.mark.parametrize("payload", [SESSION_MAP, DECISION_MAP, CONTROL_MAP], ids=["session", "decision", "control"])
+def test_stage_map_round_trip(payload: dict) -> None:
+    got = unpack(pack(_env([payload], topic="analyzer.decision", stream="analyzer-0")))
+    assert got.events == [payload]
+    assert (got.topic, got.stream, got.epoch, got.seq, got.sent_ns) == ("analyzer.decision", "analyzer-0", 11, 3, 12345)
+
+
+def test_heartbeat_round_trip() -> None:
+    env = _env([], topic="collector.heartbeat", last_seq={"collector.event": 9},
+               counters={"sent_events": 5, "rules_version": "abc"}, interval_s=1.0)
+    got = unpack(pack(env))
+    assert got.last_seq == {"collector.event": 9}
+    assert got.counters == {"sent_events": 5, "rules_version": "abc"}
+    assert got.interval_s == 1.0 and got.events == []
+
+
+def test_unknown_keys_kept_in_extra() -> None:
+    frames = pack(_env([]))
+    body = msgpack.unpackb(frames[1])
+    body["future"] = 1
+    got = unpack([frames[0], msgpack.packb(body)])
+    assert got.extra == {"future": 1}
+
+
+def test_non_utf8_text_round_trip() -> None:
+    raw_path = b"/tmp/\xff\xfe odd\nname"
+    inside = bus.from_kernel(raw_path + b"\0garbage")
+    event = {**SAMPLE_EVENTS["open"], "path": bus.to_wire(inside),
+             "comm": bus.to_wire(bus.from_kernel(b"b\xe9sh\0"))}
+    frames = pack(_env([event]))
+    wire = msgpack.unpackb(frames[1], raw=False)["events"][0]
+    assert isinstance(wire["path"], bytes)            # msgpack bin, not a lossy str
+    got = unpack(frames).events[0]
+    assert bus.to_bytes(bus.from_wire(got["path"])) == raw_path
+    assert bus.to_bytes(bus.from_wire(got["comm"])) == b"b\xe9sh"
+    assert validate_event(got) == []
+    assert bus.to_wire("plain") == "plain"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_validate_rejects_missing_field(kind: str) -> None:
+    for name in KIND_FIELDS[kind]:
+        bad = copy.deepcopy(SAMPLE_EVENTS[kind])
+        del bad[name]
+        assert validate_event(bad) == [f"{kind}: missing field {name!r}"]
+
+
+@pytest.mark.parametrize("kind", [k for k in KINDS if k != "loss"])
+def test_validate_rejects_missing_common_field(kind: str) -> None:
+    for name in COMMON_FIELDS:
+        if name == "kind":
+            continue
+        bad = {k: v for k, v in SAMPLE_EVENTS[kind].items() if k != name}
+        assert validate_event(bad) == [f"{kind}: missing field {name!r}"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_validate_rejects_wrong_type(kind: str) -> None:
+    bad = {**SAMPLE_EVENTS[kind], "ts_ns": "yesterday"}
+    assert validate_event(bad) == [f"{kind}: field 'ts_ns' is str"]
+
+
+def test_validate_rejects_bool_for_int_and_bad_argv() -> None:
+    assert validate_event({**SAMPLE_EVENTS["exit"], "tgid": True}) == ["exit: field 'tgid' is bool"]
+    assert validate_event({**SAMPLE_EVENTS["exec"], "argv": ["a", 3]}) == ["exec: argv items must be text"]
+    assert validate_event({**SAMPLE_EVENTS["exec"], "cap_eff": None}) == []
+
+
+def test_validate_rejects_unknown_kind_and_non_map() -> None:
+    assert validate_event({"kind": "teleport"}) == ["unknown kind 'teleport'"]
+    assert validate_event([1, 2]) == ["event is list, not a map"]
+
+
+def test_unknown_version_rejected() -> None:
+    frames = pack(_env([]))
+    body = msgpack.unpackb(frames[1])
+    body["v"] = 2
+    with pytest.raises(UnknownVersion, match="envelope version 2"):
+        unpack([frames[0], msgpack.packb(body)])
+
+
+def _body(**over) -> bytes:
+    body = {"v": 1, "stream": "collector", "epoch": 1, "seq": 1, "sent_ns": 1, "events": []}
+    body.update(over)
+    return msgpack.packb(body)
+
+
+MALFORMED = {
+    "garbage bytes": [b"collector.event", b"\xc1\xc1\xc1"],
+    "one frame": [b"collector.event"],
+    "three frames": [b"collector.event", _body(), b"x"],
+    "non-map body": [b"collector.event", msgpack.packb([1, 2, 3])],
+    "topic not utf-8": [b"\xff", _body()],
+    "seq is a string": [b"collector.event", _body(seq="1")],
+    "stream is an int": [b"collector.event", _body(stream=5)],
+    "events not a list": [b"collector.event", _body(events={"kind": "exec"})],
+    "event not a map": [b"collector.event", _body(events=[1])],
+    "last_seq values": [b"collector.heartbeat", _body(last_seq={"collector.event": "9"})],
+    "trailing bytes": [b"collector.event", _body() + b"\x00"],
+}
+
+
+@pytest.mark.parametrize("frames", MALFORMED.values(), ids=MALFORMED.keys())
+def test_malformed_raises(frames: list[bytes]) -> None:
+    with pytest.raises(MalformedMessage):
+        unpack(frames)
+
+
+def test_subscriber_counts_and_drops_malformed() -> None:
+    sub = Subscriber(sock=None, topics=["collector."])
+    for frames in MALFORMED.values():
+        assert sub.handle_frames(frames) is None
+    bad_version = [b"collector.event", _body(v=99)]
+    assert sub.handle_frames(bad_version) is None
+    assert sub.counters.malformed == len(MALFORMED)
+    assert sub.counters.unknown_version == 1
+    assert sub.counters.received_messages == 0
+    good = sub.handle_frames(pack(_env([SAMPLE_EVENTS["exit"]], sent_ns=0)))
+    assert good is not None and sub.counters.received_events == 1
