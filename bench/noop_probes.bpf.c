@@ -1,0 +1,36 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * noop_probes.bpf.c: the do-nothing probe set of bench/overhead.py (bcc C).
+ *
+ * Attaches to the same tracepoints as the collector (bpf/collector.bpf.c): each handler does
+ * one lookup of the current tgid in a hash map that stays empty, then returns. What this costs
+ * an untracked process is the floor any tracepoint-based monitor pays on this kernel: enabling
+ * a syscalls:* tracepoint puts every syscall of every process on the tracing slow path
+ * (docs/performance.md, "The floor").
+ */
+
+BPF_HASH(tracked, u32, u32, 1024);   // tgid -> unused; never filled
+
+static __always_inline int lookup_only(void)
+{
+	u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	u32 *hit = tracked.lookup(&tgid);
+	return hit ? 1 : 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_execve) { return lookup_only(); }
+TRACEPOINT_PROBE(syscalls, sys_exit_execve) { return lookup_only(); }
+TRACEPOINT_PROBE(syscalls, sys_enter_execveat) { return lookup_only(); }
+TRACEPOINT_PROBE(syscalls, sys_exit_execveat) { return lookup_only(); }
+TRACEPOINT_PROBE(syscalls, sys_enter_openat) { return lookup_only(); }
+TRACEPOINT_PROBE(syscalls, sys_exit_openat) { return lookup_only(); }
+TRACEPOINT_PROBE(syscalls, sys_enter_openat2) { return lookup_only(); }
+TRACEPOINT_PROBE(syscalls, sys_exit_openat2) { return lookup_only(); }
+TRACEPOINT_PROBE(syscalls, sys_enter_open) { return lookup_only(); }
+TRACEPOINT_PROBE(syscalls, sys_exit_open) { return lookup_only(); }
+TRACEPOINT_PROBE(syscalls, sys_enter_connect) { return lookup_only(); }
+TRACEPOINT_PROBE(syscalls, sys_exit_connect) { return lookup_only(); }
+TRACEPOINT_PROBE(sched, sched_process_exec) { return lookup_only(); }
+TRACEPOINT_PROBE(sched, sched_process_fork) { return lookup_only(); }
+TRACEPOINT_PROBE(sched, sched_process_exit) { return lookup_only(); }
+TRACEPOINT_PROBE(task, task_newtask) { return lookup_only(); }

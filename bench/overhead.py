@@ -1,0 +1,167 @@
+"""Overhead on the monitored machine: the real collector attached vs not, alternated, in one run.
+
+    python -m bench overhead            # root; part of `make bench`
+
+Workloads (bench/workloads/syscalls.c, built with gcc into a private directory): an openat flood,
+a fork+exec loop of /bin/true, a loopback TCP connect loop, and a getppid loop (a syscall no probe
+watches). Each runs (a) untracked, under its own name, and (b) tracked: the same binary copied to
+the bench profile's root name ``casabenchroot`` (bench/stages.py), which the collector recognises
+at exec and tracks in-kernel, so every open/connect/fork/exec of the loop becomes an event.
+
+Three attachments alternate within each round (their order rotates per round, so drift on a shared
+machine hits all of them): ``none``; ``noop`` (bench/noop_probes.bpf.c: the collector's
+tracepoints with do-nothing handlers, the floor of any tracepoint monitor); ``collector`` (the real
+collector, publishing to a draining subscriber). Reported: median loop time per cell, and the
+ratios noop/none (floor) and collector/none (slowdown). Only the loop is timed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.recording import ROOT_COMM
+from bench.stages import BenchDirs, HeartbeatWatch, StageSet
+
+__all__ = ["OverheadSpec", "run", "build_workload"]
+
+WORKLOADS: dict[str, int] = {"openat": 300_000, "forkexec": 300, "connect": 15_000, "getppid": 2_000_000}
+MODES = ("none", "noop", "collector")
+TRACKED_DELAY_MS = 300        # lets the collector confirm the root before the loop starts
+ATTACH_TIMEOUT_S = 30.0
+SOURCE = Path(__file__).resolve().parent / "workloads" / "syscalls.c"
+
+
+@dataclass(frozen=True, slots=True)
+class OverheadSpec:
+    rounds: int = 5
+    scale: float = 1.0            # multiplies the iteration counts (tiny runs use 0.01)
+    modes: tuple[str, ...] = MODES
+
+
+def build_workload(directory: Path) -> tuple[Path, Path]:
+    """Compile the workloads; return (untracked binary, tracked copy named like the bench root)."""
+    if shutil.which("gcc") is None:
+        raise RuntimeError("gcc is missing: apt-get install -y gcc (needed for bench/workloads)")
+    plain = directory / "casa-bench-wl"
+    subprocess.run(["gcc", "-O2", "-Wall", "-o", str(plain), str(SOURCE)], check=True)
+    tracked = directory / ROOT_COMM
+    shutil.copy2(plain, tracked)
+    for p in (directory, plain, tracked):
+        p.chmod(0o755)
+    return plain, tracked
+
+
+def run_workload(binary: Path, mode: str, iterations: int, delay_ms: int) -> int:
+    """Run one loop; return its duration in ns (as printed by the workload)."""
+    out = subprocess.run([str(binary), mode, str(iterations), str(delay_ms)], capture_output=True,
+                         text=True, check=False, timeout=300)
+    if out.returncode != 0:
+        raise RuntimeError(f"workload {binary.name} {mode} failed ({out.returncode}): {out.stderr.strip()}")
+    return int(out.stdout.split()[2])
+
+
+class Attachment:
+    """Context manager putting the machine in one of MODES."""
+
+    def __init__(self, mode: str, dirs: BenchDirs) -> None:
+        self.mode, self.dirs = mode, dirs
+        self.stages = StageSet(dirs)
+        self.noop: subprocess.Popen[str] | None = None
+        self.drain: subprocess.Popen[str] | None = None
+        self.report: dict[str, Any] = {}
+
+    def __enter__(self) -> Attachment:
+        if self.mode == "noop":
+            self.noop = subprocess.Popen([sys.executable, "-m", "bench.noop"], stdout=subprocess.PIPE,
+                                         stderr=subprocess.DEVNULL, text=True, env=self.dirs.env())
+            if self.noop.stdout is None or self.noop.stdout.readline().strip() != "attached":
+                raise RuntimeError("bench.noop did not attach its probes (root and bcc needed)")
+        elif self.mode == "collector":
+            self._start_collector()
+        return self
+
+    def _start_collector(self) -> None:
+        self.drain = subprocess.Popen([sys.executable, "-m", "bench.drain", "--bus-dir", str(self.dirs.bus),
+                                       "--stream", "collector"], stdout=subprocess.PIPE, text=True,
+                                      env=self.dirs.env())
+        if self.drain.stdout is None or self.drain.stdout.readline().strip() != "subscribed":
+            raise RuntimeError("bench.drain did not start")
+        self.stages.start("collector", ["--config", str(self.dirs.config), "--bus-dir", str(self.dirs.bus),
+                                        "--pid-file", str(self.dirs.state / "collector.pid")])
+        self.stages.wait_ready(["collector"], ATTACH_TIMEOUT_S)
+
+    def collector_counters(self) -> dict[str, Any]:
+        watch = HeartbeatWatch.connect(self.dirs.bus, ["collector"])
+        try:
+            deadline = time.monotonic() + 2.5
+            while "collector" not in watch.latest and time.monotonic() < deadline:
+                watch.pump(0.1)
+            return watch.latest.get("collector", {})
+        finally:
+            watch.close()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.noop is not None:
+            self.noop.terminate()
+            self.noop.wait(10)
+        if self.mode == "collector":
+            self.report["collector"] = self.collector_counters()
+            self.stages.stop_all()
+            if self.drain is not None:
+                self.drain.terminate()
+                out, _ = self.drain.communicate(timeout=10)
+                self.report["drain"] = json.loads(out.strip().splitlines()[-1]) if out.strip() else {}
+
+
+def _cells(spec: OverheadSpec, dirs: BenchDirs, plain: Path, tracked: Path) -> tuple[dict[tuple[str, str, bool], list[int]], list[dict[str, Any]]]:
+    times: dict[tuple[str, str, bool], list[int]] = {}
+    reports: list[dict[str, Any]] = []
+    for r in range(spec.rounds):
+        order = spec.modes[r % len(spec.modes):] + spec.modes[:r % len(spec.modes)]
+        for mode in order:
+            with Attachment(mode, dirs) as att:
+                for wl, n in WORKLOADS.items():
+                    n = max(1, int(n * spec.scale))
+                    times.setdefault((mode, wl, False), []).append(run_workload(plain, wl, n, 0))
+                    times.setdefault((mode, wl, True), []).append(
+                        run_workload(tracked, wl, n, TRACKED_DELAY_MS))
+            if att.report:
+                reports.append({"round": r, **att.report})
+    return times, reports
+
+
+def _ratio(times: dict[tuple[str, str, bool], list[int]], mode: str, wl: str, tracked: bool) -> float | None:
+    base, other = times.get(("none", wl, tracked)), times.get((mode, wl, tracked))
+    if not base or not other:
+        return None
+    return round(statistics.median(other) / statistics.median(base), 3)
+
+
+def run(spec: OverheadSpec, workdir: Path) -> dict[str, Any]:
+    """Measure; return the result keys plus a ``detail`` map (medians, floors, collector counters)."""
+    if os.geteuid() != 0:
+        raise PermissionError("the overhead benchmark attaches eBPF probes: run it as root")
+    dirs = BenchDirs.create(workdir / "overhead")
+    plain, tracked = build_workload(dirs.root)
+    times, reports = _cells(spec, dirs, plain, tracked)
+    result: dict[str, Any] = {}
+    for wl in WORKLOADS:
+        for tr in (False, True):
+            tag = f"{'tracked' if tr else 'untracked'}_{wl}"
+            result[f"{tag}_slowdown"] = _ratio(times, "collector", wl, tr)
+            result[f"{tag}_floor"] = _ratio(times, "noop", wl, tr)
+    medians = {f"{m}/{wl}/{'tracked' if tr else 'untracked'}": statistics.median(v)
+               for (m, wl, tr), v in sorted(times.items())}
+    iterations = {wl: max(1, int(n * spec.scale)) for wl, n in WORKLOADS.items()}
+    result["detail"] = {"rounds": spec.rounds, "iterations": iterations, "median_loop_ns": medians,
+                        "collector_runs": reports}
+    return result
