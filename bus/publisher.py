@@ -55,8 +55,12 @@ class Publisher:
             self.pending[topic] = []
 
     def publish_now(self, topic: str, events: list[dict[str, Any]]) -> bool:
-        """Flush ``topic``'s queue, then send ``events`` as one message (control, lifecycle)."""
-        self._flush_topic(topic)
+        """Flush every queue, then send ``events`` as one message (control, lifecycle).
+
+        Flushing all topics (not only ``topic``) keeps the order subscribers see across topics: a
+        lifecycle "closed" or a reload never overtakes events queued before it on another topic.
+        """
+        self.flush()
         return self._send(topic, events)
 
     def flush(self) -> None:
