@@ -1,0 +1,177 @@
+"""CASA sinks: write what the analyzers publish to the JSONL logs, or export it as traces.
+
+usage: python -m sinks jsonl [--instances N] [--bus-dir DIR]
+       python -m sinks otel  [--instances N] [--bus-dir DIR]
+
+Two processes, separately restartable; each subscribes to ``analyzer.*`` on every analyzer stream
+(``analyzer-0`` .. ``analyzer-(N-1)``) and publishes its own heartbeat (topic
+``sinks.heartbeat``, stream ``sinks-jsonl`` / ``sinks-otel``) with its counters every second.
+
+Settings come from the environment, after a ``.env`` file in the working directory (which never
+overrides it): log paths for ``jsonl`` (see sinks/jsonl.py), the OTLP endpoint for ``otel`` (see
+sinks/otel.py). Runs as the unprivileged ``casa`` user. SIGHUP reopens the log files (after
+rotation); SIGTERM/SIGINT write what is queued, send a last heartbeat and exit.
+
+Caveat: ``otel`` with no endpoint configured logs that tracing is off and idles, so a supervisor
+does not restart it in a loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import zmq
+
+import bus
+from bus.envelope import Envelope
+from bus.publisher import HEARTBEAT_INTERVAL_S
+from sinks.envfile import load_env_file
+
+POLL_TIMEOUT_MS = 200
+SINK_STAGE = "sinks"
+ANALYZER_TOPICS = ["analyzer."]
+
+log = logging.getLogger("casa.sinks")
+
+
+class SinkCore(Protocol):
+    """What the loop needs from a sink (JsonlSink, TraceSink)."""
+
+    def handle(self, env: Envelope) -> None: ...
+    def on_loss(self, stream: str, topic: str, lost: int) -> None: ...
+    def drain(self) -> None: ...
+    def reopen_all(self, why: str) -> None: ...
+    def close(self) -> None: ...
+    def counters(self) -> dict[str, int]: ...
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m sinks", description=__doc__.split("\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+               "  python -m sinks jsonl                 # logs under /var/log/casa\n"
+               "  CASA_LOG_DIR=/tmp/casa python -m sinks jsonl\n"
+               "  CASA_OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318/v1/traces python -m sinks otel\n")
+    parser.add_argument("kind", choices=["jsonl", "otel"], help="which sink to run")
+    parser.add_argument("--instances", type=int, default=None,
+                        help="number of analyzer instances (default $CASA_ANALYZER_INSTANCES or 1)")
+    parser.add_argument("--bus-dir", type=Path, default=None, help="bus directory (default $CASA_BUS_DIR)")
+    parser.add_argument("--env-file", type=Path, default=Path(".env"), help="optional .env file")
+    args = parser.parse_args(argv)
+    if args.instances is not None and args.instances < 1:
+        parser.error("--instances must be at least 1")
+    return args
+
+
+@dataclass(slots=True)
+class Flags:
+    """Signal flags: set by handlers, acted on in the loop."""
+
+    stop: bool = False
+    reopen: bool = False
+
+
+def install_signals(flags: Flags) -> None:
+    def stop(_sig: int, _frame: Any) -> None:
+        flags.stop = True
+
+    def hup(_sig: int, _frame: Any) -> None:
+        flags.reopen = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGHUP, hup)
+
+
+def serve(core: SinkCore, stream: str, args: argparse.Namespace, flags: Flags,
+          clock: Callable[[], float] = time.monotonic) -> int:
+    """The poll loop: analyzer envelopes -> core; heartbeats; signals. Returns the exit code."""
+    ctx = zmq.Context()
+    streams = bus.analyzer_streams(args.instances)
+    sub_sock = bus.connect_subscriber(ctx, streams, ANALYZER_TOPICS, args.bus_dir)
+    sub = bus.Subscriber(sub_sock, ANALYZER_TOPICS, on_loss=core.on_loss)
+    pub = bus.Publisher(bus.bind_publisher(ctx, stream, args.bus_dir), SINK_STAGE, stream)
+    poller = zmq.Poller()
+    poller.register(sub_sock, zmq.POLLIN)
+    log.info("sink running | stream=%s analyzers=%s", stream, ",".join(streams))
+    try:
+        while not flags.stop:
+            if poller.poll(POLL_TIMEOUT_MS):
+                for env in sub.receive():
+                    core.handle(env)
+            core.drain()
+            if flags.reopen:
+                flags.reopen = False
+                core.reopen_all("SIGHUP")
+            if pub.heartbeat_due(clock()):
+                pub.heartbeat({**core.counters(), **sub.counters.as_dict()}, clock())
+        for env in sub.receive(10_000):            # what already arrived is written, not lost
+            core.handle(env)
+    finally:
+        core.close()
+        final = {**core.counters(), **sub.counters.as_dict()}
+        pub.heartbeat(final, clock())
+        log.info("sink stopped | stream=%s %s", stream, " ".join(f"{k}={v}" for k, v in final.items()))
+        sub_sock.close(0)
+        pub.sock.close(linger=500)
+        ctx.term()
+    return 0
+
+
+def build_core(kind: str) -> SinkCore | None:
+    """The sink core for ``kind``; None when it has nothing to do (otel without an endpoint)."""
+    if kind == "jsonl":
+        from sinks.jsonl import JsonlSink, LogPaths
+        paths = LogPaths.from_env()
+        log.info("writing JSONL logs | events=%s sessions=%s audit=%s alert=%s",
+                 paths.events, paths.sessions, paths.audit, paths.alert)
+        return JsonlSink.from_paths(paths)
+    from sinks.otel import OtelSettings, TraceSink
+    settings = OtelSettings.from_env()
+    if settings is None:
+        return None
+    log.info("exporting traces | endpoint=%s service=%s", settings.endpoint, settings.service_name)
+    return TraceSink.from_settings(settings)
+
+
+def idle_until_stopped(flags: Flags) -> int:
+    """Nothing to export: stay up quietly so a supervisor does not restart us forever."""
+    log.warning("tracing is off: no OTLP endpoint set | variables=CASA_OTEL_EXPORTER_OTLP_ENDPOINT,"
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,OTEL_EXPORTER_OTLP_ENDPOINT")
+    while not flags.stop:
+        time.sleep(HEARTBEAT_INTERVAL_S / 5)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    load_env_file(args.env_file)
+    flags = Flags()
+    install_signals(flags)
+    try:
+        core = build_core(args.kind)
+    except ValueError as exc:
+        log.error("cannot start the %s sink | reason=%s", args.kind, exc)
+        return 1
+    if core is None:
+        return idle_until_stopped(flags)
+    try:
+        return serve(core, f"sinks-{args.kind}", args, flags)
+    except bus.BusError as exc:
+        log.error("cannot use the bus | reason=%s", exc)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""The ``.env`` file: optional settings read from the working directory at start-up.
+
+Same rules as the original (casa-original.md §2.2): the file is read if present, and a value
+never overrides a variable that is already set in the environment. Syntax, one setting a line:
+
+    # a comment
+    KEY=VALUE
+    export KEY=VALUE
+    KEY="a value with spaces"     (one pair of matching quotes, ' or ", is stripped)
+
+Blank lines and comment lines are skipped; a line without ``=`` or with an invalid name is
+reported (file and line number) and skipped. Values are never logged: they may be secrets.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import MutableMapping
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["EnvLine", "parse_env_text", "load_env_file", "DEFAULT_ENV_FILE"]
+
+DEFAULT_ENV_FILE = Path(".env")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+log = logging.getLogger("casa.sinks")
+
+
+@dataclass(frozen=True, slots=True)
+class EnvLine:
+    """One accepted ``KEY=VALUE`` setting and where it came from (for error messages)."""
+
+    key: str
+    value: str
+    lineno: int
+
+
+def _unquote(value: str) -> str:
+    """Strip one pair of matching quotes, as the original does; nothing else is interpreted."""
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+        return value[1:-1]
+    return value
+
+
+def parse_env_text(text: str, source: str = ".env") -> tuple[list[EnvLine], list[str]]:
+    """Parse ``.env`` text; return the settings in file order and one problem message per bad line."""
+    settings: list[EnvLine] = []
+    problems: list[str] = []
+    for lineno, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("export "):
+            line = line[len("export "):].lstrip()
+        key, sep, value = line.partition("=")
+        key = key.strip()
+        if not sep or not _NAME.match(key):
+            problems.append(f"{source}:{lineno}: expected KEY=VALUE with a valid variable name; line skipped")
+            continue
+        settings.append(EnvLine(key=key, value=_unquote(value.strip()), lineno=lineno))
+    return settings, problems
+
+
+def load_env_file(path: Path = DEFAULT_ENV_FILE,
+                  environ: MutableMapping[str, str] | None = None) -> list[str]:
+    """Apply ``path`` to ``environ`` (default os.environ) without overriding; return the keys set.
+
+    A missing file is normal (nothing happens); an unreadable one is logged and ignored, because
+    a broken optional file must not stop a stage.
+    """
+    env = os.environ if environ is None else environ
+    try:
+        text = path.read_text(encoding="utf-8", errors="surrogateescape")
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        log.error("cannot read the .env file; continuing without it | path=%s error=%s", path, exc)
+        return []
+    settings, problems = parse_env_text(text, str(path))
+    for problem in problems:
+        log.warning("ignored a line of the .env file | problem=%s", problem)
+    applied: list[str] = []
+    for s in settings:
+        if s.key not in env:          # the environment always wins
+            env[s.key] = s.value
+            applied.append(s.key)
+    if applied:
+        log.info("loaded settings from the .env file | path=%s keys=%s", path, ",".join(applied))
+    return applied

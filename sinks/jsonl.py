@@ -1,0 +1,346 @@
+"""The JSONL log sink: events.log, sessions.log, audit.log and alert.log (casa-original.md §11).
+
+Guarantees, and how they are kept:
+
+* **One complete line per record.** Each record is encoded in full, then written with a single
+  ``os.write`` on an ``O_APPEND`` descriptor, so concurrent writers (another sink, a tool) can
+  interleave whole lines but never tear one. A short write (disk full mid-record) is completed
+  before anything else is written to that file, and the file is not reopened in between.
+* **Permissions.** Files are created 0640 (owner casa: the sink; group casa: the monitoring user).
+  The monitored agent runs as another user and can neither write nor truncate them. Missing
+  directories are created 0750.
+* **Rotation.** Before a write pass the path is ``stat``-ed (at most every ``ROTATION_CHECK_S``); a different inode (logrotate's
+  rename + create) or a missing file makes the sink reopen the path. SIGHUP and an in-band reload
+  reopen every file too.
+* **Errors never crash the stage and never drop silently.** A failed open or write keeps the
+  record in a per-file backlog, is logged loudly (once when it starts, then every
+  ``ERROR_REPORT_INTERVAL_S``) and retried every ``RETRY_INTERVAL_S``. The backlog is bounded by
+  ``BACKLOG_MAX_BYTES``; records beyond it are dropped, counted in ``lost`` and reported.
+
+Log paths come from the environment (and a .env file, see sinks/envfile.py):
+``CASA_EVENTS_LOG_PATH`` (alias ``CASA_EVENTS_LOG``), ``CASA_SESSIONS_LOG_PATH``
+(``CASA_SESSIONS_LOG``), ``CASA_AUDIT_LOG_PATH``, ``CASA_ALERT_LOG_PATH``; defaults
+``$CASA_LOG_DIR/{events,sessions,audit,alert}.log`` with ``CASA_LOG_DIR`` defaulting to
+``/var/log/casa``.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bus.envelope import Envelope
+from bus.topics import ANALYZER_CONTROL, ANALYZER_DECISION, ANALYZER_EVENT, ANALYZER_SESSION, is_heartbeat
+from sinks import records
+
+__all__ = ["LogPaths", "LogFile", "LogFileCounters", "JsonlSink", "FILE_MODE", "DIR_MODE",
+           "BACKLOG_MAX_BYTES", "RETRY_INTERVAL_S", "DEFAULT_LOG_DIR"]
+
+FILE_MODE = 0o640
+DIR_MODE = 0o750
+DEFAULT_LOG_DIR = Path("/var/log/casa")
+BACKLOG_MAX_BYTES = 64 * 1024 * 1024     # per file; beyond this, records are counted as lost
+RETRY_INTERVAL_S = 1.0                   # between attempts to open/write after an error
+ERROR_REPORT_INTERVAL_S = 10.0           # repeat the loud error while the problem lasts
+ROTATION_CHECK_S = 0.2                   # stat the path at most this often (lines written in
+                                         # between land in the rotated file: not lost)
+
+log = logging.getLogger("casa.sinks")
+
+# (primary variable, alias or None, default file name)
+_PATH_VARS = {
+    "events": ("CASA_EVENTS_LOG_PATH", "CASA_EVENTS_LOG", "events.log"),
+    "sessions": ("CASA_SESSIONS_LOG_PATH", "CASA_SESSIONS_LOG", "sessions.log"),
+    "audit": ("CASA_AUDIT_LOG_PATH", None, "audit.log"),
+    "alert": ("CASA_ALERT_LOG_PATH", None, "alert.log"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class LogPaths:
+    """Where the four logs go."""
+
+    events: Path
+    sessions: Path
+    audit: Path
+    alert: Path
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "LogPaths":
+        """Resolve every path: primary variable, then its alias, then ``$CASA_LOG_DIR/<name>``."""
+        env = os.environ if environ is None else environ
+        base = Path(env.get("CASA_LOG_DIR") or DEFAULT_LOG_DIR)
+        paths = {}
+        for name, (primary, alias, filename) in _PATH_VARS.items():
+            value = env.get(primary) or (env.get(alias) if alias else None)
+            paths[name] = Path(value) if value else base / filename
+        return cls(**paths)
+
+
+@dataclass(slots=True)
+class LogFileCounters:
+    written: int = 0           # records fully written
+    write_errors: int = 0      # failed open/write attempts
+    lost: int = 0              # records dropped because the backlog was full
+    reopens: int = 0           # rotation detected or reopen requested
+
+
+@dataclass(slots=True)
+class LogFile:
+    """One append-only JSONL file with a bounded backlog. Single-threaded: call from one loop."""
+
+    path: Path
+    backlog_max_bytes: int = BACKLOG_MAX_BYTES
+    clock: Callable[[], float] = time.monotonic
+    counters: LogFileCounters = field(default_factory=LogFileCounters)
+    _fd: int | None = None
+    _ino: tuple[int, int] | None = None
+    _backlog: deque[bytes] = field(default_factory=deque)
+    _backlog_bytes: int = 0
+    _partial: bool = False            # the head of the backlog is the rest of a short write
+    _retry_at: float = 0.0
+    _checked_at: float = -1e9         # last rotation check
+    _error: str | None = None         # the error currently in force (None: healthy)
+    _reported_at: float = -1e9
+    _lost_reported: int = 0
+
+    @property
+    def backlog(self) -> int:
+        """Records waiting to be written."""
+        return len(self._backlog)
+
+    def append(self, line: bytes) -> None:
+        """Queue one complete line and try to write everything queued."""
+        if self._backlog_bytes + len(line) > self.backlog_max_bytes:
+            self.counters.lost += 1
+            self._report_loss()
+        else:
+            self._backlog.append(line)
+            self._backlog_bytes += len(line)
+        self.drain()
+
+    def drain(self) -> None:
+        """Write queued lines; on error keep them and retry after RETRY_INTERVAL_S."""
+        if not self._backlog or self.clock() < self._retry_at:
+            return
+        try:
+            self._ensure_open()
+            while self._backlog:
+                self._write_head()
+        except OSError as exc:
+            self._fail(exc)
+            return
+        if self._error is not None:
+            log.warning("log file writable again; backlog written | path=%s lost=%d",
+                        self.path, self.counters.lost)
+            self._error = None
+
+    def reopen(self) -> None:
+        """Close now; the next write opens the path again (SIGHUP, reload, rotation)."""
+        if self._partial:
+            return                     # finish the torn line in the file it started in first
+        self._close()
+        self.counters.reopens += 1
+        self._retry_at = 0.0
+
+    def close(self) -> None:
+        self.drain()
+        self._close()
+
+    def _write_head(self) -> None:
+        line = self._backlog[0]
+        n = os.write(self._fd, line)       # type: ignore[arg-type]
+        if n < len(line):                  # only on a full disk; keep the rest, pinned to this fd
+            self._backlog[0] = line[n:]
+            self._backlog_bytes -= n
+            self._partial = True
+            raise OSError(errno.ENOSPC, f"short write ({n} of {len(line)} bytes)")
+        self._backlog.popleft()
+        self._backlog_bytes -= n
+        self._partial = False
+        self.counters.written += 1
+
+    def _ensure_open(self) -> None:
+        if self._fd is not None and not self._partial and self._rotation_check_due() \
+                and self._rotated():
+            self._close()
+            self.counters.reopens += 1
+            log.info("log file rotated; reopening | path=%s", self.path)
+        if self._fd is None:
+            self._open()
+
+    def _rotation_check_due(self) -> bool:
+        now = self.clock()
+        if now - self._checked_at < ROTATION_CHECK_S:
+            return False
+        self._checked_at = now
+        return True
+
+    def _rotated(self) -> bool:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return True
+        return (st.st_dev, st.st_ino) != self._ino
+
+    def _open(self) -> None:
+        self.path.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+        st = os.fstat(fd)
+        if st.st_uid == os.geteuid() and st.st_mode & 0o777 != FILE_MODE:
+            os.fchmod(fd, FILE_MODE)       # umask or an older file must not widen access
+        self._fd, self._ino = fd, (st.st_dev, st.st_ino)
+
+    def _close(self) -> None:
+        if self._fd is not None:
+            try:
+                os.close(self._fd)
+            except OSError:
+                pass
+            self._fd = None
+
+    def _fail(self, exc: OSError) -> None:
+        self.counters.write_errors += 1
+        now = self.clock()
+        self._retry_at = now + RETRY_INTERVAL_S
+        message = f"{exc.strerror or exc}"
+        if not self._partial:
+            self._close()                  # reopen on retry: the directory may be recreated
+        if message != self._error or now - self._reported_at >= ERROR_REPORT_INTERVAL_S:
+            log.error("cannot write log file; records kept and retried | path=%s error=%s "
+                      "backlog=%d lost=%d", self.path, message, len(self._backlog), self.counters.lost)
+            self._error, self._reported_at = message, now
+
+    def _report_loss(self) -> None:
+        now = self.clock()
+        if self._lost_reported == 0 or now - self._reported_at >= ERROR_REPORT_INTERVAL_S:
+            log.error("log backlog full; dropping records | path=%s lost=%d backlog_bytes=%d",
+                      self.path, self.counters.lost, self._backlog_bytes)
+            self._lost_reported, self._reported_at = self.counters.lost, now
+
+
+@dataclass(slots=True)
+class JsonlSink:
+    """Pure-ish core: envelopes in, lines appended to the four LogFiles. Time is injected."""
+
+    events: LogFile
+    sessions: LogFile
+    audit: LogFile
+    alert: LogFile
+    wall_clock_ns: Callable[[], int] = time.time_ns
+    malformed: int = 0                 # bus maps that could not become records
+    skipped_kinds: int = 0             # events of kinds the original never logged (fork, ...)
+    reloads_applied: int = 0
+    # session_id -> stream, for sessions that are open; loss on that stream marks them incomplete
+    open_sessions: dict[int, str] = field(default_factory=dict)
+    incomplete: set[int] = field(default_factory=set)
+
+    @classmethod
+    def from_paths(cls, paths: LogPaths, **kw: Any) -> "JsonlSink":
+        return cls(events=LogFile(paths.events), sessions=LogFile(paths.sessions),
+                   audit=LogFile(paths.audit), alert=LogFile(paths.alert), **kw)
+
+    def files(self) -> dict[str, LogFile]:
+        return {"events": self.events, "sessions": self.sessions, "audit": self.audit,
+                "alert": self.alert}
+
+    def handle(self, env: Envelope) -> None:
+        """Write what one analyzer envelope means; malformed maps are counted and dropped."""
+        if is_heartbeat(env.topic):
+            return
+        if env.topic == ANALYZER_CONTROL:
+            self.reopen_all("reload")
+            self.reloads_applied += 1
+            return
+        for item in env.events:
+            try:
+                self._handle_one(env.topic, env.stream, item)
+            except records.RecordError as exc:
+                self.malformed += 1
+                log.warning("dropped a malformed analyzer map | topic=%s stream=%s reason=%s",
+                            env.topic, env.stream, exc)
+
+    def _handle_one(self, topic: str, stream: str, item: dict[str, Any]) -> None:
+        if topic == ANALYZER_EVENT:
+            rec = records.event_record(item)
+            if rec is None:
+                self.skipped_kinds += 1
+                return
+            self._track_open(item, stream)
+            self.events.append(records.encode_line(rec))
+        elif topic == ANALYZER_DECISION:
+            self._write_decision(item)
+        elif topic == ANALYZER_SESSION:
+            self._write_session(item, stream)
+
+    def _track_open(self, item: Mapping[str, Any], stream: str) -> None:
+        sid = item.get("session_id")
+        if isinstance(sid, int) and sid not in self.open_sessions:
+            self.open_sessions[sid] = stream
+
+    def _write_decision(self, item: Mapping[str, Any]) -> None:
+        audit, alert = records.audit_due(item), records.alert_due(item)
+        if not (audit or alert):
+            return
+        line = records.encode_line(records.decision_record(item))
+        if audit:
+            self.audit.append(line)
+        if alert:
+            self.alert.append(line)
+
+    def _write_session(self, item: Mapping[str, Any], stream: str) -> None:
+        sid = item.get("session_id")
+        if not isinstance(sid, int) or isinstance(sid, bool):
+            raise records.RecordError("session map without an integer session_id")
+        rec = records.session_record(item, self.wall_clock_ns(), sink_saw_loss=sid in self.incomplete)
+        if rec is None:                                   # opened
+            self.open_sessions[sid] = stream
+            return
+        self.sessions.append(records.encode_line(rec))
+        if item.get("state") in ("closed", "shutdown"):   # open -> gone
+            self.open_sessions.pop(sid, None)
+            self.incomplete.discard(sid)
+
+    def on_loss(self, stream: str, topic: str, lost: int) -> None:
+        """Subscriber callback: messages were lost on ``stream``; its open sessions are incomplete."""
+        marked = [sid for sid, s in self.open_sessions.items() if s == stream]
+        self.incomplete.update(marked)
+        log.warning("analyzer messages lost; open sessions marked incomplete | stream=%s topic=%s "
+                    "lost=%d sessions=%s", stream, topic, lost, ",".join(map(str, marked)) or "-")
+
+    def drain(self) -> None:
+        """Retry backlogs (call on every poll-loop pass)."""
+        for f in self.files().values():
+            f.drain()
+
+    def reopen_all(self, why: str) -> None:
+        log.info("reopening log files | reason=%s", why)
+        for f in self.files().values():
+            f.reopen()
+        self.drain()
+
+    def close(self) -> None:
+        for f in self.files().values():
+            f.close()
+
+    def counters(self) -> dict[str, int]:
+        """Heartbeat counters: records written per file, write errors, backlog, lost."""
+        out: dict[str, int] = {"malformed_maps": self.malformed, "skipped_kinds": self.skipped_kinds,
+                               "reloads_applied": self.reloads_applied,
+                               "open_sessions": len(self.open_sessions)}
+        for name, f in self.files().items():
+            out[f"{name}_written"] = f.counters.written
+            out[f"{name}_write_errors"] = f.counters.write_errors
+            out[f"{name}_backlog"] = f.backlog
+            out[f"{name}_lost"] = f.counters.lost
+        out["write_errors"] = sum(f.counters.write_errors for f in self.files().values())
+        out["lost_records"] = sum(f.counters.lost for f in self.files().values())
+        out["backlog"] = sum(f.backlog for f in self.files().values())
+        return out
