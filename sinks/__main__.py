@@ -92,6 +92,23 @@ def install_signals(flags: Flags) -> None:
     signal.signal(signal.SIGHUP, hup)
 
 
+def receive_into(core: SinkCore, sub: bus.Subscriber, sock: zmq.Socket, max_messages: int = 256) -> None:
+    """Decode and handle waiting messages one at a time.
+
+    One at a time, not a batch from ``sub.receive()``: the subscriber reports a sequence gap
+    (``on_loss``) while decoding the message after the gap, and the core must have handled every
+    message before the gap by then, or it would blame the loss on the wrong sessions.
+    """
+    for _ in range(max_messages):
+        try:
+            frames = sock.recv_multipart(flags=zmq.NOBLOCK)
+        except zmq.Again:
+            return
+        env = sub.handle_frames(frames)
+        if env is not None:
+            core.handle(env)
+
+
 def serve(core: SinkCore, stream: str, args: argparse.Namespace, flags: Flags,
           clock: Callable[[], float] = time.monotonic) -> int:
     """The poll loop: analyzer envelopes -> core; heartbeats; signals. Returns the exit code."""
@@ -106,16 +123,14 @@ def serve(core: SinkCore, stream: str, args: argparse.Namespace, flags: Flags,
     try:
         while not flags.stop:
             if poller.poll(POLL_TIMEOUT_MS):
-                for env in sub.receive():
-                    core.handle(env)
+                receive_into(core, sub, sub_sock)
             core.drain()
             if flags.reopen:
                 flags.reopen = False
                 core.reopen_all("SIGHUP")
             if pub.heartbeat_due(clock()):
                 pub.heartbeat({**core.counters(), **sub.counters.as_dict()}, clock())
-        for env in sub.receive(10_000):            # what already arrived is written, not lost
-            core.handle(env)
+        receive_into(core, sub, sub_sock, 10_000)  # what already arrived is written, not lost
     finally:
         core.close()
         final = {**core.counters(), **sub.counters.as_dict()}

@@ -49,6 +49,7 @@ DEFAULT_LOG_DIR = Path("/var/log/casa")
 BACKLOG_MAX_BYTES = 64 * 1024 * 1024     # per file; beyond this, records are counted as lost
 RETRY_INTERVAL_S = 1.0                   # between attempts to open/write after an error
 ERROR_REPORT_INTERVAL_S = 10.0           # repeat the loud error while the problem lasts
+MAX_TRACKED_SESSIONS = 100_000          # open sessions remembered for loss attribution
 ROTATION_CHECK_S = 0.2                   # stat the path at most this often (lines written in
                                          # between land in the rotated file: not lost)
 
@@ -238,6 +239,7 @@ class JsonlSink:
     malformed: int = 0                 # bus maps that could not become records
     skipped_kinds: int = 0             # events of kinds the original never logged (fork, ...)
     reloads_applied: int = 0
+    joined_midway: int = 0             # sessions first seen after their start (marked incomplete)
     # session_id -> stream, for sessions that are open; loss on that stream marks them incomplete
     open_sessions: dict[int, str] = field(default_factory=dict)
     incomplete: set[int] = field(default_factory=set)
@@ -276,14 +278,27 @@ class JsonlSink:
             self._track_open(item, stream)
             self.events.append(records.encode_line(rec))
         elif topic == ANALYZER_DECISION:
+            self._track_open(item, stream)
             self._write_decision(item)
         elif topic == ANALYZER_SESSION:
             self._write_session(item, stream)
 
     def _track_open(self, item: Mapping[str, Any], stream: str) -> None:
+        """A session first seen without its "opened" map began before this sink saw it (sink
+        restart, lost lifecycle message): part of its data is missing here, so it is incomplete."""
         sid = item.get("session_id")
         if isinstance(sid, int) and sid not in self.open_sessions:
-            self.open_sessions[sid] = stream
+            self._remember(sid, stream)
+            self.incomplete.add(sid)
+            self.joined_midway += 1
+
+    def _remember(self, sid: int, stream: str) -> None:
+        """Track an open session; bounded, forgetting the oldest if close messages went missing."""
+        self.open_sessions[sid] = stream
+        while len(self.open_sessions) > MAX_TRACKED_SESSIONS:
+            oldest = next(iter(self.open_sessions))
+            del self.open_sessions[oldest]
+            self.incomplete.discard(oldest)
 
     def _write_decision(self, item: Mapping[str, Any]) -> None:
         audit, alert = records.audit_due(item), records.alert_due(item)
@@ -299,9 +314,12 @@ class JsonlSink:
         sid = item.get("session_id")
         if not isinstance(sid, int) or isinstance(sid, bool):
             raise records.RecordError("session map without an integer session_id")
+        if item.get("state") == "opened":
+            self._remember(sid, stream)
+        else:
+            self._track_open(item, stream)
         rec = records.session_record(item, self.wall_clock_ns(), sink_saw_loss=sid in self.incomplete)
         if rec is None:                                   # opened
-            self.open_sessions[sid] = stream
             return
         self.sessions.append(records.encode_line(rec))
         if item.get("state") in ("closed", "shutdown"):   # open -> gone
@@ -334,7 +352,8 @@ class JsonlSink:
         """Heartbeat counters: records written per file, write errors, backlog, lost."""
         out: dict[str, int] = {"malformed_maps": self.malformed, "skipped_kinds": self.skipped_kinds,
                                "reloads_applied": self.reloads_applied,
-                               "open_sessions": len(self.open_sessions)}
+                               "open_sessions": len(self.open_sessions),
+                               "sessions_joined_midway": self.joined_midway}
         for name, f in self.files().items():
             out[f"{name}_written"] = f.counters.written
             out[f"{name}_write_errors"] = f.counters.write_errors

@@ -1,0 +1,149 @@
+"""A stand-in analyzer (publisher on analyzer-0 in a private bus dir) and sink subprocesses.
+
+Used by the process-level sink tests; the stack and evaluation suites may reuse it. When the
+tests run as root the sink runs as the unprivileged ``casa`` user, as in production.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+import bus
+from bus.topics import ANALYZER_SESSION
+
+CHECKOUT = Path(__file__).resolve().parents[2]
+CASA_USER = "casa"
+
+
+def as_casa() -> bool:
+    """Run sinks as casa when we are root and the user exists."""
+    if os.geteuid() != 0:
+        return False
+    try:
+        pwd.getpwnam(CASA_USER)
+        return True
+    except KeyError:
+        return False
+
+
+def shared_dir(prefix: str, owner_casa: bool = False) -> Path:
+    """A temp dir the casa user can use: bus dirs root:casa 0770, log dirs owned by casa."""
+    d = Path(tempfile.mkdtemp(prefix=prefix))
+    os.chmod(d, 0o770 if not owner_casa else 0o750)
+    if as_casa():
+        gid = grp.getgrnam(CASA_USER).gr_gid
+        uid = pwd.getpwnam(CASA_USER).pw_uid if owner_casa else 0
+        os.chown(d, uid, gid)
+    return d
+
+
+class StandInAnalyzer:
+    """Binds analyzer-0 and publishes analyzer.* maps like the real analyzer."""
+
+    def __init__(self, bus_dir: Path, stream: str = "analyzer-0") -> None:
+        self.ctx = zmq.Context()
+        self.sock = bus.bind_publisher(self.ctx, stream, bus_dir)
+        self.pub = bus.Publisher(self.sock, "analyzer", stream)
+
+    def wait_subscribed(self, timeout_s: float = 15.0) -> None:
+        """Block until a subscriber has subscribed (XPUB shows subscriptions), else fail."""
+        if not self.sock.poll(int(timeout_s * 1000)):
+            raise TimeoutError("no subscriber connected to the stand-in analyzer")
+        self.sock.recv()
+
+    def send(self, topic: str, events: list[dict[str, Any]]) -> None:
+        self.pub.publish_now(topic, [wire(e) for e in events])
+
+    def skip(self, topic: str, n: int) -> None:
+        """Pretend ``n`` messages of ``topic`` were sent and lost (a sequence gap)."""
+        self.pub.last_seq[topic] = self.pub.last_seq.get(topic, 0) + n
+
+    def heartbeat(self) -> None:
+        self.pub.heartbeat({})
+
+    def close(self) -> None:
+        self.sock.close(linger=1000)
+        self.ctx.term()
+
+
+def wire(value: Any) -> Any:
+    """Text as the bus carries it: surrogate-escaped str -> bytes (bus.to_wire), recursively."""
+    if isinstance(value, str):
+        return bus.to_wire(value)
+    if isinstance(value, dict):
+        return {k: wire(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [wire(v) for v in value]
+    return value
+
+
+def start_sink(kind: str, bus_dir: Path, env: dict[str, str], cwd: Path) -> subprocess.Popen[bytes]:
+    """``python -m sinks <kind>`` as a real process (as casa when root)."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("CASA_", "OTEL_"))}
+    full_env.update(env)
+    full_env["PYTHONPATH"] = str(CHECKOUT)
+    kw: dict[str, Any] = {}
+    if as_casa():
+        kw.update(user=CASA_USER, group=CASA_USER, extra_groups=[])
+        shutil.chown(cwd, CASA_USER, CASA_USER)
+    return subprocess.Popen([sys.executable, "-m", "sinks", kind, "--bus-dir", str(bus_dir)],
+                            cwd=cwd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            **kw)
+
+
+def stop(proc: subprocess.Popen[bytes], timeout_s: float = 20.0) -> tuple[int, str]:
+    """SIGTERM, wait, return (exit code, stderr text)."""
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        _, err = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate()
+    return proc.returncode, err.decode(errors="replace")
+
+
+def wait_for(pred: Callable[[], Any], timeout_s: float = 15.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class HeartbeatListener:
+    """Subscribes to a sink's heartbeat stream and keeps the latest counters."""
+
+    def __init__(self, bus_dir: Path, stream: str) -> None:
+        self.ctx = zmq.Context()
+        self.sock = bus.connect_subscriber(self.ctx, [stream], ["sinks.heartbeat"], bus_dir)
+        self.sub = bus.Subscriber(self.sock, ["sinks.heartbeat"])
+        self.latest: dict[str, Any] = {}
+
+    def poll(self) -> dict[str, Any]:
+        for env in self.sub.receive():
+            if env.counters is not None:
+                self.latest = env.counters
+        return self.latest
+
+    def close(self) -> None:
+        self.sock.close(0)
+        self.ctx.term()
+
+
+__all__ = ["StandInAnalyzer", "HeartbeatListener", "start_sink", "stop", "wait_for", "shared_dir",
+           "as_casa", "wire", "ANALYZER_SESSION"]

@@ -1,0 +1,177 @@
+"""``python -m sinks jsonl`` as a real process on a real bus, fed by a stand-in analyzer."""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import signal
+import stat
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bus.text import to_bytes
+from bus.topics import ANALYZER_CONTROL, ANALYZER_DECISION, ANALYZER_EVENT, ANALYZER_SESSION
+from tests.sinks.bus_harness import (HeartbeatListener, StandInAnalyzer, as_casa, shared_dir,
+                                     start_sink, stop, wait_for)
+from tests.sinks.sink_maps import README_ALERT_TS_NS, exec_event, readme_decision, session_map
+
+ODD_PATH = "/tmp/odd\udcff\nname.sh"     # a non-UTF-8 byte and a newline
+
+
+def lines(p: Path) -> list[dict]:
+    if not p.exists():
+        return []
+    return [json.loads(x) for x in p.read_bytes().splitlines()]
+
+
+class Rig:
+    def __init__(self, tmp: Path) -> None:
+        self.bus_dir = shared_dir("casa-bus-")
+        self.log_parent = shared_dir("casa-logs-", owner_casa=True)
+        self.log_dir = self.log_parent / "casa"           # created by the sink
+        self.cwd = tmp / "cwd"
+        self.cwd.mkdir()
+        (self.cwd / ".env").write_text(f"CASA_LOG_DIR={self.log_dir}\nexport CASA_ALERT_LOG_PATH="
+                                       f"'{self.log_dir}/alerts-from-env-file.log'\n")
+        self.analyzer = StandInAnalyzer(self.bus_dir)
+        self.proc = start_sink("jsonl", self.bus_dir, {}, self.cwd)
+        self.analyzer.wait_subscribed()
+        self.hb = HeartbeatListener(self.bus_dir, "sinks-jsonl")
+
+    def log(self, name: str) -> Path:
+        return self.log_dir / name
+
+    def close(self) -> tuple[int, str]:
+        code, err = stop(self.proc)
+        self.hb.close()
+        self.analyzer.close()
+        shutil.rmtree(self.bus_dir, ignore_errors=True)
+        shutil.rmtree(self.log_parent, ignore_errors=True)
+        return code, err
+
+
+@pytest.fixture
+def rig(tmp_path: Path) -> Iterator[Rig]:
+    r = Rig(tmp_path)
+    yield r
+    if r.proc.poll() is None:
+        r.close()
+
+
+def session_events() -> list[dict]:
+    t = README_ALERT_TS_NS
+    base = {"tid": 4242, "ppid": 4200, "uid": 1000, "comm": "bash", "root": 4000, "session_id": 25,
+            "profile": "openclaw", "depth": 2}
+    return [
+        {**base, "kind": "open", "ts_ns": t - 10, "tgid": 4242, "syscall": "openat",
+         "path": ODD_PATH, "flags": 0x241, "mode": 0o755, "ret": 3},
+        exec_event(ts_ns=t),
+        {**base, "kind": "connect", "ts_ns": t + 10, "tgid": 4242, "family": 2, "addr": "127.0.0.1",
+         "port": 18000, "ret": 0},
+        {**base, "kind": "fork", "ts_ns": t + 15, "tgid": 4242, "child_tgid": 4243},
+        {**base, "kind": "exit", "ts_ns": t + 20, "tgid": 4242, "exit_code": 0},
+    ]
+
+
+def test_a_session_becomes_the_four_logs(rig: Rig) -> None:
+    a = rig.analyzer
+    a.send(ANALYZER_SESSION, [session_map("opened")])
+    a.send(ANALYZER_EVENT, session_events())
+    a.send(ANALYZER_DECISION, [readme_decision(), readme_decision(triggered_rules=[], action="IGNORE")])
+    a.send(ANALYZER_SESSION, [session_map("flushed")])
+    a.send(ANALYZER_SESSION, [session_map("closed", closed_ns=README_ALERT_TS_NS + 30)])
+    wait_for(lambda: len(lines(rig.log("sessions.log"))) == 2, what="two session snapshots")
+    events = lines(rig.log("events.log"))
+    assert [e["type"] for e in events] == ["OPENAT", "EXECVE", "CONNECT", "EXIT"]   # fork skipped
+    assert to_bytes(events[0]["path"]) == b"/tmp/odd\xff\nname.sh"
+    audit, alert = lines(rig.log("audit.log")), lines(rig.log("alerts-from-env-file.log"))
+    assert len(audit) == 1 and audit == alert
+    assert audit[0]["decision"]["triggered_rules"][0]["name"] == "write_then_exec_same_path"
+    sessions = lines(rig.log("sessions.log"))
+    assert [s["reason"] for s in sessions] == ["periodic_flush", "session_closed"]
+    assert all(s["session"]["complete"] for s in sessions)
+    assert not rig.log("alert.log").exists()          # the .env file chose another path
+    for name in ("events.log", "sessions.log", "audit.log", "alerts-from-env-file.log"):
+        st = os.stat(rig.log(name))
+        assert stat.S_IMODE(st.st_mode) == 0o640
+        if as_casa():
+            assert st.st_uid == pwd.getpwnam("casa").pw_uid
+    counters = wait_for(lambda: rig.hb.poll().get("events_written") == 4 and rig.hb.latest,
+                        what="heartbeat counters")
+    assert counters["skipped_kinds"] == 1 and counters["audit_written"] == 1
+    assert counters["lost_records"] == 0 and counters["write_errors"] == 0
+    code, err = rig.close()
+    assert code == 0, err
+    assert "sink stopped | stream=sinks-jsonl" in err
+
+
+def test_loss_on_the_analyzer_stream_marks_open_sessions_incomplete(rig: Rig) -> None:
+    a = rig.analyzer
+    a.send(ANALYZER_SESSION, [session_map("opened", session_id=7)])
+    a.send(ANALYZER_EVENT, [exec_event(session_id=7)])
+    a.skip(ANALYZER_EVENT, 3)                          # three event batches never arrive
+    a.send(ANALYZER_EVENT, [exec_event(session_id=7)])
+    a.send(ANALYZER_SESSION, [session_map("closed", session_id=7, closed_ns=README_ALERT_TS_NS)])
+    a.send(ANALYZER_SESSION, [session_map("opened", session_id=8)])
+    a.send(ANALYZER_SESSION, [session_map("closed", session_id=8, closed_ns=README_ALERT_TS_NS)])
+    got = wait_for(lambda: (s := lines(rig.log("sessions.log"))) and len(s) == 2 and s,
+                   what="two closed sessions")
+    assert {s["session_id"]: s["session"]["complete"] for s in got} == {7: False, 8: True}
+    code, err = rig.close()
+    assert code == 0 and "open sessions marked incomplete" in err and "sessions=7" in err
+
+
+def test_malformed_maps_are_counted_and_dropped(rig: Rig) -> None:
+    a = rig.analyzer
+    a.send(ANALYZER_EVENT, [{"kind": "exec", "tgid": "x"}, exec_event()])
+    a.send(ANALYZER_DECISION, [{"kind": "decision", "triggered_rules": [{"name": "r"}]}])
+    a.send(ANALYZER_SESSION, [{"kind": "session", "state": "closed"}])
+    wait_for(lambda: rig.hb.poll().get("malformed_maps") == 3, what="three malformed maps counted")
+    assert len(lines(rig.log("events.log"))) == 1
+    assert rig.proc.poll() is None                     # still running
+
+
+@pytest.mark.root
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run the sink as casa and deny it the directory")
+def test_unwritable_log_directory_then_writable_loses_nothing(rig: Rig) -> None:
+    a = rig.analyzer
+    a.send(ANALYZER_EVENT, [exec_event()])
+    wait_for(lambda: len(lines(rig.log("events.log"))) == 1, what="first event")
+    os.chown(rig.log_dir, 0, 0)                        # casa can no longer create files here
+    os.chmod(rig.log_dir, 0o755)
+    rig.log("events.log").rename(rig.log_dir / "events.log.1")    # rotated away
+    a.send(ANALYZER_EVENT, [exec_event(tgid=n) for n in range(100, 150)])
+    counters = wait_for(lambda: (c := rig.hb.poll()).get("events_backlog") == 50 and c,
+                        what="backlog of 50")
+    assert counters["write_errors"] >= 1 and counters["events_written"] == 1
+    assert rig.proc.poll() is None
+    os.chown(rig.log_dir, pwd.getpwnam("casa").pw_uid, pwd.getpwnam("casa").pw_gid)
+    got = wait_for(lambda: len(x := lines(rig.log("events.log"))) == 50 and x, what="backlog written")
+    assert [e["pid"] for e in got] == list(range(100, 150))
+    code, err = rig.close()
+    assert code == 0 and "cannot write log file; records kept and retried" in err
+    assert "Permission denied" in err and "log file writable again" in err
+
+
+def test_reload_and_sighup_reopen_rotated_files(rig: Rig) -> None:
+    a = rig.analyzer
+    a.send(ANALYZER_EVENT, [exec_event(tgid=1)])
+    wait_for(lambda: lines(rig.log("events.log")), what="first event")
+    rig.log("events.log").rename(rig.log_dir / "old.log")
+    a.send(ANALYZER_CONTROL, [{"kind": "control", "command": "reload", "id": 1, "requested_ns": 1}])
+    a.send(ANALYZER_EVENT, [exec_event(tgid=2)])
+    wait_for(lambda: lines(rig.log("events.log")), what="event in the reopened file")
+    assert [e["pid"] for e in lines(rig.log("events.log"))] == [2]
+    rig.log("events.log").rename(rig.log_dir / "older.log")
+    rig.proc.send_signal(signal.SIGHUP)
+    time.sleep(0.5)                                    # the flag is acted on in the next loop pass
+    a.send(ANALYZER_EVENT, [exec_event(tgid=3)])
+    wait_for(lambda: lines(rig.log("events.log")), what="event after SIGHUP")
+    assert wait_for(lambda: rig.hb.poll().get("reloads_applied") == 1, what="reload counted")
+    code, err = rig.close()
+    assert code == 0 and "reason=SIGHUP" in err and "reason=reload" in err
