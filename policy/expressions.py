@@ -54,7 +54,7 @@ def check_expr(expr: str) -> CelCheck:
     """Parse ``expr`` and check its variables and fields against :data:`FEATURES`."""
     out = CelCheck()
     try:
-        out.tree = celpy.Environment().compile(expr)
+        out.tree = celpy.Environment(runner_class=celpy.CompiledRunner).compile(expr)
     except celpy.CELParseError as exc:
         out.errors.append("does not compile: " + " ".join(str(exc).split()))
         return out

@@ -1,0 +1,270 @@
+"""The analyzer's pure core: sessionizer messages in, analyzer messages out; no sockets, no clock.
+
+``Analyzer.handle(envelope_or_map, now_ns)`` returns ``[(topic, map), ...]`` to publish, in order:
+
+* ``sessionizer.event`` -> ``analyzer.event`` (the map unchanged) for owned sessions, then, when
+  the session's derived context changed and rules newly matched, one ``analyzer.decision``;
+* ``sessionizer.session`` -> ``analyzer.session`` (lifecycle + recent events, score, context);
+* ``sessionizer.control`` reload -> re-read rules.json (keep the old policy if invalid), then
+  forward on ``analyzer.control``.
+
+Instance ``i`` of ``N`` owns the sessions with ``session_id % N == i`` and ignores the rest, so N
+instances give the same decisions as one. Malformed events are counted and dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from analyzer.context import Context, advance
+from analyzer.decisions import Action, DecisionState, Result, decide
+from analyzer.rules import CompiledRules
+from analyzer.session_state import TRACKED_KINDS, RecentEvent, SessionState
+from bus.envelope import Envelope
+from bus import topics as T
+from policy import Policy, PolicyError
+
+__all__ = ["Analyzer", "Counters", "Tracked", "CLOSED_MEMORY", "STALE_SESSION_S"]
+
+CLOSED_MEMORY = 4096          # closed session ids remembered, so late events do not revive them
+STALE_SESSION_S = 6 * 3600    # drop a session with no message for this long (lost "closed")
+
+log = logging.getLogger("casa.analyzer")
+
+Out = list[tuple[str, dict[str, Any]]]
+
+
+@dataclass(slots=True)
+class Counters:
+    events_in: int = 0
+    events_owned: int = 0
+    events_malformed: int = 0
+    events_late: int = 0          # for a session this instance already saw closed
+    evaluations_skipped: int = 0  # context unchanged since the last evaluation
+    decisions: int = 0
+    lifecycle_in: int = 0
+    reloads_ok: int = 0
+    reloads_failed: int = 0
+    loss_marks: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {k: getattr(self, k) for k in self.__slots__}
+
+
+@dataclass(slots=True)
+class Tracked:
+    """One owned session: folded state, derived context, decision state."""
+
+    state: SessionState
+    ctx: Context = field(default_factory=Context)
+    decision: DecisionState = field(default_factory=DecisionState)
+    last_key: tuple[Any, ...] | None = None     # (context rule key, rules version) last evaluated
+    last_message_ns: int = 0
+
+
+class Analyzer:
+    """Sessions of one instance, the active policy, and the counters of what happened."""
+
+    def __init__(self, policy: Policy, instance: int = 0, instances: int = 1,
+                 reload_policy: Callable[[], Policy] | None = None) -> None:
+        if instances < 1 or not 0 <= instance < instances:
+            raise ValueError(f"instance {instance} of {instances}: need 0 <= instance < instances")
+        self.policy = policy
+        self.rules = CompiledRules(policy)
+        self.instance, self.instances = instance, instances
+        self.reload_policy = reload_policy
+        self.sessions: dict[int, Tracked] = {}
+        self.closed: deque[int] = deque(maxlen=CLOSED_MEMORY)
+        self.counters = Counters()
+
+    # ------------------------------------------------------------------ dispatch
+
+    def owns(self, session_id: int) -> bool:
+        return session_id % self.instances == self.instance
+
+    def handle(self, msg: Envelope | tuple[str, dict[str, Any]], now_ns: int) -> Out:
+        """Process one envelope (or one ``(topic, map)``); return what to publish."""
+        if isinstance(msg, Envelope):
+            topic, maps = msg.topic, msg.events
+        else:
+            topic, maps = msg[0], [msg[1]]
+        handler = {T.SESSIONIZER_EVENT: self.handle_event,
+                   T.SESSIONIZER_SESSION: self.handle_lifecycle,
+                   T.SESSIONIZER_CONTROL: self.handle_control}.get(topic)
+        out: Out = []
+        if handler is None:
+            return out
+        for m in maps:
+            out.extend(handler(m, now_ns))
+        return out
+
+    # ------------------------------------------------------------------ events
+
+    def handle_event(self, ev: Any, now_ns: int) -> Out:
+        self.counters.events_in += 1
+        problem = _event_problem(ev)
+        if problem:
+            self.counters.events_malformed += 1
+            log.warning("dropped a malformed sessionizer event | reason=%s", problem)
+            return []
+        sid = ev["session_id"]
+        if not self.owns(sid):
+            return []
+        self.counters.events_owned += 1
+        out: Out = [(T.ANALYZER_EVENT, ev)]
+        if ev["kind"] not in TRACKED_KINDS:
+            return out
+        if sid in self.closed:
+            self.counters.events_late += 1
+            return out
+        tracked = self._session(sid, now_ns, opened=False)
+        try:
+            proc = tracked.state.observe(ev)
+            tracked.ctx = advance(tracked.ctx, ev["kind"], proc, tracked.state, self.policy.analysis)
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            self.counters.events_malformed += 1
+            log.warning("could not fold a sessionizer event | session_id=%d reason=%s", sid, exc)
+            return out
+        decision = self._evaluate(tracked, ev)
+        if decision is not None:
+            out.append((T.ANALYZER_DECISION, decision))
+        return out
+
+    def _evaluate(self, tracked: Tracked, ev: dict[str, Any]) -> dict[str, Any] | None:
+        key = (tracked.ctx.rule_key(), self.policy.version)
+        if key == tracked.last_key:
+            self.counters.evaluations_skipped += 1
+            return None
+        tracked.last_key = key
+        matched = self.rules.matched(tracked.ctx, tracked.state.session_id)
+        result = decide(tracked.decision, matched, self.policy.thresholds)
+        if not result.newly:
+            return None
+        self.counters.decisions += 1
+        return self._decision_map(tracked, ev, result)
+
+    def _decision_map(self, tracked: Tracked, ev: dict[str, Any], r: Result) -> dict[str, Any]:
+        return {"kind": "decision", "session_id": tracked.state.session_id, "ts_ns": ev.get("ts_ns", 0),
+                "event": ev, "action": r.action.name, "score": r.score, "increment": r.increment,
+                "log_threshold": r.log_threshold, "alert_threshold": r.alert_threshold,
+                "triggered_rules": [{"name": x.name, "expr": x.expr, "weight": x.weight} for x in r.newly],
+                "context": tracked.ctx.as_map(), "rules_version": self.policy.version}
+
+    def _session(self, sid: int, now_ns: int, opened: bool) -> Tracked:
+        tracked = self.sessions.get(sid)
+        if tracked is None:
+            a = self.policy.analysis
+            state = SessionState(session_id=sid, recent_limit=a.recent_event_limit,
+                                 artifact_limit=a.max_per_process_artifacts)
+            # Joining a session after its "opened" message means its first events were missed.
+            state.complete = opened
+            tracked = self.sessions[sid] = Tracked(state=state)
+        tracked.last_message_ns = now_ns
+        return tracked
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def handle_lifecycle(self, m: Any, now_ns: int) -> Out:
+        self.counters.lifecycle_in += 1
+        if not isinstance(m, dict) or not _is_int(m.get("session_id")) or not isinstance(m.get("state"), str):
+            self.counters.events_malformed += 1
+            log.warning("dropped a malformed session lifecycle message | reason=needs session_id and state")
+            return []
+        sid, state = m["session_id"], m["state"]
+        if not self.owns(sid):
+            return []
+        if sid in self.closed:
+            return [(T.ANALYZER_SESSION, self._snapshot(None, m))]
+        tracked = self._session(sid, now_ns, opened=state == "opened")
+        tracked.state.lifecycle = m
+        out = [(T.ANALYZER_SESSION, self._snapshot(tracked, m))]
+        if state == "closed":                 # open -> closed: decision state is dropped (§10.7)
+            del self.sessions[sid]
+            self.closed.append(sid)
+        return out
+
+    def _snapshot(self, tracked: Tracked | None, m: dict[str, Any]) -> dict[str, Any]:
+        snap = dict(m)
+        if tracked is None:
+            snap.update(recent_events=[], score=0, action=Action.IGNORE.name, triggered_rules=[],
+                        context=Context().as_map(), rules_version=self.policy.version)
+            return snap
+        d = tracked.decision
+        snap.update(complete=bool(m.get("complete", True)) and tracked.state.complete,
+                    recent_events=[e.to_map() for e in tracked.state.recent],
+                    score=d.score, action=d.worst.name, triggered_rules=list(d.triggered_order),
+                    context=tracked.ctx.as_map(), rules_version=self.policy.version)
+        return snap
+
+    def mark_loss(self, lost: int) -> None:
+        """Loss on the sessionizer stream: every open session may miss events."""
+        self.counters.loss_marks += 1
+        for tracked in self.sessions.values():
+            tracked.state.complete = False
+        log.warning("sessionizer messages lost; open sessions marked incomplete | lost=%d sessions=%d",
+                    lost, len(self.sessions))
+
+    def tick(self, now_ns: int) -> None:
+        """Forget sessions whose "closed" never came (a sessionizer crash without restore)."""
+        limit = now_ns - STALE_SESSION_S * 1_000_000_000
+        for sid in [s for s, t in self.sessions.items() if t.last_message_ns < limit]:
+            log.warning("dropped a session with no message for a long time | session_id=%d", sid)
+            del self.sessions[sid]
+
+    # ------------------------------------------------------------------ control
+
+    def handle_control(self, m: Any, now_ns: int) -> Out:
+        if not isinstance(m, dict) or m.get("kind") != "control":
+            self.counters.events_malformed += 1
+            return []
+        if m.get("command") == "reload":
+            self.reload()
+        return [(T.ANALYZER_CONTROL, m)]
+
+    def reload(self) -> bool:
+        """Validate, then swap; on any error keep the current policy and say why."""
+        if self.reload_policy is None:
+            return False
+        try:
+            policy = self.reload_policy()
+            rules = CompiledRules(policy)
+        except PolicyError as exc:
+            self.counters.reloads_failed += 1
+            log.error("%s; keeping the %d rules of version %s | reload=failed",
+                      exc, len(self.policy.enabled_rules), self.policy.version)
+            return False
+        self.policy, self.rules = policy, rules
+        self.counters.reloads_ok += 1
+        log.info("rules reloaded | version=%s rules=%d", policy.version, len(policy.enabled_rules))
+        return True
+
+    def stats(self) -> dict[str, int]:
+        """Counters for heartbeats and shutdown."""
+        return {**self.counters.as_dict(), "sessions_open": len(self.sessions),
+                "rule_evaluations": self.rules.evaluations, "rule_cache_hits": self.rules.cache_hits,
+                "rule_eval_errors": self.rules.eval_errors}
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _event_problem(ev: Any) -> str | None:
+    """Why an event cannot be analysed (None: fine)."""
+    if not isinstance(ev, dict):
+        return f"event is {type(ev).__name__}, not a map"
+    if not isinstance(ev.get("kind"), str):
+        return "missing kind"
+    for name in ("session_id", "ts_ns", "tgid"):
+        if not _is_int(ev.get(name)):
+            return f"{ev['kind']}: field {name!r} must be an integer"
+    for name in ("path", "exe", "comm", "addr"):
+        if name in ev and not isinstance(ev[name], (str, bytes)):
+            return f"{ev['kind']}: field {name!r} must be text"
+    if "argv" in ev and not isinstance(ev["argv"], list):
+        return f"{ev['kind']}: field 'argv' must be a list"
+    return None

@@ -1,0 +1,155 @@
+"""history.* flags (casa-original.md §8.3): recomputed from scratch over the session's window.
+
+The window is the session's last ``recent_event_limit`` accepted events, in arrival order, across
+all its processes. So history flags can turn false again when old events leave the window (a rule
+that already scored keeps its score, §10). Semantics kept from the original on purpose:
+
+* ``connect_then_exec``: a connect, then any later exec; no time window, no process relation.
+* ``sensitive_then_network`` / ``sensitive_then_execve``: a sensitive open and a connect (exec)
+  within ``sensitive_history_window_seconds`` of each other, in EITHER order despite the name.
+* ``burst_*``: ``threshold`` consecutive kept events of the kind within ``burst_window_seconds``;
+  routine opens and local/private connects are not counted.
+* ``write_then_exec_same_path``: a write-intent open of P, then a later exec whose path is exactly
+  P (``bash P`` does not match: its exec path is /bin/bash).
+* ``opened_deleted_path``: any of a process's last N opens has " (deleted)" in its path (this one
+  looks at the per-process open lists, not the window).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, fields
+
+from analyzer.paths import DELETED_MARK, has_write_intent, is_sensitive
+from analyzer.session_state import CONNECT, EXEC, OPEN, RecentEvent, SessionState
+from policy import Analysis
+
+__all__ = ["HistoryFlags", "history_flags", "burst", "burst_ignorable_open",
+           "burst_ignorable_connect", "NS_PER_S"]
+
+NS_PER_S = 1_000_000_000
+
+_ROUTINE_OPEN_EXACT = frozenset({"/dev/null", "/dev/tty", "/dev/urandom", "/etc/localtime",
+                                 "/usr/lib/locale/locale-archive", "package.json",
+                                 "package-lock.json", "/etc/ld.so.cache", ""})
+# The original lists /home/ubuntu/.profile and .bashrc; any home's dotfile is routine here.
+_ROUTINE_OPEN_SUFFIXES = ("/package.json", "/package-lock.json", "/.profile", "/.bashrc")
+_ROUTINE_OPEN_PARTS = ("/.nvm/", "/.openclaw/")
+_LIB_DIRS = ("/lib/", "/usr/lib/", "/lib64/")
+_PRIVATE_V4 = tuple(ipaddress.ip_network(n) for n in
+                    ("169.254.0.0/16", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryFlags:
+    connect_then_exec: bool = False
+    sensitive_then_network: bool = False
+    sensitive_then_execve: bool = False
+    burst_open: bool = False
+    burst_connect: bool = False
+    burst_exec: bool = False
+    write_then_exec_same_path: bool = False
+    opened_deleted_path: bool = False
+
+    def as_map(self) -> dict[str, bool]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def history_flags(session: SessionState, a: Analysis) -> HistoryFlags:
+    events = list(session.recent)
+    window_ns = a.burst_window_seconds * NS_PER_S
+    sens = [e for e in events if e.kind == OPEN
+            and is_sensitive(e.path, a.sensitive_path_prefixes, a.sensitive_path_patterns)]
+    sens_ids = {id(e) for e in sens}
+    sens_window_ns = a.sensitive_history_window_seconds * NS_PER_S
+    return HistoryFlags(
+        connect_then_exec=_connect_then_exec(events),
+        sensitive_then_network=_near_either_order(events, sens_ids, CONNECT, sens_window_ns),
+        sensitive_then_execve=_near_either_order(events, sens_ids, EXEC, sens_window_ns),
+        burst_open=burst([e.ts_ns for e in events if e.kind == OPEN and not burst_ignorable_open(e.path)],
+                         a.burst_open_threshold, window_ns),
+        burst_connect=burst([e.ts_ns for e in events if e.kind == CONNECT
+                             and not burst_ignorable_connect(e.addr, e.port)],
+                            a.burst_connect_threshold, window_ns),
+        burst_exec=burst([e.ts_ns for e in events if e.kind == EXEC], a.burst_exec_threshold, window_ns),
+        write_then_exec_same_path=_write_then_exec(events),
+        opened_deleted_path=_opened_deleted(p.opens for p in session.processes.values()),
+    )
+
+
+def _connect_then_exec(events: Sequence[RecentEvent]) -> bool:
+    seen_connect = False
+    for e in events:
+        if e.kind == CONNECT:
+            seen_connect = True
+        elif e.kind == EXEC and seen_connect:
+            return True
+    return False
+
+
+def _near_either_order(events: Sequence[RecentEvent], sens_ids: set[int], other: str,
+                       window_ns: int) -> bool:
+    """A sensitive open and an ``other`` event within ``window_ns``, compared while scanning:
+    each sensitive open with the latest earlier ``other``, each ``other`` with the latest earlier
+    sensitive open (§8.3). ``window_ns <= 0`` means unlimited."""
+    last_sens: int | None = None
+    last_other: int | None = None
+    for e in events:
+        if id(e) in sens_ids:
+            if last_other is not None and _within(e.ts_ns, last_other, window_ns):
+                return True
+            last_sens = e.ts_ns
+        elif e.kind == other:
+            if last_sens is not None and _within(e.ts_ns, last_sens, window_ns):
+                return True
+            last_other = e.ts_ns
+    return False
+
+
+def _within(a_ns: int, b_ns: int, window_ns: int) -> bool:
+    return window_ns <= 0 or abs(a_ns - b_ns) <= window_ns
+
+
+def burst(times_ns: Sequence[int], threshold: int, window_ns: int) -> bool:
+    """Some run of ``threshold`` consecutive times spans at most ``window_ns``."""
+    if threshold <= 1:
+        return True
+    return any(times_ns[i + threshold - 1] - times_ns[i] <= window_ns
+               for i in range(len(times_ns) - threshold + 1))
+
+
+def burst_ignorable_open(path: str) -> bool:
+    """Loader, runtime and routine-file opens that never count towards a burst."""
+    if path in _ROUTINE_OPEN_EXACT:
+        return True
+    if path.startswith(_LIB_DIRS) and ".so" in path:
+        return True
+    if path in ("/proc", "/sys") or path.startswith(("/proc/", "/sys/")):
+        return True
+    return path.endswith(_ROUTINE_OPEN_SUFFIXES) or any(p in path for p in _ROUTINE_OPEN_PARTS)
+
+
+def burst_ignorable_connect(addr: str, port: int) -> bool:
+    """Loopback, link-local and private IPv4 (DNS to them included); unparsable is NOT ignored."""
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError:
+        return False
+    if ip.is_loopback:
+        return True
+    return ip.version == 4 and any(ip in net for net in _PRIVATE_V4)
+
+
+def _write_then_exec(events: Sequence[RecentEvent]) -> bool:
+    written: set[str] = set()
+    for e in events:
+        if e.kind == OPEN and e.path and has_write_intent(e.flags):
+            written.add(e.path)
+        elif e.kind == EXEC and e.path in written:
+            return True
+    return False
+
+
+def _opened_deleted(open_lists: Iterable[Iterable[str]]) -> bool:
+    return any(DELETED_MARK in path for opens in open_lists for path in opens)
