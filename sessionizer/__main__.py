@@ -1,0 +1,255 @@
+"""casa sessionizer: group the collector's raw events into agent sessions.
+
+Reads ``collector.event`` / ``collector.control`` from ipc://$CASA_BUS_DIR/collector.sock and
+publishes ``sessionizer.event`` (accepted events with session_id, profile, depth, lineage),
+``sessionizer.session`` (opened / flushed / closed / shutdown) and ``sessionizer.control`` on
+ipc://$CASA_BUS_DIR/sessionizer.sock. Runs as the unprivileged ``casa`` user.
+
+Signals: SIGHUP reloads rules.json and config/casa.json locally (validate, then swap; on error
+the old settings stay and the reason is logged); the in-band ``collector.control`` reload does
+the same and is forwarded on ``sessionizer.control``. SIGTERM/SIGINT publish ``shutdown`` for
+every open session, write a checkpoint, send a final heartbeat and exit 0.
+
+Caveats: session timers run on event time; the state directory must be writable by this user
+for restart recovery and restart-proof session ids (otherwise ids derive from the clock).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from bus import Publisher, Subscriber, bind_publisher, connect_subscriber
+from bus.sequence import StreamState
+from bus.topics import COLLECTOR_CONTROL, COLLECTOR_EVENT, SESSIONIZER_CONTROL, SESSIONIZER_SESSION
+from policy import rules_path
+from sessionizer.checkpoint import StateStore, state_dir
+from sessionizer.connect_filter import ConfiguredEndpoints
+from sessionizer.core import FLUSH_INTERVAL_S, Out, Sessionizer
+from sessionizer.sessions import SessionIds
+from sessionizer.settings import Settings, SettingsError, load_settings
+
+STAGE = "sessionizer"
+POLL_TIMEOUT_MS = 5
+CHECKPOINT_INTERVAL_S = 5.0
+LIVENESS_INTERVAL_S = 2.0
+DATA_TOPICS = (COLLECTOR_EVENT, COLLECTOR_CONTROL)
+
+log = logging.getLogger("casa.sessionizer")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m sessionizer", description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+               "  python -m sessionizer                          # defaults from the environment\n"
+               "  python -m sessionizer --flush-interval-s 5     # flushed lifecycle every 5 s\n"
+               "  CASA_BUS_DIR=/tmp/bus python -m sessionizer --state-dir /tmp/state\n")
+    p.add_argument("--rules", default=str(rules_path()), help="rules.json ($CASA_RULES_PATH)")
+    p.add_argument("--config", default=os.environ.get("CASA_CONFIG_PATH"),
+                   help="config/casa.json ($CASA_CONFIG_PATH)")
+    p.add_argument("--flush-interval-s", type=float,
+                   default=float(os.environ.get("CASA_FLUSH_INTERVAL_S", FLUSH_INTERVAL_S)),
+                   help="periodic 'flushed' lifecycle interval ($CASA_FLUSH_INTERVAL_S, default 30)")
+    p.add_argument("--state-dir", type=Path, default=state_dir(),
+                   help="checkpoint and id reservations ($CASA_STATE_DIR, default /var/lib/casa)")
+    p.add_argument("--checkpoint-interval-s", type=float, default=CHECKPOINT_INTERVAL_S)
+    p.add_argument("--log-level", default=os.environ.get("CASA_LOG_LEVEL", "INFO"))
+    args = p.parse_args(argv)
+    if args.flush_interval_s <= 0:
+        p.error("--flush-interval-s must be > 0")
+    return args
+
+
+class Stage:
+    """The wiring: sockets, the poll loop, signals, reloads, checkpoints, heartbeats."""
+
+    def __init__(self, args: argparse.Namespace, settings: Settings) -> None:
+        self.args = args
+        self.store = StateStore(args.state_dir)
+        doc = self.store.load()
+        ids = SessionIds(self.store.first_id(), reserve=self.store.reserve)
+        self.endpoints = ConfiguredEndpoints()
+        self._configure_endpoints(settings)
+        self.core = Sessionizer(settings, self.endpoints, ids, args.flush_interval_s)
+        self.ctx = zmq.Context()
+        self.pub = Publisher(bind_publisher(self.ctx, STAGE), STAGE)
+        topics = Subscriber.subscriptions(list(DATA_TOPICS))
+        self.sub = Subscriber(connect_subscriber(self.ctx, ["collector"], topics), topics,
+                              on_loss=self._on_bus_loss)
+        self.stop = False
+        self.reload_requested = False
+        self.last_seen: dict[str, dict[str, int]] = {}
+        self._restore(doc.get("checkpoint"))
+
+    # -------------------------------------------------------------- setup
+
+    def _configure_endpoints(self, settings: Settings) -> None:
+        self.endpoints.configure(settings.llm_provider_urls + settings.channel_urls,
+                                 settings.known_cidrs, settings.refresh_s)
+
+    def _restore(self, checkpoint: Any) -> None:
+        if not isinstance(checkpoint, dict) or not self.store.writable:
+            return
+        try:
+            n = self.core.restore(checkpoint, time.time_ns(), _alive)
+        except (KeyError, TypeError, ValueError) as exc:
+            log.error("checkpoint unusable; starting empty | reason=%s", exc)
+            return
+        for topic, pos in (checkpoint.get("bus") or {}).items():
+            # Resume loss accounting where we stopped: the first message after the restart
+            # reveals exactly how many collector messages were missed.
+            self.sub.tracker.streams[("collector", topic)] = StreamState(pos["epoch"], pos["seq"])
+        log.info("restored from checkpoint | sessions=%d processes=%d", n, len(self.core.tracker))
+
+    def _on_bus_loss(self, stream: str, topic: str, lost: int) -> None:
+        if stream == "collector":
+            self.core.loss(lost, "bus")
+
+    # -------------------------------------------------------------- loop
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._on_stop)
+        signal.signal(signal.SIGINT, self._on_stop)
+        signal.signal(signal.SIGHUP, self._on_hup)
+        self.endpoints.start()
+        poller = zmq.Poller()
+        poller.register(self.sub.sock, zmq.POLLIN)
+        log.info("sessionizer running | profiles=%s flush_interval_s=%s state=%s",
+                 ",".join(p.name for p in self.core.settings.profiles), self.args.flush_interval_s,
+                 self.store.path)
+        next_checkpoint = next_liveness = time.monotonic()
+        while not self.stop:
+            try:
+                poller.poll(POLL_TIMEOUT_MS)
+            except zmq.ZMQError:
+                pass                                   # EINTR from a signal
+            self._drain()
+            if self.reload_requested:
+                self.reload_requested = False
+                self.reload()
+            self.emit(self.core.tick(time.time_ns()))
+            mono = time.monotonic()
+            if mono >= next_liveness:
+                next_liveness = mono + LIVENESS_INTERVAL_S
+                self._check_leaders()
+            if mono >= next_checkpoint:
+                next_checkpoint = mono + self.args.checkpoint_interval_s
+                self.checkpoint()
+            self.pub.flush()
+            if self.pub.heartbeat_due():
+                self.pub.heartbeat(self.counters())
+        return self.finish()
+
+    def _drain(self) -> None:
+        for env in self.sub.receive():
+            if env.topic == COLLECTOR_EVENT:
+                for event in env.events:
+                    self.emit(self.core.handle(event, time.time_ns()))
+            elif env.topic == COLLECTOR_CONTROL:
+                for msg in env.events:
+                    self._control(msg)
+            else:
+                continue
+            self.last_seen[env.topic] = {"epoch": env.epoch, "seq": env.seq}
+
+    def _control(self, msg: dict[str, Any]) -> None:
+        if msg.get("kind") == "control" and msg.get("command") == "reload":
+            log.info("reload requested in band | id=%s", msg.get("id"))
+            self.reload()
+        else:
+            log.warning("unknown control message forwarded unchanged | command=%r", msg.get("command"))
+        self.pub.flush()
+        self.pub.publish_now(SESSIONIZER_CONTROL, [msg])
+
+    def emit(self, outputs: list[Out]) -> None:
+        """Publish in order; a lifecycle message first flushes the events queued before it."""
+        for topic, msg in outputs:
+            if topic == SESSIONIZER_SESSION:
+                self.pub.flush()
+                self.pub.publish_now(topic, [msg])
+            else:
+                self.pub.publish(topic, msg)
+
+    def reload(self) -> bool:
+        """Validate the files, then swap; on error keep the old settings and say why."""
+        try:
+            settings = load_settings(self.args.rules, self.args.config)
+        except SettingsError as exc:
+            log.error("reload failed; keeping the previous settings | reason=%s", exc)
+            return False
+        self.core.reconfigure(settings)
+        self._configure_endpoints(settings)
+        log.info("settings reloaded | rules=%s version=%s profiles=%d", self.args.rules,
+                 settings.rules_version, len(settings.profiles))
+        return True
+
+    def _check_leaders(self) -> None:
+        """Sessions whose leader's exit was lost (loss, restart) would never close otherwise."""
+        for s in self.core.sessions:
+            if s.origin.value == "invocation" and s.state.value == "open" and not _alive(s.leader_tgid):
+                log.warning("session leader gone without an exit event | session_id=%d tgid=%d",
+                            s.session_id, s.leader_tgid)
+                self.core.leader_gone(s.leader_tgid, time.time_ns())
+
+    def checkpoint(self) -> None:
+        if not self.store.writable:
+            return
+        state = self.core.checkpoint_state()
+        state["bus"] = dict(self.last_seen)
+        self.store.checkpoint(state)
+
+    def counters(self) -> dict[str, Any]:
+        out: dict[str, Any] = dict(self.core.stats())
+        out.update({f"bus_{k}": v for k, v in self.sub.counters.as_dict().items()})
+        out["dns_resolve_failures"] = self.endpoints.resolve_failures
+        return out
+
+    def finish(self) -> int:
+        self.emit(self.core.shutdown(time.time_ns()))
+        self.checkpoint()
+        self.pub.flush()
+        self.pub.heartbeat(self.counters())
+        self.endpoints.stop()
+        summary = " ".join(f"{k}={v}" for k, v in sorted(self.counters().items()))
+        log.info("sessionizer stopped | %s", summary)
+        self.sub.sock.close(0)
+        self.pub.sock.close(1000)
+        self.ctx.term()
+        return 0
+
+    def _on_stop(self, signum: int, frame: Any) -> None:
+        self.stop = True
+
+    def _on_hup(self, signum: int, frame: Any) -> None:
+        self.reload_requested = True
+
+
+def _alive(tgid: int) -> bool:
+    """Does the process still exist? (/proc is readable by any user for existence.)"""
+    return tgid > 0 and os.path.exists(f"/proc/{tgid}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = load_settings(args.rules, args.config)
+    except SettingsError as exc:
+        log.error("cannot start: configuration invalid | reason=%s", exc)
+        return 1
+    return Stage(args, settings).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

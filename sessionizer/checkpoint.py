@@ -1,0 +1,112 @@
+"""The state file ``$CASA_STATE_DIR/sessionizer.json``: id reservations and restart checkpoints.
+
+One JSON document, replaced atomically (write a temporary file, fsync, rename)::
+
+    {"version": 1, "id_reserved_until": 129, "saved_ns": ...,
+     "checkpoint": {"tracker": {...}, "sessions": [...], "next_id": 97,
+                    "bus": {"collector.event": {"epoch": ..., "seq": ...}, ...}}}
+
+Session ids below ``id_reserved_until`` may have been handed out, so a restarted sessionizer
+starts there: ids are never reused, even after a crash (at most one reserved block is skipped).
+When the file cannot be written (no state directory, wrong owner), ids fall back to the wall
+clock in milliseconds, which is still increasing across restarts, and restart recovery is off;
+both are logged once. A corrupt file is set aside as ``sessionizer.json.corrupt``, not trusted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["StateStore", "STATE_VERSION", "DEFAULT_STATE_DIR", "state_dir"]
+
+STATE_VERSION = 1
+DEFAULT_STATE_DIR = "/var/lib/casa"
+FILE_NAME = "sessionizer.json"
+
+log = logging.getLogger("casa.sessionizer.state")
+
+
+def state_dir() -> Path:
+    return Path(os.environ.get("CASA_STATE_DIR", DEFAULT_STATE_DIR))
+
+
+class StateStore:
+    """Loads and saves the state document; remembers whether saving works at all."""
+
+    def __init__(self, directory: Path | None = None) -> None:
+        self.path = (directory or state_dir()) / FILE_NAME
+        self.doc: dict[str, Any] = {"version": STATE_VERSION, "id_reserved_until": 1}
+        self.writable = True
+        self.save_failures = 0
+
+    def load(self) -> dict[str, Any]:
+        """Read the document (a fresh one if there is none or it is unusable)."""
+        try:
+            raw = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return self.doc
+        except (OSError, ValueError) as exc:
+            log.error("state file unusable; starting without a checkpoint | path=%s reason=%s",
+                      self.path, exc)
+            self._set_aside()
+            return self.doc
+        if not isinstance(raw, dict) or raw.get("version") != STATE_VERSION \
+                or not isinstance(raw.get("id_reserved_until"), int):
+            log.error("state file has an unknown layout; starting without a checkpoint | path=%s",
+                      self.path)
+            self._set_aside()
+            return self.doc
+        self.doc = raw
+        return self.doc
+
+    def _set_aside(self) -> None:
+        try:
+            self.path.replace(self.path.with_name(FILE_NAME + ".corrupt"))
+        except OSError:
+            pass
+
+    def first_id(self) -> int:
+        """Where session ids continue: the reservation, or the clock if nothing can be stored."""
+        start = int(self.doc.get("id_reserved_until", 1))
+        if not self.save():
+            clock_ms = time.time_ns() // 1_000_000
+            log.warning("cannot write the state file: session ids derive from the clock (ms) and "
+                        "restart recovery is off | path=%s", self.path)
+            return max(start, clock_ms)
+        return start
+
+    def reserve(self, upto: int) -> None:
+        """Persist that ids below ``upto`` may be used (SessionIds calls this before using them)."""
+        self.doc["id_reserved_until"] = max(int(upto), int(self.doc.get("id_reserved_until", 1)))
+        self.save()
+
+    def checkpoint(self, state: dict[str, Any]) -> bool:
+        self.doc["checkpoint"] = state
+        return self.save()
+
+    def save(self) -> bool:
+        """Atomically replace the file; False (and counted) on failure."""
+        if not self.writable and self.save_failures:
+            return False
+        self.doc["version"] = STATE_VERSION
+        self.doc["saved_ns"] = time.time_ns()
+        tmp = self.path.with_name(FILE_NAME + ".tmp")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(self.doc, f, separators=(",", ":"))
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            if self.writable:
+                log.warning("cannot save the state file | path=%s reason=%s", self.path, exc)
+            self.writable = False
+            self.save_failures += 1
+            return False
+        return True

@@ -1,0 +1,358 @@
+"""The pure sessionizer core: raw collector events in, session-tagged events and lifecycle out.
+
+    core = Sessionizer(settings, endpoints)
+    for topic, msg in core.handle(event, now_ns): publish(topic, msg)
+    for topic, msg in core.tick(now_ns): publish(topic, msg)        # every poll-loop pass
+
+No sockets, no clocks: ``now_ns`` is passed in (wall clock at receipt for ``handle``, wall clock
+for ``tick``). Order of work per event (casa-original.md §6, adapted to several sessions):
+
+1. validate (malformed events are counted and dropped);
+2. lifecycle first: ``root`` events and profile-matching execs register roots (an invocation root
+   opens its session); execs propagate the tracker (routine execs and runtime shell wrappers are
+   transparent); forks add the child;
+3. tree gate (the process or its parent is tracked);
+4. drop the runtime shell wrapper's own exec/exit and routine execs' exits;
+5. the ingest noise filters (gates.py), then the configured-connect ignore at depth 0;
+6. session attribution (may open an activity session), enrichment (session_id, profile, depth,
+   lineage for execs);
+7. on exit: tracker removal and, for an invocation leader, the start of the 2 s grace.
+
+Outputs are ``(topic, map)`` pairs in the order they must be published. Event maps keep their
+wire form (non-UTF-8 text stays msgpack ``bin``); only added fields are new.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from bus.events import validate_event
+from bus.text import from_wire, to_wire
+from bus.topics import SESSIONIZER_EVENT, SESSIONIZER_SESSION
+from sessionizer.gates import ENOENT, ingest_drop_reason, routine_exec
+from sessionizer.lineage import build_lineage
+from sessionizer.sessions import NS_PER_S, Origin, Session, SessionIds, SessionTable, lifecycle
+from sessionizer.settings import Settings
+from sessionizer.tracker import Root, Tracker
+
+__all__ = ["Sessionizer", "Out", "EndpointMatcher", "FLUSH_INTERVAL_S", "is_wrapper_argv"]
+
+FLUSH_INTERVAL_S = 30.0
+MAX_CLOCK_SKEW_NS = 10 * NS_PER_S    # never believe event clocks further than this from ours
+LOG_FIRST_MALFORMED = 5
+
+Out = tuple[str, dict[str, Any]]
+
+log = logging.getLogger("casa.sessionizer")
+
+
+class EndpointMatcher(Protocol):
+    def matches(self, addr: str, port: int) -> bool: ...
+
+
+class _NoEndpoints:
+    def matches(self, addr: str, port: int) -> bool:
+        return False
+
+
+def is_wrapper_argv(argv: list[str]) -> bool:
+    """A shell started to run a command string (``-c``, also ``-lc``/``-ec``) or with no arguments."""
+    args = argv[1:]
+    if not args:
+        return True
+    return any(a.startswith("-") and not a.startswith("--") and "c" in a[1:] for a in args)
+
+
+def _text(event: dict[str, Any], key: str) -> str:
+    value = event.get(key, "")
+    return from_wire(value) if isinstance(value, (str, bytes)) else ""
+
+
+def _argv(event: dict[str, Any]) -> list[str]:
+    return [from_wire(a) for a in event.get("argv") or [] if isinstance(a, (str, bytes))]
+
+
+class Sessionizer:
+    """Tracker + session table + gates. See the module docstring for the order of work."""
+
+    def __init__(self, settings: Settings, endpoints: EndpointMatcher | None = None,
+                 ids: SessionIds | None = None, flush_interval_s: float = FLUSH_INTERVAL_S) -> None:
+        self.settings = settings
+        self.endpoints = endpoints or _NoEndpoints()
+        self.tracker = Tracker()
+        self.sessions = SessionTable(ids)
+        self.flush_interval_ns = int(flush_interval_s * NS_PER_S)
+        self.dropped: Counter[str] = Counter()
+        self.counters: Counter[str] = Counter()
+        self._skew_ns = 0                 # our clock minus event clock, from the last event
+        self._next_flush_ns: int | None = None
+
+    # ------------------------------------------------------------------ public API
+
+    def handle(self, event: Any, now_ns: int) -> list[Out]:
+        """Process one collector event; never raises on bad input (counted, dropped)."""
+        try:
+            return self._handle(event, now_ns)
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            self._malformed(f"unprocessable event: {type(exc).__name__}: {exc}")
+            return []
+
+    def tick(self, now_ns: int) -> list[Out]:
+        """Timers: close sessions whose grace/idle gap passed; periodic ``flushed`` messages."""
+        out = self._expire(self._event_clock(now_ns))
+        if self._next_flush_ns is None:
+            self._next_flush_ns = now_ns + self.flush_interval_ns
+        elif now_ns >= self._next_flush_ns:
+            self._next_flush_ns = now_ns + self.flush_interval_ns
+            out += [(SESSIONIZER_SESSION, lifecycle(s, "flushed", now_ns))
+                    for s in self.sessions if s.event_count > 0]
+        return out
+
+    def loss(self, count: int, where: str) -> None:
+        """Events were lost upstream (kernel ring buffer, collector bus, or a bus gap)."""
+        self.counters[f"lost_{where}"] += count
+        self.sessions.mark_loss(count)
+
+    def leader_gone(self, tgid: int, now_ns: int) -> list[Out]:
+        """The leader's exit was never seen but the process no longer exists (loss, restart)."""
+        self.tracker.remove(tgid)
+        self.sessions.leader_exit(tgid, self._event_clock(now_ns))
+        return []
+
+    def reconfigure(self, settings: Settings) -> None:
+        """Swap in validated settings (reload). Tracker and sessions are kept."""
+        self.settings = settings
+
+    def shutdown(self, now_ns: int) -> list[Out]:
+        """A ``shutdown`` lifecycle message for every session still open."""
+        return [(SESSIONIZER_SESSION, lifecycle(s, "shutdown", now_ns)) for s in self.sessions]
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        """Tracker and open sessions as JSON-able data (checkpoint.py stores it)."""
+        return {"tracker": self.tracker.to_state(),
+                "sessions": [s.to_state() for s in self.sessions]}
+
+    def restore(self, state: dict[str, Any], now_ns: int, alive: Callable[[int], bool]) -> int:
+        """Resume from a checkpoint; processes that died meanwhile are forgotten, and sessions
+        whose leader died start their grace period now. Returns the number of sessions restored.
+        """
+        tracker = Tracker.from_state(state.get("tracker", {}))
+        for tgid in [t for t in tracker.procs if not alive(t)]:
+            tracker.remove(tgid)
+        tracker.prune_roots()
+        self.tracker = tracker
+        for raw in state.get("sessions", []):
+            s = Session.from_state(raw)
+            self.sessions.sessions[s.session_id] = s
+        for s in self.sessions:
+            if s.origin is Origin.INVOCATION and not alive(s.leader_tgid):
+                self.sessions.leader_exit(s.leader_tgid, now_ns)
+        self.counters["sessions_restored"] += len(self.sessions)
+        return len(self.sessions)
+
+    def stats(self) -> dict[str, int]:
+        """Counters for the heartbeat: accepted, dropped_<reason>, open sessions, loss."""
+        out = dict(self.counters)
+        out.update({f"dropped_{k}": v for k, v in self.dropped.items()})
+        out["open_sessions"] = len(self.sessions)
+        out["tracked_processes"] = len(self.tracker)
+        return out
+
+    # ------------------------------------------------------------------ per event
+
+    def _handle(self, event: Any, now_ns: int) -> list[Out]:
+        problems = validate_event(event)
+        if problems:
+            self._malformed("; ".join(problems))
+            return []
+        kind = event["kind"]
+        if kind == "loss":
+            self.loss(int(event["count"]), str(event.get("where", "kernel")))
+            return []
+        ts = event["ts_ns"]
+        self._skew_ns = max(-MAX_CLOCK_SKEW_NS, min(now_ns - ts, MAX_CLOCK_SKEW_NS))
+        out = self._expire(ts)
+        if kind == "root":
+            return out + self._root_event(event)
+        if kind == "fork":
+            if self.tracker.on_fork(event["tgid"], event["child_tgid"]) is not None:
+                self.counters["forks_tracked"] += 1
+            return out
+        try:
+            out += self._process_event(event, kind, ts)
+        finally:
+            if kind == "exit":
+                self._exit_cleanup(event["tgid"], ts)
+        return out
+
+    def _process_event(self, event: dict[str, Any], kind: str, ts: int) -> list[Out]:
+        out: list[Out] = []
+        tgid, ppid = event["tgid"], event["ppid"]
+        if kind == "exec":
+            opened, reason = self._exec_lifecycle(event, ts)
+            out += opened
+            if reason:
+                return self._drop(out, reason)
+        if not self.tracker.member(tgid, ppid):
+            return self._drop(out, "untracked")
+        reason = self._drop_reason(event, kind, tgid, ppid)
+        if reason:
+            return self._drop(out, reason)
+        root = self.tracker.root_of(tgid, ppid)
+        if root is None:
+            return self._drop(out, "untracked")
+        session, opened = self._session_for(root, ts)
+        out += opened
+        self.sessions.record(session, ts)
+        self.counters["accepted"] += 1
+        out.append((SESSIONIZER_EVENT, self._enrich(event, kind, session, tgid, ppid)))
+        return out
+
+    def _drop(self, out: list[Out], reason: str) -> list[Out]:
+        self.dropped[reason] += 1
+        return out
+
+    def _drop_reason(self, event: dict[str, Any], kind: str, tgid: int, ppid: int) -> str | None:
+        if kind == "exit":
+            proc = self.tracker.get(tgid)
+            if proc is not None and proc.wrapper:
+                return "shell_wrapper"
+            if proc is not None and proc.routine:
+                return "routine_exec"
+            return None
+        reason = ingest_drop_reason(event, self.settings.noise, self.settings.connect)
+        if reason:
+            return reason
+        if kind == "connect" and self.tracker.depth_of(tgid, ppid) == 0 and \
+                self.endpoints.matches(str(event.get("addr", "")), int(event.get("port", 0))):
+            return "configured_connect"
+        return None
+
+    def _enrich(self, event: dict[str, Any], kind: str, session: Session, tgid: int,
+                ppid: int) -> dict[str, Any]:
+        out = dict(event)
+        out["session_id"] = session.session_id
+        out["profile"] = session.profile
+        out["depth"] = self.tracker.depth_of(tgid, ppid) or 0
+        if kind == "exec":
+            nodes = build_lineage(self.tracker, tgid, self.settings.lineage_max_depth)
+            out["lineage"] = [{**n, "comm": to_wire(n["comm"])} for n in nodes]
+        return out
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def _exec_lifecycle(self, event: dict[str, Any], ts: int) -> tuple[list[Out], str | None]:
+        """Tracker and root updates for an exec; returns (lifecycle outputs, drop reason)."""
+        if event.get("ret", 0) != 0:
+            return [], ("exec_not_found" if event.get("ret") == -ENOENT else None)
+        tgid, ppid = event["tgid"], event["ppid"]
+        path, argv = _text(event, "path"), _argv(event)
+        exe = _text(event, "exe") or path
+        name = os.path.basename(path.rstrip("/")) or _text(event, "comm")
+        current = self.tracker.get(tgid)
+        if current is not None and current.is_root:
+            current.comm = name
+            return [], "root_exec"                # a root re-execs itself (env -> node)
+        for profile in self.settings.profiles:
+            if profile.matches(name[:15], exe, argv):
+                opened = self._register_root(tgid, ppid, name, profile.name, ts)
+                if opened is not None:
+                    return opened, "root_exec"
+                break
+        shells = self.settings.shell_names
+        wrapper = (self.settings.shell_wrappers and name in shells and is_wrapper_argv(argv)
+                   and self.tracker.member(tgid, ppid) and not self.tracker.shell_above(ppid, shells))
+        routine = routine_exec(event, self.settings.noise)
+        self.tracker.on_exec(tgid, ppid, name, transparent=wrapper or routine,
+                             wrapper=wrapper, routine=routine)
+        return [], ("shell_wrapper" if wrapper else None)
+
+    def _root_event(self, event: dict[str, Any]) -> list[Out]:
+        """The collector names a root (bootstrap scan, or an exec it matched)."""
+        profile = self.settings.profile(str(event.get("profile", "")))
+        if profile is None:
+            self.dropped["unknown_profile"] += 1
+            log.warning("root event names a profile that is not configured; ignored "
+                        "| profile=%r tgid=%s", event.get("profile"), event.get("tgid"))
+            return []
+        current = self.tracker.get(event["tgid"])
+        if current is not None and current.is_root:
+            return []                                # already known (we matched its exec)
+        name = os.path.basename(_text(event, "exe")) or _text(event, "comm")
+        return self._register_root(event["tgid"], event["ppid"], name, profile.name,
+                                   event["ts_ns"]) or []
+
+    def _register_root(self, tgid: int, ppid: int, name: str, profile_name: str,
+                       ts: int) -> list[Out] | None:
+        """Track a new root; an invocation root opens its session. None: not a new root."""
+        profile = self.settings.profile(profile_name)
+        assert profile is not None
+        if profile.kind == "invocation" and self._inside_invocation(tgid, ppid, profile_name):
+            return None                              # the CLI re-exec'd as its own child
+        self.tracker.add_root(tgid, ppid, name, profile_name, ts)
+        self.counters["roots"] += 1
+        log.info("agent root | tgid=%d profile=%s kind=%s comm=%r", tgid, profile_name, profile.kind, name)
+        if profile.kind != "invocation":
+            return []
+        s = self.sessions.open(profile=profile_name, origin=Origin.INVOCATION, tree_root=tgid,
+                               leader_tgid=tgid, ts_ns=ts, idle_gap_s=profile.idle_gap_s,
+                               close_grace_s=profile.close_grace_s)
+        return [self._opened(s, ts)]
+
+    def _inside_invocation(self, tgid: int, ppid: int, profile_name: str) -> bool:
+        root = self.tracker.root_of(tgid, ppid)
+        if root is None or root.profile != profile_name:
+            return False
+        s = self.sessions.for_root(root.tgid)
+        return s is not None and s.origin is Origin.INVOCATION
+
+    def _session_for(self, root: Root, ts: int) -> tuple[Session, list[Out]]:
+        """Which session an accepted event of ``root``'s tree joins (docs §Session model)."""
+        profile = self.settings.profile(root.profile)
+        kind = profile.kind if profile is not None else "runtime"
+        if kind == "runtime":
+            window = self.sessions.latest_invocation()      # parity: the CLI time window
+            if window is not None:
+                return window, []
+        current = self.sessions.for_root(root.tgid)
+        if current is not None:
+            return current, []
+        idle = profile.idle_gap_s if profile is not None else 5.0
+        grace = profile.close_grace_s if profile is not None else 2.0
+        s = self.sessions.open(profile=root.profile, origin=Origin.ACTIVITY, tree_root=root.tgid,
+                               leader_tgid=root.tgid, ts_ns=ts, idle_gap_s=idle, close_grace_s=grace)
+        return s, [self._opened(s, ts)]
+
+    def _opened(self, s: Session, ts: int) -> Out:
+        self.counters["sessions_opened"] += 1
+        log.info("session opened | session_id=%d profile=%s origin=%s leader_tgid=%d",
+                 s.session_id, s.profile, s.origin.value, s.leader_tgid)
+        return (SESSIONIZER_SESSION, lifecycle(s, "opened", ts))
+
+    def _exit_cleanup(self, tgid: int, ts: int) -> None:
+        self.tracker.remove(tgid)
+        self.sessions.leader_exit(tgid, ts)
+
+    def _expire(self, now_ns: int) -> list[Out]:
+        out = []
+        for s in self.sessions.expire(now_ns):
+            self.counters["sessions_closed"] += 1
+            log.info("session closed | session_id=%d profile=%s events=%d complete=%s",
+                     s.session_id, s.profile, s.event_count, s.complete)
+            out.append((SESSIONIZER_SESSION, lifecycle(s, "closed", now_ns)))
+        if out:
+            self.tracker.prune_roots()
+        return out
+
+    def _event_clock(self, now_ns: int) -> int:
+        """Our clock expressed in event time (events carry kernel-derived wall time)."""
+        return now_ns - self._skew_ns
+
+    def _malformed(self, why: str) -> None:
+        self.counters["malformed_events"] += 1
+        if self.counters["malformed_events"] <= LOG_FIRST_MALFORMED:
+            log.warning("dropped a malformed collector event | reason=%s", why)

@@ -1,0 +1,89 @@
+"""Everything the sessionizer reads from configuration, validated as one immutable value.
+
+Sources: rules.json ``analysis`` (through ``policy``: shell names, lineage depth, connect filters,
+configured endpoints) and config/casa.json (through ``agents``: the profiles; plus an optional
+``sessionizer`` section with the noise lists and the shell-wrapper switch). ``load_settings``
+either returns a complete :class:`Settings` or raises :class:`SettingsError` with a message that
+names the file and field, so a reload can validate first and swap only on success.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agents import Profile, ProfileError, load_config, load_profiles
+from policy import PolicyError, load_policy
+from sessionizer.gates import ConnectPolicy, NoiseError, NoiseLists
+
+__all__ = ["Settings", "SettingsError", "load_settings", "settings_from"]
+
+DEFAULT_SHELLS = ("sh", "bash", "zsh", "dash", "ksh", "fish")
+
+
+class SettingsError(ValueError):
+    """Configuration unusable; the message says which file and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    profiles: tuple[Profile, ...]
+    noise: NoiseLists = field(default_factory=NoiseLists)
+    connect: ConnectPolicy = field(default_factory=ConnectPolicy)
+    shell_names: frozenset[str] = frozenset(DEFAULT_SHELLS)
+    lineage_max_depth: int = 6
+    llm_provider_urls: tuple[str, ...] = ()
+    channel_urls: tuple[str, ...] = ()
+    known_cidrs: tuple[str, ...] = ()
+    refresh_s: float = 300.0
+    shell_wrappers: bool = True       # drop the runtime's own shell wrapper (§6.5); see docs
+    rules_version: str = ""
+
+    def profile(self, name: str) -> Profile | None:
+        for p in self.profiles:
+            if p.name == name:
+                return p
+        return None
+
+
+def settings_from(profiles: tuple[Profile, ...], analysis: Any = None, section: Any = None,
+                  rules_version: str = "") -> Settings:
+    """Assemble Settings from parsed parts (``analysis`` is a ``policy.Analysis`` or None)."""
+    section = section or {}
+    if not isinstance(section, dict):
+        raise SettingsError("config/casa.json: 'sessionizer' must be an object")
+    unknown = set(section) - {"noise", "shell_wrappers"}
+    if unknown:
+        raise SettingsError(f"config/casa.json: sessionizer: unknown field(s) {sorted(unknown)}")
+    try:
+        noise = NoiseLists.from_config(section.get("noise"))
+    except NoiseError as exc:
+        raise SettingsError(f"config/casa.json: {exc}") from None
+    wrappers = section.get("shell_wrappers", True)
+    if not isinstance(wrappers, bool):
+        raise SettingsError("config/casa.json: sessionizer.shell_wrappers must be true or false")
+    base = Settings(profiles=profiles, noise=noise, shell_wrappers=wrappers, rules_version=rules_version)
+    if analysis is None:
+        return base
+    return Settings(
+        profiles=profiles, noise=noise, shell_wrappers=wrappers, rules_version=rules_version,
+        connect=ConnectPolicy.build(analysis.allowed_loopback_ports, analysis.ignored_connect_ips),
+        shell_names=frozenset(analysis.shell_names), lineage_max_depth=analysis.lineage_max_depth,
+        llm_provider_urls=tuple(analysis.llm_provider_urls), channel_urls=tuple(analysis.channel_urls),
+        known_cidrs=tuple(analysis.known_cidrs), refresh_s=float(analysis.configured_connect_refresh_seconds),
+    )
+
+
+def load_settings(rules_path: str | Path, config_path: str | Path | None = None) -> Settings:
+    """Read rules.json and config/casa.json; SettingsError if either is unusable."""
+    try:
+        data = load_config(config_path)
+        profiles = load_profiles(data=data)
+    except ProfileError as exc:
+        raise SettingsError(f"config/casa.json: {exc}") from None
+    try:
+        pol = load_policy(rules_path)
+    except PolicyError as exc:
+        raise SettingsError(f"{rules_path}: {exc}") from None
+    return settings_from(profiles, pol.analysis, data.get("sessionizer"), pol.version)

@@ -1,0 +1,161 @@
+"""The process tracker: which processes belong to an agent tree, their depth and their root.
+
+Semantics of the original (casa-original.md §4), adapted to several roots of several profiles:
+
+* A **root** (depth 0) is a process matched by an agent profile: announced by the collector's
+  ``root`` event (bootstrap scan or exec) or matched here on its exec.
+* **Propagate** on every successful exec: if the parent is tracked, the process is tracked with
+  ``depth = parent.depth + 1``, or the parent's depth when the exec is *transparent* (a routine
+  exec or a runtime shell wrapper). An exec whose parent is untracked is ignored, unless the
+  process itself is tracked (an exec in place, e.g. ``bash -c cmd`` becoming ``cmd``).
+* **Fork** (``fork`` events, not in the original): the child is tracked with the parent's depth
+  and image, so a forked worker that never execs keeps its parent's depth (the original reached
+  such processes through its one-hop ``ppid`` check, with the parent's depth).
+* **Membership**: an event belongs to a tree if its tgid or its ppid is tracked.
+* **Removal** on a process exit (exit events are whole-process).
+
+Each entry remembers the post-exec name (basename of the exec path) for lineage and the shell
+checks. The walk up the tree is bounded (``MAX_WALK``) so a corrupted table cannot loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+__all__ = ["Proc", "Root", "Tracker", "MAX_WALK"]
+
+MAX_WALK = 256
+
+
+@dataclass(slots=True)
+class Proc:
+    """One tracked process (a kernel tgid)."""
+
+    tgid: int
+    ppid: int
+    depth: int
+    root: int                 # tgid of the root this process descends from
+    comm: str                 # post-exec name: basename of the exec path, else the task comm
+    transparent: bool = False  # skipped in lineage, not counted in depth (wrapper / routine exec)
+    wrapper: bool = False     # a runtime shell wrapper (§6.5): its exec and exit are not published
+    routine: bool = False     # a transparent routine exec (§6.4b): its exit is not published
+    is_root: bool = False
+
+
+@dataclass(slots=True)
+class Root:
+    """A tracked root: the profile it matched and when it was seen."""
+
+    tgid: int
+    profile: str
+    seen_ns: int
+
+
+class Tracker:
+    """tgid -> Proc, plus the roots. Pure and synchronous."""
+
+    def __init__(self) -> None:
+        self.procs: dict[int, Proc] = {}
+        self.roots: dict[int, Root] = {}
+
+    def __len__(self) -> int:
+        return len(self.procs)
+
+    def get(self, tgid: int) -> Proc | None:
+        return self.procs.get(tgid)
+
+    def exists(self, tgid: int) -> bool:
+        return tgid in self.procs
+
+    def member(self, tgid: int, ppid: int) -> bool:
+        """The membership gate: the process or its parent is tracked."""
+        return tgid in self.procs or ppid in self.procs
+
+    def add_root(self, tgid: int, ppid: int, comm: str, profile: str, ts_ns: int) -> Proc:
+        """Track ``tgid`` as a depth-0 root of ``profile`` (idempotent)."""
+        proc = Proc(tgid=tgid, ppid=ppid, depth=0, root=tgid, comm=comm, is_root=True)
+        self.procs[tgid] = proc
+        if tgid not in self.roots or self.roots[tgid].profile != profile:
+            self.roots[tgid] = Root(tgid, profile, ts_ns)
+        return proc
+
+    def on_fork(self, parent: int, child: int) -> Proc | None:
+        """A tracked parent forked: the child shares its image, depth and root."""
+        p = self.procs.get(parent)
+        if p is None:
+            return None
+        proc = Proc(tgid=child, ppid=parent, depth=p.depth, root=p.root, comm=p.comm,
+                    transparent=p.transparent and not p.is_root)
+        self.procs[child] = proc
+        return proc
+
+    def on_exec(self, tgid: int, ppid: int, comm: str, *, transparent: bool = False,
+                wrapper: bool = False, routine: bool = False) -> Proc | None:
+        """Propagate one successful exec; None if the process is outside every tree."""
+        parent = self.procs.get(ppid)
+        current = self.procs.get(tgid)
+        if current is not None and current.is_root:
+            current.comm = comm            # a root re-execs itself (env -> node): still the root
+            return current
+        if parent is not None:
+            depth = parent.depth if transparent else parent.depth + 1
+            root = parent.root
+        elif current is not None:          # exec in place; the parent is gone or untracked
+            base = current.depth - (0 if current.transparent else 1)
+            depth = base if transparent else base + 1
+            root = current.root
+        else:
+            return None
+        proc = Proc(tgid=tgid, ppid=ppid, depth=max(depth, 0), root=root, comm=comm,
+                    transparent=transparent, wrapper=wrapper, routine=routine)
+        self.procs[tgid] = proc
+        return proc
+
+    def remove(self, tgid: int) -> Proc | None:
+        """A process exited: forget it (its root record stays while descendants may refer to it)."""
+        return self.procs.pop(tgid, None)
+
+    def depth_of(self, tgid: int, ppid: int) -> int | None:
+        """Depth of the process; for an untracked one, its parent's (same image, never exec'd)."""
+        proc = self.procs.get(tgid) or self.procs.get(ppid)
+        return proc.depth if proc is not None else None
+
+    def root_of(self, tgid: int, ppid: int) -> Root | None:
+        proc = self.procs.get(tgid) or self.procs.get(ppid)
+        return self.roots.get(proc.root) if proc is not None else None
+
+    def shell_above(self, ppid: int, shell_names: frozenset[str]) -> bool:
+        """Is any tracked non-root ancestor, starting at ``ppid``, a shell?"""
+        proc = self.procs.get(ppid)
+        for _ in range(MAX_WALK):
+            if proc is None or proc.is_root:
+                return False
+            if proc.comm in shell_names:
+                return True
+            proc = self.procs.get(proc.ppid)
+        return False
+
+    def prune_roots(self) -> int:
+        """Drop root records no tracked process refers to any more; return how many."""
+        used = {p.root for p in self.procs.values()}
+        stale = [t for t in self.roots if t not in used]
+        for t in stale:
+            del self.roots[t]
+        return len(stale)
+
+    def to_state(self) -> dict[str, Any]:
+        """A JSON-able copy (checkpoint)."""
+        return {"procs": [asdict(p) for p in self.procs.values()],
+                "roots": [asdict(r) for r in self.roots.values()]}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> "Tracker":
+        t = cls()
+        for raw in state.get("procs", []):
+            p = Proc(**raw)
+            t.procs[p.tgid] = p
+        for raw in state.get("roots", []):
+            r = Root(**raw)
+            t.roots[r.tgid] = r
+        return t
