@@ -23,7 +23,7 @@ from typing import Any
 from analyzer.context import Context, advance
 from analyzer.decisions import Action, DecisionState, Result, decide
 from analyzer.rules import CompiledRules
-from analyzer.session_state import TRACKED_KINDS, RecentEvent, SessionState
+from analyzer.session_state import TRACKED_KINDS, SessionState
 from bus.envelope import Envelope
 from bus import topics as T
 from policy import Policy, PolicyError

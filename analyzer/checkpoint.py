@@ -1,0 +1,140 @@
+"""Checkpoint and restore of an analyzer instance's open sessions (issue 5, restart).
+
+``$CASA_STATE_DIR/analyzer-<i>.json`` holds, per open session: its processes, recent events,
+derived context, triggered rules and score, plus the lifecycle map last seen. It is written
+atomically (temp file + rename) every few seconds and at SIGTERM, and read once at start.
+
+What a restart can lose: the messages the sessionizer published while no analyzer was
+subscribed (ZeroMQ does not queue for absent subscribers, and a fresh subscriber cannot see
+that gap) and anything after the last periodic checkpoint if the analyzer was killed. So every
+restored session is marked incomplete, even after a clean stop (``clean`` only records how the
+file was written), and so is every session the analyzer joins mid-way. Rules that already scored are remembered, so they are not reported twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from analyzer.capability_flags import CapabilityFlags
+from analyzer.context import Context
+from analyzer.core import Analyzer, Tracked
+from analyzer.decisions import Action, DecisionState
+from analyzer.execution_flags import ExecutionFlags
+from analyzer.history_flags import HistoryFlags
+from analyzer.session_state import ProcessState, RecentEvent, SessionState
+
+__all__ = ["Checkpointer", "dump_session", "load_session", "FORMAT_VERSION"]
+
+FORMAT_VERSION = 1
+
+log = logging.getLogger("casa.analyzer")
+
+
+class Checkpointer:
+    """Saves and restores one instance's sessions at ``path``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.failed = False          # warn once, then stay quiet until a save works again
+
+    def save(self, core: Analyzer, clean: bool = False) -> bool:
+        doc = {"v": FORMAT_VERSION, "clean": clean, "instance": core.instance,
+               "instances": core.instances, "closed": list(core.closed),
+               "sessions": [dump_session(t) for t in core.sessions.values()]}
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps(doc, separators=(",", ":")))
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            if not self.failed:
+                log.warning("cannot write the analyzer checkpoint; sessions will not survive a "
+                            "restart | path=%s reason=%s", self.path, exc.strerror or exc)
+            self.failed = True
+            return False
+        self.failed = False
+        return True
+
+    def restore(self, core: Analyzer) -> int:
+        """Load the checkpoint into ``core``; return the number of sessions restored."""
+        try:
+            doc = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return 0
+        except (OSError, ValueError) as exc:
+            log.warning("ignored an unreadable analyzer checkpoint | path=%s reason=%s", self.path, exc)
+            return 0
+        if not isinstance(doc, dict) or doc.get("v") != FORMAT_VERSION:
+            log.warning("ignored an analyzer checkpoint of another format | path=%s", self.path)
+            return 0
+        n = 0
+        for raw in doc.get("sessions", []):
+            try:
+                tracked = load_session(raw)
+            except (KeyError, TypeError, ValueError) as exc:
+                log.warning("skipped a damaged session in the checkpoint | reason=%s", exc)
+                continue
+            if not core.owns(tracked.state.session_id):
+                continue
+            tracked.state.complete = False
+            core.sessions[tracked.state.session_id] = tracked
+            n += 1
+        core.closed.extend(s for s in doc.get("closed", []) if isinstance(s, int))
+        log.info("restored analyzer sessions from checkpoint | path=%s sessions=%d clean=%s",
+                 self.path, n, bool(doc.get("clean")))
+        return n
+
+
+def dump_session(t: Tracked) -> dict[str, Any]:
+    s = t.state
+    return {
+        "session_id": s.session_id, "recent_limit": s.recent_limit, "artifact_limit": s.artifact_limit,
+        "created_ns": s.created_ns, "updated_ns": s.updated_ns, "lifecycle": s.lifecycle,
+        "complete": s.complete, "events": s.events,
+        "recent": [_recent(e) for e in s.recent],
+        "processes": [_process(p) for p in s.processes.values()],
+        "context": {**t.ctx.as_map(), "capability_unknown": t.ctx.capability.unknown},
+        "decision": {"triggered": t.decision.triggered_order, "score": t.decision.score,
+                     "worst": t.decision.worst.name},
+        "last_message_ns": t.last_message_ns,
+    }
+
+
+def _recent(e: RecentEvent) -> dict[str, Any]:
+    return {"kind": e.kind, "tgid": e.tgid, "ts_ns": e.ts_ns, "path": e.path, "exe": e.exe,
+            "flags": e.flags, "mode": e.mode, "addr": e.addr, "port": e.port}
+
+
+def _process(p: ProcessState) -> dict[str, Any]:
+    return {"tgid": p.tgid, "ppid": p.ppid, "uid": p.uid, "comm": p.comm, "exec_path": p.exec_path,
+            "exe": p.exe, "args": list(p.args), "lineage_tgids": list(p.lineage_tgids),
+            "depth": p.depth, "cap_eff": p.cap_eff, "seccomp": p.seccomp, "opens": list(p.opens),
+            "connects": [list(c) for c in p.connects], "first_seen_ns": p.first_seen_ns,
+            "last_seen_ns": p.last_seen_ns, "exit_ns": p.exit_ns}
+
+
+def load_session(raw: dict[str, Any]) -> Tracked:
+    state = SessionState(session_id=int(raw["session_id"]), recent_limit=int(raw["recent_limit"]),
+                         artifact_limit=int(raw["artifact_limit"]))
+    state.created_ns, state.updated_ns = raw["created_ns"], raw["updated_ns"]
+    state.lifecycle, state.complete, state.events = raw["lifecycle"], bool(raw["complete"]), raw["events"]
+    state.recent.extend(RecentEvent(**e) for e in raw["recent"])
+    for p in raw["processes"]:
+        proc = ProcessState(**{**p, "args": tuple(p["args"]), "lineage_tgids": tuple(p["lineage_tgids"]),
+                               "opens": deque(p["opens"], maxlen=state.artifact_limit),
+                               "connects": deque((tuple(c) for c in p["connects"]),
+                                                 maxlen=state.artifact_limit)})
+        state.processes[proc.tgid] = proc
+    c = raw["context"]
+    ctx = Context(ExecutionFlags(**c["execution"]),
+                  CapabilityFlags(**c["capability"], unknown=bool(c.get("capability_unknown"))),
+                  HistoryFlags(**c["history"]))
+    d = raw["decision"]
+    decision = DecisionState(triggered=set(d["triggered"]), triggered_order=list(d["triggered"]),
+                             score=int(d["score"]), worst=Action[d["worst"]])
+    return Tracked(state=state, ctx=ctx, decision=decision, last_message_ns=int(raw["last_message_ns"]))
