@@ -606,6 +606,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     scenarios = [s for s in load_scenarios(SCENARIO_DIR) if not args.case or s.id in args.case]
     modes = MODES if args.mode == "both" else (args.mode,)
+    if not args.case:
+        shutil.rmtree(args.out / "cases", ignore_errors=True)    # no stale case from an earlier run
     with EvalSession(args.out, casa=args.casa, modes=modes) as ev:
         for mode in modes:
             for s in scenarios:
