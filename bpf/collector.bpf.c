@@ -1,0 +1,626 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * collector.bpf.c - CASA kernel-side capture (bcc C; tracepoints only).
+ *
+ * What: exec, open, connect, exit and fork events of the processes in the `tracked` map (agent
+ * roots and their descendants), sent to user space through the `events` ring buffer.
+ *
+ * Hooks:
+ *   syscalls:sys_enter/exit_execve, _execveat   path, argv, fd-backed exe; ret; caps after exec
+ *   syscalls:sys_enter/exit_openat, _openat2, _open   path, flags, mode; ret (fd / -errno)
+ *   syscalls:sys_enter/exit_connect              AF_INET / AF_INET6 address and port; ret
+ *   sched:sched_process_exec                     new roots: post-exec comm in `root_comms`
+ *   task:task_newtask                            new processes (not threads) inherit tracking
+ *   sched:sched_process_exit                     whole-process exit (group_dead)
+ *
+ * Kernel struct offsets (OFF_*) come from the running kernel's BTF as -D cflags
+ * (collector/btf_offsets.py); the kernel headers bcc compiles with may not match the kernel.
+ *
+ * Caveats:
+ *   - untracked processes cost one hash lookup per hooked syscall (plus the kernel's tracing
+ *     slow path, which any syscall tracepoint imposes).
+ *   - open paths are read from user memory at sys_exit (the pointer is saved at sys_enter), so a
+ *     thread that rewrites the buffer during the call can change what is reported.
+ *   - relative paths are reported as given; the dirfd is reported, not resolved.
+ *   - an exec of a provisional root is built at sched_process_exec: its argv is the new image's
+ *     args area, and its comm is the post-exec comm (the pre-exec comm is gone by then).
+ */
+#include <uapi/linux/ptrace.h>
+#include "events.h"
+
+#ifndef RINGBUF_PAGES
+#define RINGBUF_PAGES 256
+#endif
+#ifndef MAX_TRACKED
+#define MAX_TRACKED 65536
+#endif
+
+#define AT_FDCWD_VAL (-100)
+#define AT_EMPTY_PATH_VAL 0x1000
+#define CLONE_THREAD_VAL 0x10000ULL
+#define AF_INET_VAL 2
+#define AF_INET6_VAL 10
+#define ARGV_AREA (MAX_ARGS * MAX_ARG_LEN)
+
+struct track {
+	u32 root;          /* tgid of the root this process descends from */
+	u32 depth;         /* forks below the root */
+	u32 provisional;   /* 1 until user space confirms the root's profile match */
+};
+
+struct comm_key {
+	char comm[COMM_LEN];   /* zero-padded */
+};
+
+struct open_args {
+	u64 filename;      /* user pointer, read at sys_exit */
+	u64 flags;
+	u32 mode;
+	s32 dirfd;
+	u32 syscall;
+};
+
+struct connect_args {
+	u16 family;
+	u16 port;
+	u8 addr[16];
+};
+
+/* Output: one record per event (struct event, cut to its used size). */
+BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
+/* tgid -> struct track: the processes whose events are captured. Written by user space too. */
+BPF_HASH(tracked, u32, struct track, MAX_TRACKED);
+/* post-exec comm -> 1: comms that may start a root (agents.Profile.root_comms()). */
+BPF_HASH(root_comms, struct comm_key, u8, 256);
+/* [0] = the collector's own tgid, never tracked. */
+BPF_ARRAY(self_tgid, u32, 1);
+/* [0] = records lost because the ring buffer was full (per CPU). */
+BPF_PERCPU_ARRAY(drops, u64, 1);
+/* [0] = where records are built (too large for the 512-byte stack). */
+BPF_PERCPU_ARRAY(scratch, struct event, 1);
+/* tid -> exec record between sys_enter and sys_exit (LRU: a thread killed mid-call leaks none). */
+BPF_TABLE("lru_hash", u32, struct event, pending_exec, 256);
+/* tid -> open arguments between sys_enter and sys_exit. */
+BPF_TABLE("lru_hash", u32, struct open_args, pending_open, 4096);
+/* tid -> connect destination between sys_enter and sys_exit. */
+BPF_TABLE("lru_hash", u32, struct connect_args, pending_connect, 4096);
+
+static __always_inline void *read_ptr(void *addr)
+{
+	void *p = 0;
+	bpf_probe_read_kernel(&p, sizeof(p), addr);
+	return p;
+}
+
+static __always_inline u32 current_ppid(void)
+{
+	void *task = (void *)bpf_get_current_task();
+	void *parent = read_ptr(task + OFF_TASK_REAL_PARENT);
+	u32 ppid = 0;
+	if (parent)
+		bpf_probe_read_kernel(&ppid, sizeof(ppid), parent + OFF_TASK_TGID);
+	return ppid;
+}
+
+static __always_inline struct track *lookup_tracked(u32 tgid)
+{
+	return tracked.lookup(&tgid);
+}
+
+static __always_inline void fill_header(struct event *e, u32 kind, struct track *t)
+{
+	u64 id = bpf_get_current_pid_tgid();
+	__builtin_memset(e, 0, EVENT_HEADER_SIZE);
+	e->ts_ns = bpf_ktime_get_boot_ns();
+	e->kind = kind;
+	e->tgid = id >> 32;
+	e->tid = (u32)id;
+	e->ppid = current_ppid();
+	e->uid = (u32)bpf_get_current_uid_gid();
+	e->root = t->root;
+	e->depth = t->depth;
+	e->dirfd = AT_FDCWD_VAL;
+	e->seccomp = -1;
+	if (t->provisional)
+		e->status |= ST_PROVISIONAL;
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+}
+
+static __always_inline void count_drop(void)
+{
+	u32 zero = 0;
+	u64 *d = drops.lookup(&zero);
+	if (d)
+		*d += 1;
+}
+
+static __always_inline struct event *scratch_event(void)
+{
+	u32 zero = 0;
+	return scratch.lookup(&zero);
+}
+
+/* Capabilities and seccomp mode of the current task (called after the exec committed creds). */
+static __always_inline void read_security(struct event *e)
+{
+	void *task = (void *)bpf_get_current_task();
+	void *cred = read_ptr(task + OFF_TASK_CRED);
+	u64 caps = 0;
+	s32 mode = -1;
+	if (!cred || bpf_probe_read_kernel(&caps, sizeof(caps), cred + OFF_CRED_CAP_EFF))
+		return;
+	if (bpf_probe_read_kernel(&mode, sizeof(mode), task + OFF_TASK_SECCOMP_MODE))
+		return;
+	e->cap_eff = caps;
+	e->seccomp = mode;
+	e->status |= ST_CAPS_VALID;
+}
+
+/* ---- exec ---------------------------------------------------------------------------- */
+
+static __always_inline void read_argv(struct event *e, const char *const *argv)
+{
+	const char *p;
+	char last;
+	long n;
+	int i;
+
+	for (i = 0; i < MAX_ARGS; i++) {
+		p = 0;
+		if (bpf_probe_read_user(&p, sizeof(p), &argv[i]) || !p)
+			return;
+		n = bpf_probe_read_user_str(e->argv[i], MAX_ARG_LEN, p);
+		if (n < 0)
+			return;
+		e->argc = i + 1;
+		if (n == MAX_ARG_LEN) {
+			/* the slot is full: truncated unless the string ended exactly there */
+			last = 0;
+			bpf_probe_read_user(&last, 1, p + MAX_ARG_LEN - 1);
+			if (last)
+				e->status |= ST_ARGV_TRUNCATED;
+		}
+	}
+	p = 0;
+	bpf_probe_read_user(&p, sizeof(p), &argv[MAX_ARGS]);
+	if (p)
+		e->status |= ST_ARGV_TRUNCATED;
+}
+
+/* Decimal digits at p[*i..]; advances *i. Returns -1 if none. */
+static __always_inline long parse_decimal(const char *p, int *i)
+{
+	long v = 0;
+	int start = *i;
+	int k;
+
+	for (k = 0; k < 10; k++) {
+		int j = start + k;
+		char c;
+		if (j < 0 || j >= 40)
+			break;
+		c = p[j];
+		if (c < '0' || c > '9')
+			break;
+		v = v * 10 + (c - '0');
+	}
+	if (k == 0)
+		return -1;
+	*i = start + k;
+	return v;
+}
+
+/* fd number of "/dev/fd/N", "/proc/self/fd/N" or "/proc/<own tgid>/fd/N"; -1 for other paths. */
+static __always_inline int fd_of_path(const char *p, u32 tgid)
+{
+	int i;
+	long pid, fd;
+
+	if (p[0] != '/')
+		return -1;
+	if (p[1] == 'd' && p[2] == 'e' && p[3] == 'v' && p[4] == '/' &&
+	    p[5] == 'f' && p[6] == 'd' && p[7] == '/') {
+		i = 8;
+	} else if (p[1] == 'p' && p[2] == 'r' && p[3] == 'o' && p[4] == 'c' && p[5] == '/') {
+		if (p[6] == 's' && p[7] == 'e' && p[8] == 'l' && p[9] == 'f') {
+			i = 10;
+		} else {
+			i = 6;
+			pid = parse_decimal(p, &i);
+			if (pid != tgid)
+				return -1;
+		}
+		if (i < 0 || i > 30)
+			return -1;
+		if (p[i] != '/' || p[i + 1] != 'f' || p[i + 2] != 'd' || p[i + 3] != '/')
+			return -1;
+		i += 4;
+	} else {
+		return -1;
+	}
+	fd = parse_decimal(p, &i);
+	if (fd < 0 || i < 0 || i >= 40 || p[i] != 0)
+		return -1;
+	return (int)fd;
+}
+
+/* exe = dentry name of the file behind fd (task->files->fdt->fd[fd]->f_path.dentry->d_name). */
+static __always_inline void resolve_fd(struct event *e, int fd)
+{
+	void *task = (void *)bpf_get_current_task();
+	void *files, *fdt, *fdarr, *file, *dentry, *name, *inode;
+	u32 max_fds = 0, nlink = 1;
+
+	if (fd < 0)
+		return;
+	files = read_ptr(task + OFF_TASK_FILES);
+	if (!files)
+		return;
+	fdt = read_ptr(files + OFF_FILES_FDT);
+	if (!fdt)
+		return;
+	bpf_probe_read_kernel(&max_fds, sizeof(max_fds), fdt + OFF_FDT_MAX_FDS);
+	if ((u32)fd >= max_fds)
+		return;
+	fdarr = read_ptr(fdt + OFF_FDT_FD);
+	if (!fdarr)
+		return;
+	file = read_ptr(fdarr + (u64)fd * sizeof(void *));
+	if (!file)
+		return;
+	dentry = read_ptr(file + OFF_FILE_DENTRY);
+	if (!dentry)
+		return;
+	name = read_ptr(dentry + OFF_DENTRY_NAME);
+	if (!name || bpf_probe_read_kernel_str(e->exe, MAX_EXE_LEN, name) <= 0)
+		return;
+	e->status |= ST_EXE_RESOLVED;
+	inode = read_ptr(dentry + OFF_DENTRY_INODE);
+	if (inode && !bpf_probe_read_kernel(&nlink, sizeof(nlink), inode + OFF_INODE_NLINK) && nlink == 0)
+		e->status |= ST_EXE_DELETED;
+}
+
+static __always_inline int exec_enter(u32 sc, int dirfd, const char *filename,
+				      const char *const *argv, u64 flags)
+{
+	u64 id = bpf_get_current_pid_tgid();
+	u32 tgid = id >> 32, tid = (u32)id;
+	struct track *t = lookup_tracked(tgid);
+	struct event *e;
+	long n;
+	int fd = -1;
+
+	if (!t)
+		return 0;
+	e = scratch_event();
+	if (!e)
+		return 0;
+	fill_header(e, EV_EXEC, t);
+	e->syscall = sc;
+	e->dirfd = dirfd;
+	e->flags = flags;
+	e->exe[0] = 0;
+	n = bpf_probe_read_user_str(e->path, MAX_PATH_LEN, filename);
+	e->path_len = n > 0 ? n : 0;
+	if (n <= 0)
+		e->path[0] = 0;
+	read_argv(e, argv);
+	if (sc == SC_EXECVEAT && (flags & AT_EMPTY_PATH_VAL))
+		fd = dirfd;
+	else if (n > 0)
+		fd = fd_of_path(e->path, tgid);
+	resolve_fd(e, fd);
+	pending_exec.update(&tid, e);
+	return 0;
+}
+
+static __always_inline int exec_exit(long ret)
+{
+	u32 tid = (u32)bpf_get_current_pid_tgid();
+	struct event *e = pending_exec.lookup(&tid);
+
+	if (!e)
+		return 0;
+	e->ret = ret;
+	if (ret == 0) {
+		bpf_get_current_comm(e->new_comm, sizeof(e->new_comm));
+		read_security(e);
+	}
+	if (events.ringbuf_output(e, sizeof(struct event), 0))
+		count_drop();
+	pending_exec.delete(&tid);
+	return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_execve)
+{
+	return exec_enter(SC_EXECVE, AT_FDCWD_VAL, args->filename, args->argv, 0);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_execve)
+{
+	return exec_exit(args->ret);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_execveat)
+{
+	return exec_enter(SC_EXECVEAT, (int)args->fd, args->filename, args->argv, (u64)args->flags);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_execveat)
+{
+	return exec_exit(args->ret);
+}
+
+/* A non-leader thread that execs takes over the leader's pid (de_thread): move its record. */
+static __always_inline void move_pending_exec(u32 old_tid, u32 new_tid)
+{
+	struct event *e;
+
+	if (old_tid == new_tid)
+		return;
+	e = pending_exec.lookup(&old_tid);
+	if (!e)
+		return;
+	pending_exec.update(&new_tid, e);
+	pending_exec.delete(&old_tid);
+}
+
+/* A possible new root: track it provisionally and report its exec; user space confirms. */
+static __always_inline int provisional_root(const char *filename, u32 tgid)
+{
+	struct comm_key key = {};
+	struct track nt = {};
+	struct event *e;
+	void *task, *mm;
+	u64 start = 0, end = 0, len;
+	u32 zero = 0;
+	u32 *self;
+
+	bpf_get_current_comm(key.comm, sizeof(key.comm));
+	if (!root_comms.lookup(&key))
+		return 0;
+	self = self_tgid.lookup(&zero);
+	if (self && *self == tgid)
+		return 0;
+	nt.root = tgid;
+	nt.provisional = 1;
+	tracked.update(&tgid, &nt);
+	e = scratch_event();
+	if (!e)
+		return 0;
+	fill_header(e, EV_EXEC, &nt);
+	e->syscall = SC_NONE;
+	e->exe[0] = 0;
+	__builtin_memcpy(e->new_comm, key.comm, COMM_LEN);
+	bpf_probe_read_kernel_str(e->path, MAX_PATH_LEN, filename);
+	e->path_len = 0;
+	task = (void *)bpf_get_current_task();
+	mm = read_ptr(task + OFF_TASK_MM);
+	if (mm) {
+		bpf_probe_read_kernel(&start, sizeof(start), mm + OFF_MM_ARG_START);
+		bpf_probe_read_kernel(&end, sizeof(end), mm + OFF_MM_ARG_END);
+	}
+	len = end > start ? end - start : 0;
+	if (len > ARGV_AREA) {
+		len = ARGV_AREA;
+		e->status |= ST_ARGV_TRUNCATED;
+	}
+	if (len > 0 && bpf_probe_read_user(e->argv, len, (void *)start) == 0)
+		e->argc = len;
+	e->status |= ST_ARGV_FLAT;
+	read_security(e);
+	if (events.ringbuf_output(e, sizeof(struct event), 0))
+		count_drop();
+	return 0;
+}
+
+TRACEPOINT_PROBE(sched, sched_process_exec)
+{
+	u32 tgid = bpf_get_current_pid_tgid() >> 32;
+
+	if (lookup_tracked(tgid)) {
+		move_pending_exec((u32)args->old_pid, (u32)args->pid);
+		return 0;
+	}
+	/* data_loc: low 16 bits are the offset of the string in the record */
+	return provisional_root((const char *)args + (args->data_loc_filename & 0xFFFF), tgid);
+}
+
+/* ---- open ---------------------------------------------------------------------------- */
+
+static __always_inline int open_enter(u32 sc, int dirfd, const char *filename, u64 flags, u32 mode)
+{
+	u64 id = bpf_get_current_pid_tgid();
+	u32 tgid = id >> 32, tid = (u32)id;
+	struct open_args a = {};
+
+	if (!lookup_tracked(tgid))
+		return 0;
+	a.filename = (u64)filename;
+	a.flags = flags;
+	a.mode = mode;
+	a.dirfd = dirfd;
+	a.syscall = sc;
+	pending_open.update(&tid, &a);
+	return 0;
+}
+
+static __always_inline int open_exit(long ret)
+{
+	u64 id = bpf_get_current_pid_tgid();
+	u32 tgid = id >> 32, tid = (u32)id;
+	struct open_args *a = pending_open.lookup(&tid);
+	struct track *t;
+	struct event *e;
+	long n;
+	u64 len;
+
+	if (!a)
+		return 0;
+	t = lookup_tracked(tgid);
+	e = scratch_event();
+	if (!t || !e) {
+		pending_open.delete(&tid);
+		return 0;
+	}
+	fill_header(e, EV_OPEN, t);
+	e->syscall = a->syscall;
+	e->dirfd = a->dirfd;
+	e->flags = a->flags;
+	e->mode = a->mode;
+	e->ret = ret;
+	/* MAX_PATH_LEN - 1 so the mask below keeps the verifier's bound (MAX_PATH_LEN is 2^k) */
+	n = bpf_probe_read_user_str(e->path, MAX_PATH_LEN - 1, (void *)a->filename);
+	pending_open.delete(&tid);
+	len = n > 0 ? ((u64)n & (MAX_PATH_LEN - 1)) : 0;
+	e->path_len = len;
+	if (events.ringbuf_output(e, EVENT_HEADER_SIZE + len, 0))
+		count_drop();
+	return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_openat)
+{
+	return open_enter(SC_OPENAT, (int)args->dfd, args->filename, (u64)(u32)args->flags, (u32)args->mode);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_openat)
+{
+	return open_exit(args->ret);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_openat2)
+{
+	u64 how[2] = {};   /* struct open_how { u64 flags; u64 mode; u64 resolve; } */
+
+	bpf_probe_read_user(how, sizeof(how), args->how);
+	return open_enter(SC_OPENAT2, (int)args->dfd, args->filename, how[0], (u32)how[1]);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_openat2)
+{
+	return open_exit(args->ret);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_open)
+{
+	return open_enter(SC_OPEN, AT_FDCWD_VAL, args->filename, (u64)(u32)args->flags, (u32)args->mode);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_open)
+{
+	return open_exit(args->ret);
+}
+
+/* ---- connect ------------------------------------------------------------------------- */
+
+TRACEPOINT_PROBE(syscalls, sys_enter_connect)
+{
+	u64 id = bpf_get_current_pid_tgid();
+	u32 tgid = id >> 32, tid = (u32)id;
+	struct connect_args c = {};
+	u8 *sa = (u8 *)args->uservaddr;
+	u16 port = 0;
+
+	if (!lookup_tracked(tgid))
+		return 0;
+	if (bpf_probe_read_user(&c.family, sizeof(c.family), sa))
+		return 0;
+	if (c.family == AF_INET_VAL) {
+		bpf_probe_read_user(c.addr, 4, sa + 4);        /* sockaddr_in.sin_addr */
+	} else if (c.family == AF_INET6_VAL) {
+		bpf_probe_read_user(c.addr, 16, sa + 8);       /* sockaddr_in6.sin6_addr */
+	} else {
+		return 0;
+	}
+	bpf_probe_read_user(&port, sizeof(port), sa + 2);  /* sin_port / sin6_port */
+	c.port = (port >> 8) | (port << 8);
+	pending_connect.update(&tid, &c);
+	return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_connect)
+{
+	u64 id = bpf_get_current_pid_tgid();
+	u32 tgid = id >> 32, tid = (u32)id;
+	struct connect_args *c = pending_connect.lookup(&tid);
+	struct track *t;
+	struct event *e;
+
+	if (!c)
+		return 0;
+	t = lookup_tracked(tgid);
+	e = scratch_event();
+	if (!t || !e) {
+		pending_connect.delete(&tid);
+		return 0;
+	}
+	fill_header(e, EV_CONNECT, t);
+	e->syscall = SC_CONNECT;
+	e->family = c->family;
+	e->port = c->port;
+	__builtin_memcpy(e->addr, c->addr, sizeof(e->addr));
+	e->ret = args->ret;
+	pending_connect.delete(&tid);
+	if (events.ringbuf_output(e, EVENT_HEADER_SIZE, 0))
+		count_drop();
+	return 0;
+}
+
+/* ---- lineage ------------------------------------------------------------------------- */
+
+/* Runs in the parent before the child can run, so the child's first syscall is already tracked. */
+TRACEPOINT_PROBE(task, task_newtask)
+{
+	u32 tgid, child;
+	struct track *t;
+	struct track nt = {};
+	struct event *e;
+
+	if (args->clone_flags & CLONE_THREAD_VAL)
+		return 0;
+	tgid = bpf_get_current_pid_tgid() >> 32;
+	t = lookup_tracked(tgid);
+	if (!t)
+		return 0;
+	child = (u32)args->pid;
+	nt.root = t->root;
+	nt.depth = t->depth + 1;
+	nt.provisional = t->provisional;
+	tracked.update(&child, &nt);
+	e = scratch_event();
+	if (!e)
+		return 0;
+	fill_header(e, EV_FORK, t);
+	e->child_tgid = child;
+	if (events.ringbuf_output(e, EVENT_HEADER_SIZE, 0))
+		count_drop();
+	return 0;
+}
+
+/* Fires per thread; group_dead marks the last thread of the process (whole-process exit). */
+TRACEPOINT_PROBE(sched, sched_process_exit)
+{
+	u32 tgid;
+	struct track *t;
+	struct event *e;
+	void *task;
+
+	if (!args->group_dead)
+		return 0;
+	tgid = bpf_get_current_pid_tgid() >> 32;
+	t = lookup_tracked(tgid);
+	if (!t)
+		return 0;
+	e = scratch_event();
+	if (e) {
+		fill_header(e, EV_EXIT, t);
+		task = (void *)bpf_get_current_task();
+		bpf_probe_read_kernel(&e->exit_code, sizeof(e->exit_code), task + OFF_TASK_EXIT_CODE);
+		if (events.ringbuf_output(e, EVENT_HEADER_SIZE, 0))
+			count_drop();
+	}
+	tracked.delete(&tgid);
+	return 0;
+}

@@ -1,0 +1,303 @@
+"""casa-collector: trace agent process trees with eBPF and publish their events on the bus.
+
+usage: python -m collector [--config F] [--bus-dir D] [--pid-file F] [-p PID ...] [--ebpf]
+
+Runs as root (the only CASA stage that does). Attaches the tracepoints of bpf/collector.bpf.c,
+seeds the tracked set from /proc (processes matching a profile of config/casa.json, and their
+descendants), then publishes every exec/open/connect/exit/fork of tracked processes, plus
+``root`` and ``loss`` events, on ``collector.event`` (XPUB ipc://$CASA_BUS_DIR/collector.sock).
+A heartbeat with counters goes out every second.
+
+Signals: SIGHUP re-reads the profiles (invalid: logged, old kept) and publishes a reload request
+on ``collector.control``; SIGTERM/SIGINT flush, send a final heartbeat and exit 0.
+
+Caveats: see docs/collector.md (relative paths unresolved, argv limits, provisional tracking).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import logging
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+import bus
+from bus.topics import COLLECTOR_CONTROL, COLLECTOR_EVENT
+from collector import config as cconfig
+from collector import loader
+from collector.decode import DecodeError, decode
+from collector.proc_scan import scan
+from collector.scope import Scope
+
+POLL_TIMEOUT_MS = 5
+STAGE = "collector"
+
+log = logging.getLogger("casa.collector")
+
+EXAMPLES = """examples:
+  python -m collector                       # trace the agents of config/casa.json
+  python -m collector -p 4242               # also treat PID 4242 as an agent root
+  python -m collector --config my.json --bus-dir /tmp/casa-bus
+  python -m collector --ebpf                # print the BPF C and cflags, then exit
+"""
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="casa-collector", description=__doc__.split("\n")[0],
+                                 epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", help="config/casa.json to use (default: $CASA_CONFIG_PATH or the checkout's)")
+    ap.add_argument("--bus-dir", help="directory of the bus sockets (default: $CASA_BUS_DIR or /run/casa)")
+    ap.add_argument("--pid-file", help="write the collector's pid here (default: collector.pid_file)")
+    ap.add_argument("-p", "--pid", type=int, action="append", default=[], metavar="PID",
+                    help="extra root process (repeatable); its profile is --profile")
+    ap.add_argument("--profile", help="profile name for -p roots (default: the first profile)")
+    ap.add_argument("--ebpf", action="store_true", help="print the BPF program and cflags, then exit")
+    ap.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return ap.parse_args(argv)
+
+
+@dataclass
+class Counters:
+    """Published in every heartbeat and logged at exit."""
+
+    events: dict[str, int] = field(default_factory=lambda: {k: 0 for k in
+                                   ("exec", "open", "connect", "exit", "fork", "root", "loss")})
+    malformed_records: int = 0
+    kernel_drops: int = 0
+    tracked_processes: int = 0
+    reloads: int = 0
+
+    def as_dict(self, scope: Scope, pub: bus.Publisher) -> dict[str, int]:
+        out = {f"events_{k}": v for k, v in self.events.items()}
+        out.update(malformed_records=self.malformed_records, kernel_drops=self.kernel_drops,
+                   tracked_processes=self.tracked_processes, roots=len(scope.roots),
+                   dropped_provisional=scope.dropped_events, reloads=self.reloads,
+                   undelivered_events=pub.undelivered_events)
+        return out
+
+
+class Collector:
+    """The running stage: kernel records in, bus messages out. Signals only set flags."""
+
+    def __init__(self, cfg: cconfig.CollectorConfig, args: argparse.Namespace, pub: bus.Publisher,
+                 bpf: Any, scope: Scope, boot_epoch_ns: int) -> None:
+        self.cfg = cfg
+        self.args = args
+        self.pub = pub
+        self.bpf = bpf
+        self.scope = scope
+        self.boot_epoch_ns = boot_epoch_ns
+        self.counters = Counters()
+        self.stop = False
+        self.reload_requested = False
+        self.reload_id = 0
+        self.reported_drops = 0
+        self.reported_undelivered = 0
+
+    def publish(self, events: list[dict[str, Any]]) -> None:
+        for ev in events:
+            self.counters.events[ev["kind"]] = self.counters.events.get(ev["kind"], 0) + 1
+            self.pub.publish(COLLECTOR_EVENT, _wire(ev))
+
+    def on_record(self, _ctx: Any, data: Any, size: int) -> int:
+        """Ring-buffer callback: never raises (bcc would only print it)."""
+        try:
+            lim = self.cfg.limits
+            d = decode(ctypes.string_at(data, size), self.boot_epoch_ns, lim.max_args,
+                       lim.max_arg_len, lim.max_path_len)
+            self.publish(self.scope.handle(d))
+        except DecodeError as exc:
+            self.counters.malformed_records += 1
+            log.warning("dropped a kernel record | reason=%s", exc)
+        except Exception:   # noqa: BLE001 - one bad record must not stop the stage
+            self.counters.malformed_records += 1
+            log.exception("failed to handle a kernel record")
+        return 0
+
+    def heartbeat(self) -> None:
+        tracked, roots = self.scope.sweep()
+        self.publish(roots)
+        self.counters.tracked_processes = tracked
+        self.counters.kernel_drops = loader.kernel_drops(self.bpf)
+        now = time.time_ns()
+        if self.counters.kernel_drops > self.reported_drops:
+            self.publish([{"kind": "loss", "ts_ns": now, "where": "kernel",
+                           "count": self.counters.kernel_drops - self.reported_drops}])
+            log.warning("kernel ring buffer full, events lost | lost=%d",
+                        self.counters.kernel_drops - self.reported_drops)
+            self.reported_drops = self.counters.kernel_drops
+        undelivered = self.pub.undelivered_events
+        if undelivered > self.reported_undelivered:
+            self.publish([{"kind": "loss", "ts_ns": now, "where": "collector",
+                           "count": undelivered - self.reported_undelivered}])
+            self.reported_undelivered = undelivered
+        self.pub.heartbeat(self.counters.as_dict(self.scope, self.pub))
+
+    def reload(self) -> None:
+        """SIGHUP: new profiles (or keep the old ones), then a reload request downstream."""
+        self.reload_requested = False
+        try:
+            new = cconfig.load(self.cfg.path)
+        except cconfig.ConfigError as exc:
+            log.error("reload failed, keeping the %d profiles loaded | reason=%s",
+                      len(self.scope.profiles), exc)
+        else:
+            self.scope.profiles = new.profiles
+            loader.set_root_comms(self.bpf, self.scope.root_comms())
+            self.cfg = cconfig.CollectorConfig(self.cfg.path, self.cfg.limits, self.cfg.pid_file,
+                                               new.profiles)
+            log.info("profiles reloaded | profiles=%s", ",".join(p.name for p in new.profiles))
+        self.reload_id += 1
+        self.counters.reloads += 1
+        self.pub.flush()             # every event before the request goes out first
+        self.pub.publish_now(COLLECTOR_CONTROL, [{"kind": "control", "command": "reload",
+                                                  "id": self.reload_id, "requested_ns": time.time_ns()}])
+
+    def run(self) -> None:
+        while not self.stop:
+            self.bpf.ring_buffer_poll(POLL_TIMEOUT_MS)
+            self.pub.flush()
+            if self.reload_requested:
+                self.reload()
+            if self.pub.heartbeat_due():
+                self.heartbeat()
+        self.bpf.ring_buffer_consume()
+        self.heartbeat()
+
+
+def _wire(ev: dict[str, Any]) -> dict[str, Any]:
+    """Text fields as the bus carries them (str, or bytes when not UTF-8)."""
+    out = dict(ev)
+    for k in ("comm", "path", "exe"):
+        if k in out and isinstance(out[k], str):
+            out[k] = bus.to_wire(out[k])
+    if "argv" in out:
+        out["argv"] = [bus.to_wire(a) for a in out["argv"]]
+    return out
+
+
+def boot_epoch_ns() -> int:
+    """Wall clock at boot: CLOCK_REALTIME - CLOCK_BOOTTIME, measured now (bpf_ktime_get_boot_ns base)."""
+    best = None
+    for _ in range(5):        # keep the tightest bracket
+        a = time.clock_gettime_ns(time.CLOCK_REALTIME)
+        b = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+        c = time.clock_gettime_ns(time.CLOCK_REALTIME)
+        cand = (c - a, (a + c) // 2 - b)
+        best = cand if best is None or cand[0] < best[0] else best
+    return best[1]
+
+
+def write_pid_file(path: str) -> None:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(f"{os.getpid()}\n")
+
+
+def remove_pid_file(path: str) -> None:
+    try:
+        if Path(path).read_text().strip() == str(os.getpid()):
+            Path(path).unlink()
+    except OSError:
+        pass
+
+
+def extra_roots(args: argparse.Namespace, cfg: cconfig.CollectorConfig) -> dict[int, str]:
+    if not args.pid:
+        return {}
+    names = [p.name for p in cfg.profiles]
+    profile = args.profile or names[0]
+    if profile not in names:
+        raise cconfig.ConfigError(f"--profile {profile!r} is not in {cfg.path} (profiles: {names})")
+    return {pid: profile for pid in args.pid}
+
+
+def print_ebpf(cfg: cconfig.CollectorConfig) -> int:
+    print(f"// cflags: {' '.join(loader.cflags(cfg.limits))}")
+    print(loader.SOURCE.read_text())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config_path = args.config or os.environ.get("CASA_CONFIG_PATH")
+    try:
+        cfg = cconfig.load(config_path)
+        extra = extra_roots(args, cfg)
+    except cconfig.ConfigError as exc:
+        print(f"casa-collector: error: {exc}", file=sys.stderr)
+        return 2
+    if args.ebpf:
+        return print_ebpf(cfg)
+    if os.geteuid() != 0:
+        print("casa-collector: error: must run as root (it loads eBPF programs); "
+              "run it with sudo or under supervisord as root", file=sys.stderr)
+        return 1
+    return run(args, cfg, extra)
+
+
+def run(args: argparse.Namespace, cfg: cconfig.CollectorConfig, extra: dict[int, str]) -> int:
+    pid_file = args.pid_file or cfg.pid_file
+    directory = Path(args.bus_dir) if args.bus_dir else None
+    ctx = zmq.Context()
+    try:
+        sock = bus.bind_publisher(ctx, STAGE, directory)
+    except bus.BusPermissionError as exc:
+        print(f"casa-collector: error: {exc}", file=sys.stderr)
+        return 1
+    pub = bus.Publisher(sock, STAGE)
+    profiles = cfg.profiles
+    comms = set().union(*(p.root_comms() for p in profiles))
+    try:
+        b = loader.load(cfg.limits, os.getpid(), comms)
+    except (loader.LoaderError, ValueError) as exc:
+        print(f"casa-collector: error: {exc}", file=sys.stderr)
+        sock.close(0)
+        ctx.term()
+        return 1
+    scope = Scope(profiles, loader.KernelTrackedMap(b["tracked"]), os.getpid())
+    col = Collector(cfg, args, pub, b, scope, boot_epoch_ns())
+    b["events"].open_ring_buffer(col.on_record)
+    _install_signals(col)
+    procs = scan()
+    col.publish(scope.bootstrap(procs, extra))
+    scope.adopt_descendants(scan())        # children forked while the first scan ran
+    write_pid_file(pid_file)
+    log.info("Tracing agent trees (exec, open, connect, exit, fork)... Ctrl-C to end. | roots=%d "
+             "tracked=%d bus=%s pid_file=%s", len(scope.roots), len(scope.kmap.items()),
+             bus.endpoint(STAGE, directory), pid_file)
+    try:
+        col.run()
+    finally:
+        remove_pid_file(pid_file)
+        log.info("collector stopped | %s", " ".join(f"{k}={v}" for k, v in
+                                                    col.counters.as_dict(scope, pub).items()))
+        sock.close(linger=1000)
+        ctx.term()
+    return 0
+
+
+def _install_signals(col: Collector) -> None:
+    def stop(_sig: int, _frame: Any) -> None:
+        col.stop = True
+
+    def hup(_sig: int, _frame: Any) -> None:
+        col.reload_requested = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGHUP, hup)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

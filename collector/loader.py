@@ -1,0 +1,160 @@
+"""Compile and attach bpf/collector.bpf.c with bcc: cflags from config and kernel BTF, maps.
+
+Build-time values (limits, ring-buffer pages, kernel struct offsets) go in as ``-D`` cflags;
+run-time values (tracked tgids, root comms, the collector's own tgid) go in maps. The C text is
+never edited. bcc attaches every ``TRACEPOINT_PROBE`` on load; :func:`check_tracepoints` runs
+first so a missing hook is named instead of failing inside bcc.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bpf import BPF_DIR
+from collector.btf_offsets import Btf, load_vmlinux
+
+__all__ = ["Limits", "LoaderError", "TRACEPOINTS", "OFFSET_PATHS", "SOURCE", "cflags",
+           "check_tracepoints", "load", "tracefs_root", "comm_key", "set_root_comms",
+           "KernelTrackedMap", "kernel_drops"]
+
+SOURCE = BPF_DIR / "collector.bpf.c"
+TRACEFS_CANDIDATES = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
+
+TRACEPOINTS = (
+    "syscalls/sys_enter_execve", "syscalls/sys_exit_execve",
+    "syscalls/sys_enter_execveat", "syscalls/sys_exit_execveat",
+    "syscalls/sys_enter_openat", "syscalls/sys_exit_openat",
+    "syscalls/sys_enter_openat2", "syscalls/sys_exit_openat2",
+    "syscalls/sys_enter_open", "syscalls/sys_exit_open",
+    "syscalls/sys_enter_connect", "syscalls/sys_exit_connect",
+    "sched/sched_process_exec", "sched/sched_process_exit", "task/task_newtask",
+)
+
+# -D name -> struct.member path in the running kernel's BTF
+OFFSET_PATHS = {
+    "OFF_TASK_REAL_PARENT": "task_struct.real_parent",
+    "OFF_TASK_TGID": "task_struct.tgid",
+    "OFF_TASK_EXIT_CODE": "task_struct.exit_code",
+    "OFF_TASK_CRED": "task_struct.cred",
+    "OFF_TASK_SECCOMP_MODE": "task_struct.seccomp.mode",
+    "OFF_TASK_MM": "task_struct.mm",
+    "OFF_TASK_FILES": "task_struct.files",
+    "OFF_CRED_CAP_EFF": "cred.cap_effective",
+    "OFF_MM_ARG_START": "mm_struct.arg_start",
+    "OFF_MM_ARG_END": "mm_struct.arg_end",
+    "OFF_FILES_FDT": "files_struct.fdt",
+    "OFF_FDT_FD": "fdtable.fd",
+    "OFF_FDT_MAX_FDS": "fdtable.max_fds",
+    "OFF_FILE_DENTRY": "file.f_path.dentry",
+    "OFF_DENTRY_NAME": "dentry.d_name.name",
+    "OFF_DENTRY_INODE": "dentry.d_inode",
+    "OFF_INODE_NLINK": "inode.__i_nlink",
+}
+
+
+class LoaderError(RuntimeError):
+    """The BPF program cannot be built or attached; the message names what and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Build-time limits (config/casa.json ``collector``)."""
+
+    max_args: int = 16
+    max_arg_len: int = 128
+    max_path_len: int = 4096
+    ringbuf_pages: int = 256
+
+
+def tracefs_root() -> Path | None:
+    for p in TRACEFS_CANDIDATES:
+        if (p / "events").is_dir():
+            return p
+    return None
+
+
+def check_tracepoints() -> None:
+    """Raise LoaderError naming the first tracepoint this kernel does not have."""
+    root = tracefs_root()
+    if root is None:
+        raise LoaderError("tracefs is not mounted: mount -t tracefs nodev /sys/kernel/tracing "
+                          "(setup.sh does this)")
+    for tp in TRACEPOINTS:
+        if not (root / "events" / tp).is_dir():
+            raise LoaderError(f"tracepoint {tp.replace('/', ':')} is missing on this kernel "
+                              f"({root / 'events' / tp} does not exist)")
+
+
+def cflags(limits: Limits, btf: Btf | None = None) -> list[str]:
+    """Every -D the program needs: limits, then kernel struct offsets read from BTF."""
+    btf = btf or load_vmlinux()
+    flags = [f"-I{BPF_DIR}", "-w",   # -w: the borrowed kernel headers warn a lot
+
+             f"-DMAX_ARGS={int(limits.max_args)}", f"-DMAX_ARG_LEN={int(limits.max_arg_len)}",
+             f"-DMAX_PATH_LEN={int(limits.max_path_len)}", f"-DRINGBUF_PAGES={int(limits.ringbuf_pages)}"]
+    for name, path in OFFSET_PATHS.items():
+        flags.append(f"-D{name}={btf.offset(path)}")
+    return flags
+
+
+def comm_key(comm: str) -> bytes:
+    """A ``root_comms`` key: the comm's bytes, at most 15, zero-padded to 16."""
+    return comm.encode("utf-8", "surrogateescape")[:15].ljust(16, b"\0")
+
+
+def load(limits: Limits, self_tgid: int, root_comms: set[str]) -> Any:
+    """Compile, attach, and fill the run-time maps; returns the bcc ``BPF`` object."""
+    check_tracepoints()
+    try:
+        from bcc import BPF
+    except ImportError:
+        raise LoaderError("bcc is not importable: apt-get install -y python3-bpfcc (setup.sh does "
+                          "this and links it into .venv)") from None
+    flags = cflags(limits)
+    try:
+        b = BPF(src_file=str(SOURCE), cflags=flags)
+    except Exception as exc:   # bcc raises bare Exception on compile/load errors
+        raise LoaderError(f"cannot load {SOURCE.name}: {exc}") from None
+    b["self_tgid"][ctypes.c_int(0)] = ctypes.c_uint32(self_tgid)
+    set_root_comms(b, root_comms)
+    return b
+
+
+def set_root_comms(b: Any, comms: set[str]) -> None:
+    """Replace the kernel's set of root-candidate comms."""
+    table = b["root_comms"]
+    table.clear()
+    for comm in comms:
+        key = table.Key()
+        ctypes.memmove(ctypes.byref(key), comm_key(comm), 16)
+        table[key] = ctypes.c_uint8(1)
+
+
+class KernelTrackedMap:
+    """scope.TrackedMap over the BPF ``tracked`` hash (tgid -> struct track)."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+
+    def set(self, tgid: int, entry: Any) -> None:
+        leaf = self.table.Leaf()
+        leaf.root, leaf.depth, leaf.provisional = entry.root, entry.depth, int(entry.provisional)
+        self.table[self.table.Key(tgid)] = leaf
+
+    def delete(self, tgid: int) -> None:
+        try:
+            del self.table[self.table.Key(tgid)]
+        except KeyError:
+            pass                        # exited meanwhile: the kernel removed it
+
+    def items(self) -> list[tuple[int, Any]]:
+        from collector.scope import Entry
+        return [(k.value, Entry(v.root, v.depth, bool(v.provisional))) for k, v in self.table.items()]
+
+
+def kernel_drops(b: Any) -> int:
+    """Records lost to a full ring buffer since load (sum over CPUs)."""
+    return int(sum(b["drops"][ctypes.c_int(0)]))

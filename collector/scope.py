@@ -1,0 +1,252 @@
+"""Which processes the collector traces: agent roots, their descendants, provisional roots.
+
+The kernel keeps the tracked set (map ``tracked``: tgid -> root, depth, provisional); children
+inherit at fork and leave at exit without user space. User space decides the roots:
+
+* bootstrap: /proc is scanned after the probes are attached; every process matching a profile
+  (comm, /proc/PID/exe, cmdline) becomes a root, and its live descendants are tracked.
+* exec of a candidate: the kernel tracks a process provisionally when its post-exec comm is one
+  of the profiles' ``root_comms()`` and reports the exec. :meth:`Scope.handle` confirms it with
+  the full profile match, or removes it and every provisional descendant it forked meanwhile
+  (their events are dropped here: they carry the rejected root).
+* exec inside a tracked tree that matches a profile starts a nested root: the process is
+  re-rooted in the kernel map, so its later children carry the new root.
+
+A ``root`` event is published for every confirmed root. This module is the pure core: the kernel
+map is reached through the small :class:`TrackedMap` protocol, so tests can pass a dict.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from agents import Profile
+from collector.decode import Decoded
+from collector.proc_scan import ProcInfo, exe_of, read_proc
+
+__all__ = ["Entry", "TrackedMap", "DictTrackedMap", "Scope", "REJECTED_TTL_S"]
+
+REJECTED_TTL_S = 60.0     # how long events of a rejected provisional root are still recognised
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    root: int
+    depth: int
+    provisional: bool
+
+
+class TrackedMap(Protocol):
+    """The kernel's ``tracked`` map as the scope needs it."""
+
+    def set(self, tgid: int, entry: Entry) -> None: ...
+    def delete(self, tgid: int) -> None: ...
+    def items(self) -> list[tuple[int, Entry]]: ...
+
+
+@dataclass
+class DictTrackedMap:
+    """An in-memory TrackedMap (tests, and ``--ebpf``-free dry runs)."""
+
+    entries: dict[int, Entry] = field(default_factory=dict)
+
+    def set(self, tgid: int, entry: Entry) -> None:
+        self.entries[tgid] = entry
+
+    def delete(self, tgid: int) -> None:
+        self.entries.pop(tgid, None)
+
+    def items(self) -> list[tuple[int, Entry]]:
+        return list(self.entries.items())
+
+
+def root_event(tgid: int, ppid: int, uid: int, comm: str, profile: str, reason: str, exe: str,
+               argv: Iterable[str], ts_ns: int) -> dict[str, Any]:
+    """A ``root`` event (bus/events.py): a process confirmed as an agent root."""
+    return {"kind": "root", "ts_ns": ts_ns, "tgid": tgid, "tid": tgid, "ppid": ppid, "uid": uid,
+            "comm": comm, "root": tgid, "profile": profile, "reason": reason, "exe": exe,
+            "argv": list(argv)}
+
+
+class Scope:
+    """Roots and their confirmation; see the module docstring."""
+
+    def __init__(self, profiles: tuple[Profile, ...], kmap: TrackedMap, self_tgid: int, *,
+                 exe_reader: Callable[[int], str] = exe_of,
+                 proc_reader: Callable[[int], ProcInfo | None] = read_proc,
+                 clock: Callable[[], int] = time.time_ns,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.profiles = profiles
+        self.kmap = kmap
+        self.self_tgid = self_tgid
+        self.exe_reader = exe_reader
+        self.proc_reader = proc_reader
+        self.clock = clock
+        self.monotonic = monotonic
+        self.roots: dict[int, str] = {}            # tgid -> profile name
+        self.rejected: dict[int, float] = {}       # tgid -> when (monotonic s)
+        self.unconfirmed: set[int] = set()         # provisional roots seen by the last sweep
+        self.dropped_events = 0                    # events of rejected/unknown provisional roots
+
+    def root_comms(self) -> set[str]:
+        out: set[str] = set()
+        for p in self.profiles:
+            out |= p.root_comms()
+        return out
+
+    def match(self, comm: str, exe: str, argv: Iterable[str]) -> Profile | None:
+        args = list(argv)
+        for p in self.profiles:
+            if p.matches(comm, exe, args):
+                return p
+        return None
+
+    # ---- start-up ---------------------------------------------------------------------
+
+    def bootstrap(self, procs: dict[int, ProcInfo], extra: dict[int, str] | None = None) -> list[dict[str, Any]]:
+        """Seed roots from a /proc scan (+ ``extra`` pid -> profile); returns root events."""
+        events = []
+        for pid, info in sorted(procs.items()):
+            if pid == self.self_tgid:
+                continue
+            profile = (extra or {}).get(pid)
+            if profile is None:
+                p = self.match(info.comm, info.exe, info.argv)
+                profile = p.name if p else None
+            if profile is None:
+                continue
+            self.roots[pid] = profile
+            self.kmap.set(pid, Entry(pid, 0, False))
+            events.append(root_event(pid, info.ppid, info.uid, info.comm, profile, "bootstrap",
+                                     info.exe, info.argv, self.clock()))
+        self.adopt_descendants(procs)
+        return events
+
+    def adopt_descendants(self, procs: dict[int, ProcInfo]) -> int:
+        """Track every live process below a tracked one (start-up only); returns how many added."""
+        tracked = dict(self.kmap.items())
+        children: dict[int, list[int]] = {}
+        for pid, info in procs.items():
+            children.setdefault(info.ppid, []).append(pid)
+        added = 0
+        stack = [(pid, e) for pid, e in tracked.items()]
+        while stack:
+            pid, entry = stack.pop()
+            for child in children.get(pid, []):
+                if child in tracked or child == self.self_tgid:
+                    continue
+                ce = Entry(entry.root, entry.depth + 1, entry.provisional)
+                tracked[child] = ce
+                self.kmap.set(child, ce)
+                stack.append((child, ce))
+                added += 1
+        return added
+
+    # ---- events -----------------------------------------------------------------------
+
+    def handle(self, d: Decoded) -> list[dict[str, Any]]:
+        """Events to publish for one kernel record (0, 1 or 2: an exec may add a ``root``)."""
+        ev = d.event
+        kind = ev["kind"]
+        if kind == "exec":
+            return self._exec(d)
+        if d.provisional and ev["root"] not in self.roots:
+            self.dropped_events += 1
+            return []
+        if kind == "exit":
+            self.roots.pop(ev["tgid"], None)
+        return [ev]
+
+    def _exec(self, d: Decoded) -> list[dict[str, Any]]:
+        ev = d.event
+        tgid = ev["tgid"]
+        if d.provisional and ev["root"] == tgid and tgid not in self.roots:
+            return self._candidate(d)
+        if d.provisional and ev["root"] not in self.roots:
+            self.dropped_events += 1
+            return []
+        out = [ev]
+        if ev["ret"] == 0:
+            exe = self._exe(tgid, ev)
+            p = self.match(d.new_comm or ev["comm"], exe, ev["argv"])
+            if p is not None and self.roots.get(tgid) != p.name:
+                # nested root: later children of this process belong to it
+                self.roots[tgid] = p.name
+                self.kmap.set(tgid, Entry(tgid, 0, False))
+                ev["root"] = tgid
+                out.append(root_event(tgid, ev["ppid"], ev["uid"], d.new_comm or ev["comm"],
+                                      p.name, "exec", exe, ev["argv"], ev["ts_ns"]))
+        return out
+
+    def _exe(self, tgid: int, ev: dict[str, Any]) -> str:
+        if ev["exe"] != ev["path"]:
+            return ev["exe"]           # resolved from an fd in the kernel
+        return self.exe_reader(tgid) or ev["exe"]
+
+    def _candidate(self, d: Decoded) -> list[dict[str, Any]]:
+        ev = d.event
+        tgid = ev["tgid"]
+        exe = self._exe(tgid, ev)
+        p = self.match(d.new_comm, exe, ev["argv"])
+        if p is None:
+            self.reject(tgid)
+            return []
+        self.confirm(tgid, p.name)
+        return [ev, root_event(tgid, ev["ppid"], ev["uid"], d.new_comm, p.name, "exec", exe,
+                               ev["argv"], ev["ts_ns"])]
+
+    def confirm(self, tgid: int, profile: str) -> None:
+        """provisional -> confirmed, for the root and what it forked meanwhile."""
+        self.roots[tgid] = profile
+        self.unconfirmed.discard(tgid)
+        for pid, e in self.kmap.items():
+            if e.root == tgid and e.provisional:
+                self.kmap.set(pid, Entry(e.root, e.depth, False))
+
+    def reject(self, tgid: int) -> None:
+        """provisional -> untracked, for the root and what it forked meanwhile."""
+        self.rejected[tgid] = self.monotonic()
+        self.unconfirmed.discard(tgid)
+        for pid, e in self.kmap.items():
+            if e.root == tgid and e.provisional:
+                self.kmap.delete(pid)
+
+    # ---- housekeeping (once per heartbeat) -----------------------------------------------
+
+    def sweep(self) -> tuple[int, list[dict[str, Any]]]:
+        """Settle provisional roots whose exec record was lost; returns (tracked count, root events).
+
+        A provisional root still unknown at two consecutive sweeps had its exec record dropped
+        (ring buffer full): decide from /proc instead, so it is neither traced forever nor lost.
+        """
+        now = self.monotonic()
+        for tgid, when in list(self.rejected.items()):
+            if now - when > REJECTED_TTL_S:
+                del self.rejected[tgid]
+        items = self.kmap.items()
+        events: list[dict[str, Any]] = []
+        pending = set()
+        for pid, e in items:
+            if not e.provisional:
+                continue
+            if e.root in self.rejected:
+                self.kmap.delete(pid)
+            elif e.root not in self.roots:
+                pending.add(e.root)
+        for root in pending & self.unconfirmed:
+            events.extend(self._settle_from_proc(root))
+        self.unconfirmed = pending - set(self.roots) - set(self.rejected)
+        return len(items), events
+
+    def _settle_from_proc(self, tgid: int) -> list[dict[str, Any]]:
+        info = self.proc_reader(tgid)
+        p = self.match(info.comm, info.exe, info.argv) if info else None
+        if info is None or p is None:
+            self.reject(tgid)
+            return []
+        self.confirm(tgid, p.name)
+        return [root_event(tgid, info.ppid, info.uid, info.comm, p.name, "exec", info.exe,
+                           info.argv, self.clock())]
