@@ -12,15 +12,15 @@ from pathlib import Path
 
 __all__ = ["STREAM_ORDER", "live_streams", "stream_sort_key"]
 
-STREAM_RE = re.compile(r"^(collector|sessionizer|analyzer-\d+)\.sock$")
-STREAM_ORDER = ("collector", "sessionizer", "analyzer")
+STREAM_RE = re.compile(r"^(collector|sessionizer|analyzer-\d+|sinks-[a-z]+)\.sock$")
+STREAM_ORDER = ("collector", "sessionizer", "analyzer", "sinks")
 
 
-def stream_sort_key(stream: str) -> tuple[int, int]:
-    """Pipeline order: collector, sessionizer, analyzer-0, analyzer-1, ..."""
+def stream_sort_key(stream: str) -> tuple[int, int, str]:
+    """Pipeline order: collector, sessionizer, analyzer-0, analyzer-1, ..., sinks-jsonl, sinks-otel."""
     stage, _, index = stream.partition("-")
     rank = STREAM_ORDER.index(stage) if stage in STREAM_ORDER else len(STREAM_ORDER)
-    return rank, int(index) if index.isdigit() else 0
+    return rank, int(index) if index.isdigit() else 0, stream
 
 
 def live_streams(directory: Path) -> list[str]:

@@ -1,0 +1,157 @@
+"""casa reload: reload rules.json and config/casa.json in every stage, without restarting any.
+
+usage: casa reload [-t SECONDS] [--pid-file FILE]
+
+Sends SIGHUP to the collector (pid from ``collector.pid_file`` in config/casa.json, default
+/var/run/casa.pid), exactly like ``kill -HUP $(cat /var/run/casa.pid)``. The collector publishes a
+control map in band; each stage validates and swaps its config, or keeps the old one, and forwards
+it (docs/bus.md §7.3). This command then watches the stages' heartbeats until each one's
+``reloads_applied`` or ``reloads_rejected`` counter moves, and prints one line per stage:
+
+    sessionizer: ok (applied, rules_version=3f2a9c0d1e4b)
+    analyzer-0: ERROR (rejected: old config kept; see /var/log/casa/analyzer-0.err.log)
+
+exit status: 0 every stage applied the reload, 1 a stage rejected it or did not answer in time,
+3 the collector is not running, 2 bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bus import bus_dir
+from cli.discovery import live_streams
+from cli.heartbeats import Beat, HeartbeatListener
+
+__all__ = ["main", "parse_args", "ReloadResult", "outcome", "collector_pid"]
+
+EXIT_OK, EXIT_ERROR, EXIT_NOT_RUNNING = 0, 1, 3
+DEFAULT_PID_FILE = Path("/var/run/casa.pid")
+BASELINE_S = 1.3           # long enough to see one heartbeat of every stage before signalling
+DEFAULT_TIMEOUT_S = 10.0
+
+EXAMPLES = """examples:
+  casa reload                 # after editing rules.json
+  casa reload -t 30           # wait longer for busy stages
+  casa rules check rules.json && casa reload
+"""
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="casa reload", description="Reload rules and config in every stage.",
+                                epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-t", "--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
+                   help=f"how long to wait for the stages' results (default {DEFAULT_TIMEOUT_S:g})")
+    p.add_argument("--pid-file", type=Path, default=None, help="collector pid file (default from config/casa.json)")
+    p.add_argument("--bus-dir", type=Path, default=None, help="bus directory (default $CASA_BUS_DIR or /run/casa)")
+    args = p.parse_args(argv)
+    if args.timeout <= 0:
+        p.error("-t must be positive")
+    return args
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadResult:
+    stream: str
+    state: str           # "applied" | "rejected" | "pending" | "restarted" | "no counters"
+    rules_version: str
+
+    @property
+    def ok(self) -> bool:
+        return self.state == "applied"
+
+    def line(self) -> str:
+        if self.ok:
+            return f"{self.stream}: ok (applied, rules_version={self.rules_version or '-'})"
+        reason = {"rejected": f"rejected: old config kept (rules_version={self.rules_version or '-'}); see its log",
+                  "pending": "no result in time; see its log",
+                  "restarted": "the stage restarted during the reload; run casa reload again",
+                  "no counters": "its heartbeats carry no reloads_applied/reloads_rejected counters"}[self.state]
+        return f"{self.stream}: ERROR ({reason})"
+
+
+def _count(counters: dict[str, Any], name: str) -> int:
+    value = counters.get(name, 0)
+    return value if isinstance(value, int) else 0
+
+
+def outcome(stream: str, before: Beat | None, after: Beat | None) -> ReloadResult:
+    """Compare a stage's heartbeat before the signal with its latest one."""
+    if before is None or ("reloads_applied" not in before.counters and "reloads_rejected" not in before.counters):
+        return ReloadResult(stream, "no counters", "")
+    latest = after or before
+    version = str(latest.counters.get("rules_version", ""))
+    if latest.epoch != before.epoch:
+        return ReloadResult(stream, "restarted", version)
+    if _count(latest.counters, "reloads_rejected") > _count(before.counters, "reloads_rejected"):
+        return ReloadResult(stream, "rejected", version)
+    if _count(latest.counters, "reloads_applied") > _count(before.counters, "reloads_applied"):
+        return ReloadResult(stream, "applied", version)
+    return ReloadResult(stream, "pending", version)
+
+
+def collector_pid(pid_file: Path | None) -> tuple[int | None, str]:
+    """The collector's pid, or None and why not."""
+    if pid_file is None:
+        pid_file = DEFAULT_PID_FILE
+        try:
+            from agents import load_config
+            pid_file = Path(load_config(os.environ.get("CASA_CONFIG_PATH")).get("collector", {})
+                            .get("pid_file", DEFAULT_PID_FILE))
+        except Exception as exc:          # a broken config must not stop a reload being attempted
+            sys.stderr.write(f"casa reload: cannot read the config ({exc}); using {pid_file}\n")
+    try:
+        pid = int(pid_file.read_text().split()[0])
+    except (OSError, ValueError, IndexError) as exc:
+        return None, f"no readable pid in {pid_file}: {exc}"
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None, f"pid {pid} from {pid_file} is not running"
+    except PermissionError:
+        pass                              # alive; the real kill below will say if we may not signal it
+    return pid, ""
+
+
+def run(args: argparse.Namespace) -> int:
+    pid, why = collector_pid(args.pid_file)
+    if pid is None:
+        sys.stderr.write(f"collector: ERROR (not running: {why})\n")
+        return EXIT_NOT_RUNNING
+    directory = args.bus_dir or bus_dir()
+    streams = [s for s in live_streams(directory) if not s.startswith("sinks-")]   # sinks do not reload rules
+    listener = HeartbeatListener(directory, streams)
+    try:
+        listener.listen(BASELINE_S, until=lambda lst: all(s in lst.beats for s in streams))
+        before = {s: listener.latest(s) for s in streams}
+        try:
+            os.kill(pid, signal.SIGHUP)
+        except OSError as exc:
+            sys.stderr.write(f"collector: ERROR (cannot signal pid {pid}: {exc.strerror})\n")
+            return EXIT_ERROR
+        sys.stdout.write(f"collector: ok (SIGHUP sent to pid {pid})\n")
+
+        def settled(lst: HeartbeatListener) -> bool:
+            return all(outcome(s, before[s], lst.latest(s)).state != "pending" for s in streams)
+
+        listener.listen(args.timeout, until=settled)
+        results = [outcome(s, before[s], listener.latest(s)) for s in streams]
+    finally:
+        listener.close()
+    for r in results:
+        (sys.stdout if r.ok else sys.stderr).write(r.line() + "\n")
+    return EXIT_OK if all(r.ok for r in results) else EXIT_ERROR
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(parse_args(sys.argv[1:] if argv is None else argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""casa status: each stage's supervisor state and pid, its event rate and loss counters.
+
+usage: casa status [NAME ...] [-w SECONDS] [--json]
+
+NAME is ``all`` (default), a process (``collector``, ``analyzer-1``) or a group (``analyzer:*``).
+States come from supervisord's XML-RPC socket (root only); rates and counters from the stages'
+heartbeats on the bus, listened to for ``-w`` seconds (two heartbeats give a rate). A stage whose
+heartbeat did not arrive shows ``-``.
+
+exit status: 0 all selected stages RUNNING, 3 supervisord unreachable or a stage not running,
+2 bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from bus import bus_dir
+from cli.discovery import live_streams, stream_sort_key
+from cli.heartbeats import HeartbeatListener, event_rate
+from cli.supervisor import ProcessInfo, SupervisorUnavailable, default_url, process_info
+
+__all__ = ["main", "parse_args", "StageStatus", "collect", "select"]
+
+EXIT_OK, EXIT_USAGE, EXIT_NOT_RUNNING = 0, 2, 3
+LISTEN_S = 2.2             # a little over two heartbeat intervals: enough for a rate
+LOSS_COUNTERS = ("lost_messages", "lost_events", "kernel_lost", "undelivered_events", "malformed",
+                 "unknown_version", "lagging_messages", "publisher_restarts")
+
+EXAMPLES = """examples:
+  casa status                   # every stage
+  casa status analyzer:*        # the analyzer instances
+  casa status collector --json  # one JSON object per line
+"""
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="casa status", description="Show each stage's state, rate and loss.",
+                                epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("names", nargs="*", metavar="NAME", help="all | PROCESS | GROUP:* (default all)")
+    p.add_argument("-w", "--wait", type=float, default=LISTEN_S, metavar="SECONDS",
+                   help=f"how long to listen for heartbeats (default {LISTEN_S})")
+    p.add_argument("--json", action="store_true", help="one JSON object per stage")
+    p.add_argument("--bus-dir", type=Path, default=None, help="bus directory (default $CASA_BUS_DIR or /run/casa)")
+    p.add_argument("--url", default=None, help="supervisord URL (default unix://<bus dir>/supervisord.sock)")
+    args = p.parse_args(argv)
+    if args.wait < 0:
+        p.error("-w must not be negative")
+    return args
+
+
+@dataclass(slots=True)
+class StageStatus:
+    name: str
+    group: str
+    state: str                  # supervisor state, or "UNKNOWN" without supervisord
+    pid: int
+    uptime_s: int
+    rate_eps: float | None      # events sent per second, from two heartbeats
+    counters: dict[str, Any]    # the latest heartbeat's counters ({} if none arrived)
+
+
+def select(names: list[str], procs: list[ProcessInfo]) -> tuple[list[ProcessInfo], list[str]]:
+    """Apply supervisorctl-style selectors; return the chosen processes and unknown names."""
+    if not names or "all" in names:
+        return procs, []
+    chosen, unknown = [], []
+    for n in names:
+        hit = [p for p in procs if (n.endswith(":*") and p.group == n[:-2]) or p.name == n
+               or f"{p.group}:{p.name}" == n]
+        if not hit:
+            unknown.append(n)
+        chosen += [p for p in hit if p not in chosen]
+    return chosen, unknown
+
+
+def collect(procs: list[ProcessInfo], listener: HeartbeatListener | None) -> list[StageStatus]:
+    """Join supervisor's view with the bus's view, by process name == stream name."""
+    out = []
+    for p in procs:
+        beats = listener.beats.get(p.name, []) if listener else []
+        out.append(StageStatus(p.name, p.group, p.state, p.pid, p.uptime_s, event_rate(beats),
+                               dict(beats[-1].counters) if beats else {}))
+    return out
+
+
+def _uptime(seconds: int) -> str:
+    h, rest = divmod(seconds, 3600)
+    return f"{h}:{rest // 60:02d}:{rest % 60:02d}"
+
+
+def _loss(counters: dict[str, Any]) -> str:
+    shown = [f"{k}={counters[k]}" for k in LOSS_COUNTERS if counters.get(k)]
+    return " ".join(shown) if counters else "no heartbeat"
+
+
+def render(rows: list[StageStatus]) -> list[str]:
+    lines = [f"{'NAME':<14}{'STATE':<9}{'PID':>7} {'UPTIME':>8}{'EV/S':>9}  LOSS (non-zero counters)"]
+    for r in rows:
+        rate = f"{r.rate_eps:9.1f}" if r.rate_eps is not None else f"{'-':>9}"
+        lines.append(f"{r.name:<14}{r.state:<9}{r.pid or '-':>7} {_uptime(r.uptime_s):>8}{rate}  "
+                     f"{_loss(r.counters) or 'none'}")
+        if r.counters.get("rules_version") or r.counters.get("reloads_applied") or r.counters.get("reloads_rejected"):
+            lines.append(f"{'':<14}rules={r.counters.get('rules_version', '')} "
+                         f"reloads_applied={r.counters.get('reloads_applied', 0)} "
+                         f"reloads_rejected={r.counters.get('reloads_rejected', 0)}")
+    return lines
+
+
+def _bus_only(directory: Path) -> list[ProcessInfo]:
+    """Without supervisord: the live streams, state unknown."""
+    return [ProcessInfo(s, s.split("-", 1)[0], "UNKNOWN", 0, 0, "") for s in live_streams(directory)]
+
+
+def run(args: argparse.Namespace) -> int:
+    directory = args.bus_dir or bus_dir()
+    url = args.url or default_url(directory)
+    supervised = True
+    try:
+        procs = process_info(url)
+    except SupervisorUnavailable as exc:
+        sys.stderr.write(f"supervisord: ERROR (not running: {exc})\n")
+        procs, supervised = _bus_only(directory), False
+    procs, unknown = select(args.names, sorted(procs, key=lambda p: stream_sort_key(p.name)))
+    for n in unknown:
+        sys.stderr.write(f"{n}: ERROR (no such process)\n")
+    streams = [s for s in live_streams(directory) if s in {p.name for p in procs}]
+    listener = HeartbeatListener(directory, streams) if streams and args.wait else None
+    try:
+        if listener:
+            listener.listen(args.wait)
+    finally:
+        if listener:
+            listener.close()
+    rows = collect(procs, listener)
+    if args.json:
+        for r in rows:
+            sys.stdout.write(json.dumps(asdict(r), default=str) + "\n")
+    else:
+        sys.stdout.write("\n".join(render(rows)) + "\n")
+    if unknown:
+        return EXIT_USAGE
+    if not supervised or not rows or any(r.state != "RUNNING" for r in rows):
+        return EXIT_NOT_RUNNING
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(parse_args(sys.argv[1:] if argv is None else argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

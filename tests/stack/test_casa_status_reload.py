@@ -1,0 +1,71 @@
+"""casa status and casa reload: selectors, result classification, and behaviour with nothing running."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from cli.heartbeats import Beat, event_rate
+from cli.reload import outcome
+from cli.status import collect, render, select
+from cli.supervisor import ProcessInfo
+
+CHECKOUT = Path(__file__).resolve().parents[2]
+
+PROCS = [ProcessInfo("collector", "collector", "RUNNING", 10, 5, ""),
+         ProcessInfo("analyzer-0", "analyzer", "RUNNING", 11, 5, ""),
+         ProcessInfo("analyzer-1", "analyzer", "BACKOFF", 0, 0, "")]
+
+
+def beat(counters: dict, epoch: int = 1, t: float = 0.0) -> Beat:
+    return Beat("analyzer-0", epoch, t, counters)
+
+
+def test_select_all_group_and_name() -> None:
+    assert select([], PROCS) == (PROCS, [])
+    assert select(["all"], PROCS) == (PROCS, [])
+    assert select(["analyzer:*"], PROCS)[0] == PROCS[1:]
+    assert select(["collector", "nope"], PROCS) == ([PROCS[0]], ["nope"])
+
+
+def test_event_rate_needs_two_beats_of_one_epoch() -> None:
+    assert event_rate([beat({"sent_events": 5})]) is None
+    assert event_rate([beat({"sent_events": 5}, t=0), beat({"sent_events": 105}, t=2)]) == 50
+    assert event_rate([beat({"sent_events": 5}, 1, 0), beat({"sent_events": 9}, 2, 1)]) is None
+
+
+def test_render_shows_state_rate_and_nonzero_loss() -> None:
+    class Listener:
+        beats = {"analyzer-0": [beat({"sent_events": 0, "lost_messages": 0}, t=0),
+                                beat({"sent_events": 30, "lost_messages": 2, "rules_version": "abc",
+                                      "reloads_applied": 1}, t=1)]}
+    rows = collect(PROCS, Listener())   # type: ignore[arg-type]
+    text = "\n".join(render(rows))
+    assert "analyzer-0    RUNNING" in text and "30.0" in text and "lost_messages=2" in text
+    assert "rules=abc reloads_applied=1" in text
+    assert "no heartbeat" in text.splitlines()[1]          # the collector sent none here
+    assert all(len(line) < 80 for line in text.splitlines())
+
+
+def test_reload_outcome_classification() -> None:
+    base = beat({"reloads_applied": 1, "reloads_rejected": 0, "rules_version": "old"})
+    assert outcome("a", base, beat({"reloads_applied": 2, "reloads_rejected": 0, "rules_version": "new"})).line() \
+        == "a: ok (applied, rules_version=new)"
+    rejected = outcome("a", base, beat({"reloads_applied": 1, "reloads_rejected": 1, "rules_version": "old"}))
+    assert rejected.state == "rejected" and "old config kept" in rejected.line()
+    assert outcome("a", base, base).state == "pending"
+    assert outcome("a", base, beat({"reloads_applied": 0}, epoch=2)).state == "restarted"
+    assert outcome("a", beat({"sent_events": 1}), None).state == "no counters"
+    assert outcome("a", None, None).state == "no counters"
+
+
+def test_status_and_reload_without_a_stack(tmp_path: Path) -> None:
+    env = {**os.environ, "CASA_BUS_DIR": str(tmp_path)}
+    st = subprocess.run([sys.executable, "-m", "cli", "status", "-w", "0"], capture_output=True, text=True,
+                        env=env, cwd=CHECKOUT, timeout=30)
+    assert st.returncode == 3 and "supervisord: ERROR (not running" in st.stderr
+    rl = subprocess.run([sys.executable, "-m", "cli", "reload", "--pid-file", str(tmp_path / "none.pid")],
+                        capture_output=True, text=True, env=env, cwd=CHECKOUT, timeout=30)
+    assert rl.returncode == 3 and "collector: ERROR (not running" in rl.stderr
