@@ -1,0 +1,93 @@
+"""Builders for sessionizer.event sequences, as the sessionizer would publish them (test input)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from analyzer.core import Analyzer
+
+CHECKOUT = Path(__file__).resolve().parents[2]
+S = 1_000_000_000
+GATEWAY = 100
+
+
+@dataclass
+class Seq:
+    """Appends events of one session; ``t`` is seconds since the session's start."""
+
+    session_id: int = 1
+    events: list[dict[str, Any]] = field(default_factory=list)
+    parents: dict[int, int] = field(default_factory=dict)     # tgid -> ppid (lineage)
+    comms: dict[int, str] = field(default_factory=dict)
+    uid: int = 1000
+
+    def _base(self, kind: str, t: float, tgid: int) -> dict[str, Any]:
+        return {"kind": kind, "ts_ns": int(t * S), "tgid": tgid, "tid": tgid,
+                "ppid": self.parents.get(tgid, GATEWAY), "uid": self.uid,
+                "comm": self.comms.get(tgid, "node"), "root": GATEWAY,
+                "session_id": self.session_id, "profile": "openclaw-cli", "depth": 0}
+
+    def exec(self, t: float, tgid: int, path: str, argv: list[str] | None = None, *,
+             parent: int = GATEWAY, exe: str | None = None, cap_eff: int | None = 0,
+             seccomp: int | None = 2) -> "Seq":
+        self.parents[tgid] = parent
+        ev = self._base("exec", t, tgid)
+        lineage, cur = [], tgid
+        while cur in self.parents:
+            lineage.append({"tgid": cur, "ppid": self.parents[cur], "comm": ""})
+            cur = self.parents[cur]
+        lineage.append({"tgid": GATEWAY, "ppid": 1, "comm": "openclaw-gatewa"})
+        ev.update(syscall="execve", path=path, argv=argv or [path], argv_truncated=False, ret=0,
+                  exe=exe if exe is not None else path, dirfd=-100, flags=0, cap_eff=cap_eff,
+                  seccomp=seccomp, lineage=lineage, depth=len(lineage) - 1)
+        self.comms[tgid] = path.rsplit("/", 1)[-1][:15]
+        self.events.append(ev)
+        return self
+
+    def open(self, t: float, tgid: int, path: str, flags: int = 0) -> "Seq":
+        ev = self._base("open", t, tgid)
+        ev.update(syscall="openat", path=path, flags=flags, mode=0o644 if flags & 0x40 else 0, ret=3)
+        self.events.append(ev)
+        return self
+
+    def write(self, t: float, tgid: int, path: str) -> "Seq":
+        return self.open(t, tgid, path, 0x241)          # O_WRONLY|O_CREAT|O_TRUNC
+
+    def connect(self, t: float, tgid: int, addr: str, port: int) -> "Seq":
+        ev = self._base("connect", t, tgid)
+        ev.update(family=10 if ":" in addr else 2, addr=addr, port=port, ret=0)
+        self.events.append(ev)
+        return self
+
+    def exit(self, t: float, tgid: int, code: int = 0) -> "Seq":
+        ev = self._base("exit", t, tgid)
+        ev["exit_code"] = code
+        self.events.append(ev)
+        return self
+
+
+def lifecycle(session_id: int, state: str, **over: Any) -> dict[str, Any]:
+    m = {"kind": "session", "state": state, "session_id": session_id, "profile": "openclaw-cli",
+         "leader_tgid": 50, "created_ns": 0, "updated_ns": 0,
+         "closed_ns": 10 * S if state == "closed" else None, "complete": True, "lost_events": 0}
+    m.update(over)
+    return m
+
+
+def run_events(core: Analyzer, events: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    out = []
+    for ev in events:
+        out.extend(core.handle(("sessionizer.event", ev), 0))
+    return out
+
+
+def decisions(out: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+    return [m for topic, m in out if topic == "analyzer.decision"]
+
+
+def context_after(core: Analyzer, seq: Seq) -> Any:
+    """Feed ``seq`` to ``core``; return the session's derived Context."""
+    run_events(core, seq.events)
+    return core.sessions[seq.session_id].ctx

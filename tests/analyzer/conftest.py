@@ -1,0 +1,29 @@
+"""Fixtures for analyzer tests: the bundled and evaluation policies, a sequence builder, a core."""
+
+from __future__ import annotations
+
+import pytest
+
+from analyzer.core import Analyzer
+from analyzer_sequences import CHECKOUT, Seq
+from policy import Policy, load_policy
+
+
+@pytest.fixture(scope="session")
+def bundled() -> Policy:
+    return load_policy(CHECKOUT / "rules.json")
+
+
+@pytest.fixture(scope="session")
+def eval_policy() -> Policy:
+    return load_policy(CHECKOUT / "config" / "rules.eval.json")
+
+
+@pytest.fixture
+def seq() -> Seq:
+    return Seq()
+
+
+@pytest.fixture
+def core(bundled: Policy) -> Analyzer:
+    return Analyzer(bundled)
