@@ -56,3 +56,55 @@ def session_map(state: str, **over: Any) -> dict[str, Any]:
     }
     s.update(over)
     return s
+
+
+T0 = README_ALERT_TS_NS - 4_000_000_000        # session start: 4 s before the README alert
+MS = 1_000_000
+
+
+def _ev(kind: str, ts_ns: int, tgid: int, ppid: int, comm: str, **kw: Any) -> dict[str, Any]:
+    return {"kind": kind, "ts_ns": ts_ns, "tgid": tgid, "tid": tgid, "ppid": ppid, "uid": 1000,
+            "comm": comm, "root": 4000, "session_id": 25, "profile": "openclaw", **kw}
+
+
+def _lineage(*chain: tuple[int, int, str]) -> list[dict[str, Any]]:
+    return [{"tgid": t, "ppid": p, "comm": c} for t, p, c in chain]
+
+
+GATEWAY = (4000, 1, "openclaw-gatewa")
+NODE = (4100, 4000, "node")
+BASH = (4200, 4100, "bash")
+HELPER = (4242, 4200, "helper.sh")
+
+
+def readme_session() -> list[tuple[str, dict[str, Any]]]:
+    """(topic, map) in publish order: node -> bash -> writes and runs helper.sh -> ALERT -> close.
+
+    Process tree: node(4100) > bash(4200) > helper.sh(4242); 4100 never exits before the close.
+    """
+    t = T0
+    odd = "/tmp/openclaw-eval/\udcffodd\nname"
+    return [
+        ("analyzer.session", session_map("opened", created_ns=t, updated_ns=t)),
+        ("analyzer.event", _ev("exec", t + 1 * MS, 4100, 4000, "node", path="/usr/bin/node",
+                               argv=["node", "openclaw", "agent"], exe="/usr/bin/node", depth=1,
+                               lineage=_lineage(NODE, GATEWAY))),
+        ("analyzer.event", _ev("exec", t + 2 * MS, 4200, 4100, "node", path="/bin/bash",
+                               argv=["bash", "-c", "x"], exe="/bin/bash", depth=2,
+                               lineage=_lineage(BASH, NODE, GATEWAY))),
+        ("analyzer.event", _ev("open", t + 3 * MS, 4200, 4100, "bash", path=odd, flags=0x241,
+                               mode=0o755, ret=3)),
+        ("analyzer.event", exec_event(ts_ns=README_ALERT_TS_NS, depth=3,
+                                      lineage=_lineage(HELPER, BASH, NODE, GATEWAY))),
+        ("analyzer.decision", readme_decision()),
+        ("analyzer.event", _ev("exit", README_ALERT_TS_NS + 1 * MS, 4242, 4200, "helper.sh",
+                               exit_code=0)),
+        ("analyzer.event", _ev("exit", README_ALERT_TS_NS + 2 * MS, 4200, 4100, "bash", exit_code=0)),
+        ("analyzer.event", _ev("connect", README_ALERT_TS_NS + 3 * MS, 4100, 4000, "node", family=2,
+                               addr="127.0.0.1", port=18000, ret=0)),
+        ("analyzer.session", session_map(
+            "closed", created_ns=t, updated_ns=README_ALERT_TS_NS + 3 * MS,
+            closed_ns=README_ALERT_TS_NS + 5 * MS,
+            context=readme_decision()["context"],
+            triggered_rules=["write_then_exec_same_path", "write_then_exec_from_suspicious_path"])),
+    ]

@@ -1,0 +1,146 @@
+"""A real OTLP/HTTP trace receiver for tests: decodes ExportTraceServiceRequest (protobuf or
+JSON, gzip or deflate aware) and keeps the spans as plain dicts.
+
+    with OtlpReceiver() as rx:                      # 127.0.0.1, a free port
+        os.environ["CASA_OTEL_EXPORTER_OTLP_ENDPOINT"] = rx.url     # http://127.0.0.1:N/v1/traces
+        ...
+        spans = rx.wait_for(lambda s: any(x["name"] == "session 1" for x in s))
+
+Reusable by other suites (stack, evaluation): import ``tests.sinks.otlp_receiver``. Restart on the
+same port with ``OtlpReceiver(port=old.port)`` to test a receiver that was down.
+"""
+
+from __future__ import annotations
+
+import gzip
+import threading
+import time
+import zlib
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from google.protobuf import json_format
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest, ExportTraceServiceResponse)
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+__all__ = ["OtlpReceiver", "any_value", "flatten"]
+
+
+def any_value(v: AnyValue) -> Any:
+    """An OTLP AnyValue as a Python value (lists for arrays)."""
+    which = v.WhichOneof("value")
+    if which == "array_value":
+        return [any_value(x) for x in v.array_value.values]
+    if which == "kvlist_value":
+        return {kv.key: any_value(kv.value) for kv in v.kvlist_value.values}
+    return getattr(v, which) if which else None
+
+
+def _attrs(kvs: Any) -> dict[str, Any]:
+    return {kv.key: any_value(kv.value) for kv in kvs}
+
+
+def flatten(req: ExportTraceServiceRequest) -> list[dict[str, Any]]:
+    """Every span of a request as a dict: name, ids (hex), times (ns), attributes, events, resource."""
+    out = []
+    for rs in req.resource_spans:
+        resource = _attrs(rs.resource.attributes)
+        for ss in rs.scope_spans:
+            for sp in ss.spans:
+                out.append({
+                    "name": sp.name, "trace_id": sp.trace_id.hex(), "span_id": sp.span_id.hex(),
+                    "parent_span_id": sp.parent_span_id.hex(), "start_ns": sp.start_time_unix_nano,
+                    "end_ns": sp.end_time_unix_nano, "attributes": _attrs(sp.attributes),
+                    "events": [{"name": e.name, "time_ns": e.time_unix_nano,
+                                "attributes": _attrs(e.attributes)} for e in sp.events],
+                    "dropped_events": sp.dropped_events_count, "resource": resource,
+                    "scope": ss.scope.name})
+    return out
+
+
+class OtlpReceiver:
+    """A ThreadingHTTPServer accepting POST /v1/traces; thread-safe accessors."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, path: str = "/v1/traces") -> None:
+        self.path = path
+        self.requests: list[ExportTraceServiceRequest] = []
+        self.encodings: list[str] = []
+        self._lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server naming)
+                receiver._handle(self)
+
+            def log_message(self, fmt: str, *args: Any) -> None:
+                return None
+
+        ThreadingHTTPServer.allow_reuse_address = True
+        self.server = ThreadingHTTPServer((host, port), Handler)
+        self.server.daemon_threads = True
+        self.host, self.port = self.server.server_address[0], self.server.server_address[1]
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}{self.path}"
+
+    def _handle(self, h: BaseHTTPRequestHandler) -> None:
+        body = h.rfile.read(int(h.headers.get("Content-Length") or 0))
+        encoding = (h.headers.get("Content-Encoding") or "").lower()
+        try:
+            if encoding == "gzip":
+                body = gzip.decompress(body)
+            elif encoding == "deflate":
+                body = zlib.decompress(body)
+            req = ExportTraceServiceRequest()
+            if "json" in (h.headers.get("Content-Type") or ""):
+                json_format.Parse(body.decode(), req)
+            else:
+                req.ParseFromString(body)
+        except Exception as exc:  # a bad request is the client's bug: answer 400, keep serving
+            h.send_response(400)
+            h.end_headers()
+            h.wfile.write(str(exc).encode())
+            return
+        if h.path != self.path:
+            h.send_response(404)
+            h.end_headers()
+            return
+        with self._lock:
+            self.requests.append(req)
+            self.encodings.append(encoding or "identity")
+        payload = ExportTraceServiceResponse().SerializeToString()
+        h.send_response(200)
+        h.send_header("Content-Type", "application/x-protobuf")
+        h.send_header("Content-Length", str(len(payload)))
+        h.end_headers()
+        h.wfile.write(payload)
+
+    def spans(self) -> list[dict[str, Any]]:
+        with self._lock:
+            reqs = list(self.requests)
+        return [s for r in reqs for s in flatten(r)]
+
+    def wait_for(self, pred: Callable[[list[dict[str, Any]]], Any], timeout_s: float = 20.0) -> list[dict[str, Any]]:
+        """Spans once ``pred(spans)`` is true; AssertionError with what arrived on timeout."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            spans = self.spans()
+            if pred(spans):
+                return spans
+            time.sleep(0.05)
+        raise AssertionError(f"OTLP receiver: condition not met; got {[s['name'] for s in self.spans()]}")
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def __enter__(self) -> "OtlpReceiver":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
