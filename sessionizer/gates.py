@@ -17,6 +17,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from bus.text import from_wire
+
 __all__ = ["NoiseLists", "ConnectPolicy", "NoiseError", "ENOENT", "missing_fields", "loader_noise",
            "session_file_noise", "routine_exec", "exec_not_found", "connect_noise", "ingest_drop_reason",
            "canonical_ip", "is_loopback"]
@@ -107,8 +109,13 @@ def is_loopback(canon: str) -> bool:
     return ipaddress.ip_address(canon).is_loopback
 
 
+def _text(value: Any) -> str:
+    """Wire text (str, or bytes for non-UTF-8) as a stage-side str; anything else is empty."""
+    return from_wire(value) if isinstance(value, (str, bytes)) else ""
+
+
 def _norm(path: Any) -> str:
-    return path.strip().lower() if isinstance(path, str) else ""
+    return _text(path).strip().lower()
 
 
 def missing_fields(event: dict[str, Any]) -> str | None:
@@ -137,8 +144,8 @@ def session_file_noise(path: str, lists: NoiseLists) -> bool:
 
 def routine_exec(event: dict[str, Any], lists: NoiseLists) -> bool:
     """``uname -a``, ``whoami``, ``pwd``, ``id``, ``ip neigh show`` (args with or without argv[0])."""
-    name = os.path.basename(str(event.get("path", "")).strip())
-    argv = [str(a) for a in event.get("argv") or []]
+    name = os.path.basename(_text(event.get("path")).strip())
+    argv = [_text(a) for a in event.get("argv") or []]
     for base, args in lists.routine_execs:
         if name != base:
             continue

@@ -1,0 +1,37 @@
+"""Fixtures for the sessionizer tests: settings from real config files, a core, a gateway tree."""
+
+from __future__ import annotations
+
+import pytest
+
+from sessionizer.core import Sessionizer
+from sessionizer.settings import Settings, load_settings
+from synthetic_events import CONFIG, GATEWAY, RULES, S, T0, WORKER, Events, lifecycle_of
+
+
+@pytest.fixture
+def ev() -> Events:
+    return Events()
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return load_settings(RULES, CONFIG)
+
+
+@pytest.fixture
+def core(settings: Settings) -> Sessionizer:
+    return Sessionizer(settings)
+
+
+@pytest.fixture
+def gateway_core(core: Sessionizer, ev: Events) -> Sessionizer:
+    """A core with a bootstrapped gateway (1000) and its spawn-broker worker (1001)."""
+    core.handle(ev.root(GATEWAY, 1, "openclaw-gateway"), T0)
+    core.handle(ev.exec(WORKER, GATEWAY, "/usr/bin/node", ["node", "/x/spawn-broker/worker.js"],
+                        comm="openclaw-gatewa"), T0)
+    closed = lifecycle_of(core.tick(T0 + 6 * S))        # the worker's start idles out
+    assert [m["state"] for m in closed] == ["closed"]
+    return core
+
+

@@ -1,0 +1,85 @@
+"""Synthetic collector events for the sessionizer tests, written exactly as docs/bus.md describes
+them (so bus.validate_event accepts them), plus readers for the core's (topic, map) outputs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from agents import load_profiles
+from sessionizer.settings import Settings, settings_from
+
+HERE = Path(__file__).resolve().parent
+RULES = HERE / "rules.json"
+CONFIG = HERE.parent.parent / "config" / "casa.json"
+S = 1_000_000_000
+T0 = 1_700_000_000 * S
+
+GATEWAY, WORKER, CLI = 1000, 1001, 2000
+
+
+class Events:
+    """Builds collector event maps; ``ts`` is seconds after T0."""
+
+    def _common(self, kind: str, tgid: int, ppid: int, ts: float, comm: str = "x") -> dict[str, Any]:
+        return {"kind": kind, "ts_ns": T0 + int(ts * S), "tgid": tgid, "tid": tgid, "ppid": ppid,
+                "uid": 1000, "comm": comm, "root": 0}
+
+    def exec(self, tgid: int, ppid: int, path: str | bytes, argv: list[Any] | None = None,
+             ts: float = 0.0, ret: int = 0, comm: str = "bash") -> dict[str, Any]:
+        e = self._common("exec", tgid, ppid, ts, comm)
+        e.update({"syscall": "execve", "path": path, "argv": argv if argv is not None else [path],
+                  "argv_truncated": False, "ret": ret, "exe": path, "dirfd": -100, "flags": 0,
+                  "cap_eff": 0, "seccomp": 2})
+        return e
+
+    def open(self, tgid: int, ppid: int, path: str | bytes, ts: float = 0.0, flags: int = 0) -> dict[str, Any]:
+        e = self._common("open", tgid, ppid, ts)
+        e.update({"syscall": "openat", "path": path, "flags": flags, "mode": 0, "ret": 3})
+        return e
+
+    def connect(self, tgid: int, ppid: int, addr: str, port: int, ts: float = 0.0,
+                family: int = 2) -> dict[str, Any]:
+        e = self._common("connect", tgid, ppid, ts)
+        e.update({"family": family, "addr": addr, "port": port, "ret": 0})
+        return e
+
+    def exit(self, tgid: int, ppid: int, ts: float = 0.0) -> dict[str, Any]:
+        e = self._common("exit", tgid, ppid, ts)
+        e["exit_code"] = 0
+        return e
+
+    def fork(self, tgid: int, ppid: int, child: int, ts: float = 0.0) -> dict[str, Any]:
+        e = self._common("fork", tgid, ppid, ts)
+        e["child_tgid"] = child
+        return e
+
+    def root(self, tgid: int, ppid: int, profile: str, exe: str = "/usr/bin/node",
+             ts: float = 0.0, comm: str = "openclaw-gatewa") -> dict[str, Any]:
+        e = self._common("root", tgid, ppid, ts, comm)
+        e.update({"profile": profile, "reason": "bootstrap", "exe": exe, "argv": [exe]})
+        return e
+
+    def loss(self, count: int, ts: float = 0.0) -> dict[str, Any]:
+        return {"kind": "loss", "ts_ns": T0 + int(ts * S), "count": count, "where": "kernel"}
+
+
+def cli_argv() -> list[str]:
+    return ["node", "/opt/nvm/v24/bin/openclaw", "agent", "--agent", "main", "-m", "hello"]
+
+
+def topics(outputs: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    return [t for t, _ in outputs]
+
+
+def events_of(outputs: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+    return [m for t, m in outputs if t == "sessionizer.event"]
+
+
+def lifecycle_of(outputs: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+    return [m for t, m in outputs if t == "sessionizer.session"]
+
+
+def profiles_only(data: dict[str, Any]) -> Settings:
+    return settings_from(load_profiles(data=data))
