@@ -136,15 +136,19 @@ class _Report:
         self.warnings.append(f"{self.where(line)}: {msg}")
 
 
-def load_policy(path: str | Path) -> Policy:
-    """Read and validate ``path``; raise PolicyError naming the file (and line) of each problem."""
+def load_policy(path: str | Path, log_warnings: bool = True) -> Policy:
+    """Read and validate ``path``; raise PolicyError naming the file (and line) of each problem.
+
+    Warnings (unknown keys, disabled-by-omission rules) are logged unless ``log_warnings`` is
+    False; they are always in ``Policy.warnings``.
+    """
     p = Path(path)
     try:
         data = p.read_bytes()
     except OSError as exc:
         raise PolicyError(str(p), [f"{p}: cannot read: {exc.strerror or exc}"]) from None
     policy = parse_policy(data, str(p))
-    for w in policy.warnings:
+    for w in policy.warnings if log_warnings else ():
         log.warning("rules file warning | %s", w)
     return policy
 
@@ -319,15 +323,16 @@ def _rules(raw: Any, rep: _Report) -> tuple[Rule, ...]:
     rules: list[Rule] = []
     seen: dict[str, int] = {}
     for i, item in enumerate(raw):
+        name = item.get("name") if isinstance(item, dict) else None
+        if isinstance(name, str) and name in seen:
+            rep.error(rep.loc.rule_line(i), f"rule '{name}' (rule #{i + 1}): duplicate name; "
+                                            f"rule #{seen[name] + 1} already uses it")
+            continue
+        if isinstance(name, str):
+            seen[name] = i
         rule = _rule(i, item, rep)
-        if rule is None:
-            continue
-        if rule.name in seen:
-            rep.error(rule.line, f"rule '{rule.name}' (rule #{i + 1}): duplicate name; "
-                                 f"rule #{seen[rule.name] + 1} already uses it")
-            continue
-        seen[rule.name] = i
-        rules.append(rule)
+        if rule is not None:
+            rules.append(rule)
     return tuple(rules)
 
 

@@ -1,0 +1,68 @@
+"""`casa rules check FILE` (cli/rules_check.py): located errors, exit codes, OK summary."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cli.rules_check import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_bundled_rules_ok(capsys):
+    assert main([str(ROOT / "rules.json")]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"{ROOT / 'rules.json'}: OK | version=") and "rules=12 enabled=12 log=4 alert=9" in out
+    assert out.count("\n") == 1
+
+
+def test_errors_are_located_and_exit_1(tmp_path, capsys):
+    doc = json.loads((ROOT / "rules.json").read_text())
+    doc["rules"][4]["weight"] = "six"
+    doc["rules"][6]["expr"] = "history.write_then_exec_same_path ||"
+    doc["thresholds"] = {"log": 10, "alert": 9}
+    path = tmp_path / "rules.json"
+    path.write_text(json.dumps(doc, indent=2))
+    assert main([str(path)]) == 1
+    err = capsys.readouterr().err.splitlines()
+    lines = path.read_text().splitlines()
+    by_text = {e.split(": ", 2)[-1]: e for e in err if e.startswith("error:")}
+    weight = next(e for e in err if "weight must be an integer" in e)
+    assert "rule 'download_then_suspicious_exec'" in weight
+    assert '"weight": "six"' in lines[int(weight.split(":")[2]) - 1]
+    expr = next(e for e in err if "expr does not compile" in e)
+    assert "rule 'write_then_exec_same_path'" in expr
+    assert '"expr"' in lines[int(expr.split(":")[2]) - 1]
+    assert any("thresholds.alert (9) must be >= thresholds.log (10)" in e for e in err)
+    assert err[-1] == f"{path}: INVALID | errors=3" and len(by_text) == 3
+
+
+def test_warnings_are_printed_but_ok(tmp_path, capsys):
+    doc = json.loads((ROOT / "rules.json").read_text())
+    doc["colour"] = "blue"
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(doc, indent=2))
+    assert main([str(path)]) == 0
+    cap = capsys.readouterr()
+    assert "warning: " in cap.err and "unknown top-level key 'colour' is ignored" in cap.err
+    assert cap.out.rstrip().endswith("warnings=1")
+
+
+def test_missing_file_and_bad_usage(tmp_path, capsys):
+    assert main([str(tmp_path / "nope.json")]) == 1
+    assert "cannot read" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        main([])
+    assert info.value.code == 2
+
+
+def test_runs_as_a_module_under_timeout():
+    r = subprocess.run(["timeout", "-s", "INT", "20", sys.executable, "-m", "cli.rules_check",
+                        str(ROOT / "config" / "rules.eval.json")], capture_output=True, text=True,
+                       cwd=ROOT, check=False)
+    assert r.returncode == 0 and ": OK | version=" in r.stdout
