@@ -131,6 +131,8 @@ class RetryingExporter(SpanExporter):
         self.exported = 0          # spans the receiver accepted
         self.failed_exports = 0    # export requests that failed (each is retried)
         self.dropped = 0           # spans given up because the retry buffer was full
+        self.closing = False       # set at shutdown: after one failure, keep instead of retrying
+        self._last_failed = False
         self._retry: deque[ReadableSpan] = deque()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -145,6 +147,9 @@ class RetryingExporter(SpanExporter):
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         with self._lock:
             self.received += len(spans)
+            if self.closing and self._last_failed:     # shutting down and unreachable: no waiting
+                self._keep(list(spans))
+                return SpanExportResult.FAILURE
             if self._retry and not self._send_backlog():
                 self._keep(list(spans))
                 return SpanExportResult.FAILURE
@@ -163,6 +168,7 @@ class RetryingExporter(SpanExporter):
             self.exported += len(spans)
         else:
             self.failed_exports += 1
+        self._last_failed = not ok
         return ok
 
     def _send_backlog(self) -> bool:
@@ -196,8 +202,11 @@ class RetryingExporter(SpanExporter):
     def shutdown(self) -> None:
         self._stop.set()
         with self._lock:
-            if self._retry:
+            if self._retry and not self._last_failed:
                 self._send_backlog()
+            if self._retry:
+                log.error("trace receiver unreachable at shutdown; kept spans dropped | dropped=%d",
+                          len(self._retry))
             self.dropped += len(self._retry)
             self._retry.clear()
         self.inner.shutdown()
@@ -217,7 +226,7 @@ class BoundedProcessor(SpanProcessor):
         self.dropped = 0
         self.batch = BatchSpanProcessor(exporter, max_queue_size=max_queue,
                                         schedule_delay_millis=SCHEDULE_DELAY_MS,
-                                        max_export_batch_size=EXPORT_BATCH_SPANS)
+                                        max_export_batch_size=min(EXPORT_BATCH_SPANS, max_queue))
 
     def on_start(self, span: Span, parent_context: Any = None) -> None:
         return None
@@ -230,7 +239,9 @@ class BoundedProcessor(SpanProcessor):
         self.batch.on_end(span)
 
     def shutdown(self, timeout_millis: int = SHUTDOWN_TIMEOUT_MS) -> None:
-        self.batch.shutdown(timeout_millis)
+        """Export what is queued; if the receiver is down, stop trying after the first failure."""
+        self.exporter.closing = True
+        self.batch.shutdown()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return self.batch.force_flush(timeout_millis)

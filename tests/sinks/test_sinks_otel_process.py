@@ -1,0 +1,124 @@
+"""``python -m sinks otel`` as a real process: real bus in, real OTLP/HTTP out to a test receiver."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.sinks.bus_harness import HeartbeatListener, StandInAnalyzer, shared_dir, start_sink, stop, wait_for
+from tests.sinks.otlp_receiver import OtlpReceiver
+from tests.sinks.sink_maps import MS, README_ALERT_TS_NS, T0, exec_event, readme_session, session_map
+
+
+class OtelRig:
+    def __init__(self, tmp: Path, endpoint: str, extra_env: dict[str, str] | None = None) -> None:
+        self.bus_dir = shared_dir("casa-bus-")
+        self.cwd = tmp / "cwd"
+        self.cwd.mkdir()
+        self.analyzer = StandInAnalyzer(self.bus_dir)
+        env = {"CASA_OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "CASA_OTEL_SERVICE_NAME": "casa-test",
+               **(extra_env or {})}
+        self.proc = start_sink("otel", self.bus_dir, env, self.cwd)
+        self.analyzer.wait_subscribed()
+        self.hb = HeartbeatListener(self.bus_dir, "sinks-otel")
+
+    def play(self, maps: list[tuple[str, dict[str, Any]]]) -> None:
+        for topic, m in maps:
+            self.analyzer.send(topic, [m])
+
+    def close(self) -> tuple[int, str]:
+        code, err = stop(self.proc)
+        self.hb.close()
+        self.analyzer.close()
+        shutil.rmtree(self.bus_dir, ignore_errors=True)
+        return code, err
+
+
+@pytest.fixture
+def receiver() -> Iterator[OtlpReceiver]:
+    rx = OtlpReceiver()
+    yield rx
+    rx.close()
+
+
+def names(spans: list[dict[str, Any]]) -> set[str]:
+    return {s["name"] for s in spans}
+
+
+def test_a_session_becomes_one_trace(tmp_path: Path, receiver: OtlpReceiver) -> None:
+    rig = OtelRig(tmp_path, receiver.url)
+    try:
+        rig.play(readme_session())
+        spans = receiver.wait_for(lambda s: {"session 25", "process node"} <= names(s))
+    finally:
+        code, err = rig.close()
+    assert code == 0, err
+    by = {s["name"]: s for s in spans}
+    root, node, bash, helper = (by[n] for n in ("session 25", "process node", "process bash",
+                                                "process helper.sh"))
+    assert len(spans) == 4 and len({s["trace_id"] for s in spans}) == 1
+    assert root["parent_span_id"] == "" and root["resource"]["service.name"] == "casa-test"
+    assert node["parent_span_id"] == root["span_id"]
+    assert bash["parent_span_id"] == node["span_id"]
+    assert helper["parent_span_id"] == bash["span_id"]
+    assert (root["start_ns"], root["end_ns"]) == (T0, README_ALERT_TS_NS + 5 * MS)
+    assert (helper["start_ns"], helper["end_ns"]) == (README_ALERT_TS_NS, README_ALERT_TS_NS + MS)
+    assert [e["name"] for e in root["events"]] == [
+        "process", "process", "file", "process", "rule matched: write_then_exec_same_path",
+        "rule matched: write_then_exec_from_suspicious_path", "audit emitted", "alert emitted",
+        "exit", "exit", "network"]
+    assert root["events"][3]["time_ns"] == README_ALERT_TS_NS
+    assert root["events"][2]["attributes"]["file.path"] == "/tmp/openclaw-eval/\\udcffodd\nname"
+    a = root["attributes"]
+    assert (a["casa.session.final_score"], a["casa.session.final_action"]) == (9, "ALERT")
+    assert a["casa.session.alert_emitted"] is True and a["casa.session.event_count.accepted"] == 7
+    assert a["casa.history.write_then_exec_same_path"] is True and a["casa.session.complete"] is True
+    assert a["casa.session.triggered_rules"] == ["write_then_exec_same_path",
+                                                 "write_then_exec_from_suspicious_path"]
+
+
+def test_receiver_down_then_up_delivers_kept_spans(tmp_path: Path) -> None:
+    placeholder = OtlpReceiver()
+    port = placeholder.port
+    placeholder.close()                                      # nothing listens on this port now
+    rig = OtelRig(tmp_path, f"127.0.0.1:{port}")             # host:port form
+    try:
+        for sid in (1, 2, 3):
+            rig.play([("analyzer.session", session_map("opened", session_id=sid, created_ns=T0)),
+                      ("analyzer.event", exec_event(session_id=sid, ts_ns=T0 + MS)),
+                      ("analyzer.session", session_map("closed", session_id=sid, created_ns=T0,
+                                                       closed_ns=T0 + 2 * MS))])
+        wait_for(lambda: rig.hb.poll().get("export_failures", 0) >= 1
+                 and rig.hb.latest.get("spans_retry_backlog", 0) == 6, timeout_s=30,
+                 what="failed export kept for retry")
+        with OtlpReceiver(port=port) as rx:
+            spans = rx.wait_for(lambda s: len(s) >= 6, timeout_s=30)
+            counters = wait_for(lambda: (c := rig.hb.poll()).get("spans_exported") == 6 and c,
+                                what="exported counter")
+            code, err = rig.close()
+    finally:
+        if rig.proc.poll() is None:
+            rig.close()
+    assert names(spans) == {"session 1", "session 2", "session 3", "process helper.sh"}
+    assert len(spans) == 6 and counters["spans_dropped"] == 0 and counters["spans_retry_backlog"] == 0
+    assert code == 0 and "span export failed; spans kept for retry" in err
+
+
+def test_otel_without_endpoint_idles_quietly(tmp_path: Path) -> None:
+    rig_dir = shared_dir("casa-bus-")
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    proc = start_sink("otel", rig_dir, {}, cwd)
+    try:
+        wait_for(lambda: proc.poll() is None, what="running")
+        import time
+        time.sleep(1.0)
+        assert proc.poll() is None
+    finally:
+        code, err = stop(proc)
+        shutil.rmtree(rig_dir, ignore_errors=True)
+    assert code == 0 and "tracing is off: no OTLP endpoint set" in err
