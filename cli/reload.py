@@ -76,22 +76,34 @@ class ReloadResult:
         return f"{self.stream}: ERROR ({reason})"
 
 
-def _count(counters: dict[str, Any], name: str) -> int:
-    value = counters.get(name, 0)
-    return value if isinstance(value, int) else 0
+# docs/bus.md §8.3 names first; older names some stages still publish after them.
+APPLIED = ("reloads_applied", "reloads_ok")
+REJECTED = ("reloads_rejected", "reloads_failed")
+
+
+def _count(counters: dict[str, Any], names: tuple[str, ...]) -> int:
+    for name in names:
+        value = counters.get(name)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return 0
+
+
+def _has_counters(counters: dict[str, Any]) -> bool:
+    return any(n in counters for n in APPLIED + REJECTED)
 
 
 def outcome(stream: str, before: Beat | None, after: Beat | None) -> ReloadResult:
     """Compare a stage's heartbeat before the signal with its latest one."""
-    if before is None or ("reloads_applied" not in before.counters and "reloads_rejected" not in before.counters):
+    if before is None or not _has_counters(before.counters):
         return ReloadResult(stream, "no counters", "")
     latest = after or before
     version = str(latest.counters.get("rules_version", ""))
     if latest.epoch != before.epoch:
         return ReloadResult(stream, "restarted", version)
-    if _count(latest.counters, "reloads_rejected") > _count(before.counters, "reloads_rejected"):
+    if _count(latest.counters, REJECTED) > _count(before.counters, REJECTED):
         return ReloadResult(stream, "rejected", version)
-    if _count(latest.counters, "reloads_applied") > _count(before.counters, "reloads_applied"):
+    if _count(latest.counters, APPLIED) > _count(before.counters, APPLIED):
         return ReloadResult(stream, "applied", version)
     return ReloadResult(stream, "pending", version)
 

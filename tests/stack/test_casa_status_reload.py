@@ -69,3 +69,9 @@ def test_status_and_reload_without_a_stack(tmp_path: Path) -> None:
     rl = subprocess.run([sys.executable, "-m", "cli", "reload", "--pid-file", str(tmp_path / "none.pid")],
                         capture_output=True, text=True, env=env, cwd=CHECKOUT, timeout=30)
     assert rl.returncode == 3 and "collector: ERROR (not running" in rl.stderr
+
+
+def test_reload_outcome_accepts_older_counter_names() -> None:
+    base = beat({"reloads_ok": 0, "reloads_failed": 0})
+    assert outcome("a", base, beat({"reloads_ok": 1, "reloads_failed": 0})).state == "applied"
+    assert outcome("a", base, beat({"reloads_ok": 0, "reloads_failed": 1})).state == "rejected"
