@@ -27,7 +27,7 @@ from typing import Any
 
 import zmq
 
-from bus import Publisher, Subscriber, bind_publisher, connect_subscriber
+from bus import Envelope, Publisher, Subscriber, bind_publisher, connect_subscriber
 from bus.sequence import StreamState
 from bus.topics import COLLECTOR_CONTROL, COLLECTOR_EVENT, SESSIONIZER_CONTROL, SESSIONIZER_SESSION
 from policy import rules_path
@@ -150,17 +150,28 @@ class Stage:
                 self.pub.heartbeat(self.counters())
         return self.finish()
 
-    def _drain(self) -> None:
-        for env in self.sub.receive():
-            if env.topic == COLLECTOR_EVENT:
-                for event in env.events:
-                    self.emit(self.core.handle(event, time.time_ns()))
-            elif env.topic == COLLECTOR_CONTROL:
-                for msg in env.events:
-                    self._control(msg)
-            else:
-                continue
-            self.last_seen[env.topic] = {"epoch": env.epoch, "seq": env.seq}
+    def _drain(self, max_messages: int = 256) -> None:
+        """Handle waiting messages one by one, so a gap reported for a message marks the
+        sessions open at that point of the stream, not the ones opened later in the batch."""
+        for _ in range(max_messages):
+            try:
+                frames = self.sub.sock.recv_multipart(flags=zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            env = self.sub.handle_frames(frames)      # counts malformed messages and loss
+            if env is not None:
+                self._dispatch(env)
+
+    def _dispatch(self, env: Envelope) -> None:
+        if env.topic == COLLECTOR_EVENT:
+            for event in env.events:
+                self.emit(self.core.handle(event, time.time_ns()))
+        elif env.topic == COLLECTOR_CONTROL:
+            for msg in env.events:
+                self._control(msg)
+        else:
+            return                                     # heartbeats: accounted by handle_frames
+        self.last_seen[env.topic] = {"epoch": env.epoch, "seq": env.seq}
 
     def _control(self, msg: dict[str, Any]) -> None:
         if msg.get("kind") == "control" and msg.get("command") == "reload":

@@ -1,0 +1,247 @@
+"""The real stage: ``python -m sessionizer`` (as user casa when we are root) between a test
+publisher standing in for the collector and a test subscriber standing in for the analyzer.
+Real ZeroMQ ipc sockets, real processes (their pids are the agent roots, so the liveness check
+sees them alive), real signals.
+"""
+
+from __future__ import annotations
+
+import grp
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import pytest
+import zmq
+
+from bus import Publisher, Subscriber, bind_publisher, connect_subscriber
+from synthetic_events import CONFIG, RULES, Events
+
+CHECKOUT = Path(__file__).resolve().parents[2]
+IS_ROOT = os.geteuid() == 0
+WAIT_S = 10.0
+
+
+@dataclass
+class Bench:
+    """Everything one running sessionizer needs, and what it published."""
+
+    directory: Path
+    proc: subprocess.Popen
+    ctx: zmq.Context
+    collector: Publisher
+    tap: Subscriber
+    rules: Path
+    got: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    heartbeats: list[dict[str, Any]] = field(default_factory=list)
+
+    def send(self, events: list[dict[str, Any]]) -> None:
+        self.collector.publish_now("collector.event", events)
+
+    def pump(self, until, timeout_s: float = WAIT_S) -> None:
+        """Read the sessionizer's output until ``until(self)`` holds (or fail after timeout)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.tap.sock.poll(50):
+                for env in self.tap.receive():
+                    if env.topic.endswith(".heartbeat"):
+                        self.heartbeats.append(env.counters or {})
+                    else:
+                        self.got += [(env.topic, e) for e in env.events]
+            if until(self):
+                return
+            if self.proc.poll() is not None:
+                raise AssertionError(f"sessionizer exited with {self.proc.returncode}: {self.stderr()}")
+        raise AssertionError(f"timed out; got {self.got[-5:]}; stderr: {self.stderr()}")
+
+    def of(self, topic: str) -> list[dict[str, Any]]:
+        return [m for t, m in self.got if t == topic]
+
+    def stderr(self) -> str:
+        return (self.directory / "stderr.log").read_text(errors="replace")[-3000:]
+
+
+def _shared_dir(prefix: str) -> Path:
+    """A directory the casa user can use (pytest's tmp_path is private to root)."""
+    d = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    if IS_ROOT:
+        os.chown(d, 0, grp.getgrnam("casa").gr_gid)
+        os.chmod(d, 0o770)
+    return d
+
+
+def _wait_for_subscriber(sock: zmq.Socket) -> None:
+    """An XPUB learns of each subscription: wait until the sessionizer has subscribed."""
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        if sock.poll(100) and sock.recv().startswith(b"\x01collector.event"):
+            return
+    raise AssertionError("the sessionizer never subscribed to collector.event")
+
+
+@pytest.fixture
+def bench() -> Iterator[Bench]:
+    directory = _shared_dir("casa-sessionizer-test-")
+    rules = directory / "rules.json"
+    shutil.copy(RULES, rules)
+    os.chmod(rules, 0o664)
+    if IS_ROOT:
+        os.chown(rules, 0, grp.getgrnam("casa").gr_gid)
+    ctx = zmq.Context()
+    collector = Publisher(bind_publisher(ctx, "collector", directory), "collector")
+    env = {**os.environ, "CASA_BUS_DIR": str(directory), "PYTHONUNBUFFERED": "1"}
+    stderr = open(directory / "stderr.log", "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sessionizer", "--rules", str(rules), "--config", str(CONFIG),
+         "--state-dir", str(directory / "state"), "--flush-interval-s", "1"],
+        cwd=CHECKOUT, env=env, stdout=subprocess.DEVNULL, stderr=stderr,
+        user="casa" if IS_ROOT else None, group="casa" if IS_ROOT else None)
+    try:
+        _wait_for_subscriber(collector.sock)
+        sock_path = directory / "sessionizer.sock"
+        deadline = time.monotonic() + WAIT_S
+        while not sock_path.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        topics = Subscriber.subscriptions(["sessionizer."])
+        tap = Subscriber(connect_subscriber(ctx, ["sessionizer"], topics, directory), topics)
+        b = Bench(directory, proc, ctx, collector, tap, rules)
+        b.pump(lambda b: b.heartbeats)            # connected: the first heartbeat arrived
+        yield b
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        stderr.close()
+        ctx.destroy(linger=0)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def agents() -> Iterator[tuple[int, int]]:
+    """Two real, live processes standing in for the gateway and the CLI."""
+    procs = [subprocess.Popen(["sleep", "60"]) for _ in range(2)]
+    yield procs[0].pid, procs[1].pid
+    for p in procs:
+        p.kill()
+        p.wait()
+
+
+def test_runs_as_the_casa_user(bench):
+    status = Path(f"/proc/{bench.proc.pid}/status").read_text()
+    uid = next(line.split()[1] for line in status.splitlines() if line.startswith("Uid:"))
+    assert int(uid) == (pwd_uid("casa") if IS_ROOT else os.getuid())
+
+
+def pwd_uid(name: str) -> int:
+    import pwd
+    return pwd.getpwnam(name).pw_uid
+
+
+def test_session_events_lifecycle_and_shutdown_over_the_bus(bench, agents):
+    ev = Events()
+    gateway, cli = agents
+    now = time.time_ns()
+    at = lambda e, dt: {**e, "ts_ns": now + int(dt * 1e9)}   # noqa: E731 - local time shifter
+    odd = b"/tmp/\xff-odd\npath/" + b"y" * 3000
+    bench.send([
+        at(ev.root(gateway, 1, "openclaw-gateway"), 0),
+        at(ev.exec(cli, 1, "/opt/nvm/v24/bin/node",
+                   ["node", "/opt/nvm/v24/bin/openclaw", "agent", "--agent", "main", "-m", "hi"]), 0.01),
+        at(ev.exec(3000, gateway, "/bin/bash", ["/bin/bash", "--noprofile", "--norc", "-c", "x"]), 0.02),
+        at(ev.exec(3001, 3000, "/usr/bin/curl", ["curl", "-s", "http://example.com"]), 0.03),
+        at(ev.open(3001, 3000, odd, flags=0x241), 0.04),
+        at(ev.open(3001, 3000, "/etc/ld.so.cache"), 0.05),
+    ])
+    bench.pump(lambda b: len(b.of("sessionizer.event")) >= 2)
+    (opened,) = bench.of("sessionizer.session")
+    assert opened["state"] == "opened" and opened["leader_tgid"] == cli
+    curl, odd_open = bench.of("sessionizer.event")
+    assert curl["session_id"] == odd_open["session_id"] == opened["session_id"]
+    assert [n["comm"] for n in curl["lineage"]] == ["curl", "node"]
+    assert odd_open["path"] == odd                               # non-UTF-8, newline, long: intact
+    # malformed messages are counted and dropped; the stage keeps going
+    bench.collector.sock.send_multipart([b"collector.event", b"\xc1 not msgpack"])
+    bench.collector.sock.send_multipart([b"collector.event", b"a", b"third frame"])
+    bench.collector.sock.send_multipart([b"collector.event", msgpack.packb({"v": 99})])
+    bench.send([{"kind": "exec", "ts_ns": 1}])                   # valid envelope, invalid event
+    bench.send([at(ev.exit(cli, 1), 0.1)])
+    bench.pump(lambda b: any(m["state"] == "closed" for m in b.of("sessionizer.session")))
+    closed = next(m for m in bench.of("sessionizer.session") if m["state"] == "closed")
+    assert closed["session_id"] == opened["session_id"] and closed["complete"] is True
+    assert closed["closed_ns"] == now + int(0.1 * 1e9) + 2_000_000_000
+    # a gateway turn with no CLI: its own session, announced at shutdown
+    bench.send([at(ev.exec(3100, gateway, "/usr/bin/ls", ["ls"]), 2.5)])
+    bench.pump(lambda b: sum(m["state"] == "opened" for m in b.of("sessionizer.session")) == 2)
+    bench.heartbeats.clear()
+    bench.pump(lambda b: b.heartbeats)
+    hb = bench.heartbeats[-1]
+    assert hb["bus_malformed"] == 2 and hb["bus_unknown_version"] == 1
+    assert hb["malformed_events"] == 1 and hb["dropped_loader_noise"] == 1
+    assert hb["dropped_shell_wrapper"] == 1 and hb["open_sessions"] == 1
+    bench.proc.send_signal(signal.SIGTERM)
+    bench.pump(lambda b: any(m["state"] == "shutdown" for m in b.of("sessionizer.session")))
+    assert bench.proc.wait(timeout=WAIT_S) == 0
+    state = json.loads((bench.directory / "state" / "sessionizer.json").read_text())
+    assert state["id_reserved_until"] > closed["session_id"] + 1
+    assert [s["profile"] for s in state["checkpoint"]["sessions"]] == ["openclaw-gateway"]
+
+
+def test_flushed_lifecycle_for_open_sessions(bench, agents):
+    ev = Events()
+    gateway, cli = agents
+    now = time.time_ns()
+    bench.send([{**ev.root(gateway, 1, "openclaw-gateway"), "ts_ns": now},
+                {**ev.exec(cli, 1, "/usr/bin/node", ["node", "/x/openclaw", "agent", "-m", "q"]),
+                 "ts_ns": now},
+                {**ev.open(cli, 1, "/tmp/notes.txt"), "ts_ns": now}])
+    bench.pump(lambda b: any(m["state"] == "flushed" for m in b.of("sessionizer.session")), timeout_s=5)
+    flushed = next(m for m in bench.of("sessionizer.session") if m["state"] == "flushed")
+    assert flushed["event_count"] == 1 and flushed["closed_ns"] is None
+
+
+def test_kernel_loss_and_bus_gap_mark_the_open_session_incomplete(bench, agents):
+    ev = Events()
+    gateway, cli = agents
+    now = time.time_ns()
+    bench.send([{**ev.exec(cli, 1, "/usr/bin/node", ["node", "/x/openclaw", "agent", "-m", "q"]),
+                 "ts_ns": now}])
+    bench.send([{**ev.loss(5), "ts_ns": now}])
+    bench.collector.last_seq["collector.event"] += 3             # three messages "lost" on the bus
+    bench.send([{**ev.exit(cli, 1), "ts_ns": now + 1000}])
+    bench.pump(lambda b: any(m["state"] == "closed" for m in b.of("sessionizer.session")))
+    closed = next(m for m in bench.of("sessionizer.session") if m["state"] == "closed")
+    assert closed["complete"] is False and closed["lost_events"] == 8
+
+
+def test_reload_in_band_is_forwarded_and_a_bad_file_keeps_the_old_settings(bench, agents):
+    ev = Events()
+    gateway, _ = agents
+    now = time.time_ns()
+    bench.send([{**ev.root(gateway, 1, "openclaw-gateway"), "ts_ns": now},
+                {**ev.connect(gateway, 1, "127.0.0.1", 18000), "ts_ns": now}])   # allowed port
+    bench.pump(lambda b: len(b.of("sessionizer.event")) == 1)
+    doc = json.loads(bench.rules.read_text())
+    doc["analysis"]["allowed_loopback_ports"] = [19000]
+    bench.rules.write_text(json.dumps(doc))
+    control = {"kind": "control", "command": "reload", "id": 7, "requested_ns": now}
+    bench.collector.publish_now("collector.control", [control])
+    bench.send([{**ev.connect(gateway, 1, "127.0.0.1", 18000), "ts_ns": now + 10},
+                {**ev.connect(gateway, 1, "127.0.0.1", 19000), "ts_ns": now + 20}])
+    bench.pump(lambda b: len(b.of("sessionizer.event")) == 2 and b.of("sessionizer.control"))
+    assert bench.of("sessionizer.control") == [control]
+    assert [e["port"] for e in bench.of("sessionizer.event")] == [18000, 19000]
+    bench.rules.write_text("{ not json")
+    bench.collector.publish_now("collector.control", [{**control, "id": 8}])
+    bench.send([{**ev.connect(gateway, 1, "127.0.0.1", 19000), "ts_ns": now + 30}])
+    bench.pump(lambda b: len(b.of("sessionizer.event")) == 3 and len(b.of("sessionizer.control")) == 2)
+    assert "reload failed; keeping the previous settings" in bench.stderr()
