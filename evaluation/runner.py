@@ -106,8 +106,11 @@ class AgentHome:
     home: Path
 
     @classmethod
-    def of_user(cls) -> AgentHome:
-        return cls(Path(os.path.expanduser(f"~{AGENT_USER}")))
+    def of_user(cls, mode: str = "gateway") -> AgentHome:
+        """casa-agent's home for the gateway; a separate HOME for --local, which refuses to run
+        while a gateway serves the same state directory."""
+        home = Path(os.path.expanduser(f"~{AGENT_USER}"))
+        return cls(home if mode == "gateway" else home / "local-mode")
 
     @property
     def state_dir(self) -> Path:
@@ -136,6 +139,7 @@ class AgentHome:
                             "cost": {"input": 0, "output": 0, "cacheRead": 0, "cacheWrite": 0}}]}}},
         }
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        shutil.chown(self.home, AGENT_USER, AGENT_USER)
         self.config_path.write_text(json.dumps(config, indent=2))
         shutil.chown(self.state_dir, AGENT_USER, AGENT_USER)
         shutil.chown(self.config_path, AGENT_USER, AGENT_USER)
@@ -428,7 +432,7 @@ def openclaw_turn_argv(toolchain: Toolchain, mode: str, prompt: str, session_key
     return argv + ["--agent", "main", "--session-id", session_key, "--json", "--message", prompt]
 
 
-def _parse_turn(stdout: bytes) -> tuple[int, str]:
+def parse_turn(stdout: bytes) -> tuple[int, str]:
     try:
         data = json.loads(stdout.decode("utf-8", "replace"))
     except ValueError:
@@ -448,7 +452,7 @@ def run_turn(toolchain: Toolchain, home: AgentHome, mode: str, prompt: str, out_
                           timeout=TURN_TIMEOUT_S, check=False)
     (out_dir / "openclaw.out").write_bytes(proc.stdout)
     (out_dir / "openclaw.err").write_bytes(proc.stderr)
-    calls, text = _parse_turn(proc.stdout)
+    calls, text = parse_turn(proc.stdout)
     return proc.returncode, calls, text
 
 
@@ -521,7 +525,7 @@ class EvalSession:
     casa: str = "start"                  # start | external | none
     modes: tuple[str, ...] = ("gateway",)
     toolchain: Toolchain = field(default_factory=Toolchain.in_checkout)
-    home: AgentHome = field(default_factory=AgentHome.of_user)
+    homes: dict[str, AgentHome] = field(default_factory=lambda: {m: AgentHome.of_user(m) for m in MODES})
     stack: CasaStack | None = None
     recorder: BusRecorder | None = None
     gateway: Gateway | None = None
@@ -539,7 +543,8 @@ class EvalSession:
     def _start(self) -> None:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.toolchain.ensure()
-        self.home.write_config()
+        for home in self.homes.values():
+            home.write_config()
         ensure_scan_targets()
         self.servers = [serve(FAKELLM_PORT, [SCENARIO_DIR, SCENARIO_DIR / "overhead"],
                               self.out_dir / "fakellm.jsonl"),
@@ -551,7 +556,7 @@ class EvalSession:
             self.recorder = BusRecorder(self.stack.bus_dir)
             self.recorder.start()
         if "gateway" in self.modes:
-            self.gateway = Gateway(self.toolchain, self.home, self.out_dir / "gateway.log")
+            self.gateway = Gateway(self.toolchain, self.homes["gateway"], self.out_dir / "gateway.log")
             self.gateway.start()
 
     def run(self, scenario: Scenario, mode: str) -> CaseRecords | None:
@@ -559,11 +564,11 @@ class EvalSession:
         if self.recorder is None:
             out.mkdir(parents=True, exist_ok=True)
             reset_scratch()
-            run_turn(self.toolchain, self.home, mode, scenario.prompt, out)
+            run_turn(self.toolchain, self.homes[mode], mode, scenario.prompt, out)
             return None
         if self.stack:
             self.stack.check_alive()
-        return run_case(scenario, mode, self.toolchain, self.home, self.recorder, out)
+        return run_case(scenario, mode, self.toolchain, self.homes[mode], self.recorder, out)
 
     def close(self) -> None:
         if self.gateway:
