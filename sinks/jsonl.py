@@ -2,9 +2,9 @@
 
 Guarantees, and how they are kept:
 
-* **One complete line per record.** Each record is encoded in full, then written with a single
-  ``os.write`` on an ``O_APPEND`` descriptor, so concurrent writers (another sink, a tool) can
-  interleave whole lines but never tear one. A short write (disk full mid-record) is completed
+* **One complete line per record.** Each record is encoded in full; queued lines are written with
+  one ``os.write`` of whole lines (one or more, never part of one) on an ``O_APPEND`` descriptor,
+  so concurrent writers (another sink, a tool) can interleave whole lines but never tear one. A short write (disk full mid-record) is completed
   before anything else is written to that file, and the file is not reopened in between.
 * **Permissions.** Files are created 0640 (owner casa: the sink; group casa: the monitoring user).
   The monitored agent runs as another user and can neither write nor truncate them. Missing
@@ -27,6 +27,7 @@ Log paths come from the environment (and a .env file, see sinks/envfile.py):
 from __future__ import annotations
 
 import errno
+import grp
 import logging
 import os
 import time
@@ -45,11 +46,13 @@ __all__ = ["LogPaths", "LogFile", "LogFileCounters", "JsonlSink", "FILE_MODE", "
 
 FILE_MODE = 0o640
 DIR_MODE = 0o750
+LOG_GROUP = "casa"                       # the monitoring user's group: may read, may not write
 DEFAULT_LOG_DIR = Path("/var/log/casa")
 BACKLOG_MAX_BYTES = 64 * 1024 * 1024     # per file; beyond this, records are counted as lost
 RETRY_INTERVAL_S = 1.0                   # between attempts to open/write after an error
 ERROR_REPORT_INTERVAL_S = 10.0           # repeat the loud error while the problem lasts
 MAX_TRACKED_SESSIONS = 100_000          # open sessions remembered for loss attribution
+WRITE_CHUNK_BYTES = 64 * 1024            # whole lines joined into one os.write
 ROTATION_CHECK_S = 0.2                   # stat the path at most this often (lines written in
                                          # between land in the rotated file: not lost)
 
@@ -85,6 +88,13 @@ class LogPaths:
         return cls(**paths)
 
 
+def _give_to_log_group(fd: int) -> None:
+    try:
+        os.fchown(fd, -1, grp.getgrnam(LOG_GROUP).gr_gid)
+    except (KeyError, OSError):
+        pass                           # no casa group here: root-only access is the safe side
+
+
 @dataclass(slots=True)
 class LogFileCounters:
     written: int = 0           # records fully written
@@ -117,15 +127,16 @@ class LogFile:
         """Records waiting to be written."""
         return len(self._backlog)
 
-    def append(self, line: bytes) -> None:
-        """Queue one complete line and try to write everything queued."""
+    def append(self, line: bytes, drain: bool = True) -> None:
+        """Queue one complete line; with ``drain`` try to write everything queued now."""
         if self._backlog_bytes + len(line) > self.backlog_max_bytes:
             self.counters.lost += 1
             self._report_loss()
         else:
             self._backlog.append(line)
             self._backlog_bytes += len(line)
-        self.drain()
+        if drain:
+            self.drain()
 
     def drain(self) -> None:
         """Write queued lines; on error keep them and retry after RETRY_INTERVAL_S."""
@@ -134,7 +145,7 @@ class LogFile:
         try:
             self._ensure_open()
             while self._backlog:
-                self._write_head()
+                self._write_chunk()
         except OSError as exc:
             self._fail(exc)
             return
@@ -155,18 +166,38 @@ class LogFile:
         self.drain()
         self._close()
 
-    def _write_head(self) -> None:
-        line = self._backlog[0]
-        n = os.write(self._fd, line)       # type: ignore[arg-type]
-        if n < len(line):                  # only on a full disk; keep the rest, pinned to this fd
-            self._backlog[0] = line[n:]
-            self._backlog_bytes -= n
-            self._partial = True
-            raise OSError(errno.ENOSPC, f"short write ({n} of {len(line)} bytes)")
-        self._backlog.popleft()
-        self._backlog_bytes -= n
-        self._partial = False
-        self.counters.written += 1
+    def _write_chunk(self) -> None:
+        """One os.write of whole lines from the head (up to WRITE_CHUNK_BYTES; a longer line alone).
+
+        Every write ends at a line end, so other O_APPEND writers interleave only between lines.
+        A short write (full disk) leaves the rest of its line at the head, pinned to this fd.
+        """
+        if self._partial:
+            lines = [self._backlog[0]]             # finish the torn line before anything else
+        else:
+            lines, size = [], 0
+            for line in self._backlog:
+                if lines and size + len(line) > WRITE_CHUNK_BYTES:
+                    break
+                lines.append(line)
+                size += len(line)
+        data = lines[0] if len(lines) == 1 else b"".join(lines)
+        n = os.write(self._fd, data)       # type: ignore[arg-type]
+        left = n
+        for line in lines:
+            if left < len(line):
+                if left:
+                    self._backlog[0] = line[left:]
+                    self._backlog_bytes -= left
+                    self._partial = True
+                break
+            self._backlog.popleft()
+            self._backlog_bytes -= len(line)
+            left -= len(line)
+            self._partial = False
+            self.counters.written += 1
+        if n < len(data):
+            raise OSError(errno.ENOSPC, f"short write ({n} of {len(data)} bytes)")
 
     def _ensure_open(self) -> None:
         if self._fd is not None and not self._partial and self._rotation_check_due() \
@@ -197,6 +228,8 @@ class LogFile:
         st = os.fstat(fd)
         if st.st_uid == os.geteuid() and st.st_mode & 0o777 != FILE_MODE:
             os.fchmod(fd, FILE_MODE)       # umask or an older file must not widen access
+        if st.st_uid == os.geteuid() == 0:
+            _give_to_log_group(fd)         # run as root by hand: keep it readable by group casa
         self._fd, self._ino = fd, (st.st_dev, st.st_ino)
 
     def _close(self) -> None:
@@ -268,6 +301,7 @@ class JsonlSink:
                 self.malformed += 1
                 log.warning("dropped a malformed analyzer map | topic=%s stream=%s reason=%s",
                             env.topic, env.stream, exc)
+        self.drain()                   # one write per file per envelope (a batch of up to 64)
 
     def _handle_one(self, topic: str, stream: str, item: dict[str, Any]) -> None:
         if topic == ANALYZER_EVENT:
@@ -276,7 +310,7 @@ class JsonlSink:
                 self.skipped_kinds += 1
                 return
             self._track_open(item, stream)
-            self.events.append(records.encode_line(rec))
+            self.events.append(records.encode_line(rec), drain=False)
         elif topic == ANALYZER_DECISION:
             self._track_open(item, stream)
             self._write_decision(item)

@@ -168,3 +168,39 @@ def test_concurrent_writers_across_rotation(tmp_path: Path) -> None:
         assert proc.exitcode == 0
     ids = read_ids(*rotated, *([p] if p.exists() else []))
     assert sorted(ids) == sorted(w * 100_000 + i for w in range(2) for i in range(3000))
+
+
+@pytest.fixture
+def tiny_fs(tmp_path: Path):
+    """A real 256 KiB tmpfs, so the disk really fills up (short writes included)."""
+    import subprocess
+    d = tmp_path / "tiny"
+    d.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(d)], check=True)
+    try:
+        yield d
+    finally:
+        subprocess.run(["umount", "-l", str(d)], check=False)
+
+
+@pytest.mark.root
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
+def test_really_full_disk_short_write_is_completed_not_torn(tiny_fs: Path) -> None:
+    filler = tiny_fs / "filler"
+    with open(filler, "wb") as fh:
+        try:
+            fh.write(b"\0" * (200 * 1024))
+        except OSError:
+            pass
+    clock = Clock()
+    f = LogFile(tiny_fs / "events.log", clock=clock)
+    for i in range(120):
+        f.append(line(i, pad=1000))
+    assert f.counters.write_errors >= 1 and f.backlog > 0 and f.counters.lost == 0
+    assert not (tiny_fs / "events.log").read_bytes().endswith(b"\n")   # a real short write happened
+    written_before = f.counters.written
+    filler.unlink()                                   # space comes back
+    clock.now += jsonl.RETRY_INTERVAL_S
+    f.drain()
+    assert f.backlog == 0 and f.counters.written == 120 > written_before
+    assert read_ids(tiny_fs / "events.log") == list(range(120))   # every line whole, in order
