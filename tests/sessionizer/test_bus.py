@@ -89,6 +89,24 @@ def _wait_for_subscriber(sock: zmq.Socket) -> None:
     raise AssertionError("the sessionizer never subscribed to collector.event")
 
 
+def _start(directory: Path, rules: Path) -> subprocess.Popen:
+    env = {**os.environ, "CASA_BUS_DIR": str(directory), "PYTHONUNBUFFERED": "1"}
+    with open(directory / "stderr.log", "ab") as stderr:
+        return subprocess.Popen(
+            [sys.executable, "-m", "sessionizer", "--rules", str(rules), "--config", str(CONFIG),
+             "--state-dir", str(directory / "state"), "--flush-interval-s", "1",
+             "--checkpoint-interval-s", "0.2"],
+            cwd=CHECKOUT, env=env, stdout=subprocess.DEVNULL, stderr=stderr,
+            user="casa" if IS_ROOT else None, group="casa" if IS_ROOT else None)
+
+
+def _connect(b: Bench) -> None:
+    """Wait until the sessionizer subscribed to us and we receive its heartbeats."""
+    _wait_for_subscriber(b.collector.sock)
+    b.heartbeats.clear()
+    b.pump(lambda b: b.heartbeats)
+
+
 @pytest.fixture
 def bench() -> Iterator[Bench]:
     directory = _shared_dir("casa-sessionizer-test-")
@@ -99,15 +117,8 @@ def bench() -> Iterator[Bench]:
         os.chown(rules, 0, grp.getgrnam("casa").gr_gid)
     ctx = zmq.Context()
     collector = Publisher(bind_publisher(ctx, "collector", directory), "collector")
-    env = {**os.environ, "CASA_BUS_DIR": str(directory), "PYTHONUNBUFFERED": "1"}
-    stderr = open(directory / "stderr.log", "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sessionizer", "--rules", str(rules), "--config", str(CONFIG),
-         "--state-dir", str(directory / "state"), "--flush-interval-s", "1"],
-        cwd=CHECKOUT, env=env, stdout=subprocess.DEVNULL, stderr=stderr,
-        user="casa" if IS_ROOT else None, group="casa" if IS_ROOT else None)
+    proc = _start(directory, rules)
     try:
-        _wait_for_subscriber(collector.sock)
         sock_path = directory / "sessionizer.sock"
         deadline = time.monotonic() + WAIT_S
         while not sock_path.exists() and time.monotonic() < deadline:
@@ -115,13 +126,12 @@ def bench() -> Iterator[Bench]:
         topics = Subscriber.subscriptions(["sessionizer."])
         tap = Subscriber(connect_subscriber(ctx, ["sessionizer"], topics, directory), topics)
         b = Bench(directory, proc, ctx, collector, tap, rules)
-        b.pump(lambda b: b.heartbeats)            # connected: the first heartbeat arrived
+        _connect(b)
         yield b
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        stderr.close()
+        if b.proc.poll() is None if "b" in locals() else proc.poll() is None:
+            (b.proc if "b" in locals() else proc).kill()
+        (b.proc if "b" in locals() else proc).wait()
         ctx.destroy(linger=0)
         shutil.rmtree(directory, ignore_errors=True)
 
@@ -245,3 +255,48 @@ def test_reload_in_band_is_forwarded_and_a_bad_file_keeps_the_old_settings(bench
     bench.send([{**ev.connect(gateway, 1, "127.0.0.1", 19000), "ts_ns": now + 30}])
     bench.pump(lambda b: len(b.of("sessionizer.event")) == 3 and len(b.of("sessionizer.control")) == 2)
     assert "reload failed; keeping the previous settings" in bench.stderr()
+
+
+def test_restart_after_kill_restores_sessions_and_counts_what_was_missed(bench, agents):
+    ev = Events()
+    child, cli = agents                                # both alive: the restore keeps them
+    now = time.time_ns()
+    bench.send([{**ev.exec(cli, 1, "/usr/bin/node", ["node", "/x/openclaw", "agent", "-m", "q"]),
+                 "ts_ns": now},
+                {**ev.exec(child, cli, "/usr/bin/python3", ["python3"]), "ts_ns": now + 1}])
+    bench.pump(lambda b: b.of("sessionizer.event"))
+    (opened,) = bench.of("sessionizer.session")
+    state_file = bench.directory / "state" / "sessionizer.json"
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:                 # wait for a checkpoint holding the session
+        try:
+            doc = json.loads(state_file.read_text())
+            if doc.get("checkpoint", {}).get("sessions") and doc["checkpoint"].get("bus"):
+                break
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.05)
+    else:
+        raise AssertionError("no checkpoint written")
+    bench.proc.kill()                                   # SIGKILL: no shutdown, no final checkpoint
+    bench.proc.wait()
+    bench.send([{**ev.open(child, cli, "/tmp/missed-1"), "ts_ns": now + 2}])
+    bench.send([{**ev.open(child, cli, "/tmp/missed-2"), "ts_ns": now + 3}])
+    bench.got.clear()
+    bench.proc = _start(bench.directory, bench.rules)
+    _connect(bench)
+    bench.send([{**ev.open(child, cli, "/tmp/after"), "ts_ns": now + 4},
+                {**ev.exit(cli, 1), "ts_ns": now + 5}])
+    bench.pump(lambda b: any(m["state"] == "closed" for m in b.of("sessionizer.session")))
+    after = bench.of("sessionizer.event")
+    assert [e["session_id"] for e in after] == [opened["session_id"]] * 2   # same session resumed
+    assert after[0]["depth"] == 1                                          # tracker restored
+    closed = next(m for m in bench.of("sessionizer.session") if m["state"] == "closed")
+    assert closed["session_id"] == opened["session_id"]
+    assert closed["complete"] is False and closed["lost_events"] == 2
+    assert "restored from checkpoint" in bench.stderr()
+    bench.send([{**ev.exec(cli + 10**6, 1, "/usr/bin/node", ["node", "/x/openclaw", "agent", "-m", "q"]),
+                 "ts_ns": now + 6}])
+    bench.pump(lambda b: sum(m["state"] == "opened" for m in b.of("sessionizer.session")) == 1)
+    fresh = next(m for m in bench.of("sessionizer.session") if m["state"] == "opened")
+    assert fresh["session_id"] > opened["session_id"]                      # ids never reused
