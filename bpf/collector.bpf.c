@@ -169,7 +169,7 @@ static __always_inline void read_argv(struct event *e, const char *const *argv)
 		p = 0;
 		if (bpf_probe_read_user(&p, sizeof(p), &argv[i]) || !p)
 			return;
-		n = bpf_probe_read_user_str(e->argv[i], MAX_ARG_LEN, p);
+		n = bpf_probe_read_user_str(e->argv + i * MAX_ARG_LEN, MAX_ARG_LEN, p);
 		if (n < 0)
 			return;
 		e->argc = i + 1;

@@ -265,9 +265,9 @@ def run(args: argparse.Namespace, cfg: cconfig.CollectorConfig, extra: dict[int,
         sock.close(0)
         ctx.term()
         return 1
-    scope = Scope(profiles, loader.KernelTrackedMap(b["tracked"]), os.getpid())
+    scope = Scope(profiles, loader.KernelTrackedMap(b[b"tracked"]), os.getpid())
     col = Collector(cfg, args, pub, b, scope, boot_epoch_ns())
-    b["events"].open_ring_buffer(col.on_record)
+    b[b"events"].open_ring_buffer(col.on_record)
     _install_signals(col)
     procs = scan()
     col.publish(scope.bootstrap(procs, extra))

@@ -67,7 +67,7 @@ def event_struct(max_args: int, max_arg_len: int, max_path_len: int) -> type[cty
         ("path_len", ctypes.c_uint16), ("status", ctypes.c_uint32), ("comm", ctypes.c_char * COMM_LEN),
         ("new_comm", ctypes.c_char * COMM_LEN), ("pad", ctypes.c_char * 4),
         ("path", ctypes.c_char * max_path_len), ("exe", ctypes.c_char * EXE_LEN),
-        ("argv", (ctypes.c_char * max_arg_len) * max_args),
+        ("argv", ctypes.c_char * (max_arg_len * max_args)),
     ]
     return type("EventStruct", (ctypes.Structure,), {"_fields_": fields})
 

@@ -115,17 +115,17 @@ def load(limits: Limits, self_tgid: int, root_comms: set[str]) -> Any:
                           "this and links it into .venv)") from None
     flags = cflags(limits)
     try:
-        b = BPF(src_file=str(SOURCE), cflags=flags)
+        b = BPF(src_file=str(SOURCE).encode(), cflags=flags)
     except Exception as exc:   # bcc raises bare Exception on compile/load errors
         raise LoaderError(f"cannot load {SOURCE.name}: {exc}") from None
-    b["self_tgid"][ctypes.c_int(0)] = ctypes.c_uint32(self_tgid)
+    b[b"self_tgid"][ctypes.c_int(0)] = ctypes.c_uint32(self_tgid)
     set_root_comms(b, root_comms)
     return b
 
 
 def set_root_comms(b: Any, comms: set[str]) -> None:
     """Replace the kernel's set of root-candidate comms."""
-    table = b["root_comms"]
+    table = b[b"root_comms"]
     table.clear()
     for comm in comms:
         key = table.Key()
@@ -157,4 +157,4 @@ class KernelTrackedMap:
 
 def kernel_drops(b: Any) -> int:
     """Records lost to a full ring buffer since load (sum over CPUs)."""
-    return int(sum(b["drops"][ctypes.c_int(0)]))
+    return int(sum(b[b"drops"][ctypes.c_int(0)]))
