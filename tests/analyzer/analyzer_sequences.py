@@ -22,6 +22,7 @@ class Seq:
     parents: dict[int, int] = field(default_factory=dict)     # tgid -> ppid (lineage)
     comms: dict[int, str] = field(default_factory=dict)
     uid: int = 1000
+    hidden: set[int] = field(default_factory=set)     # transparent wrappers: not in lineage
 
     def _base(self, kind: str, t: float, tgid: int) -> dict[str, Any]:
         return {"kind": kind, "ts_ns": int(t * S), "tgid": tgid, "tid": tgid,
@@ -34,15 +35,19 @@ class Seq:
              seccomp: int | None = 2) -> "Seq":
         self.parents[tgid] = parent
         ev = self._base("exec", t, tgid)
+        if tgid not in self.comms:          # a fresh fork still carries its parent's comm
+            ev["comm"] = self.comms.get(parent, "node")
+        self.comms[tgid] = path.rsplit("/", 1)[-1][:15]
         lineage, cur = [], tgid
         while cur in self.parents:
-            lineage.append({"tgid": cur, "ppid": self.parents[cur], "comm": ""})
+            if cur not in self.hidden:
+                lineage.append({"tgid": cur, "ppid": self.parents[cur],
+                                "comm": self.comms.get(cur, "")})
             cur = self.parents[cur]
         lineage.append({"tgid": GATEWAY, "ppid": 1, "comm": "openclaw-gatewa"})
         ev.update(syscall="execve", path=path, argv=argv or [path], argv_truncated=False, ret=0,
                   exe=exe if exe is not None else path, dirfd=-100, flags=0, cap_eff=cap_eff,
                   seccomp=seccomp, lineage=lineage, depth=len(lineage) - 1)
-        self.comms[tgid] = path.rsplit("/", 1)[-1][:15]
         self.events.append(ev)
         return self
 
