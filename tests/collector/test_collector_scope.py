@@ -1,0 +1,112 @@
+"""collector/scope.py, the pure core: bootstrap from a /proc snapshot, provisional roots
+confirmed or rejected (with what they forked meanwhile), nested roots, and the sweep."""
+
+from __future__ import annotations
+
+from agents import Matcher, Profile
+from collector.decode import ST_PROVISIONAL, Decoded
+from collector.proc_scan import ProcInfo
+from collector.scope import DictTrackedMap, Entry, Scope
+
+CLI = Profile(name="cli", kind="invocation",
+              match=(Matcher(comm=("agent-cli",), argv_any=("-m",)),))
+GATEWAY = Profile(name="gw", kind="runtime", match=(Matcher(exe_basename=("gatewayd",)),))
+SELF = 999
+
+
+def proc(pid: int, ppid: int, comm: str, exe: str = "", argv: tuple[str, ...] = ()) -> ProcInfo:
+    return ProcInfo(pid=pid, ppid=ppid, uid=0, comm=comm, exe=exe, argv=argv)
+
+
+def scope(kmap: DictTrackedMap | None = None, procs: dict[int, ProcInfo] | None = None) -> Scope:
+    procs = procs or {}
+    return Scope((CLI, GATEWAY), kmap if kmap is not None else DictTrackedMap(), SELF,
+                 exe_reader=lambda pid: procs[pid].exe if pid in procs else "",
+                 proc_reader=procs.get, clock=lambda: 7, monotonic=lambda: 100.0)
+
+
+def exec_rec(tgid: int, root: int, argv: list[str], new_comm: str, provisional: bool = False,
+             ret: int = 0, path: str = "/usr/bin/x") -> Decoded:
+    ev = {"kind": "exec", "ts_ns": 5, "tgid": tgid, "tid": tgid, "ppid": 1, "uid": 0, "comm": "bash",
+          "root": root, "syscall": "execve", "path": path, "argv": argv, "argv_truncated": False,
+          "ret": ret, "exe": path, "dirfd": -100, "flags": 0, "cap_eff": None, "seccomp": None}
+    return Decoded(ev, ST_PROVISIONAL if provisional else 0, 0, new_comm)
+
+
+def other(kind: str, tgid: int, root: int, provisional: bool = False) -> Decoded:
+    ev = {"kind": kind, "ts_ns": 5, "tgid": tgid, "tid": tgid, "ppid": 1, "uid": 0, "comm": "x", "root": root}
+    return Decoded(ev, ST_PROVISIONAL if provisional else 0, 0, "")
+
+
+def test_bootstrap_finds_roots_and_descendants_but_never_itself():
+    procs = {10: proc(10, 1, "gatewayd", "/opt/gatewayd"), 11: proc(11, 10, "sh"), 12: proc(12, 11, "curl"),
+             20: proc(20, 1, "bash"), SELF: proc(SELF, 11, "python")}
+    kmap = DictTrackedMap()
+    s = scope(kmap, procs)
+    events = s.bootstrap(procs)
+    assert [(e["kind"], e["tgid"], e["profile"], e["reason"], e["exe"]) for e in events] == [
+        ("root", 10, "gw", "bootstrap", "/opt/gatewayd")]
+    assert kmap.entries == {10: Entry(10, 0, False), 11: Entry(10, 1, False), 12: Entry(10, 2, False)}
+
+
+def test_extra_pids_become_roots_of_the_given_profile():
+    procs = {30: proc(30, 1, "python")}
+    s = scope(procs=procs)
+    assert [e["profile"] for e in s.bootstrap(procs, {30: "cli"})] == ["cli"]
+
+
+def test_candidate_confirmed_by_full_match_keeps_its_children():
+    kmap = DictTrackedMap({40: Entry(40, 0, True), 41: Entry(40, 1, True)})
+    s = scope(kmap)
+    out = s.handle(exec_rec(40, 40, ["agent-cli", "-m", "hi"], "agent-cli", provisional=True))
+    assert [e["kind"] for e in out] == ["exec", "root"]
+    assert out[1]["profile"] == "cli" and out[1]["reason"] == "exec"
+    assert kmap.entries == {40: Entry(40, 0, False), 41: Entry(40, 1, False)}
+    # a child's event recorded while still provisional is published once the root is confirmed
+    assert s.handle(other("open", 41, 40, provisional=True))
+
+
+def test_candidate_rejected_removes_it_and_what_it_forked():
+    kmap = DictTrackedMap({40: Entry(40, 0, True), 41: Entry(40, 1, True), 50: Entry(50, 0, False)})
+    s = scope(kmap)
+    assert s.handle(exec_rec(40, 40, ["agent-cli", "--help"], "agent-cli", provisional=True)) == []
+    assert kmap.entries == {50: Entry(50, 0, False)}
+    assert s.handle(other("fork", 41, 40, provisional=True)) == []
+    assert s.dropped_events == 1
+
+
+def test_tracked_exec_matching_a_profile_starts_a_nested_root():
+    kmap = DictTrackedMap({60: Entry(10, 3, False)})
+    s = scope(kmap)
+    s.roots[10] = "gw"
+    out = s.handle(exec_rec(60, 10, ["agent-cli", "-m", "x"], "agent-cli"))
+    assert [(e["kind"], e["root"]) for e in out] == [("exec", 60), ("root", 60)]
+    assert kmap.entries[60] == Entry(60, 0, False)
+    # the same profile again (a re-exec) is not a new root
+    assert [e["kind"] for e in s.handle(exec_rec(60, 60, ["agent-cli", "-m", "y"], "agent-cli"))] == ["exec"]
+
+
+def test_failed_exec_never_starts_a_root():
+    s = scope(DictTrackedMap({60: Entry(10, 3, False)}))
+    s.roots[10] = "gw"
+    out = s.handle(exec_rec(60, 10, ["agent-cli", "-m", "x"], "", ret=-2))
+    assert [e["kind"] for e in out] == ["exec"]
+
+
+def test_root_exit_forgets_the_root():
+    s = scope()
+    s.roots[10] = "gw"
+    assert s.handle(other("exit", 10, 10))
+    assert 10 not in s.roots
+
+
+def test_sweep_settles_a_provisional_root_whose_exec_was_lost():
+    procs = {70: proc(70, 1, "agent-cli", "/usr/bin/agent-cli", ("agent-cli", "-m", "q")),
+             80: proc(80, 1, "agent-cli", "/usr/bin/agent-cli", ("agent-cli",))}
+    kmap = DictTrackedMap({70: Entry(70, 0, True), 71: Entry(70, 1, True), 80: Entry(80, 0, True)})
+    s = scope(kmap, procs)
+    count, events = s.sweep()
+    assert (count, events) == (3, [])          # first sight: the exec record may still be queued
+    count, events = s.sweep()
+    assert [(e["tgid"], e["profile"]) for e in events] == [(70, "cli")]
+    assert kmap.entries == {70: Entry(70, 0, False), 71: Entry(70, 1, False)}
