@@ -266,6 +266,7 @@ def run(args: argparse.Namespace, cfg: cconfig.CollectorConfig, extra: dict[int,
         ctx.term()
         return 1
     scope = Scope(profiles, loader.KernelTrackedMap(b[b"tracked"]), os.getpid())
+    scope.kmap.delete(os.getpid())         # inherited if started from a traced shell: never traced
     col = Collector(cfg, args, pub, b, scope, boot_epoch_ns())
     b[b"events"].open_ring_buffer(col.on_record)
     _install_signals(col)
