@@ -1,0 +1,69 @@
+"""Overhead measurement pieces: timestamps, percentiles, the events.log tail, the CPU sampler."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from evaluation.overhead import LogTail, StageSampler, parse_rfc3339nano, percentile
+from sinks.records import rfc3339nano
+
+
+@pytest.mark.parametrize("ts_ns", [1_795_672_858_492_668_054, 1_795_672_858_000_000_000, 1_795_672_858_100_000_000])
+def test_rfc3339nano_round_trips_the_sinks_format_to_the_nanosecond(ts_ns: int):
+    assert parse_rfc3339nano(rfc3339nano(ts_ns)) == ts_ns
+
+
+def test_offsets_and_bad_stamps():
+    assert parse_rfc3339nano("2026-05-02T17:44:19.027509477-05:00") == \
+        parse_rfc3339nano("2026-05-02T22:44:19.027509477Z")
+    with pytest.raises(ValueError, match="not an RFC3339Nano timestamp"):
+        parse_rfc3339nano("yesterday")
+
+
+def test_percentile_is_nearest_rank():
+    values = [float(v) for v in range(1, 21)]
+    assert percentile(values, 0.95) == 19.0
+    assert percentile(values, 0.50) == 10.0
+    assert percentile([], 0.5) is None
+
+
+def test_tail_measures_only_lines_appended_after_start_and_counts_bad_ones(tmp_path: Path):
+    log = tmp_path / "events.log"
+    log.write_text(json.dumps({"timestamp": rfc3339nano(time.time_ns() - 10**10)}) + "\n")
+    tail = LogTail(log)
+    tail.start()
+    try:
+        with open(log, "a") as f:
+            f.write(json.dumps({"timestamp": rfc3339nano(time.time_ns() - 50_000_000)}) + "\n")
+            f.write("not json\n")
+            f.write('{"timestamp": "2026')          # a partial line: not counted until complete
+            f.flush()
+            deadline = time.monotonic() + 2
+            while not tail.latencies_ms and time.monotonic() < deadline:
+                time.sleep(0.01)
+    finally:
+        tail.stop()
+    lat = tail.take()
+    assert len(lat) == 1 and 50 <= lat[0] < 1050
+    assert tail.bad_lines == 1
+
+
+def test_sampler_sees_a_busy_process_use_cpu():
+    busy = subprocess.Popen([sys.executable, "-c", "import time\nt=time.time()\nwhile time.time()-t<3: pass"])
+    try:
+        sampler = StageSampler({"busy": busy.pid, "self": os.getpid()})
+        sampler.start()
+        time.sleep(1.6)
+        stats = sampler.stop()
+    finally:
+        busy.kill()
+        busy.wait()
+    assert stats["busy"]["cpu_avg_pct"] > 10      # a spinning process, on a shared 2-core machine
+    assert stats["busy"]["rss_peak_kb"] > 1000
