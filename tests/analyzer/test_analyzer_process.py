@@ -1,0 +1,131 @@
+"""The analyzer as a real process on a real bus (runs as the casa user when the tests are root)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from analyzer_process import CHECKOUT, Bench
+from analyzer_sequences import lifecycle
+
+GOLDEN = CHECKOUT / "tests" / "fixtures" / "golden"
+
+
+def golden(case: str, session_id: int) -> list[dict[str, Any]]:
+    events = json.loads((GOLDEN / f"{case}.json").read_text())["events"]
+    return [{**e, "session_id": session_id} for e in events]
+
+
+@pytest.fixture
+def bench() -> Iterator[Bench]:
+    b = Bench()
+    yield b
+    b.close()
+
+
+def feed(b: Bench, cases: dict[int, str]) -> None:
+    for sid, case in cases.items():
+        b.send("sessionizer.session", [lifecycle(sid, "opened")])
+        events = golden(case, sid)
+        for i in range(0, len(events), 4):                   # several envelopes per session
+            b.send("sessionizer.event", events[i:i + 4])
+        b.send("sessionizer.session", [lifecycle(sid, "closed")])
+
+
+def closed(n: int):
+    return lambda got: sum(1 for t, m in got if t == "analyzer.session" and m["state"] == "closed") >= n
+
+
+def test_golden_case_over_the_bus(bench: Bench):
+    bench.start()
+    feed(bench, {25: "M05"})
+    got = bench.collect(closed(1))
+    topics = [t for t, _ in got]
+    assert topics[0] == "analyzer.session" and topics[-1] == "analyzer.session"
+    events = [m for t, m in got if t == "analyzer.event"]
+    assert events == golden("M05", 25)                       # passed through, unchanged, in order
+    (d,) = [m for t, m in got if t == "analyzer.decision"]
+    assert d["action"] == "ALERT" and d["score"] == 9 and d["event"]["path"] == "/tmp/openclaw-eval/helper.sh"
+    # the decision follows its triggering event on the wire
+    assert topics.index("analyzer.decision") > topics.index("analyzer.event") and \
+        got[topics.index("analyzer.decision") - 1][1] == d["event"]
+    snap = got[-1][1]
+    assert snap["score"] == 9 and snap["action"] == "ALERT" and snap["complete"] is True
+    assert len(snap["recent_events"]) == len(events)
+    assert bench.stop() == [0]
+    assert "analyzer stopped" in bench.logs()
+
+
+def test_two_instances_decide_like_one():
+    cases = {sid: case for sid, case in zip(range(1, 11), ["M01", "M02", "M03", "M04", "M05", "M06",
+                                                           "M08", "M09", "M10", "B10"])}
+
+    def run(instances: int) -> list[dict[str, Any]]:
+        b = Bench()
+        try:
+            b.start(instances)
+            feed(b, cases)
+            got = b.collect(closed(len(cases)))
+            return sorted((m for t, m in got if t == "analyzer.decision"),
+                          key=lambda m: (m["session_id"], m["ts_ns"]))
+        finally:
+            b.close()
+
+    one, two = run(1), run(2)
+    assert len(one) == 11 and one == two
+
+
+def test_reload_broken_then_valid(bench: Bench):
+    bench.start()
+    original = bench.rules.read_bytes()
+    doc = json.loads(original)
+    doc["rules"][6]["expr"] = "history.write_then_exec_same_path &&"
+    bench.write_rules(json.dumps(doc, indent=2).encode())
+    ctl = {"kind": "control", "command": "reload", "id": 1, "requested_ns": 0}
+    bench.send("sessionizer.control", [ctl])
+    got = bench.collect(lambda g: any(t == "analyzer.control" for t, _ in g))
+    assert ("analyzer.control", ctl) in got
+    feed(bench, {3: "M05"})
+    got = bench.collect(closed(1))
+    (d,) = [m for t, m in got if t == "analyzer.decision"]
+    assert d["score"] == 9 and len(d["rules_version"]) == 12     # the old rules still score
+    old_version = d["rules_version"]
+    logs = bench.logs()
+    assert "rule 'write_then_exec_same_path' expr does not compile" in logs
+    assert f"keeping the 12 rules of version {old_version}" in logs
+
+    doc = json.loads(original)
+    doc["rules"][6]["weight"] = 7
+    bench.write_rules(json.dumps(doc, indent=2).encode())
+    bench.send("sessionizer.control", [{**ctl, "id": 2}])
+    bench.collect(lambda g: any(t == "analyzer.control" for t, _ in g))
+    feed(bench, {4: "M05"})
+    got = bench.collect(closed(1))
+    (d,) = [m for t, m in got if t == "analyzer.decision"]
+    assert d["score"] == 11 and d["rules_version"] != old_version
+    assert f"rules reloaded | version={d['rules_version']} rules=12" in bench.logs()
+
+
+def test_malformed_messages_do_not_stop_the_analyzer(bench: Bench):
+    bench.start()
+    bench.xpub.send_multipart([b"sessionizer.event", b"\xc1 not msgpack"])
+    bench.send("sessionizer.event", [{"kind": "exec", "session_id": "x"}])
+    feed(bench, {5: "M09"})
+    got = bench.collect(closed(1))
+    (d,) = [m for t, m in got if t == "analyzer.decision"]
+    assert d["triggered_rules"][0]["name"] == "memfd_or_deleted_exec"
+    hb = [env for t, env in bench.receive(1.5) if t == "analyzer.heartbeat"]
+    assert hb and hb[-1].counters["malformed"] == 1 and hb[-1].counters["events_malformed"] == 1
+
+
+def test_bad_rules_at_start_exit_1(tmp_path):
+    b = Bench(rules_text=b"{not json")
+    try:
+        with pytest.raises(RuntimeError, match="analyzer exited with 1"):
+            b.start()
+        assert "not valid JSON" in b.logs()
+    finally:
+        b.close()
