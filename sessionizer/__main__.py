@@ -89,6 +89,8 @@ class Stage:
         self.stop = False
         self.reload_requested = False
         self.last_seen: dict[str, dict[str, int]] = {}
+        self.reloads = {"reloads_applied": 0, "reloads_rejected": 0, "last_reload_id": 0,
+                        "unknown_control": 0}
         self._restore(doc.get("checkpoint"))
 
     # -------------------------------------------------------------- setup
@@ -100,8 +102,9 @@ class Stage:
     def _restore(self, checkpoint: Any) -> None:
         if not isinstance(checkpoint, dict) or not self.store.writable:
             return
+        clean = checkpoint.get("clean") is True
         try:
-            n = self.core.restore(checkpoint, time.time_ns(), _alive)
+            n = self.core.restore(checkpoint, time.time_ns(), _alive, clean=clean)
         except (KeyError, TypeError, ValueError) as exc:
             log.error("checkpoint unusable; starting empty | reason=%s", exc)
             return
@@ -109,7 +112,8 @@ class Stage:
             # Resume loss accounting where we stopped: the first message after the restart
             # reveals exactly how many collector messages were missed.
             self.sub.tracker.streams[("collector", topic)] = StreamState(pos["epoch"], pos["seq"])
-        log.info("restored from checkpoint | sessions=%d processes=%d", n, len(self.core.tracker))
+        log.info("restored from checkpoint | sessions=%d processes=%d clean=%s", n,
+                 len(self.core.tracker), clean)
 
     def _on_bus_loss(self, stream: str, topic: str, lost: int) -> None:
         if stream == "collector":
@@ -142,10 +146,10 @@ class Stage:
             if mono >= next_liveness:
                 next_liveness = mono + LIVENESS_INTERVAL_S
                 self._check_leaders()
-            if mono >= next_checkpoint:
+            self.pub.flush()
+            if mono >= next_checkpoint:                # after the flush: it reflects what was sent
                 next_checkpoint = mono + self.args.checkpoint_interval_s
                 self.checkpoint()
-            self.pub.flush()
             if self.pub.heartbeat_due():
                 self.pub.heartbeat(self.counters())
         return self.finish()
@@ -177,7 +181,10 @@ class Stage:
         if msg.get("kind") == "control" and msg.get("command") == "reload":
             log.info("reload requested in band | id=%s", msg.get("id"))
             self.reload()
+            if isinstance(msg.get("id"), int):
+                self.reloads["last_reload_id"] = msg["id"]
         else:
+            self.reloads["unknown_control"] += 1
             log.warning("unknown control message forwarded unchanged | command=%r", msg.get("command"))
         self.pub.flush()
         self.pub.publish_now(SESSIONIZER_CONTROL, [msg])
@@ -196,8 +203,11 @@ class Stage:
         try:
             settings = load_settings(self.args.rules, self.args.config)
         except SettingsError as exc:
-            log.error("reload failed; keeping the previous settings | reason=%s", exc)
+            self.reloads["reloads_rejected"] += 1
+            log.error("reload failed; keeping the previous settings | reason=%s version_kept=%s",
+                      exc, self.core.settings.rules_version)
             return False
+        self.reloads["reloads_applied"] += 1
         self.core.reconfigure(settings)
         self._configure_endpoints(settings)
         log.info("settings reloaded | rules=%s version=%s profiles=%d", self.args.rules,
@@ -212,30 +222,35 @@ class Stage:
                             s.session_id, s.leader_tgid)
                 self.core.leader_gone(s.leader_tgid, time.time_ns())
 
-    def checkpoint(self) -> None:
+    def checkpoint(self, clean: bool = False) -> None:
+        """Save tracker, sessions and the input position; ``clean`` only after a full flush at
+        shutdown (a SIGKILL can lose batches still queued in ZeroMQ, so periodic ones are not)."""
         if not self.store.writable:
             return
         state = self.core.checkpoint_state()
         state["bus"] = dict(self.last_seen)
+        state["clean"] = clean
         self.store.checkpoint(state)
 
     def counters(self) -> dict[str, Any]:
         out: dict[str, Any] = dict(self.core.stats())
         out.update({f"bus_{k}": v for k, v in self.sub.counters.as_dict().items()})
         out["dns_resolve_failures"] = self.endpoints.resolve_failures
+        out.update(self.reloads)
+        out["rules_version"] = self.core.settings.rules_version
         return out
 
     def finish(self) -> int:
         self.emit(self.core.shutdown(time.time_ns()))
-        self.checkpoint()
         self.pub.flush()
         self.pub.heartbeat(self.counters())
         self.endpoints.stop()
         summary = " ".join(f"{k}={v}" for k, v in sorted(self.counters().items()))
         log.info("sessionizer stopped | %s", summary)
         self.sub.sock.close(0)
-        self.pub.sock.close(1000)
+        self.pub.sock.close(1000)                      # linger: let the queued batches go out
         self.ctx.term()
+        self.checkpoint(clean=True)
         return 0
 
     def _on_stop(self, signum: int, frame: Any) -> None:

@@ -136,9 +136,12 @@ class Sessionizer:
         return {"tracker": self.tracker.to_state(),
                 "sessions": [s.to_state() for s in self.sessions]}
 
-    def restore(self, state: dict[str, Any], now_ns: int, alive: Callable[[int], bool]) -> int:
+    def restore(self, state: dict[str, Any], now_ns: int, alive: Callable[[int], bool],
+                clean: bool = False) -> int:
         """Resume from a checkpoint; processes that died meanwhile are forgotten, and sessions
-        whose leader died start their grace period now. Returns the number of sessions restored.
+        whose leader died start their grace period now. After an unclean stop (no final
+        checkpoint) every restored session is marked incomplete: output still queued at the kill
+        is gone. Returns the number of sessions restored.
         """
         tracker = Tracker.from_state(state.get("tracker", {}))
         for tgid in [t for t in tracker.procs if not alive(t)]:
@@ -151,6 +154,9 @@ class Sessionizer:
         for s in self.sessions:
             if s.origin is Origin.INVOCATION and not alive(s.leader_tgid):
                 self.sessions.leader_exit(s.leader_tgid, now_ns)
+        if not clean:
+            self.sessions.mark_loss(0)
+            self.counters["restored_unclean"] += 1
         self.counters["sessions_restored"] += len(self.sessions)
         return len(self.sessions)
 
@@ -205,7 +211,7 @@ class Sessionizer:
         root = self.tracker.root_of(tgid, ppid)
         if root is None:
             return self._drop(out, "untracked")
-        session, opened = self._session_for(root, ts)
+        session, opened = self._session_for(root, ts, tgid)
         out += opened
         self.sessions.record(session, ts)
         self.counters["accepted"] += 1
@@ -310,8 +316,9 @@ class Sessionizer:
         s = self.sessions.for_root(root.tgid)
         return s is not None and s.origin is Origin.INVOCATION
 
-    def _session_for(self, root: Root, ts: int) -> tuple[Session, list[Out]]:
-        """Which session an accepted event of ``root``'s tree joins (docs §Session model)."""
+    def _session_for(self, root: Root, ts: int, tgid: int) -> tuple[Session, list[Out]]:
+        """Which session an accepted event of ``root``'s tree joins (docs §Session model).
+        An activity session's leader is the process whose event opened it (docs/bus.md §7.1)."""
         profile = self.settings.profile(root.profile)
         kind = profile.kind if profile is not None else "runtime"
         if kind == "runtime":
@@ -324,7 +331,7 @@ class Sessionizer:
         idle = profile.idle_gap_s if profile is not None else 5.0
         grace = profile.close_grace_s if profile is not None else 2.0
         s = self.sessions.open(profile=root.profile, origin=Origin.ACTIVITY, tree_root=root.tgid,
-                               leader_tgid=root.tgid, ts_ns=ts, idle_gap_s=idle, close_grace_s=grace)
+                               leader_tgid=tgid, ts_ns=ts, idle_gap_s=idle, close_grace_s=grace)
         return s, [self._opened(s, ts)]
 
     def _opened(self, s: Session, ts: int) -> Out:

@@ -103,8 +103,7 @@ def _start(directory: Path, rules: Path) -> subprocess.Popen:
 def _connect(b: Bench) -> None:
     """Wait until the sessionizer subscribed to us and we receive its heartbeats."""
     _wait_for_subscriber(b.collector.sock)
-    b.heartbeats.clear()
-    b.pump(lambda b: b.heartbeats)
+    b.pump(lambda b: any(hb.get("pid") == b.proc.pid for hb in b.heartbeats))   # not a stale one
 
 
 @pytest.fixture
@@ -198,6 +197,7 @@ def test_session_events_lifecycle_and_shutdown_over_the_bus(bench, agents):
     assert hb["bus_malformed"] == 2 and hb["bus_unknown_version"] == 1
     assert hb["malformed_events"] == 1 and hb["dropped_loader_noise"] == 1
     assert hb["dropped_shell_wrapper"] == 1 and hb["open_sessions"] == 1
+    assert hb["rules_version"] and hb["reloads_applied"] == 0 and hb["last_reload_id"] == 0
     bench.proc.send_signal(signal.SIGTERM)
     bench.pump(lambda b: any(m["state"] == "shutdown" for m in b.of("sessionizer.session")))
     assert bench.proc.wait(timeout=WAIT_S) == 0
@@ -255,6 +255,10 @@ def test_reload_in_band_is_forwarded_and_a_bad_file_keeps_the_old_settings(bench
     bench.send([{**ev.connect(gateway, 1, "127.0.0.1", 19000), "ts_ns": now + 30}])
     bench.pump(lambda b: len(b.of("sessionizer.event")) == 3 and len(b.of("sessionizer.control")) == 2)
     assert "reload failed; keeping the previous settings" in bench.stderr()
+    bench.heartbeats.clear()
+    bench.pump(lambda b: b.heartbeats)
+    hb = bench.heartbeats[-1]
+    assert (hb["reloads_applied"], hb["reloads_rejected"], hb["last_reload_id"]) == (1, 1, 8)
 
 
 def test_restart_after_kill_restores_sessions_and_counts_what_was_missed(bench, agents):
@@ -300,3 +304,26 @@ def test_restart_after_kill_restores_sessions_and_counts_what_was_missed(bench, 
     bench.pump(lambda b: sum(m["state"] == "opened" for m in b.of("sessionizer.session")) == 1)
     fresh = next(m for m in bench.of("sessionizer.session") if m["state"] == "opened")
     assert fresh["session_id"] > opened["session_id"]                      # ids never reused
+
+
+def test_clean_restart_continues_sessions_without_marking_them_incomplete(bench, agents):
+    ev = Events()
+    child, cli = agents
+    now = time.time_ns()
+    bench.send([{**ev.exec(cli, 1, "/usr/bin/node", ["node", "/x/openclaw", "agent", "-m", "q"]),
+                 "ts_ns": now}])
+    bench.pump(lambda b: b.of("sessionizer.session"))
+    (opened,) = bench.of("sessionizer.session")
+    bench.proc.send_signal(signal.SIGTERM)
+    bench.pump(lambda b: any(m["state"] == "shutdown" for m in b.of("sessionizer.session")))
+    assert bench.proc.wait(timeout=WAIT_S) == 0
+    bench.got.clear()
+    bench.proc = _start(bench.directory, bench.rules)
+    _connect(bench)
+    bench.send([{**ev.exec(child, cli, "/usr/bin/python3", ["python3"]), "ts_ns": now + 1},
+                {**ev.exit(cli, 1), "ts_ns": now + 2}])
+    bench.pump(lambda b: any(m["state"] == "closed" for m in b.of("sessionizer.session")))
+    assert [e["session_id"] for e in bench.of("sessionizer.event")] == [opened["session_id"]] * 2
+    closed = next(m for m in bench.of("sessionizer.session") if m["state"] == "closed")
+    assert closed["session_id"] == opened["session_id"] and closed["complete"] is True
+    assert "clean=True" in bench.stderr()

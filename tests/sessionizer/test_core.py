@@ -226,7 +226,7 @@ def test_gateway_activity_without_cli_is_its_own_idle_session(gateway_core, ev):
                       ev.open(3000, WORKER, "/tmp/x", ts=14.9)])
     (opened,) = lifecycle_of(out)
     assert opened["origin"] == "activity" and opened["profile"] == "openclaw-gateway"
-    assert opened["leader_tgid"] == GATEWAY
+    assert opened["leader_tgid"] == 3000              # the first active child (docs/bus.md §7.1)
     assert len({e["session_id"] for e in events_of(out)}) == 1
     assert lifecycle_of(core.tick(T0 + int(19.9 * S))) == []
     (closed,) = lifecycle_of(core.tick(T0 + 20 * S))
