@@ -238,6 +238,26 @@ STAGES: dict[str, list[str]] = {
 }
 
 
+def eval_casa_config(dest: Path, runtime_noise: bool = True) -> Path:
+    """config/casa.json, plus the project-local OpenClaw install as loader noise.
+
+    The original drops opens under ``/.nvm/``: with a global nvm install that is where the runtime
+    loads its own JavaScript modules from. Our install lives in evaluation/node/node_modules/, and
+    the gateway lazily opens hundreds of its own module files during a turn; unfiltered, they push
+    a script's write out of the 64-event history window before its exec (B10 was missed that
+    way). Adding the install directory is the same filter for this layout, not a rule change.
+    """
+    config = json.loads((CHECKOUT / "config" / "casa.json").read_text())
+    if runtime_noise:
+        noise = config.setdefault("sessionizer", {}).setdefault("noise", {})
+        contains = list(noise.get("loader_contains", ["/.nvm/"]))
+        contains.append(str(NODE_MODULES).lower() + "/")
+        noise["loader_contains"] = contains
+    dest.write_text(json.dumps(config, indent=2))
+    dest.chmod(0o644)
+    return dest
+
+
 @dataclass(slots=True)
 class CasaStack:
     """The CASA stages for an evaluation run, in private bus/log directories (or an external stack)."""
@@ -245,6 +265,7 @@ class CasaStack:
     root: Path
     rules: Path = EVAL_RULES
     external: bool = False
+    runtime_noise: bool = True
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     @property
@@ -259,7 +280,7 @@ class CasaStack:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CASA_")}
         logs = self.log_dir
         env.update({"CASA_BUS_DIR": str(self.bus_dir), "CASA_RULES_PATH": str(self.rules),
-                    "CASA_CONFIG_PATH": str(CHECKOUT / "config" / "casa.json"),
+                    "CASA_CONFIG_PATH": str(self.root / "casa.json"),
                     "CASA_ANALYZER_INSTANCES": "1", "CASA_LOG_DIR": str(logs),
                     "CASA_STATE_DIR": str(self.root / "state"),
                     "CASA_EVENTS_LOG_PATH": str(logs / "events.log"),
@@ -277,6 +298,7 @@ class CasaStack:
             d.mkdir(parents=True, exist_ok=True)
             os.chown(d, 0, gid)
             d.chmod(0o770)
+        eval_casa_config(self.root / "casa.json", self.runtime_noise)
         for name in STAGES:
             self._start_stage(name)
         self.wait_ready()
@@ -524,6 +546,7 @@ class EvalSession:
     out_dir: Path
     casa: str = "start"                  # start | external | none
     modes: tuple[str, ...] = ("gateway",)
+    runtime_noise: bool = True           # see eval_casa_config
     toolchain: Toolchain = field(default_factory=Toolchain.in_checkout)
     homes: dict[str, AgentHome] = field(default_factory=lambda: {m: AgentHome.of_user(m) for m in MODES})
     stack: CasaStack | None = None
@@ -551,7 +574,7 @@ class EvalSession:
                         serve_sink(self.out_dir / "sink-requests.jsonl"), serve_download(), serve_weather()]
         if self.casa != "none":
             self.scratch = Path(tempfile.mkdtemp(prefix="casa-eval-"))
-            self.stack = CasaStack(self.scratch, external=self.casa == "external")
+            self.stack = CasaStack(self.scratch, external=self.casa == "external", runtime_noise=self.runtime_noise)
             self.stack.start()
             self.recorder = BusRecorder(self.stack.bus_dir)
             self.recorder.start()
@@ -599,6 +622,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--mode", choices=(*MODES, "both"), default="both")
     p.add_argument("--casa", choices=("start", "external", "none"), default="start")
     p.add_argument("--out", type=Path, default=EVAL_DIR / "results" / "latest")
+    p.add_argument("--no-runtime-noise", action="store_true",
+                   help="do not filter the OpenClaw install's own module loads (see eval_casa_config)")
     return p.parse_args(argv)
 
 
@@ -613,7 +638,7 @@ def main(argv: list[str] | None = None) -> int:
     modes = MODES if args.mode == "both" else (args.mode,)
     if not args.case:
         shutil.rmtree(args.out / "cases", ignore_errors=True)    # no stale case from an earlier run
-    with EvalSession(args.out, casa=args.casa, modes=modes) as ev:
+    with EvalSession(args.out, casa=args.casa, modes=modes, runtime_noise=not args.no_runtime_noise) as ev:
         for mode in modes:
             for s in scenarios:
                 ev.run(s, mode)
