@@ -18,7 +18,7 @@ from supervisor.xmlrpc import SupervisorTransport
 
 from bus import bus_dir
 
-__all__ = ["ProcessInfo", "SupervisorUnavailable", "default_url", "process_info"]
+__all__ = ["ProcessInfo", "SupervisorUnavailable", "call", "default_url", "process_info"]
 
 
 class SupervisorUnavailable(RuntimeError):
@@ -39,18 +39,26 @@ def default_url(directory: Path | None = None) -> str:
     return os.environ.get("CASA_SUPERVISOR_URL") or f"unix://{(directory or bus_dir()) / 'supervisord.sock'}"
 
 
-def _proxy(url: str) -> Any:
-    return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=SupervisorTransport(None, None, serverurl=url))
-
-
-def process_info(url: str) -> list[ProcessInfo]:
-    """Every process supervisord manages."""
+def call(url: str, method: str, *params: Any) -> Any:
+    """One XML-RPC call (``supervisor.getAllProcessInfo`` ...); the connection is closed after it."""
+    transport = SupervisorTransport(None, None, serverurl=url)
+    proxy = xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
+    target = proxy
+    for part in method.split("."):
+        target = getattr(target, part)
     try:
-        raw = _proxy(url).supervisor.getAllProcessInfo()
+        return target(*params)
     except (OSError, socket.error) as exc:
         raise SupervisorUnavailable(f"cannot reach supervisord at {url}: {exc}") from None
     except xmlrpc.client.Fault as exc:
         raise SupervisorUnavailable(f"supervisord at {url} refused: {exc.faultString}") from None
+    finally:
+        transport.close()
+
+
+def process_info(url: str) -> list[ProcessInfo]:
+    """Every process supervisord manages."""
+    raw = call(url, "supervisor.getAllProcessInfo")
     return [ProcessInfo(name=p["name"], group=p["group"], state=p["statename"], pid=p["pid"],
                         uptime_s=max(0, p["now"] - p["start"]) if p["start"] else 0,
                         description=p["description"]) for p in raw]

@@ -1,0 +1,84 @@
+"""The whole stack under real supervisord: start, detect, status, reload, kill -9, shutdown, security.
+
+Each test builds its own sandboxed stack (tests/stack/stack.py) from the real supervisord.conf.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.stack.stack import Stack
+
+pytestmark = [pytest.mark.root, pytest.mark.stack, pytest.mark.timeout(240)]
+
+# Writes a script into the working directory, then runs it: write_then_exec_same_path (5) +
+# write_then_exec_from_suspicious_path (4) = 9 >= alert threshold 9 when the dir is under /tmp.
+WRITE_THEN_EXEC = ("printf '#!/bin/sh\\necho hi\\n' > \"$PWD/helper.sh\"; chmod +x \"$PWD/helper.sh\"; "
+                   "\"$PWD/helper.sh\"; true")
+
+
+@pytest.fixture
+def stack() -> Iterator[Stack]:
+    with Stack() as st:
+        yield st
+
+
+def _alerts_for(st: Stack, rule: str) -> list[dict]:
+    return [r for r in st.log("alert.log")
+            if any(t.get("name") == rule for t in r.get("decision", {}).get("triggered_rules", []))]
+
+
+def test_start_detect_status_and_shutdown(stack: Stack) -> None:
+    done = stack.run_agent(WRITE_THEN_EXEC)
+    assert done.returncode == 0 and "hi" in done.stdout, done.stderr
+    alert = stack.wait_for_log("alert.log", lambda r: any(
+        t.get("name") == "write_then_exec_same_path" for t in r["decision"]["triggered_rules"]))
+    assert alert["decision"]["action"] == "ALERT"
+    assert stack.wait_for_log("audit.log", lambda r: r["session_id"] == alert["session_id"])
+    status = stack.casa("status", "--url", stack.url)
+    assert status.returncode == 0, status.stdout + status.stderr
+    for name in stack.names():
+        assert f"\n{name:<14}RUNNING" in "\n" + status.stdout
+    # Ctrl-C: everything stops cleanly, in order, and open sessions get a shutdown snapshot.
+    agent = stack.start_agent("cat /etc/hostname > /dev/null; exec sleep 60")
+    try:
+        stack.wait_for_log("events.log", lambda r: r.get("pid") == agent.pid and r["type"] == "OPENAT")
+        assert stack.stop() == 0
+    finally:
+        agent.kill()
+        agent.wait()
+    sessions = stack.log("sessions.log")
+    assert any(r["reason"] == "shutdown" for r in sessions), sessions[-3:]
+    for name in stack.names():
+        assert "stopped" in stack.stage_log(name).lower() or name == "sinks-otel", stack.stage_log(name)[-500:]
+
+
+def test_unprivileged_user_cannot_touch_bus_or_logs(stack: Stack) -> None:
+    stack.run_agent(WRITE_THEN_EXEC)
+    stack.wait_for_log("events.log", lambda r: True)
+    probe = (
+        "import os, socket, sys\n"
+        "res = []\n"
+        "for p in sys.argv[1:]:\n"
+        "    try:\n"
+        "        if p.endswith('.sock'):\n"
+        "            s = socket.socket(socket.AF_UNIX); s.connect(p); res.append('connected')\n"
+        "        else:\n"
+        "            open(p, 'r+').truncate(0); res.append('truncated')\n"
+        "    except OSError as e:\n"
+        "        res.append(f'denied{e.errno}')\n"
+        "print(' '.join(res))\n")
+    targets = [stack.bus_dir / "collector.sock", stack.bus_dir / "analyzer-0.sock",
+               stack.bus_dir / "supervisord.sock", stack.log_dir / "events.log", stack.log_dir / "alert.log",
+               stack.log_dir / "collector.err.log"]
+    out = subprocess.run([sys.executable, "-c", probe, *map(str, targets)], user="nobody", group="nogroup",
+                         extra_groups=[], capture_output=True, text=True, cwd="/", timeout=20)
+    assert out.stdout.split() == ["denied13"] * len(targets), out.stdout + out.stderr
+    assert (stack.log_dir / "events.log").stat().st_size > 0
