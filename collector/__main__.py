@@ -174,14 +174,14 @@ class Collector:
 
 
 def _wire(ev: dict[str, Any]) -> dict[str, Any]:
-    """Text fields as the bus carries them (str, or bytes when not UTF-8)."""
-    out = dict(ev)
+    """Text fields as the bus carries them (str, or bytes when not UTF-8). In place: the
+    collector owns its event dicts, and a copy per event is measurable at 200k events/s."""
     for k in ("comm", "path", "exe"):
-        if k in out and isinstance(out[k], str):
-            out[k] = bus.to_wire(out[k])
-    if "argv" in out:
-        out["argv"] = [bus.to_wire(a) for a in out["argv"]]
-    return out
+        if k in ev and isinstance(ev[k], str):
+            ev[k] = bus.to_wire(ev[k])
+    if "argv" in ev:
+        ev["argv"] = [bus.to_wire(a) for a in ev["argv"]]
+    return ev
 
 
 def boot_epoch_ns() -> int:

@@ -22,7 +22,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +32,8 @@ import zmq
 import bus
 from bus.topics import COLLECTOR_CONTROL, COLLECTOR_EVENT
 
-__all__ = ["CollectorProcess", "EventTap", "test_config", "make_test_root", "TEST_ROOT_COMM",
-           "TEST_PROFILE", "CHECKOUT"]
+__all__ = ["CollectorProcess", "EventTap", "test_config", "make_test_root", "running_collector",
+           "TEST_ROOT_COMM", "TEST_PROFILE", "CHECKOUT"]
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 TEST_ROOT_COMM = "casa-test-root"
@@ -192,6 +193,18 @@ class EventTap:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+@contextmanager
+def running_collector(tmp: Path, **config: Any) -> Iterator[tuple[CollectorProcess, EventTap, Path]]:
+    """(collector, tap, casa-test-root binary) in ``tmp``; ``config`` goes to :func:`test_config`.
+
+    The tap has seen a heartbeat, so every event of a tree started afterwards arrives.
+    """
+    cfg = test_config(tmp / "casa.json", pid_file=tmp / "collector.pid", **config)
+    root_bin = make_test_root(tmp)
+    with CollectorProcess(cfg, tmp / "bus") as col, EventTap(tmp / "bus") as tap:
+        yield col, tap, root_bin
 
 
 def _from_wire(ev: dict[str, Any]) -> dict[str, Any]:

@@ -20,8 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.collector.harness import (TEST_PROFILE, CollectorProcess, EventTap, make_test_root,
-                                     test_config)
+from tests.collector.harness import TEST_PROFILE, running_collector
 
 pytestmark = pytest.mark.root
 
@@ -32,9 +31,7 @@ O_WRONLY, O_CREAT, O_TRUNC = os.O_WRONLY, os.O_CREAT, os.O_TRUNC
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("collector")
-    cfg = test_config(tmp / "casa.json", pid_file=tmp / "collector.pid", ringbuf_pages=2048)
-    root_bin = make_test_root(tmp)
-    with CollectorProcess(cfg, tmp / "bus") as col, EventTap(tmp / "bus") as tap:
+    with running_collector(tmp, ringbuf_pages=2048) as (col, tap, root_bin):
         yield {"tmp": tmp, "col": col, "tap": tap, "root": root_bin}
 
 
