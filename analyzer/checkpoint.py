@@ -25,8 +25,8 @@ from analyzer.context import Context
 from analyzer.core import Analyzer, Tracked
 from analyzer.decisions import Action, DecisionState
 from analyzer.execution_flags import ExecutionFlags
-from analyzer.history_flags import HistoryFlags
-from analyzer.session_state import ProcessState, RecentEvent, SessionState
+from analyzer.history_flags import HistoryFlags, classify
+from analyzer.session_state import DELETED_MARK, ProcessState, RecentEvent, SessionState
 
 __all__ = ["Checkpointer", "dump_session", "load_session", "FORMAT_VERSION"]
 
@@ -82,6 +82,7 @@ class Checkpointer:
             if not core.owns(tracked.state.session_id):
                 continue
             tracked.state.complete = False
+            tracked.state.reclassify(lambda e: classify(e, core.policy.analysis))
             core.sessions[tracked.state.session_id] = tracked
             n += 1
         core.closed.extend(s for s in doc.get("closed", []) if isinstance(s, int))
@@ -130,6 +131,7 @@ def load_session(raw: dict[str, Any]) -> Tracked:
                                "connects": deque((tuple(c) for c in p["connects"]),
                                                  maxlen=state.artifact_limit)})
         state.processes[proc.tgid] = proc
+        state.deleted_opens += sum(1 for o in proc.opens if DELETED_MARK in o)
     c = raw["context"]
     ctx = Context(ExecutionFlags(**c["execution"]),
                   CapabilityFlags(**c["capability"], unknown=bool(c.get("capability_unknown"))),

@@ -23,7 +23,8 @@ from typing import Any
 from analyzer.context import Context, advance
 from analyzer.decisions import Action, DecisionState, Result, decide
 from analyzer.rules import CompiledRules
-from analyzer.session_state import TRACKED_KINDS, SessionState
+from analyzer.history_flags import classify
+from analyzer.session_state import TRACKED_KINDS, RecentEvent, SessionState
 from bus.envelope import Envelope
 from bus import topics as T
 from policy import Policy, PolicyError
@@ -81,6 +82,9 @@ class Analyzer:
         self.closed: deque[int] = deque(maxlen=CLOSED_MEMORY)
         self.counters = Counters()
 
+    def _classify(self, e: RecentEvent) -> RecentEvent:
+        return classify(e, self.policy.analysis)
+
     # ------------------------------------------------------------------ dispatch
 
     def owns(self, session_id: int) -> bool:
@@ -123,7 +127,7 @@ class Analyzer:
             return out
         tracked = self._session(sid, now_ns, opened=False)
         try:
-            proc = tracked.state.observe(ev)
+            proc = tracked.state.observe(ev, self._classify)
             tracked.ctx = advance(tracked.ctx, ev["kind"], proc, tracked.state, self.policy.analysis)
         except (TypeError, ValueError, KeyError, AttributeError) as exc:
             self.counters.events_malformed += 1
@@ -238,6 +242,8 @@ class Analyzer:
                       exc, len(self.policy.enabled_rules), self.policy.version)
             return False
         self.policy, self.rules = policy, rules
+        for tracked in self.sessions.values():
+            tracked.state.reclassify(self._classify)
         self.counters.reloads_ok += 1
         log.info("rules reloaded | version=%s rules=%d", policy.version, len(policy.enabled_rules))
         return True

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
-from analyzer.paths import DELETED_MARK, has_write_intent, is_sensitive
+from analyzer.paths import has_write_intent, is_sensitive
 from analyzer.session_state import CONNECT, EXEC, OPEN, RecentEvent, SessionState
 from policy import Analysis
 
-__all__ = ["HistoryFlags", "history_flags", "burst", "burst_ignorable_open",
+__all__ = ["HistoryFlags", "history_flags", "classify", "burst", "burst_ignorable_open",
            "burst_ignorable_connect", "NS_PER_S"]
 
 NS_PER_S = 1_000_000_000
@@ -56,29 +56,42 @@ class HistoryFlags:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
+def classify(e: RecentEvent, a: Analysis) -> RecentEvent:
+    """Annotate a window entry once: sensitive open, kept for its burst, write-intent open."""
+    if e.kind == OPEN:
+        return replace(e, sensitive=is_sensitive(e.path, a.sensitive_path_prefixes,
+                                                 a.sensitive_path_patterns),
+                       burst_kept=not burst_ignorable_open(e.path), write=has_write_intent(e.flags))
+    if e.kind == CONNECT:
+        return replace(e, sensitive=False, burst_kept=not burst_ignorable_connect(e.addr, e.port),
+                       write=False)
+    return replace(e, sensitive=False, burst_kept=e.kind == EXEC, write=False)
+
+
 def history_flags(session: SessionState, a: Analysis) -> HistoryFlags:
-    events = list(session.recent)
+    """All eight flags over the window (entries already classified, see :func:`classify`)."""
+    events = session.recent
     window_ns = a.burst_window_seconds * NS_PER_S
-    sens = [e for e in events if e.kind == OPEN
-            and is_sensitive(e.path, a.sensitive_path_prefixes, a.sensitive_path_patterns)]
-    sens_ids = {id(e) for e in sens}
     sens_window_ns = a.sensitive_history_window_seconds * NS_PER_S
+    opens: list[int] = []
+    connects: list[int] = []
+    execs: list[int] = []
+    for e in events:
+        if e.burst_kept:
+            (opens if e.kind == OPEN else connects if e.kind == CONNECT else execs).append(e.ts_ns)
     return HistoryFlags(
         connect_then_exec=_connect_then_exec(events),
-        sensitive_then_network=_near_either_order(events, sens_ids, CONNECT, sens_window_ns),
-        sensitive_then_execve=_near_either_order(events, sens_ids, EXEC, sens_window_ns),
-        burst_open=burst([e.ts_ns for e in events if e.kind == OPEN and not burst_ignorable_open(e.path)],
-                         a.burst_open_threshold, window_ns),
-        burst_connect=burst([e.ts_ns for e in events if e.kind == CONNECT
-                             and not burst_ignorable_connect(e.addr, e.port)],
-                            a.burst_connect_threshold, window_ns),
-        burst_exec=burst([e.ts_ns for e in events if e.kind == EXEC], a.burst_exec_threshold, window_ns),
+        sensitive_then_network=_near_either_order(events, CONNECT, sens_window_ns),
+        sensitive_then_execve=_near_either_order(events, EXEC, sens_window_ns),
+        burst_open=burst(opens, a.burst_open_threshold, window_ns),
+        burst_connect=burst(connects, a.burst_connect_threshold, window_ns),
+        burst_exec=burst(execs, a.burst_exec_threshold, window_ns),
         write_then_exec_same_path=_write_then_exec(events),
-        opened_deleted_path=_opened_deleted(p.opens for p in session.processes.values()),
+        opened_deleted_path=session.deleted_opens > 0,
     )
 
 
-def _connect_then_exec(events: Sequence[RecentEvent]) -> bool:
+def _connect_then_exec(events: Iterable[RecentEvent]) -> bool:
     seen_connect = False
     for e in events:
         if e.kind == CONNECT:
@@ -88,15 +101,14 @@ def _connect_then_exec(events: Sequence[RecentEvent]) -> bool:
     return False
 
 
-def _near_either_order(events: Sequence[RecentEvent], sens_ids: set[int], other: str,
-                       window_ns: int) -> bool:
+def _near_either_order(events: Iterable[RecentEvent], other: str, window_ns: int) -> bool:
     """A sensitive open and an ``other`` event within ``window_ns``, compared while scanning:
     each sensitive open with the latest earlier ``other``, each ``other`` with the latest earlier
     sensitive open (§8.3). ``window_ns <= 0`` means unlimited."""
     last_sens: int | None = None
     last_other: int | None = None
     for e in events:
-        if id(e) in sens_ids:
+        if e.sensitive:
             if last_other is not None and _within(e.ts_ns, last_other, window_ns):
                 return True
             last_sens = e.ts_ns
@@ -141,15 +153,11 @@ def burst_ignorable_connect(addr: str, port: int) -> bool:
     return ip.version == 4 and any(ip in net for net in _PRIVATE_V4)
 
 
-def _write_then_exec(events: Sequence[RecentEvent]) -> bool:
+def _write_then_exec(events: Iterable[RecentEvent]) -> bool:
     written: set[str] = set()
     for e in events:
-        if e.kind == OPEN and e.path and has_write_intent(e.flags):
+        if e.write and e.path:
             written.add(e.path)
         elif e.kind == EXEC and e.path in written:
             return True
     return False
-
-
-def _opened_deleted(open_lists: Iterable[Iterable[str]]) -> bool:
-    return any(DELETED_MARK in path for opens in open_lists for path in opens)

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from analyzer.session_state import DELETED_MARK
+
 __all__ = ["is_sensitive", "is_suspicious", "is_memfd_or_deleted", "has_write_intent",
            "DELETED_MARK", "MEMFD_PREFIX"]
 
-DELETED_MARK = " (deleted)"    # appended by the kernel's d_path to unlinked files
 MEMFD_PREFIX = "memfd:"        # the dentry name of a memfd_create file
 
 O_ACCMODE, O_WRONLY, O_RDWR = 3, 1, 2

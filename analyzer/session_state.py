@@ -15,6 +15,7 @@ this session's own process entries, as in the original, so ancestors never seen 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,7 @@ from bus.text import from_wire, to_wire
 __all__ = ["RecentEvent", "ProcessState", "SessionState", "text", "basename"]
 
 EXEC, OPEN, CONNECT, EXIT = "exec", "open", "connect", "exit"
+DELETED_MARK = " (deleted)"    # appended by the kernel's d_path to unlinked files
 TRACKED_KINDS = frozenset({EXEC, OPEN, CONNECT, EXIT})
 
 
@@ -54,6 +56,12 @@ class RecentEvent:
     mode: int = 0
     addr: str = ""
     port: int = 0
+    # Classification under the current analysis values, computed once when the event enters the
+    # window (history_flags.classify) and recomputed after a reload: sensitive open, counts
+    # towards its kind's burst, write-intent open.
+    sensitive: bool = False
+    burst_kept: bool = False
+    write: bool = False
 
     @classmethod
     def from_event(cls, ev: dict[str, Any]) -> "RecentEvent":
@@ -82,11 +90,6 @@ class RecentEvent:
             out["addr"], out["port"] = self.addr, self.port
         return out
 
-    @classmethod
-    def from_map(cls, m: dict[str, Any]) -> "RecentEvent":
-        return cls(kind=m["kind"], tgid=m["tgid"], ts_ns=m["ts_ns"], path=text(m.get("path")),
-                   exe=text(m.get("exe")), flags=m.get("flags", 0), mode=m.get("mode", 0),
-                   addr=m.get("addr", ""), port=m.get("port", 0))
 
 
 @dataclass(slots=True)
@@ -130,12 +133,17 @@ class SessionState:
     lifecycle: dict[str, Any] = field(default_factory=dict)   # last sessionizer.session map
     complete: bool = True             # False once the analyzer saw loss while this was open
     events: int = 0
+    deleted_opens: int = 0            # entries with " (deleted)" across all processes' open lists
 
     def __post_init__(self) -> None:
         self.recent = deque(self.recent, maxlen=self.recent_limit)
 
-    def observe(self, ev: dict[str, Any]) -> ProcessState:
-        """Fold one accepted event into the state; return the process it belongs to."""
+    def observe(self, ev: dict[str, Any],
+                classify: Callable[[RecentEvent], RecentEvent] | None = None) -> ProcessState:
+        """Fold one accepted event into the state; return the process it belongs to.
+
+        ``classify`` annotates the window entry (history_flags.classify with the current policy).
+        """
         kind, ts = ev["kind"], _int(ev.get("ts_ns"))
         if self.created_ns is None:
             self.created_ns = ts
@@ -145,13 +153,27 @@ class SessionState:
         if kind == EXEC:
             self._exec(proc, ev)
         elif kind == OPEN:
-            self._push(proc.opens, text(ev.get("path")).strip())
+            self._push_open(proc, text(ev.get("path")).strip())
         elif kind == CONNECT:
             self._push(proc.connects, (text(ev.get("addr")).strip(), _int(ev.get("port"))))
         elif kind == EXIT and _int(ev.get("tid"), proc.tgid) == proc.tgid:
             proc.exit_ns = ts
-        self.recent.append(RecentEvent.from_event(ev))
+        entry = RecentEvent.from_event(ev)
+        self.recent.append(classify(entry) if classify else entry)
         return proc
+
+    def reclassify(self, classify: Callable[[RecentEvent], RecentEvent]) -> None:
+        """Annotate the whole window again (after a reload changed the analysis values)."""
+        self.recent = deque((classify(e) for e in self.recent), maxlen=self.recent_limit)
+
+    def _push_open(self, proc: ProcessState, path: str) -> None:
+        """Append to the process's last-N opens, keeping ``deleted_opens`` exact."""
+        opens = proc.opens
+        if opens.maxlen is not None and len(opens) == opens.maxlen and DELETED_MARK in opens[0]:
+            self.deleted_opens -= 1
+        opens.append(path)
+        if DELETED_MARK in path:
+            self.deleted_opens += 1
 
     def _process(self, ev: dict[str, Any], ts: int) -> ProcessState:
         tgid = _int(ev.get("tgid"))
