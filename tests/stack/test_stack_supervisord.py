@@ -5,6 +5,7 @@ Each test builds its own sandboxed stack (tests/stack/stack.py) from the real su
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -82,3 +83,42 @@ def test_unprivileged_user_cannot_touch_bus_or_logs(stack: Stack) -> None:
                          extra_groups=[], capture_output=True, text=True, cwd="/", timeout=20)
     assert out.stdout.split() == ["denied13"] * len(targets), out.stdout + out.stderr
     assert (stack.log_dir / "events.log").stat().st_size > 0
+
+
+def _version(path: Path) -> str:
+    import hashlib
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+
+
+def test_reload_valid_then_invalid_without_restart_or_loss(stack: Stack) -> None:
+    pids = {n: stack.pid(n) for n in stack.names()}
+    # 150 execs spread over ~3 s, across both reloads: none may be lost.
+    agent = stack.start_agent("for i in $(seq 150); do /bin/true reload-$i; sleep 0.02; done")
+    time.sleep(0.5)
+    data = json.loads(stack.rules.read_text())
+    data["rules"][0]["weight"] += 1
+    stack.rules.write_text(json.dumps(data, indent=2))
+    new_version = _version(stack.rules)
+    ok = stack.casa("reload", "--pid-file", str(stack.pid_file))
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "sessionizer: ok (applied" in ok.stdout
+    assert "analyzer-0: ok (applied" in ok.stdout
+    assert f"version={new_version}" in stack.stage_log("analyzer-0")
+    stack.rules.write_text("{ not json")
+    bad = stack.casa("reload", "--pid-file", str(stack.pid_file))
+    assert bad.returncode == 1
+    assert "analyzer-0: ERROR (rejected: old config kept" in bad.stderr
+    assert "sessionizer: ERROR (rejected: old config kept" in bad.stderr
+    for name in ("sessionizer", "analyzer-0"):
+        assert "not valid JSON" in stack.stage_log(name), stack.stage_log(name)[-800:]
+    assert agent.wait(30) == 0
+    assert {n: stack.pid(n) for n in stack.names()} == pids          # nobody restarted
+    closed = stack.wait_for_log("sessions.log", lambda r: r["reason"] == "session_closed" and any(
+        e.get("pid") == agent.pid for e in r["session"].get("recent_events", [])) or False, timeout_s=30)
+    execs = [r for r in stack.log("events.log") if r["type"] == "EXECVE"
+             and r.get("args", [""])[-1].startswith("reload-")]
+    assert sorted(int(r["args"][-1].split("-")[1]) for r in execs) == list(range(1, 151))
+    assert closed["session"].get("complete", True) is True
+    # The old (valid) rules are still in force: detection works.
+    stack.run_agent(WRITE_THEN_EXEC)
+    stack.wait_for_log("alert.log", lambda r: r["decision"]["rules_version"] == new_version)
