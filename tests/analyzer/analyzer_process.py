@@ -66,21 +66,26 @@ class Bench:
         os.chmod(tmp, 0o644)
         os.replace(tmp, self.rules)
 
-    def start(self, instances: int = 1) -> None:
+    def start(self, instances: int = 1, checkpoint: bool = False) -> None:
         env = {**os.environ, "CASA_BUS_DIR": str(self.dir), "CASA_RULES_PATH": str(self.rules),
-               "CASA_ANALYZER_INSTANCES": str(instances), "PYTHONUNBUFFERED": "1"}
+               "CASA_ANALYZER_INSTANCES": str(instances), "PYTHONUNBUFFERED": "1",
+               "CASA_STATE_DIR": str(self.dir / "state")}
+        self.procs = []
+        self.subscribers = 0
         for i in range(instances):
-            with open(self.dir / f"analyzer-{i}.log", "wb") as log:
-                self._spawn(i, env, log)
-        self.sub = bus.connect_subscriber(self.ctx, bus.analyzer_streams(instances), ["analyzer."],
-                                          self.dir)
+            with open(self.dir / f"analyzer-{i}.log", "ab") as log:
+                self._spawn(i, env, log, checkpoint)
+        if self.sub is None:
+            self.sub = bus.connect_subscriber(self.ctx, bus.analyzer_streams(instances), ["analyzer."],
+                                              self.dir)
         self._wait_ready(instances)
 
-    def _spawn(self, i: int, env: dict[str, str], log: Any) -> None:
+    def _spawn(self, i: int, env: dict[str, str], log: Any, checkpoint: bool) -> None:
         kwargs: dict[str, Any] = ({"user": CASA_USER, "group": CASA_USER, "extra_groups": []}
                                   if as_casa() else {})
         self.procs.append(subprocess.Popen(
-            [sys.executable, "-m", "analyzer", "--instance", str(i), "--no-checkpoint"],
+            [sys.executable, "-m", "analyzer", "--instance", str(i)]
+            + ([] if checkpoint else ["--no-checkpoint"]),
             cwd=CHECKOUT, env=env, stdout=log, stderr=subprocess.STDOUT, **kwargs))
 
     def _wait_ready(self, instances: int, timeout_s: float = 20.0) -> None:

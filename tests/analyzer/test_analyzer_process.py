@@ -129,3 +129,26 @@ def test_bad_rules_at_start_exit_1(tmp_path):
         assert "not valid JSON" in b.logs()
     finally:
         b.close()
+
+
+def test_restart_restores_open_sessions(bench: Bench):
+    """SIGTERM checkpoints; the restarted analyzer continues the session without re-scoring."""
+    events = golden("M10", 6)
+    split = next(i for i, e in enumerate(events) if e["kind"] == "connect") + 1
+    bench.start(checkpoint=True)
+    bench.send("sessionizer.session", [lifecycle(6, "opened")])
+    bench.send("sessionizer.event", events[:split])
+    got = bench.collect(lambda g: any(t == "analyzer.decision" for t, _ in g))
+    assert [m["score"] for t, m in got if t == "analyzer.decision"] == [9]
+    assert bench.stop() == [0]
+    assert (bench.dir / "state" / "analyzer-0.json").exists()
+    bench.start(checkpoint=True)
+    bench.send("sessionizer.event", events[split:])
+    bench.send("sessionizer.session", [lifecycle(6, "closed")])
+    got = bench.collect(closed(1))
+    (d,) = [m for t, m in got if t == "analyzer.decision"]
+    assert d["score"] == 34 and d["increment"] == 25
+    assert "sensitive_file_then_network" not in str(d["triggered_rules"])
+    snap = [m for t, m in got if t == "analyzer.session"][-1]
+    assert snap["complete"] is False and len(snap["recent_events"]) == len(events)
+    assert "restored analyzer sessions from checkpoint" in bench.logs()

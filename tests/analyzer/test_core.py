@@ -260,3 +260,15 @@ def test_cel_or_absorbs_an_error_like_cel_go(tmp_path):
     p.write_text(json.dumps(doc))
     (d,) = decisions(run_events(Analyzer(load_policy(p)), readme_example().events))
     assert d["triggered_rules"][0]["name"] == "typo_or" and d["action"] == "LOG"
+
+
+def test_reload_reclassifies_the_window(bundled, eval_policy):
+    """After a reload that makes the fake fs sensitive, events already in the window count."""
+    policies = iter([eval_policy])
+    core = Analyzer(bundled, reload_policy=lambda: next(policies))
+    s = Seq(session_id=8).open(1, 200, "/srv/casa-eval/fake_fs/casefiles/alpha/briefing.txt")
+    run_events(core, s.events)
+    assert not core.sessions[8].ctx.history.sensitive_then_network
+    assert core.reload()
+    (d,) = decisions(run_events(core, Seq(session_id=8).connect(2, 201, "10.9.9.9", 443).events))
+    assert d["triggered_rules"][0]["name"] == "sensitive_file_then_network"

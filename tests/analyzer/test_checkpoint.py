@@ -1,0 +1,91 @@
+"""Checkpoint and restore of open sessions (analyzer/checkpoint.py, issue 5)."""
+
+from __future__ import annotations
+
+import json
+
+from analyzer.checkpoint import Checkpointer
+from analyzer.core import Analyzer
+from analyzer_sequences import Seq, decisions, lifecycle, run_events
+
+
+def half_m05(sid: int = 4) -> tuple[Seq, Seq]:
+    first, second = Seq(session_id=sid), Seq(session_id=sid)
+    first.exec(1, 200, "/usr/bin/curl").connect(1.5, 200, "93.184.216.34", 443)
+    first.write(2, 100, "/tmp/openclaw-eval/helper.sh").open(2.5, 201, "/tmp/gone (deleted)")
+    second.exec(3, 202, "/tmp/openclaw-eval/helper.sh")
+    return first, second
+
+
+def test_restore_continues_a_session_without_rescoring(bundled, tmp_path):
+    first, second = half_m05()
+    core = Analyzer(bundled)
+    core.handle(("sessionizer.session", lifecycle(4, "opened")), 0)
+    before = decisions(run_events(core, first.events))
+    assert [r["name"] for d in before for r in d["triggered_rules"]] == ["opened_deleted_path"]
+    ck = Checkpointer(tmp_path / "analyzer-0.json")
+    assert ck.save(core, clean=True)
+
+    restored = Analyzer(bundled)
+    assert ck.restore(restored) == 1
+    after = decisions(run_events(restored, second.events))
+    names = [r["name"] for d in after for r in d["triggered_rules"]]
+    assert "opened_deleted_path" not in names                  # scored before the restart
+    assert set(names) == {"download_then_suspicious_exec", "download_then_shell_temp_exec",
+                          "write_then_exec_same_path", "write_then_exec_from_suspicious_path"}
+    assert after[-1]["score"] == 5 + 19
+
+    # identical to an analyzer that never restarted
+    straight = Analyzer(bundled)
+    core_ds = decisions(run_events(straight, first.events + second.events))
+    assert core_ds[-1]["score"] == after[-1]["score"]
+    assert core_ds[-1]["context"] == after[-1]["context"]
+
+    (_, snap), = restored.handle(("sessionizer.session", lifecycle(4, "closed")), 0)
+    assert snap["complete"] is False                           # a restart may have missed events
+    assert len(snap["recent_events"]) == len(first.events + second.events)
+
+
+def test_restore_skips_sessions_of_other_instances(bundled, tmp_path):
+    core = Analyzer(bundled)
+    for sid in (1, 2, 3, 4):
+        run_events(core, Seq(session_id=sid).exec(1, 200, "/bin/ls").events)
+    ck = Checkpointer(tmp_path / "a.json")
+    ck.save(core)
+    other = Analyzer(bundled, 1, 2)
+    assert ck.restore(other) == 2 and sorted(other.sessions) == [1, 3]
+
+
+def test_unreadable_or_foreign_checkpoints_are_ignored(bundled, tmp_path, caplog):
+    path = tmp_path / "a.json"
+    core = Analyzer(bundled)
+    assert Checkpointer(path).restore(core) == 0                # missing: fine, silent
+    path.write_text("{broken")
+    assert Checkpointer(path).restore(core) == 0
+    path.write_text(json.dumps({"v": 99}))
+    assert Checkpointer(path).restore(core) == 0
+    path.write_text(json.dumps({"v": 1, "sessions": [{"session_id": 1}]}))
+    assert Checkpointer(path).restore(core) == 0
+    assert "unreadable" in caplog.text and "another format" in caplog.text and "damaged" in caplog.text
+
+
+def test_save_failure_is_reported_once(bundled, tmp_path, caplog):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    ck = Checkpointer(blocker / "sub" / "a.json")
+    core = Analyzer(bundled)
+    assert not ck.save(core) and not ck.save(core)
+    assert caplog.text.count("cannot write the analyzer checkpoint") == 1
+
+
+def test_non_utf8_paths_survive_a_checkpoint(bundled, tmp_path):
+    core = Analyzer(bundled)
+    weird = "/tmp/\udcff\udcfe.sh"
+    s = Seq(session_id=2).write(1, 100, weird)
+    run_events(core, s.events)
+    ck = Checkpointer(tmp_path / "a.json")
+    ck.save(core)
+    restored = Analyzer(bundled)
+    ck.restore(restored)
+    (d,) = decisions(run_events(restored, Seq(session_id=2).exec(2, 201, weird).events))
+    assert d["score"] == 9
