@@ -86,7 +86,8 @@ class Scope:
         self.proc_reader = proc_reader
         self.clock = clock
         self.monotonic = monotonic
-        self.roots: dict[int, str] = {}            # tgid -> profile name
+        self.roots: dict[int, str] = {}            # live roots: tgid -> profile name
+        self.confirmed: dict[int, float] = {}      # confirmed roots, alive or not: tgid -> when
         self.rejected: dict[int, float] = {}       # tgid -> when (monotonic s)
         self.unconfirmed: set[int] = set()         # provisional roots seen by the last sweep
         self.dropped_events = 0                    # events of rejected/unknown provisional roots
@@ -153,7 +154,7 @@ class Scope:
         kind = ev["kind"]
         if kind == "exec":
             return self._exec(d)
-        if d.provisional and ev["root"] not in self.roots:
+        if d.provisional and ev["root"] not in self.confirmed:
             self.dropped_events += 1
             return []
         if kind == "exit":
@@ -165,7 +166,7 @@ class Scope:
         tgid = ev["tgid"]
         if d.provisional and ev["root"] == tgid and tgid not in self.roots:
             return self._candidate(d)
-        if d.provisional and ev["root"] not in self.roots:
+        if d.provisional and ev["root"] not in self.confirmed:
             self.dropped_events += 1
             return []
         out = [ev]
@@ -201,6 +202,8 @@ class Scope:
     def confirm(self, tgid: int, profile: str) -> None:
         """provisional -> confirmed, for the root and what it forked meanwhile."""
         self.roots[tgid] = profile
+        self.confirmed[tgid] = self.monotonic()
+        self.rejected.pop(tgid, None)
         self.unconfirmed.discard(tgid)
         for pid, e in self.kmap.items():
             if e.root == tgid and e.provisional:
@@ -209,6 +212,7 @@ class Scope:
     def reject(self, tgid: int) -> None:
         """provisional -> untracked, for the root and what it forked meanwhile."""
         self.rejected[tgid] = self.monotonic()
+        self.confirmed.pop(tgid, None)
         self.unconfirmed.discard(tgid)
         for pid, e in self.kmap.items():
             if e.root == tgid and e.provisional:
@@ -226,6 +230,9 @@ class Scope:
         for tgid, when in list(self.rejected.items()):
             if now - when > REJECTED_TTL_S:
                 del self.rejected[tgid]
+        for tgid, when in list(self.confirmed.items()):
+            if tgid not in self.roots and now - when > REJECTED_TTL_S:
+                del self.confirmed[tgid]
         items = self.kmap.items()
         events: list[dict[str, Any]] = []
         pending = set()
@@ -234,11 +241,14 @@ class Scope:
                 continue
             if e.root in self.rejected:
                 self.kmap.delete(pid)
-            elif e.root not in self.roots:
+            elif e.root in self.confirmed:
+                # forked while confirm() was walking the map: confirmed now
+                self.kmap.set(pid, Entry(e.root, e.depth, False))
+            else:
                 pending.add(e.root)
         for root in pending & self.unconfirmed:
             events.extend(self._settle_from_proc(root))
-        self.unconfirmed = pending - set(self.roots) - set(self.rejected)
+        self.unconfirmed = pending - set(self.confirmed) - set(self.rejected)
         return len(items), events
 
     def _settle_from_proc(self, tgid: int) -> list[dict[str, Any]]:

@@ -110,3 +110,14 @@ def test_sweep_settles_a_provisional_root_whose_exec_was_lost():
     count, events = s.sweep()
     assert [(e["tgid"], e["profile"]) for e in events] == [(70, "cli")]
     assert kmap.entries == {70: Entry(70, 0, False), 71: Entry(70, 1, False)}
+
+
+def test_child_forked_during_confirmation_stays_after_the_root_exits():
+    kmap = DictTrackedMap({40: Entry(40, 0, True)})
+    s = scope(kmap)
+    s.handle(exec_rec(40, 40, ["agent-cli", "-m", "hi"], "agent-cli", provisional=True))
+    kmap.set(41, Entry(40, 1, True))          # the kernel inserted it after confirm() walked the map
+    assert s.handle(other("exit", 40, 40))
+    assert s.handle(other("open", 41, 40, provisional=True))
+    s.sweep()
+    assert kmap.entries == {40: Entry(40, 0, False), 41: Entry(40, 1, False)}
