@@ -356,9 +356,10 @@ class JsonlSink:
         if rec is None:                                   # opened
             return
         self.sessions.append(records.encode_line(rec))
-        if item.get("state") in ("closed", "shutdown"):   # open -> gone
+        if item.get("state") == "closed":                 # open -> gone
             self.open_sessions.pop(sid, None)
             self.incomplete.discard(sid)
+        # "shutdown" keeps the session: a restarted sessionizer may continue it from its checkpoint.
 
     def on_loss(self, stream: str, topic: str, lost: int) -> None:
         """Subscriber callback: messages were lost on ``stream``; its open sessions are incomplete."""

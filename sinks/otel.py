@@ -331,7 +331,9 @@ class TraceSink:
     processor: BoundedProcessor | None = None       # None in tests with their own processor
     wall_clock_ns: Callable[[], int] = time.time_ns
     sessions: OrderedDict[int, SessionTrace] = field(default_factory=OrderedDict)
-    closed: deque[int] = field(default_factory=lambda: deque(maxlen=RECENTLY_CLOSED))
+    closed: set[int] = field(default_factory=set)                # recently closed session ids
+    closed_order: deque[int] = field(default_factory=deque)      # ... oldest first, for eviction
+    suspended: dict[int, Any] = field(default_factory=dict)   # sid -> root SpanContext at shutdown
     malformed: int = 0
     late_messages: int = 0
     process_spans_skipped: int = 0
@@ -395,9 +397,15 @@ class TraceSink:
                                  "casa.session.created_at": records.rfc3339nano(start_ns)}
         if item.get("profile"):
             attrs["casa.session.profile"] = otel_text(item.get("profile"))
+        links = []
+        previous = self.suspended.pop(sid, None)
+        if previous is not None:                  # continued after a pipeline restart
+            attrs["casa.session.resumed"] = True
+            links.append(trace_api.Link(previous))
         root = self.tracer.start_span(f"session {sid}", context=Context(), attributes=attrs,
-                                      start_time=start_ns, kind=trace_api.SpanKind.INTERNAL)
-        st = SessionTrace(session_id=sid, stream=stream, root=root, complete=opened)
+                                      start_time=start_ns, kind=trace_api.SpanKind.INTERNAL,
+                                      links=links)
+        st = SessionTrace(session_id=sid, stream=stream, root=root, complete=opened or bool(links))
         self.sessions[sid] = st
         while len(self.sessions) > MAX_OPEN_SESSIONS:
             old = next(iter(self.sessions.values()))
@@ -539,7 +547,17 @@ class TraceSink:
         st.root.set_attribute("casa.session.complete", st.complete)
         st.root.end(end_time=max(end_ns, st.root.start_time or 0))
         self.sessions.pop(st.session_id, None)
-        self.closed.append(st.session_id)
+        if reason == "shutdown":
+            # The sessionizer stopped, not the session: if it continues after a restart, its new
+            # root span links to this one instead of being dropped as late.
+            self.suspended[st.session_id] = st.root.get_span_context()
+            while len(self.suspended) > RECENTLY_CLOSED:
+                del self.suspended[next(iter(self.suspended))]
+        else:
+            self.closed.add(st.session_id)
+            self.closed_order.append(st.session_id)
+            if len(self.closed_order) > RECENTLY_CLOSED:
+                self.closed.discard(self.closed_order.popleft())
 
     def on_loss(self, stream: str, topic: str, lost: int) -> None:
         """Messages lost on ``stream``: its open sessions' traces are incomplete."""

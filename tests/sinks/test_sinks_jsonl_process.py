@@ -175,3 +175,14 @@ def test_reload_and_sighup_reopen_rotated_files(rig: Rig) -> None:
     assert wait_for(lambda: rig.hb.poll().get("reloads_applied") == 1, what="reload counted")
     code, err = rig.close()
     assert code == 0 and "reason=SIGHUP" in err and "reason=reload" in err
+
+
+def test_shutdown_snapshot_then_continued_session_stays_complete(rig: Rig) -> None:
+    a = rig.analyzer
+    a.send(ANALYZER_SESSION, [session_map("opened", session_id=9)])
+    a.send(ANALYZER_SESSION, [session_map("shutdown", session_id=9)])      # sessionizer restarting
+    a.send(ANALYZER_EVENT, [exec_event(session_id=9)])                     # ... and continuing
+    a.send(ANALYZER_SESSION, [session_map("closed", session_id=9, closed_ns=README_ALERT_TS_NS)])
+    got = wait_for(lambda: len(s := lines(rig.log("sessions.log"))) == 2 and s, what="two snapshots")
+    assert [(s["reason"], s["session"]["complete"]) for s in got] == [("shutdown", True),
+                                                                      ("session_closed", True)]

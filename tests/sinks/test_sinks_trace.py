@@ -159,3 +159,20 @@ def test_settings_from_env_precedence() -> None:
 
 def test_otel_text_escapes_non_utf8() -> None:
     assert otel_text(b"a\xffb") == "a\\udcffb" and otel_text("ok") == "ok" and otel_text(None) == ""
+
+
+def test_session_continued_after_shutdown_links_to_its_first_trace(
+        built: tuple[TraceSink, InMemorySpanExporter]) -> None:
+    sink, exporter = built
+    sink.handle(envelope("analyzer.session", [session_map("opened", created_ns=T0)]))
+    sink.handle(envelope("analyzer.session", [session_map("shutdown", created_ns=T0)]))
+    sink.handle(envelope("analyzer.event", [exec_event(ts_ns=T0 + 5 * MS)]))     # sessionizer restarted
+    sink.handle(envelope("analyzer.session", [session_map("closed", created_ns=T0, closed_ns=T0 + 9 * MS)]))
+    roots = [s for s in exporter.get_finished_spans() if s.name == "session 25"]
+    assert len(roots) == 2 and sink.late_messages == 0
+    first, second = roots
+    assert first.attributes["casa.session.end_reason"] == "shutdown"
+    assert second.attributes["casa.session.resumed"] is True
+    assert second.attributes["casa.session.complete"] is True
+    assert second.links[0].context.span_id == first.context.span_id
+    assert second.start_time == T0 + 5 * MS and second.end_time == T0 + 9 * MS
