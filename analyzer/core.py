@@ -48,8 +48,10 @@ class Counters:
     evaluations_skipped: int = 0  # context unchanged since the last evaluation
     decisions: int = 0
     lifecycle_in: int = 0
-    reloads_ok: int = 0
-    reloads_failed: int = 0
+    reloads_applied: int = 0
+    reloads_rejected: int = 0
+    last_reload_id: int = 0
+    control_unknown: int = 0      # control maps with a command this build does not know (forwarded)
     loss_marks: int = 0
 
     def as_dict(self) -> dict[str, int]:
@@ -227,6 +229,9 @@ class Analyzer:
             return []
         if m.get("command") == "reload":
             self.reload()
+            self.counters.last_reload_id = m["id"] if _is_int(m.get("id")) else 0
+        else:
+            self.counters.control_unknown += 1
         return [(T.ANALYZER_CONTROL, m)]
 
     def reload(self) -> bool:
@@ -237,20 +242,21 @@ class Analyzer:
             policy = self.reload_policy()
             rules = CompiledRules(policy)
         except PolicyError as exc:
-            self.counters.reloads_failed += 1
+            self.counters.reloads_rejected += 1
             log.error("%s; keeping the %d rules of version %s | reload=failed",
                       exc, len(self.policy.enabled_rules), self.policy.version)
             return False
         self.policy, self.rules = policy, rules
         for tracked in self.sessions.values():
             tracked.state.reclassify(self._classify)
-        self.counters.reloads_ok += 1
+        self.counters.reloads_applied += 1
         log.info("rules reloaded | version=%s rules=%d", policy.version, len(policy.enabled_rules))
         return True
 
-    def stats(self) -> dict[str, int]:
-        """Counters for heartbeats and shutdown."""
-        return {**self.counters.as_dict(), "sessions_open": len(self.sessions),
+    def stats(self) -> dict[str, int | str]:
+        """Counters for heartbeats and shutdown (docs/bus.md §8.3)."""
+        return {**self.counters.as_dict(), "rules_version": self.policy.version,
+                "sessions_open": len(self.sessions),
                 "rule_evaluations": self.rules.evaluations, "rule_cache_hits": self.rules.cache_hits,
                 "rule_eval_errors": self.rules.eval_errors}
 

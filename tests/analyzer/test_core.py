@@ -157,7 +157,7 @@ def test_reload_swaps_rules_and_keeps_decision_state(bundled, tmp_path, caplog):
     out = core.handle(("sessionizer.control", ctl), 0)
     assert out == [("analyzer.control", ctl)]
     assert "rules reloaded | version=" in caplog.text and "rules=13" in caplog.text
-    assert core.counters.reloads_ok == 1
+    assert core.counters.reloads_applied == 1
     # state kept: the next event re-evaluates with the new rules; only the new rule is new
     (d,) = decisions(run_events(core, Seq(session_id=25).open(4, 200, "/tmp/x").events))
     assert [r["name"] for r in d["triggered_rules"]] == ["any_exec_shell"] and d["score"] == 10
@@ -173,7 +173,7 @@ def test_reload_with_broken_rules_keeps_old_policy(bundled, tmp_path, caplog):
     out = core.handle(("sessionizer.control", {"kind": "control", "command": "reload", "id": 1,
                                                "requested_ns": 0}), 0)
     assert out[0][0] == "analyzer.control"
-    assert core.policy is bundled and core.counters.reloads_failed == 1
+    assert core.policy is bundled and core.counters.reloads_rejected == 1
     assert "rule 'sensitive_file_then_suspicious_exec' expr does not compile" in caplog.text
     assert f"keeping the 12 rules of version {bundled.version}" in caplog.text
 
@@ -272,3 +272,15 @@ def test_reload_reclassifies_the_window(bundled, eval_policy):
     assert core.reload()
     (d,) = decisions(run_events(core, Seq(session_id=8).connect(2, 201, "10.9.9.9", 443).events))
     assert d["triggered_rules"][0]["name"] == "sensitive_file_then_network"
+
+
+def test_control_counters(core):
+    core.handle(("sessionizer.control", {"kind": "control", "command": "reload", "id": 5,
+                                         "requested_ns": 0}), 0)
+    out = core.handle(("sessionizer.control", {"kind": "control", "command": "dance", "id": 6,
+                                               "requested_ns": 0}), 0)
+    assert out[0][1]["command"] == "dance"                     # unknown commands are forwarded
+    stats = core.stats()
+    assert stats["last_reload_id"] == 5 and stats["control_unknown"] == 1
+    assert stats["rules_version"] == core.policy.version
+    assert stats["reloads_applied"] == 0                       # no reload source configured
