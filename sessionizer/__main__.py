@@ -41,6 +41,7 @@ STAGE = "sessionizer"
 POLL_TIMEOUT_MS = 5
 CHECKPOINT_INTERVAL_S = 5.0
 LIVENESS_INTERVAL_S = 2.0
+DEAD_SWEEP_INTERVAL_S = 30.0
 DATA_TOPICS = (COLLECTOR_EVENT, COLLECTOR_CONTROL)
 
 log = logging.getLogger("casa.sessionizer")
@@ -132,6 +133,7 @@ class Stage:
                  ",".join(p.name for p in self.core.settings.profiles), self.args.flush_interval_s,
                  self.store.path)
         next_checkpoint = next_liveness = time.monotonic()
+        next_sweep = next_liveness + DEAD_SWEEP_INTERVAL_S
         while not self.stop:
             try:
                 poller.poll(POLL_TIMEOUT_MS)
@@ -146,6 +148,9 @@ class Stage:
             if mono >= next_liveness:
                 next_liveness = mono + LIVENESS_INTERVAL_S
                 self._check_leaders()
+            if mono >= next_sweep:                     # exits lost to loss would leak entries
+                next_sweep = mono + DEAD_SWEEP_INTERVAL_S
+                self.core.forget_dead(_alive)
             self.pub.flush()
             if mono >= next_checkpoint:                # after the flush: it reflects what was sent
                 next_checkpoint = mono + self.args.checkpoint_interval_s

@@ -123,6 +123,15 @@ class Sessionizer:
         self.sessions.leader_exit(tgid, self._event_clock(now_ns))
         return []
 
+    def forget_dead(self, alive: Callable[[int], bool]) -> int:
+        """Drop tracked processes that no longer exist (their exit was lost); returns how many."""
+        dead = [t for t in self.tracker.procs if not alive(t)]
+        for tgid in dead:
+            self.tracker.remove(tgid)
+        self.tracker.prune_roots()
+        self.counters["forgotten_dead"] += len(dead)
+        return len(dead)
+
     def reconfigure(self, settings: Settings) -> None:
         """Swap in validated settings (reload). Tracker and sessions are kept."""
         self.settings = settings
@@ -143,11 +152,8 @@ class Sessionizer:
         checkpoint) every restored session is marked incomplete: output still queued at the kill
         is gone. Returns the number of sessions restored.
         """
-        tracker = Tracker.from_state(state.get("tracker", {}))
-        for tgid in [t for t in tracker.procs if not alive(t)]:
-            tracker.remove(tgid)
-        tracker.prune_roots()
-        self.tracker = tracker
+        self.tracker = Tracker.from_state(state.get("tracker", {}))
+        self.forget_dead(alive)
         for raw in state.get("sessions", []):
             s = Session.from_state(raw)
             self.sessions.sessions[s.session_id] = s

