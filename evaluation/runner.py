@@ -121,7 +121,9 @@ class AgentHome:
         return self.state_dir / "openclaw.json"
 
     def env(self, toolchain: Toolchain) -> dict[str, str]:
-        return {"HOME": str(self.home), "USER": AGENT_USER, "LOGNAME": AGENT_USER, "LANG": "C.UTF-8",
+        """A clean environment. No LANG: with Debian's C.UTF-8 every process opens ~20
+        /usr/lib/locale/C.utf8/LC_* files, which the harness should not add to every case."""
+        return {"HOME": str(self.home), "USER": AGENT_USER, "LOGNAME": AGENT_USER,
                 "OPENCLAW_STATE_DIR": str(self.state_dir), "OPENCLAW_CONFIG_PATH": str(self.config_path),
                 "OPENCLAW_NO_RESPAWN": "1",
                 "PATH": f"{toolchain.node_bin_dir}:/usr/local/bin:/usr/bin:/bin"}
