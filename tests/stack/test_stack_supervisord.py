@@ -122,3 +122,25 @@ def test_reload_valid_then_invalid_without_restart_or_loss(stack: Stack) -> None
     # The old (valid) rules are still in force: detection works.
     stack.run_agent(WRITE_THEN_EXEC)
     stack.wait_for_log("alert.log", lambda r: r["decision"]["rules_version"] == new_version)
+
+
+@pytest.mark.parametrize("victim", ["collector", "sessionizer", "analyzer-0", "sinks-jsonl"])
+def test_kill9_under_load_restarts_and_counts_loss(stack: Stack, victim: str) -> None:
+    total = 300
+    agent = stack.start_agent(f"for i in $(seq {total}); do /bin/true kill-$i; sleep 0.02; done")
+    stack.wait_for_log("events.log", lambda r: r["type"] == "EXECVE" and r.get("args", [""])[-1] == "kill-20")
+    old = stack.kill9(victim)
+    new = stack.wait_restarted(victim, old)
+    assert new != old
+    assert agent.wait(60) == 0
+    # The pipeline goes on after the restart.
+    stack.run_agent(WRITE_THEN_EXEC)
+    stack.wait_for_log("alert.log", lambda r: any(
+        t.get("name") == "write_then_exec_same_path" for t in r["decision"]["triggered_rules"]), timeout_s=40)
+    seen = {int(r["args"][-1].split("-")[1]) for r in stack.log("events.log")
+            if r["type"] == "EXECVE" and r.get("args", [""])[-1].startswith("kill-")}
+    incomplete = [r for r in stack.log("sessions.log") if r["session"].get("complete") is False]
+    if len(seen) < total:     # whatever was lost must be visible as an incomplete session
+        assert incomplete, f"{total - len(seen)} execs missing after kill -9 {victim}, but every session is complete"
+    status = stack.casa("status", "--url", stack.url)
+    assert status.returncode == 0, status.stdout + status.stderr
