@@ -4,14 +4,15 @@ Guarantees, and how they are kept:
 
 * **One complete line per record.** Each record is encoded in full; queued lines are written with
   one ``os.write`` of whole lines (one or more, never part of one) on an ``O_APPEND`` descriptor,
-  so concurrent writers (another sink, a tool) can interleave whole lines but never tear one. A short write (disk full mid-record) is completed
-  before anything else is written to that file, and the file is not reopened in between.
+  so concurrent writers (another sink, a tool) can interleave whole lines but never tear one.
+  A short write (disk full mid-record) is completed before anything else is written to that
+  file, and the file is not reopened in between.
 * **Permissions.** Files are created 0640 (owner casa: the sink; group casa: the monitoring user).
   The monitored agent runs as another user and can neither write nor truncate them. Missing
   directories are created 0750.
-* **Rotation.** Before a write pass the path is ``stat``-ed (at most every ``ROTATION_CHECK_S``); a different inode (logrotate's
-  rename + create) or a missing file makes the sink reopen the path. SIGHUP and an in-band reload
-  reopen every file too.
+* **Rotation.** Before a write pass the path is ``stat``-ed (at most every ``ROTATION_CHECK_S``);
+  a different inode (logrotate's rename + create) or a missing file makes the sink reopen the
+  path. SIGHUP and an in-band reload reopen every file too.
 * **Errors never crash the stage and never drop silently.** A failed open or write keeps the
   record in a per-file backlog, is logged loudly (once when it starts, then every
   ``ERROR_REPORT_INTERVAL_S``) and retried every ``RETRY_INTERVAL_S``. The backlog is bounded by

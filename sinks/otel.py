@@ -464,31 +464,37 @@ class TraceSink:
 
     def _on_decision(self, st: SessionTrace, d: Mapping[str, Any], event: Mapping[str, Any],
                      ts: int) -> None:
+        """``rule matched: <name>`` per newly triggered rule, then ``audit/alert emitted`` (§12)."""
         rules = d.get("triggered_rules") or []
         if not isinstance(rules, list):
             raise records.RecordError("triggered_rules is not a list")
+        rules = [r for r in rules if isinstance(r, Mapping)]
         base = event_attributes(event, st.session_id) if event else {"casa.session.id": st.session_id}
-        flags = flag_attributes(d.get("context"))
-        names = [otel_text(r.get("name")) for r in rules if isinstance(r, Mapping)]
-        decision = {"casa.decision.score": d.get("score", 0), "casa.decision.action": otel_text(d.get("action")),
+        names = [otel_text(r.get("name")) for r in rules]
+        decision = {"casa.decision.score": d.get("score", 0),
+                    "casa.decision.action": otel_text(d.get("action")),
                     "casa.decision.log_threshold": d.get("log_threshold", 0),
                     "casa.decision.alert_threshold": d.get("alert_threshold", 0)}
+        flags = flag_attributes(d.get("context"))
         for r in rules:
-            if not isinstance(r, Mapping):
-                continue
             attrs = {**base, "casa.rule.name": otel_text(r.get("name")),
-                     "casa.rule.expr": otel_text(r.get("expr")), "casa.rule.weight": int(r.get("weight") or 0),
+                     "casa.rule.expr": otel_text(r.get("expr")),
+                     "casa.rule.weight": int(r.get("weight") or 0),
                      "casa.rule.triggered_rule_count": len(names),
                      "casa.decision.triggered_rule_names": names, **decision, **flags}
             st.root.add_event(f"rule matched: {otel_text(r.get('name'))}", attrs, timestamp=ts)
+        self._emission_events(st, d, {**base, **decision}, names, ts)
+        self._update_totals(st, d)
+
+    def _emission_events(self, st: SessionTrace, d: Mapping[str, Any], base: dict[str, Any],
+                         names: list[str], ts: int) -> None:
+        """``audit emitted`` / ``alert emitted`` under the same conditions as audit.log/alert.log."""
         for kind, due in (("audit", records.audit_due(d)), ("alert", records.alert_due(d))):
             if due:
                 st.root.add_event(f"{kind} emitted", {
-                    **base, f"casa.{kind}.kind": kind, **decision,
-                    f"casa.{kind}.triggered_rule_count": len(names),
+                    **base, f"casa.{kind}.kind": kind, f"casa.{kind}.triggered_rule_count": len(names),
                     f"casa.{kind}.triggered_rule_names": names}, timestamp=ts)
                 setattr(st, f"{kind}_emitted", True)
-        self._update_totals(st, d)
 
     def _update_totals(self, st: SessionTrace, m: Mapping[str, Any]) -> None:
         score = m.get("score")
