@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path
 
 import msgpack
 import pytest
@@ -13,7 +12,7 @@ from analyzer.core import Analyzer
 from analyzer.decisions import Action, DecisionState, decide
 from analyzer_sequences import CHECKOUT, Seq, decisions, lifecycle, run_events
 from bus import Envelope, from_wire, pack, unpack
-from policy import Policy, Rule, Thresholds, load_policy
+from policy import Rule, Thresholds, load_policy
 
 
 def readme_example(sid: int = 25) -> Seq:

@@ -8,7 +8,6 @@ original's expectation column.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
