@@ -78,7 +78,8 @@ def test_not_root_exits_1_with_a_clear_message(tmp_path: Path):
 def test_bootstrap_pid_file_and_sigterm(tmp_path: Path):
     root_bin = make_test_root(tmp_path)
     # a root (and a child) running before the collector starts
-    early = subprocess.Popen([str(root_bin), "-c", "sleep 3; true"])
+    early = subprocess.Popen([str(root_bin), "-c", "sleep 60 & read x; kill $!; wait"],
+                             stdin=subprocess.PIPE, text=True)
     try:
         cfg = test_config(tmp_path / "casa.json", pid_file=tmp_path / "collector.pid")
         col = CollectorProcess(cfg, tmp_path / "bus").start()
@@ -86,10 +87,12 @@ def test_bootstrap_pid_file_and_sigterm(tmp_path: Path):
             assert col.pid_file.read_text().strip() == str(col.proc.pid)
             with EventTap(tmp_path / "bus") as tap:
                 # bootstrap root events went out before the tap joined; the tree is tracked though
+                early.stdin.write("go\n")
+                early.stdin.flush()
                 exit_ev = tap.wait_for(lambda e: e["kind"] == "exit" and e["tgid"] == early.pid, 15)
                 assert exit_ev["root"] == early.pid
                 sleeper_exit = [e for e in tap.of(kind="exit", root=early.pid) if e["tgid"] != early.pid]
-                assert [e["comm"] for e in sleeper_exit] == ["sleep"]
+                assert [(e["comm"], e["exit_code"]) for e in sleeper_exit] == [("sleep", signal.SIGTERM)]
                 hb = tap.wait_heartbeat()
                 assert hb.counters["events_root"] == 1
         finally:
@@ -101,6 +104,7 @@ def test_bootstrap_pid_file_and_sigterm(tmp_path: Path):
     finally:
         early.kill()
         early.wait()
+        early.stdin.close()
 
 
 def test_missing_tracepoint_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
