@@ -8,9 +8,11 @@ One JSON document, replaced atomically (write a temporary file, fsync, rename)::
 
 Session ids below ``id_reserved_until`` may have been handed out, so a restarted sessionizer
 starts there: ids are never reused, even after a crash (at most one reserved block is skipped).
-When the file cannot be written (no state directory, wrong owner), ids fall back to the wall
-clock in milliseconds, which is still increasing across restarts, and restart recovery is off;
-both are logged once. A corrupt file is set aside as ``sessionizer.json.corrupt``, not trusted.
+Without a state file (first start, a state directory on tmpfs after a reboot, a corrupt file) ids
+start at the wall clock in milliseconds, which is above every id handed out before as long as
+fewer than one session per millisecond was opened. The same holds when the file cannot be written
+(no state directory, wrong owner); restart recovery is then off, and this is logged. A corrupt
+file is set aside as ``sessionizer.json.corrupt``, not trusted.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ class StateStore:
         self.doc: dict[str, Any] = {"version": STATE_VERSION, "id_reserved_until": 1}
         self.writable = True
         self.save_failures = 0
+        self.fresh = True              # no usable state file was found
 
     def load(self) -> dict[str, Any]:
         """Read the document (a fresh one if there is none or it is unusable)."""
@@ -62,6 +65,7 @@ class StateStore:
             self._set_aside()
             return self.doc
         self.doc = raw
+        self.fresh = False
         return self.doc
 
     def _set_aside(self) -> None:
@@ -71,12 +75,16 @@ class StateStore:
             pass
 
     def first_id(self) -> int:
-        """Where session ids continue: the reservation, or the clock if nothing can be stored."""
+        """Where session ids continue: the reservation, else the clock in milliseconds."""
         start = int(self.doc.get("id_reserved_until", 1))
+        clock_ms = time.time_ns() // 1_000_000
         if not self.save():
-            clock_ms = time.time_ns() // 1_000_000
             log.warning("cannot write the state file: session ids derive from the clock (ms) and "
                         "restart recovery is off | path=%s", self.path)
+            return max(start, clock_ms)
+        if self.fresh:
+            log.info("no state file: session ids start at the clock (ms) | path=%s first_id=%d",
+                     self.path, clock_ms)
             return max(start, clock_ms)
         return start
 
