@@ -41,6 +41,7 @@ from typing import Any
 
 from evaluation.fakellm import Scenario, load_scenarios
 from evaluation.runner import EVAL_DIR, SCENARIO_DIR, CasaStack, EvalSession, reset_scratch, run_turn
+from evaluation.score import machine_description
 
 __all__ = ["StageSampler", "LogTail", "parse_rfc3339nano", "percentile", "main"]
 
@@ -280,14 +281,6 @@ def render_markdown(result: dict[str, Any], machine: str) -> str:
 
 def _f(x: float | None, digits: int = 2) -> str:
     return "—" if x is None else f"{x:.{digits}f}"
-
-
-def machine_description() -> str:
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), "unknown CPU")
-    mem_kb = int(next(ln.split()[1] for ln in Path("/proc/meminfo").read_text().splitlines()
-                      if ln.startswith("MemTotal:")))
-    return f"{os.cpu_count()} vCPU ({cpu}), {mem_kb / 1024 / 1024:.0f} GiB RAM, kernel {os.uname().release}"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

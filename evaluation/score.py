@@ -19,7 +19,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -163,12 +166,40 @@ def regressions(summary: list[dict[str, Any]], baseline: dict[str, bool] | None)
     return [c["id"] for c in summary if not c["pass"] and baseline.get(c["id"], True)]
 
 
+def machine_description() -> str:
+    """CPU, memory and kernel, for the results snapshot."""
+    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                if ln.startswith("model name")), "unknown CPU")
+    mem_kb = int(next(ln.split()[1] for ln in Path("/proc/meminfo").read_text().splitlines()
+                      if ln.startswith("MemTotal:")))
+    return f"{os.cpu_count()} vCPU ({cpu}), {mem_kb / 1024 / 1024:.0f} GiB RAM, Linux {os.uname().release}"
+
+
+def write_snapshot(path: Path, table: str, results: Path) -> None:
+    """evaluation/RESULTS.md: machine, versions, commit, the case table and the overhead table."""
+    commit = subprocess.run(["git", "-C", str(EVAL_DIR), "rev-parse", "--short=12", "HEAD"],
+                            capture_output=True, text=True, check=False).stdout.strip() or "unknown"
+    overhead = results / "overhead.md"
+    parts = ["# Evaluation results (snapshot)", "",
+             f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; commit {commit}",
+             f"- machine: {machine_description()}",
+             "- OpenClaw 2026.9.6 on Node 24.21.0 (project-local), agent user casa-agent, fake model "
+             "(evaluation/fakellm), rules config/rules.eval.json (log 4, alert 9)",
+             "- gateway = `openclaw gateway run` + `openclaw agent --message`; local = `openclaw agent --local`",
+             "- a cell is `action score[, time-to-alert]`; ✗ marks a mode that missed its expectation",
+             "", "## Cases", "", table]
+    if overhead.exists():
+        parts += ["## Overhead (`make eval-overhead`)", "", overhead.read_text()]
+    path.write_text("\n".join(parts) + "\n")
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m evaluation.score", description=__doc__.splitlines()[0])
     p.add_argument("--results", type=Path, default=EVAL_DIR / "results" / "latest")
     p.add_argument("--baseline", type=Path, default=EVAL_DIR / "baseline.json",
                    help="{case id: passed} from the committed snapshot; missing file = every case must pass")
     p.add_argument("--write-baseline", action="store_true", help="record this run's pass flags as the baseline")
+    p.add_argument("--snapshot", type=Path, default=None, help="also write a results snapshot (RESULTS.md)")
     return p.parse_args(argv)
 
 
@@ -183,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     table = render_markdown(summary)
     (args.results / "summary.md").write_text(table)
     print(table)
+    if args.snapshot:
+        write_snapshot(args.snapshot, table, args.results)
     if args.write_baseline:
         args.baseline.write_text(json.dumps({c["id"]: c["pass"] for c in summary}, indent=2) + "\n")
     baseline = json.loads(args.baseline.read_text()) if args.baseline.exists() else None
