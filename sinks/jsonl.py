@@ -277,6 +277,9 @@ class JsonlSink:
     # session_id -> stream, for sessions that are open; loss on that stream marks them incomplete
     open_sessions: dict[int, str] = field(default_factory=dict)
     incomplete: set[int] = field(default_factory=set)
+    closed_recent: set[int] = field(default_factory=set)      # closed ids, so late messages for
+    closed_order: deque[int] = field(default_factory=deque)   # them do not re-open tracking
+    late_messages: int = 0             # events/decisions for a session already closed (written)
 
     @classmethod
     def from_paths(cls, paths: LogPaths, **kw: Any) -> "JsonlSink":
@@ -298,22 +301,27 @@ class JsonlSink:
         for item in env.events:
             try:
                 self._handle_one(env.topic, env.stream, item)
-            except records.RecordError as exc:
+            except (records.RecordError, TypeError, ValueError, OverflowError) as exc:
                 self.malformed += 1
                 log.warning("dropped a malformed analyzer map | topic=%s stream=%s reason=%s",
                             env.topic, env.stream, exc)
         self.drain()                   # one write per file per envelope (a batch of up to 64)
 
-    def _handle_one(self, topic: str, stream: str, item: dict[str, Any]) -> None:
+    def _handle_one(self, topic: str, stream: str, item: Any) -> None:
+        if not isinstance(item, Mapping):
+            raise records.RecordError(f"map is {type(item).__name__}")
+        sid = item.get("session_id")
+        if sid in self.closed_recent and topic != ANALYZER_SESSION:
+            self.late_messages += 1                        # still written; not tracked again
+        elif topic != ANALYZER_SESSION:
+            self._track_open(item, stream)
         if topic == ANALYZER_EVENT:
             rec = records.event_record(item)
             if rec is None:
                 self.skipped_kinds += 1
                 return
-            self._track_open(item, stream)
             self.events.append(records.encode_line(rec), drain=False)
         elif topic == ANALYZER_DECISION:
-            self._track_open(item, stream)
             self._write_decision(item)
         elif topic == ANALYZER_SESSION:
             self._write_session(item, stream)
@@ -360,6 +368,10 @@ class JsonlSink:
         if item.get("state") == "closed":                 # open -> gone
             self.open_sessions.pop(sid, None)
             self.incomplete.discard(sid)
+            self.closed_recent.add(sid)
+            self.closed_order.append(sid)
+            if len(self.closed_order) > MAX_TRACKED_SESSIONS:
+                self.closed_recent.discard(self.closed_order.popleft())
         # "shutdown" keeps the session: a restarted sessionizer may continue it from its checkpoint.
 
     def on_loss(self, stream: str, topic: str, lost: int) -> None:
@@ -389,7 +401,8 @@ class JsonlSink:
         out: dict[str, int] = {"malformed_maps": self.malformed, "skipped_kinds": self.skipped_kinds,
                                "reloads_applied": self.reloads_applied,
                                "open_sessions": len(self.open_sessions),
-                               "sessions_joined_midway": self.joined_midway}
+                               "sessions_joined_midway": self.joined_midway,
+                               "late_messages": self.late_messages}
         for name, f in self.files().items():
             out[f"{name}_written"] = f.counters.written
             out[f"{name}_write_errors"] = f.counters.write_errors

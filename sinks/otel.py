@@ -514,6 +514,8 @@ class TraceSink:
         st = self._session(sid, stream, m, created, leader=leader, opened=state == "opened")
         if state == "opened":
             return
+        if leader:
+            st.root.set_attribute("casa.session.pid", leader)   # known even if joined late
         self._update_totals(st, m)
         if m.get("complete") is False:
             st.complete = False

@@ -48,7 +48,10 @@ def rfc3339nano(ts_ns: int) -> str:
     ``2026-05-02T17:44:19.027509477-05:00``; ``...:19Z`` when the fraction is zero in UTC.
     """
     sec, ns = divmod(ts_ns, NS_PER_S)
-    local = time.localtime(sec)
+    try:
+        local = time.localtime(sec)
+    except (OverflowError, OSError, ValueError) as exc:
+        raise RecordError(f"timestamp {ts_ns} ns is out of range: {exc}") from None
     frac = f".{ns:09d}".rstrip("0") if ns else ""
     off = local.tm_gmtoff
     if off == 0:

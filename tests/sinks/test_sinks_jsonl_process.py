@@ -131,7 +131,9 @@ def test_malformed_maps_are_counted_and_dropped(rig: Rig) -> None:
     a.send(ANALYZER_EVENT, [{"kind": "exec", "tgid": "x"}, exec_event()])
     a.send(ANALYZER_DECISION, [{"kind": "decision", "triggered_rules": [{"name": "r"}]}])
     a.send(ANALYZER_SESSION, [{"kind": "session", "state": "closed"}])
-    wait_for(lambda: rig.hb.poll().get("malformed_maps") == 3, what="three malformed maps counted")
+    a.send(ANALYZER_DECISION, ["junk", 42])
+    a.send(ANALYZER_EVENT, [exec_event(ts_ns="late")])
+    wait_for(lambda: rig.hb.poll().get("malformed_maps") == 6, what="six malformed maps counted")
     assert len(lines(rig.log("events.log"))) == 1
     assert rig.proc.poll() is None                     # still running
 

@@ -200,6 +200,11 @@ def test_malformed_events_raise_clear_errors(bad: object, reason: str) -> None:
         records.event_record(bad)  # type: ignore[arg-type]
 
 
+def test_out_of_range_timestamp_is_a_record_error() -> None:
+    with pytest.raises(records.RecordError, match="out of range"):
+        records.event_record(exec_event(ts_ns=10**40))
+
+
 def test_malformed_decision_and_session_raise() -> None:
     with pytest.raises(records.RecordError, match="'score' is missing"):
         records.audit_due(readme_decision(score=None))
