@@ -167,9 +167,19 @@ class Stage:
                 frames = self.sub.sock.recv_multipart(flags=zmq.NOBLOCK)
             except zmq.Again:
                 return
+            restarts = self.sub.tracker.restarts
             env = self.sub.handle_frames(frames)      # counts malformed messages and loss
+            if self.sub.tracker.restarts > restarts:
+                self._on_collector_restart()
             if env is not None:
                 self._dispatch(env)
+
+    def _on_collector_restart(self) -> None:
+        """A new collector epoch: whatever happened while it was down was never seen."""
+        n = len(self.core.sessions)
+        self.core.loss(0, "collector_restart")
+        self.core.counters["collector_restarts"] += 1
+        log.warning("collector restarted; open sessions marked incomplete | sessions=%d", n)
 
     def _dispatch(self, env: Envelope) -> None:
         if env.topic == COLLECTOR_EVENT:

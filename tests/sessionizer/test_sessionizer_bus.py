@@ -327,3 +327,19 @@ def test_clean_restart_continues_sessions_without_marking_them_incomplete(bench,
     closed = next(m for m in bench.of("sessionizer.session") if m["state"] == "closed")
     assert closed["session_id"] == opened["session_id"] and closed["complete"] is True
     assert "clean=True" in bench.stderr()
+
+
+def test_collector_restart_marks_open_sessions_incomplete(bench, agents):
+    ev = Events()
+    _, cli = agents
+    now = time.time_ns()
+    bench.send([{**ev.exec(cli, 1, "/usr/bin/node", ["node", "/x/openclaw", "agent", "-m", "q"]),
+                 "ts_ns": now}])
+    bench.pump(lambda b: b.of("sessionizer.session"))
+    bench.collector.epoch += 1                  # what a restarted collector looks like on the bus
+    bench.collector.last_seq.clear()
+    bench.send([{**ev.exit(cli, 1), "ts_ns": now + 1000}])
+    bench.pump(lambda b: any(m["state"] == "closed" for m in b.of("sessionizer.session")))
+    closed = next(m for m in bench.of("sessionizer.session") if m["state"] == "closed")
+    assert closed["complete"] is False
+    assert "collector restarted; open sessions marked incomplete" in bench.stderr()
