@@ -183,9 +183,10 @@ class Scope:
         return out
 
     def _exe(self, tgid: int, ev: dict[str, Any]) -> str:
-        if ev["exe"] != ev["path"]:
-            return ev["exe"]           # resolved from an fd in the kernel
-        return self.exe_reader(tgid) or ev["exe"]
+        """What the exec ran, for profile matching: the exec'd path (or the file behind an
+        exec'd fd). Not /proc/PID/exe: for a ``#!/usr/bin/env node`` script that is env, or
+        already node, depending on timing; the script path is what the profile names."""
+        return ev["exe"] or self.exe_reader(tgid)
 
     def _candidate(self, d: Decoded) -> list[dict[str, Any]]:
         ev = d.event

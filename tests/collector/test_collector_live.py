@@ -31,7 +31,13 @@ O_WRONLY, O_CREAT, O_TRUNC = os.O_WRONLY, os.O_CREAT, os.O_TRUNC
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("collector")
-    with running_collector(tmp, ringbuf_pages=2048) as (col, tap, root_bin):
+    profiles = [{"name": TEST_PROFILE, "kind": "invocation", "match": [{"comm": ["casa-test-root"]}]},
+                {"name": "fake-agent", "kind": "invocation",
+                 "match": [{"exe_basename": ["casa-fake-agent"], "argv_any": ["-m"]}]}]
+    script = tmp / "casa-fake-agent"
+    script.write_text("#!/usr/bin/env bash\n/bin/true \"$@\"\n")
+    script.chmod(0o755)
+    with running_collector(tmp, ringbuf_pages=2048, profiles=profiles) as (col, tap, root_bin):
         yield {"tmp": tmp, "col": col, "tap": tap, "root": root_bin}
 
 
@@ -178,3 +184,19 @@ def test_heartbeat_counters_and_reload_control(env):
     tap.wait_heartbeat()
     tap.wait_heartbeat()
     assert [(c["command"], c["id"]) for c in tap.controls] == [("reload", 1)]
+
+
+def test_script_root_matched_by_path_and_argv_and_rejected_otherwise(env):
+    tap = env["tap"]
+    script = str(env["tmp"] / "casa-fake-agent")
+    ok = subprocess.Popen([script, "agent", "-m", "hi"])
+    ok.wait(30)
+    tap.wait_for(lambda e: e["kind"] == "exit" and e["tgid"] == ok.pid)
+    roots = tap.of(kind="root", tgid=ok.pid)
+    assert [(r["profile"], r["reason"], r["exe"]) for r in roots] == [("fake-agent", "exec", script)]
+    assert [e["argv"] for e in tap.of(kind="exec", root=ok.pid) if e["path"] == "/bin/true"] == [
+        ["/bin/true", "agent", "-m", "hi"]]
+    no = subprocess.Popen([script, "--help"])
+    no.wait(30)
+    run_root(env, "true")                 # a later tracked tree: everything before has arrived
+    assert not [e for e in tap.events if no.pid in (e.get("tgid"), e.get("root"))]
