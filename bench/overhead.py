@@ -80,6 +80,14 @@ class Attachment:
         self.report: dict[str, Any] = {}
 
     def __enter__(self) -> Attachment:
+        try:
+            self._attach()
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def _attach(self) -> None:
         if self.mode == "noop":
             self.noop = subprocess.Popen([sys.executable, "-m", "bench.noop"], stdout=subprocess.PIPE,
                                          stderr=subprocess.DEVNULL, text=True, env=self.dirs.env())
@@ -87,7 +95,6 @@ class Attachment:
                 raise RuntimeError("bench.noop did not attach its probes (root and bcc needed)")
         elif self.mode == "collector":
             self._start_collector()
-        return self
 
     def _start_collector(self) -> None:
         self.drain = subprocess.Popen([sys.executable, "-m", "bench.drain", "--bus-dir", str(self.dirs.bus),
@@ -114,7 +121,8 @@ class Attachment:
             self.noop.terminate()
             self.noop.wait(10)
         if self.mode == "collector":
-            self.report["collector"] = self.collector_counters()
+            if "collector" in self.stages.procs:
+                self.report["collector"] = self.collector_counters()
             self.stages.stop_all()
             if self.drain is not None:
                 self.drain.terminate()

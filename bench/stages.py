@@ -69,7 +69,9 @@ class BenchDirs:
     def create(cls, root: Path, rules: Path | None = None) -> BenchDirs:
         d = cls(root=root, bus=root / "bus", logs=root / "logs", state=root / "state",
                 config=root / "casa.json", rules=rules or CHECKOUT / "rules.json")
-        for p in (root, d.bus, d.logs, d.state):
+        root.mkdir(parents=True, exist_ok=True)
+        root.chmod(0o755)
+        for p in (d.bus, d.logs, d.state):
             p.mkdir(parents=True, exist_ok=True)
             _share_with_casa(p)
         d.config.write_text(json.dumps(_bench_config(), indent=2))

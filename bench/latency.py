@@ -1,0 +1,172 @@
+"""Latency at an offered load: event (kernel time stand-in) -> decision on the bus, and -> alert on disk.
+
+    python -m bench latency             # part of `make bench`: 5k and 20k events/s
+
+The replayer stands in for the collector and paces a background recording (bench/recording.py)
+at the offered rate, sending what is due every TICK_S (as the collector does per ring-buffer poll).
+Every PROBE_INTERVAL_S it also sends an alert probe (recording.alert_session: a file written in
+/tmp and then executed, which the bundled rules score 9, ALERT). Each event's ``ts_ns`` is stamped
+when the replayer sends it: the stand-in for the kernel timestamp, so the collector's own share
+(ring buffer -> decode -> publish, measured separately in docs/performance.md) is not included.
+
+Measured per probe (matched by the tgid of its triggering exec):
+* decision on the bus: a bench.drain subscribed to analyzer-0 stamps each analyzer.decision when
+  it arrives; latency = arrival - ts_ns;
+* alert record on disk: a bench.tail polls alert.log every 0.5 ms; latency = line seen - ts_ns.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.feeder import Feeder
+from bench.recording import RecordingSpec, alert_session, generate
+from bench.stages import BenchDirs, HeartbeatWatch, StageSet
+from bench.throughput import SETTLE_S, loss_counters, start_drain, stop_drain
+from bus.topics import COLLECTOR_EVENT
+
+__all__ = ["LatencySpec", "run", "percentile"]
+
+TICK_S = 0.002
+PROBE_INTERVAL_S = 0.02
+DRAIN_AFTER_S = 3.0
+
+
+@dataclass(frozen=True, slots=True)
+class LatencySpec:
+    rates: tuple[int, ...] = (5_000, 20_000)
+    duration_s: float = 12.0
+    warmup_s: float = 2.0          # probes sent before this are not counted
+
+
+def percentile(values: list[float], p: float) -> float | None:
+    """Nearest-rank percentile (the original's runtime_overhead.sh definition)."""
+    if not values:
+        return None
+    s = sorted(values)
+    k = max(0, min(len(s) - 1, int(-(-p * len(s) // 100)) - 1))
+    return s[k]
+
+
+def _pace(feeder: Feeder, rate: int, spec: LatencySpec) -> dict[int, int]:
+    """Send background + probes at ``rate`` for the duration; return {probe tgid: ts_ns}."""
+    n_events = int(rate * spec.duration_s)
+    rec = RecordingSpec(sessions=max(50, n_events // 230 + 50), concurrent=200, seed=rate)
+    background = iter(generate(rec))
+    probes: dict[int, int] = {}
+    start = time.monotonic()
+    sent = probe_no = 0
+    next_probe = start
+    while True:
+        now = time.monotonic()
+        elapsed = now - start
+        if elapsed >= spec.duration_s:
+            break
+        batch: list[dict[str, Any]] = []
+        if now >= next_probe:
+            session = alert_session(100_000 * rate // 1000 + probe_no)
+            probe_no += 1
+            next_probe += PROBE_INTERVAL_S
+            batch += session
+            if elapsed >= spec.warmup_s:
+                probes[session[-1]["tgid"]] = 0
+        due = int(rate * elapsed) - sent - len(batch)
+        for _ in range(max(0, due)):
+            batch.append(next(background))
+        if batch:
+            sent += len(batch)
+            for i in range(0, len(batch), 64):
+                feeder.send(COLLECTOR_EVENT, batch[i:i + 64])
+            for e in batch:
+                if e["kind"] == "exec" and e["tgid"] in probes:
+                    probes[e["tgid"]] = e["ts_ns"]
+        if feeder.publisher.heartbeat_due():
+            feeder.heartbeat()
+        time.sleep(max(0.0, TICK_S - (time.monotonic() - now)))
+    return probes
+
+
+def _summary(values_ms: list[float]) -> dict[str, Any]:
+    return {"n": len(values_ms), "p50_ms": _r(percentile(values_ms, 50)), "p99_ms": _r(percentile(values_ms, 99)),
+            "max_ms": _r(max(values_ms) if values_ms else None),
+            "mean_ms": _r(statistics.fmean(values_ms) if values_ms else None)}
+
+
+def _r(v: float | None) -> float | None:
+    return None if v is None else round(v, 3)
+
+
+def _disk_latencies(observed: Path, probes: dict[int, int]) -> list[float]:
+    out = []
+    if not observed.exists():
+        return out
+    for raw in observed.read_text().splitlines():
+        rec = json.loads(raw)
+        try:
+            line = json.loads(rec["line"])
+        except ValueError:
+            continue
+        pid = (line.get("event") or {}).get("pid")
+        if pid in probes and probes[pid]:
+            out.append((rec["observed_ns"] - probes[pid]) / 1e6)
+    return out
+
+
+def one_rate(rate: int, spec: LatencySpec, dirs: BenchDirs) -> dict[str, Any]:
+    feeder = Feeder.bind("collector", dirs.bus)
+    decisions = dirs.root / f"decisions-{rate}.jsonl"
+    observed = dirs.root / f"alert-observed-{rate}.jsonl"
+    with StageSet(dirs) as stages:
+        for name in ("sinks-jsonl", "analyzer", "sessionizer"):
+            stages.start(name)
+        tail = subprocess.Popen([sys.executable, "-m", "bench.tail", "--file", str(dirs.log("alert")),
+                                 "--out", str(observed)], stdout=subprocess.PIPE, text=True, env=dirs.env())
+        drain = start_drain(dirs, "analyzer-0", "--decisions", str(decisions))
+        watch = HeartbeatWatch.connect(dirs.bus, ["sessionizer", "analyzer"])
+        try:
+            stages.wait_ready(["sessionizer", "analyzer"], 30.0)
+            feeder.wait_for_subscribers(1)
+            time.sleep(SETTLE_S)
+            probes = _pace(feeder, rate, spec)
+            feeder.heartbeat()
+            deadline = time.monotonic() + DRAIN_AFTER_S
+            while time.monotonic() < deadline:
+                watch.pump(0.1)
+            stages.check_alive()
+            counters = dict(watch.latest)
+        finally:
+            watch.close()
+            report = stop_drain(drain)
+            tail.terminate()
+            tail.wait(30)
+            feeder.close()
+    bus_ms = []
+    for raw in decisions.read_text().splitlines():
+        d = json.loads(raw)
+        if d["tgid"] in probes and d["action"] == "ALERT" and probes[d["tgid"]]:
+            bus_ms.append((d["recv_ns"] - probes[d["tgid"]]) / 1e6)
+    disk_ms = _disk_latencies(observed, probes)
+    return {"offered_events_per_s": rate, "probes": len(probes), "decision_on_bus": _summary(bus_ms),
+            "alert_on_disk": _summary(disk_ms), "loss_counters": loss_counters(counters),
+            "decision_drain_lost_messages": report.get("lost_messages", 0)}
+
+
+def run(spec: LatencySpec, workdir: Path) -> dict[str, Any]:
+    detail = {r: one_rate(r, spec, BenchDirs.create(workdir / f"latency-{r}")) for r in spec.rates}
+    out: dict[str, Any] = {}
+    if 5_000 in detail or spec.rates:
+        low = detail.get(5_000) or detail[spec.rates[0]]
+        out["alert_p50_ms_at_5k"] = low["alert_on_disk"]["p50_ms"]
+        out["alert_p99_ms_at_5k"] = low["alert_on_disk"]["p99_ms"]
+    if len(spec.rates) > 1:
+        high = detail.get(20_000) or detail[spec.rates[-1]]
+        out["alert_p99_ms_at_20k"] = high["alert_on_disk"]["p99_ms"]
+    out["detail"] = {str(r): v for r, v in detail.items()}
+    return out
