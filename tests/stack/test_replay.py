@@ -1,0 +1,48 @@
+"""Recordings of the real collector, replayed through the unprivileged stages, give the decisions
+the live pipeline made (tests/stack/make_recordings.py made both). One analyzer or two: the same."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cli.recording import read_recording
+from cli.replay import collector_batches
+from tests.stack.pipeline import Pipeline
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "recordings"
+RECORDINGS = sorted(p.stem for p in FIXTURES.glob("*.casarec"))
+
+pytestmark = [pytest.mark.root, pytest.mark.timeout(180)]
+
+
+def summary(decision: dict) -> dict:
+    return {"action": decision["action"], "score": decision["score"], "increment": decision["increment"],
+            "rules": sorted(t["name"] for t in decision["triggered_rules"])}
+
+
+def expected(name: str) -> list[dict]:
+    return json.loads((FIXTURES / f"{name}.decisions.json").read_text())
+
+
+def test_fixtures_are_real_collector_recordings() -> None:
+    assert {"write-then-exec", "sensitive-then-exec", "benign"} <= set(RECORDINGS)
+    for name in RECORDINGS:
+        header, messages = read_recording(FIXTURES / f"{name}.casarec")
+        assert header["streams"] == ["collector"]
+        batches, malformed = collector_batches(messages)
+        kinds = {e["kind"] for b in batches for e in b.events}
+        assert malformed == 0 and {"exec", "open", "exit"} <= kinds, (name, kinds)
+        assert (FIXTURES / f"{name}.casarec").stat().st_size < 64_000
+
+
+@pytest.mark.parametrize("analyzers", [1, 2])
+@pytest.mark.parametrize("name", RECORDINGS)
+def test_replay_reproduces_decisions(name: str, analyzers: int) -> None:
+    with Pipeline(config=FIXTURES / "casa.json", rules=FIXTURES / "rules.json", analyzers=analyzers) as p:
+        out = p.replay(FIXTURES / f"{name}.casarec")
+        assert out.returncode == 0, out.stderr
+        got = [summary(d) for d in p.collected]
+    assert sorted(map(json.dumps, got)) == sorted(map(json.dumps, expected(name)))
