@@ -122,3 +122,17 @@ def test_otel_without_endpoint_idles_quietly(tmp_path: Path) -> None:
         code, err = stop(proc)
         shutil.rmtree(rig_dir, ignore_errors=True)
     assert code == 0 and "tracing is off: no OTLP endpoint set" in err
+
+
+def test_gzip_compressed_export_is_decoded(tmp_path: Path, receiver: OtlpReceiver) -> None:
+    rig = OtelRig(tmp_path, receiver.url.removesuffix("/v1/traces"),        # URL without a path
+                  {"OTEL_EXPORTER_OTLP_TRACES_COMPRESSION": "gzip"})
+    try:
+        rig.play([("analyzer.session", session_map("opened", created_ns=T0)),
+                  ("analyzer.session", session_map("closed", created_ns=T0, closed_ns=T0 + MS))])
+        spans = receiver.wait_for(lambda s: "session 25" in names(s))
+    finally:
+        code, err = rig.close()
+    assert code == 0, err
+    assert receiver.encodings and set(receiver.encodings) == {"gzip"}
+    assert spans[0]["attributes"]["casa.session.complete"] is True
