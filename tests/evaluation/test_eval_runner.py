@@ -1,0 +1,71 @@
+"""The runner's pure parts: OpenClaw's JSON output, the turn command, collecting a case by session."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import evaluation.runner as runner
+from evaluation.runner import BusRecorder, Received, Toolchain, collect, openclaw_turn_argv, parse_turn
+
+
+def test_parse_turn_reads_both_output_shapes():
+    meta = {"toolSummary": {"calls": 3, "tools": ["exec"]}, "finalAssistantVisibleText": "done"}
+    assert parse_turn(json.dumps({"result": {"payloads": [], "meta": meta}}).encode()) == (3, "done")   # gateway
+    assert parse_turn(json.dumps({"payloads": [{"text": "x"}], "meta": meta}).encode()) == (3, "done")  # --local
+    assert parse_turn(b"not json") == (0, "")
+
+
+def test_turn_argv_has_a_fresh_session_and_local_only_in_local_mode():
+    tc = Toolchain(Path("/n/bin"), Path("/n/.bin/openclaw"))
+    gw = openclaw_turn_argv(tc, "gateway", "hi there", "eval-1")
+    assert gw == ["/n/.bin/openclaw", "agent", "--agent", "main", "--session-id", "eval-1", "--json",
+                  "--message", "hi there"]
+    assert openclaw_turn_argv(tc, "local", "hi", "eval-2")[:3] == ["/n/.bin/openclaw", "agent", "--local"]
+
+
+def _recorder(t0: int) -> BusRecorder:
+    rec = BusRecorder(Path("/nonexistent"))
+    rec.events += [Received(t0 + 5, {"session_id": 4, "kind": "exec", "ts_ns": t0 + 1, "path": "/bin/x"}),
+                   Received(t0 + 5, {"session_id": 3, "kind": "open", "ts_ns": t0 - 10})]   # before the turn
+    rec.decisions.append(Received(t0 + 9, {"session_id": 4, "action": "LOG", "score": 4,
+                                           "triggered_rules": [], "event": {"ts_ns": t0 + 1}}))
+    return rec
+
+
+def test_collect_waits_for_the_close_record_of_the_turns_session(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(runner, "SETTLE_S", 0.1)
+    t0 = time.time_ns()
+    rec = _recorder(t0)
+
+    def close_later() -> None:
+        time.sleep(0.4)
+        with rec.lock:
+            rec.sessions.append(Received(time.time_ns(), {"session_id": 4, "state": "closed", "score": 4}))
+    threading.Thread(target=close_later).start()
+    started = time.monotonic()
+    r = collect(rec, "X", "gateway", t0, t0 + 100, 0, 1, "ok")
+    assert time.monotonic() - started >= 0.35
+    assert (r.session_ids, r.complete, r.event_count, r.exec_paths) == ([4], True, 1, ["/bin/x"])
+    assert [d["session_id"] for d in r.decisions] == [4] and r.sessions[0]["state"] == "closed"
+
+
+def test_collect_gives_up_and_says_incomplete_when_no_close_arrives(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(runner, "SETTLE_S", 0.1)
+    monkeypatch.setattr(runner, "CLOSE_TIMEOUT_S", 0.3)
+    t0 = time.time_ns()
+    r = collect(_recorder(t0), "X", "gateway", t0, t0 + 100, 0, 1, "ok")
+    assert (r.session_ids, r.complete) == ([4], False)
+
+
+def test_collect_with_no_session_returns_after_settling(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(runner, "SETTLE_S", 0.2)
+    t0 = time.time_ns()
+    started = time.monotonic()
+    r = collect(BusRecorder(Path("/nonexistent")), "X", "local", t0, t0 + 100, 0, 0, "")
+    assert 0.2 <= time.monotonic() - started < 2
+    assert (r.session_ids, r.complete, r.decisions) == ([], True, [])
