@@ -29,6 +29,7 @@ import logging
 import math
 import os
 import re
+import shutil
 import statistics
 import sys
 import tempfile
@@ -223,6 +224,7 @@ def _monitored_pass(ev: EvalSession, workloads: list[Scenario], run: int, out: P
     finally:
         tail.stop()
         stack.stop()
+        shutil.rmtree(scratch, ignore_errors=True)
     return samples
 
 
