@@ -50,10 +50,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m analyzer", description=__doc__.split("\n")[0],
                                 epilog=__doc__[__doc__.index("examples:"):],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--instance", type=int, default=int(os.environ.get("CASA_ANALYZER_INSTANCE", "0")),
-                   help="this instance's index I (default 0)")
-    p.add_argument("--instances", type=int,
-                   default=int(os.environ.get("CASA_ANALYZER_INSTANCES", "1")),
+    p.add_argument("--instance", type=int, default=0, help="this instance's index I (default 0)")
+    p.add_argument("--instances", type=int, default=None,
                    help="number of instances N (default $CASA_ANALYZER_INSTANCES or 1)")
     p.add_argument("--rules", type=Path, default=None, help="rules file (default $CASA_RULES_PATH)")
     p.add_argument("--bus-dir", type=Path, default=None, help="bus directory (default $CASA_BUS_DIR)")
@@ -63,6 +61,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-checkpoint", action="store_true", help="neither restore nor save state")
     p.add_argument("--log-level", default=os.environ.get("CASA_LOG_LEVEL", "INFO"))
     args = p.parse_args(argv)
+    if args.instances is None:
+        env = os.environ.get("CASA_ANALYZER_INSTANCES", "1")
+        if not env.isdigit():
+            p.error(f"CASA_ANALYZER_INSTANCES must be a positive integer, not {env!r}")
+        args.instances = int(env)
     if args.instances < 1 or not 0 <= args.instance < args.instances:
         p.error(f"--instance must be in 0..{args.instances - 1} (got {args.instance})")
     args.rules = args.rules or policy.rules_path()

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -152,3 +155,20 @@ def test_restart_restores_open_sessions(bench: Bench):
     snap = [m for t, m in got if t == "analyzer.session"][-1]
     assert snap["complete"] is False and len(snap["recent_events"]) == len(events)
     assert "restored analyzer sessions from checkpoint" in bench.logs()
+
+
+@pytest.mark.parametrize("argv, env, message", [
+    (["--instance", "2", "--instances", "2"], {}, "--instance must be in 0..1"),
+    ([], {"CASA_ANALYZER_INSTANCES": "two"}, "CASA_ANALYZER_INSTANCES must be a positive integer"),
+])
+def test_bad_arguments_exit_2(argv, env, message):
+    r = subprocess.run(["timeout", "-s", "INT", "20", sys.executable, "-m", "analyzer", *argv],
+                       capture_output=True, text=True, cwd=CHECKOUT, env={**os.environ, **env},
+                       check=False)
+    assert r.returncode == 2 and message in r.stderr
+
+
+def test_help_has_examples():
+    r = subprocess.run([sys.executable, "-m", "analyzer", "--help"], capture_output=True, text=True,
+                       cwd=CHECKOUT, check=True)
+    assert "examples:" in r.stdout and "--instances" in r.stdout
