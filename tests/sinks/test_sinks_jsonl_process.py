@@ -189,3 +189,20 @@ def test_shutdown_snapshot_then_continued_session_stays_complete(rig: Rig) -> No
     got = wait_for(lambda: len(s := lines(rig.log("sessions.log"))) == 2 and s, what="two snapshots")
     assert [(s["reason"], s["session"]["complete"]) for s in got] == [("shutdown", True),
                                                                       ("session_closed", True)]
+
+
+@pytest.mark.root
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to try the logs as another user")
+def test_another_user_can_neither_write_nor_truncate_the_logs(rig: Rig) -> None:
+    import subprocess
+    import sys
+    rig.analyzer.send(ANALYZER_EVENT, [exec_event()])
+    wait_for(lambda: lines(rig.log("events.log")), what="first event")
+    os.chmod(rig.log_parent, 0o755)                   # even with the directories open to all ...
+    os.chmod(rig.log_dir, 0o755)
+    probe = ("import sys\nfor mode in ('a', 'r+', 'w'):\n    try:\n        open(sys.argv[1], mode)\n"
+             "    except PermissionError:\n        continue\n    sys.exit('opened with ' + mode)\n")
+    r = subprocess.run([sys.executable, "-c", probe, str(rig.log("events.log"))], user="nobody",
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr                # ... an agent's user cannot modify them
+    assert len(lines(rig.log("events.log"))) == 1
