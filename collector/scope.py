@@ -18,6 +18,7 @@ map is reached through the small :class:`TrackedMap` protocol, so tests can pass
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from collector.proc_scan import ProcInfo, exe_of, read_proc
 __all__ = ["Entry", "TrackedMap", "DictTrackedMap", "Scope", "REJECTED_TTL_S"]
 
 REJECTED_TTL_S = 60.0     # how long events of a rejected provisional root are still recognised
+DOUBTFUL_EVENTS_MAX = 4096  # events held for a script root until its interpreter's exec decides
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +79,7 @@ class Scope:
     def __init__(self, profiles: tuple[Profile, ...], kmap: TrackedMap, self_tgid: int, *,
                  exe_reader: Callable[[int], str] = exe_of,
                  proc_reader: Callable[[int], ProcInfo | None] = read_proc,
+                 alive: Callable[[int], bool] = lambda pid: os.path.exists(f"/proc/{pid}"),
                  clock: Callable[[], int] = time.time_ns,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self.profiles = profiles
@@ -84,12 +87,14 @@ class Scope:
         self.self_tgid = self_tgid
         self.exe_reader = exe_reader
         self.proc_reader = proc_reader
+        self.alive = alive
         self.clock = clock
         self.monotonic = monotonic
         self.roots: dict[int, str] = {}            # live roots: tgid -> profile name
         self.confirmed: dict[int, float] = {}      # confirmed roots, alive or not: tgid -> when
         self.rejected: dict[int, float] = {}       # tgid -> when (monotonic s)
         self.unconfirmed: set[int] = set()         # provisional roots seen by the last sweep
+        self.doubtful: dict[int, list[dict[str, Any]]] = {}   # script roots: held events
         self.dropped_events = 0                    # events of rejected/unknown provisional roots
 
     def root_comms(self) -> set[str]:
@@ -155,11 +160,19 @@ class Scope:
         if kind == "exec":
             return self._exec(d)
         if d.provisional and ev["root"] not in self.confirmed:
-            self.dropped_events += 1
-            return []
+            return self._hold(ev)
         if kind == "exit":
             self.roots.pop(ev["tgid"], None)
         return [ev]
+
+    def _hold(self, ev: dict[str, Any]) -> list[dict[str, Any]]:
+        """An event of an undecided provisional root: held if the root is doubtful, else dropped."""
+        held = self.doubtful.get(ev["root"])
+        if held is not None and len(held) < DOUBTFUL_EVENTS_MAX:
+            held.append(ev)
+        else:
+            self.dropped_events += 1
+        return []
 
     def _exec(self, d: Decoded) -> list[dict[str, Any]]:
         ev = d.event
@@ -167,8 +180,7 @@ class Scope:
         if d.provisional and ev["root"] == tgid and tgid not in self.roots:
             return self._candidate(d)
         if d.provisional and ev["root"] not in self.confirmed:
-            self.dropped_events += 1
-            return []
+            return self._hold(ev)
         out = [ev]
         if ev["ret"] == 0:
             exe = self._exe(tgid, ev)
@@ -194,11 +206,16 @@ class Scope:
         exe = self._exe(tgid, ev)
         p = self.match(d.new_comm, exe, ev["argv"])
         if p is None:
-            self.reject(tgid)
+            if ev["ret"] == 0 and _is_script_exec(ev):
+                # #!/usr/bin/env node: the interpreter's exec, next, may match: hold, decide then
+                self.doubtful.setdefault(tgid, []).append(ev)
+            else:
+                self.reject(tgid)
             return []
+        held = self.doubtful.pop(tgid, [])
         self.confirm(tgid, p.name)
-        return [ev, root_event(tgid, ev["ppid"], ev["uid"], d.new_comm, p.name, "exec", exe,
-                               ev["argv"], ev["ts_ns"])]
+        return [*held, ev, root_event(tgid, ev["ppid"], ev["uid"], d.new_comm, p.name, "exec",
+                                      exe, ev["argv"], ev["ts_ns"])]
 
     def confirm(self, tgid: int, profile: str) -> None:
         """provisional -> confirmed, for the root and what it forked meanwhile."""
@@ -209,11 +226,16 @@ class Scope:
         for pid, e in self.kmap.items():
             if e.root == tgid and e.provisional:
                 self.kmap.set(pid, Entry(e.root, e.depth, False))
+        # A script rejected at its first exec (#!/usr/bin/env node: comm "openclaw", exe the
+        # script) can match at its second (node ...): by then its entry was removed.
+        if tgid not in dict(self.kmap.items()) and self.alive(tgid):
+            self.kmap.set(tgid, Entry(tgid, 0, False))
 
     def reject(self, tgid: int) -> None:
         """provisional -> untracked, for the root and what it forked meanwhile."""
         self.rejected[tgid] = self.monotonic()
         self.confirmed.pop(tgid, None)
+        self.dropped_events += len(self.doubtful.pop(tgid, []))
         self.unconfirmed.discard(tgid)
         for pid, e in self.kmap.items():
             if e.root == tgid and e.provisional:
@@ -249,6 +271,9 @@ class Scope:
                 pending.add(e.root)
         for root in pending & self.unconfirmed:
             events.extend(self._settle_from_proc(root))
+        for root in list(self.doubtful):
+            if root not in pending:           # exited, or settled above, without a matching exec
+                self.reject(root)
         self.unconfirmed = pending - set(self.confirmed) - set(self.rejected)
         return len(items), events
 
@@ -258,6 +283,14 @@ class Scope:
         if info is None or p is None:
             self.reject(tgid)
             return []
+        held = self.doubtful.pop(tgid, [])
         self.confirm(tgid, p.name)
-        return [root_event(tgid, info.ppid, info.uid, info.comm, p.name, "exec", info.exe,
+        return [*held, root_event(tgid, info.ppid, info.uid, info.comm, p.name, "exec", info.exe,
                            info.argv, self.clock())]
+
+
+def _is_script_exec(ev: dict[str, Any]) -> bool:
+    """A ``#!`` script: the kernel put the interpreter first in the new image's argv, so
+    argv[0] is not the exec'd path (only known for execs built at sched_process_exec)."""
+    argv = ev["argv"]
+    return bool(argv) and argv[0] != ev["path"] and os.path.basename(argv[0]) != os.path.basename(ev["path"])

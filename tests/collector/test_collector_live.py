@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -33,7 +34,15 @@ def env(tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("collector")
     profiles = [{"name": TEST_PROFILE, "kind": "invocation", "match": [{"comm": ["casa-test-root"]}]},
                 {"name": "fake-agent", "kind": "invocation",
-                 "match": [{"exe_basename": ["casa-fake-agent"], "argv_any": ["-m"]}]}]
+                 "match": [{"exe_basename": ["casa-fake-agent"], "argv_any": ["-m"]}]},
+                {"name": "fake-gw", "kind": "runtime",
+                 "match": [{"comm": ["casa-fake-gw"], "argv_contains": ["never"]},
+                           {"exe_basename": ["casa-fake-node"], "argv_contains": ["gateway"]}]}]
+    (tmp / "bin").mkdir()
+    shutil.copy2("/bin/bash", tmp / "bin" / "casa-fake-node")
+    gw = tmp / "casa-fake-gw"
+    gw.write_text("#!/usr/bin/env casa-fake-node\n/bin/true gw-child\n")
+    gw.chmod(0o755)
     script = tmp / "casa-fake-agent"
     script.write_text("#!/usr/bin/env bash\n/bin/true \"$@\"\n")
     script.chmod(0o755)
@@ -200,3 +209,16 @@ def test_script_root_matched_by_path_and_argv_and_rejected_otherwise(env):
     no.wait(30)
     run_root(env, "true")                 # a later tracked tree: everything before has arrived
     assert not [e for e in tap.events if no.pid in (e.get("tgid"), e.get("root"))]
+
+
+def test_env_script_rejected_at_first_exec_is_confirmed_at_the_interpreter_exec(env):
+    tap = env["tap"]
+    path = os.environ.get("PATH", "/usr/bin:/bin")
+    p = subprocess.Popen([str(env["tmp"] / "casa-fake-gw"), "gateway"],
+                         env={"PATH": f"{env['tmp'] / 'bin'}:{path}"})
+    p.wait(30)
+    tap.wait_for(lambda e: e["kind"] == "exit" and e["tgid"] == p.pid)
+    roots = tap.of(kind="root", tgid=p.pid)
+    assert [(r["profile"], os.path.basename(r["exe"])) for r in roots] == [("fake-gw", "casa-fake-node")]
+    child = [e for e in tap.of(kind="exec", root=p.pid) if e["path"] == "/bin/true"]
+    assert [(e["argv"], e["ppid"]) for e in child] == [(["/bin/true", "gw-child"], p.pid)]

@@ -26,7 +26,8 @@ def scope(kmap: DictTrackedMap | None = None, procs: dict[int, ProcInfo] | None 
 
 
 def exec_rec(tgid: int, root: int, argv: list[str], new_comm: str, provisional: bool = False,
-             ret: int = 0, path: str = "/usr/bin/x") -> Decoded:
+             ret: int = 0, path: str = "") -> Decoded:
+    path = path or "/usr/bin/" + argv[0].rsplit("/", 1)[-1]
     ev = {"kind": "exec", "ts_ns": 5, "tgid": tgid, "tid": tgid, "ppid": 1, "uid": 0, "comm": "bash",
           "root": root, "syscall": "execve", "path": path, "argv": argv, "argv_truncated": False,
           "ret": ret, "exe": path, "dirfd": -100, "flags": 0, "cap_eff": None, "seccomp": None}
@@ -121,3 +122,33 @@ def test_child_forked_during_confirmation_stays_after_the_root_exits():
     assert s.handle(other("open", 41, 40, provisional=True))
     s.sweep()
     assert kmap.entries == {40: Entry(40, 0, False), 41: Entry(40, 1, False)}
+
+
+def test_script_rejected_at_first_exec_is_confirmed_at_its_second():
+    # #!/usr/bin/env node: the script exec does not match, the node exec does
+    kmap = DictTrackedMap({90: Entry(90, 0, True)})
+    s = scope(kmap)
+    s.alive = lambda pid: True
+    first = exec_rec(90, 90, ["/usr/bin/env", "node", "/opt/x/gw", "serve"], "gw", provisional=True,
+                     path="/opt/x/gw")
+    second = exec_rec(90, 90, ["agent-cli", "-m", "hello"], "agent-cli", provisional=True)
+    assert s.handle(first) == []
+    assert s.handle(other("open", 90, 90, provisional=True)) == []     # held, not dropped
+    out = s.handle(second)
+    assert [e["kind"] for e in out] == ["exec", "open", "exec", "root"]
+    assert out[0]["path"] == "/opt/x/gw" and out[2]["path"] == "/usr/bin/agent-cli"
+    assert kmap.entries == {90: Entry(90, 0, False)}
+    assert s.dropped_events == 0
+
+
+def test_script_whose_interpreter_never_matches_is_rejected_at_the_sweep():
+    kmap = DictTrackedMap({90: Entry(90, 0, True), 91: Entry(90, 1, True)})
+    s = scope(kmap)
+    s.handle(exec_rec(90, 90, ["/usr/bin/env", "node", "/opt/x/tool"], "tool", provisional=True,
+                      path="/opt/x/tool"))
+    s.handle(other("fork", 90, 90, provisional=True))
+    s.sweep()
+    assert kmap.entries == {90: Entry(90, 0, True), 91: Entry(90, 1, True)}   # still undecided
+    del kmap.entries[90], kmap.entries[91]                                     # the tree exits
+    s.sweep()
+    assert 90 not in s.doubtful and 90 in s.rejected and s.dropped_events == 2
