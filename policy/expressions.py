@@ -56,7 +56,7 @@ def check_expr(expr: str) -> CelCheck:
     try:
         out.tree = celpy.Environment(runner_class=celpy.CompiledRunner).compile(expr)
     except celpy.CELParseError as exc:
-        out.errors.append("does not compile: " + " ".join(str(exc).split()))
+        out.errors.append("does not compile: " + _parse_problem(expr, exc))
         return out
     except Exception as exc:  # noqa: BLE001 - lark raises several unrelated types on odd input
         out.errors.append(f"does not compile: {type(exc).__name__}: {exc}")
@@ -71,6 +71,21 @@ def check_expr(expr: str) -> CelCheck:
                                 f"part is always an evaluation error (no match); known: "
                                 f"{', '.join(FEATURES[group])}")
     return out
+
+
+def _parse_problem(expr: str, exc: Exception) -> str:
+    """``unexpected ')' at column 11 of 'history.x ) '`` from cel-python's (lark's) error."""
+    column = getattr(exc, "column", None)
+    cause = exc.__cause__ or exc.__context__
+    token = getattr(cause, "token", None)
+    if token is not None and getattr(token, "type", "") == "$END":
+        what = "unexpected end of expression"
+    elif token is not None:
+        what = f"unexpected {str(token)!r}"
+    else:
+        what = "unexpected character"
+    where = f" at column {column}" if isinstance(column, int) else ""
+    return f"{what}{where} of {expr!r}"
 
 
 def _idents(tree: Tree) -> set[str]:
