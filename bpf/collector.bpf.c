@@ -393,8 +393,8 @@ static __always_inline int provisional_root(const char *filename, u32 tgid)
 	e->syscall = SC_NONE;
 	e->exe[0] = 0;
 	__builtin_memcpy(e->new_comm, key.comm, COMM_LEN);
-	bpf_probe_read_kernel_str(e->path, MAX_PATH_LEN, filename);
-	e->path_len = 0;
+	len = bpf_probe_read_kernel_str(e->path, MAX_PATH_LEN, filename);
+	e->path_len = (long)len > 0 ? len : 0;
 	task = (void *)bpf_get_current_task();
 	mm = read_ptr(task + OFF_TASK_MM);
 	if (mm) {
