@@ -12,8 +12,8 @@ overrides it): log paths for ``jsonl`` (see sinks/jsonl.py), the OTLP endpoint f
 sinks/otel.py). Runs as the unprivileged ``casa`` user. SIGHUP reopens the log files (after
 rotation); SIGTERM/SIGINT write what is queued, send a last heartbeat and exit.
 
-Caveat: ``otel`` with no endpoint configured logs that tracing is off and idles, so a supervisor
-does not restart it in a loop.
+Caveat: ``otel`` with no endpoint configured logs that tracing is off and only heartbeats
+(``tracing_enabled=0``), so a supervisor does not restart it in a loop.
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ import zmq
 
 import bus
 from bus.envelope import Envelope
-from bus.publisher import HEARTBEAT_INTERVAL_S
 from sinks.envfile import load_env_file
 
 POLL_TIMEOUT_MS = 200
@@ -110,12 +109,12 @@ def receive_into(core: SinkCore, sub: bus.Subscriber, sock: zmq.Socket, max_mess
 
 
 def serve(core: SinkCore, stream: str, args: argparse.Namespace, flags: Flags,
-          clock: Callable[[], float] = time.monotonic) -> int:
+          topics: list[str] = ANALYZER_TOPICS, clock: Callable[[], float] = time.monotonic) -> int:
     """The poll loop: analyzer envelopes -> core; heartbeats; signals. Returns the exit code."""
     ctx = zmq.Context()
     streams = bus.analyzer_streams(args.instances)
-    sub_sock = bus.connect_subscriber(ctx, streams, ANALYZER_TOPICS, args.bus_dir)
-    sub = bus.Subscriber(sub_sock, ANALYZER_TOPICS, on_loss=core.on_loss)
+    sub_sock = bus.connect_subscriber(ctx, streams, topics, args.bus_dir)
+    sub = bus.Subscriber(sub_sock, topics, on_loss=core.on_loss)
     pub = bus.Publisher(bus.bind_publisher(ctx, stream, args.bus_dir), SINK_STAGE, stream)
     poller = zmq.Poller()
     poller.register(sub_sock, zmq.POLLIN)
@@ -158,13 +157,28 @@ def build_core(kind: str) -> SinkCore | None:
     return TraceSink.from_settings(settings)
 
 
-def idle_until_stopped(flags: Flags) -> int:
-    """Nothing to export: stay up quietly so a supervisor does not restart us forever."""
-    log.warning("tracing is off: no OTLP endpoint set | variables=CASA_OTEL_EXPORTER_OTLP_ENDPOINT,"
-                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,OTEL_EXPORTER_OTLP_ENDPOINT")
-    while not flags.stop:
-        time.sleep(HEARTBEAT_INTERVAL_S / 5)
-    return 0
+class TracingOff:
+    """The otel sink without an endpoint: reads only the analyzers' heartbeats and publishes its
+    own (``tracing_enabled=0``), so it shows as running in ``casa status`` and a supervisor does
+    not restart it in a loop."""
+
+    def handle(self, env: Envelope) -> None:
+        return None
+
+    def on_loss(self, stream: str, topic: str, lost: int) -> None:
+        return None
+
+    def drain(self) -> None:
+        return None
+
+    def reopen_all(self, why: str) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+    def counters(self) -> dict[str, int]:
+        return {"tracing_enabled": 0}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -179,10 +193,13 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         log.error("cannot start the %s sink | reason=%s", args.kind, exc)
         return 1
+    topics = ANALYZER_TOPICS
     if core is None:
-        return idle_until_stopped(flags)
+        log.warning("tracing is off: no OTLP endpoint set | variables=CASA_OTEL_EXPORTER_OTLP_ENDPOINT,"
+                    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,OTEL_EXPORTER_OTLP_ENDPOINT")
+        core, topics = TracingOff(), ["analyzer.heartbeat"]
     try:
-        return serve(core, f"sinks-{args.kind}", args, flags)
+        return serve(core, f"sinks-{args.kind}", args, flags, topics)
     except bus.BusError as exc:
         log.error("cannot use the bus | reason=%s", exc)
         return 1

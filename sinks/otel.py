@@ -593,7 +593,7 @@ class TraceSink:
         self.provider.shutdown()
 
     def counters(self) -> dict[str, int]:
-        out = {"open_sessions": len(self.sessions), "malformed_maps": self.malformed,
+        out = {"tracing_enabled": 1, "open_sessions": len(self.sessions), "malformed_maps": self.malformed,
                "late_messages": self.late_messages, "process_spans_skipped": self.process_spans_skipped,
                "reloads_seen": self.reloads_seen}
         if self.processor is not None:

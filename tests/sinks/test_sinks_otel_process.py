@@ -54,6 +54,8 @@ def test_a_session_becomes_one_trace(tmp_path: Path, receiver: OtlpReceiver) -> 
     try:
         rig.play(readme_session())
         spans = receiver.wait_for(lambda s: {"session 25", "process node"} <= names(s))
+        assert wait_for(lambda: rig.hb.poll().get("spans_exported") == 4, what="exported count")
+        assert rig.hb.latest["tracing_enabled"] == 1
     finally:
         code, err = rig.close()
     assert code == 0, err
@@ -108,17 +110,17 @@ def test_receiver_down_then_up_delivers_kept_spans(tmp_path: Path) -> None:
     assert code == 0 and "span export failed; spans kept for retry" in err
 
 
-def test_otel_without_endpoint_idles_quietly(tmp_path: Path) -> None:
+def test_otel_without_endpoint_only_heartbeats(tmp_path: Path) -> None:
     rig_dir = shared_dir("casa-bus-")
     cwd = tmp_path / "cwd"
     cwd.mkdir()
     proc = start_sink("otel", rig_dir, {}, cwd)
+    hb = HeartbeatListener(rig_dir, "sinks-otel")
     try:
-        wait_for(lambda: proc.poll() is None, what="running")
-        import time
-        time.sleep(1.0)
-        assert proc.poll() is None
+        counters = wait_for(lambda: hb.poll(), what="a heartbeat")
+        assert counters["tracing_enabled"] == 0 and proc.poll() is None
     finally:
+        hb.close()
         code, err = stop(proc)
         shutil.rmtree(rig_dir, ignore_errors=True)
     assert code == 0 and "tracing is off: no OTLP endpoint set" in err
