@@ -207,10 +207,9 @@ def _recent_event(item: Mapping[str, Any]) -> dict[str, Any]:
         stamp = text(item.get("timestamp")) if "timestamp" in item else \
             rfc3339nano(_int(item, "ts_ns", None))
     out: dict[str, Any] = {"timestamp": stamp, "type": kind_name, "pid": pid}
-    if kind_name == "OPENAT":
-        for name in ("path",):
-            if item.get(name):
-                out[name] = text(item.get(name))
+    if kind_name == "OPENAT":                  # each omitted when empty or zero
+        if item.get("path"):
+            out["path"] = text(item.get("path"))
         for name in ("flags", "mode"):
             if _int(item, name):
                 out[name] = _int(item, name)
