@@ -118,7 +118,7 @@ class Stage:
 
     def _on_bus_loss(self, stream: str, topic: str, lost: int) -> None:
         if stream == "collector":
-            self.core.loss(lost, "bus")
+            self.emit(self.core.loss(lost, "bus", time.time_ns()))
 
     # -------------------------------------------------------------- loop
 
@@ -152,8 +152,11 @@ class Stage:
                 next_sweep = mono + DEAD_SWEEP_INTERVAL_S
                 self.core.forget_dead(_alive)
             self.pub.flush()
-            if mono >= next_checkpoint:                # after the flush: it reflects what was sent
+            if mono >= next_checkpoint or self.core.structure_changed:
+                # after the flush, so it reflects what was sent; at once when a root or session
+                # appeared, so a crash right after cannot orphan a whole tree
                 next_checkpoint = mono + self.args.checkpoint_interval_s
+                self.core.structure_changed = False
                 self.checkpoint()
             if self.pub.heartbeat_due():
                 self.pub.heartbeat(self.counters())
@@ -177,7 +180,7 @@ class Stage:
     def _on_collector_restart(self) -> None:
         """A new collector epoch: whatever happened while it was down was never seen."""
         n = len(self.core.sessions)
-        self.core.loss(0, "collector_restart")
+        self.emit(self.core.loss(0, "collector_restart", time.time_ns()))
         self.core.counters["collector_restarts"] += 1
         log.warning("collector restarted; open sessions marked incomplete | sessions=%d", n)
 

@@ -90,6 +90,7 @@ class Sessionizer:
         self.counters: Counter[str] = Counter()
         self._skew_ns = 0                 # our clock minus event clock, from the last event
         self._next_flush_ns: int | None = None
+        self.structure_changed = False    # a root or session appeared: worth a checkpoint now
 
     # ------------------------------------------------------------------ public API
 
@@ -112,10 +113,15 @@ class Sessionizer:
                     for s in self.sessions if s.event_count > 0]
         return out
 
-    def loss(self, count: int, where: str) -> None:
-        """Events were lost upstream (kernel ring buffer, collector bus, or a bus gap)."""
+    def loss(self, count: int, where: str, now_ns: int) -> list[Out]:
+        """Events were lost upstream (kernel ring buffer, collector bus, a bus gap, a restart).
+
+        A session that becomes incomplete is announced at once with a ``flushed`` lifecycle
+        message, so downstream does not wait for the periodic flush or the close to learn it.
+        """
         self.counters[f"lost_{where}"] += count
-        self.sessions.mark_loss(count)
+        return [(SESSIONIZER_SESSION, lifecycle(s, "flushed", now_ns))
+                for s in self.sessions.mark_loss(count)]
 
     def leader_gone(self, tgid: int, now_ns: int) -> list[Out]:
         """The leader's exit was never seen but the process no longer exists (loss, restart)."""
@@ -161,7 +167,7 @@ class Sessionizer:
             if s.origin is Origin.INVOCATION and not alive(s.leader_tgid):
                 self.sessions.leader_exit(s.leader_tgid, now_ns)
         if not clean:
-            self.sessions.mark_loss(0)
+            self.sessions.mark_loss(0)          # announced by the first flush after the restart
             self.counters["restored_unclean"] += 1
         self.counters["sessions_restored"] += len(self.sessions)
         return len(self.sessions)
@@ -183,8 +189,7 @@ class Sessionizer:
             return []
         kind = event["kind"]
         if kind == "loss":
-            self.loss(int(event["count"]), str(event.get("where", "kernel")))
-            return []
+            return self.loss(int(event["count"]), str(event.get("where", "kernel")), event["ts_ns"])
         ts = event["ts_ns"]
         self._skew_ns = max(-MAX_CLOCK_SKEW_NS, min(now_ns - ts, MAX_CLOCK_SKEW_NS))
         out = self._expire(ts)
@@ -204,6 +209,8 @@ class Sessionizer:
     def _process_event(self, event: dict[str, Any], kind: str, ts: int) -> list[Out]:
         out: list[Out] = []
         tgid, ppid = event["tgid"], event["ppid"]
+        if not self.tracker.member(tgid, ppid):
+            self._adopt(event, tgid, ppid)
         if kind == "exec":
             opened, reason = self._exec_lifecycle(event, ts)
             out += opened
@@ -223,6 +230,15 @@ class Sessionizer:
         self.counters["accepted"] += 1
         out.append((SESSIONIZER_EVENT, self._enrich(event, kind, session, tgid, ppid)))
         return out
+
+    def _adopt(self, event: dict[str, Any], tgid: int, ppid: int) -> None:
+        """The collector says this process descends from a root we know, but we never saw how
+        (its fork/exec happened while we were down, or was lost): track it under that root."""
+        root = event.get("root")
+        if isinstance(root, int) and root in self.tracker.roots and self.tracker.exists(root):
+            name = os.path.basename(_text(event, "comm"))
+            self.tracker.adopt(tgid, ppid, root, name)
+            self.counters["adopted"] += 1
 
     def _drop(self, out: list[Out], reason: str) -> list[Out]:
         self.dropped[reason] += 1
@@ -307,6 +323,7 @@ class Sessionizer:
             return None                              # the CLI re-exec'd as its own child
         self.tracker.add_root(tgid, ppid, name, profile_name, ts)
         self.counters["roots"] += 1
+        self.structure_changed = True
         log.info("agent root | tgid=%d profile=%s kind=%s comm=%r", tgid, profile_name, profile.kind, name)
         if profile.kind != "invocation":
             return []
@@ -342,6 +359,7 @@ class Sessionizer:
 
     def _opened(self, s: Session, ts: int) -> Out:
         self.counters["sessions_opened"] += 1
+        self.structure_changed = True
         log.info("session opened | session_id=%d profile=%s origin=%s leader_tgid=%d",
                  s.session_id, s.profile, s.origin.value, s.leader_tgid)
         return (SESSIONIZER_SESSION, lifecycle(s, "opened", ts))

@@ -174,11 +174,13 @@ class SessionTable:
         return done
 
     def mark_loss(self, count: int) -> list[Session]:
-        """Events were lost: every session open now may miss some of them."""
-        hit = []
+        """Events were lost: every session open now may miss some of them. Returns the sessions
+        that were complete until now (their first loss)."""
+        newly = []
         for s in self.sessions.values():
             if s.state is not SessionState.CLOSED:
+                if s.complete:
+                    newly.append(s)
                 s.complete = False
                 s.lost_events += max(int(count), 0)
-                hit.append(s)
-        return hit
+        return newly

@@ -112,6 +112,15 @@ class Tracker:
         self.procs[tgid] = proc
         return proc
 
+    def adopt(self, tgid: int, ppid: int, root: int, comm: str) -> Proc:
+        """Track a process known only to descend from ``root`` (depth: one below its tracked
+        parent, else 1, since it is not the root itself)."""
+        parent = self.procs.get(ppid)
+        depth = parent.depth + 1 if parent is not None else 1
+        proc = Proc(tgid=tgid, ppid=ppid, depth=depth, root=root, comm=comm)
+        self.procs[tgid] = proc
+        return proc
+
     def remove(self, tgid: int) -> Proc | None:
         """A process exited: forget it (its root record stays while descendants may refer to it)."""
         return self.procs.pop(tgid, None)

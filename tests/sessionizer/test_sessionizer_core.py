@@ -271,6 +271,16 @@ def test_same_dir_required_keeps_the_original_start_criterion(ev, same_dir, node
     assert bool(lifecycle_of(out)) is opens
 
 
+def test_process_seen_only_through_the_collector_root_field_is_adopted(gateway_core, ev):
+    orphan = ev.open(7000, 6999, "/tmp/after-restart", ts=10)      # fork/exec never seen
+    orphan["root"] = GATEWAY
+    stranger = ev.open(7100, 7099, "/tmp/x", ts=10)
+    stranger["root"] = 4242                                          # a root we do not know
+    out = feed(gateway_core, [orphan, stranger])
+    assert [(e["tgid"], e["depth"]) for e in events_of(out)] == [(7000, 1)]
+    assert gateway_core.stats()["adopted"] == 1 and gateway_core.dropped["untracked"] == 1
+
+
 def test_dead_processes_are_forgotten(gateway_core):
     assert gateway_core.forget_dead(lambda tgid: tgid == GATEWAY) == 1     # the worker
     assert gateway_core.tracker.exists(GATEWAY) and not gateway_core.tracker.exists(WORKER)
@@ -290,8 +300,9 @@ def test_unknown_profile_in_root_event_is_counted(core, ev):
 def test_loss_marks_open_sessions_incomplete(gateway_core, ev):
     core = gateway_core
     sid = lifecycle_of(feed(core, [ev.exec(CLI, 500, "/opt/nvm/v24/bin/node", cli_argv(), ts=10)]))[0]["session_id"]
-    assert feed(core, [ev.loss(7, ts=11)]) == []
-    core.loss(2, "bus")                                 # a bus gap, as bus.Subscriber reports it
+    (flushed,) = lifecycle_of(feed(core, [ev.loss(7, ts=11)]))   # announced at once
+    assert flushed["state"] == "flushed" and flushed["complete"] is False and flushed["lost_events"] == 7
+    assert core.loss(2, "bus", T0 + 11 * S) == []       # already incomplete: no second message
     feed(core, [ev.exit(CLI, 500, ts=12)])
     later = lifecycle_of(feed(core, [ev.exec(CLI + 5, 500, "/opt/nvm/v24/bin/node", cli_argv(), ts=15)]))
     closed = next(m for m in later if m["state"] == "closed")
