@@ -30,6 +30,7 @@ from typing import Any
 import zmq
 
 import bus
+from bpf import EVENTS_H
 from bus.topics import COLLECTOR_CONTROL, COLLECTOR_EVENT
 from collector import config as cconfig
 from collector import loader
@@ -221,7 +222,11 @@ def extra_roots(args: argparse.Namespace, cfg: cconfig.CollectorConfig) -> dict[
 
 
 def print_ebpf(cfg: cconfig.CollectorConfig) -> int:
+    """The program exactly as bcc compiles it: cflags, the included events.h, the probes."""
     print(f"// cflags: {' '.join(loader.cflags(cfg.limits))}")
+    print(f"// ---- {EVENTS_H.name} (#include \"events.h\") ----")
+    print(EVENTS_H.read_text())
+    print(f"// ---- {loader.SOURCE.name} ----")
     print(loader.SOURCE.read_text())
     return 0
 
@@ -271,6 +276,8 @@ def run(args: argparse.Namespace, cfg: cconfig.CollectorConfig, extra: dict[int,
     b[b"events"].open_ring_buffer(col.on_record)
     _install_signals(col)
     procs = scan()
+    for pid in sorted(set(extra) - set(procs)):
+        log.warning("-p process not found, not tracked | pid=%d", pid)
     col.publish(scope.bootstrap(procs, extra))
     scope.adopt_descendants(scan())        # children forked while the first scan ran
     write_pid_file(pid_file)

@@ -80,9 +80,10 @@ def test_bootstrap_pid_file_and_sigterm(tmp_path: Path):
     # a root (and a child) running before the collector starts
     early = subprocess.Popen([str(root_bin), "-c", "sleep 60 & read x; kill $!; wait"],
                              stdin=subprocess.PIPE, text=True)
+    extra = subprocess.Popen(["/bin/sh", "-c", "read x"], stdin=subprocess.PIPE, text=True)   # -p root
     try:
         cfg = test_config(tmp_path / "casa.json", pid_file=tmp_path / "collector.pid")
-        col = CollectorProcess(cfg, tmp_path / "bus").start()
+        col = CollectorProcess(cfg, tmp_path / "bus", ["-p", str(extra.pid)]).start()
         try:
             assert col.pid_file.read_text().strip() == str(col.proc.pid)
             with EventTap(tmp_path / "bus") as tap:
@@ -93,8 +94,12 @@ def test_bootstrap_pid_file_and_sigterm(tmp_path: Path):
                 assert exit_ev["root"] == early.pid
                 sleeper_exit = [e for e in tap.of(kind="exit", root=early.pid) if e["tgid"] != early.pid]
                 assert [(e["comm"], e["exit_code"]) for e in sleeper_exit] == [("sleep", signal.SIGTERM)]
+                extra.stdin.write("go\n")
+                extra.stdin.flush()
+                extra_exit = tap.wait_for(lambda e: e["kind"] == "exit" and e["tgid"] == extra.pid, 15)
+                assert extra_exit["root"] == extra.pid
                 hb = tap.wait_heartbeat()
-                assert hb.counters["events_root"] == 1
+                assert hb.counters["events_root"] == 2
         finally:
             col.signal(signal.SIGTERM)
             assert col.stop() == 0
@@ -102,9 +107,10 @@ def test_bootstrap_pid_file_and_sigterm(tmp_path: Path):
         assert "collector stopped" in col.log()
         assert TEST_PROFILE
     finally:
-        early.kill()
-        early.wait()
-        early.stdin.close()
+        for p in (early, extra):
+            p.kill()
+            p.wait()
+            p.stdin.close()
 
 
 def test_missing_tracepoint_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
