@@ -206,3 +206,27 @@ def test_another_user_can_neither_write_nor_truncate_the_logs(rig: Rig) -> None:
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 0, r.stderr                # ... an agent's user cannot modify them
     assert len(lines(rig.log("events.log"))) == 1
+
+
+def test_rotation_under_load_loses_and_tears_nothing(rig: Rig) -> None:
+    a = rig.analyzer
+    a.send(ANALYZER_EVENT, [exec_event(tgid=0)])
+    wait_for(lambda: lines(rig.log("events.log")), what="first event")
+    rotated = []
+    for batch in range(1, 101):
+        a.send(ANALYZER_EVENT, [exec_event(tgid=batch * 100 + i) for i in range(50)])
+        time.sleep(0.012)                              # ~1.2 s of steady traffic
+        if batch % 20 == 0 and rig.log("events.log").exists():   # not yet recreated: skip
+            dest = rig.log_dir / f"events.log.{batch}"
+            rig.log("events.log").rename(dest)
+            rotated.append(dest)
+            time.sleep(0.05)
+    time.sleep(0.3)                                    # past the rotation check interval
+    a.send(ANALYZER_EVENT, [exec_event(tgid=1)])
+    expected = {0, 1} | {b * 100 + i for b in range(1, 101) for i in range(50)}
+
+    def all_pids() -> list[int]:
+        return [e["pid"] for p in [*rotated, rig.log("events.log")] for e in lines(p)]
+    got = wait_for(lambda: len(x := all_pids()) == len(expected) and x, what="every event, once")
+    assert sorted(got) == sorted(expected) and len(rotated) >= 2
+    assert rig.log("events.log").exists()             # reopened after the last rotation
