@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.feeder import Feeder
+from bench.pids import LivePids, rebase_roots
 from bench.recording import RecordingSpec, alert_session, generate
 from bench.stages import BenchDirs, HeartbeatWatch, StageSet
 from bench.throughput import SETTLE_S, loss_counters, start_drain, stop_drain
@@ -55,11 +56,18 @@ def percentile(values: list[float], p: float) -> float | None:
     return s[k]
 
 
-def _pace(feeder: Feeder, rate: int, spec: LatencySpec) -> dict[int, int]:
-    """Send background + probes at ``rate`` for the duration; return {probe tgid: ts_ns}."""
+def _sessions_needed(rate: int, spec: LatencySpec) -> tuple[RecordingSpec, int]:
+    """The background recording for ``rate`` and the number of probe sessions."""
     n_events = int(rate * spec.duration_s)
     rec = RecordingSpec(sessions=max(50, n_events // 230 + 50), concurrent=200, seed=rate)
-    background = iter(generate(rec))
+    return rec, int(spec.duration_s / PROBE_INTERVAL_S) + 10
+
+
+def _pace(feeder: Feeder, rate: int, spec: LatencySpec, pids: list[int]) -> dict[int, int]:
+    """Send background + probes at ``rate`` for the duration; return {probe tgid: ts_ns}."""
+    rec, n_probes = _sessions_needed(rate, spec)
+    background = iter(rebase_roots(generate(rec), pids[:rec.sessions]))
+    probe_pids = pids[rec.sessions:]
     probes: dict[int, int] = {}
     start = time.monotonic()
     sent = probe_no = 0
@@ -71,7 +79,7 @@ def _pace(feeder: Feeder, rate: int, spec: LatencySpec) -> dict[int, int]:
             break
         batch: list[dict[str, Any]] = []
         if now >= next_probe:
-            session = alert_session(100_000 * rate // 1000 + probe_no)
+            session = rebase_roots(alert_session(probe_no), [probe_pids[probe_no]])
             probe_no += 1
             next_probe += PROBE_INTERVAL_S
             batch += session
@@ -130,11 +138,14 @@ def one_rate(rate: int, spec: LatencySpec, dirs: BenchDirs) -> dict[str, Any]:
                                  "--out", str(observed)], stdout=subprocess.PIPE, text=True, env=dirs.env())
         drain = start_drain(dirs, "analyzer-0", "--decisions", str(decisions))
         watch = HeartbeatWatch.connect(dirs.bus, ["sessionizer", "analyzer"])
+        rec, n_probes = _sessions_needed(rate, spec)
+        pool = LivePids(rec.sessions + n_probes)
         try:
+            pids = pool.__enter__()
             stages.wait_ready(["sessionizer", "analyzer"], 30.0)
             feeder.wait_for_subscribers(1)
             time.sleep(SETTLE_S)
-            probes = _pace(feeder, rate, spec)
+            probes = _pace(feeder, rate, spec, pids)
             feeder.heartbeat()
             deadline = time.monotonic() + DRAIN_AFTER_S
             while time.monotonic() < deadline:
@@ -142,6 +153,7 @@ def one_rate(rate: int, spec: LatencySpec, dirs: BenchDirs) -> dict[str, Any]:
             stages.check_alive()
             counters = dict(watch.latest)
         finally:
+            pool.__exit__()
             watch.close()
             report = stop_drain(drain)
             tail.terminate()

@@ -15,11 +15,12 @@ closed sessions.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bench.feeder import Feeder, batches
+from bench.pids import LivePids
 from bench.recording import close_sessions, expected_records, open_sessions
 from bench.stages import BenchDirs, HeartbeatWatch, StageSet
 from bench.throughput import SETTLE_S, LineCounter, loss_counters, wait_progress
@@ -43,9 +44,22 @@ class _Driver:
     feeder: Feeder
     counter: LineCounter
     stages: StageSet
+    pids: list[int] = field(default_factory=list)
+    roots: dict[int, int] = field(default_factory=dict)
     written: int = 0
 
+    def remap(self, events: list[dict[str, Any]]) -> None:
+        """Invented root tgids -> live pids (bench/pids.py), stable across open and close."""
+        for e in events:
+            if e["kind"] == "root" and e["tgid"] not in self.roots:
+                self.roots[e["tgid"]] = self.pids[len(self.roots)]
+        for e in events:
+            for f in ("tgid", "tid", "ppid", "root"):
+                if e.get(f) in self.roots:
+                    e[f] = self.roots[e[f]]
+
     def send(self, events: list[dict[str, Any]], settle_s: float = 0.0) -> None:
+        self.remap(events)
         for b in batches(events):
             self.feeder.send(COLLECTOR_EVENT, b)
         self.written += expected_records(events)
@@ -61,7 +75,8 @@ def run(spec: MemorySpec, workdir: Path) -> dict[str, Any]:
     dirs = BenchDirs.create(workdir / "memory")
     feeder = Feeder.bind("collector", dirs.bus)
     table: dict[str, dict[str, float]] = {}
-    with StageSet(dirs) as stages:
+    total = spec.steps[-1] + spec.churn_cycles * spec.churn_sessions
+    with LivePids(total) as pids, StageSet(dirs) as stages:
         for name in ("sinks-jsonl", "analyzer", "sessionizer"):
             stages.start(name)
         watch = HeartbeatWatch.connect(dirs.bus, ["sessionizer", "analyzer"])
@@ -69,7 +84,7 @@ def run(spec: MemorySpec, workdir: Path) -> dict[str, Any]:
             stages.wait_ready(["sessionizer", "analyzer"], 30.0)
             feeder.wait_for_subscribers(1)
             time.sleep(SETTLE_S)
-            d = _Driver(feeder, LineCounter(dirs.log("events")), stages)
+            d = _Driver(feeder, LineCounter(dirs.log("events")), stages, pids)
             table["0 open"] = d.rss()
             opened = 0
             for target in spec.steps:

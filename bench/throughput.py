@@ -31,6 +31,7 @@ from typing import Any
 import msgpack
 
 from bench.feeder import Feeder, prepack
+from bench.pids import LivePids, rebase_roots
 from bench.recording import RecordingSpec, expected_records, generate
 from bench.stages import BenchDirs, HeartbeatWatch, StageSet
 from bus.topics import COLLECTOR_EVENT
@@ -270,13 +271,18 @@ def _isolated(dirs: BenchDirs, stage: str, upstream: str, own_stream: str,
 
 
 def run(spec: ThroughputSpec, workdir: Path) -> dict[str, Any]:
-    events = generate(spec.recording)
+    with LivePids(spec.recording.sessions) as pids:
+        return _run(spec, workdir, pids)
+
+
+def _run(spec: ThroughputSpec, workdir: Path, pids: list[int]) -> dict[str, Any]:
+    events = rebase_roots(generate(spec.recording), pids)
     result: dict[str, Any] = {"recording": {"events": len(events), "sessions": spec.recording.sessions,
                                             "concurrent": spec.recording.concurrent}}
     result["null_chain"] = null_chain(generate(spec.recording), spec, BenchDirs.create(workdir / "null"))
     result["e2e"] = casa_e2e(events, spec, BenchDirs.create(workdir / "e2e"))
     iso = BenchDirs.create(workdir / "isolated")
-    coll = [(COLLECTOR_EVENT, b) for b in _batches(generate(spec.recording))]
+    coll = [(COLLECTOR_EVENT, b) for b in _batches(rebase_roots(generate(spec.recording), pids))]
     result["sessionizer"] = _isolated(iso, "sessionizer", "collector", "sessionizer", coll, spec,
                                       iso.root / "sessionizer.frames")
     sess_out = load_saved(iso.root / "sessionizer.frames")
