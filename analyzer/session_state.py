@@ -155,7 +155,7 @@ class SessionState:
         elif kind == OPEN:
             self._push_open(proc, text(ev.get("path")).strip())
         elif kind == CONNECT:
-            self._push(proc.connects, (text(ev.get("addr")).strip(), _int(ev.get("port"))))
+            proc.connects.append((text(ev.get("addr")).strip(), _int(ev.get("port"))))
         elif kind == EXIT and _int(ev.get("tid"), proc.tgid) == proc.tgid:
             proc.exit_ns = ts
         entry = RecentEvent.from_event(ev)
@@ -202,9 +202,6 @@ class SessionState:
         cap, sec = ev.get("cap_eff"), ev.get("seccomp")
         proc.cap_eff = cap if _int(cap, -1) >= 0 else None
         proc.seccomp = sec if _int(sec, -1) >= 0 else None
-
-    def _push(self, dq: deque[Any], item: Any) -> None:
-        dq.append(item)
 
     def lineage_names(self, proc: ProcessState, max_depth: int) -> list[str]:
         """Node names from ``proc`` up to the root, at most ``max_depth + 1`` nodes (§4 Lineage)."""
