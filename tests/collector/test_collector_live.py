@@ -222,3 +222,23 @@ def test_env_script_rejected_at_first_exec_is_confirmed_at_the_interpreter_exec(
     assert [(r["profile"], os.path.basename(r["exe"])) for r in roots] == [("fake-gw", "casa-fake-node")]
     child = [e for e in tap.of(kind="exec", root=p.pid) if e["path"] == "/bin/true"]
     assert [(e["argv"], e["ppid"]) for e in child] == [(["/bin/true", "gw-child"], p.pid)]
+
+
+def test_unprivileged_exec_has_its_uid_and_no_capabilities(env):
+    import pwd
+    import tempfile
+    casa = pwd.getpwnam("casa")
+    public = Path(tempfile.mkdtemp(prefix="casa-collector-", dir="/tmp"))
+    try:
+        public.chmod(0o755)
+        root_bin = public / "casa-test-root"
+        shutil.copy2(env["root"], root_bin)
+        p = subprocess.Popen(["runuser", "-u", "casa", "--", str(root_bin), "-c", "/bin/true; true"])
+        p.wait(30)
+        root_exec = env["tap"].wait_for(lambda e: e["kind"] == "exec" and e["path"] == str(root_bin)
+                                        and e["uid"] == casa.pw_uid)
+        env["tap"].wait_for(lambda e: e["kind"] == "exit" and e["tgid"] == root_exec["tgid"])
+        child = [e for e in env["tap"].of(kind="exec", root=root_exec["tgid"]) if e["path"] == "/bin/true"]
+        assert [(e["uid"], e["cap_eff"], e["seccomp"]) for e in child] == [(casa.pw_uid, 0, 0)]
+    finally:
+        shutil.rmtree(public)
