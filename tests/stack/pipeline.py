@@ -48,7 +48,7 @@ class Pipeline:
         self._sub: Subscriber | None = None
         self.collected: list[dict[str, Any]] = []
 
-    def _dirs(self) -> None:
+    def make_dirs(self) -> None:
         casa_uid, casa_gid = pwd.getpwnam("casa").pw_uid, grp.getgrnam("casa").gr_gid
         self.root.mkdir(mode=0o755)
         os.chmod(self.root, 0o755)
@@ -74,7 +74,7 @@ class Pipeline:
         return env
 
     def __enter__(self) -> Pipeline:
-        self._dirs()
+        self.make_dirs()
         try:
             for name, cmd in self.commands().items():
                 self.logs[name] = self.root / f"{name}.log"
@@ -92,7 +92,7 @@ class Pipeline:
             raise
         return self
 
-    def _wait_sockets(self, timeout_s: float = 30.0) -> None:
+    def _wait_sockets(self, timeout_s: float = 20.0) -> None:
         deadline = time.monotonic() + timeout_s
         want = [n for n in self.commands()]
         while not all((self.bus_dir / f"{n}.sock").exists() for n in want):

@@ -1,0 +1,28 @@
+"""This checkout's stages pass the stage contract (tests/stack/contract.py); a stage that does not
+speak the bus fails it with reasons."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from tests.stack.contract import STAGES, check_stage
+
+pytestmark = [pytest.mark.root, pytest.mark.timeout(240)]
+
+
+@pytest.mark.parametrize("stage", sorted(STAGES))
+def test_stock_stage_passes_the_contract(stage: str) -> None:
+    results = check_stage(stage)
+    assert [r.line() for r in results if r.error] == []
+    assert [r.name for r in results] == ["subscribes", "binds", "heartbeats", "malformed", "control",
+                                         "sigterm", "decisions"]
+
+
+def test_a_mute_stage_fails_the_contract() -> None:
+    results = check_stage("analyzer", [sys.executable, "-c", "import time; time.sleep(120)"])
+    lines = [r.line() for r in results]
+    assert lines[0].startswith("subscribes: ERROR (does not subscribe to sessionizer.event")
+    assert lines[1].startswith("binds: ERROR (no ")
+    assert any(line.startswith("decisions: ERROR") for line in lines)
