@@ -44,6 +44,7 @@ __all__ = ["Sessionizer", "Out", "EndpointMatcher", "FLUSH_INTERVAL_S", "is_wrap
 FLUSH_INTERVAL_S = 30.0
 MAX_CLOCK_SKEW_NS = 10 * NS_PER_S    # never believe event clocks further than this from ours
 LOG_FIRST_MALFORMED = 5
+ANNOUNCE_DELAY_NS = NS_PER_S          # after a restart, downstream reconnects within ~0.1 s
 
 Out = tuple[str, dict[str, Any]]
 
@@ -91,6 +92,8 @@ class Sessionizer:
         self._skew_ns = 0                 # our clock minus event clock, from the last event
         self._next_flush_ns: int | None = None
         self.structure_changed = False    # a root or session appeared: worth a checkpoint now
+        self._announce: list[Out] = []    # lifecycle messages held back after a restore ...
+        self._announce_at_ns = 0          # ... until subscribers had time to reconnect
 
     # ------------------------------------------------------------------ public API
 
@@ -104,7 +107,10 @@ class Sessionizer:
 
     def tick(self, now_ns: int) -> list[Out]:
         """Timers: close sessions whose grace/idle gap passed; periodic ``flushed`` messages."""
-        out = self._expire(self._event_clock(now_ns))
+        out: list[Out] = []
+        if self._announce and now_ns >= self._announce_at_ns:
+            out, self._announce = self._announce, []
+        out += self._expire(self._event_clock(now_ns))
         if self._next_flush_ns is None:
             self._next_flush_ns = now_ns + self.flush_interval_ns
         elif now_ns >= self._next_flush_ns:
@@ -167,7 +173,9 @@ class Sessionizer:
             if s.origin is Origin.INVOCATION and not alive(s.leader_tgid):
                 self.sessions.leader_exit(s.leader_tgid, now_ns)
         if not clean:
-            self.sessions.mark_loss(0)          # announced by the first flush after the restart
+            self._announce += [(SESSIONIZER_SESSION, lifecycle(s, "flushed", now_ns))
+                               for s in self.sessions.mark_loss(0)]
+            self._announce_at_ns = now_ns + ANNOUNCE_DELAY_NS
             self.counters["restored_unclean"] += 1
         self.counters["sessions_restored"] += len(self.sessions)
         return len(self.sessions)

@@ -292,6 +292,8 @@ def test_restart_after_kill_restores_sessions_and_counts_what_was_missed(bench, 
     bench.send([{**ev.open(child, cli, "/tmp/after"), "ts_ns": now + 4},
                 {**ev.exit(cli, 1), "ts_ns": now + 5}])
     bench.pump(lambda b: any(m["state"] == "closed" for m in b.of("sessionizer.session")))
+    announced = bench.of("sessionizer.session")[0]              # the restart is announced at once
+    assert announced["state"] == "flushed" and announced["complete"] is False
     after = bench.of("sessionizer.event")
     assert [e["session_id"] for e in after] == [opened["session_id"]] * 2   # same session resumed
     assert after[0]["depth"] == 1                                          # tracker restored
