@@ -253,6 +253,8 @@ class Scope:
         for tgid, when in list(self.rejected.items()):
             if now - when > REJECTED_TTL_S:
                 del self.rejected[tgid]
+        for tgid in [t for t in self.roots if not self.alive(t)]:
+            del self.roots[tgid]              # its exit record was lost (ring buffer full)
         for tgid, when in list(self.confirmed.items()):
             if tgid not in self.roots and now - when > REJECTED_TTL_S:
                 del self.confirmed[tgid]
