@@ -174,3 +174,30 @@ def test_json_line_is_single_line_and_reversible() -> None:
     assert bus.to_bytes(back["path"]) == b"a\nb\xfe\xe9t\xc3\xa9"
     assert bus.to_bytes(back["raw"]) == b"\xff"
     assert "é" in line                               # valid UTF-8 stays readable
+
+
+def test_rules_check_is_wired(tmp_path: Path) -> None:
+    ok = casa("rules", "check", str(CHECKOUT / "rules.json"))
+    assert ok.returncode == 0 and "OK" in ok.stdout
+    bad = tmp_path / "bad.json"
+    bad.write_text("{bad")
+    out = casa("rules", "check", str(bad))
+    assert out.returncode == 1 and "not valid JSON" in out.stderr
+    assert casa("help", "rules", "check").returncode == 0
+
+
+@pytest.mark.parametrize("verb", [["tap"], ["record", "REC"]])
+def test_ctrl_c_ends_cleanly(bus_dir: Path, tmp_path: Path, verb: list[str]) -> None:
+    proc = _start_fake_collector(bus_dir)
+    try:
+        args = [str(tmp_path / "x.casarec") if a == "REC" else a for a in verb]
+        out = subprocess.run(["timeout", "--preserve-status", "-s", "INT", "2", sys.executable, "-m", "cli", *args,
+                              "--bus-dir", str(bus_dir)], capture_output=True, text=True, timeout=30, cwd=CHECKOUT)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert out.returncode == 0, out.stderr
+    assert "Traceback" not in out.stderr
+    if verb[0] == "record":
+        _, messages = read_recording(tmp_path / "x.casarec")
+        assert len(list(messages)) > 0
