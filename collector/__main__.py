@@ -1,6 +1,6 @@
 """casa-collector: trace agent process trees with eBPF and publish their events on the bus.
 
-usage: python -m collector [--config F] [--bus-dir D] [--pid-file F] [-p PID ...] [--ebpf]
+usage: python -m collector [--config F] [--bus-dir D] [--pid-file F] [-p PID ...] [-b PAGES] [--ebpf]
 
 Runs as root (the only CASA stage that does). Attaches the tracepoints of bpf/collector.bpf.c,
 seeds the tracked set from /proc (processes matching a profile of config/casa.json, and their
@@ -23,7 +23,7 @@ import os
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,7 @@ log = logging.getLogger("casa.collector")
 EXAMPLES = """examples:
   python -m collector                       # trace the agents of config/casa.json
   python -m collector -p 4242               # also treat PID 4242 as an agent root
+  python -m collector -b 1024               # a 4 MiB ring buffer for bursty agents
   python -m collector --config my.json --bus-dir /tmp/casa-bus
   python -m collector --ebpf                # print the BPF C and cflags, then exit
 """
@@ -60,6 +61,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("-p", "--pid", type=int, action="append", default=[], metavar="PID",
                     help="extra root process (repeatable); its profile is --profile")
     ap.add_argument("--profile", help="profile name for -p roots (default: the first profile)")
+    ap.add_argument("-b", "--buffer-pages", type=int, metavar="PAGES",
+                    help="ring buffer size in 4 KiB pages, a power of two (default: collector.ringbuf_pages)")
     ap.add_argument("--ebpf", action="store_true", help="print the BPF program and cflags, then exit")
     ap.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return ap.parse_args(argv)
@@ -221,6 +224,15 @@ def extra_roots(args: argparse.Namespace, cfg: cconfig.CollectorConfig) -> dict[
     return {pid: profile for pid in args.pid}
 
 
+def with_buffer_pages(cfg: cconfig.CollectorConfig, pages: int | None) -> cconfig.CollectorConfig:
+    """``-b PAGES`` overrides collector.ringbuf_pages (same rule: a power of two)."""
+    if pages is None:
+        return cfg
+    if pages < 1 or pages & (pages - 1) or pages > 65536:
+        raise cconfig.ConfigError(f"-b {pages}: ring buffer pages must be a power of two from 1 to 65536")
+    return replace(cfg, limits=replace(cfg.limits, ringbuf_pages=pages))
+
+
 def print_ebpf(cfg: cconfig.CollectorConfig) -> int:
     """The program exactly as bcc compiles it: cflags, the included events.h, the probes."""
     print(f"// cflags: {' '.join(loader.cflags(cfg.limits))}")
@@ -243,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = cconfig.load(config_path)
         extra = extra_roots(args, cfg)
+        cfg = with_buffer_pages(cfg, args.buffer_pages)
     except cconfig.ConfigError as exc:
         print(f"casa-collector: error: {exc}", file=sys.stderr)
         return 2

@@ -122,3 +122,11 @@ def test_missing_tracepoint_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(loader, "tracefs_root", lambda: None)
     with pytest.raises(loader.LoaderError, match="tracefs is not mounted"):
         loader.check_tracepoints()
+
+
+def test_buffer_pages_flag_overrides_the_config_and_is_validated(tmp_path: Path):
+    cfg = test_config(tmp_path / "casa.json", pid_file=tmp_path / "p.pid")
+    ok = run_collector("--config", str(cfg), "-b", "1024", "--ebpf")
+    assert ok.returncode == 0 and "-DRINGBUF_PAGES=1024" in ok.stdout.splitlines()[0]
+    bad = run_collector("--config", str(cfg), "-b", "3", "--ebpf")
+    assert bad.returncode == 2 and "-b 3: ring buffer pages must be a power of two" in bad.stderr
