@@ -27,7 +27,7 @@ from typing import Any
 
 import zmq
 
-from bus import Envelope, Publisher, Subscriber, bind_publisher, connect_subscriber
+from bus import BusError, Envelope, Publisher, Subscriber, bind_publisher, connect_subscriber
 from bus.sequence import StreamState
 from bus.topics import COLLECTOR_CONTROL, COLLECTOR_EVENT, SESSIONIZER_CONTROL, SESSIONIZER_SESSION
 from policy import rules_path
@@ -292,7 +292,12 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         log.error("cannot start: configuration invalid | reason=%s", exc)
         return 1
-    return Stage(args, settings).run()
+    try:
+        stage = Stage(args, settings)
+    except BusError as exc:
+        log.error("cannot start: bus unavailable | reason=%s", exc)
+        return 1
+    return stage.run()
 
 
 if __name__ == "__main__":
