@@ -242,3 +242,16 @@ def test_unprivileged_exec_has_its_uid_and_no_capabilities(env):
         assert [(e["uid"], e["cap_eff"], e["seccomp"]) for e in child] == [(casa.pw_uid, 0, 0)]
     finally:
         shutil.rmtree(public)
+
+
+def test_threads_are_not_forks_and_a_process_exits_once(env):
+    pid, facts = workload(env, "threads", "4")
+    assert facts["threads"] == 4
+    assert env["tap"].of(kind="fork", tgid=pid) == []
+    assert len(env["tap"].of(kind="exit", tgid=pid)) == 1
+
+
+def test_exit_code_of_a_killed_process_is_its_signal(env):
+    pid, _ = run_root(env, "sleep 30 & kill -9 $!; wait; true")
+    child = env["tap"].of(kind="fork", tgid=pid)[0]["child_tgid"]
+    assert [e["exit_code"] for e in env["tap"].of(kind="exit", tgid=child)] == [9]

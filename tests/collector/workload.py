@@ -56,7 +56,19 @@ def odd(directory: str) -> dict:
     return {"paths": [n.hex() for n in names]}
 
 
-ACTIONS = {"write": write, "connect": connect, "opens": opens, "memfd": memfd, "odd": odd}
+def threads(count: str) -> dict:
+    """Threads are not processes: no fork events, and one exit when the process ends."""
+    import threading
+    ts = [threading.Thread(target=os.getpid) for _ in range(int(count))]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    return {"threads": int(count)}
+
+
+ACTIONS = {"write": write, "connect": connect, "opens": opens, "memfd": memfd, "odd": odd,
+           "threads": threads}
 
 if __name__ == "__main__":
     result = ACTIONS[sys.argv[1]](*sys.argv[2:])
