@@ -132,6 +132,14 @@ def _sent_events(watch: HeartbeatWatch, stage: str) -> Callable[[], int]:
     return probe
 
 
+def _received_events(watch: HeartbeatWatch, stage: str) -> Callable[[], int]:
+    def probe() -> int:
+        watch.pump(0.05)
+        c = watch.latest.get(stage, {})
+        return int(max(c.get("bus_received_events", 0), c.get("received_events", 0)))
+    return probe
+
+
 def load_saved(path: Path) -> list[tuple[str, list[dict[str, Any]]]]:
     """(topic, events) per message of a bench.drain --save file, in arrival order."""
     out = []
@@ -251,7 +259,8 @@ def _isolated(dirs: BenchDirs, stage: str, upstream: str, own_stream: str,
                 end_ns, detail = counter.grew_at_ns, {"written_records": got, "expected_records": target}
             else:
                 watch = HeartbeatWatch.connect(dirs.bus, [stage])
-                try:
+                try:      # a busy stage heartbeats late: first everything in, then output quiet
+                    wait_progress(_received_events(watch, name), total, spec.timeout_s, spec.timeout_s)
                     wait_progress(_sent_events(watch, name), None, spec.quiet_s, spec.timeout_s)
                 finally:
                     watch.close()
