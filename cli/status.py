@@ -84,7 +84,8 @@ def collect(procs: list[ProcessInfo], listener: HeartbeatListener | None) -> lis
     out = []
     for p in procs:
         beats = listener.beats.get(p.name, []) if listener else []
-        out.append(StageStatus(p.name, p.group, p.state, p.pid, p.uptime_s, event_rate(beats),
+        counter = "received_events" if p.name.startswith("sinks-") else "sent_events"   # sinks only consume
+        out.append(StageStatus(p.name, p.group, p.state, p.pid, p.uptime_s, event_rate(beats, counter),
                                dict(beats[-1].counters) if beats else {}))
     return out
 
