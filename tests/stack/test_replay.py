@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from bus import validate_event
 from cli.recording import read_recording
 from cli.replay import collector_batches
 from tests.stack.pipeline import Pipeline
@@ -36,6 +37,8 @@ def test_fixtures_are_real_collector_recordings() -> None:
         kinds = {e["kind"] for b in batches for e in b.events}
         assert malformed == 0 and {"exec", "open", "exit"} <= kinds, (name, kinds)
         assert (FIXTURES / f"{name}.casarec").stat().st_size < 64_000
+        problems = [p for b in batches for e in b.events for p in validate_event(e)]
+        assert problems == [], (name, problems[:5])      # the real collector speaks docs/bus.md §5
 
 
 @pytest.mark.parametrize("analyzers", [1, 2])
