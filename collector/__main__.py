@@ -112,7 +112,11 @@ class Collector:
             self.pub.publish(COLLECTOR_EVENT, _wire(ev))
 
     def on_record(self, _ctx: Any, data: Any, size: int) -> int:
-        """Ring-buffer callback: never raises (bcc would only print it)."""
+        """Ring-buffer callback: never raises (bcc would only print it).
+
+        Returns -1 (stop polling; this record is consumed) when the loop has work due, so a
+        sustained flood cannot hold off heartbeats, reloads or shutdown inside one poll.
+        """
         try:
             lim = self.cfg.limits
             d = decode(ctypes.string_at(data, size), self.boot_epoch_ns, lim.max_args,
@@ -124,7 +128,7 @@ class Collector:
         except Exception:   # noqa: BLE001 - one bad record must not stop the stage
             self.counters.malformed_records += 1
             log.exception("failed to handle a kernel record")
-        return 0
+        return -1 if self.stop or self.reload_requested or self.pub.heartbeat_due() else 0
 
     def heartbeat(self) -> None:
         tracked, roots = self.scope.sweep()
