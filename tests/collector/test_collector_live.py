@@ -255,3 +255,14 @@ def test_exit_code_of_a_killed_process_is_its_signal(env):
     pid, _ = run_root(env, "sleep 30 & kill -9 $!; wait; true")
     child = env["tap"].of(kind="fork", tgid=pid)[0]["child_tgid"]
     assert [e["exit_code"] for e in env["tap"].of(kind="exit", tgid=child)] == [9]
+
+
+def test_timestamps_are_wall_clock_and_ordered(env):
+    import time
+    before = time.time_ns()
+    pid, _ = run_root(env, "/bin/true; true")
+    after = time.time_ns()
+    tree = [e for e in env["tap"].events if e.get("root") == pid and e["kind"] != "root"]
+    assert tree and all(before <= e["ts_ns"] <= after for e in tree)
+    exit_ts = env["tap"].of(kind="exit", tgid=pid)[0]["ts_ns"]
+    assert max(e["ts_ns"] for e in tree) == exit_ts
