@@ -15,7 +15,8 @@ stream's socket) and checks, printing one ``check: ok`` or ``check: ERROR (reaso
   control        a reload on <upstream>.control is applied, counted, forwarded on <stage>.control
   sigterm        SIGTERM: a last heartbeat, then exit status 0 within 15 s
   decisions      (sessionizer, analyzer) replaying tests/fixtures/recordings/write-then-exec through
-                 it and the stock other stage gives the recorded decisions
+                 it and the stock other stage gives the recorded decisions, and every
+                 analyzer.event / .session / .decision map has the fields of docs/bus.md §5, §7
 
 exit status: 0 every check passed, 1 a check failed, 2 bad arguments.
 """
@@ -39,7 +40,7 @@ from typing import Any
 import msgpack
 import zmq
 
-from bus import Envelope, Publisher, Subscriber, bind_publisher, connect_subscriber, pack
+from bus import Envelope, Publisher, Subscriber, bind_publisher, connect_subscriber, validate_event
 from tests.stack.pipeline import CHECKOUT, Pipeline
 
 __all__ = ["STAGES", "StageSpec", "check_stage", "main"]
@@ -230,6 +231,44 @@ def _check_sigterm(h: Harness) -> Check:
     return Check("sigterm", "no final heartbeat" if len(h.heartbeats()) <= n else "")
 
 
+# docs/bus.md §7: the stage-added maps. field -> accepted types
+SESSION_FIELDS: dict[str, tuple[type, ...]] = {
+    "kind": (str,), "state": (str,), "session_id": (int,), "profile": (str,), "leader_tgid": (int,),
+    "created_ns": (int,), "updated_ns": (int,), "closed_ns": (int, type(None)), "complete": (bool,),
+    "lost_events": (int,), "recent_events": (list,), "score": (int, float), "action": (str,),
+    "triggered_rules": (list,), "context": (dict,), "rules_version": (str,)}
+DECISION_FIELDS: dict[str, tuple[type, ...]] = {
+    "kind": (str,), "session_id": (int,), "ts_ns": (int,), "event": (dict,), "action": (str,),
+    "score": (int, float), "increment": (int, float), "log_threshold": (int, float),
+    "alert_threshold": (int, float), "triggered_rules": (list,), "context": (dict,), "rules_version": (str,)}
+ACCEPTED_EVENT_FIELDS: dict[str, tuple[type, ...]] = {"session_id": (int,), "profile": (str,), "depth": (int,)}
+
+
+def _shape(where: str, m: dict[str, Any], fields: dict[str, tuple[type, ...]]) -> list[str]:
+    return [f"{where}: {k} missing" if k not in m else f"{where}: {k} is {type(m[k]).__name__}"
+            for k, t in fields.items() if k not in m or not isinstance(m[k], t)]
+
+
+def schema_problems(messages: list[Envelope]) -> list[str]:
+    """What in the analyzer's output does not follow docs/bus.md §5 and §7."""
+    problems: list[str] = []
+    for env in messages:
+        for m in env.events:
+            if env.topic == "analyzer.event":
+                problems += validate_event(m) + _shape(f"event {m.get('kind')}", m, ACCEPTED_EVENT_FIELDS)
+                if m.get("kind") == "exec" and not isinstance(m.get("lineage"), list):
+                    problems.append("exec event: lineage missing")
+            elif env.topic == "analyzer.session":
+                problems += _shape("analyzer.session", m, SESSION_FIELDS)
+                if m.get("state") not in ("opened", "flushed", "closed", "shutdown"):
+                    problems.append(f"analyzer.session: state {m.get('state')!r}")
+            elif env.topic == "analyzer.decision":
+                problems += _shape("analyzer.decision", m, DECISION_FIELDS)
+                if m.get("action") not in ("IGNORE", "LOG", "ALERT"):
+                    problems.append(f"analyzer.decision: action {m.get('action')!r}")
+    return sorted(set(problems))
+
+
 def _check_decisions(spec: StageSpec, cmd: list[str]) -> Check:
     if spec.pipeline_role is None:
         return Check("decisions")
@@ -239,12 +278,19 @@ def _check_decisions(spec: StageSpec, cmd: list[str]) -> Check:
             out = p.replay(FIXTURES / "write-then-exec.casarec")
             got = sorted(json.dumps({"action": d["action"], "score": d["score"], "increment": d["increment"],
                                      "rules": sorted(t["name"] for t in d["triggered_rules"])}) for d in p.collected)
+            problems = schema_problems(p.messages)
+            kinds = {e.topic for e in p.messages}
     except AssertionError as exc:          # the pipeline did not come up
         return Check("decisions", str(exc).splitlines()[0])
     want = sorted(json.dumps(d) for d in json.loads((FIXTURES / "write-then-exec.decisions.json").read_text()))
     if out.returncode != 0:
         return Check("decisions", f"replay failed: {out.stderr.strip()[-300:]}")
-    return Check("decisions", f"got {got}, recorded {want}" if got != want else "")
+    if got != want:
+        return Check("decisions", f"got {got}, recorded {want}")
+    missing = {"analyzer.event", "analyzer.session", "analyzer.decision"} - kinds
+    if missing:
+        return Check("decisions", f"no {', '.join(sorted(missing))} published during the replay")
+    return Check("decisions", "; ".join(problems[:5]) if problems else "")
 
 
 def check_stage(stage: str, cmd: list[str] | None = None) -> list[Check]:

@@ -46,7 +46,8 @@ class Pipeline:
         self._ctx = zmq.Context()
         self._sock: zmq.Socket | None = None
         self._sub: Subscriber | None = None
-        self.collected: list[dict[str, Any]] = []
+        self.collected: list[dict[str, Any]] = []          # analyzer.decision maps
+        self.messages: list[Any] = []                      # every analyzer.* envelope, in order
 
     def make_dirs(self) -> None:
         casa_uid, casa_gid = pwd.getpwnam("casa").pw_uid, grp.getgrnam("casa").gr_gid
@@ -83,7 +84,7 @@ class Pipeline:
                                                         group="casa", extra_groups=[], stdout=log, stderr=log)
             self._wait_sockets()
             streams = [f"analyzer-{i}" for i in range(self.analyzers)]
-            topics = Subscriber.subscriptions([ANALYZER_DECISION])
+            topics = Subscriber.subscriptions(["analyzer."])
             self._sock = connect_subscriber(self._ctx, streams, topics, self.bus_dir)
             self._sub = Subscriber(self._sock, topics)
             self.pump(1.5)           # first heartbeats: the subscription is live
@@ -109,6 +110,7 @@ class Pipeline:
         while (left := deadline - time.monotonic()) > 0:
             if self._sock.poll(int(min(left, 0.1) * 1000) or 1):
                 for env in self._sub.receive():
+                    self.messages.append(env)
                     if env.topic == ANALYZER_DECISION:
                         self.collected += env.events
 

@@ -26,3 +26,19 @@ def test_a_mute_stage_fails_the_contract() -> None:
     assert lines[0].startswith("subscribes: ERROR (does not subscribe to sessionizer.event")
     assert lines[1].startswith("binds: ERROR (no ")
     assert any(line.startswith("decisions: ERROR") for line in lines)
+
+
+def test_schema_problems_names_what_is_wrong() -> None:
+    from bus import Envelope
+    from tests.bus.bus_samples import DECISION_MAP, SAMPLE_EVENTS
+    from tests.stack.contract import schema_problems
+    good_event = {**SAMPLE_EVENTS["open"], "session_id": 1, "profile": "p", "depth": 1}
+    envs = [Envelope("analyzer.event", "analyzer-0", 1, 1, 1, [good_event, {**SAMPLE_EVENTS["exec"], "session_id": 1,
+                                                                            "profile": "p", "depth": 0}]),
+            Envelope("analyzer.decision", "analyzer-0", 1, 1, 1, [DECISION_MAP, {**DECISION_MAP, "action": "PANIC"}]),
+            Envelope("analyzer.session", "analyzer-0", 1, 1, 1, [{"kind": "session", "state": "opened"}])]
+    problems = schema_problems(envs)
+    assert "exec event: lineage missing" in problems
+    assert "analyzer.decision: action 'PANIC'" in problems
+    assert "analyzer.session: session_id missing" in problems
+    assert not any(p.startswith("event open") for p in problems)
