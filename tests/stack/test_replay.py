@@ -49,3 +49,16 @@ def test_replay_reproduces_decisions(name: str, analyzers: int) -> None:
         assert out.returncode == 0, out.stderr
         got = [summary(d) for d in p.collected]
     assert sorted(map(json.dumps, got)) == sorted(map(json.dumps, expected(name)))
+
+
+def test_sessions_spread_over_two_analyzers_give_the_same_decisions() -> None:
+    with Pipeline(config=FIXTURES / "casa.json", rules=FIXTURES / "rules.json", analyzers=2) as p:
+        for name in RECORDINGS:
+            out = p.replay(FIXTURES / f"{name}.casarec", settle_s=1.5)
+            assert out.returncode == 0, out.stderr
+        got = [summary(d) for d in p.collected]
+        owners = {env.stream for env in p.messages if env.topic == "analyzer.event"}
+        sessions = {ev["session_id"] for env in p.messages if env.topic == "analyzer.event" for ev in env.events}
+    assert len(sessions) >= 2 and owners == {"analyzer-0", "analyzer-1"}
+    want = [d for name in RECORDINGS for d in expected(name)]
+    assert sorted(map(json.dumps, got)) == sorted(map(json.dumps, want))
