@@ -10,7 +10,6 @@ from __future__ import annotations
 import grp
 import os
 import shutil
-import socket
 import stat
 import subprocess
 import sys

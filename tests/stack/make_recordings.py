@@ -23,7 +23,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from tests.stack.stack import CHECKOUT, Stack
 

@@ -6,7 +6,6 @@ Each test builds its own sandboxed stack (tests/stack/stack.py) from the real su
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
