@@ -143,3 +143,15 @@ def test_kill9_under_load_restarts_and_counts_loss(stack: Stack, victim: str) ->
         assert incomplete, f"{total - len(seen)} execs missing after kill -9 {victim}, but every session is complete"
     status = stack.casa("status", "--url", stack.url)
     assert status.returncode == 0, status.stdout + status.stderr
+
+
+def test_two_analyzer_instances_under_supervisord() -> None:
+    with Stack(analyzers=2) as st:
+        for _ in range(3):                    # three sessions: both instances own at least one
+            assert st.run_agent(WRITE_THEN_EXEC).returncode == 0
+        st.wait_until(lambda: len(_alerts_for(st, "write_then_exec_same_path")) >= 3, 40, "three alerts")
+        status = st.casa("status", "analyzer:*", "--url", st.url, "--json")
+        assert status.returncode == 0, status.stderr
+        rows = [json.loads(line) for line in status.stdout.splitlines()]
+        assert [r["name"] for r in rows] == ["analyzer-0", "analyzer-1"]
+        assert all(r["state"] == "RUNNING" and r["counters"].get("events_owned", 0) > 0 for r in rows), rows
