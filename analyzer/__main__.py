@@ -40,7 +40,7 @@ from bus.errors import BusError
 
 POLL_TIMEOUT_MS = 100                 # also bounds how long a partial batch waits
 CHECKPOINT_INTERVAL_S = 5.0
-TICK_INTERVAL_S = 60.0
+TICK_INTERVAL_S = 5.0
 SUBSCRIBED = [T.SESSIONIZER_EVENT, T.SESSIONIZER_SESSION, T.SESSIONIZER_CONTROL]
 
 log = logging.getLogger("casa.analyzer")
@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     ckpt = None if args.no_checkpoint else Checkpointer(args.state_dir / f"{stream}.json")
     if ckpt is not None:
-        ckpt.restore(core)
+        ckpt.restore(core, time.time_ns())
     ctx = zmq.Context()
     try:
         pub_sock = bind_publisher(ctx, stream, args.bus_dir)
@@ -143,7 +143,7 @@ def loop(core: Analyzer, pub: Publisher, sub: Subscriber, sub_sock: zmq.Socket, 
         if pub.heartbeat_due(now):
             pub.heartbeat({**core.stats(), **sub.counters.as_dict()}, now)
         if now >= next_tick:
-            core.tick(time.time_ns())
+            publish(pub, core.tick(time.time_ns()))
             next_tick = now + TICK_INTERVAL_S
         if ckpt is not None and now >= next_ckpt:
             ckpt.save(core)

@@ -60,8 +60,12 @@ class Checkpointer:
         self.failed = False
         return True
 
-    def restore(self, core: Analyzer) -> int:
-        """Load the checkpoint into ``core``; return the number of sessions restored."""
+    def restore(self, core: Analyzer, now_ns: int) -> int:
+        """Load the checkpoint into ``core``; return the number of sessions restored.
+
+        Restored sessions count as silent from ``now_ns``: if the sessionizer never mentions one
+        again, ``Analyzer.tick`` closes it (it ended while this analyzer was down).
+        """
         try:
             doc = json.loads(self.path.read_text())
         except FileNotFoundError:
@@ -82,6 +86,7 @@ class Checkpointer:
             if not core.owns(tracked.state.session_id):
                 continue
             tracked.state.complete = False
+            tracked.restored, tracked.last_message_ns = True, now_ns
             tracked.state.reclassify(lambda e: classify(e, core.policy.analysis))
             core.sessions[tracked.state.session_id] = tracked
             n += 1

@@ -29,10 +29,12 @@ from bus.envelope import Envelope
 from bus import topics as T
 from policy import Policy, PolicyError
 
-__all__ = ["Analyzer", "Counters", "Tracked", "CLOSED_MEMORY", "STALE_SESSION_S"]
+__all__ = ["Analyzer", "Counters", "Tracked", "CLOSED_MEMORY", "STALE_SESSION_S", "ORPHAN_AFTER_S"]
 
 CLOSED_MEMORY = 4096          # closed session ids remembered, so late events do not revive them
-STALE_SESSION_S = 6 * 3600    # drop a session with no message for this long (lost "closed")
+STALE_SESSION_S = 6 * 3600    # close a session with no message for this long (lost "closed")
+ORPHAN_AFTER_S = 300          # close a restored session nothing mentioned for this long
+NS_PER_S = 1_000_000_000
 
 log = logging.getLogger("casa.analyzer")
 
@@ -67,6 +69,7 @@ class Tracked:
     decision: DecisionState = field(default_factory=DecisionState)
     last_key: tuple[Any, ...] | None = None     # (context rule key, rules version) last evaluated
     last_message_ns: int = 0
+    restored: bool = False        # from a checkpoint and not yet mentioned by the sessionizer
 
 
 class Analyzer:
@@ -170,6 +173,7 @@ class Analyzer:
             state.complete = opened
             tracked = self.sessions[sid] = Tracked(state=state)
         tracked.last_message_ns = now_ns
+        tracked.restored = False
         return tracked
 
     # ------------------------------------------------------------------ lifecycle
@@ -214,12 +218,27 @@ class Analyzer:
         log.warning("sessionizer messages lost; open sessions marked incomplete | lost=%d sessions=%d",
                     lost, len(self.sessions))
 
-    def tick(self, now_ns: int) -> None:
-        """Forget sessions whose "closed" never came (a sessionizer crash without restore)."""
-        limit = now_ns - STALE_SESSION_S * 1_000_000_000
-        for sid in [s for s, t in self.sessions.items() if t.last_message_ns < limit]:
-            log.warning("dropped a session with no message for a long time | session_id=%d", sid)
-            del self.sessions[sid]
+    def tick(self, now_ns: int) -> Out:
+        """Close sessions whose "closed" will never come; return their final snapshots.
+
+        A session restored from a checkpoint that nothing mentions for ``ORPHAN_AFTER_S`` (the
+        sessionizer re-announces every open session with events in its periodic ``flushed``
+        messages) was closed while this analyzer was down. Any session silent for
+        ``STALE_SESSION_S`` is given up too (a sessionizer crash without restore). Their closed
+        snapshots are incomplete, so sinks still write a final record.
+        """
+        out: Out = []
+        for sid, t in list(self.sessions.items()):
+            silent_ns = now_ns - t.last_message_ns
+            if silent_ns > STALE_SESSION_S * NS_PER_S or (t.restored and silent_ns > ORPHAN_AFTER_S * NS_PER_S):
+                log.warning("closed a session the sessionizer no longer mentions | session_id=%d "
+                            "restored=%s silent_s=%d", sid, t.restored, silent_ns // NS_PER_S)
+                t.state.complete = False
+                closed = {**t.state.lifecycle, "kind": "session", "state": "closed", "session_id": sid,
+                          "closed_ns": t.state.updated_ns, "complete": False}
+                out.append((T.ANALYZER_SESSION, self._snapshot(t, closed)))
+                del self.sessions[sid]
+        return out
 
     # ------------------------------------------------------------------ control
 

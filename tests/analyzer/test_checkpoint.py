@@ -27,7 +27,7 @@ def test_restore_continues_a_session_without_rescoring(bundled, tmp_path):
     assert ck.save(core, clean=True)
 
     restored = Analyzer(bundled)
-    assert ck.restore(restored) == 1
+    assert ck.restore(restored, 0) == 1
     after = decisions(run_events(restored, second.events))
     names = [r["name"] for d in after for r in d["triggered_rules"]]
     assert "opened_deleted_path" not in names                  # scored before the restart
@@ -53,19 +53,19 @@ def test_restore_skips_sessions_of_other_instances(bundled, tmp_path):
     ck = Checkpointer(tmp_path / "a.json")
     ck.save(core)
     other = Analyzer(bundled, 1, 2)
-    assert ck.restore(other) == 2 and sorted(other.sessions) == [1, 3]
+    assert ck.restore(other, 0) == 2 and sorted(other.sessions) == [1, 3]
 
 
 def test_unreadable_or_foreign_checkpoints_are_ignored(bundled, tmp_path, caplog):
     path = tmp_path / "a.json"
     core = Analyzer(bundled)
-    assert Checkpointer(path).restore(core) == 0                # missing: fine, silent
+    assert Checkpointer(path).restore(core, 0) == 0                # missing: fine, silent
     path.write_text("{broken")
-    assert Checkpointer(path).restore(core) == 0
+    assert Checkpointer(path).restore(core, 0) == 0
     path.write_text(json.dumps({"v": 99}))
-    assert Checkpointer(path).restore(core) == 0
+    assert Checkpointer(path).restore(core, 0) == 0
     path.write_text(json.dumps({"v": 1, "sessions": [{"session_id": 1}]}))
-    assert Checkpointer(path).restore(core) == 0
+    assert Checkpointer(path).restore(core, 0) == 0
     assert "unreadable" in caplog.text and "another format" in caplog.text and "damaged" in caplog.text
 
 
@@ -86,6 +86,26 @@ def test_non_utf8_paths_survive_a_checkpoint(bundled, tmp_path):
     ck = Checkpointer(tmp_path / "a.json")
     ck.save(core)
     restored = Analyzer(bundled)
-    ck.restore(restored)
+    ck.restore(restored, 0)
     (d,) = decisions(run_events(restored, Seq(session_id=2).exec(2, 201, weird).events))
     assert d["score"] == 9
+
+
+def test_restored_session_nobody_mentions_is_closed(bundled, tmp_path):
+    """It ended while the analyzer was down: after ORPHAN_AFTER_S a final closed snapshot goes out."""
+    core = Analyzer(bundled)
+    core.handle(("sessionizer.session", lifecycle(1, "opened")), 0)
+    core.handle(("sessionizer.session", lifecycle(2, "opened")), 0)
+    run_events(core, half_m05(1)[0].events)
+    ck = Checkpointer(tmp_path / "a.json")
+    ck.save(core)
+    restored = Analyzer(bundled)
+    start = 1_000 * 10**9
+    ck.restore(restored, start)
+    # session 2 is still alive: the sessionizer's periodic flush mentions it
+    restored.handle(("sessionizer.session", lifecycle(2, "flushed")), start + 30 * 10**9)
+    assert restored.tick(start + 200 * 10**9) == []
+    (topic, snap), = restored.tick(start + 301 * 10**9)
+    assert snap["session_id"] == 1 and snap["state"] == "closed" and snap["complete"] is False
+    assert snap["score"] == 5 and snap["triggered_rules"] == ["opened_deleted_path"]
+    assert sorted(restored.sessions) == [2]

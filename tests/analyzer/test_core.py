@@ -229,11 +229,11 @@ def test_unowned_messages_are_ignored(bundled):
     assert core.handle(("sessionizer.session", lifecycle(4, "opened")), 0) == []
 
 
-def test_tick_drops_stale_sessions(core):
+def test_tick_closes_stale_sessions(core):
     core.handle(("sessionizer.session", lifecycle(1, "opened")), 0)
-    core.tick(10**9)
-    assert 1 in core.sessions
-    core.tick(7 * 3600 * 10**9)
+    assert core.tick(10**9) == [] and 1 in core.sessions
+    (topic, snap), = core.tick(7 * 3600 * 10**9)
+    assert topic == "analyzer.session" and snap["state"] == "closed" and snap["complete"] is False
     assert 1 not in core.sessions
 
 
