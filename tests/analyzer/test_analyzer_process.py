@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from analyzer_process import CHECKOUT, Bench
+from analyzer_process import CHECKOUT, Bench, as_casa
 from analyzer_sequences import lifecycle
 
 GOLDEN = CHECKOUT / "tests" / "fixtures" / "golden"
@@ -44,6 +46,10 @@ def closed(n: int):
 
 def test_golden_case_over_the_bus(bench: Bench):
     bench.start()
+    if as_casa():                                            # never root: only the collector is
+        status = Path(f"/proc/{bench.procs[0].pid}/status").read_text()
+        uid = next(line.split()[1] for line in status.splitlines() if line.startswith("Uid:"))
+        assert int(uid) == pwd.getpwnam("casa").pw_uid
     feed(bench, {25: "M05"})
     got = bench.collect(closed(1))
     topics = [t for t, _ in got]
