@@ -28,7 +28,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     have_supervisord = SUPERVISORD.exists() or shutil.which("supervisord") is not None
     skip_stack = pytest.mark.skip(reason="supervisord is not installed; run ./setup.sh")
     for item in items:
-        if "root" in item.keywords and not _is_root():
+        if item.get_closest_marker("root") is not None and not _is_root():
             item.add_marker(skip_root)
-        if "stack" in item.keywords and not have_supervisord:
+        if item.get_closest_marker("stack") is not None and not have_supervisord:
             item.add_marker(skip_stack)
