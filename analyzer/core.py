@@ -35,6 +35,7 @@ CLOSED_MEMORY = 4096          # closed session ids remembered, so late events do
 STALE_SESSION_S = 6 * 3600    # close a session with no message for this long (lost "closed")
 ORPHAN_AFTER_S = 300          # close a restored session nothing mentioned for this long
 NS_PER_S = 1_000_000_000
+INT64_LIMIT = 2**63           # session ids are CEL ints (int64)
 
 log = logging.getLogger("casa.analyzer")
 
@@ -180,7 +181,8 @@ class Analyzer:
 
     def handle_lifecycle(self, m: Any, now_ns: int) -> Out:
         self.counters.lifecycle_in += 1
-        if not isinstance(m, dict) or not _is_int(m.get("session_id")) or not isinstance(m.get("state"), str):
+        if (not isinstance(m, dict) or not _is_int(m.get("session_id"))
+                or not 0 <= m["session_id"] < INT64_LIMIT or not isinstance(m.get("state"), str)):
             self.counters.events_malformed += 1
             log.warning("dropped a malformed session lifecycle message | reason=needs session_id and state")
             return []
@@ -293,6 +295,8 @@ def _event_problem(ev: Any) -> str | None:
     for name in ("session_id", "ts_ns", "tgid"):
         if not _is_int(ev.get(name)):
             return f"{ev['kind']}: field {name!r} must be an integer"
+    if not 0 <= ev["session_id"] < INT64_LIMIT:
+        return f"{ev['kind']}: session_id {ev['session_id']} is out of range"
     for name in ("path", "exe", "comm", "addr"):
         if name in ev and not isinstance(ev[name], (str, bytes)):
             return f"{ev['kind']}: field {name!r} must be text"

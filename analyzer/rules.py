@@ -73,8 +73,12 @@ class CompiledRules:
     def _evaluate(self, ctx: Context, session_id: int) -> tuple[Rule, ...]:
         self.evaluations += 1
         m = ctx.as_map()
-        activation = {"session_id": celtypes.IntType(session_id),
-                      **{group: celpy.json_to_cel(values) for group, values in m.items()}}
+        try:
+            activation = {"session_id": celtypes.IntType(session_id),
+                          **{group: celpy.json_to_cel(values) for group, values in m.items()}}
+        except (ValueError, TypeError):       # e.g. a value outside CEL's int64: nothing can match
+            self.eval_errors += len(self.programs)
+            return ()
         out = []
         for prog in self.programs:
             try:

@@ -87,7 +87,7 @@ class RecentEvent:
         elif self.kind == EXEC:
             out["path"] = to_wire(self.path)
         elif self.kind == CONNECT:
-            out["addr"], out["port"] = self.addr, self.port
+            out["addr"], out["port"] = to_wire(self.addr), self.port
         return out
 
 
