@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
+import msgpack
 import zmq
 
 import policy
@@ -41,6 +42,7 @@ from bus.errors import BusError
 POLL_TIMEOUT_MS = 100                 # also bounds how long a partial batch waits
 CHECKPOINT_INTERVAL_S = 5.0
 TICK_INTERVAL_S = 5.0
+UNPUBLISHABLE: dict[str, int] = {}      # topic -> maps dropped because they could not be packed
 SUBSCRIBED = [T.SESSIONIZER_EVENT, T.SESSIONIZER_SESSION, T.SESSIONIZER_CONTROL]
 
 log = logging.getLogger("casa.analyzer")
@@ -141,7 +143,8 @@ def loop(core: Analyzer, pub: Publisher, sub: Subscriber, sub_sock: zmq.Socket, 
             flags.reload = False
             core.reload()
         if pub.heartbeat_due(now):
-            pub.heartbeat({**core.stats(), **sub.counters.as_dict()}, now)
+            pub.heartbeat({**core.stats(), **sub.counters.as_dict(),
+                           "unpublishable": sum(UNPUBLISHABLE.values())}, now)
         if now >= next_tick:
             publish(pub, core.tick(time.time_ns()))
             next_tick = now + TICK_INTERVAL_S
@@ -151,12 +154,23 @@ def loop(core: Analyzer, pub: Publisher, sub: Subscriber, sub_sock: zmq.Socket, 
 
 
 def publish(pub: Publisher, out: list[tuple[str, dict]]) -> None:
-    """Events are batched; decisions, lifecycle and control go out at once, after what precedes them."""
+    """Events are batched; decisions, lifecycle and control go out at once, after what precedes them.
+
+    Passed-through events were decoded from msgpack, so they always pack again; maps this stage
+    builds are checked first, because a map that cannot be packed would otherwise stay queued and
+    fail every later flush.
+    """
     for topic, m in out:
         if topic == T.ANALYZER_EVENT:
             pub.publish(topic, m)
-        else:
-            pub.publish_now(topic, [m])
+            continue
+        try:
+            msgpack.packb(m, use_bin_type=True)
+        except (TypeError, ValueError, OverflowError) as exc:
+            UNPUBLISHABLE[topic] = UNPUBLISHABLE.get(topic, 0) + 1
+            log.error("dropped a message that cannot be packed | topic=%s reason=%s", topic, exc)
+            continue
+        pub.publish_now(topic, [m])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,6 +27,7 @@ from analyzer.decisions import Action, DecisionState
 from analyzer.execution_flags import ExecutionFlags
 from analyzer.history_flags import HistoryFlags, classify
 from analyzer.session_state import DELETED_MARK, ProcessState, RecentEvent, SessionState
+from bus.text import from_wire, to_wire
 
 __all__ = ["Checkpointer", "dump_session", "load_session", "FORMAT_VERSION"]
 
@@ -49,12 +50,12 @@ class Checkpointer:
         tmp = self.path.with_name(self.path.name + ".tmp")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps(doc, separators=(",", ":")))
+            tmp.write_text(json.dumps(doc, separators=(",", ":"), default=_jsonable))
             os.replace(tmp, self.path)
-        except OSError as exc:
+        except (OSError, TypeError, ValueError) as exc:
             if not self.failed:
                 log.warning("cannot write the analyzer checkpoint; sessions will not survive a "
-                            "restart | path=%s reason=%s", self.path, exc.strerror or exc)
+                            "restart | path=%s reason=%s", self.path, getattr(exc, "strerror", None) or exc)
             self.failed = True
             return False
         self.failed = False
@@ -96,6 +97,13 @@ class Checkpointer:
         return n
 
 
+def _jsonable(value: Any) -> Any:
+    """Wire bytes (non-UTF-8 text) become surrogate-escaped str; load_session turns them back."""
+    if isinstance(value, bytes):
+        return from_wire(value)
+    raise TypeError(f"{type(value).__name__} cannot be checkpointed")
+
+
 def dump_session(t: Tracked) -> dict[str, Any]:
     s = t.state
     return {
@@ -128,7 +136,8 @@ def load_session(raw: dict[str, Any]) -> Tracked:
     state = SessionState(session_id=int(raw["session_id"]), recent_limit=int(raw["recent_limit"]),
                          artifact_limit=int(raw["artifact_limit"]))
     state.created_ns, state.updated_ns = raw["created_ns"], raw["updated_ns"]
-    state.lifecycle, state.complete, state.events = raw["lifecycle"], bool(raw["complete"]), raw["events"]
+    state.lifecycle = {k: to_wire(v) if isinstance(v, str) else v for k, v in raw["lifecycle"].items()}
+    state.complete, state.events = bool(raw["complete"]), raw["events"]
     state.recent.extend(RecentEvent(**e) for e in raw["recent"])
     for p in raw["processes"]:
         proc = ProcessState(**{**p, "args": tuple(p["args"]), "lineage_tgids": tuple(p["lineage_tgids"]),

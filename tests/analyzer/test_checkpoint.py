@@ -109,3 +109,14 @@ def test_restored_session_nobody_mentions_is_closed(bundled, tmp_path):
     assert snap["session_id"] == 1 and snap["state"] == "closed" and snap["complete"] is False
     assert snap["score"] == 5 and snap["triggered_rules"] == ["opened_deleted_path"]
     assert sorted(restored.sessions) == [2]
+
+
+def test_binary_lifecycle_fields_survive_a_checkpoint(bundled, tmp_path):
+    core = Analyzer(bundled)
+    core.handle(("sessionizer.session", lifecycle(2, "opened", profile=b"agent-\xff")), 0)
+    ck = Checkpointer(tmp_path / "a.json")
+    assert ck.save(core)
+    restored = Analyzer(bundled)
+    ck.restore(restored, 0)
+    (_, snap), = restored.tick(10**15)
+    assert snap["profile"] == b"agent-\xff"
