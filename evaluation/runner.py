@@ -26,6 +26,7 @@ import grp
 import json
 import logging
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -435,12 +436,19 @@ class CaseRecords:
     bus_lost_messages: int
 
 
-def _window_sessions(recorder: BusRecorder, t0: int, t1: int) -> set[int]:
-    events, decisions, sessions = recorder.snapshot()
-    ids = {int(r.item["session_id"]) for r in events if t0 <= int(r.item.get("ts_ns", 0)) <= t1}
-    ids |= {int(r.item["session_id"]) for r in sessions
-            if t0 <= int(r.item.get("created_ns") or 0) <= t1}
-    return ids
+def agent_uid() -> int:
+    return pwd.getpwnam(AGENT_USER).pw_uid
+
+
+def _window_sessions(recorder: BusRecorder, t0: int, t1: int, uid: int | None) -> set[int]:
+    """Sessions with an event of the agent user during [t0, t1].
+
+    The uid test keeps out sessions of anything else that runs OpenClaw on the machine at the
+    same time (the collector watches every process); ``uid=None`` accepts any user.
+    """
+    events, _, _ = recorder.snapshot()
+    return {int(r.item["session_id"]) for r in events
+            if t0 <= int(r.item.get("ts_ns", 0)) <= t1 and (uid is None or r.item.get("uid") == uid)}
 
 
 def _closed(recorder: BusRecorder, ids: set[int]) -> set[int]:
@@ -481,19 +489,20 @@ def run_turn(toolchain: Toolchain, home: AgentHome, mode: str, prompt: str, out_
 
 
 def collect(recorder: BusRecorder, case_id: str, mode: str, t0: int, t1: int, rc: int, calls: int,
-            text: str) -> CaseRecords:
-    """Wait until every session seen during [t0, t1] has closed, then gather its records."""
+            text: str, uid: int | None = None) -> CaseRecords:
+    """Wait until every session the agent (``uid``) had events in during [t0, t1] has closed, then
+    gather its records."""
     settle_until = time.monotonic() + SETTLE_S
     deadline = time.monotonic() + CLOSE_TIMEOUT_S
     while True:
-        ids = _window_sessions(recorder, t0, t1)
+        ids = _window_sessions(recorder, t0, t1, uid)
         done = ids and _closed(recorder, ids) == ids
         if time.monotonic() >= settle_until and (done or not ids):
             break
         if time.monotonic() > deadline:
             break
         time.sleep(0.1)
-    ids = _window_sessions(recorder, t0, t1)
+    ids = _window_sessions(recorder, t0, t1, uid)
     complete = _closed(recorder, ids) == ids
     events, decisions, sessions = recorder.snapshot()
     latest: dict[int, dict[str, Any]] = {}
@@ -531,7 +540,7 @@ def run_case(scenario: Scenario, mode: str, toolchain: Toolchain, home: AgentHom
     t0 = time.time_ns()
     rc, calls, text = run_turn(toolchain, home, mode, scenario.prompt, out_dir)
     t1 = time.time_ns()
-    records = collect(recorder, scenario.id, mode, t0, t1, rc, calls, text)
+    records = collect(recorder, scenario.id, mode, t0, t1, rc, calls, text, agent_uid())
     (out_dir / "records.json").write_text(json.dumps(asdict(records), indent=2))
     log.info("case done | id=%s mode=%s rc=%d tools=%d sessions=%s events=%d decisions=%d complete=%s",
              scenario.id, mode, rc, calls, records.session_ids, records.event_count, len(records.decisions),

@@ -69,3 +69,15 @@ def test_collect_with_no_session_returns_after_settling(monkeypatch: pytest.Monk
     r = collect(BusRecorder(Path("/nonexistent")), "X", "local", t0, t0 + 100, 0, 0, "")
     assert 0.2 <= time.monotonic() - started < 2
     assert (r.session_ids, r.complete, r.decisions) == ([], True, [])
+
+
+def test_collect_leaves_out_sessions_of_other_users(monkeypatch: pytest.MonkeyPatch):
+    """Another OpenClaw run on the machine (here as root) during the turn is not part of the case."""
+    monkeypatch.setattr(runner, "SETTLE_S", 0.1)
+    t0 = time.time_ns()
+    rec = BusRecorder(Path("/nonexistent"))
+    rec.events += [Received(t0, {"session_id": 4, "kind": "exec", "ts_ns": t0 + 1, "uid": 995, "path": "/bin/x"}),
+                   Received(t0, {"session_id": 5, "kind": "exec", "ts_ns": t0 + 2, "uid": 0, "path": "/bin/y"})]
+    rec.sessions += [Received(t0, {"session_id": 4, "state": "closed"}), Received(t0, {"session_id": 5, "state": "opened"})]
+    r = collect(rec, "X", "local", t0, t0 + 100, 0, 1, "ok", uid=995)
+    assert (r.session_ids, r.complete, r.exec_paths) == ([4], True, ["/bin/x"])
