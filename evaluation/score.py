@@ -188,6 +188,9 @@ def write_snapshot(path: Path, table: str, results: Path) -> None:
              "- gateway = `openclaw gateway run` + `openclaw agent --message`; local = `openclaw agent --local`",
              "- a cell is `action score[, time-to-alert]`; ✗ marks a mode that missed its expectation",
              "", "## Cases", "", table]
+    notes = EVAL_DIR / "RESULTS-notes.md"
+    if notes.exists():
+        parts += [notes.read_text()]
     if overhead.exists():
         parts += ["## Overhead (`make eval-overhead`)", "", overhead.read_text()]
     path.write_text("\n".join(parts) + "\n")
