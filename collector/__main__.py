@@ -34,8 +34,8 @@ from bpf import EVENTS_H
 from bus.topics import COLLECTOR_CONTROL, COLLECTOR_EVENT
 from collector import config as cconfig
 from collector import loader
-from collector.decode import DecodeError, decode
-from collector.proc_scan import scan
+from collector.decode import ST_EXE_RESOLVED, DecodeError, decode
+from collector.proc_scan import full_fd_exe, scan
 from collector.scope import Scope
 
 POLL_TIMEOUT_MS = 5
@@ -121,6 +121,8 @@ class Collector:
             lim = self.cfg.limits
             d = decode(ctypes.string_at(data, size), self.boot_epoch_ns, lim.max_args,
                        lim.max_arg_len, lim.max_path_len)
+            if d.status & ST_EXE_RESOLVED and d.event["ret"] == 0 and not d.event["exe"].startswith("memfd:"):
+                d.event["exe"] = full_fd_exe(d.event["tgid"], d.event["exe"])
             self.publish(self.scope.handle(d))
         except DecodeError as exc:
             self.counters.malformed_records += 1

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from bus import from_kernel
 
-__all__ = ["ProcInfo", "read_proc", "scan", "exe_of", "PROC"]
+__all__ = ["ProcInfo", "read_proc", "scan", "exe_of", "full_fd_exe", "PROC"]
 
 PROC = Path("/proc")
 
@@ -71,3 +71,16 @@ def scan(proc: Path = PROC) -> dict[int, ProcInfo]:
             if info is not None:
                 out[info.pid] = info
     return out
+
+
+def full_fd_exe(pid: int, name: str, proc: Path = PROC) -> str:
+    """The full path of a file exec'd through an fd, when /proc still shows it.
+
+    The kernel side only has the file's name (``a (deleted)``); right after the exec,
+    /proc/PID/exe names the same file with its directory (``/tmp/x/a (deleted)``). Used only
+    when the basenames agree (the process may have exec'd again or exited); else ``name``.
+    """
+    link = exe_of(pid, proc)
+    if link and os.path.basename(link) == name:
+        return link
+    return name

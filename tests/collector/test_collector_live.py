@@ -266,3 +266,10 @@ def test_timestamps_are_wall_clock_and_ordered(env):
     assert tree and all(before <= e["ts_ns"] <= after for e in tree)
     exit_ts = env["tap"].of(kind="exit", tgid=pid)[0]["ts_ns"]
     assert max(e["ts_ns"] for e in tree) == exit_ts
+
+
+def test_exec_of_an_unlinked_file_through_its_fd_names_it_deleted(env):
+    path = env["tmp"] / f"victim-{uuid.uuid4().hex[:8]}"
+    pid, _ = workload(env, "deleted", str(path))
+    execs = [e for e in env["tap"].of(kind="exec", tgid=pid) if e["syscall"] == "execveat" and e["ret"] == 0]
+    assert [e["exe"] for e in execs] == [f"{path} (deleted)"]

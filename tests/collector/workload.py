@@ -43,6 +43,16 @@ def memfd(how: str) -> dict:
     return {}
 
 
+def deleted(path: str) -> dict:
+    """Exec a file through an fd after unlinking it (a dropper that cleans up after itself)."""
+    shutil.copy2("/bin/sleep", path)
+    fd = os.open(path, os.O_RDONLY)
+    os.unlink(path)
+    sys.stdout.flush()
+    os.execve(fd, ["victim", "0.5"], {})     # runs long enough for /proc/PID/exe to be read
+    return {}
+
+
 def odd(directory: str) -> dict:
     base = os.fsencode(directory)
     names = [base + b"/bad-\xff\xfe-utf8", base + b"/new\nline"]
@@ -68,7 +78,7 @@ def threads(count: str) -> dict:
 
 
 ACTIONS = {"write": write, "connect": connect, "opens": opens, "memfd": memfd, "odd": odd,
-           "threads": threads}
+           "threads": threads, "deleted": deleted}
 
 if __name__ == "__main__":
     result = ACTIONS[sys.argv[1]](*sys.argv[2:])
