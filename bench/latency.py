@@ -28,7 +28,7 @@ from typing import Any
 
 from bench.feeder import Feeder
 from bench.pids import LivePids, rebase_roots
-from bench.recording import RecordingSpec, alert_session, generate
+from bench.recording import RecordingSpec, alert_session, alert_trigger, generate
 from bench.stages import BenchDirs, HeartbeatWatch, StageSet
 from bench.throughput import SETTLE_S, loss_counters, start_drain, stop_drain
 from bus.topics import COLLECTOR_EVENT
@@ -84,7 +84,7 @@ def _pace(feeder: Feeder, rate: int, spec: LatencySpec, pids: list[int]) -> dict
             next_probe += PROBE_INTERVAL_S
             batch += session
             if elapsed >= spec.warmup_s:
-                probes[session[-1]["tgid"]] = 0
+                probes[alert_trigger(session)["tgid"]] = 0
         due = int(rate * elapsed) - sent - len(batch)
         for _ in range(max(0, due)):
             batch.append(next(background))

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["RecordingSpec", "generate", "expected_records", "alert_session", "open_sessions",
+__all__ = ["RecordingSpec", "generate", "expected_records", "alert_session", "alert_trigger", "open_sessions",
            "close_sessions", "ROOT_EXE", "ROOT_COMM", "PROFILE", "RECORD_KINDS"]
 
 ROOT_EXE = "/opt/casa-bench/casabenchroot"
@@ -166,7 +166,8 @@ def expected_records(events: list[dict[str, Any]]) -> int:
 def alert_session(number: int) -> list[dict[str, Any]]:
     """The README's worked example: bash writes /tmp/.../helper.sh, then executes it (score 9).
 
-    The triggering event is the last one (the exec of helper.sh); its tgid is unique per number.
+    The triggering event is the exec of helper.sh (:func:`alert_trigger`; its tgid is unique per
+    number); then everything exits, so probe sessions close like real ones.
     """
     root = TGID_BASE // 2 + number * 4
     shell, script = root + 1, root + 2
@@ -177,7 +178,15 @@ def alert_session(number: int) -> list[dict[str, Any]]:
         _open(shell, root, "bash", root, path, O_WRONLY_CREAT_TRUNC),
         {**_common("fork", shell, root, "bash", root), "child_tgid": script},
         _exec(script, shell, "bash", root, path, [path]),
+        _exit(script, shell, "helper.sh", root),
+        _exit(shell, root, "bash", root),
+        root_exit(root),
     ]
+
+
+def alert_trigger(session: list[dict[str, Any]]) -> dict[str, Any]:
+    """The event of an :func:`alert_session` that makes the score reach the alert threshold."""
+    return [e for e in session if e["kind"] == "exec"][-1]
 
 
 def open_sessions(first: int, count: int) -> list[dict[str, Any]]:

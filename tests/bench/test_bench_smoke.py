@@ -21,8 +21,8 @@ import bus
 from bench import __main__ as bench_main
 from bench.feeder import Feeder, prepack
 from bench.latency import percentile
-from bench.recording import (RECORD_KINDS, ROOT_EXE, RecordingSpec, alert_session, expected_records,
-                             generate)
+from bench.recording import (RECORD_KINDS, ROOT_EXE, RecordingSpec, alert_session, alert_trigger,
+                             expected_records, generate)
 from bench.throughput import LineCounter, loss_counters
 from bus.topics import COLLECTOR_EVENT
 
@@ -70,8 +70,11 @@ def test_alert_probe_ends_with_the_exec_of_the_written_file() -> None:
     events = alert_session(3)
     write = [e for e in events if e["kind"] == "open"][0]
     assert write["flags"] & 0o100 and write["flags"] & 3 == 1
-    assert events[-1]["kind"] == "exec" and events[-1]["path"] == write["path"]
+    trigger = alert_trigger(events)
+    assert trigger["kind"] == "exec" and trigger["path"] == write["path"]
+    assert events.index(trigger) > events.index(write)
     assert write["path"].startswith("/tmp/")
+    assert events[-1]["kind"] == "exit" and events[-1]["tgid"] == events[0]["tgid"]   # it closes
 
 
 def test_prepacked_replay_decodes_as_bus_envelopes(tmp_path: Path) -> None:
