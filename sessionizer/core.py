@@ -166,9 +166,8 @@ class Sessionizer:
         """
         self.tracker = Tracker.from_state(state.get("tracker", {}))
         self.forget_dead(alive)
-        for raw in state.get("sessions", []):
-            s = Session.from_state(raw)
-            self.sessions.sessions[s.session_id] = s
+        for raw in sorted(state.get("sessions", []), key=lambda r: r["session_id"]):
+            self.sessions.add(Session.from_state(raw))
         for s in self.sessions:
             if s.origin is Origin.INVOCATION and not alive(s.leader_tgid):
                 self.sessions.leader_exit(s.leader_tgid, now_ns)

@@ -103,11 +103,20 @@ class SessionIds:
 
 
 class SessionTable:
-    """The open sessions, indexed by id and by tree root."""
+    """The open sessions, indexed by id, by tree root and by leader, with a cached earliest
+    deadline so that the per-event expiry check costs O(1) while nothing is due.
+
+    Invariant: a tree root has at most one not-closed session (a new one is opened only when
+    :meth:`for_root` finds none). ``sessions`` keeps id order (ids only grow).
+    """
 
     def __init__(self, ids: SessionIds | None = None) -> None:
         self.ids = ids or SessionIds()
         self.sessions: dict[int, Session] = {}
+        self._by_root: dict[int, int] = {}              # tree root -> session id
+        self._open_by_leader: dict[int, list[int]] = {}  # leader tgid -> OPEN invocation ids
+        self._invocations: dict[int, None] = {}         # not-closed invocation ids, in id order
+        self._next_due_ns: int | None = None            # lower bound of the earliest deadline
 
     def __len__(self) -> int:
         return len(self.sessions)
@@ -120,58 +129,80 @@ class SessionTable:
         s = Session(session_id=self.ids.allocate(), profile=profile, origin=origin,
                     tree_root=tree_root, leader_tgid=leader_tgid, created_ns=ts_ns, updated_ns=ts_ns,
                     idle_gap_ns=int(idle_gap_s * NS_PER_S), close_grace_ns=int(close_grace_s * NS_PER_S))
-        self.sessions[s.session_id] = s
+        self.add(s)
         return s
 
+    def add(self, s: Session) -> None:
+        """Insert a session (a new one, or one restored from a checkpoint) into every index."""
+        self.sessions[s.session_id] = s
+        self._by_root[s.tree_root] = s.session_id
+        if s.origin is Origin.INVOCATION:
+            self._invocations[s.session_id] = None
+            if s.state is SessionState.OPEN:
+                self._open_by_leader.setdefault(s.leader_tgid, []).append(s.session_id)
+        self._note_due(_deadline(s))
+
     def for_root(self, tree_root: int) -> Session | None:
-        """The newest not-closed session opened by this tree root."""
-        best = None
-        for s in self.sessions.values():
-            if s.tree_root == tree_root and s.state is not SessionState.CLOSED:
-                if best is None or s.session_id > best.session_id:
-                    best = s
-        return best
+        """The not-closed session opened by this tree root, if any."""
+        sid = self._by_root.get(tree_root)
+        return self.sessions.get(sid) if sid is not None else None
 
     def latest_invocation(self) -> Session | None:
         """The most recently opened invocation session still open or in its grace period."""
-        best = None
-        for s in self.sessions.values():
-            if s.origin is Origin.INVOCATION and s.state is not SessionState.CLOSED:
-                if best is None or s.session_id > best.session_id:
-                    best = s
-        return best
+        if not self._invocations:
+            return None
+        return self.sessions[next(reversed(self._invocations))]
 
     @staticmethod
     def record(s: Session, ts_ns: int) -> None:
-        """An accepted event joined ``s``."""
+        """An accepted event joined ``s`` (deadlines only move later: the cache stays a bound)."""
         s.event_count += 1
         s.updated_ns = max(s.updated_ns, ts_ns)
 
     def leader_exit(self, tgid: int, ts_ns: int) -> list[Session]:
         """The leader of invocation sessions exited: OPEN -> CLOSING, grace timer starts."""
         hit = []
-        for s in self.sessions.values():
-            if s.origin is Origin.INVOCATION and s.leader_tgid == tgid and s.state is SessionState.OPEN:
-                s.state = SessionState.CLOSING                     # OPEN -> CLOSING
-                s.grace_until_ns = ts_ns + s.close_grace_ns
-                hit.append(s)
+        for sid in self._open_by_leader.pop(tgid, []):
+            s = self.sessions.get(sid)
+            if s is None or s.state is not SessionState.OPEN:
+                continue
+            s.state = SessionState.CLOSING                         # OPEN -> CLOSING
+            s.grace_until_ns = ts_ns + s.close_grace_ns
+            self._note_due(s.grace_until_ns)
+            hit.append(s)
         return hit
 
     def expire(self, now_ns: int) -> list[Session]:
         """Close what is due at ``now_ns``; the closed sessions leave the table (in id order)."""
+        if self._next_due_ns is None or now_ns <= self._next_due_ns:
+            return []
         done = []
-        for s in sorted(self.sessions.values(), key=lambda x: x.session_id):
-            if s.state is SessionState.CLOSING and s.grace_until_ns is not None and now_ns > s.grace_until_ns:
-                s.closed_ns = s.grace_until_ns                     # CLOSING -> CLOSED
-            elif (s.state is SessionState.OPEN and s.origin is Origin.ACTIVITY
-                  and now_ns > s.updated_ns + s.idle_gap_ns):
-                s.closed_ns = s.updated_ns + s.idle_gap_ns          # OPEN -> CLOSED (idle)
-            else:
+        for s in list(self.sessions.values()):
+            due = _deadline(s)
+            if due is None or now_ns <= due:
                 continue
+            s.closed_ns = due                  # CLOSING -> CLOSED (grace) / OPEN -> CLOSED (idle)
             s.state = SessionState.CLOSED
             done.append(s)
-            del self.sessions[s.session_id]
+            self._remove(s)
+        deadlines = [d for d in map(_deadline, self.sessions.values()) if d is not None]
+        self._next_due_ns = min(deadlines) if deadlines else None
         return done
+
+    def _remove(self, s: Session) -> None:
+        del self.sessions[s.session_id]
+        if self._by_root.get(s.tree_root) == s.session_id:
+            del self._by_root[s.tree_root]
+        self._invocations.pop(s.session_id, None)
+        ids = self._open_by_leader.get(s.leader_tgid)
+        if ids and s.session_id in ids:
+            ids.remove(s.session_id)
+            if not ids:
+                del self._open_by_leader[s.leader_tgid]
+
+    def _note_due(self, due: int | None) -> None:
+        if due is not None and (self._next_due_ns is None or due < self._next_due_ns):
+            self._next_due_ns = due
 
     def mark_loss(self, count: int) -> list[Session]:
         """Events were lost: every session open now may miss some of them. Returns the sessions
@@ -184,3 +215,12 @@ class SessionTable:
                 s.complete = False
                 s.lost_events += max(int(count), 0)
         return newly
+
+
+def _deadline(s: Session) -> int | None:
+    """When ``s`` closes if nothing else happens: grace end, or last event + idle gap."""
+    if s.state is SessionState.CLOSING:
+        return s.grace_until_ns
+    if s.state is SessionState.OPEN and s.origin is Origin.ACTIVITY:
+        return s.updated_ns + s.idle_gap_ns
+    return None
