@@ -369,3 +369,26 @@ def test_non_utf8_comm_in_lineage_round_trips(gateway_core, ev):
     out = feed(gateway_core, [ev.exec(3000, WORKER, b"/opt/\xffbin", ["x"], ts=10)])
     node = events_of(out)[0]["lineage"][0]
     assert node["comm"] == b"\xffbin"
+
+
+def test_expiry_cache_never_closes_a_session_that_was_touched_since(gateway_core, ev):
+    core = gateway_core
+    feed(core, [ev.exec(3000, WORKER, "/usr/bin/ls", ["ls"], ts=10)])        # deadline 15
+    assert lifecycle_of(core.tick(T0 + 12 * S)) == []
+    feed(core, [ev.open(3000, WORKER, "/tmp/x", ts=14)])                       # deadline 19 now
+    assert lifecycle_of(core.tick(T0 + 16 * S)) == []                          # cache was 15: rescan
+    (closed,) = lifecycle_of(core.tick(T0 + 19 * S + 1))
+    assert closed["closed_ns"] == T0 + 19 * S
+
+
+def test_many_sessions_close_each_at_its_own_deadline(core, ev):
+    out = []
+    for i in range(50):
+        out += feed(core, [ev.exec(CLI + i, 500, "/opt/nvm/v24/bin/node", cli_argv(), ts=i / 10)])
+    for i in reversed(range(50)):
+        feed(core, [ev.exit(CLI + i, 500, ts=10 + i / 10)])
+    closed = []
+    for step in range(200):
+        closed += [m["session_id"] for m in lifecycle_of(core.tick(T0 + 12 * S + step * S // 20))]
+    opened = [m["session_id"] for m in lifecycle_of(out)]
+    assert closed == opened and len(core.sessions) == 0
