@@ -253,10 +253,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if os.geteuid() != 0 and not args.ebpf:
-        print("casa-collector: error: must run as root (it loads eBPF programs); "
-              "run it with sudo or under supervisord as root", file=sys.stderr)
-        return 1
     config_path = args.config or os.environ.get("CASA_CONFIG_PATH")
     try:
         cfg = cconfig.load(config_path)
@@ -267,6 +263,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.ebpf:
         return print_ebpf(cfg)
+    if os.geteuid() != 0:       # after the config check, so anyone can validate a config file
+        print("casa-collector: error: must run as root (it loads eBPF programs); "
+              "run it with sudo or under supervisord as root", file=sys.stderr)
+        return 1
     return run(args, cfg, extra)
 
 
