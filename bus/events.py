@@ -3,7 +3,7 @@
 Events are plain dicts on the hot path; this module is their schema and validator. Every event
 has ``kind`` plus the common fields; text fields (``comm``, ``path``, ``argv``, ``exe``) follow
 bus.text (msgpack str when UTF-8, bin otherwise). Times are wall-clock ns since the epoch
-(``ts_ns`` = boot time + bpf_ktime_get_ns); pids are kernel tgids unless named ``tid``.
+(``ts_ns`` = bpf_ktime_get_boot_ns + (CLOCK_REALTIME - CLOCK_BOOTTIME) measured at collector start); pids are kernel tgids unless named ``tid``.
 
 Stage-added fields (sessionizer and analyzer) are listed in STAGE_FIELDS.
 """
