@@ -116,21 +116,16 @@ def bench() -> Iterator[Bench]:
         os.chown(rules, 0, grp.getgrnam("casa").gr_gid)
     ctx = zmq.Context()
     collector = Publisher(bind_publisher(ctx, "collector", directory), "collector")
-    proc = _start(directory, rules)
+    topics = Subscriber.subscriptions(["sessionizer."])
+    tap = Subscriber(connect_subscriber(ctx, ["sessionizer"], topics, directory), topics)
+    b = Bench(directory, _start(directory, rules), ctx, collector, tap, rules)
     try:
-        sock_path = directory / "sessionizer.sock"
-        deadline = time.monotonic() + WAIT_S
-        while not sock_path.exists() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        topics = Subscriber.subscriptions(["sessionizer."])
-        tap = Subscriber(connect_subscriber(ctx, ["sessionizer"], topics, directory), topics)
-        b = Bench(directory, proc, ctx, collector, tap, rules)
         _connect(b)
         yield b
     finally:
-        if b.proc.poll() is None if "b" in locals() else proc.poll() is None:
-            (b.proc if "b" in locals() else proc).kill()
-        (b.proc if "b" in locals() else proc).wait()
+        if b.proc.poll() is None:               # b.proc: the latest one (tests restart it)
+            b.proc.kill()
+        b.proc.wait()
         ctx.destroy(linger=0)
         shutil.rmtree(directory, ignore_errors=True)
 
