@@ -158,6 +158,8 @@ def run(args: argparse.Namespace) -> int:
         results = [r for r in results if not (r.stream == "collector" and r.state == "no counters")]
     finally:
         listener.close()
+    if not [s for s in streams if s != "collector"]:
+        sys.stderr.write(f"casa reload: no downstream stage is live in {directory}; only the collector was signalled\n")
     for r in results:
         (sys.stdout if r.ok else sys.stderr).write(r.line() + "\n")
     return EXIT_OK if all(r.ok for r in results) else EXIT_ERROR
