@@ -45,7 +45,7 @@ import zmq
 import bus
 from bus import topics
 from evaluation.fakellm import Scenario, load_scenarios
-from evaluation.fakellm.server import FakeModelServer, serve
+from evaluation.fakellm.server import serve
 from evaluation.servers import serve_download, serve_sink, serve_weather
 
 __all__ = ["Toolchain", "AgentHome", "Gateway", "CasaStack", "BusRecorder", "CaseRecords", "EvalSession",
@@ -334,14 +334,11 @@ class CasaStack:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"CASA not ready after {STAGE_READY_TIMEOUT_S:.0f} s: no heartbeat from "
                                        f"{sorted(set(want.values()) - seen)}; logs in {self.log_dir}")
-                if sock.poll(200):
+                if sock.poll(200):       # ZeroMQ retries the ipc connect until the stage binds
                     try:
                         seen.add(bus.unpack(sock.recv_multipart()).stream)
                     except bus.BusError:
                         pass
-                elif not seen:
-                    # ipc connects before the publisher binds are retried by ZeroMQ; nothing to do
-                    pass
         finally:
             sock.close(0)
         log.info("CASA ready | bus=%s rules=%s", self.bus_dir, self.rules)
