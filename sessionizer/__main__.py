@@ -113,6 +113,7 @@ class Stage:
             # Resume loss accounting where we stopped: the first message after the restart
             # reveals exactly how many collector messages were missed.
             self.sub.tracker.streams[("collector", topic)] = StreamState(pos["epoch"], pos["seq"])
+            self.last_seen[topic] = {"epoch": pos["epoch"], "seq": pos["seq"]}
         log.info("restored from checkpoint | sessions=%d processes=%d clean=%s", n,
                  len(self.core.tracker), clean)
 
