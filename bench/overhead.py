@@ -11,8 +11,14 @@ at exec and tracks in-kernel, so every open/connect/fork/exec of the loop become
 Three attachments alternate within each round (their order rotates per round, so drift on a shared
 machine hits all of them): ``none``; ``noop`` (bench/noop_probes.bpf.c: the collector's
 tracepoints with do-nothing handlers, the floor of any tracepoint monitor); ``collector`` (the real
-collector, publishing to a draining subscriber). Reported: median loop time per cell, and the
-ratios noop/none (floor) and collector/none (slowdown). Only the loop is timed.
+collector, publishing to a draining subscriber). Before every measurement the collector and its
+subscriber must have been idle for IDLE_QUIET_S, so the backlog of a tracked flood (the kernel
+ring buffer fills and drops; user space drains what it holds) is not charged to the next run.
+Reported: median loop time per cell, and the ratios noop/none (floor) and collector/none
+(slowdown), of wall time (``*_slowdown``, ``*_floor``: what a user waits) and of CPU time
+(``*_cpu_slowdown``, ``*_cpu_floor``: user + system time of the workload, which includes the
+probes' cost inside its syscalls but not waiting for a CPU another process holds; on a shared,
+busy machine this is the steadier of the two). Only the loop is timed.
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ __all__ = ["OverheadSpec", "run", "build_workload"]
 WORKLOADS: dict[str, int] = {"openat": 300_000, "forkexec": 300, "connect": 15_000, "getppid": 2_000_000}
 MODES = ("none", "noop", "collector")
 TRACKED_DELAY_MS = 300        # lets the collector confirm the root before the loop starts
+IDLE_QUIET_S = 0.3            # the collector counts as idle after this long without CPU time
+IDLE_TIMEOUT_S = 30.0
 ATTACH_TIMEOUT_S = 30.0
 SOURCE = Path(__file__).resolve().parent / "workloads" / "syscalls.c"
 
@@ -60,13 +68,41 @@ def build_workload(directory: Path) -> tuple[Path, Path]:
     return plain, tracked
 
 
-def run_workload(binary: Path, mode: str, iterations: int, delay_ms: int) -> int:
-    """Run one loop; return its duration in ns (as printed by the workload)."""
+def run_workload(binary: Path, mode: str, iterations: int, delay_ms: int) -> tuple[int, int]:
+    """Run one loop; return its (wall, cpu) time in ns, as printed by the workload."""
     out = subprocess.run([str(binary), mode, str(iterations), str(delay_ms)], capture_output=True,
                          text=True, check=False, timeout=300)
     if out.returncode != 0:
         raise RuntimeError(f"workload {binary.name} {mode} failed ({out.returncode}): {out.stderr.strip()}")
-    return int(out.stdout.split()[2])
+    fields = out.stdout.split()
+    return int(fields[2]), int(fields[3])
+
+
+def cpu_ticks(pid: int) -> int:
+    """utime + stime of a process, in clock ticks (0 if it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    return int(fields[11]) + int(fields[12])
+
+
+def wait_idle(pids: list[int], quiet_s: float = IDLE_QUIET_S, timeout_s: float = IDLE_TIMEOUT_S) -> float:
+    """Wait until none of ``pids`` used CPU for ``quiet_s``; return the time waited.
+
+    After a tracked flood the collector (and its subscriber) may still be draining a full ring
+    buffer; measuring the next workload meanwhile would charge that backlog to it.
+    """
+    start = time.monotonic()
+    last, since = [cpu_ticks(p) for p in pids], time.monotonic()
+    while time.monotonic() - start < timeout_s:
+        time.sleep(0.05)
+        now = [cpu_ticks(p) for p in pids]
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet_s:
+            break
+    return time.monotonic() - start
 
 
 class Attachment:
@@ -106,6 +142,12 @@ class Attachment:
                                         "--pid-file", str(self.dirs.state / "collector.pid")])
         self.stages.wait_ready(["collector"], ATTACH_TIMEOUT_S)
 
+    def settle(self) -> None:
+        """Before a measurement: let the collector and its subscriber finish any backlog."""
+        if self.mode == "collector":
+            pids = [p.pid for p in self.stages.procs.values()] + ([self.drain.pid] if self.drain else [])
+            self.report["settle_s"] = round(self.report.get("settle_s", 0.0) + wait_idle(pids), 2)
+
     def collector_counters(self) -> dict[str, Any]:
         watch = HeartbeatWatch.connect(self.dirs.bus, ["collector"])
         try:
@@ -130,8 +172,11 @@ class Attachment:
                 self.report["drain"] = json.loads(out.strip().splitlines()[-1]) if out.strip() else {}
 
 
-def _cells(spec: OverheadSpec, dirs: BenchDirs, plain: Path, tracked: Path) -> tuple[dict[tuple[str, str, bool], list[int]], list[dict[str, Any]]]:
-    times: dict[tuple[str, str, bool], list[int]] = {}
+Cells = dict[tuple[str, str, bool], list[tuple[int, int]]]
+
+
+def _cells(spec: OverheadSpec, dirs: BenchDirs, plain: Path, tracked: Path) -> tuple[Cells, list[dict[str, Any]]]:
+    times: Cells = {}
     reports: list[dict[str, Any]] = []
     for r in range(spec.rounds):
         order = spec.modes[r % len(spec.modes):] + spec.modes[:r % len(spec.modes)]
@@ -139,7 +184,9 @@ def _cells(spec: OverheadSpec, dirs: BenchDirs, plain: Path, tracked: Path) -> t
             with Attachment(mode, dirs) as att:
                 for wl, n in WORKLOADS.items():
                     n = max(1, int(n * spec.scale))
+                    att.settle()
                     times.setdefault((mode, wl, False), []).append(run_workload(plain, wl, n, 0))
+                    att.settle()
                     times.setdefault((mode, wl, True), []).append(
                         run_workload(tracked, wl, n, TRACKED_DELAY_MS))
             if att.report:
@@ -147,11 +194,12 @@ def _cells(spec: OverheadSpec, dirs: BenchDirs, plain: Path, tracked: Path) -> t
     return times, reports
 
 
-def _ratio(times: dict[tuple[str, str, bool], list[int]], mode: str, wl: str, tracked: bool) -> float | None:
+def _ratio(times: Cells, mode: str, wl: str, tracked: bool, which: int = 0) -> float | None:
+    """median(mode) / median(none) of wall (which=0) or cpu (which=1) time."""
     base, other = times.get(("none", wl, tracked)), times.get((mode, wl, tracked))
     if not base or not other:
         return None
-    return round(statistics.median(other) / statistics.median(base), 3)
+    return round(statistics.median(t[which] for t in other) / statistics.median(t[which] for t in base), 3)
 
 
 def run(spec: OverheadSpec, workdir: Path) -> dict[str, Any]:
@@ -167,9 +215,13 @@ def run(spec: OverheadSpec, workdir: Path) -> dict[str, Any]:
             tag = f"{'tracked' if tr else 'untracked'}_{wl}"
             result[f"{tag}_slowdown"] = _ratio(times, "collector", wl, tr)
             result[f"{tag}_floor"] = _ratio(times, "noop", wl, tr)
-    medians = {f"{m}/{wl}/{'tracked' if tr else 'untracked'}": statistics.median(v)
+            result[f"{tag}_cpu_slowdown"] = _ratio(times, "collector", wl, tr, 1)
+            result[f"{tag}_cpu_floor"] = _ratio(times, "noop", wl, tr, 1)
+    medians = {f"{m}/{wl}/{'tracked' if tr else 'untracked'}": [statistics.median(t[0] for t in v),
+                                                                 statistics.median(t[1] for t in v)]
                for (m, wl, tr), v in sorted(times.items())}
     iterations = {wl: max(1, int(n * spec.scale)) for wl, n in WORKLOADS.items()}
-    result["detail"] = {"rounds": spec.rounds, "iterations": iterations, "median_loop_ns": medians,
+    result["detail"] = {"rounds": spec.rounds, "iterations": iterations,
+                        "median_loop_ns_wall_cpu": medians,
                         "collector_runs": reports}
     return result

@@ -10,8 +10,12 @@
  *   getppid   getppid()                                 (a syscall no probe watches: the floor)
  *
  * DELAY_MS (default 0) sleeps before the loop, so a monitor has time to confirm this process
- * as a tracked root before measurement starts. Prints one line: "<mode> <iterations> <loop ns>".
- * Only the loop is timed (CLOCK_MONOTONIC), so process start-up and exec do not blur the ratios.
+ * as a tracked root before measurement starts. Prints one line:
+ *   "<mode> <iterations> <loop wall ns> <loop cpu ns>"
+ * Only the loop is timed, so process start-up and exec do not blur the ratios. Wall time is
+ * CLOCK_MONOTONIC; CPU time is user + system time of this process and its waited-for children
+ * (getrusage), which includes what probes cost in the syscalls but not time spent waiting for a
+ * CPU that another process (a monitor's user space, or another tenant) holds.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -20,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -30,6 +35,17 @@ static long long now_ns(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static long long cpu_ns(void)
+{
+	struct rusage self, children;
+	getrusage(RUSAGE_SELF, &self);
+	getrusage(RUSAGE_CHILDREN, &children);
+	return ((long long)self.ru_utime.tv_sec + self.ru_stime.tv_sec + children.ru_utime.tv_sec +
+		children.ru_stime.tv_sec) * 1000000000LL +
+	       ((long long)self.ru_utime.tv_usec + self.ru_stime.tv_usec + children.ru_utime.tv_usec +
+		children.ru_stime.tv_usec) * 1000LL;
 }
 
 static int loop_openat(long n)
@@ -119,11 +135,11 @@ int main(int argc, char **argv)
 		fprintf(stderr, "%s: unknown mode %s or bad iteration count\n", argv[0], argv[1]);
 		return 2;
 	}
-	long long t0 = now_ns();
+	long long c0 = cpu_ns(), t0 = now_ns();
 	int rc = loop(n);
-	long long t1 = now_ns();
+	long long t1 = now_ns(), c1 = cpu_ns();
 	if (rc)
 		return rc;
-	printf("%s %ld %lld\n", argv[1], n, t1 - t0);
+	printf("%s %ld %lld %lld\n", argv[1], n, t1 - t0, c1 - c0);
 	return 0;
 }
