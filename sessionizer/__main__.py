@@ -105,15 +105,16 @@ class Stage:
             return
         clean = checkpoint.get("clean") is True
         try:
+            positions = {t: (int(p["epoch"]), int(p["seq"])) for t, p in (checkpoint.get("bus") or {}).items()}
             n = self.core.restore(checkpoint, time.time_ns(), _alive, clean=clean)
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             log.error("checkpoint unusable; starting empty | reason=%s", exc)
             return
-        for topic, pos in (checkpoint.get("bus") or {}).items():
+        for topic, (epoch, seq) in positions.items():
             # Resume loss accounting where we stopped: the first message after the restart
             # reveals exactly how many collector messages were missed.
-            self.sub.tracker.streams[("collector", topic)] = StreamState(pos["epoch"], pos["seq"])
-            self.last_seen[topic] = {"epoch": pos["epoch"], "seq": pos["seq"]}
+            self.sub.tracker.streams[("collector", topic)] = StreamState(epoch, seq)
+            self.last_seen[topic] = {"epoch": epoch, "seq": seq}
         log.info("restored from checkpoint | sessions=%d processes=%d clean=%s", n,
                  len(self.core.tracker), clean)
 
