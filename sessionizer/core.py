@@ -164,10 +164,13 @@ class Sessionizer:
         checkpoint) every restored session is marked incomplete: output still queued at the kill
         is gone. Returns the number of sessions restored.
         """
-        self.tracker = Tracker.from_state(state.get("tracker", {}))
+        tracker = Tracker.from_state(state.get("tracker", {}))           # parse everything first:
+        sessions = sorted((Session.from_state(r) for r in state.get("sessions", [])),
+                          key=lambda x: x.session_id)                   # a bad checkpoint raises
+        self.tracker = tracker                                          # before anything changes
         self.forget_dead(alive)
-        for raw in sorted(state.get("sessions", []), key=lambda r: r["session_id"]):
-            self.sessions.add(Session.from_state(raw))
+        for s in sessions:
+            self.sessions.add(s)
         for s in self.sessions:
             if s.origin is Origin.INVOCATION and not alive(s.leader_tgid):
                 self.sessions.leader_exit(s.leader_tgid, now_ns)

@@ -392,3 +392,20 @@ def test_many_sessions_close_each_at_its_own_deadline(core, ev):
         closed += [m["session_id"] for m in lifecycle_of(core.tick(T0 + 12 * S + step * S // 20))]
     opened = [m["session_id"] for m in lifecycle_of(out)]
     assert closed == opened and len(core.sessions) == 0
+
+
+def test_restore_round_trip_and_a_bad_checkpoint_changes_nothing(gateway_core, ev, settings):
+    feed(gateway_core, [ev.exec(CLI, 500, "/opt/nvm/v24/bin/node", cli_argv(), ts=10),
+                        ev.exec(2100, CLI, "/usr/bin/python3", ["python3"], ts=11)])
+    state = gateway_core.checkpoint_state()
+    fresh = Sessionizer(settings)
+    assert fresh.restore(state, T0 + 12 * S, alive=lambda t: t != 2100, clean=True) == 1
+    (s,) = list(fresh.sessions)
+    assert s.complete and fresh.tracker.exists(CLI) and not fresh.tracker.exists(2100)
+    out = feed(fresh, [ev.open(CLI, 500, "/tmp/after", ts=13)])
+    assert [e["session_id"] for e in events_of(out)] == [s.session_id]
+    broken = Sessionizer(settings)
+    bad = {**state, "sessions": [{"session_id": 5}]}
+    with pytest.raises((KeyError, TypeError, ValueError)):     # what the stage catches
+        broken.restore(bad, T0, alive=lambda t: True)
+    assert len(broken.tracker) == 0 and len(broken.sessions) == 0
