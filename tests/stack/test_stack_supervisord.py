@@ -139,10 +139,15 @@ def test_kill9_under_load_restarts_and_counts_loss(stack: Stack, victim: str) ->
     seen = {int(r["args"][-1].split("-")[1]) for r in stack.log("events.log")
             if r["type"] == "EXECVE" and r.get("args", [""])[-1].startswith("kill-")}
     incomplete = [r for r in stack.log("sessions.log") if r["session"].get("complete") is False]
+    status = stack.casa("status", "--url", stack.url, "--json")
+    assert status.returncode == 0, status.stdout + status.stderr
+    rows = {r["name"]: r for r in map(json.loads, status.stdout.splitlines())}
+    downstream = {"collector": "sessionizer", "sessionizer": "analyzer-0", "analyzer-0": "sinks-jsonl"}.get(victim)
+    if downstream:            # the restart itself is counted by the next stage
+        restarts = sum(v for k, v in rows[downstream]["counters"].items() if k.endswith("publisher_restarts"))
+        assert restarts >= 1, rows[downstream]["counters"]
     if len(seen) < total:     # whatever was lost must be visible as an incomplete session
         assert incomplete, f"{total - len(seen)} execs missing after kill -9 {victim}, but every session is complete"
-    status = stack.casa("status", "--url", stack.url)
-    assert status.returncode == 0, status.stdout + status.stderr
 
 
 def test_two_analyzer_instances_under_supervisord() -> None:
