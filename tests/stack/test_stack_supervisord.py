@@ -36,8 +36,15 @@ def _alerts_for(st: Stack, rule: str) -> list[dict]:
 
 
 def test_start_detect_status_and_shutdown(stack: Stack) -> None:
+    tap = subprocess.Popen([sys.executable, "-m", "cli", "tap", "--bus-dir", str(stack.bus_dir),
+                            "--topic", "analyzer.decision", "-n", "1", "-d", "60"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=stack.work)
+    time.sleep(1.5)                               # the tap's subscription is live
     done = stack.run_agent(WRITE_THEN_EXEC)
     assert done.returncode == 0 and "hi" in done.stdout, done.stderr
+    line, err = tap.communicate(timeout=60)
+    seen = json.loads(line)
+    assert (seen["topic"], seen["stream"], seen["event"]["action"]) == ("analyzer.decision", "analyzer-0", "ALERT"), err
     alert = stack.wait_for_log("alert.log", lambda r: any(
         t.get("name") == "write_then_exec_same_path" for t in r["decision"]["triggered_rules"]))
     assert alert["decision"]["action"] == "ALERT"
