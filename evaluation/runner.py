@@ -261,6 +261,39 @@ def eval_casa_config(dest: Path, runtime_noise: bool = True) -> Path:
     return dest
 
 
+def machine_resolvers(resolv_conf: Path = Path("/etc/resolv.conf")) -> list[str]:
+    """The non-loopback nameservers of this machine (loopback DNS is dropped by CASA anyway)."""
+    try:
+        lines = resolv_conf.read_text().splitlines()
+    except OSError:
+        return []
+    out = []
+    for line in lines:
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] == "nameserver" and not parts[1].startswith(("127.", "::1")):
+            out.append(parts[1])
+    return out
+
+
+def eval_rules(dest: Path, ignore_resolvers: bool = True, source: Path = EVAL_RULES) -> Path:
+    """config/rules.eval.json, with this machine's DNS resolvers in ``ignored_connect_ips``.
+
+    The OpenClaw gateway looks names up by itself now and then (its model catalog host, offline).
+    Where the resolver is on loopback (127.0.0.53, as on the original's machines) CASA drops that
+    connect; where it is not (this machine: 10.255.255.53), the gateway's own DNS query lands in
+    the session, and a case that reads a sensitive file within 10 s of it scores
+    sensitive_file_then_network whatever the agent did (T03 was flagged that way). Ignoring the
+    resolvers restores the original's setting; no rule changes.
+    """
+    rules = json.loads(source.read_text())
+    if ignore_resolvers:
+        analysis = rules.setdefault("analysis", {})
+        analysis["ignored_connect_ips"] = list(analysis.get("ignored_connect_ips", [])) + machine_resolvers()
+    dest.write_text(json.dumps(rules, indent=2))
+    dest.chmod(0o644)
+    return dest
+
+
 @dataclass(slots=True)
 class CasaStack:
     """The CASA stages for an evaluation run, in private bus/log directories (or an external stack)."""
@@ -269,6 +302,7 @@ class CasaStack:
     rules: Path = EVAL_RULES
     external: bool = False
     runtime_noise: bool = True
+    ignore_resolvers: bool = True
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     @property
@@ -282,7 +316,7 @@ class CasaStack:
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CASA_")}
         logs = self.log_dir
-        env.update({"CASA_BUS_DIR": str(self.bus_dir), "CASA_RULES_PATH": str(self.rules),
+        env.update({"CASA_BUS_DIR": str(self.bus_dir), "CASA_RULES_PATH": str(self.root / "rules.eval.json"),
                     "CASA_CONFIG_PATH": str(self.root / "casa.json"),
                     "CASA_ANALYZER_INSTANCES": "1", "CASA_LOG_DIR": str(logs),
                     "CASA_STATE_DIR": str(self.root / "state"),
@@ -302,6 +336,7 @@ class CasaStack:
             os.chown(d, 0, gid)
             d.chmod(0o770)
         eval_casa_config(self.root / "casa.json", self.runtime_noise)
+        eval_rules(self.root / "rules.eval.json", self.ignore_resolvers, self.rules)
         for name in STAGES:
             self._start_stage(name)
         self.wait_ready()

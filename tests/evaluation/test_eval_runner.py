@@ -81,3 +81,10 @@ def test_collect_leaves_out_sessions_of_other_users(monkeypatch: pytest.MonkeyPa
     rec.sessions += [Received(t0, {"session_id": 4, "state": "closed"}), Received(t0, {"session_id": 5, "state": "opened"})]
     r = collect(rec, "X", "local", t0, t0 + 100, 0, 1, "ok", uid=995)
     assert (r.session_ids, r.complete, r.exec_paths) == ([4], True, ["/bin/x"])
+
+
+def test_machine_resolvers_are_the_non_loopback_nameservers(tmp_path: Path):
+    conf = tmp_path / "resolv.conf"
+    conf.write_text("# comment\nnameserver 127.0.0.53\nnameserver 10.255.255.53\nsearch x\nnameserver ::1\n")
+    assert runner.machine_resolvers(conf) == ["10.255.255.53"]
+    assert runner.machine_resolvers(tmp_path / "missing") == []
