@@ -11,7 +11,7 @@
 #      them to compile; kernel struct offsets are read from BTF at start-up, never from these headers.
 #   3. Mounts tracefs if it is not mounted.
 #   4. The `casa` system user/group (runs every stage except the collector) and the runtime
-#      directories: /run/casa (bus sockets, root:casa 0770) and /var/log/casa (logs, casa:casa 0750).
+#      directories: /run/casa (bus sockets, root:casa 0770) and /var/log/casa (logs, casa:casa 0750), /var/lib/casa (stage checkpoints, casa:casa 0750).
 #   5. .venv with the pinned requirements.txt, made able to import Debian's bcc (and nothing else
 #      from dist-packages) through a .pth file.
 #   6. Makes sure the `casa` user can traverse to this checkout (adds o+x to parent directories that
@@ -93,6 +93,7 @@ create_user_and_dirs() {
     --shell /usr/sbin/nologin casa
   install -d -o root -g casa -m 0770 /run/casa
   install -d -o casa -g casa -m 0750 /var/log/casa
+  install -d -o casa -g casa -m 0750 /var/lib/casa
 }
 
 create_venv() {
