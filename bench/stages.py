@@ -71,6 +71,7 @@ class BenchDirs:
                 config=root / "casa.json", rules=rules or CHECKOUT / "rules.json")
         root.mkdir(parents=True, exist_ok=True)
         root.chmod(0o755)
+        _check_reachable(root)
         for p in (d.bus, d.logs, d.state):
             p.mkdir(parents=True, exist_ok=True)
             _share_with_casa(p)
@@ -92,6 +93,16 @@ class BenchDirs:
             "PYTHONPATH": str(CHECKOUT), "PYTHONUNBUFFERED": "1",
         })
         return env
+
+
+def _check_reachable(path: Path) -> None:
+    """Stages run as user casa: every directory above the work directory must let others in."""
+    if os.geteuid() != 0:
+        return
+    for parent in path.resolve().parents:
+        if not parent.stat().st_mode & 0o001:
+            raise PermissionError(f"{parent} is not searchable by other users, so the stages (user "
+                                  f"{UNPRIVILEGED_USER}) cannot reach {path}; use a --workdir outside it")
 
 
 def _share_with_casa(path: Path) -> None:
