@@ -35,14 +35,17 @@ class NoiseError(ValueError):
 class NoiseLists:
     """What counts as routine noise. Matching is on the trimmed, lower-cased path."""
 
-    # runtime loader noise (OPEN)
+    # runtime loader noise (OPEN). Beyond the original: Node's CPU and cgroup polling (os.cpus(),
+    # memory limits), seen about twice a second from an idle OpenClaw 2026.9 gateway.
     loader_exact: tuple[str, ...] = ("/etc/ld.so.cache", "/proc")
-    loader_prefixes: tuple[str, ...] = ("/proc/",)
+    loader_prefixes: tuple[str, ...] = ("/proc/", "/sys/devices/system/cpu/", "/sys/fs/cgroup/")
     loader_contains: tuple[str, ...] = ("/.nvm/",)
     library_dirs: tuple[str, ...] = ("/lib/", "/usr/lib/", "/lib64/")   # with ".so" in the path
-    # routine session file noise (OPEN)
+    # routine session file noise (OPEN). Beyond the original: the runtime's own SQLite temp
+    # files, state locks and caches (OpenClaw 2026.9).
     session_file_contains: tuple[str, ...] = ("/.openclaw/", "/gconv/gconv-modules.cache",
-                                              "/etc/bash.bashrc")
+                                              "/etc/bash.bashrc", "/var/tmp/etilqs_",
+                                              "/tmp/openclaw-state-locks-", "/.cache/openclaw/")
     session_file_suffixes: tuple[str, ...] = ("/package.json", "/package-lock.json", "/etc/hosts",
                                               "/.bashrc", "/.profile")
     # transparent routine execs (EXEC): basename -> exact argument lists (argv[0] optional)

@@ -28,6 +28,11 @@ POLICY = ConnectPolicy.build([18000], ["198.51.100.7"])
     ("/root/.profile", "session_file_noise"),
     ("/usr/lib/x86_64-linux-gnu/gconv/gconv-modules.cache", "session_file_noise"),
     ("/etc/bash.bashrc", "session_file_noise"),
+    ("/sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq", "loader_noise"),
+    ("/sys/fs/cgroup/memory/process_api/ab/memory.limit_in_bytes", "loader_noise"),
+    ("/var/tmp/etilqs_e243b1dfcc434820", "session_file_noise"),
+    ("/tmp/openclaw-state-locks-995/state-handles.d1f9.lock.sqlite", "session_file_noise"),
+    ("/var/lib/agent/.cache/openclaw/openclaw-sqlite-readonly-v2-x/y", "session_file_noise"),
     ("", "missing_fields"),
 ])
 def test_open_noise_is_dropped(ev, path, reason):
@@ -37,6 +42,7 @@ def test_open_noise_is_dropped(ev, path, reason):
 @pytest.mark.parametrize("path", [
     "/etc/shadow", "/tmp/openclaw-eval/helper.sh", "/usr/lib/python3/os.py", "/home/u/.profile.bak",
     "/home/u/notes/package.json.txt", "/root/.ssh/id_rsa", "/etc/hostsfile",
+    "/sys/kernel/security/lsm", "/var/tmp/payload.sh", "/tmp/openclaw-eval/helper.sh",
 ])
 def test_meaningful_opens_are_kept(ev, path):
     assert ingest_drop_reason(ev.open(5, 4, path), LISTS, POLICY) is None
