@@ -30,7 +30,10 @@ __all__ = ["main", "parse_args", "StageStatus", "collect", "select"]
 EXIT_OK, EXIT_USAGE, EXIT_NOT_RUNNING = 0, 2, 3
 LISTEN_S = 2.2             # a little over two heartbeat intervals: enough for a rate
 LOSS_COUNTERS = ("lost_messages", "lost_events", "kernel_lost", "undelivered_events", "malformed",
-                 "unknown_version", "lagging_messages", "publisher_restarts")
+                 "unknown_version", "lagging_messages", "publisher_restarts",
+                 # the sinks': records or spans not written, and maps they could not use
+                 "lost_records", "write_errors", "backlog", "spans_dropped", "export_failures",
+                 "malformed_maps", "late_messages")
 
 EXAMPLES = """examples:
   casa status                   # every stage

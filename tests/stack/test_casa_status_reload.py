@@ -75,3 +75,15 @@ def test_reload_outcome_accepts_older_counter_names() -> None:
     base = beat({"reloads_ok": 0, "reloads_failed": 0})
     assert outcome("a", base, beat({"reloads_ok": 1, "reloads_failed": 0})).state == "applied"
     assert outcome("a", base, beat({"reloads_ok": 0, "reloads_failed": 1})).state == "rejected"
+
+
+def test_render_shows_the_sinks_loss_counters() -> None:
+    sink_loss = {"lost_records": 1, "write_errors": 2, "backlog": 3, "spans_dropped": 4,
+                 "export_failures": 5, "malformed_maps": 6, "late_messages": 7}
+
+    class Listener:
+        beats = {"sinks-jsonl": [Beat("sinks-jsonl", 1, 0.0, {"received_events": 1, **sink_loss})]}
+    procs = [ProcessInfo("sinks-jsonl", "sinks", "RUNNING", 12, 5, "")]
+    text = "\n".join(render(collect(procs, Listener())))    # type: ignore[arg-type]
+    for name, value in sink_loss.items():
+        assert f"{name}={value}" in text, text
