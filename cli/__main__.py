@@ -61,6 +61,10 @@ def _help(argv: list[str]) -> int:
         _usage(sys.stdout)
         return EXIT_OK
     verb, _ = _resolve(argv)
+    if verb is None and len(argv) == 1:
+        # "casa help rules": the first word of a two-word verb names it when only one verb has it
+        named = [v for v in VERBS if v.split()[0] == argv[0]]
+        verb = named[0] if len(named) == 1 else None
     if verb is None:
         sys.stderr.write(f"casa help: unknown verb {' '.join(argv)!r}\n")
         _usage()

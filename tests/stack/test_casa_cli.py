@@ -183,6 +183,8 @@ def test_rules_check_is_wired(tmp_path: Path) -> None:
     out = casa("rules", "check", str(bad))
     assert out.returncode == 1 and "not valid JSON" in out.stderr
     assert casa("help", "rules", "check").returncode == 0
+    short = casa("help", "rules")                     # the first word of a two-word verb is enough
+    assert short.returncode == 0 and "unknown verb" not in short.stderr and "usage:" in short.stdout
 
 
 @pytest.mark.parametrize("verb", [["tap"], ["record", "REC"]])
