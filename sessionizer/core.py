@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -44,6 +44,7 @@ __all__ = ["Sessionizer", "Out", "EndpointMatcher", "FLUSH_INTERVAL_S", "is_wrap
 FLUSH_INTERVAL_S = 30.0
 MAX_CLOCK_SKEW_NS = 10 * NS_PER_S    # never believe event clocks further than this from ours
 LOG_FIRST_MALFORMED = 5
+HOLD_MAX_EVENTS = 64                 # a runtime root's own events kept for a turn that may start
 ANNOUNCE_DELAY_NS = NS_PER_S          # after a restart, downstream reconnects within ~0.1 s
 
 Out = tuple[str, dict[str, Any]]
@@ -94,6 +95,7 @@ class Sessionizer:
         self.structure_changed = False    # a root or session appeared: worth a checkpoint now
         self._announce: list[Out] = []    # lifecycle messages held back after a restore ...
         self._announce_at_ns = 0          # ... until subscribers had time to reconnect
+        self._held: dict[int, deque] = {}  # runtime root -> its own recent sessionless events
 
     # ------------------------------------------------------------------ public API
 
@@ -234,12 +236,51 @@ class Sessionizer:
         root = self.tracker.root_of(tgid, ppid)
         if root is None:
             return self._drop(out, "untracked")
-        session, opened = self._session_for(root, ts, tgid)
+        depth = self.tracker.depth_of(tgid, ppid) or 0
+        session, opened = self._session_for(root, ts, tgid, depth)
+        if session is None:
+            self._hold(root, event, kind, tgid, ppid, ts)
+            return out
         out += opened
+        if opened:
+            out += self._release(root, session, ts)
+        return out + [self._accept(session, event, kind, tgid, ppid, ts)]
+
+    def _accept(self, session: Session, event: dict[str, Any], kind: str, tgid: int, ppid: int,
+                ts: int) -> Out:
         self.sessions.record(session, ts)
         self.counters["accepted"] += 1
-        out.append((SESSIONIZER_EVENT, self._enrich(event, kind, session, tgid, ppid)))
-        return out
+        return (SESSIONIZER_EVENT, self._enrich(event, kind, session, tgid, ppid))
+
+    def _hold(self, root: Root, event: dict[str, Any], kind: str, tgid: int, ppid: int,
+              ts: int) -> None:
+        """Keep a runtime root's own event (depth 0, no session open) for a short lookback: if
+        a tool process starts a turn soon, it belongs to it (an in-process write or read that
+        precedes the exec); otherwise it ages out as background (counted)."""
+        held = self._held.setdefault(root.tgid, deque())
+        held.append((ts, event, kind, tgid, ppid))
+        self._age_held(root, held, ts)
+        if len(held) > HOLD_MAX_EVENTS:
+            held.popleft()
+            self.dropped["runtime_background"] += 1
+
+    def _age_held(self, root: Root, held: deque, now: int) -> None:
+        profile = self.settings.profile(root.profile)
+        lookback = int((profile.idle_gap_s if profile is not None else 5.0) * NS_PER_S)
+        while held and held[0][0] < now - lookback:
+            held.popleft()
+            self.dropped["runtime_background"] += 1
+
+    def _release(self, root: Root, session: Session, ts: int) -> list[Out]:
+        """A turn started: the runtime's own events of the lookback join its new session first."""
+        held = self._held.pop(root.tgid, None)
+        if not held:
+            return []
+        self._age_held(root, held, ts)
+        if held:
+            session.created_ns = min(session.created_ns, held[0][0])
+            self.counters["released"] += len(held)
+        return [self._accept(session, ev, kind, tgid, ppid, t) for t, ev, kind, tgid, ppid in held]
 
     def _adopt(self, event: dict[str, Any], tgid: int, ppid: int) -> None:
         """The collector says this process descends from a root we know, but we never saw how
@@ -349,9 +390,11 @@ class Sessionizer:
         s = self.sessions.for_root(root.tgid)
         return s is not None and s.origin is Origin.INVOCATION
 
-    def _session_for(self, root: Root, ts: int, tgid: int) -> tuple[Session, list[Out]]:
+    def _session_for(self, root: Root, ts: int, tgid: int,
+                     depth: int) -> tuple[Session | None, list[Out]]:
         """Which session an accepted event of ``root``'s tree joins (docs §Session model).
-        An activity session's leader is the process whose event opened it (docs/bus.md §7.1)."""
+        An activity session's leader is the process whose event opened it (docs/bus.md §7.1).
+        None: a runtime root's own background event with no session open (held, see _hold)."""
         profile = self.settings.profile(root.profile)
         kind = profile.kind if profile is not None else "runtime"
         if kind == "runtime":
@@ -361,6 +404,8 @@ class Sessionizer:
         current = self.sessions.for_root(root.tgid)
         if current is not None:
             return current, []
+        if kind == "runtime" and depth == 0:
+            return None, []
         idle = profile.idle_gap_s if profile is not None else 5.0
         grace = profile.close_grace_s if profile is not None else 2.0
         s = self.sessions.open(profile=root.profile, origin=Origin.ACTIVITY, tree_root=root.tgid,

@@ -233,22 +233,23 @@ def test_reload_in_band_is_forwarded_and_a_bad_file_keeps_the_old_settings(bench
     gateway, _ = agents
     now = time.time_ns()
     bench.send([{**ev.root(gateway, 1, "openclaw-gateway"), "ts_ns": now},
-                {**ev.connect(gateway, 1, "127.0.0.1", 18000), "ts_ns": now}])   # allowed port
-    bench.pump(lambda b: len(b.of("sessionizer.event")) == 1)
+                {**ev.exec(3000, gateway, "/usr/bin/curl", ["curl"]), "ts_ns": now},     # a tool
+                {**ev.connect(3000, gateway, "127.0.0.1", 18000), "ts_ns": now}])   # allowed port
+    bench.pump(lambda b: len(b.of("sessionizer.event")) == 2)
     doc = json.loads(bench.rules.read_text())
     doc["analysis"]["allowed_loopback_ports"] = [19000]
     bench.rules.write_text(json.dumps(doc))
     control = {"kind": "control", "command": "reload", "id": 7, "requested_ns": now}
     bench.collector.publish_now("collector.control", [control])
-    bench.send([{**ev.connect(gateway, 1, "127.0.0.1", 18000), "ts_ns": now + 10},
-                {**ev.connect(gateway, 1, "127.0.0.1", 19000), "ts_ns": now + 20}])
-    bench.pump(lambda b: len(b.of("sessionizer.event")) == 2 and b.of("sessionizer.control"))
+    bench.send([{**ev.connect(3000, gateway, "127.0.0.1", 18000), "ts_ns": now + 10},
+                {**ev.connect(3000, gateway, "127.0.0.1", 19000), "ts_ns": now + 20}])
+    bench.pump(lambda b: len(b.of("sessionizer.event")) == 3 and b.of("sessionizer.control"))
     assert bench.of("sessionizer.control") == [control]
-    assert [e["port"] for e in bench.of("sessionizer.event")] == [18000, 19000]
+    assert [e.get("port") for e in bench.of("sessionizer.event")] == [None, 18000, 19000]
     bench.rules.write_text("{ not json")
     bench.collector.publish_now("collector.control", [{**control, "id": 8}])
-    bench.send([{**ev.connect(gateway, 1, "127.0.0.1", 19000), "ts_ns": now + 30}])
-    bench.pump(lambda b: len(b.of("sessionizer.event")) == 3 and len(b.of("sessionizer.control")) == 2)
+    bench.send([{**ev.connect(3000, gateway, "127.0.0.1", 19000), "ts_ns": now + 30}])
+    bench.pump(lambda b: len(b.of("sessionizer.event")) == 4 and len(b.of("sessionizer.control")) == 2)
     assert "reload failed; keeping the previous settings" in bench.stderr()
     bench.heartbeats.clear()
     bench.pump(lambda b: b.heartbeats)

@@ -409,3 +409,38 @@ def test_restore_round_trip_and_a_bad_checkpoint_changes_nothing(gateway_core, e
     with pytest.raises((KeyError, TypeError, ValueError)):     # what the stage catches
         broken.restore(bad, T0, alive=lambda t: True)
     assert len(broken.tracker) == 0 and len(broken.sessions) == 0
+
+
+def test_runtime_background_alone_opens_no_session_and_ages_out(gateway_core, ev):
+    core = gateway_core
+    out = feed(core, [ev.open(GATEWAY, 1, "/var/lib/agent/state.db", ts=10),
+                      ev.open(GATEWAY, 1, "/var/lib/agent/state.db", ts=12)])
+    assert out == []                                   # held, not a session of its own
+    out = feed(core, [ev.exec(3000, WORKER, "/usr/bin/ls", ["ls"], ts=20)])  # a turn, much later
+    assert [m["state"] for m in lifecycle_of(out)] == ["opened"]
+    assert [e["tgid"] for e in events_of(out)] == [3000]
+    assert core.dropped["runtime_background"] == 2
+
+
+def test_in_process_write_just_before_a_tool_exec_joins_the_turn(gateway_core, ev):
+    core = gateway_core
+    out = feed(core, [
+        ev.open(GATEWAY, 1, "/var/lib/agent/old.txt", ts=10),                  # older than 5 s
+        ev.open(GATEWAY, 1, "/tmp/openclaw-eval/helper.sh", ts=16, flags=0x241),  # the write tool
+        ev.exec(3000, WORKER, "/bin/bash", WRAPPER_ARGV, ts=19),
+        ev.exec(3000, WORKER, "/tmp/openclaw-eval/helper.sh", ["/tmp/openclaw-eval/helper.sh"], ts=19.1),
+    ])
+    (opened,) = lifecycle_of(out)
+    evs = events_of(out)
+    assert [(e["kind"], e["path"]) for e in evs] == [("open", "/tmp/openclaw-eval/helper.sh"),
+                                                     ("exec", "/tmp/openclaw-eval/helper.sh")]
+    assert {e["session_id"] for e in evs} == {opened["session_id"]}
+    assert topics(out) == ["sessionizer.session", "sessionizer.event", "sessionizer.event"]
+    assert core.sessions.sessions[opened["session_id"]].created_ns == T0 + 16 * S
+
+
+def test_runtime_background_inside_an_open_session_is_kept(gateway_core, ev):
+    core = gateway_core
+    feed(core, [ev.exec(3000, WORKER, "/usr/bin/ls", ["ls"], ts=10)])
+    out = feed(core, [ev.open(GATEWAY, 1, "/var/lib/agent/state.db", ts=11)])
+    assert [e["tgid"] for e in events_of(out)] == [GATEWAY]
