@@ -108,6 +108,8 @@ def run(args: argparse.Namespace) -> int:
     pub = Publisher(pub_sock, "analyzer", stream)
     sub_sock = connect_subscriber(ctx, ["sessionizer"], Subscriber.subscriptions(SUBSCRIBED), args.bus_dir)
     sub = Subscriber(sub_sock, SUBSCRIBED, on_loss=lambda stream_, topic, n: core.mark_loss(n))
+    if ckpt is not None:
+        ckpt.resume_positions(sub.tracker)    # the first message after a restart reveals the gap
     flags = Flags()
     signal.signal(signal.SIGTERM, flags.on_stop)
     signal.signal(signal.SIGINT, flags.on_stop)
@@ -118,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
         loop(core, pub, sub, sub_sock, flags, ckpt)
     finally:
         if ckpt is not None:
-            ckpt.save(core, clean=True)
+            ckpt.save(core, clean=True, tracker=sub.tracker)
         pub.heartbeat({**core.stats(), **sub.counters.as_dict()})
         log.info("analyzer stopped | %s", " ".join(f"{k}={v}" for k, v in
                                                    {**core.stats(), **sub.counters.as_dict()}.items()))
@@ -149,7 +151,7 @@ def loop(core: Analyzer, pub: Publisher, sub: Subscriber, sub_sock: zmq.Socket, 
             publish(pub, core.tick(time.time_ns()))
             next_tick = now + TICK_INTERVAL_S
         if ckpt is not None and now >= next_ckpt:
-            ckpt.save(core)
+            ckpt.save(core, tracker=sub.tracker)
             next_ckpt = now + CHECKPOINT_INTERVAL_S
 
 

@@ -9,6 +9,12 @@ subscribed (ZeroMQ does not queue for absent subscribers, and a fresh subscriber
 that gap) and anything after the last periodic checkpoint if the analyzer was killed. So every
 restored session is marked incomplete, even after a clean stop (``clean`` only records how the
 file was written), and so is every session the analyzer joins mid-way. Rules that already scored are remembered, so they are not reported twice.
+
+The checkpoint also keeps the last (epoch, seq) handled per sessionizer (stream, topic), saved
+with the sessions it describes. At start they are put into the subscriber's sequence tracker
+(:meth:`Checkpointer.resume_positions`), so the first message after a restart reveals how many
+messages the restored state never saw (counted in ``lost_messages``; open sessions are marked
+incomplete), instead of the restart hiding them.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from analyzer.decisions import Action, DecisionState
 from analyzer.execution_flags import ExecutionFlags
 from analyzer.history_flags import HistoryFlags, classify
 from analyzer.session_state import DELETED_MARK, ProcessState, RecentEvent, SessionState
+from bus.sequence import SequenceTracker, StreamState
 from bus.text import from_wire, to_wire
 
 __all__ = ["Checkpointer", "dump_session", "load_session", "FORMAT_VERSION"]
@@ -42,11 +49,14 @@ class Checkpointer:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.failed = False          # warn once, then stay quiet until a save works again
+        self.positions: dict[tuple[str, str], tuple[int, int]] = {}   # read by restore()
 
-    def save(self, core: Analyzer, clean: bool = False) -> bool:
+    def save(self, core: Analyzer, clean: bool = False, tracker: SequenceTracker | None = None) -> bool:
         doc = {"v": FORMAT_VERSION, "clean": clean, "instance": core.instance,
                "instances": core.instances, "closed": list(core.closed),
-               "sessions": [dump_session(t) for t in core.sessions.values()]}
+               "sessions": [dump_session(t) for t in core.sessions.values()],
+               "bus": [{"stream": s, "topic": t, "epoch": st.epoch, "seq": st.last_seq}
+                       for (s, t), st in (tracker.streams.items() if tracker else ())]}
         tmp = self.path.with_name(self.path.name + ".tmp")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -77,6 +87,10 @@ class Checkpointer:
         if not isinstance(doc, dict) or doc.get("v") != FORMAT_VERSION:
             log.warning("ignored an analyzer checkpoint of another format | path=%s", self.path)
             return 0
+        try:
+            self.positions = _positions(doc.get("bus") or [])
+        except (KeyError, TypeError, ValueError) as exc:
+            log.warning("ignored the damaged input positions of the checkpoint | reason=%s", exc)
         n = 0
         for raw in doc.get("sessions", []):
             try:
@@ -95,6 +109,25 @@ class Checkpointer:
         log.info("restored analyzer sessions from checkpoint | path=%s sessions=%d clean=%s",
                  self.path, n, bool(doc.get("clean")))
         return n
+
+
+    def resume_positions(self, tracker: SequenceTracker) -> None:
+        """Resume loss accounting where the restored state stopped (call before reading)."""
+        for key, (epoch, seq) in self.positions.items():
+            tracker.streams[key] = StreamState(epoch, seq)
+
+
+def _positions(entries: Any) -> dict[tuple[str, str], tuple[int, int]]:
+    """Parse every saved position before any is used: a damaged list changes nothing."""
+    out: dict[tuple[str, str], tuple[int, int]] = {}
+    for p in entries:
+        stream, topic, epoch, seq = p["stream"], p["topic"], p["epoch"], p["seq"]
+        if not (isinstance(stream, str) and isinstance(topic, str)):
+            raise TypeError("stream and topic must be text")
+        if any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in (epoch, seq)):
+            raise ValueError(f"bad position {epoch!r}/{seq!r}")
+        out[(stream, topic)] = (epoch, seq)
+    return out
 
 
 def _jsonable(value: Any) -> Any:

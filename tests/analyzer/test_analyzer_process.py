@@ -163,6 +163,32 @@ def test_restart_restores_open_sessions(bench: Bench):
     assert "restored analyzer sessions from checkpoint" in bench.logs()
 
 
+def test_restart_counts_the_messages_published_while_down(bench: Bench):
+    """The checkpoint keeps the input position: what the sessionizer published while the
+    analyzer was down is counted as lost on the first message after the restart."""
+    events = golden("M10", 6)
+    bench.start(checkpoint=True)
+    bench.send("sessionizer.session", [lifecycle(6, "opened")])
+    bench.send("sessionizer.event", events[:2])
+    bench.collect(lambda g: sum(1 for t, _ in g if t == "analyzer.event") >= 2)
+    assert bench.stop() == [0]
+    for e in events[2:5]:                                    # three messages nobody receives
+        bench.send("sessionizer.event", [e])
+    bench.start(checkpoint=True)
+    bench.send("sessionizer.event", events[5:])
+    bench.send("sessionizer.session", [lifecycle(6, "closed")])
+    got = bench.collect(closed(1))
+    assert [m for t, m in got if t == "analyzer.session"][-1]["complete"] is False
+    lost = None
+    for _ in range(30):
+        beats = [env.counters for t, env in bench.receive(0.2) if t == "analyzer.heartbeat"]
+        if beats:
+            lost = beats[-1].get("lost_messages")
+            break
+    assert lost == 3, bench.logs()[-2000:]
+    assert "sessionizer messages lost; open sessions marked incomplete | lost=3" in bench.logs()
+
+
 @pytest.mark.parametrize("argv, env, message", [
     (["--instance", "2", "--instances", "2"], {}, "--instance must be in 0..1"),
     ([], {"CASA_ANALYZER_INSTANCES": "two"}, "CASA_ANALYZER_INSTANCES must be a positive integer"),

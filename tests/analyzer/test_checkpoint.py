@@ -120,3 +120,24 @@ def test_binary_lifecycle_fields_survive_a_checkpoint(bundled, tmp_path):
     ck.restore(restored, 0)
     (_, snap), = restored.tick(10**15)
     assert snap["profile"] == b"agent-\xff"
+
+
+def test_input_positions_survive_a_checkpoint_and_reveal_the_gap(bundled, tmp_path, caplog):
+    from bus.sequence import SequenceTracker
+    path = tmp_path / "a.json"
+    before = SequenceTracker()
+    before.observe("sessionizer", "sessionizer.event", 111, 40)
+    before.observe("sessionizer", "sessionizer.session", 111, 7)
+    assert Checkpointer(path).save(Analyzer(bundled), tracker=before)
+    ckpt, after = Checkpointer(path), SequenceTracker()
+    ckpt.restore(Analyzer(bundled), 0)
+    ckpt.resume_positions(after)
+    assert after.observe("sessionizer", "sessionizer.event", 111, 45) == 4      # 41..44 missed
+    assert after.observe("sessionizer", "sessionizer.session", 222, 1) == 0    # a new epoch: restart
+    doc = json.loads(path.read_text())
+    doc["bus"][1]["seq"] = "seven"                                            # damaged: none used
+    path.write_text(json.dumps(doc))
+    ckpt, fresh = Checkpointer(path), SequenceTracker()
+    ckpt.restore(Analyzer(bundled), 0)
+    ckpt.resume_positions(fresh)
+    assert fresh.streams == {} and "damaged input positions" in caplog.text
