@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import time
@@ -32,6 +33,7 @@ import zmq
 
 import bus
 from bus.envelope import Envelope
+from sinks.checkpoint import SAVE_INTERVAL_S, PositionStore
 from sinks.envfile import load_env_file
 
 POLL_TIMEOUT_MS = 200
@@ -65,6 +67,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="number of analyzer instances (default $CASA_ANALYZER_INSTANCES or 1)")
     parser.add_argument("--bus-dir", type=Path, default=None, help="bus directory (default $CASA_BUS_DIR)")
     parser.add_argument("--env-file", type=Path, default=Path(".env"), help="optional .env file")
+    parser.add_argument("--state-dir", type=Path, default=None,
+                        help="checkpoint directory (default $CASA_STATE_DIR or /var/lib/casa)")
+    parser.add_argument("--no-checkpoint", action="store_true",
+                        help="neither restore nor save the input positions")
     args = parser.parse_args(argv)
     if args.instances is not None and args.instances < 1:
         parser.error("--instances must be at least 1")
@@ -91,21 +97,31 @@ def install_signals(flags: Flags) -> None:
     signal.signal(signal.SIGHUP, hup)
 
 
-def receive_into(core: SinkCore, sub: bus.Subscriber, sock: zmq.Socket, max_messages: int = 256) -> None:
+def receive_into(core: SinkCore, sub: bus.Subscriber, sock: zmq.Socket, max_messages: int = 256) -> int:
     """Decode and handle waiting messages one at a time.
 
     One at a time, not a batch from ``sub.receive()``: the subscriber reports a sequence gap
     (``on_loss``) while decoding the message after the gap, and the core must have handled every
     message before the gap by then, or it would blame the loss on the wrong sessions.
+    Returns how many messages were read.
     """
-    for _ in range(max_messages):
+    for n in range(max_messages):
         try:
             frames = sock.recv_multipart(flags=zmq.NOBLOCK)
         except zmq.Again:
-            return
+            return n
         env = sub.handle_frames(frames)
         if env is not None:
             core.handle(env)
+    return max_messages
+
+
+def position_store(stream: str, args: argparse.Namespace) -> PositionStore | None:
+    """Where this sink keeps its input positions; None with --no-checkpoint."""
+    if getattr(args, "no_checkpoint", False):
+        return None
+    state_dir = getattr(args, "state_dir", None) or Path(os.environ.get("CASA_STATE_DIR", "/var/lib/casa"))
+    return PositionStore(state_dir / f"{stream}.json")
 
 
 def serve(core: SinkCore, stream: str, args: argparse.Namespace, flags: Flags,
@@ -115,15 +131,22 @@ def serve(core: SinkCore, stream: str, args: argparse.Namespace, flags: Flags,
     streams = bus.analyzer_streams(args.instances)
     sub_sock = bus.connect_subscriber(ctx, streams, topics, args.bus_dir)
     sub = bus.Subscriber(sub_sock, topics, on_loss=core.on_loss)
+    store = position_store(stream, args)
+    if store is not None:
+        store.restore(sub.tracker)      # the first message after a restart reveals the gap
     pub = bus.Publisher(bus.bind_publisher(ctx, stream, args.bus_dir), SINK_STAGE, stream)
     poller = zmq.Poller()
     poller.register(sub_sock, zmq.POLLIN)
     log.info("sink running | stream=%s analyzers=%s", stream, ",".join(streams))
+    unsaved, next_save = False, clock()
     try:
         while not flags.stop:
             if poller.poll(POLL_TIMEOUT_MS):
-                receive_into(core, sub, sub_sock)
+                unsaved = receive_into(core, sub, sub_sock) > 0 or unsaved
             core.drain()
+            if store is not None and unsaved and clock() >= next_save:
+                store.save(sub.tracker)
+                unsaved, next_save = False, clock() + SAVE_INTERVAL_S
             if flags.reopen:
                 flags.reopen = False
                 core.reopen_all("SIGHUP")
@@ -132,6 +155,8 @@ def serve(core: SinkCore, stream: str, args: argparse.Namespace, flags: Flags,
         receive_into(core, sub, sub_sock, 10_000)  # what already arrived is written, not lost
     finally:
         core.close()
+        if store is not None:
+            store.save(sub.tracker, clean=True)
         final = {**core.counters(), **sub.counters.as_dict()}
         pub.heartbeat(final, clock())
         log.info("sink stopped | stream=%s %s", stream, " ".join(f"{k}={v}" for k, v in final.items()))

@@ -337,6 +337,7 @@ class TraceSink:
     malformed: int = 0
     late_messages: int = 0
     process_spans_skipped: int = 0
+    joined_midway: int = 0             # sessions first seen after their start (marked incomplete)
     reloads_seen: int = 0
     tracer: Any = None
 
@@ -405,7 +406,10 @@ class TraceSink:
         root = self.tracer.start_span(f"session {sid}", context=Context(), attributes=attrs,
                                       start_time=start_ns, kind=trace_api.SpanKind.INTERNAL,
                                       links=links)
+        # A session first seen without its "opened" map (sink restart, lost lifecycle message)
+        # began before this sink saw it: part of its data is missing here, so it is incomplete.
         st = SessionTrace(session_id=sid, stream=stream, root=root, complete=opened or bool(links))
+        self.joined_midway += not st.complete
         self.sessions[sid] = st
         while len(self.sessions) > MAX_OPEN_SESSIONS:
             old = next(iter(self.sessions.values()))
@@ -595,7 +599,7 @@ class TraceSink:
     def counters(self) -> dict[str, int]:
         out = {"tracing_enabled": 1, "open_sessions": len(self.sessions), "malformed_maps": self.malformed,
                "late_messages": self.late_messages, "process_spans_skipped": self.process_spans_skipped,
-               "reloads_seen": self.reloads_seen}
+               "reloads_seen": self.reloads_seen, "sessions_joined_midway": self.joined_midway}
         if self.processor is not None:
             ex = self.processor.exporter
             out.update({"spans_exported": ex.exported, "spans_dropped": ex.dropped + self.processor.dropped,

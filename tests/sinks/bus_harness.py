@@ -59,9 +59,11 @@ class StandInAnalyzer:
 
     def wait_subscribed(self, timeout_s: float = 15.0) -> None:
         """Block until a subscriber has subscribed (XPUB shows subscriptions), else fail."""
-        if not self.sock.poll(int(timeout_s * 1000)):
-            raise TimeoutError("no subscriber connected to the stand-in analyzer")
-        self.sock.recv()
+        deadline = time.monotonic() + timeout_s
+        while (left := deadline - time.monotonic()) > 0 and self.sock.poll(int(left * 1000)):
+            if self.sock.recv()[:1] == b"\x01":        # a subscription, not a departed one's goodbye
+                return
+        raise TimeoutError("no subscriber connected to the stand-in analyzer")
 
     def send(self, topic: str, events: list[dict[str, Any]]) -> None:
         self.pub.publish_now(topic, [wire(e) for e in events])
@@ -92,6 +94,9 @@ def wire(value: Any) -> Any:
 def start_sink(kind: str, bus_dir: Path, env: dict[str, str], cwd: Path) -> subprocess.Popen[bytes]:
     """``python -m sinks <kind>`` as a real process (as casa when root)."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("CASA_", "OTEL_"))}
+    # Private checkpoints, not /var/lib/casa; relative to ``cwd``, which casa may enter even
+    # where it cannot reach ``cwd`` by its absolute path (pytest's tmp dirs are root-only).
+    full_env["CASA_STATE_DIR"] = "state"
     full_env.update(env)
     full_env["PYTHONPATH"] = str(CHECKOUT)
     kw: dict[str, Any] = {}

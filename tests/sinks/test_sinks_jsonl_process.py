@@ -126,6 +126,28 @@ def test_loss_on_the_analyzer_stream_marks_open_sessions_incomplete(rig: Rig) ->
     assert code == 0 and "open sessions marked incomplete" in err and "sessions=7" in err
 
 
+def test_restart_counts_what_was_published_while_down(rig: Rig) -> None:
+    """The sink keeps its input position: after a restart the first message reveals the gap, and
+    a session it joins mid-way is written as incomplete."""
+    a = rig.analyzer
+    a.send(ANALYZER_SESSION, [session_map("opened", session_id=9)])
+    a.send(ANALYZER_EVENT, [exec_event(session_id=9, tgid=1)])
+    wait_for(lambda: len(lines(rig.log("events.log"))) == 1, what="first event")
+    code, err = stop(rig.proc)
+    assert code == 0, err
+    a.send(ANALYZER_EVENT, [exec_event(session_id=9, tgid=2)])      # nobody is listening
+    a.send(ANALYZER_EVENT, [exec_event(session_id=9, tgid=3)])
+    rig.proc = start_sink("jsonl", rig.bus_dir, {}, rig.cwd)
+    a.wait_subscribed()
+    a.send(ANALYZER_EVENT, [exec_event(session_id=9, tgid=4)])
+    a.send(ANALYZER_SESSION, [session_map("closed", session_id=9, closed_ns=README_ALERT_TS_NS)])
+    (closed,) = wait_for(lambda: lines(rig.log("sessions.log")), what="the closed session")
+    assert closed["session"]["complete"] is False
+    assert [e["pid"] for e in lines(rig.log("events.log"))] == [1, 4]
+    counters = wait_for(lambda: (c := rig.hb.poll()).get("lost_messages") and c, what="loss counted")
+    assert counters["lost_messages"] == 2 and counters["sessions_joined_midway"] == 1
+
+
 def test_malformed_maps_are_counted_and_dropped(rig: Rig) -> None:
     a = rig.analyzer
     a.send(ANALYZER_EVENT, [{"kind": "exec", "tgid": "x"}, exec_event()])

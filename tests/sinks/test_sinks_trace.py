@@ -176,3 +176,14 @@ def test_session_continued_after_shutdown_links_to_its_first_trace(
     assert second.attributes["casa.session.complete"] is True
     assert second.links[0].context.span_id == first.context.span_id
     assert second.start_time == T0 + 5 * MS and second.end_time == T0 + 9 * MS
+
+
+def test_a_session_joined_midway_is_incomplete_and_counted(
+        built: tuple[TraceSink, InMemorySpanExporter]) -> None:
+    sink, exporter = built
+    sink.handle(envelope("analyzer.event", [exec_event(session_id=31)]))          # no "opened"
+    sink.handle(envelope("analyzer.session", [session_map("closed", session_id=31,
+                                                          closed_ns=README_ALERT_TS_NS + MS)]))
+    root = by_name(exporter.get_finished_spans())["session 31"]
+    assert root.attributes["casa.session.complete"] is False
+    assert sink.counters()["sessions_joined_midway"] == 1
