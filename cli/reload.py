@@ -6,8 +6,10 @@ Sends SIGHUP to the collector (pid from ``collector.pid_file`` in config/casa.js
 /var/run/casa.pid), exactly like ``kill -HUP $(cat /var/run/casa.pid)``. The collector publishes a
 control map in band; each stage validates and swaps its config, or keeps the old one, and forwards
 it (docs/bus.md §7.3). This command then watches the stages' heartbeats until each one's
-``reloads_applied`` or ``reloads_rejected`` counter moves, and prints one line per stage:
+``reloads_applied`` or ``reloads_rejected`` counter moves, and prints one line per stage (the
+collector's names the config/casa.json in force):
 
+    collector: ok (applied, config_version=5b1e07a9c2d4)
     sessionizer: ok (applied, rules_version=3f2a9c0d1e4b)
     analyzer-0: ERROR (rejected: old config kept; see /var/log/casa/analyzer-0.err.log)
 
@@ -61,15 +63,17 @@ class ReloadResult:
     stream: str
     state: str           # "applied" | "rejected" | "pending" | "restarted" | "no counters"
     rules_version: str
+    version_name: str = "rules_version"     # the collector reports config_version instead
 
     @property
     def ok(self) -> bool:
         return self.state == "applied"
 
     def line(self) -> str:
+        version = f"{self.version_name}={self.rules_version or '-'}"
         if self.ok:
-            return f"{self.stream}: ok (applied, rules_version={self.rules_version or '-'})"
-        reason = {"rejected": f"rejected: old config kept (rules_version={self.rules_version or '-'}); see its log",
+            return f"{self.stream}: ok (applied, {version})"
+        reason = {"rejected": f"rejected: old config kept ({version}); see its log",
                   "pending": "no result in time; see its log",
                   "restarted": "the stage restarted during the reload; run casa reload again",
                   "no counters": "its heartbeats carry no reloads_applied/reloads_rejected counters"}[self.state]
@@ -98,14 +102,16 @@ def outcome(stream: str, before: Beat | None, after: Beat | None) -> ReloadResul
     if before is None or not _has_counters(before.counters):
         return ReloadResult(stream, "no counters", "")
     latest = after or before
-    version = str(latest.counters.get("rules_version", ""))
+    name = "rules_version" if "rules_version" in latest.counters or "config_version" not in \
+        latest.counters else "config_version"
+    version = str(latest.counters.get(name, ""))
     if latest.epoch != before.epoch:
-        return ReloadResult(stream, "restarted", version)
+        return ReloadResult(stream, "restarted", version, name)
     if _count(latest.counters, REJECTED) > _count(before.counters, REJECTED):
-        return ReloadResult(stream, "rejected", version)
+        return ReloadResult(stream, "rejected", version, name)
     if _count(latest.counters, APPLIED) > _count(before.counters, APPLIED):
-        return ReloadResult(stream, "applied", version)
-    return ReloadResult(stream, "pending", version)
+        return ReloadResult(stream, "applied", version, name)
+    return ReloadResult(stream, "pending", version, name)
 
 
 def collector_pid(pid_file: Path | None) -> tuple[int | None, str]:

@@ -110,7 +110,9 @@ def render(rows: list[StageStatus]) -> list[str]:
         lines.append(f"{r.name:<14}{r.state:<9}{r.pid or '-':>7} {_uptime(r.uptime_s):>8}{rate}  "
                      f"{_loss(r.counters) or 'none'}")
         if r.counters.get("rules_version") or r.counters.get("reloads_applied") or r.counters.get("reloads_rejected"):
-            lines.append(f"{'':<14}rules={r.counters.get('rules_version', '')} "
+            version = (f"config={r.counters['config_version']}" if "config_version" in r.counters
+                       and "rules_version" not in r.counters else f"rules={r.counters.get('rules_version', '')}")
+            lines.append(f"{'':<14}{version} "
                          f"reloads_applied={r.counters.get('reloads_applied', 0)} "
                          f"reloads_rejected={r.counters.get('reloads_rejected', 0)}")
     return lines

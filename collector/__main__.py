@@ -77,14 +77,18 @@ class Counters:
     malformed_records: int = 0
     kernel_drops: int = 0
     tracked_processes: int = 0
-    reloads: int = 0
+    reloads: int = 0                 # reload requests sent downstream (one per SIGHUP)
+    reloads_applied: int = 0         # SIGHUPs whose config was valid and is now in force
+    reloads_rejected: int = 0        # SIGHUPs whose config was invalid (the old one stays)
+    config_version: str = ""         # sha256[:12] of the config file in force
 
-    def as_dict(self, scope: Scope, pub: bus.Publisher) -> dict[str, int]:
-        out = {f"events_{k}": v for k, v in self.events.items()}
+    def as_dict(self, scope: Scope, pub: bus.Publisher) -> dict[str, int | str]:
+        out: dict[str, int | str] = {f"events_{k}": v for k, v in self.events.items()}
         out.update(malformed_records=self.malformed_records, kernel_drops=self.kernel_drops,
                    tracked_processes=self.tracked_processes, roots=len(scope.roots),
                    dropped_provisional=scope.dropped_events, reloads=self.reloads,
-                   undelivered_events=pub.undelivered_events)
+                   reloads_applied=self.reloads_applied, reloads_rejected=self.reloads_rejected,
+                   config_version=self.config_version, undelivered_events=pub.undelivered_events)
         return out
 
 
@@ -99,7 +103,7 @@ class Collector:
         self.bpf = bpf
         self.scope = scope
         self.boot_epoch_ns = boot_epoch_ns
-        self.counters = Counters()
+        self.counters = Counters(config_version=cconfig.version_of(cfg.path))
         self.stop = False
         self.reload_requested = False
         self.reload_id = 0
@@ -157,14 +161,18 @@ class Collector:
         try:
             new = cconfig.load(self.cfg.path)
         except cconfig.ConfigError as exc:
-            log.error("reload failed, keeping the %d profiles loaded | reason=%s",
-                      len(self.scope.profiles), exc)
+            self.counters.reloads_rejected += 1
+            log.error("reload failed, keeping the %d profiles loaded | reason=%s version=%s",
+                      len(self.scope.profiles), exc, self.counters.config_version)
         else:
             self.scope.profiles = new.profiles
             loader.set_root_comms(self.bpf, self.scope.root_comms())
             self.cfg = cconfig.CollectorConfig(self.cfg.path, self.cfg.limits, self.cfg.pid_file,
                                                new.profiles)
-            log.info("profiles reloaded | profiles=%s", ",".join(p.name for p in new.profiles))
+            self.counters.reloads_applied += 1
+            self.counters.config_version = cconfig.version_of(self.cfg.path)
+            log.info("profiles reloaded | profiles=%s version=%s",
+                     ",".join(p.name for p in new.profiles), self.counters.config_version)
         self.reload_id += 1
         self.counters.reloads += 1
         self.pub.flush()             # every event before the request goes out first

@@ -8,6 +8,7 @@ Every key is optional (defaults above). Errors name the file and the field (Conf
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from agents import Profile, ProfileError, load_config, load_profiles
 from agents.profiles import DEFAULT_CONFIG_PATH
 from collector.loader import Limits
 
-__all__ = ["CollectorConfig", "ConfigError", "load", "DEFAULT_PID_FILE"]
+__all__ = ["CollectorConfig", "ConfigError", "load", "version_of", "DEFAULT_PID_FILE"]
 
 DEFAULT_PID_FILE = "/var/run/casa.pid"
 _KNOWN = {"max_args", "max_arg_len", "max_path_len", "ringbuf_pages", "pid_file"}
@@ -70,3 +71,12 @@ def load(path: str | Path | None = None) -> CollectorConfig:
     if not isinstance(pid_file, str) or not pid_file:
         raise ConfigError(f"{where}.pid_file: must be a non-empty path string")
     return CollectorConfig(path=p, limits=limits, pid_file=pid_file, profiles=profiles)
+
+
+def version_of(path: str | Path | None) -> str:
+    """First 12 hex of the sha256 of the config file's bytes (as rules_version is for rules.json),
+    so ``casa status`` and ``casa reload`` show which file is in force; "" if it cannot be read."""
+    try:
+        return hashlib.sha256(Path(path or DEFAULT_CONFIG_PATH).read_bytes()).hexdigest()[:12]
+    except OSError:
+        return ""

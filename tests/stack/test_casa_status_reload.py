@@ -71,6 +71,22 @@ def test_status_and_reload_without_a_stack(tmp_path: Path) -> None:
     assert rl.returncode == 3 and "collector: ERROR (not running" in rl.stderr
 
 
+def test_reload_outcome_of_the_collector_names_its_config_version() -> None:
+    base = beat({"reloads": 1, "reloads_applied": 1, "reloads_rejected": 0, "config_version": "old"})
+    ok = outcome("collector", base, beat({"reloads": 2, "reloads_applied": 2, "reloads_rejected": 0,
+                                          "config_version": "new"}))
+    assert ok.line() == "collector: ok (applied, config_version=new)"
+    bad = outcome("collector", base, beat({"reloads": 2, "reloads_applied": 1, "reloads_rejected": 1,
+                                           "config_version": "old"}))
+    assert bad.state == "rejected" and "config_version=old" in bad.line()
+
+    class Listener:
+        beats = {"collector": [Beat("collector", 1, 0.0, {"reloads_applied": 1, "reloads_rejected": 1,
+                                                           "config_version": "old"})]}
+    text = "\n".join(render(collect(PROCS[:1], Listener())))     # type: ignore[arg-type]
+    assert "config=old reloads_applied=1 reloads_rejected=1" in text, text
+
+
 def test_reload_outcome_accepts_older_counter_names() -> None:
     base = beat({"reloads_ok": 0, "reloads_failed": 0})
     assert outcome("a", base, beat({"reloads_ok": 1, "reloads_failed": 0})).state == "applied"
