@@ -67,6 +67,7 @@ class Stack:
         self.root = Path("/tmp") / f"casa-stack-{uuid.uuid4().hex[:8]}"
         self.bus_dir = self.root / "run"
         self.log_dir = self.root / "log"
+        self.state_dir = self.root / "state"      # checkpoints: private, never /var/lib/casa
         self.work = self.root / "work"
         self.analyzers = analyzers
         self.conf = self.root / "supervisord.conf"
@@ -88,6 +89,8 @@ class Stack:
         _chown(self.bus_dir, "root", "casa", 0o770)
         self.log_dir.mkdir()
         _chown(self.log_dir, "casa", "casa", 0o750)
+        self.state_dir.mkdir()
+        _chown(self.state_dir, "casa", "casa", 0o750)
         self.work.mkdir()
         os.chmod(self.work, 0o777)
 
@@ -102,6 +105,7 @@ class Stack:
         text = (CHECKOUT / "supervisord.conf").read_text()
         text = text.replace("%(here)s", str(CHECKOUT))
         text = text.replace("/run/casa", str(self.bus_dir)).replace("/var/log/casa", str(self.log_dir))
+        text = text.replace("/var/lib/casa", str(self.state_dir))
         text = re.sub(r"^numprocs=\d+", f"numprocs={self.analyzers}", text, flags=re.M)
         text = text.replace('CASA_ANALYZER_INSTANCES="1"',
                             f'CASA_ANALYZER_INSTANCES="{self.analyzers}",CASA_CONFIG_PATH="{self.config}",'
