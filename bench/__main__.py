@@ -3,7 +3,8 @@
 usage: python -m bench [--only NAME ...] [--tiny] [--out FILE] [--workdir DIR]
 
 Writes the result keys (numbers; null when a benchmark could not run) to bench/results/latest.json
-and prints a table with the targets of docs/performance.md. Each benchmark runs both sides in the
+and prints a table with the targets of docs/performance.md. With --only, the other benchmarks'
+results already in the file are kept ("runs" says which commit and time each one comes from). Each benchmark runs both sides in the
 same run (CASA vs the bus ceiling, collector vs no collector vs do-nothing probes) and reports
 ratios, because the machines are shared and absolute times drift between runs.
 
@@ -73,7 +74,8 @@ def plans(tiny: bool) -> dict[str, Callable[[Path], dict[str, Any]]]:
         rec = RecordingSpec(sessions=20, concurrent=5, children=2, opens=3, connects=1)
         return {
             "throughput": lambda w: throughput.run(throughput.ThroughputSpec(recording=rec, quiet_s=2.0), w),
-            "latency": lambda w: latency.run(latency.LatencySpec(rates=(500,), duration_s=1.5, warmup_s=0.2), w),
+            "latency": lambda w: latency.run(latency.LatencySpec(rates=(500,), duration_s=1.5, warmup_s=0.2,
+                                                                       real_probes=2), w),
             "overhead": lambda w: overhead.run(overhead.OverheadSpec(rounds=1, scale=0.005), w),
             "memory": lambda w: memory.run(memory.MemorySpec(steps=(1, 5), churn_cycles=1, churn_sessions=5), w),
             "startup": lambda w: startup.run(startup.StartupSpec(repeats=1), w),
@@ -117,6 +119,21 @@ def meta() -> dict[str, Any]:
             "euid": os.geteuid()}
 
 
+def previous(out: Path, rerun: list[str]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """With --only, keep the other benchmarks' keys, details and run metadata from ``out``."""
+    try:
+        old = json.loads(out.read_text())
+    except (OSError, ValueError):
+        return {k: None for k in TARGETS}, {}, {}
+    details = {k: v for k, v in old.get("detail", {}).items() if k not in rerun}
+    runs = {k: v for k, v in old.get("runs", {}).items() if k not in rerun}
+    for name in details:
+        runs.setdefault(name, old.get("meta", {}))
+    skip = {"verdicts", "tiny", "meta", "runs", "errors", "detail"}
+    results = {k: v for k, v in old.items() if k not in skip}
+    return results, details, runs
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="casa-bench-"))
@@ -126,6 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {k: None for k in TARGETS}
     details: dict[str, Any] = {}
     errors: dict[str, str] = {}
+    runs: dict[str, Any] = {}
+    if set(args.only) != set(BENCHMARKS) and out.exists():
+        results, details, runs = previous(out, args.only)
     runners = plans(args.tiny)
     for name in args.only:
         print(f"running {name} benchmark | workdir={workdir}", file=sys.stderr, flush=True)
@@ -140,8 +160,9 @@ def main(argv: list[str] | None = None) -> int:
         details[name] = got.pop("detail", {})
         details[name]["wall_s"] = round(time.monotonic() - t, 1)
         results.update(got)
+        runs[name] = meta()
     doc = {**results, "verdicts": {k: verdict(k, results.get(k)) for k in TARGETS if TARGETS[k]},
-           "tiny": args.tiny, "meta": meta(), "errors": errors, "detail": details}
+           "tiny": args.tiny, "meta": meta(), "runs": runs, "errors": errors, "detail": details}
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
     tmp.write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n")

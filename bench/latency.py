@@ -13,11 +13,16 @@ Measured per probe (matched by the tgid of its triggering exec):
 * decision on the bus: a bench.drain subscribed to analyzer-0 stamps each analyzer.decision when
   it arrives; latency = arrival - ts_ns;
 * alert record on disk: a bench.tail polls alert.log every 0.5 ms; latency = line seen - ts_ns.
+
+When run as root it also measures the whole real chain without background load
+(:func:`real_collector`): real processes write and execute a script under /tmp, the real
+collector sees them, and latency = alert line on disk - the exec's kernel timestamp.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -36,6 +41,7 @@ from bus.topics import COLLECTOR_EVENT
 __all__ = ["LatencySpec", "run", "percentile"]
 
 TICK_S = 0.002
+REAL_PROBES_DEFAULT = 20
 PROBE_INTERVAL_S = 0.02
 DRAIN_AFTER_S = 3.0
 
@@ -45,6 +51,7 @@ class LatencySpec:
     rates: tuple[int, ...] = (5_000, 20_000)
     duration_s: float = 12.0
     warmup_s: float = 2.0          # probes sent before this are not counted
+    real_probes: int = REAL_PROBES_DEFAULT   # real alerts through the real collector (root only)
 
 
 def percentile(values: list[float], p: float) -> float | None:
@@ -171,7 +178,11 @@ def one_rate(rate: int, spec: LatencySpec, dirs: BenchDirs) -> dict[str, Any]:
 
 
 def run(spec: LatencySpec, workdir: Path) -> dict[str, Any]:
-    detail = {r: one_rate(r, spec, BenchDirs.create(workdir / f"latency-{r}")) for r in spec.rates}
+    detail: dict[Any, Any] = {r: one_rate(r, spec, BenchDirs.create(workdir / f"latency-{r}"))
+                              for r in spec.rates}
+    if os.geteuid() == 0 and spec.real_probes:
+        detail["real_collector"] = real_collector(BenchDirs.create(workdir / "latency-real"),
+                                                  spec.real_probes)
     out: dict[str, Any] = {}
     if 5_000 in detail or spec.rates:
         low = detail.get(5_000) or detail[spec.rates[0]]
@@ -182,3 +193,67 @@ def run(spec: LatencySpec, workdir: Path) -> dict[str, Any]:
         out["alert_p99_ms_at_20k"] = high["alert_on_disk"]["p99_ms"]
     out["detail"] = {str(r): v for r, v in detail.items()}
     return out
+
+
+# ---------------------------------------------------------------- with the real collector
+
+REAL_PROBES = REAL_PROBES_DEFAULT
+REAL_PROBE_GAP_S = 0.25
+# "; true" keeps bash from exec'ing the script in place: the sessionizer does not log a root's own
+# re-exec, and a real agent runs its tools as children.
+REAL_SCRIPT = 'mkdir -p "$1" && printf "#!/bin/sh\\ntrue\\n" > "$1/helper.sh" && chmod +x "$1/helper.sh" && "$1/helper.sh"; true'
+
+
+def rfc3339_ns(stamp: str) -> int:
+    """``2026-11-26T06:28:37.493597652Z`` (or ``+01:00``) -> ns since the epoch."""
+    import datetime as dt
+    import re
+    m = re.fullmatch(r"([^.]+)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)", stamp)
+    if m is None:
+        raise ValueError(f"not an RFC 3339 timestamp: {stamp!r}")
+    head, digits, zone = m.group(1), m.group(2) or "", m.group(3)
+    base = dt.datetime.fromisoformat(head + ("+00:00" if zone == "Z" else zone))
+    return int(base.timestamp()) * 1_000_000_000 + int(digits.ljust(9, "0")[:9])
+
+
+def real_collector(dirs: BenchDirs, probes: int = REAL_PROBES) -> dict[str, Any]:
+    """Kernel timestamp -> alert on disk with the whole real stack and real processes, unloaded.
+
+    A copy of bash named like the bench root (so the collector tracks it) writes a script under
+    /tmp and executes it: the README's worked example, done for real. Latency = when the alert
+    line is seen on disk - the exec's kernel timestamp (the record's ``timestamp``).
+    """
+    import shutil as _sh
+    from bench.recording import ROOT_COMM
+    shell = dirs.root / ROOT_COMM
+    _sh.copy2("/bin/bash", shell)
+    shell.chmod(0o755)
+    observed = dirs.root / "alert-observed-real.jsonl"
+    with StageSet(dirs) as stages:
+        stages.start("collector", ["--config", str(dirs.config), "--bus-dir", str(dirs.bus),
+                                   "--pid-file", str(dirs.state / "collector.pid")])
+        for name in ("sinks-jsonl", "analyzer", "sessionizer"):
+            stages.start(name)
+        tail = subprocess.Popen([sys.executable, "-m", "bench.tail", "--file", str(dirs.log("alert")),
+                                 "--out", str(observed)], stdout=subprocess.PIPE, text=True, env=dirs.env())
+        try:
+            stages.wait_ready(["collector", "sessionizer", "analyzer"], 60.0)
+            time.sleep(SETTLE_S)
+            for i in range(probes):
+                target = f"/tmp/casa-bench-real-{os.getpid()}-{i}"
+                subprocess.run([str(shell), "-c", REAL_SCRIPT, "probe", target], check=False, timeout=30)
+                time.sleep(REAL_PROBE_GAP_S)
+            time.sleep(DRAIN_AFTER_S)
+            stages.check_alive()
+        finally:
+            tail.terminate()
+            tail.wait(30)
+    lat = []
+    for raw in observed.read_text().splitlines() if observed.exists() else []:
+        rec = json.loads(raw)
+        try:
+            line = json.loads(rec["line"])
+            lat.append((rec["observed_ns"] - rfc3339_ns(line["timestamp"])) / 1e6)
+        except (ValueError, KeyError):
+            continue
+    return {"probes": probes, "alerts": len(lat), "alert_on_disk": _summary(lat)}

@@ -22,7 +22,7 @@ import zmq
 import bus
 from bench import __main__ as bench_main
 from bench.feeder import Feeder, prepack
-from bench.latency import percentile
+from bench.latency import percentile, rfc3339_ns
 from bench.recording import (RECORD_KINDS, ROOT_EXE, RecordingSpec, alert_session, alert_trigger,
                              expected_records, generate)
 from bench.throughput import LineCounter, loss_counters
@@ -117,6 +117,14 @@ def test_percentile_is_nearest_rank() -> None:
     assert percentile([], 50) is None
 
 
+def test_rfc3339_timestamps_of_the_logs_parse_to_ns() -> None:
+    assert rfc3339_ns("2026-05-02T17:44:19.027509477-05:00") == 1777761859027509477
+    assert rfc3339_ns("2026-05-02T22:44:19.027509477Z") == 1777761859027509477
+    assert rfc3339_ns("2026-05-02T22:44:19Z") == 1777761859000000000
+    with pytest.raises(ValueError):
+        rfc3339_ns("yesterday")
+
+
 def test_line_counter_counts_only_complete_lines(tmp_path: Path) -> None:
     f = tmp_path / "events.log"
     c = LineCounter(f)
@@ -156,8 +164,10 @@ def test_latency_benchmark_runs(tmp_path: Path) -> None:
     doc = run_tiny("latency", tmp_path)
     for key in KEYS["latency"]:
         assert doc[key] is not None, key
-    low = next(iter(doc["detail"]["latency"].values()))
+    low = doc["detail"]["latency"]["500"]
     assert low["alert_on_disk"]["n"] > 0 and low["decision_on_bus"]["n"] > 0
+    if ROOT:                       # real processes through the real collector
+        assert doc["detail"]["latency"]["real_collector"]["alerts"] > 0
 
 
 def test_memory_benchmark_runs(tmp_path: Path) -> None:
