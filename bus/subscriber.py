@@ -92,7 +92,13 @@ class Subscriber:
                 self.on_loss(stream, topic, lost)
 
     def receive(self, max_messages: int = 256) -> list[Envelope]:
-        """Read what is waiting (non-blocking), up to ``max_messages``."""
+        """Read what is waiting (non-blocking), up to ``max_messages``.
+
+        Loss is accounted (and ``on_loss`` called) while reading, i.e. before the caller has
+        handled the envelopes returned ahead of the gap. A stage that must attribute loss to
+        exactly the sessions open at that moment reads one message at a time with
+        :meth:`handle_frames` instead.
+        """
         out: list[Envelope] = []
         for _ in range(max_messages):
             try:
