@@ -3,7 +3,7 @@
     from tests.collector.harness import CollectorProcess, EventTap, test_config, make_test_root
 
     cfg = test_config(tmp / "casa.json", pid_file=tmp / "c.pid")   # profile "test-root"
-    root_bin = make_test_root(tmp)                                  # /bin/bash named casa-test-root
+    root_bin = make_test_root(tmp)                                  # /bin/bash named TEST_ROOT_COMM
     with CollectorProcess(cfg, tmp / "bus") as col, EventTap(tmp / "bus") as tap:
         p = subprocess.run([root_bin, "-c", "/bin/true"])
         tap.wait_for(lambda e: e["kind"] == "exit" and e["tgid"] == p.pid)
@@ -36,14 +36,16 @@ __all__ = ["CollectorProcess", "EventTap", "test_config", "make_test_root", "run
            "TEST_ROOT_COMM", "TEST_PROFILE", "CHECKOUT"]
 
 CHECKOUT = Path(__file__).resolve().parents[2]
-TEST_ROOT_COMM = "casa-test-root"
+# Unique per test run (comm holds 15 bytes): suites that run at the same time on this machine each
+# start their own test roots, and a shared name would make every collector see the others' roots.
+TEST_ROOT_COMM = f"casa-tr-{os.getpid() % 100000:05d}"
 TEST_PROFILE = "test-root"
 START_TIMEOUT_S = 60.0
 
 
 def test_config(path: Path, *, pid_file: Path, ringbuf_pages: int = 256, max_args: int = 16,
                 max_arg_len: int = 128, profiles: list[dict[str, Any]] | None = None) -> Path:
-    """Write a config/casa.json whose one profile matches processes named casa-test-root."""
+    """Write a config/casa.json whose one profile matches processes named TEST_ROOT_COMM."""
     data = {
         "version": 1,
         "collector": {"max_args": max_args, "max_arg_len": max_arg_len,
@@ -197,7 +199,7 @@ class EventTap:
 
 @contextmanager
 def running_collector(tmp: Path, **config: Any) -> Iterator[tuple[CollectorProcess, EventTap, Path]]:
-    """(collector, tap, casa-test-root binary) in ``tmp``; ``config`` goes to :func:`test_config`.
+    """(collector, tap, TEST_ROOT_COMM binary) in ``tmp``; ``config`` goes to :func:`test_config`.
 
     The tap has seen a heartbeat, so every event of a tree started afterwards arrives.
     """

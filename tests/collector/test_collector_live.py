@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.collector.harness import TEST_PROFILE, running_collector
+from tests.collector.harness import TEST_PROFILE, TEST_ROOT_COMM, running_collector
 
 pytestmark = pytest.mark.root
 
@@ -32,7 +32,7 @@ O_WRONLY, O_CREAT, O_TRUNC = os.O_WRONLY, os.O_CREAT, os.O_TRUNC
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("collector")
-    profiles = [{"name": TEST_PROFILE, "kind": "invocation", "match": [{"comm": ["casa-test-root"]}]},
+    profiles = [{"name": TEST_PROFILE, "kind": "invocation", "match": [{"comm": [TEST_ROOT_COMM]}]},
                 {"name": "fake-agent", "kind": "invocation",
                  "match": [{"exe_basename": ["casa-fake-agent"], "argv_any": ["-m"]}]},
                 {"name": "fake-gw", "kind": "runtime",
@@ -231,7 +231,7 @@ def test_unprivileged_exec_has_its_uid_and_no_capabilities(env):
     public = Path(tempfile.mkdtemp(prefix="casa-collector-", dir="/tmp"))
     try:
         public.chmod(0o755)
-        root_bin = public / "casa-test-root"
+        root_bin = public / TEST_ROOT_COMM
         shutil.copy2(env["root"], root_bin)
         p = subprocess.Popen(["runuser", "-u", "casa", "--", str(root_bin), "-c", "/bin/true; true"])
         p.wait(30)
