@@ -61,6 +61,8 @@ EXPORT_BATCH_SPANS = 256
 SCHEDULE_DELAY_MS = 500
 MAX_SPAN_EVENTS = 10_000            # span events kept on one root span (the rest counted by the SDK)
 MAX_OPEN_SESSIONS = 10_000
+TIME_FIELDS = ("ts_ns", "created_ns", "updated_ns", "closed_ns")
+TIME_LIMIT_NS = 1 << 64             # OTLP times are fixed64: one negative time fails a whole batch
 MAX_PROCESS_SPANS = 2_000           # process spans per session; further execs are span events only
 RECENTLY_CLOSED = 10_000            # closed ids remembered so late messages do not open a 2nd trace
 SHUTDOWN_TIMEOUT_MS = 5_000
@@ -323,6 +325,17 @@ class SessionTrace:
     complete: bool = True
 
 
+def _check_times(item: Mapping[str, Any]) -> None:
+    """Times become span times: each must be a whole number of ns that OTLP can carry, or the
+    exporter fails the whole batch (other sessions' spans too). None or 0 means "not known"."""
+    for name in TIME_FIELDS:
+        value = item.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < TIME_LIMIT_NS:
+            raise records.RecordError(f"field {name!r} is not a time in ns: {value!r}")
+
+
 @dataclass(slots=True)
 class TraceSink:
     """Pure-ish core: analyzer envelopes -> spans on an injected tracer provider."""
@@ -380,6 +393,9 @@ class TraceSink:
         if sid in self.closed:
             self.late_messages += 1
             return
+        _check_times(item)
+        if isinstance(item.get("event"), Mapping):
+            _check_times(item["event"])
         if topic == ANALYZER_EVENT:
             self._on_event(self._session(sid, stream, item, int(item.get("ts_ns") or 0)), item)
         elif topic == ANALYZER_DECISION:

@@ -11,7 +11,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from bus.envelope import Envelope
 from sinks.otel import OtelSettings, TraceSink, otel_text, resolve_endpoint
-from tests.sinks.sink_maps import MS, README_ALERT_TS_NS, T0, exec_event, readme_session, session_map
+from tests.sinks.sink_maps import (MS, README_ALERT_TS_NS, T0, exec_event, readme_decision,
+                                   readme_session, session_map)
 
 
 def envelope(topic: str, maps: list[dict[str, Any]], stream: str = "analyzer-0") -> Envelope:
@@ -132,6 +133,25 @@ def test_malformed_maps_are_counted(built: tuple[TraceSink, InMemorySpanExporter
                                                                        "ts_ns": "x"}]))
     sink.handle(envelope("analyzer.session", [{"session_id": 1, "state": "bogus", "created_ns": 1}]))
     assert sink.malformed == 4
+
+
+def test_times_otlp_cannot_carry_are_malformed_and_do_not_spoil_the_batch(
+        built: tuple[TraceSink, InMemorySpanExporter]) -> None:
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+    sink, exporter = built
+    sink.handle(envelope("analyzer.session", [session_map("opened", session_id=40, created_ns=-1)]))
+    sink.handle(envelope("analyzer.event", [exec_event(session_id=41, ts_ns=-5),
+                                            exec_event(session_id=42, ts_ns=1 << 64),
+                                            exec_event(session_id=43, ts_ns=2.5)]))
+    sink.handle(envelope("analyzer.decision", [readme_decision(session_id=44,
+                                                               event=exec_event(ts_ns=-1))]))
+    sink.handle(envelope("analyzer.session", [session_map("opened", session_id=45, created_ns=T0),
+                                              session_map("closed", session_id=45, created_ns=T0,
+                                                          closed_ns=README_ALERT_TS_NS)]))
+    assert sink.malformed == 5
+    spans = exporter.get_finished_spans()
+    assert [s.name for s in spans] == ["session 45"]
+    assert encode_spans(spans).SerializeToString()             # the batch still encodes
 
 
 @pytest.mark.parametrize("value,insecure,url", [
