@@ -13,13 +13,16 @@ from __future__ import annotations
 import argparse
 import cProfile
 import io
+import json
 import pstats
 import sys
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 from bench.recording import RecordingSpec, generate
-from bench.stages import CHECKOUT
+from bench.stages import CHECKOUT, bench_config
 
 Out = list[tuple[str, dict[str, Any]]]
 
@@ -42,16 +45,11 @@ def _stamped(sessions: int) -> list[dict[str, Any]]:
 
 
 def sessionizer_core(rules: str) -> Any:
-    from bench.stages import BenchDirs  # noqa: F401  (the bench profile lives in its config)
-    import json
-    import tempfile
-    from pathlib import Path
-
+    """A Sessionizer with the bench profile (bench/stages.py) and ``rules``."""
     from sessionizer.core import Sessionizer
     from sessionizer.settings import load_settings
     cfg = Path(tempfile.mkdtemp(prefix="casa-bench-profile-")) / "casa.json"
-    from bench.stages import _bench_config
-    cfg.write_text(json.dumps(_bench_config()))
+    cfg.write_text(json.dumps(bench_config()))
     return Sessionizer(load_settings(rules, cfg))
 
 

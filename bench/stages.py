@@ -31,7 +31,7 @@ import bus
 from bench.recording import PROFILE, ROOT_COMM
 from bus.topics import heartbeat_topic
 
-__all__ = ["BenchDirs", "StageSet", "STAGE_COMMANDS", "CHECKOUT", "HeartbeatWatch"]
+__all__ = ["BenchDirs", "StageSet", "STAGE_COMMANDS", "CHECKOUT", "HeartbeatWatch", "bench_config"]
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 STAGE_COMMANDS: dict[str, list[str]] = {
@@ -46,7 +46,7 @@ STOP_TIMEOUT_S = 10.0
 UNPRIVILEGED_USER = "casa"
 
 
-def _bench_config() -> dict[str, Any]:
+def bench_config() -> dict[str, Any]:
     """config/casa.json's collector limits plus one invocation profile for the bench roots."""
     base = json.loads((CHECKOUT / "config" / "casa.json").read_text())
     return {"version": base.get("version", 1), "collector": base.get("collector", {}),
@@ -75,7 +75,7 @@ class BenchDirs:
         for p in (d.bus, d.logs, d.state):
             p.mkdir(parents=True, exist_ok=True)
             _share_with_casa(p)
-        d.config.write_text(json.dumps(_bench_config(), indent=2))
+        d.config.write_text(json.dumps(bench_config(), indent=2))
         d.config.chmod(0o644)
         return d
 

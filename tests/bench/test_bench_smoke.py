@@ -23,6 +23,7 @@ import bus
 from bench import __main__ as bench_main
 from bench.feeder import Feeder, prepack
 from bench.latency import percentile, rfc3339_ns
+from bench.overhead import cpu_ticks, wait_idle
 from bench.recording import (RECORD_KINDS, ROOT_EXE, RecordingSpec, alert_session, alert_trigger,
                              expected_records, generate)
 from bench.throughput import LineCounter, loss_counters
@@ -148,6 +149,39 @@ def test_verdicts_follow_the_targets() -> None:
     assert bench_main.verdict("e2e_lost_events", 0) == "met"
     assert bench_main.verdict("startup_s", None) == "not measured"
     assert bench_main.verdict("tracked_connect_slowdown", 3.0) == "-"
+
+
+def test_wait_idle_returns_once_a_process_stops_using_cpu() -> None:
+    busy = subprocess.Popen([sys.executable, "-c", "import time\nt=time.time()\nwhile time.time()-t<0.6: pass\n"
+                             "time.sleep(30)"])
+    try:
+        time.sleep(0.1)
+        assert cpu_ticks(busy.pid) >= 0
+        waited = wait_idle([busy.pid], quiet_s=0.3, timeout_s=10)
+        assert 0.3 <= waited < 5                 # not before the busy loop ended, and not forever
+    finally:
+        busy.kill()
+        busy.wait()
+    assert cpu_ticks(busy.pid) == 0              # gone
+
+
+def test_only_keeps_the_other_benchmarks_results(tmp_path: Path) -> None:
+    out = tmp_path / "latest.json"
+    out.write_text(json.dumps({"e2e_events_per_s": 1234, "startup_s": 9.0, "tiny": False,
+                               "meta": {"git_commit": "abc"}, "runs": {}, "errors": {},
+                               "detail": {"throughput": {"x": 1}, "startup": {"y": 2}}}))
+    results, details, runs = bench_main.previous(out, ["startup"])
+    assert results["e2e_events_per_s"] == 1234 and "detail" not in results
+    assert details == {"throughput": {"x": 1}}
+    assert runs == {"throughput": {"git_commit": "abc"}}
+
+
+def test_profile_runs_both_cores() -> None:
+    for stage in ("sessionizer", "analyzer"):
+        proc = subprocess.run([sys.executable, "-m", "bench.profile", stage, "--sessions", "5", "--top", "3"],
+                              cwd=CHECKOUT, capture_output=True, text=True, timeout=120, check=False)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert f"{stage} core:" in proc.stdout and "/s without profiling" in proc.stdout
 
 
 def test_throughput_benchmark_runs(tmp_path: Path) -> None:
