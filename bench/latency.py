@@ -216,15 +216,57 @@ def rfc3339_ns(stamp: str) -> int:
     return int(base.timestamp()) * 1_000_000_000 + int(digits.ljust(9, "0")[:9])
 
 
+STREAMS = (("collector", "collector.event"), ("sessionizer", "sessionizer.event"),
+           ("analyzer-0", "analyzer.decision"))
+
+
+def _sent_times(frames_file: Path, topic: str) -> dict[tuple[int, int], int]:
+    """(tgid, ts_ns) of each exec in ``topic`` -> sent_ns of the envelope that carried it.
+
+    For analyzer.decision the key is the triggering event's."""
+    import msgpack
+    out: dict[tuple[int, int], int] = {}
+    if not frames_file.exists():
+        return out
+    with open(frames_file, "rb") as f:
+        for t, body in msgpack.Unpacker(f, raw=False):
+            if (t.decode() if isinstance(t, bytes) else t) != topic:
+                continue
+            env = msgpack.unpackb(body, raw=False, strict_map_key=False)
+            for e in env["events"]:
+                ev = e.get("event", e) if topic.endswith(".decision") else e
+                if ev.get("kind") == "exec":
+                    out.setdefault((ev.get("tgid"), ev.get("ts_ns")), env["sent_ns"])
+    return out
+
+
+def _breakdown(dirs: BenchDirs, observed: dict[tuple[int, int], int]) -> dict[str, Any]:
+    """Median time spent per hop for the alerts: kernel -> collector sent -> sessionizer sent ->
+    analyzer decision sent -> alert line on disk."""
+    sent = [_sent_times(dirs.root / f"{stream}.frames", topic) for stream, topic in STREAMS]
+    hops: dict[str, list[float]] = {"collector": [], "sessionizer": [], "analyzer": [], "sink_to_disk": []}
+    for key, disk_ns in observed.items():
+        points = [s.get(key) for s in sent]
+        if any(p is None for p in points):
+            continue
+        chain = [key[1], *points, disk_ns]
+        for name, a, b in zip(hops, chain, chain[1:]):
+            hops[name].append((b - a) / 1e6)
+    return {name: _summary(v) for name, v in hops.items()}
+
+
 def real_collector(dirs: BenchDirs, probes: int = REAL_PROBES) -> dict[str, Any]:
     """Kernel timestamp -> alert on disk with the whole real stack and real processes, unloaded.
 
     A copy of bash named like the bench root (so the collector tracks it) writes a script under
     /tmp and executes it: the README's worked example, done for real. Latency = when the alert
-    line is seen on disk - the exec's kernel timestamp (the record's ``timestamp``).
+    line is seen on disk - the exec's kernel timestamp (the record's ``timestamp``). Subscribers
+    on every stream keep the envelopes, so the time is also broken down per hop (``sent_ns``).
     """
     import shutil as _sh
+
     from bench.recording import ROOT_COMM
+    from bench.throughput import start_drain
     shell = dirs.root / ROOT_COMM
     _sh.copy2("/bin/bash", shell)
     shell.chmod(0o755)
@@ -236,6 +278,8 @@ def real_collector(dirs: BenchDirs, probes: int = REAL_PROBES) -> dict[str, Any]
             stages.start(name)
         tail = subprocess.Popen([sys.executable, "-m", "bench.tail", "--file", str(dirs.log("alert")),
                                  "--out", str(observed)], stdout=subprocess.PIPE, text=True, env=dirs.env())
+        drains = [start_drain(dirs, stream, "--save", str(dirs.root / f"{stream}.frames"))
+                  for stream, _ in STREAMS]
         try:
             stages.wait_ready(["collector", "sessionizer", "analyzer"], 60.0)
             time.sleep(SETTLE_S)
@@ -246,14 +290,20 @@ def real_collector(dirs: BenchDirs, probes: int = REAL_PROBES) -> dict[str, Any]
             time.sleep(DRAIN_AFTER_S)
             stages.check_alive()
         finally:
+            for d in drains:
+                stop_drain(d)
             tail.terminate()
             tail.wait(30)
     lat = []
+    on_disk: dict[tuple[int, int], int] = {}
     for raw in observed.read_text().splitlines() if observed.exists() else []:
         rec = json.loads(raw)
         try:
             line = json.loads(rec["line"])
-            lat.append((rec["observed_ns"] - rfc3339_ns(line["timestamp"])) / 1e6)
+            ts = rfc3339_ns(line["timestamp"])
         except (ValueError, KeyError):
             continue
-    return {"probes": probes, "alerts": len(lat), "alert_on_disk": _summary(lat)}
+        lat.append((rec["observed_ns"] - ts) / 1e6)
+        on_disk[(line.get("event", {}).get("pid"), ts)] = rec["observed_ns"]
+    return {"probes": probes, "alerts": len(lat), "alert_on_disk": _summary(lat),
+            "per_hop": _breakdown(dirs, on_disk)}
