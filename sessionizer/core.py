@@ -37,7 +37,7 @@ from sessionizer.gates import ENOENT, ingest_drop_reason, routine_exec
 from sessionizer.lineage import build_lineage
 from sessionizer.sessions import NS_PER_S, Origin, Session, SessionIds, SessionTable, lifecycle
 from sessionizer.settings import Settings
-from sessionizer.tracker import Root, Tracker
+from sessionizer.tracker import Proc, Root, Tracker
 
 __all__ = ["Sessionizer", "Out", "EndpointMatcher", "FLUSH_INTERVAL_S", "is_wrapper_argv"]
 
@@ -237,7 +237,7 @@ class Sessionizer:
         if root is None:
             return self._drop(out, "untracked")
         depth = self.tracker.depth_of(tgid, ppid) or 0
-        session, opened = self._session_for(root, ts, tgid, depth)
+        session, opened = self._session_for(root, ts, tgid, ppid, depth)
         if session is None:
             self._hold(root, event, kind, tgid, ppid, ts)
             return out
@@ -307,7 +307,7 @@ class Sessionizer:
         if reason:
             return reason
         if kind == "connect" and self.tracker.depth_of(tgid, ppid) == 0 and \
-                self.endpoints.matches(str(event.get("addr", "")), int(event.get("port", 0))):
+                not self.tracker.foreign(tgid, ppid) and self.endpoints.matches(str(event.get("addr", "")), int(event.get("port", 0))):
             return "configured_connect"
         return None
 
@@ -331,11 +331,12 @@ class Sessionizer:
         tgid, ppid = event["tgid"], event["ppid"]
         path, argv = _text(event, "path"), _argv(event)
         exe = _text(event, "exe") or path
-        name = os.path.basename(path.rstrip("/")) or _text(event, "comm")
+        # an fd exec (fexecve: no path) is named after the file behind the fd, not after the
+        # event's comm, which is the pre-exec one (the runtime's own name)
+        name = os.path.basename(path.rstrip("/")) or os.path.basename(exe) or _text(event, "comm")
         current = self.tracker.get(tgid)
         if current is not None and current.is_root:
-            current.comm = name
-            return [], "root_exec"                # a root re-execs itself (env -> node)
+            return [], self._root_reexec(current, name, exe, argv)
         for profile in self.settings.profiles:
             if profile.matches(name[:15], exe, argv):
                 opened = self._register_root(tgid, ppid, name, profile.name, ts)
@@ -349,6 +350,23 @@ class Sessionizer:
         self.tracker.on_exec(tgid, ppid, name, transparent=wrapper or routine,
                              wrapper=wrapper, routine=routine)
         return [], ("shell_wrapper" if wrapper else None)
+
+    def _root_reexec(self, proc: Proc, name: str, exe: str, argv: list[str]) -> str | None:
+        """A root execs a new image in place. Still its profile's image (``#!/usr/bin/env node``:
+        the script, then ``node <script>``): the same agent, nothing to publish. Anything else (a
+        payload in /tmp, a memfd, ``bash -c`` running its last command in place) is published
+        like any exec of the session, and from now on the process is no longer treated as the
+        runtime itself (see ``Proc.foreign``). The process stays its tree's root either way."""
+        proc.comm = name
+        root = self.tracker.roots.get(proc.root)
+        profile = self.settings.profile(root.profile) if root is not None else None
+        if profile is not None and profile.matches(name[:15], exe, argv):
+            return "root_exec"                                     # env -> node
+        proc.foreign = True
+        self.counters["root_reimaged"] += 1
+        log.info("agent root exec'd an image its profile does not match; published "
+                 "| tgid=%d profile=%s comm=%r", proc.tgid, root.profile if root else "?", name)
+        return None
 
     def _root_event(self, event: dict[str, Any]) -> list[Out]:
         """The collector names a root (bootstrap scan, or an exec it matched)."""
@@ -390,11 +408,12 @@ class Sessionizer:
         s = self.sessions.for_root(root.tgid)
         return s is not None and s.origin is Origin.INVOCATION
 
-    def _session_for(self, root: Root, ts: int, tgid: int,
+    def _session_for(self, root: Root, ts: int, tgid: int, ppid: int,
                      depth: int) -> tuple[Session | None, list[Out]]:
         """Which session an accepted event of ``root``'s tree joins (docs §Session model).
         An activity session's leader is the process whose event opened it (docs/bus.md §7.1).
-        None: a runtime root's own background event with no session open (held, see _hold)."""
+        None: a runtime root's own background event with no session open (held, see _hold);
+        a root that exec'd a foreign image is not the runtime any more: its events open one."""
         profile = self.settings.profile(root.profile)
         kind = profile.kind if profile is not None else "runtime"
         if kind == "runtime":
@@ -404,7 +423,7 @@ class Sessionizer:
         current = self.sessions.for_root(root.tgid)
         if current is not None:
             return current, []
-        if kind == "runtime" and depth == 0:
+        if kind == "runtime" and depth == 0 and not self.tracker.foreign(tgid, ppid):
             return None, []
         idle = profile.idle_gap_s if profile is not None else 5.0
         grace = profile.close_grace_s if profile is not None else 2.0

@@ -41,6 +41,8 @@ class Proc:
     wrapper: bool = False     # a runtime shell wrapper (§6.5): its exec and exit are not published
     routine: bool = False     # a transparent routine exec (§6.4b): its exit is not published
     is_root: bool = False
+    foreign: bool = False     # a root (or a fork of one) whose image left its profile: a payload
+                              # exec'd in place, no longer the runtime's own background
 
 
 @dataclass(slots=True)
@@ -86,7 +88,7 @@ class Tracker:
         if p is None:
             return None
         proc = Proc(tgid=child, ppid=parent, depth=p.depth, root=p.root, comm=p.comm,
-                    transparent=p.transparent and not p.is_root)
+                    transparent=p.transparent and not p.is_root, foreign=p.foreign)
         self.procs[child] = proc
         return proc
 
@@ -129,6 +131,12 @@ class Tracker:
         """Depth of the process; for an untracked one, its parent's (same image, never exec'd)."""
         proc = self.procs.get(tgid) or self.procs.get(ppid)
         return proc.depth if proc is not None else None
+
+    def foreign(self, tgid: int, ppid: int) -> bool:
+        """Does the process (for an untracked one, its parent) run an image foreign to its
+        root's profile after the root exec'd in place?"""
+        proc = self.procs.get(tgid) or self.procs.get(ppid)
+        return proc is not None and proc.foreign
 
     def root_of(self, tgid: int, ppid: int) -> Root | None:
         proc = self.procs.get(tgid) or self.procs.get(ppid)
