@@ -307,7 +307,8 @@ class Sessionizer:
         if reason:
             return reason
         if kind == "connect" and self.tracker.depth_of(tgid, ppid) == 0 and \
-                not self.tracker.foreign(tgid, ppid) and self.endpoints.matches(str(event.get("addr", "")), int(event.get("port", 0))):
+                not self.tracker.foreign(tgid, ppid) and \
+                self.endpoints.matches(str(event.get("addr", "")), int(event.get("port", 0))):
             return "configured_connect"
         return None
 

@@ -137,5 +137,6 @@ def test_cli_root_fexecve_reaches_the_analyzer_and_fires_memfd_rule(settings, ev
     decisions = []
     for e in [ev.exec(CLI, 500, "/opt/nvm/v24/bin/node", cli_argv(), ts=1), memfd]:
         for topic, m in core.handle(e, e["ts_ns"]):
-            decisions += [d for t, d in analyzer.handle((topic, m), e["ts_ns"]) if t == "analyzer.decision"]
+            decisions += [d for t, d in analyzer.handle((topic, m), e["ts_ns"])
+                          if t == "analyzer.decision"]
     assert [r["name"] for d in decisions for r in d["triggered_rules"]] == ["memfd_or_deleted_exec"]
