@@ -37,11 +37,21 @@ class Context:
                 self.history)
 
 
-def advance(ctx: Context, kind: str, proc: ProcessState, session: SessionState, a: Analysis) -> Context:
-    """The context after ``session`` folded one event of ``kind`` by ``proc`` (§7 ApplyEvent)."""
+def advance(ctx: Context, kind: str, proc: ProcessState, session: SessionState, a: Analysis,
+            history: HistoryFlags | None = None) -> Context:
+    """The context after ``session`` folded one event of ``kind`` by ``proc`` (§7 ApplyEvent).
+
+    ``history``: the flags kept incrementally (analyzer/history_window.py); without it they are
+    recomputed over the window (the reference definition). ``ctx`` itself is returned when
+    nothing changed, so the caller can skip the rule-cache key by identity.
+    """
     execution, capability = ctx.execution, ctx.capability
     if kind in (EXEC, EXIT):
         execution = execution.merge(execution_flags(proc, session, a))
     if kind == EXEC:
         capability = capability.merge(capability_flags(proc, a))
-    return Context(execution, capability, history_flags(session, a))
+    if history is None:
+        history = history_flags(session, a)
+    if execution is ctx.execution and capability is ctx.capability and history is ctx.history:
+        return ctx
+    return Context(execution, capability, history)

@@ -24,6 +24,7 @@ from analyzer.context import Context, advance
 from analyzer.decisions import Action, DecisionState, Result, decide
 from analyzer.rules import CompiledRules
 from analyzer.history_flags import classify
+from analyzer.history_window import HistoryWindow
 from analyzer.session_state import TRACKED_KINDS, RecentEvent, SessionState
 from bus.envelope import Envelope
 from bus import topics as T
@@ -71,6 +72,9 @@ class Tracked:
     last_key: tuple[Any, ...] | None = None     # (context rule key, rules version) last evaluated
     last_message_ns: int = 0
     restored: bool = False        # from a checkpoint and not yet mentioned by the sessionizer
+    # Running history-flag state; None means "rebuild from the window" (new, reloaded, restored).
+    history: HistoryWindow | None = None
+    last_ctx: Context | None = None               # the context last_key was computed from
 
 
 class Analyzer:
@@ -133,8 +137,10 @@ class Analyzer:
             return out
         tracked = self._session(sid, now_ns, opened=False)
         try:
-            proc = tracked.state.observe(ev, self._classify)
-            tracked.ctx = advance(tracked.ctx, ev["kind"], proc, tracked.state, self.policy.analysis)
+            state = tracked.state
+            proc = state.observe(ev, self._classify)
+            tracked.ctx = advance(tracked.ctx, ev["kind"], proc, state, self.policy.analysis,
+                                  self._history(tracked).flags(state.deleted_opens))
         except (TypeError, ValueError, KeyError, AttributeError) as exc:
             self.counters.events_malformed += 1
             log.warning("could not fold a sessionizer event | session_id=%d reason=%s", sid, exc)
@@ -144,7 +150,22 @@ class Analyzer:
             out.append((T.ANALYZER_DECISION, decision))
         return out
 
+    def _history(self, tracked: Tracked) -> HistoryWindow:
+        """The session's running history state with the event just observed folded in."""
+        state, window = tracked.state, tracked.history
+        if window is None:
+            window = tracked.history = HistoryWindow.replay(state.recent, self.policy.analysis,
+                                                            state.recent_limit)
+        elif state.recent:              # a zero-length window keeps nothing
+            window.push(state.recent[-1])
+        return window
+
     def _evaluate(self, tracked: Tracked, ev: dict[str, Any]) -> dict[str, Any] | None:
+        if tracked.ctx is tracked.last_ctx and tracked.last_key is not None \
+                and tracked.last_key[1] == self.policy.version:
+            self.counters.evaluations_skipped += 1
+            return None
+        tracked.last_ctx = tracked.ctx
         key = (tracked.ctx.rule_key(), self.policy.version)
         if key == tracked.last_key:
             self.counters.evaluations_skipped += 1
@@ -270,6 +291,7 @@ class Analyzer:
         self.policy, self.rules = policy, rules
         for tracked in self.sessions.values():
             tracked.state.reclassify(self._classify)
+            tracked.history = None
         self.counters.reloads_applied += 1
         log.info("rules reloaded | version=%s rules=%d", policy.version, len(policy.enabled_rules))
         return True

@@ -1,0 +1,165 @@
+"""history.* flags kept up to date per event in O(1), equal to ``history_flags()`` at every step.
+
+``history_flags()`` rescans the whole window (the last ``recent_event_limit`` events) on every
+event; at 64 events that was ~40% of the analyzer's time. This module keeps, per session, just
+enough running state to give the same eight flags without the scan. ``history_flags()`` stays the
+definition; tests/analyzer/test_history_window.py checks equality after every event of many random
+sequences.
+
+Why it is exact. Number the session's events 0, 1, 2, ... in arrival order; after event ``n`` the
+window is ``[start, n]`` with ``start = n - limit + 1``. Each window flag is "some pair (p, j),
+p < j, both in the window, with a property fixed when j arrives", and the partner p is the same
+event whatever the window is (the latest earlier event of some class, or the (k-1)-th earlier
+one). So at j's arrival we know whether the pair is a hit and its p; the hit counts while p is in
+the window (then j, later than p, is too). The flag is "the largest p of all hits so far >=
+start". A window scan that starts at ``start`` sees the same partner when it lies in the window
+and none otherwise, so both definitions agree:
+
+* ``sensitive_then_network`` / ``_execve``: j is a sensitive open (or a connect / exec), p the
+  latest earlier event of the other class; hit if their times are within the window seconds.
+* ``connect_then_exec``: j an exec, p the latest earlier connect (any time apart).
+* ``write_then_exec_same_path``: j an exec of P, p the latest earlier write-intent open of P.
+* ``burst_<kind>``: j a kept event of the kind, p the kept event ``threshold - 1`` before it in
+  the kind's sequence; hit if ``t_j - t_p <= burst window`` (the scan compares the same pairs).
+* ``opened_deleted_path`` is the session's ``deleted_opens`` counter, as before.
+
+A reload that changes the analysis values (classification, thresholds, windows) rebuilds the
+state by replaying the window (:meth:`HistoryWindow.replay`), as does a restore from a checkpoint.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+
+from analyzer.history_flags import NS_PER_S, HistoryFlags
+from analyzer.session_state import CONNECT, EXEC, OPEN, RecentEvent
+from policy import Analysis
+
+__all__ = ["HistoryWindow"]
+
+_NONE = -1          # "no such event": below every window start (seq numbers start at 0)
+
+
+class _Pair:
+    """A sensitive open near an ``other`` event (connect or exec), in either order."""
+
+    __slots__ = ("other", "window_ns", "sens_seq", "sens_ts", "other_seq", "other_ts", "hit_p")
+
+    def __init__(self, other: str, window_ns: int) -> None:
+        self.other, self.window_ns = other, window_ns
+        self.sens_seq = self.other_seq = self.hit_p = _NONE
+        self.sens_ts = self.other_ts = 0
+
+    def push_sensitive(self, seq: int, ts: int) -> None:
+        if self.other_seq != _NONE and self._near(ts, self.other_ts):
+            self.hit_p = self.other_seq
+        self.sens_seq, self.sens_ts = seq, ts
+
+    def push_other(self, seq: int, ts: int) -> None:
+        if self.sens_seq != _NONE and self._near(ts, self.sens_ts):
+            self.hit_p = self.sens_seq
+        self.other_seq, self.other_ts = seq, ts
+
+    def _near(self, a: int, b: int) -> bool:
+        w = self.window_ns
+        return w <= 0 or abs(a - b) <= w
+
+
+class _Burst:
+    """``threshold`` consecutive kept events of one kind within the burst window."""
+
+    __slots__ = ("threshold", "window_ns", "last", "hit_p")
+
+    def __init__(self, threshold: int, window_ns: int) -> None:
+        self.threshold, self.window_ns = threshold, window_ns
+        self.last: deque[tuple[int, int]] = deque(maxlen=max(threshold - 1, 1))
+        self.hit_p = _NONE
+
+    def push(self, seq: int, ts: int) -> None:
+        last = self.last
+        if self.threshold >= 2 and len(last) == self.threshold - 1:
+            p_seq, p_ts = last[0]
+            if ts - p_ts <= self.window_ns:
+                self.hit_p = p_seq
+        last.append((seq, ts))
+
+    def active(self, start: int) -> bool:
+        return self.threshold <= 1 or self.hit_p >= start
+
+
+class HistoryWindow:
+    """Running state behind the history flags of one session (see the module docstring)."""
+
+    __slots__ = ("limit", "seq", "to_net", "to_exec", "bursts", "connect_seq", "cte_p",
+                 "written", "written_order", "wte_p", "_flags", "_key")
+
+    def __init__(self, a: Analysis, limit: int) -> None:
+        self.limit = limit
+        self.seq = _NONE                  # number of the latest event
+        sens_ns = a.sensitive_history_window_seconds * NS_PER_S
+        self.to_net, self.to_exec = _Pair(CONNECT, sens_ns), _Pair(EXEC, sens_ns)
+        window_ns = a.burst_window_seconds * NS_PER_S
+        self.bursts = {OPEN: _Burst(a.burst_open_threshold, window_ns),
+                       CONNECT: _Burst(a.burst_connect_threshold, window_ns),
+                       EXEC: _Burst(a.burst_exec_threshold, window_ns)}
+        self.connect_seq = _NONE          # latest connect
+        self.cte_p = _NONE                # latest connect before the latest exec
+        self.written: dict[str, int] = {}  # path -> latest write-intent open of it, in the window
+        self.written_order: deque[tuple[int, str]] = deque()
+        self.wte_p = _NONE
+        self._flags = HistoryFlags()
+        self._key: tuple[bool, ...] = (False,) * 8
+
+    @classmethod
+    def replay(cls, events: Iterable[RecentEvent], a: Analysis, limit: int) -> "HistoryWindow":
+        """The state after ``events`` (a classified window), e.g. after a reload or a restore."""
+        window = cls(a, limit)
+        for e in events:
+            window.push(e)
+        return window
+
+    def push(self, e: RecentEvent) -> None:
+        """Fold the event that just entered the window (classified, see history_flags.classify)."""
+        seq = self.seq = self.seq + 1
+        kind, ts = e.kind, e.ts_ns
+        if e.sensitive:
+            self.to_net.push_sensitive(seq, ts)
+            self.to_exec.push_sensitive(seq, ts)
+        elif kind == CONNECT:
+            self.to_net.push_other(seq, ts)
+        elif kind == EXEC:
+            self.to_exec.push_other(seq, ts)
+        if e.burst_kept:
+            self.bursts[kind if kind in (OPEN, CONNECT) else EXEC].push(seq, ts)
+        if kind == CONNECT:
+            self.connect_seq = seq
+        elif kind == EXEC:
+            self.cte_p = self.connect_seq
+            p = self.written.get(e.path, _NONE) if e.path else _NONE
+            if p > self.wte_p:
+                self.wte_p = p
+        elif e.write and e.path:
+            self.written[e.path] = seq
+            self.written_order.append((seq, e.path))
+        self._forget_written(max(0, seq - self.limit + 1))
+
+    def _forget_written(self, start: int) -> None:
+        """Drop written paths whose latest write left the window (keeps the map bounded)."""
+        order, written = self.written_order, self.written
+        while order and order[0][0] < start:
+            seq, path = order.popleft()
+            if written.get(path) == seq:
+                del written[path]
+
+    def flags(self, deleted_opens: int) -> HistoryFlags:
+        """The eight flags now; the same object as last time when nothing changed."""
+        start = max(0, self.seq - self.limit + 1)
+        b = self.bursts
+        key = (self.cte_p >= start, self.to_net.hit_p >= start, self.to_exec.hit_p >= start,
+               b[OPEN].active(start), b[CONNECT].active(start), b[EXEC].active(start),
+               self.wte_p >= start, deleted_opens > 0)
+        if key != self._key:
+            self._key = key
+            self._flags = HistoryFlags(*key)
+        return self._flags
