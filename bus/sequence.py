@@ -74,3 +74,21 @@ class SequenceTracker:
                 lost += gap
         self.lost_total += lost
         return lost
+
+    def positions(self) -> list[dict[str, int | str]]:
+        """The last position read of every (stream, topic), for a stage's restart checkpoint."""
+        return [{"stream": s, "topic": t, "epoch": st.epoch, "seq": st.last_seq}
+                for (s, t), st in self.streams.items()]
+
+    def restore_positions(self, items: list[dict[str, int | str]]) -> int:
+        """Resume counting from checkpointed positions, so that the first message after a restart
+        reveals what was published while the stage was down. Malformed items are skipped; returns
+        how many positions were restored."""
+        restored = 0
+        for item in items:
+            stream, topic, epoch, seq = (item.get(k) for k in ("stream", "topic", "epoch", "seq"))
+            if isinstance(stream, str) and isinstance(topic, str) and isinstance(epoch, int) \
+                    and isinstance(seq, int) and not isinstance(seq, bool):
+                self.streams[(stream, topic)] = StreamState(epoch=epoch, last_seq=seq)
+                restored += 1
+        return restored
