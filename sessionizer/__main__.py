@@ -11,7 +11,9 @@ the same and is forwarded on ``sessionizer.control``. SIGTERM/SIGINT publish ``s
 every open session, write a checkpoint, send a final heartbeat and exit 0.
 
 Caveats: session timers run on event time; the state directory must be writable by this user
-for restart recovery and restart-proof session ids (otherwise ids derive from the clock).
+for restart recovery and restart-proof session ids (otherwise ids derive from the clock). Live,
+sessions whose leader vanished from /proc without an exit event are closed (liveness check);
+for a replay of a recording whose processes are gone, turn that off with ``--no-liveness``.
 """
 
 from __future__ import annotations
@@ -43,6 +45,9 @@ CHECKPOINT_INTERVAL_S = 5.0
 LIVENESS_INTERVAL_S = 2.0
 DEAD_SWEEP_INTERVAL_S = 30.0
 DATA_TOPICS = (COLLECTOR_EVENT, COLLECTOR_CONTROL)
+LIVENESS_ENV = "CASA_SESSIONIZER_LIVENESS"
+LIVENESS_VALUES = {"1": True, "true": True, "yes": True, "on": True,
+                   "0": False, "false": False, "no": False, "off": False}
 
 log = logging.getLogger("casa.sessionizer")
 
@@ -54,7 +59,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         epilog="examples:\n"
                "  python -m sessionizer                          # defaults from the environment\n"
                "  python -m sessionizer --flush-interval-s 5     # flushed lifecycle every 5 s\n"
-               "  CASA_BUS_DIR=/tmp/bus python -m sessionizer --state-dir /tmp/state\n")
+               "  CASA_BUS_DIR=/tmp/bus python -m sessionizer --state-dir /tmp/state\n"
+               "  python -m sessionizer --no-liveness            # for casa replay: no /proc checks\n")
     p.add_argument("--rules", default=str(rules_path()), help="rules.json ($CASA_RULES_PATH)")
     p.add_argument("--config", default=os.environ.get("CASA_CONFIG_PATH"),
                    help="config/casa.json ($CASA_CONFIG_PATH)")
@@ -65,9 +71,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="checkpoint and id reservations ($CASA_STATE_DIR, default /var/lib/casa)")
     p.add_argument("--checkpoint-interval-s", type=float, default=CHECKPOINT_INTERVAL_S)
     p.add_argument("--log-level", default=os.environ.get("CASA_LOG_LEVEL", "INFO"))
+    p.add_argument("--no-liveness", dest="liveness", action="store_false", default=None,
+                   help="never look in /proc for session leaders and tracked processes; sessions "
+                        "close only on exit events, grace and idle timers (replays; "
+                        f"${LIVENESS_ENV}=0)")
     args = p.parse_args(argv)
     if args.flush_interval_s <= 0:
         p.error("--flush-interval-s must be > 0")
+    if args.liveness is None:
+        raw = os.environ.get(LIVENESS_ENV, "1").strip().lower()
+        if raw not in LIVENESS_VALUES:
+            p.error(f"{LIVENESS_ENV}={raw!r}: expected 1 or 0")
+        args.liveness = LIVENESS_VALUES[raw]
     return args
 
 
@@ -106,7 +121,7 @@ class Stage:
         clean = checkpoint.get("clean") is True
         try:
             positions = {t: (int(p["epoch"]), int(p["seq"])) for t, p in (checkpoint.get("bus") or {}).items()}
-            n = self.core.restore(checkpoint, time.time_ns(), _alive, clean=clean)
+            n = self.core.restore(checkpoint, time.time_ns(), self._alive, clean=clean)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             log.error("checkpoint unusable; starting empty | reason=%s", exc)
             return
@@ -117,6 +132,10 @@ class Stage:
             self.last_seen[topic] = {"epoch": epoch, "seq": seq}
         log.info("restored from checkpoint | sessions=%d processes=%d clean=%s", n,
                  len(self.core.tracker), clean)
+
+    def _alive(self, tgid: int) -> bool:
+        """/proc existence, or always True with liveness off (a replay's processes are gone)."""
+        return _alive(tgid) if self.args.liveness else True
 
     def _on_bus_loss(self, stream: str, topic: str, lost: int) -> None:
         if stream == "collector":
@@ -131,9 +150,9 @@ class Stage:
         self.endpoints.start()
         poller = zmq.Poller()
         poller.register(self.sub.sock, zmq.POLLIN)
-        log.info("sessionizer running | profiles=%s flush_interval_s=%s state=%s",
+        log.info("sessionizer running | profiles=%s flush_interval_s=%s state=%s liveness=%s",
                  ",".join(p.name for p in self.core.settings.profiles), self.args.flush_interval_s,
-                 self.store.path)
+                 self.store.path, "on" if self.args.liveness else "off")
         next_checkpoint = next_liveness = time.monotonic()
         next_sweep = next_liveness + DEAD_SWEEP_INTERVAL_S
         while not self.stop:
@@ -147,10 +166,10 @@ class Stage:
                 self.reload()
             self.emit(self.core.tick(time.time_ns()))
             mono = time.monotonic()
-            if mono >= next_liveness:
+            if self.args.liveness and mono >= next_liveness:
                 next_liveness = mono + LIVENESS_INTERVAL_S
                 self._check_leaders()
-            if mono >= next_sweep:                     # exits lost to loss would leak entries
+            if self.args.liveness and mono >= next_sweep:   # exits lost to loss would leak entries
                 next_sweep = mono + DEAD_SWEEP_INTERVAL_S
                 self.core.forget_dead(_alive)
             self.pub.flush()

@@ -89,13 +89,14 @@ def _wait_for_subscriber(sock: zmq.Socket) -> None:
     raise AssertionError("the sessionizer never subscribed to collector.event")
 
 
-def _start(directory: Path, rules: Path) -> subprocess.Popen:
-    env = {**os.environ, "CASA_BUS_DIR": str(directory), "PYTHONUNBUFFERED": "1"}
+def _start(directory: Path, rules: Path, args: tuple[str, ...] = (),
+           env_extra: dict[str, str] | None = None) -> subprocess.Popen:
+    env = {**os.environ, "CASA_BUS_DIR": str(directory), "PYTHONUNBUFFERED": "1", **(env_extra or {})}
     with open(directory / "stderr.log", "ab") as stderr:
         return subprocess.Popen(
             [sys.executable, "-m", "sessionizer", "--rules", str(rules), "--config", str(CONFIG),
              "--state-dir", str(directory / "state"), "--flush-interval-s", "1",
-             "--checkpoint-interval-s", "0.2"],
+             "--checkpoint-interval-s", "0.2", *args],
             cwd=CHECKOUT, env=env, stdout=subprocess.DEVNULL, stderr=stderr,
             user="casa" if IS_ROOT else None, group="casa" if IS_ROOT else None)
 
@@ -107,7 +108,10 @@ def _connect(b: Bench) -> None:
 
 
 @pytest.fixture
-def bench() -> Iterator[Bench]:
+def bench(request: pytest.FixtureRequest) -> Iterator[Bench]:
+    """The running stage; ``@pytest.mark.parametrize("bench", [(args, env)], indirect=True)``
+    adds command-line arguments and environment variables."""
+    args, env_extra = getattr(request, "param", ((), {}))
     directory = _shared_dir("casa-sessionizer-test-")
     rules = directory / "rules.json"
     shutil.copy(RULES, rules)
@@ -118,7 +122,7 @@ def bench() -> Iterator[Bench]:
     collector = Publisher(bind_publisher(ctx, "collector", directory), "collector")
     topics = Subscriber.subscriptions(["sessionizer."])
     tap = Subscriber(connect_subscriber(ctx, ["sessionizer"], topics, directory), topics)
-    b = Bench(directory, _start(directory, rules), ctx, collector, tap, rules)
+    b = Bench(directory, _start(directory, rules, args, env_extra), ctx, collector, tap, rules)
     try:
         _connect(b)
         yield b
@@ -341,3 +345,33 @@ def test_collector_restart_marks_open_sessions_incomplete(bench, agents):
     closed = next(m for m in bench.of("sessionizer.session") if m["state"] == "closed")
     assert closed["complete"] is False
     assert "collector restarted; open sessions marked incomplete" in bench.stderr()
+
+
+def _pid_that_does_not_exist() -> int:
+    """Above pid_max: no process has it now, or will have it during the test."""
+    return int(Path("/proc/sys/kernel/pid_max").read_text()) + 4242
+
+
+@pytest.mark.parametrize("bench", [(("--no-liveness",), {}), ((), {"CASA_SESSIONIZER_LIVENESS": "0"})],
+                         indirect=True, ids=["flag", "env"])
+def test_replay_without_liveness_closes_a_dead_leaders_session_on_its_exit_and_grace(bench):
+    """A recording replayed after its processes are gone: the leader pid is not in /proc, yet
+    the session stays open until the recorded exit, and closes exactly exit + 2 s."""
+    ev = Events()
+    cli = _pid_that_does_not_exist()
+    now = time.time_ns()
+    bench.send([{**ev.exec(cli, 1, "/usr/bin/node", ["node", "/x/openclaw", "agent", "-m", "q"]),
+                 "ts_ns": now}])
+    bench.pump(lambda b: b.of("sessionizer.session"))
+    (opened,) = bench.of("sessionizer.session")
+    assert opened["leader_tgid"] == cli
+    time.sleep(2.5)                              # past a liveness check (at start, then every 2 s)
+    exit_ns = time.time_ns()
+    bench.send([{**ev.open(cli, 1, "/tmp/late"), "ts_ns": exit_ns - 1000},
+                {**ev.exit(cli, 1), "ts_ns": exit_ns}])
+    bench.pump(lambda b: any(m["state"] == "closed" for m in b.of("sessionizer.session")))
+    closed = next(m for m in bench.of("sessionizer.session") if m["state"] == "closed")
+    assert closed["session_id"] == opened["session_id"]
+    assert closed["closed_ns"] == exit_ns + 2_000_000_000 and closed["event_count"] == 2
+    assert "session leader gone" not in bench.stderr() and "liveness=off" in bench.stderr()
+

@@ -20,6 +20,14 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
 def test_help_has_examples():
     p = run("--help")
     assert p.returncode == 0 and "examples:" in p.stdout and "--flush-interval-s" in p.stdout
+    assert "--no-liveness" in p.stdout and "CASA_SESSIONIZER_LIVENESS" in p.stdout
+
+
+def test_bad_liveness_variable_is_a_usage_error(tmp_path):
+    env = {**os.environ, "CASA_SESSIONIZER_LIVENESS": "maybe", "CASA_BUS_DIR": str(tmp_path / "bus")}
+    p = run("--rules", str(RULES), "--config", str(CONFIG), "--state-dir", str(tmp_path / "s"), env=env)
+    assert p.returncode == 2
+    assert "CASA_SESSIONIZER_LIVENESS='maybe': expected 1 or 0" in p.stderr
 
 
 def test_bad_flush_interval_is_a_usage_error():
