@@ -23,7 +23,7 @@ from typing import Any
 from analyzer.context import Context, advance
 from analyzer.decisions import Action, DecisionState, Result, decide
 from analyzer.rules import CompiledRules
-from analyzer.history_flags import classify
+from analyzer.history_flags import Classifier
 from analyzer.history_window import HistoryWindow
 from analyzer.session_state import TRACKED_KINDS, RecentEvent, SessionState
 from bus.envelope import Envelope
@@ -91,9 +91,7 @@ class Analyzer:
         self.sessions: dict[int, Tracked] = {}
         self.closed: deque[int] = deque(maxlen=CLOSED_MEMORY)
         self.counters = Counters()
-
-    def _classify(self, e: RecentEvent) -> RecentEvent:
-        return classify(e, self.policy.analysis)
+        self._classify = Classifier(policy.analysis)
 
     # ------------------------------------------------------------------ dispatch
 
@@ -289,6 +287,7 @@ class Analyzer:
                       exc, len(self.policy.enabled_rules), self.policy.version)
             return False
         self.policy, self.rules = policy, rules
+        self._classify = Classifier(policy.analysis)
         for tracked in self.sessions.values():
             tracked.state.reclassify(self._classify)
             tracked.history = None

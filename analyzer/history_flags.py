@@ -25,7 +25,7 @@ from analyzer.paths import has_write_intent, is_sensitive
 from analyzer.session_state import CONNECT, EXEC, OPEN, RecentEvent, SessionState
 from policy import Analysis
 
-__all__ = ["HistoryFlags", "history_flags", "classify", "burst", "burst_ignorable_open",
+__all__ = ["HistoryFlags", "history_flags", "classify", "Classifier", "burst", "burst_ignorable_open",
            "burst_ignorable_connect", "NS_PER_S"]
 
 NS_PER_S = 1_000_000_000
@@ -161,3 +161,58 @@ def _write_then_exec(events: Iterable[RecentEvent]) -> bool:
         elif e.kind == EXEC and e.path in written:
             return True
     return False
+
+
+class Classifier:
+    """:func:`classify` with the analysis values fixed and per-path answers remembered.
+
+    An agent opens the same libraries, configs and sockets over and over; the prefix, pattern and
+    routine-file tests (and parsing a connect's address) then run once per distinct path, not once
+    per event. Answers depend only on the path (address) and the analysis values, which are fixed
+    for the life of a Classifier (a reload makes a new one). Bounded: cleared when full.
+    """
+
+    __slots__ = ("a", "cache_limit", "_opens", "_connects")
+
+    CACHE_PATH_MAX = 512               # longer paths are classified every time, never stored
+
+    def __init__(self, a: Analysis, cache_limit: int = 8192) -> None:
+        self.a, self.cache_limit = a, cache_limit
+        self._opens: dict[str, tuple[bool, bool]] = {}
+        self._connects: dict[str, bool] = {}
+
+    def __call__(self, e: RecentEvent) -> RecentEvent:
+        kind = e.kind
+        if kind == OPEN:
+            sensitive, kept = self._open(e.path)
+            return RecentEvent(OPEN, e.tgid, e.ts_ns, e.path, e.exe, e.flags, e.mode, e.addr, e.port,
+                               sensitive, kept, has_write_intent(e.flags))
+        if kind == CONNECT:
+            return RecentEvent(CONNECT, e.tgid, e.ts_ns, e.path, e.exe, e.flags, e.mode, e.addr,
+                               e.port, False, self._connect(e.addr, e.port), False)
+        kept = kind == EXEC
+        if e.sensitive or e.write or e.burst_kept is not kept:
+            return replace(e, sensitive=False, burst_kept=kept, write=False)
+        return e
+
+    def _open(self, path: str) -> tuple[bool, bool]:
+        hit = self._opens.get(path)
+        if hit is None:
+            a = self.a
+            hit = (is_sensitive(path, a.sensitive_path_prefixes, a.sensitive_path_patterns),
+                   not burst_ignorable_open(path))
+            if len(path) <= self.CACHE_PATH_MAX:
+                if len(self._opens) >= self.cache_limit:
+                    self._opens.clear()
+                self._opens[path] = hit
+        return hit
+
+    def _connect(self, addr: str, port: int) -> bool:
+        kept = self._connects.get(addr)
+        if kept is None:
+            kept = not burst_ignorable_connect(addr, port)
+            if len(addr) <= self.CACHE_PATH_MAX:
+                if len(self._connects) >= self.cache_limit:
+                    self._connects.clear()
+                self._connects[addr] = kept
+        return kept

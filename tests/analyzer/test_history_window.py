@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from analyzer.core import Analyzer
-from analyzer.history_flags import classify, history_flags
+from analyzer.history_flags import Classifier, classify, history_flags
 from analyzer.history_window import HistoryWindow
 from analyzer.session_state import SessionState
 from analyzer_sequences import Seq, context_after
@@ -123,3 +123,16 @@ def test_core_flags_match_the_rescan_across_a_reload(bundled: Policy):
     ctx = context_after(core, seq2)
     assert not ctx.history.sensitive_then_network
     assert ctx.history == history_flags(tracked.state, core.policy.analysis)
+
+
+def test_classifier_equals_classify_for_odd_paths_and_addresses(bundled: Policy):
+    """The cached classifier gives the same annotations as classify(), also for uncached paths."""
+    rng = random.Random(7)
+    a = bundled.analysis
+    classifier = Classifier(a, cache_limit=5)     # clears while running
+    state = SessionState(session_id=1, recent_limit=500, artifact_limit=10)
+    for i in range(400):
+        state.observe(random_event(rng, i * S))
+    for e in list(state.recent) * 2:   # twice: second pass answered from the cache
+        assert classifier(e) == classify(e, a)
+        assert classifier(classify(e, a)) == classify(e, a)
