@@ -150,9 +150,11 @@ def loop(core: Analyzer, pub: Publisher, sub: Subscriber, sub_sock: zmq.Socket, 
         if now >= next_tick:
             publish(pub, core.tick(time.time_ns()))
             next_tick = now + TICK_INTERVAL_S
-        if ckpt is not None and now >= next_ckpt:
-            ckpt.save(core, tracker=sub.tracker)
-            next_ckpt = now + CHECKPOINT_INTERVAL_S
+        if ckpt is not None:                  # spread over passes: no stall behind it
+            if now >= next_ckpt:
+                ckpt.begin(core, sub.tracker)
+                next_ckpt = now + CHECKPOINT_INTERVAL_S
+            ckpt.step(core)
 
 
 def publish(pub: Publisher, out: list[tuple[str, dict]]) -> None:

@@ -141,3 +141,31 @@ def test_input_positions_survive_a_checkpoint_and_reveal_the_gap(bundled, tmp_pa
     ckpt.restore(Analyzer(bundled), 0)
     ckpt.resume_positions(fresh)
     assert fresh.streams == {} and "damaged input positions" in caplog.text
+
+
+def test_spread_checkpoint_equals_a_full_save_and_leaves_out_closed_sessions(bundled, tmp_path):
+    """begin()/step() writes what save() writes, a slice per call; positions are those at begin()."""
+    from bus.sequence import SequenceTracker
+    core = Analyzer(bundled)
+    for sid in (4, 5, 6):
+        core.handle(("sessionizer.session", lifecycle(sid, "opened")), 0)
+        run_events(core, Seq(session_id=sid).open(1, 200, "/tmp/x").exec(2, 201, "/bin/sh").events)
+    tracker = SequenceTracker()
+    tracker.observe("sessionizer", "sessionizer.event", 1, 10)
+    full, spread = Checkpointer(tmp_path / "full.json"), Checkpointer(tmp_path / "spread.json")
+    assert full.save(core, tracker=tracker)
+    spread.begin(core, tracker)
+    tracker.observe("sessionizer", "sessionizer.event", 1, 11)        # after begin(): not saved
+    assert spread.step(core, budget_s=0) is None and spread.in_progress   # one session per step
+    assert spread.step(core, budget_s=0) is None
+    assert spread.step(core, budget_s=10) is True and not spread.in_progress
+    assert json.loads((tmp_path / "spread.json").read_text()) == json.loads((tmp_path / "full.json").read_text())
+
+    spread.begin(core, tracker)
+    spread.step(core, budget_s=0)
+    core.handle(("sessionizer.session", lifecycle(6, "closed")), 0)     # closed mid-checkpoint
+    assert spread.step(core, budget_s=10) is True
+    doc = json.loads((tmp_path / "spread.json").read_text())
+    assert sorted(s["session_id"] for s in doc["sessions"]) == [4, 5]
+    assert doc["bus"][0]["seq"] == 11
+    assert spread.step(core) is None                                   # nothing in progress
