@@ -24,13 +24,15 @@ wire form (non-UTF-8 text stays msgpack ``bin``); only added fields are new.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import operator
 import os
 from collections import Counter, deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from bus.events import validate_event
+from bus.events import COMMON_FIELDS, KIND_FIELDS, LOSS, validate_event
 from bus.text import from_wire, to_wire
 from bus.topics import SESSIONIZER_EVENT, SESSIONIZER_SESSION
 from sessionizer.gates import ENOENT, ingest_drop_reason, routine_exec
@@ -50,6 +52,43 @@ ANNOUNCE_DELAY_NS = NS_PER_S          # after a restart, downstream reconnects w
 Out = tuple[str, dict[str, Any]]
 
 log = logging.getLogger("casa.sessionizer")
+
+
+def _type_signatures(fields: dict[str, tuple[type, ...]]) -> frozenset[tuple[type, ...]]:
+    """Every tuple of exact field types a valid event of this kind can have (a few dozen)."""
+    return frozenset(itertools.product(*fields.values()))
+
+
+# kind -> (fields getter, accepted type signatures), from the bus tables (bus/events.py)
+_SIGNATURES: dict[str, tuple[Callable[[dict[str, Any]], tuple[Any, ...]],
+                             frozenset[tuple[type, ...]]]] = {
+    kind: (operator.itemgetter(*{**COMMON_FIELDS, **fields}),
+           _type_signatures({**COMMON_FIELDS, **fields}))
+    for kind, fields in KIND_FIELDS.items() if kind != LOSS}
+_TEXT_TYPES = frozenset((str, bytes))
+
+
+def _plainly_valid(event: Any) -> bool:
+    """True if ``bus.validate_event`` would find nothing, judged by exact types only (no
+    subclasses, so no bool posing as an int). False means "ask validate_event", which then
+    decides and words the problems: this only spares it the events that are plainly fine."""
+    if type(event) is not dict:
+        return False
+    kind = event.get("kind")
+    entry = _SIGNATURES.get(kind) if type(kind) is str else None
+    if entry is None:
+        return False
+    getter, signatures = entry
+    try:
+        if tuple(map(type, getter(event))) not in signatures:
+            return False
+    except KeyError:                                  # a required field is missing
+        return False
+    if kind == "exec" or kind == "root":
+        for a in event["argv"]:
+            if type(a) not in _TEXT_TYPES:
+                return False
+    return True
 
 
 class EndpointMatcher(Protocol):
@@ -195,7 +234,7 @@ class Sessionizer:
     # ------------------------------------------------------------------ per event
 
     def _handle(self, event: Any, now_ns: int) -> list[Out]:
-        problems = validate_event(event)
+        problems = [] if _plainly_valid(event) else validate_event(event)
         if problems:
             self._malformed("; ".join(problems))
             return []
@@ -221,36 +260,38 @@ class Sessionizer:
     def _process_event(self, event: dict[str, Any], kind: str, ts: int) -> list[Out]:
         out: list[Out] = []
         tgid, ppid = event["tgid"], event["ppid"]
-        if not self.tracker.member(tgid, ppid):
+        procs = self.tracker.procs                   # the tracker's membership, read directly:
+        if tgid not in procs and ppid not in procs:  # this runs for every event
             self._adopt(event, tgid, ppid)
         if kind == "exec":
             opened, reason = self._exec_lifecycle(event, ts)
             out += opened
             if reason:
                 return self._drop(out, reason)
-        if not self.tracker.member(tgid, ppid):
+        proc = procs.get(tgid) or procs.get(ppid)   # the process, else its parent (same image)
+        if proc is None:
             return self._drop(out, "untracked")
-        reason = self._drop_reason(event, kind, tgid, ppid)
+        reason = self._drop_reason(event, kind, proc)
         if reason:
             return self._drop(out, reason)
-        root = self.tracker.root_of(tgid, ppid)
+        root = self.tracker.roots.get(proc.root)
         if root is None:
             return self._drop(out, "untracked")
-        depth = self.tracker.depth_of(tgid, ppid) or 0
-        session, opened = self._session_for(root, ts, tgid, ppid, depth)
+        session, opened = self._session_for(root, ts, tgid, proc)
         if session is None:
             self._hold(root, event, kind, tgid, ppid, ts)
             return out
-        out += opened
         if opened:
+            out += opened
             out += self._release(root, session, ts)
-        return out + [self._accept(session, event, kind, tgid, ppid, ts)]
+        out.append(self._accept(session, event, kind, tgid, ppid, ts, proc.depth))
+        return out
 
     def _accept(self, session: Session, event: dict[str, Any], kind: str, tgid: int, ppid: int,
-                ts: int) -> Out:
+                ts: int, depth: int | None = None) -> Out:
         self.sessions.record(session, ts)
         self.counters["accepted"] += 1
-        return (SESSIONIZER_EVENT, self._enrich(event, kind, session, tgid, ppid))
+        return (SESSIONIZER_EVENT, self._enrich(event, kind, session, tgid, ppid, depth))
 
     def _hold(self, root: Root, event: dict[str, Any], kind: str, tgid: int, ppid: int,
               ts: int) -> None:
@@ -295,29 +336,32 @@ class Sessionizer:
         self.dropped[reason] += 1
         return out
 
-    def _drop_reason(self, event: dict[str, Any], kind: str, tgid: int, ppid: int) -> str | None:
+    def _drop_reason(self, event: dict[str, Any], kind: str, proc: Proc) -> str | None:
+        """``proc``: the tracked process of the event, or its tracked parent."""
         if kind == "exit":
-            proc = self.tracker.get(tgid)
-            if proc is not None and proc.wrapper:
+            if proc.tgid != event["tgid"]:            # only the process's own entry counts
+                return None
+            if proc.wrapper:
                 return "shell_wrapper"
-            if proc is not None and proc.routine:
+            if proc.routine:
                 return "routine_exec"
             return None
         reason = ingest_drop_reason(event, self.settings.noise, self.settings.connect)
         if reason:
             return reason
-        if kind == "connect" and self.tracker.depth_of(tgid, ppid) == 0 and \
-                not self.tracker.foreign(tgid, ppid) and \
+        if kind == "connect" and proc.depth == 0 and not proc.foreign and \
                 self.endpoints.matches(str(event.get("addr", "")), int(event.get("port", 0))):
             return "configured_connect"
         return None
 
     def _enrich(self, event: dict[str, Any], kind: str, session: Session, tgid: int,
-                ppid: int) -> dict[str, Any]:
-        out = dict(event)
-        out["session_id"] = session.session_id
-        out["profile"] = session.profile
-        out["depth"] = self.tracker.depth_of(tgid, ppid) or 0
+                ppid: int, depth: int | None = None) -> dict[str, Any]:
+        """``depth``: already known for an event accepted at once; a held event takes the
+        tracker's depth at its release."""
+        if depth is None:
+            depth = self.tracker.depth_of(tgid, ppid) or 0
+        out = {**event, "session_id": session.session_id, "profile": session.profile,
+               "depth": depth}
         if kind == "exec":
             nodes = build_lineage(self.tracker, tgid, self.settings.lineage_max_depth)
             out["lineage"] = [{**n, "comm": to_wire(n["comm"])} for n in nodes]
@@ -409,8 +453,8 @@ class Sessionizer:
         s = self.sessions.for_root(root.tgid)
         return s is not None and s.origin is Origin.INVOCATION
 
-    def _session_for(self, root: Root, ts: int, tgid: int, ppid: int,
-                     depth: int) -> tuple[Session | None, list[Out]]:
+    def _session_for(self, root: Root, ts: int, tgid: int,
+                     proc: Proc) -> tuple[Session | None, list[Out]]:
         """Which session an accepted event of ``root``'s tree joins (docs §Session model).
         An activity session's leader is the process whose event opened it (docs/bus.md §7.1).
         None: a runtime root's own background event with no session open (held, see _hold);
@@ -424,7 +468,7 @@ class Sessionizer:
         current = self.sessions.for_root(root.tgid)
         if current is not None:
             return current, []
-        if kind == "runtime" and depth == 0 and not self.tracker.foreign(tgid, ppid):
+        if kind == "runtime" and proc.depth == 0 and not proc.foreign:
             return None, []
         idle = profile.idle_gap_s if profile is not None else 5.0
         grace = profile.close_grace_s if profile is not None else 2.0
