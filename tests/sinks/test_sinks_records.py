@@ -212,3 +212,18 @@ def test_malformed_decision_and_session_raise() -> None:
         records.decision_record(readme_decision(event=None))
     with pytest.raises(records.RecordError, match="unknown session state 'weird'"):
         records.session_record(session_map("weird"), 1)
+
+
+def test_rfc3339nano_remembered_second_gives_the_same_text(chicago: None) -> None:
+    """The per-second memo never changes a timestamp: same second, next second, back, fractions."""
+    import random
+    import time as _time
+    rng = random.Random(3)
+    base = 1777761859_000000000
+    stamps = [base + rng.choice([0, 1, 999_999_999, 10**9, 2 * 10**9, -10**9]) + rng.randint(0, 3)
+              for _ in range(2000)]
+    for ts in stamps:
+        sec, ns = divmod(ts, 10**9)
+        local = _time.localtime(sec)
+        frac = f".{ns:09d}".rstrip("0") if ns else ""
+        assert records.rfc3339nano(ts) == _time.strftime("%Y-%m-%dT%H:%M:%S", local) + frac + "-05:00"
