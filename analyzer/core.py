@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +30,7 @@ from bus.envelope import Envelope
 from bus import topics as T
 from policy import Policy, PolicyError
 
-__all__ = ["Analyzer", "Counters", "Tracked", "CLOSED_MEMORY", "STALE_SESSION_S", "ORPHAN_AFTER_S"]
+__all__ = ["Analyzer", "ClosedIds", "Counters", "Tracked", "CLOSED_MEMORY", "STALE_SESSION_S", "ORPHAN_AFTER_S"]
 
 CLOSED_MEMORY = 4096          # closed session ids remembered, so late events do not revive them
 STALE_SESSION_S = 6 * 3600    # close a session with no message for this long (lost "closed")
@@ -62,6 +62,44 @@ class Counters:
         return {k: getattr(self, k) for k in self.__slots__}
 
 
+class ClosedIds:
+    """The last ``limit`` closed session ids, oldest first, with O(1) membership.
+
+    Every event asks "is its session already closed?"; a plain deque answered that by scanning
+    up to 4,096 ids per event.
+    """
+
+    __slots__ = ("_order", "_members")
+
+    def __init__(self, limit: int) -> None:
+        self._order: deque[int] = deque(maxlen=limit)
+        self._members: dict[int, int] = {}        # id -> how many times it is in _order
+
+    def __contains__(self, sid: object) -> bool:
+        return sid in self._members
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._order)
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+    def append(self, sid: int) -> None:
+        order, members = self._order, self._members
+        if order.maxlen is not None and len(order) == order.maxlen:
+            old = order[0]
+            if members[old] == 1:
+                del members[old]
+            else:
+                members[old] -= 1
+        order.append(sid)
+        members[sid] = members.get(sid, 0) + 1
+
+    def extend(self, sids: Iterable[int]) -> None:
+        for sid in sids:
+            self.append(sid)
+
+
 @dataclass(slots=True)
 class Tracked:
     """One owned session: folded state, derived context, decision state."""
@@ -89,7 +127,7 @@ class Analyzer:
         self.instance, self.instances = instance, instances
         self.reload_policy = reload_policy
         self.sessions: dict[int, Tracked] = {}
-        self.closed: deque[int] = deque(maxlen=CLOSED_MEMORY)
+        self.closed = ClosedIds(CLOSED_MEMORY)
         self.counters = Counters()
         self._classify = Classifier(policy.analysis)
 
@@ -104,10 +142,13 @@ class Analyzer:
             topic, maps = msg.topic, msg.events
         else:
             topic, maps = msg[0], [msg[1]]
-        handler = {T.SESSIONIZER_EVENT: self.handle_event,
-                   T.SESSIONIZER_SESSION: self.handle_lifecycle,
-                   T.SESSIONIZER_CONTROL: self.handle_control}.get(topic)
         out: Out = []
+        if topic == T.SESSIONIZER_EVENT:         # the hot path: a batch of events, one list out
+            for m in maps:
+                self._event(m, now_ns, out)
+            return out
+        handler = {T.SESSIONIZER_SESSION: self.handle_lifecycle,
+                   T.SESSIONIZER_CONTROL: self.handle_control}.get(topic)
         if handler is None:
             return out
         for m in maps:
@@ -117,36 +158,43 @@ class Analyzer:
     # ------------------------------------------------------------------ events
 
     def handle_event(self, ev: Any, now_ns: int) -> Out:
-        self.counters.events_in += 1
+        out: Out = []
+        self._event(ev, now_ns, out)
+        return out
+
+    def _event(self, ev: Any, now_ns: int, out: Out) -> None:
+        """One sessionizer event: append the pass-through and any decision to ``out``."""
+        counters = self.counters
+        counters.events_in += 1
         problem = _event_problem(ev)
         if problem:
-            self.counters.events_malformed += 1
+            counters.events_malformed += 1
             log.warning("dropped a malformed sessionizer event | reason=%s", problem)
-            return []
+            return
         sid = ev["session_id"]
-        if not self.owns(sid):
-            return []
-        self.counters.events_owned += 1
-        out: Out = [(T.ANALYZER_EVENT, ev)]
-        if ev["kind"] not in TRACKED_KINDS:
-            return out
+        if sid % self.instances != self.instance:
+            return
+        counters.events_owned += 1
+        out.append((T.ANALYZER_EVENT, ev))
+        kind = ev["kind"]
+        if kind not in TRACKED_KINDS:
+            return
         if sid in self.closed:
-            self.counters.events_late += 1
-            return out
+            counters.events_late += 1
+            return
         tracked = self._session(sid, now_ns, opened=False)
         try:
             state = tracked.state
             proc = state.observe(ev, self._classify)
-            tracked.ctx = advance(tracked.ctx, ev["kind"], proc, state, self.policy.analysis,
+            tracked.ctx = advance(tracked.ctx, kind, proc, state, self.policy.analysis,
                                   self._history(tracked).flags(state.deleted_opens))
         except (TypeError, ValueError, KeyError, AttributeError) as exc:
-            self.counters.events_malformed += 1
+            counters.events_malformed += 1
             log.warning("could not fold a sessionizer event | session_id=%d reason=%s", sid, exc)
-            return out
+            return
         decision = self._evaluate(tracked, ev)
         if decision is not None:
             out.append((T.ANALYZER_DECISION, decision))
-        return out
 
     def _history(self, tracked: Tracked) -> HistoryWindow:
         """The session's running history state with the event just observed folded in."""

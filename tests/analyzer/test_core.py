@@ -283,3 +283,18 @@ def test_control_counters(core):
     assert stats["last_reload_id"] == 5 and stats["control_unknown"] == 1
     assert stats["rules_version"] == core.policy.version
     assert stats["reloads_applied"] == 0                       # no reload source configured
+
+
+def test_closed_ids_remember_the_last_n_like_a_bounded_deque():
+    """ClosedIds answers membership like the deque it replaces, duplicates and eviction included."""
+    import random
+    from collections import deque
+    from analyzer.core import ClosedIds
+    rng = random.Random(5)
+    ids, ref = ClosedIds(7), deque(maxlen=7)
+    for _ in range(3000):
+        sid = rng.randint(0, 20)
+        ids.append(sid)
+        ref.append(sid)
+        assert list(ids) == list(ref) and len(ids) == len(ref)
+        assert all((x in ids) == (x in ref) for x in range(22))
