@@ -10,7 +10,7 @@
 #      and openclaw into evaluation/node/ (gitignored), never globally. A stamp file holding both
 #      versions makes a second run a no-op.
 #   3. The unprivileged `casa-agent` user that runs OpenClaw during the evaluation: as root every
-#      session would have every dangerous capability and no seccomp (see REQUIREMENTS-eval.md).
+#      session would have every dangerous capability and no seccomp (see REQUIREMENTS.md).
 #   4. The fake filesystem at /srv/casa-eval/fake_fs/ (the prefix config/rules.eval.json treats as
 #      sensitive), copied from evaluation/fake_fs/.
 set -euo pipefail
