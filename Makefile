@@ -9,8 +9,10 @@ SUDO  := $(if $(filter 0,$(shell id -u)),,sudo)
 help:
 	@echo "make run    set up if needed, then run the whole stack under supervisord (Ctrl-C stops it)"
 	@echo "make test   set up if needed, then run the whole test suite"
-	@echo "make bench  benchmarks (bench/results/latest.json)"
-	@echo "make eval   the 30-case evaluation against the real OpenClaw"
+	@echo "make bench          benchmarks: bench/results/latest.json and a table (docs/performance.md)"
+	@echo "make eval           the 30-case evaluation against the real OpenClaw (evaluation/README.md)"
+	@echo "make eval-overhead  the six overhead workloads, monitored vs not"
+	@echo "make eval-install   only the pinned Node 24 + OpenClaw into evaluation/node/"
 
 # setup.sh is idempotent and fast once done (about a second): it also recreates /run/casa,
 # which does not survive a reboot.
