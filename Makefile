@@ -7,8 +7,8 @@ SUDO  := $(if $(filter 0,$(shell id -u)),,sudo)
 .PHONY: setup run test test-fast clean help
 
 help:
-	@echo "make run    set up if needed, then run the whole stack under supervisord (Ctrl-C stops it)"
-	@echo "make test   set up if needed, then run the whole test suite"
+	@echo "make run            set up if needed, then run the whole stack under supervisord (Ctrl-C stops it)"
+	@echo "make test           set up if needed, then run the whole test suite"
 	@echo "make bench          benchmarks: bench/results/latest.json and a table (docs/performance.md)"
 	@echo "make eval           the 30-case evaluation against the real OpenClaw (evaluation/README.md)"
 	@echo "make eval-overhead  the six overhead workloads, monitored vs not"
