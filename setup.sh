@@ -64,7 +64,7 @@ install_kernel_headers() {
   local common="$base-common"
   local kbuild_ver; kbuild_ver=$(echo "$base" | sed -E 's/^linux-headers-([0-9]+\.[0-9]+).*/\1/')
   say "no headers for $kver: unpacking $flavour into $HEADERS_DIR (fallback)"
-  local tmp; tmp=$(mktemp -d)
+  local tmp; tmp=$(mktemp -d); chmod 0755 "$tmp"   # apt downloads as the _apt user
   (cd "$tmp" && apt-get download -qq "$flavour" "$common" "linux-kbuild-$kbuild_ver" >/dev/null)
   rm -rf "$HEADERS_DIR"; mkdir -p "$HEADERS_DIR"
   for deb in "$tmp"/*.deb; do dpkg -x "$deb" "$HEADERS_DIR"; done
