@@ -106,8 +106,9 @@ class StateStore:
         tmp = self.path.with_name(FILE_NAME + ".tmp")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "w", encoding="utf-8") as f:
-                json.dump(self.doc, f, separators=(",", ":"))
+            text = json.dumps(self.doc, separators=(",", ":"))   # one C call; json.dump
+            with open(tmp, "w", encoding="utf-8") as f:             # writes chunk by chunk
+                f.write(text)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, self.path)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 __all__ = ["SessionState", "Origin", "Session", "SessionIds", "SessionTable", "lifecycle",
@@ -62,7 +62,8 @@ class Session:
     complete: bool = True
 
     def to_state(self) -> dict[str, Any]:
-        d = asdict(self)
+        """JSON-able fields (all scalars: no ``asdict`` deep copy, the checkpoint's hot spot)."""
+        d = {n: getattr(self, n) for n in _SESSION_FIELDS}
         d["origin"], d["state"] = self.origin.value, self.state.value
         return d
 
@@ -71,6 +72,9 @@ class Session:
         d = dict(raw)
         d["origin"], d["state"] = Origin(d["origin"]), SessionState(d["state"])
         return cls(**d)
+
+
+_SESSION_FIELDS = tuple(f.name for f in fields(Session))
 
 
 def lifecycle(s: Session, state: str, ts_ns: int) -> dict[str, Any]:

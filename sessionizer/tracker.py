@@ -20,7 +20,7 @@ checks. The walk up the tree is bounded (``MAX_WALK``) so a corrupted table cann
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 __all__ = ["Proc", "Root", "Tracker", "MAX_WALK"]
@@ -52,6 +52,16 @@ class Root:
     tgid: int
     profile: str
     seen_ns: int
+
+
+_PROC_FIELDS = tuple(f.name for f in fields(Proc))
+_ROOT_FIELDS = tuple(f.name for f in fields(Root))
+
+
+def _flat(obj: Any, names: tuple[str, ...]) -> dict[str, Any]:
+    """What ``dataclasses.asdict`` gives for a record of scalars, without its deep copy (the
+    checkpoint of a busy tracker holds thousands of them)."""
+    return {n: getattr(obj, n) for n in names}
 
 
 class Tracker:
@@ -163,8 +173,8 @@ class Tracker:
 
     def to_state(self) -> dict[str, Any]:
         """A JSON-able copy (checkpoint)."""
-        return {"procs": [asdict(p) for p in self.procs.values()],
-                "roots": [asdict(r) for r in self.roots.values()]}
+        return {"procs": [_flat(p, _PROC_FIELDS) for p in self.procs.values()],
+                "roots": [_flat(r, _ROOT_FIELDS) for r in self.roots.values()]}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> "Tracker":

@@ -67,3 +67,19 @@ def test_address_cache_gives_the_same_answers():
         assert canonical_ip(addr) == first
     assert canonical_ip(" 127.0.0.1 ") == "127.0.0.1" and is_loopback("127.0.0.1")
     assert not is_loopback("2001:db8::1") and canonical_ip("nope") is None
+
+
+def test_checkpoint_records_are_what_asdict_gives(gateway_core, ev):
+    from dataclasses import asdict
+    from synthetic_events import CLI, cli_argv
+    for e in [ev.exec(CLI, 500, "/opt/nvm/v24/bin/node", cli_argv(), ts=10),
+              ev.exec(3000, CLI, "/bin/bash", ["bash", "-c", "x"], ts=11), ev.fork(3000, CLI, 3001, ts=12)]:
+        gateway_core.handle(e, e["ts_ns"])
+    state = gateway_core.checkpoint_state()
+    tracker = gateway_core.tracker
+    assert state["tracker"] == {"procs": [asdict(p) for p in tracker.procs.values()],
+                                "roots": [asdict(r) for r in tracker.roots.values()]}
+    assert len(state["tracker"]["procs"]) == 5 and state["sessions"]
+    for s, saved in zip(gateway_core.sessions, state["sessions"]):
+        assert saved == {**asdict(s), "origin": s.origin.value, "state": s.state.value}
+        assert list(saved) == list(asdict(s))
