@@ -4,7 +4,8 @@
 #   sudo ./setup.sh            # what `make run` and `make test` call when .venv is missing or stale
 #
 # What it does, in order:
-#   1. apt: bcc (bpfcc-tools python3-bpfcc libbpfcc), bpftool, python3-venv, iproute2.
+#   1. apt: bcc (bpfcc-tools python3-bpfcc libbpfcc), bpftool, python3-venv, iproute2, gcc (the
+#      benchmark workloads are small C programs).
 #   2. Kernel headers for the running kernel: linux-headers-$(uname -r) when Debian has it; otherwise
 #      (custom kernels, e.g. Firecracker VMs) the newest Debian 6.12 amd64 headers are unpacked into
 #      /opt/casa/kernel-headers and linked as /lib/modules/$(uname -r)/{build,source}. bcc only needs
@@ -40,7 +41,7 @@ apt_install() {
 
 install_packages() {
   apt_install ca-certificates bpfcc-tools python3-bpfcc libbpfcc bpftool python3 python3-venv \
-    iproute2 procps util-linux
+    iproute2 procps util-linux gcc libc6-dev
 }
 
 install_kernel_headers() {

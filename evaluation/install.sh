@@ -23,6 +23,12 @@ STAMP="$PREFIX/.installed"
 FAKE_FS=/srv/casa-eval/fake_fs
 AGENT_USER=casa-agent
 export DEBIAN_FRONTEND=noninteractive
+# Trust the system CA bundle (which includes any local CA that fronts the registry): Node ignores
+# it by default and npm then fails with SELF_SIGNED_CERT_IN_CHAIN.
+if [ -z "${NODE_EXTRA_CA_CERTS:-}" ] && [ -s /etc/ssl/certs/ca-certificates.crt ]; then
+  export NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt
+  export npm_config_cafile=/etc/ssl/certs/ca-certificates.crt
+fi
 
 say() { printf 'eval-install: %s\n' "$*"; }
 die() { printf 'eval-install: error: %s\n' "$*" >&2; exit 1; }
