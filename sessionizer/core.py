@@ -277,7 +277,7 @@ class Sessionizer:
         root = self.tracker.roots.get(proc.root)
         if root is None:
             return self._drop(out, "untracked")
-        session, opened = self._session_for(root, ts, tgid, proc)
+        session, opened = self._session_for(root, ts, tgid, proc, event["uid"])
         if session is None:
             self._hold(root, event, kind, tgid, ppid, ts)
             return out
@@ -384,7 +384,7 @@ class Sessionizer:
             return [], self._root_reexec(current, name, exe, argv)
         for profile in self.settings.profiles:
             if profile.matches(name[:15], exe, argv):
-                opened = self._register_root(tgid, ppid, name, profile.name, ts)
+                opened = self._register_root(tgid, ppid, name, profile.name, ts, event["uid"])
                 if opened is not None:
                     return opened, "root_exec"
                 break
@@ -426,16 +426,16 @@ class Sessionizer:
             return []                                # already known (we matched its exec)
         name = os.path.basename(_text(event, "exe")) or _text(event, "comm")
         return self._register_root(event["tgid"], event["ppid"], name, profile.name,
-                                   event["ts_ns"]) or []
+                                   event["ts_ns"], event["uid"]) or []
 
     def _register_root(self, tgid: int, ppid: int, name: str, profile_name: str,
-                       ts: int) -> list[Out] | None:
+                       ts: int, uid: int) -> list[Out] | None:
         """Track a new root; an invocation root opens its session. None: not a new root."""
         profile = self.settings.profile(profile_name)
         assert profile is not None
         if profile.kind == "invocation" and self._inside_invocation(tgid, ppid, profile_name):
             return None                              # the CLI re-exec'd as its own child
-        self.tracker.add_root(tgid, ppid, name, profile_name, ts)
+        self.tracker.add_root(tgid, ppid, name, profile_name, ts, uid)
         self.counters["roots"] += 1
         self.structure_changed = True
         log.info("agent root | tgid=%d profile=%s kind=%s comm=%r", tgid, profile_name, profile.kind, name)
@@ -443,7 +443,7 @@ class Sessionizer:
             return []
         s = self.sessions.open(profile=profile_name, origin=Origin.INVOCATION, tree_root=tgid,
                                leader_tgid=tgid, ts_ns=ts, idle_gap_s=profile.idle_gap_s,
-                               close_grace_s=profile.close_grace_s)
+                               close_grace_s=profile.close_grace_s, leader_uid=uid)
         return [self._opened(s, ts)]
 
     def _inside_invocation(self, tgid: int, ppid: int, profile_name: str) -> bool:
@@ -453,17 +453,19 @@ class Sessionizer:
         s = self.sessions.for_root(root.tgid)
         return s is not None and s.origin is Origin.INVOCATION
 
-    def _session_for(self, root: Root, ts: int, tgid: int,
-                     proc: Proc) -> tuple[Session | None, list[Out]]:
+    def _session_for(self, root: Root, ts: int, tgid: int, proc: Proc,
+                     uid: int) -> tuple[Session | None, list[Out]]:
         """Which session an accepted event of ``root``'s tree joins (docs §Session model).
         An activity session's leader is the process whose event opened it (docs/bus.md §7.1).
         None: a runtime root's own background event with no session open (held, see _hold);
-        a root that exec'd a foreign image is not the runtime any more: its events open one."""
+        a root that exec'd a foreign image is not the runtime any more: its events open one.
+        ``uid``: the event's; a runtime tree joins the CLI window of its root's user (a tool
+        that changed uid, like sudo's child, still belongs to the gateway that ran it)."""
         profile = self.settings.profile(root.profile)
         kind = profile.kind if profile is not None else "runtime"
-        if kind == "runtime":
-            window = self.sessions.latest_invocation()      # parity: the CLI time window
-            if window is not None:
+        if kind == "runtime":                                # parity: the CLI time window,
+            window = self.sessions.latest_invocation(root.uid if root.uid is not None else uid)
+            if window is not None:                           # of the runtime's own user
                 return window, []
         current = self.sessions.for_root(root.tgid)
         if current is not None:
@@ -473,7 +475,8 @@ class Sessionizer:
         idle = profile.idle_gap_s if profile is not None else 5.0
         grace = profile.close_grace_s if profile is not None else 2.0
         s = self.sessions.open(profile=root.profile, origin=Origin.ACTIVITY, tree_root=root.tgid,
-                               leader_tgid=tgid, ts_ns=ts, idle_gap_s=idle, close_grace_s=grace)
+                               leader_tgid=tgid, ts_ns=ts, idle_gap_s=idle, close_grace_s=grace,
+                               leader_uid=uid)
         return s, [self._opened(s, ts)]
 
     def _opened(self, s: Session, ts: int) -> Out:

@@ -60,6 +60,7 @@ class Session:
     event_count: int = 0
     lost_events: int = 0
     complete: bool = True
+    leader_uid: int | None = None  # real uid of the leader (None: from an older checkpoint)
 
     def to_state(self) -> dict[str, Any]:
         """JSON-able fields (all scalars: no ``asdict`` deep copy, the checkpoint's hot spot)."""
@@ -129,10 +130,11 @@ class SessionTable:
         return iter(list(self.sessions.values()))
 
     def open(self, *, profile: str, origin: Origin, tree_root: int, leader_tgid: int, ts_ns: int,
-             idle_gap_s: float, close_grace_s: float) -> Session:
+             idle_gap_s: float, close_grace_s: float, leader_uid: int | None = None) -> Session:
         s = Session(session_id=self.ids.allocate(), profile=profile, origin=origin,
                     tree_root=tree_root, leader_tgid=leader_tgid, created_ns=ts_ns, updated_ns=ts_ns,
-                    idle_gap_ns=int(idle_gap_s * NS_PER_S), close_grace_ns=int(close_grace_s * NS_PER_S))
+                    idle_gap_ns=int(idle_gap_s * NS_PER_S), close_grace_ns=int(close_grace_s * NS_PER_S),
+                    leader_uid=leader_uid)
         self.add(s)
         return s
 
@@ -151,11 +153,15 @@ class SessionTable:
         sid = self._by_root.get(tree_root)
         return self.sessions.get(sid) if sid is not None else None
 
-    def latest_invocation(self) -> Session | None:
-        """The most recently opened invocation session still open or in its grace period."""
-        if not self._invocations:
-            return None
-        return self.sessions[next(reversed(self._invocations))]
+    def latest_invocation(self, uid: int | None) -> Session | None:
+        """The most recently opened invocation session, still open or in its grace period, whose
+        leader runs as ``uid`` (a CLI talks to the runtime of its own user). A session whose
+        leader uid is unknown (restored from an older checkpoint) matches every uid, as before."""
+        for sid in reversed(self._invocations):          # few at a time: usually 0 or 1
+            s = self.sessions[sid]
+            if s.leader_uid is None or s.leader_uid == uid:
+                return s
+        return None
 
     @staticmethod
     def record(s: Session, ts_ns: int) -> None:

@@ -47,11 +47,13 @@ class Proc:
 
 @dataclass(slots=True)
 class Root:
-    """A tracked root: the profile it matched and when it was seen."""
+    """A tracked root: the profile it matched, when it was seen, and its (real) uid: a runtime
+    tree's events join only CLI sessions of that user (None: from an older checkpoint)."""
 
     tgid: int
     profile: str
     seen_ns: int
+    uid: int | None = None
 
 
 _PROC_FIELDS = tuple(f.name for f in fields(Proc))
@@ -84,12 +86,13 @@ class Tracker:
         """The membership gate: the process or its parent is tracked."""
         return tgid in self.procs or ppid in self.procs
 
-    def add_root(self, tgid: int, ppid: int, comm: str, profile: str, ts_ns: int) -> Proc:
+    def add_root(self, tgid: int, ppid: int, comm: str, profile: str, ts_ns: int,
+                 uid: int | None = None) -> Proc:
         """Track ``tgid`` as a depth-0 root of ``profile`` (idempotent)."""
         proc = Proc(tgid=tgid, ppid=ppid, depth=0, root=tgid, comm=comm, is_root=True)
         self.procs[tgid] = proc
         if tgid not in self.roots or self.roots[tgid].profile != profile:
-            self.roots[tgid] = Root(tgid, profile, ts_ns)
+            self.roots[tgid] = Root(tgid, profile, ts_ns, uid)
         return proc
 
     def on_fork(self, parent: int, child: int) -> Proc | None:
