@@ -349,10 +349,18 @@ class Sessionizer:
         reason = ingest_drop_reason(event, self.settings.noise, self.settings.connect)
         if reason:
             return reason
-        if kind == "connect" and proc.depth == 0 and not proc.foreign and \
-                self.endpoints.matches(str(event.get("addr", "")), int(event.get("port", 0))):
-            return "configured_connect"
+        if kind == "connect" and proc.depth == 0 and not proc.foreign:
+            port = int(event.get("port", 0))
+            if self.endpoints.matches(str(event.get("addr", "")), port):
+                return "configured_connect"
+            if port in self.settings.noise.runtime_dns_ports and self._runtime_tree(proc):
+                return "runtime_dns"                  # the runtime's own name lookups (docs)
         return None
+
+    def _runtime_tree(self, proc: Proc) -> bool:
+        root = self.tracker.roots.get(proc.root)
+        profile = self.settings.profile(root.profile) if root is not None else None
+        return profile is not None and profile.kind == "runtime"
 
     def _enrich(self, event: dict[str, Any], kind: str, session: Session, tgid: int,
                 ppid: int, depth: int | None = None) -> dict[str, Any]:

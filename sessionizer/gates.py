@@ -37,10 +37,12 @@ class NoiseLists:
     """What counts as routine noise. Matching is on the trimmed, lower-cased path."""
 
     # runtime loader noise (OPEN). Beyond the original: Node's CPU and cgroup polling (os.cpus(),
-    # memory limits), seen about twice a second from an idle OpenClaw 2026.9 gateway.
+    # memory limits), seen about twice a second from an idle OpenClaw 2026.9 gateway; the locale
+    # files (~20 per process with a UTF-8 LANG); a global npm install of OpenClaw (like /.nvm/).
     loader_exact: tuple[str, ...] = ("/etc/ld.so.cache", "/proc")
-    loader_prefixes: tuple[str, ...] = ("/proc/", "/sys/devices/system/cpu/", "/sys/fs/cgroup/")
-    loader_contains: tuple[str, ...] = ("/.nvm/",)
+    loader_prefixes: tuple[str, ...] = ("/proc/", "/sys/devices/system/cpu/", "/sys/fs/cgroup/",
+                                        "/usr/lib/locale/")
+    loader_contains: tuple[str, ...] = ("/.nvm/", "/lib/node_modules/openclaw/")
     library_dirs: tuple[str, ...] = ("/lib/", "/usr/lib/", "/lib64/")   # with ".so" in the path
     # routine session file noise (OPEN). Beyond the original: the runtime's own SQLite temp
     # files, state locks and caches (OpenClaw 2026.9).
@@ -52,6 +54,9 @@ class NoiseLists:
     # transparent routine execs (EXEC): basename -> exact argument lists (argv[0] optional)
     routine_execs: tuple[tuple[str, tuple[str, ...]], ...] = (
         ("uname", ("-a",)), ("whoami", ()), ("pwd", ()), ("id", ()), ("ip", ("neigh", "show")))
+    # CONNECT ports dropped when the runtime itself (depth 0 of a runtime profile) connects:
+    # its own DNS lookups to a non-loopback resolver (a tool child's are kept; core.py applies it)
+    runtime_dns_ports: tuple[int, ...] = (53,)
 
     @classmethod
     def from_config(cls, raw: Any) -> "NoiseLists":
@@ -71,6 +76,8 @@ class NoiseLists:
         for name, value in raw.items():
             if name == "routine_execs":
                 values[name] = _routine_execs(value)
+            elif name == "runtime_dns_ports":
+                values[name] = _ports(value, name)
             elif isinstance(value, list) and all(isinstance(v, str) and v for v in value):
                 values[name] = tuple(v.strip().lower() for v in value)
             else:
@@ -83,6 +90,13 @@ def _routine_execs(value: Any) -> tuple[tuple[str, tuple[str, ...]], ...]:
             isinstance(v, list) and v and all(isinstance(s, str) for s in v) for v in value):
         raise NoiseError("sessionizer.noise.routine_execs: must be a list of [basename, arg, ...] lists")
     return tuple((v[0], tuple(v[1:])) for v in value)
+
+
+def _ports(value: Any, name: str) -> tuple[int, ...]:
+    if not isinstance(value, list) or not all(
+            type(v) is int and 0 < v < 65536 for v in value):
+        raise NoiseError(f"sessionizer.noise.{name}: must be a list of ports (1-65535)")
+    return tuple(value)
 
 
 @dataclass(frozen=True, slots=True)

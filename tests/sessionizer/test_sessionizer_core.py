@@ -135,6 +135,34 @@ def test_configured_connect_is_kept_from_a_tool_child(settings, ev):
     assert core.dropped["configured_connect"] == 0
 
 
+def test_the_runtimes_own_dns_connects_are_dropped_a_tools_are_kept(gateway_core, ev):
+    core = gateway_core
+    out = feed(core, [
+        ev.connect(GATEWAY, 1, "10.0.0.2", 53, ts=10),                # the gateway's lookup
+        ev.fork(GATEWAY, 1, 1500, ts=10.1),
+        ev.connect(1500, GATEWAY, "2001:db8::53", 53, ts=10.2, family=10),   # a fork that never exec'd
+        ev.exec(3000, WORKER, "/usr/bin/dig", ["dig", "example.com"], ts=11),
+        ev.connect(3000, WORKER, "10.0.0.2", 53, ts=11.1),            # a tool's lookup: kept
+        ev.connect(GATEWAY, 1, "10.0.0.2", 5353, ts=11.2),            # another port: kept
+    ])
+    assert [(e["kind"], e["tgid"], e.get("port")) for e in events_of(out)] == [
+        ("exec", 3000, None), ("connect", 3000, 53), ("connect", GATEWAY, 5353)]
+    assert core.dropped["runtime_dns"] == 2
+
+
+def test_dns_connects_of_a_cli_or_a_reimaged_root_are_kept(core, ev):
+    feed(core, [ev.root(GATEWAY, 1, "openclaw-gateway"),
+                ev.exec(CLI, 500, "/opt/nvm/v24/bin/node", cli_argv(), ts=1)])
+    out = feed(core, [
+        ev.connect(CLI, 500, "10.0.0.2", 53, ts=2),                   # invocation root: kept
+        ev.exec(GATEWAY, 1, "/tmp/payload", ["/tmp/payload"], ts=3),  # runtime root becomes foreign
+        ev.connect(GATEWAY, 1, "10.0.0.2", 53, ts=3.1),
+    ])
+    assert [(e["kind"], e["tgid"]) for e in events_of(out)] == [
+        ("connect", CLI), ("exec", GATEWAY), ("connect", GATEWAY)]
+    assert core.dropped["runtime_dns"] == 0
+
+
 def test_lineage_is_bounded_by_lineage_max_depth(gateway_core, ev):
     events, parent = [], WORKER
     for i in range(10):

@@ -33,6 +33,11 @@ POLICY = ConnectPolicy.build([18000], ["198.51.100.7"])
     ("/var/tmp/etilqs_e243b1dfcc434820", "session_file_noise"),
     ("/tmp/openclaw-state-locks-995/state-handles.d1f9.lock.sqlite", "session_file_noise"),
     ("/var/lib/agent/.cache/openclaw/openclaw-sqlite-readonly-v2-x/y", "session_file_noise"),
+    ("/usr/lib/locale/C.utf8/LC_CTYPE", "loader_noise"),          # ~20 per process with a UTF-8 LANG
+    ("/usr/lib/locale/locale-archive", "loader_noise"),
+    ("/usr/lib/node_modules/openclaw/dist/entry.js", "loader_noise"),   # global npm install
+    ("/usr/local/lib/node_modules/openclaw/openclaw.mjs", "loader_noise"),
+    ("/home/u/.npm-global/lib/node_modules/openclaw/package.json", "loader_noise"),
     ("", "missing_fields"),
 ])
 def test_open_noise_is_dropped(ev, path, reason):
@@ -43,6 +48,8 @@ def test_open_noise_is_dropped(ev, path, reason):
     "/etc/shadow", "/tmp/openclaw-eval/helper.sh", "/usr/lib/python3/os.py", "/home/u/.profile.bak",
     "/home/u/notes/package.json.txt", "/root/.ssh/id_rsa", "/etc/hostsfile",
     "/sys/kernel/security/lsm", "/var/tmp/payload.sh", "/tmp/openclaw-eval/helper.sh",
+    "/usr/lib/node_modules/openclaw-evil/index.js", "/usr/local/lib/node_modules/other/index.js",
+    "/tmp/usr/lib/locale/x", "/usr/lib/localepayload",
 ])
 def test_meaningful_opens_are_kept(ev, path):
     assert ingest_drop_reason(ev.open(5, 4, path), LISTS, POLICY) is None
@@ -100,8 +107,17 @@ def test_noise_lists_are_configurable(ev):
     assert ingest_drop_reason(ev.exec(5, 4, "/usr/bin/whoami", ["whoami"]), lists, POLICY) is None
 
 
+def test_runtime_dns_ports_are_configurable():
+    assert NoiseLists().runtime_dns_ports == (53,)
+    assert NoiseLists.from_config({"runtime_dns_ports": []}).runtime_dns_ports == ()
+    assert NoiseLists.from_config({"runtime_dns_ports": [53, 853]}).runtime_dns_ports == (53, 853)
+
+
 @pytest.mark.parametrize("raw, message", [
     ([], "must be an object"),
+    ({"runtime_dns_ports": ["53"]}, "runtime_dns_ports: must be a list of ports (1-65535)"),
+    ({"runtime_dns_ports": [0]}, "runtime_dns_ports: must be a list of ports (1-65535)"),
+    ({"runtime_dns_ports": [True]}, "runtime_dns_ports: must be a list of ports (1-65535)"),
     ({"bogus": []}, "unknown field(s) ['bogus']"),
     ({"loader_exact": "x"}, "loader_exact: must be a list of non-empty strings"),
     ({"routine_execs": [[]]}, "routine_execs: must be a list of [basename, arg, ...] lists"),
