@@ -30,10 +30,9 @@ from typing import Any
 import zmq
 
 from bus import BusError, Envelope, Publisher, Subscriber, bind_publisher, connect_subscriber
-from bus.sequence import StreamState
 from bus.topics import COLLECTOR_CONTROL, COLLECTOR_EVENT, SESSIONIZER_CONTROL, SESSIONIZER_SESSION
 from policy import rules_path
-from sessionizer.checkpoint import StateStore, state_dir
+from sessionizer.checkpoint import StateStore, input_positions, state_dir
 from sessionizer.connect_filter import ConfiguredEndpoints
 from sessionizer.core import FLUSH_INTERVAL_S, Out, Sessionizer
 from sessionizer.sessions import SessionIds
@@ -104,7 +103,6 @@ class Stage:
                               on_loss=self._on_bus_loss)
         self.stop = False
         self.reload_requested = False
-        self.last_seen: dict[str, dict[str, int]] = {}
         self.reloads = {"reloads_applied": 0, "reloads_rejected": 0, "last_reload_id": 0,
                         "unknown_control": 0}
         self._restore(doc.get("checkpoint"))
@@ -120,18 +118,16 @@ class Stage:
             return
         clean = checkpoint.get("clean") is True
         try:
-            positions = {t: (int(p["epoch"]), int(p["seq"])) for t, p in (checkpoint.get("bus") or {}).items()}
+            positions = input_positions(checkpoint)        # parsed first: a bad one changes nothing
             n = self.core.restore(checkpoint, time.time_ns(), self._alive, clean=clean)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             log.error("checkpoint unusable; starting empty | reason=%s", exc)
             return
-        for topic, (epoch, seq) in positions.items():
-            # Resume loss accounting where we stopped: the first message after the restart
-            # reveals exactly how many collector messages were missed.
-            self.sub.tracker.streams[("collector", topic)] = StreamState(epoch, seq)
-            self.last_seen[topic] = {"epoch": epoch, "seq": seq}
-        log.info("restored from checkpoint | sessions=%d processes=%d clean=%s", n,
-                 len(self.core.tracker), clean)
+        # Resume loss accounting where we stopped: the first message after the restart reveals
+        # exactly how many collector messages were missed.
+        restored = self.sub.tracker.restore_positions(positions)
+        log.info("restored from checkpoint | sessions=%d processes=%d clean=%s positions=%d", n,
+                 len(self.core.tracker), clean, restored)
 
     def _alive(self, tgid: int) -> bool:
         """/proc existence, or always True with liveness off (a replay's processes are gone)."""
@@ -212,9 +208,7 @@ class Stage:
         elif env.topic == COLLECTOR_CONTROL:
             for msg in env.events:
                 self._control(msg)
-        else:
-            return                                     # heartbeats: accounted by handle_frames
-        self.last_seen[env.topic] = {"epoch": env.epoch, "seq": env.seq}
+        # heartbeats: accounted by handle_frames; input positions live in self.sub.tracker
 
     def _control(self, msg: dict[str, Any]) -> None:
         if msg.get("kind") == "control" and msg.get("command") == "reload":
@@ -267,7 +261,7 @@ class Stage:
         if not self.store.writable:
             return
         state = self.core.checkpoint_state()
-        state["bus"] = dict(self.last_seen)
+        state["bus"] = self.sub.tracker.positions()     # what was read, loss already counted
         state["clean"] = clean
         self.store.checkpoint(state)
 

@@ -3,8 +3,13 @@
 One JSON document, replaced atomically (write a temporary file, fsync, rename)::
 
     {"version": 1, "id_reserved_until": 129, "saved_ns": ...,
-     "checkpoint": {"tracker": {...}, "sessions": [...], "next_id": 97,
-                    "bus": {"collector.event": {"epoch": ..., "seq": ...}, ...}}}
+     "checkpoint": {"tracker": {...}, "sessions": [...], "next_id": 97, "clean": false,
+                    "bus": [{"stream": "collector", "topic": "collector.event",
+                             "epoch": ..., "seq": ...}, ...]}}
+
+``bus`` is ``bus.SequenceTracker.positions()``, as the analyzer and the sinks write it. Files
+written before that hold ``{"collector.event": {"epoch": ..., "seq": ...}, ...}`` instead;
+:func:`input_positions` reads both, so the version stays 1.
 
 Session ids below ``id_reserved_until`` may have been handed out, so a restarted sessionizer
 starts there: ids are never reused, even after a crash (at most one reserved block is skipped).
@@ -24,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["StateStore", "STATE_VERSION", "DEFAULT_STATE_DIR", "state_dir"]
+__all__ = ["StateStore", "STATE_VERSION", "DEFAULT_STATE_DIR", "state_dir", "input_positions"]
 
 STATE_VERSION = 1
 DEFAULT_STATE_DIR = "/var/lib/casa"
@@ -35,6 +40,20 @@ log = logging.getLogger("casa.sessionizer.state")
 
 def state_dir() -> Path:
     return Path(os.environ.get("CASA_STATE_DIR", DEFAULT_STATE_DIR))
+
+
+def input_positions(checkpoint: dict[str, Any], stream: str = "collector") -> list[dict[str, Any]]:
+    """The checkpoint's input positions in ``SequenceTracker.restore_positions`` form. The
+    older per-topic map (all of ``stream``) is converted; ValueError for any other layout."""
+    raw = checkpoint.get("bus")
+    if raw is None:
+        return []
+    if isinstance(raw, list):
+        return [item for item in raw if isinstance(item, dict)]
+    if isinstance(raw, dict):
+        return [{"stream": stream, "topic": topic, "epoch": int(pos["epoch"]), "seq": int(pos["seq"])}
+                for topic, pos in raw.items()]
+    raise ValueError(f"checkpoint bus positions have an unknown layout: {type(raw).__name__}")
 
 
 class StateStore:

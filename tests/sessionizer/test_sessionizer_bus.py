@@ -261,7 +261,17 @@ def test_reload_in_band_is_forwarded_and_a_bad_file_keeps_the_old_settings(bench
     assert (hb["reloads_applied"], hb["reloads_rejected"], hb["last_reload_id"]) == (1, 1, 8)
 
 
-def test_restart_after_kill_restores_sessions_and_counts_what_was_missed(bench, agents):
+def _as_older_layout(state_file: Path) -> None:
+    """Rewrite the checkpoint's input positions as the stage wrote them before it used the bus's
+    SequenceTracker.positions(): {topic: {epoch, seq}}."""
+    doc = json.loads(state_file.read_text())
+    doc["checkpoint"]["bus"] = {p["topic"]: {"epoch": p["epoch"], "seq": p["seq"]}
+                                for p in doc["checkpoint"]["bus"]}
+    state_file.write_text(json.dumps(doc))
+
+
+@pytest.mark.parametrize("layout", ["current", "older"])
+def test_restart_after_kill_restores_sessions_and_counts_what_was_missed(bench, agents, layout):
     ev = Events()
     child, cli = agents                                # both alive: the restore keeps them
     now = time.time_ns()
@@ -284,6 +294,10 @@ def test_restart_after_kill_restores_sessions_and_counts_what_was_missed(bench, 
         raise AssertionError("no checkpoint written")
     bench.proc.kill()                                   # SIGKILL: no shutdown, no final checkpoint
     bench.proc.wait()
+    positions = json.loads(state_file.read_text())["checkpoint"]["bus"]
+    assert {(p["stream"], p["topic"]) for p in positions} >= {("collector", "collector.event")}
+    if layout == "older":
+        _as_older_layout(state_file)
     bench.send([{**ev.open(child, cli, "/tmp/missed-1"), "ts_ns": now + 2}])
     bench.send([{**ev.open(child, cli, "/tmp/missed-2"), "ts_ns": now + 3}])
     bench.got.clear()

@@ -59,3 +59,19 @@ def test_missing_parent_that_cannot_be_created_falls_back_to_clock_ids(tmp_path)
     store.load()
     assert store.first_id() >= time.time_ns() // 1_000_000 - 60_000 and not store.writable
     assert store.checkpoint({"sessions": []}) is False
+
+
+def test_input_positions_read_the_bus_layout_and_the_older_per_topic_map():
+    from bus.sequence import SequenceTracker
+    from sessionizer.checkpoint import input_positions
+    tracker = SequenceTracker()
+    tracker.observe("collector", "collector.event", 7, 41)
+    current = {"bus": tracker.positions()}                       # what the stage writes now
+    older = {"bus": {"collector.event": {"epoch": 7, "seq": 41}}}  # what it wrote before
+    for checkpoint in (current, older):
+        restored = SequenceTracker()
+        assert restored.restore_positions(input_positions(checkpoint)) == 1
+        assert restored.observe("collector", "collector.event", 7, 44) == 2   # 42 and 43 missed
+    assert input_positions({}) == []
+    with pytest.raises(ValueError):
+        input_positions({"bus": "collector.event"})
