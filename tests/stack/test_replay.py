@@ -1,9 +1,13 @@
 """Recordings of the real collector, replayed through the unprivileged stages, give the decisions
-the live pipeline made (tests/stack/make_recordings.py made both). One analyzer or two: the same."""
+the live pipeline made (tests/stack/make_recordings.py made both). One analyzer or two: the same.
+The sessionizer runs with --no-liveness, as for `casa replay` of a recording whose processes are
+gone: sessions then close on the recorded exits and timers, never on a /proc check that a slow
+replay would lose to (docs/sessionizer.md, "Liveness off")."""
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +21,16 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "recordings"
 RECORDINGS = sorted(p.stem for p in FIXTURES.glob("*.casarec"))
 
 pytestmark = [pytest.mark.root, pytest.mark.timeout(180)]
+
+
+def replay_pipeline(analyzers: int) -> Pipeline:
+    """The stages for a replay: the recorded processes are gone, so no liveness checks."""
+    return Pipeline(config=FIXTURES / "casa.json", rules=FIXTURES / "rules.json", analyzers=analyzers,
+                    stage_cmds={"sessionizer": [sys.executable, "-m", "sessionizer", "--no-liveness"]})
+
+
+def liveness_off(p: Pipeline) -> bool:
+    return "liveness=off" in p.logs["sessionizer"].read_text(errors="replace")
 
 
 def summary(decision: dict) -> dict:
@@ -44,15 +58,17 @@ def test_fixtures_are_real_collector_recordings() -> None:
 @pytest.mark.parametrize("analyzers", [1, 2])
 @pytest.mark.parametrize("name", RECORDINGS)
 def test_replay_reproduces_decisions(name: str, analyzers: int) -> None:
-    with Pipeline(config=FIXTURES / "casa.json", rules=FIXTURES / "rules.json", analyzers=analyzers) as p:
+    with replay_pipeline(analyzers) as p:
         out = p.replay(FIXTURES / f"{name}.casarec")
         assert out.returncode == 0, out.stderr
+        assert liveness_off(p)
         got = [summary(d) for d in p.collected]
     assert sorted(map(json.dumps, got)) == sorted(map(json.dumps, expected(name)))
 
 
 def test_sessions_spread_over_two_analyzers_give_the_same_decisions() -> None:
-    with Pipeline(config=FIXTURES / "casa.json", rules=FIXTURES / "rules.json", analyzers=2) as p:
+    with replay_pipeline(2) as p:
+        assert liveness_off(p)
         for name in RECORDINGS:
             out = p.replay(FIXTURES / f"{name}.casarec", settle_s=1.5)
             assert out.returncode == 0, out.stderr
