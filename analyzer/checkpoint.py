@@ -36,7 +36,7 @@ from analyzer.decisions import Action, DecisionState
 from analyzer.execution_flags import ExecutionFlags
 from analyzer.history_flags import HistoryFlags, classify
 from analyzer.session_state import DELETED_MARK, ProcessState, RecentEvent, SessionState
-from bus.sequence import SequenceTracker, StreamState
+from bus.sequence import SequenceTracker, StreamState, parse_positions
 from bus.text import from_wire, to_wire
 
 __all__ = ["Checkpointer", "dump_session", "load_session", "FORMAT_VERSION"]
@@ -73,7 +73,7 @@ class Checkpointer:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.failed = False          # warn once, then stay quiet until a save works again
-        self.positions: dict[tuple[str, str], tuple[int, int]] = {}   # read by restore()
+        self.positions: dict[tuple[str, str], StreamState] = {}   # read by restore()
         self._slices: _Slices | None = None
 
     @property
@@ -155,7 +155,7 @@ class Checkpointer:
             log.warning("ignored an analyzer checkpoint of another format | path=%s", self.path)
             return 0
         try:
-            self.positions = _positions(doc.get("bus") or [])
+            self.positions = parse_positions(doc.get("bus") or [])
         except (KeyError, TypeError, ValueError) as exc:
             log.warning("ignored the damaged input positions of the checkpoint | reason=%s", exc)
         n = 0
@@ -180,13 +180,12 @@ class Checkpointer:
 
     def resume_positions(self, tracker: SequenceTracker) -> None:
         """Resume loss accounting where the restored state stopped (call before reading)."""
-        for key, (epoch, seq) in self.positions.items():
-            tracker.streams[key] = StreamState(epoch, seq)
+        tracker.streams.update(
+            {key: StreamState(st.epoch, st.last_seq) for key, st in self.positions.items()})
 
 
 def _bus_positions(tracker: SequenceTracker | None) -> list[dict[str, Any]]:
-    return [{"stream": s, "topic": t, "epoch": st.epoch, "seq": st.last_seq}
-            for (s, t), st in (tracker.streams.items() if tracker else ())]
+    return tracker.positions() if tracker else []
 
 
 def _raise(exc: Exception) -> str:
@@ -195,19 +194,6 @@ def _raise(exc: Exception) -> str:
 
 def _encode(doc: Any) -> str:
     return json.dumps(doc, separators=(",", ":"), default=_jsonable)
-
-
-def _positions(entries: Any) -> dict[tuple[str, str], tuple[int, int]]:
-    """Parse every saved position before any is used: a damaged list changes nothing."""
-    out: dict[tuple[str, str], tuple[int, int]] = {}
-    for p in entries:
-        stream, topic, epoch, seq = p["stream"], p["topic"], p["epoch"], p["seq"]
-        if not (isinstance(stream, str) and isinstance(topic, str)):
-            raise TypeError("stream and topic must be text")
-        if any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in (epoch, seq)):
-            raise ValueError(f"bad position {epoch!r}/{seq!r}")
-        out[(stream, topic)] = (epoch, seq)
-    return out
 
 
 def _jsonable(value: Any) -> Any:

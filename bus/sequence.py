@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["StreamState", "SequenceTracker"]
+__all__ = ["StreamState", "SequenceTracker", "parse_positions"]
 
 
 @dataclass(slots=True)
@@ -92,3 +92,21 @@ class SequenceTracker:
                 self.streams[(stream, topic)] = StreamState(epoch=epoch, last_seq=seq)
                 restored += 1
         return restored
+
+
+def parse_positions(entries: object) -> dict[tuple[str, str], StreamState]:
+    """Parse checkpointed positions all-or-nothing: raise ValueError on any damaged entry, so a
+    damaged checkpoint changes nothing. Feed the result to ``SequenceTracker.streams.update``."""
+    if not isinstance(entries, list):
+        raise ValueError("positions must be a list")
+    out: dict[tuple[str, str], StreamState] = {}
+    for p in entries:
+        if not isinstance(p, dict):
+            raise ValueError("a position must be a map")
+        stream, topic, epoch, seq = (p.get(k) for k in ("stream", "topic", "epoch", "seq"))
+        if not (isinstance(stream, str) and isinstance(topic, str)):
+            raise ValueError("stream and topic must be text")
+        if any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in (epoch, seq)):
+            raise ValueError(f"bad position {epoch!r}/{seq!r}")
+        out[(stream, topic)] = StreamState(epoch=epoch, last_seq=seq)
+    return out

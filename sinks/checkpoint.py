@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from bus.sequence import SequenceTracker, StreamState
+from bus.sequence import SequenceTracker, parse_positions
 
 __all__ = ["PositionStore", "SAVE_INTERVAL_S", "FORMAT_VERSION"]
 
@@ -37,8 +37,7 @@ class PositionStore:
 
     def save(self, tracker: SequenceTracker, clean: bool = False) -> bool:
         doc = {"v": FORMAT_VERSION, "clean": clean,
-               "bus": [{"stream": s, "topic": t, "epoch": st.epoch, "seq": st.last_seq}
-                       for (s, t), st in tracker.streams.items()]}
+               "bus": tracker.positions()}
         tmp = self.path.with_name(self.path.name + ".tmp")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -67,23 +66,14 @@ class PositionStore:
         except (KeyError, TypeError, ValueError) as exc:
             log.warning("ignored a damaged sink checkpoint | path=%s reason=%s", self.path, exc)
             return 0
-        for key, (epoch, seq) in positions.items():
-            tracker.streams[key] = StreamState(epoch, seq)
+        tracker.streams.update(positions)
         log.info("restored input positions from checkpoint | path=%s positions=%d clean=%s",
                  self.path, len(positions), doc.get("clean") is True)
         return len(positions)
 
 
-def _positions(doc: Any) -> dict[tuple[str, str], tuple[int, int]]:
+def _positions(doc: Any) -> dict[tuple[str, str], Any]:
     """Parse every entry before any is used: a damaged file changes nothing."""
     if not isinstance(doc, dict) or doc.get("v") != FORMAT_VERSION:
         raise ValueError("not a sink checkpoint of this format")
-    out: dict[tuple[str, str], tuple[int, int]] = {}
-    for p in doc["bus"]:
-        stream, topic, epoch, seq = p["stream"], p["topic"], p["epoch"], p["seq"]
-        if not (isinstance(stream, str) and isinstance(topic, str)):
-            raise TypeError("stream and topic must be text")
-        if any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in (epoch, seq)):
-            raise ValueError(f"bad position {epoch!r}/{seq!r}")
-        out[(stream, topic)] = (epoch, seq)
-    return out
+    return parse_positions(doc["bus"])

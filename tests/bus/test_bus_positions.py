@@ -33,3 +33,20 @@ def test_malformed_positions_are_skipped():
              {}]
     assert t.restore_positions(items) == 1
     assert list(t.streams) == [("a", "a.event")]
+
+
+def test_parse_positions_is_all_or_nothing():
+    import pytest
+
+    from bus.sequence import parse_positions
+
+    good = {"stream": "a", "topic": "a.event", "epoch": 1, "seq": 3}
+    parsed = parse_positions([good])
+    assert parsed[("a", "a.event")].epoch == 1 and parsed[("a", "a.event")].last_seq == 3
+    for bad in ({"stream": "a", "topic": "a.event", "epoch": 1, "seq": -1},
+                {"stream": "a", "topic": "a.event", "epoch": True, "seq": 3},
+                {"stream": 2, "topic": "a.event", "epoch": 1, "seq": 3}, "x"):
+        with pytest.raises(ValueError):
+            parse_positions([good, bad])
+    with pytest.raises(ValueError):
+        parse_positions({"not": "a list"})
