@@ -41,6 +41,13 @@
 #define AF_INET_VAL 2
 #define AF_INET6_VAL 10
 #define ARGV_AREA (MAX_ARGS * MAX_ARG_LEN)
+#define RINGBUF_BYTES ((u64)RINGBUF_PAGES * PAGE_SIZE)
+/* header + a 1-byte path, 8-aligned, + the ring buffer's 8-byte record header */
+#define MIN_OPEN_RECORD (((EVENT_HEADER_SIZE + 1 + 7) & ~7) + 8)
+
+#if !defined(OFF_SC_ARG0) || !defined(OFF_SC_ARG1) || !defined(OFF_SC_ARG2) || !defined(OFF_SC_ARG3)
+#error "OFF_SC_ARG0..3 (syscall argument registers in struct pt_regs) must come as -D cflags: collector/loader.py knows x86_64 and aarch64 only"
+#endif
 
 struct track {
 	u32 root;          /* tgid of the root this process descends from */
@@ -50,14 +57,6 @@ struct track {
 
 struct comm_key {
 	char comm[COMM_LEN];   /* zero-padded */
-};
-
-struct open_args {
-	u64 filename;      /* user pointer, read at sys_exit */
-	u64 flags;
-	u32 mode;
-	s32 dirfd;
-	u32 syscall;
 };
 
 struct connect_args {
@@ -80,8 +79,6 @@ BPF_PERCPU_ARRAY(drops, u64, 1);
 BPF_PERCPU_ARRAY(scratch, struct event, 1);
 /* tid -> exec record between sys_enter and sys_exit (LRU: a thread killed mid-call leaks none). */
 BPF_TABLE("lru_hash", u32, struct event, pending_exec, 256);
-/* tid -> open arguments between sys_enter and sys_exit. */
-BPF_TABLE("lru_hash", u32, struct open_args, pending_open, 4096);
 /* tid -> connect destination between sys_enter and sys_exit. */
 BPF_TABLE("lru_hash", u32, struct connect_args, pending_connect, 4096);
 
@@ -427,52 +424,67 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
 	return provisional_root((const char *)args + (args->data_loc_filename & 0xFFFF), tgid);
 }
 
-/* ---- open ---------------------------------------------------------------------------- */
+/* ---- open ----------------------------------------------------------------------------- */
 
-static __always_inline int open_enter(u32 sc, int dirfd, const char *filename, u64 flags, u32 mode)
+/*
+ * One probe per open, at sys_exit: the arguments are read back from the task's saved user
+ * registers (bpf_task_pt_regs), which the syscall leaves unchanged (offsets from BTF,
+ * collector/loader.py). Compared with an enter/exit pair joined through a per-thread hash this
+ * saves, per open of every process, one tracepoint run and, per tracked open, a hash update,
+ * lookup and delete.
+ */
+static __always_inline u64 syscall_arg(void *regs, u32 off)
 {
-	u64 id = bpf_get_current_pid_tgid();
-	u32 tgid = id >> 32, tid = (u32)id;
-	struct open_args a = {};
-
-	if (!lookup_tracked(tgid))
-		return 0;
-	a.filename = (u64)filename;
-	a.flags = flags;
-	a.mode = mode;
-	a.dirfd = dirfd;
-	a.syscall = sc;
-	pending_open.update(&tid, &a);
-	return 0;
+	u64 v = 0;
+	bpf_probe_read_kernel(&v, sizeof(v), regs + off);
+	return v;
 }
 
-static __always_inline int open_exit(long ret)
+/* The ring buffer cannot take even the smallest open record: drop without building it. */
+static __always_inline int ringbuf_full(void)
 {
-	u64 id = bpf_get_current_pid_tgid();
-	u32 tgid = id >> 32, tid = (u32)id;
-	struct open_args *a = pending_open.lookup(&tid);
-	struct track *t;
+	u64 used = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+	return used + MIN_OPEN_RECORD > RINGBUF_BYTES;
+}
+
+static __always_inline int open_exit(u32 sc, long ret)
+{
+	u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct track *t = lookup_tracked(tgid);
 	struct event *e;
+	void *regs;
+	const char *filename;
+	u64 how[2] = {};   /* struct open_how { u64 flags; u64 mode; u64 resolve; } */
 	long n;
 	u64 len;
 
-	if (!a)
+	if (!t)
 		return 0;
-	t = lookup_tracked(tgid);
 	e = scratch_event();
-	if (!t || !e) {
-		pending_open.delete(&tid);
+	if (!e)
 		return 0;
-	}
 	fill_header(e, EV_OPEN, t);
-	e->syscall = a->syscall;
-	e->dirfd = a->dirfd;
-	e->flags = a->flags;
-	e->mode = a->mode;
+	e->syscall = sc;
 	e->ret = ret;
+	regs = (void *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	if (sc == SC_OPEN) {
+		filename = (const char *)syscall_arg(regs, OFF_SC_ARG0);
+		e->flags = (u32)syscall_arg(regs, OFF_SC_ARG1);
+		e->mode = (u32)syscall_arg(regs, OFF_SC_ARG2);
+	} else {
+		e->dirfd = (s32)syscall_arg(regs, OFF_SC_ARG0);
+		filename = (const char *)syscall_arg(regs, OFF_SC_ARG1);
+		if (sc == SC_OPENAT2) {
+			bpf_probe_read_user(how, sizeof(how), (void *)syscall_arg(regs, OFF_SC_ARG2));
+			e->flags = how[0];
+			e->mode = (u32)how[1];
+		} else {
+			e->flags = (u32)syscall_arg(regs, OFF_SC_ARG2);
+			e->mode = (u32)syscall_arg(regs, OFF_SC_ARG3);
+		}
+	}
 	/* MAX_PATH_LEN - 1 so the mask below keeps the verifier's bound (MAX_PATH_LEN is 2^k) */
-	n = bpf_probe_read_user_str(e->path, MAX_PATH_LEN - 1, (void *)a->filename);
-	pending_open.delete(&tid);
+	n = bpf_probe_read_user_str(e->path, MAX_PATH_LEN - 1, filename);
 	len = n > 0 ? ((u64)n & (MAX_PATH_LEN - 1)) : 0;
 	e->path_len = len;
 	if (events.ringbuf_output(e, EVENT_HEADER_SIZE + len, 0))
@@ -480,37 +492,19 @@ static __always_inline int open_exit(long ret)
 	return 0;
 }
 
-TRACEPOINT_PROBE(syscalls, sys_enter_openat)
-{
-	return open_enter(SC_OPENAT, (int)args->dfd, args->filename, (u64)(u32)args->flags, (u32)args->mode);
-}
-
 TRACEPOINT_PROBE(syscalls, sys_exit_openat)
 {
-	return open_exit(args->ret);
-}
-
-TRACEPOINT_PROBE(syscalls, sys_enter_openat2)
-{
-	u64 how[2] = {};   /* struct open_how { u64 flags; u64 mode; u64 resolve; } */
-
-	bpf_probe_read_user(how, sizeof(how), args->how);
-	return open_enter(SC_OPENAT2, (int)args->dfd, args->filename, how[0], (u32)how[1]);
+	return open_exit(SC_OPENAT, args->ret);
 }
 
 TRACEPOINT_PROBE(syscalls, sys_exit_openat2)
 {
-	return open_exit(args->ret);
-}
-
-TRACEPOINT_PROBE(syscalls, sys_enter_open)
-{
-	return open_enter(SC_OPEN, AT_FDCWD_VAL, args->filename, (u64)(u32)args->flags, (u32)args->mode);
+	return open_exit(SC_OPENAT2, args->ret);
 }
 
 TRACEPOINT_PROBE(syscalls, sys_exit_open)
 {
-	return open_exit(args->ret);
+	return open_exit(SC_OPEN, args->ret);
 }
 
 /* ---- connect ------------------------------------------------------------------------- */

@@ -9,6 +9,7 @@ first so a missing hook is named instead of failing inside bcc.
 from __future__ import annotations
 
 import ctypes
+import platform
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,9 +17,9 @@ from typing import Any
 from bpf import BPF_DIR
 from collector.btf_offsets import Btf, load_vmlinux
 
-__all__ = ["Limits", "LoaderError", "TRACEPOINTS", "OFFSET_PATHS", "SOURCE", "cflags",
-           "check_tracepoints", "load", "tracefs_root", "comm_key", "set_root_comms",
-           "KernelTrackedMap", "kernel_drops"]
+__all__ = ["Limits", "LoaderError", "TRACEPOINTS", "OFFSET_PATHS", "SYSCALL_ARG_REGS", "SOURCE",
+           "cflags", "syscall_arg_offsets", "check_tracepoints", "load", "tracefs_root", "comm_key",
+           "set_root_comms", "KernelTrackedMap", "kernel_drops"]
 
 SOURCE = BPF_DIR / "collector.bpf.c"
 TRACEFS_CANDIDATES = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
@@ -26,9 +27,7 @@ TRACEFS_CANDIDATES = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/traci
 TRACEPOINTS = (
     "syscalls/sys_enter_execve", "syscalls/sys_exit_execve",
     "syscalls/sys_enter_execveat", "syscalls/sys_exit_execveat",
-    "syscalls/sys_enter_openat", "syscalls/sys_exit_openat",
-    "syscalls/sys_enter_openat2", "syscalls/sys_exit_openat2",
-    "syscalls/sys_enter_open", "syscalls/sys_exit_open",
+    "syscalls/sys_exit_openat", "syscalls/sys_exit_openat2", "syscalls/sys_exit_open",
     "syscalls/sys_enter_connect", "syscalls/sys_exit_connect",
     "sched/sched_process_exec", "sched/sched_process_exit", "task/task_newtask",
 )
@@ -52,6 +51,16 @@ OFFSET_PATHS = {
     "OFF_DENTRY_NAME": "dentry.d_name.name",
     "OFF_DENTRY_INODE": "dentry.d_inode",
     "OFF_INODE_NLINK": "inode.__i_nlink",
+}
+
+
+# -D OFF_SC_ARG0..3 -> where syscall arguments 1-4 sit in the task's saved user registers
+# (struct pt_regs), per machine. The open probes run at sys_exit only and read the arguments
+# back from there; the syscall leaves these registers unchanged. On arm64 regs[0] already holds
+# the return value at sys_exit, so argument 1 comes from orig_x0.
+SYSCALL_ARG_REGS: dict[str, tuple[tuple[str, int], ...]] = {
+    "x86_64": (("pt_regs.di", 0), ("pt_regs.si", 0), ("pt_regs.dx", 0), ("pt_regs.r10", 0)),
+    "aarch64": (("pt_regs.orig_x0", 0), ("pt_regs.regs", 8), ("pt_regs.regs", 16), ("pt_regs.regs", 24)),
 }
 
 
@@ -97,7 +106,19 @@ def cflags(limits: Limits, btf: Btf | None = None) -> list[str]:
              f"-DMAX_PATH_LEN={int(limits.max_path_len)}", f"-DRINGBUF_PAGES={int(limits.ringbuf_pages)}"]
     for name, path in OFFSET_PATHS.items():
         flags.append(f"-D{name}={btf.offset(path)}")
+    for i, off in enumerate(syscall_arg_offsets(btf)):
+        flags.append(f"-DOFF_SC_ARG{i}={off}")
     return flags
+
+
+def syscall_arg_offsets(btf: Btf, machine: str | None = None) -> list[int]:
+    """Offsets of syscall arguments 1-4 in ``struct pt_regs`` of the running kernel (BTF)."""
+    machine = machine or platform.machine()
+    regs = SYSCALL_ARG_REGS.get(machine)
+    if regs is None:
+        raise LoaderError(f"machine {machine!r} is not supported: the collector knows where syscall "
+                          f"arguments are saved on {', '.join(sorted(SYSCALL_ARG_REGS))} only")
+    return [btf.offset(path) + extra for path, extra in regs]
 
 
 def comm_key(comm: str) -> bytes:

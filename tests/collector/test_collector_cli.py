@@ -114,10 +114,10 @@ def test_bootstrap_pid_file_and_sigterm(tmp_path: Path):
 def test_missing_tracepoint_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     from collector import loader
     for tp in loader.TRACEPOINTS:
-        if tp != "syscalls/sys_enter_openat2":
+        if tp != "syscalls/sys_exit_openat2":
             (tmp_path / "events" / tp).mkdir(parents=True)
     monkeypatch.setattr(loader, "tracefs_root", lambda: tmp_path)
-    with pytest.raises(loader.LoaderError, match="tracepoint syscalls:sys_enter_openat2 is missing"):
+    with pytest.raises(loader.LoaderError, match="tracepoint syscalls:sys_exit_openat2 is missing"):
         loader.check_tracepoints()
     monkeypatch.setattr(loader, "tracefs_root", lambda: None)
     with pytest.raises(loader.LoaderError, match="tracefs is not mounted"):
