@@ -209,6 +209,14 @@ class StageSet:
                 return int(line.split()[1])
         return 0
 
+    def cpu_s(self, name: str) -> float:
+        """User + system CPU seconds the stage's process has used so far (/proc/PID/stat)."""
+        fields = Path(f"/proc/{self.procs[name].pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def cpu_all(self) -> dict[str, float]:
+        return {n: self.cpu_s(n) for n in self.procs}
+
     def stop(self, name: str) -> int | None:
         p = self.procs.pop(name, None)
         if p is None:

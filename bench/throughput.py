@@ -209,6 +209,7 @@ def casa_e2e(events: list[dict[str, Any]], spec: ThroughputSpec, dirs: BenchDirs
             counter.poll()
             start_lines = counter.lines
             blobs = prepack(events, spec.rate_hint)
+            cpu0 = stages.cpu_all()
             t0 = time.time_ns()
             feeder.send_packed(COLLECTOR_EVENT, blobs)
             sent_s = (time.time_ns() - t0) / 1e9
@@ -218,6 +219,7 @@ def casa_e2e(events: list[dict[str, Any]], spec: ThroughputSpec, dirs: BenchDirs
                 watch.pump(0)
                 return counter.poll() - start_lines
             written = wait_progress(lines, expected, spec.quiet_s, spec.timeout_s)
+            cpu = cpu_per_event(cpu0, stages.cpu_all(), len(events))
             end_wait = time.monotonic() + 2.5           # one more heartbeat of every stage
             while time.monotonic() < end_wait:
                 watch.pump(0.1)
@@ -233,7 +235,13 @@ def casa_e2e(events: list[dict[str, Any]], spec: ThroughputSpec, dirs: BenchDirs
             "replay_s": round(sent_s, 3), "elapsed_s": round(elapsed, 3),
             "events_per_s": round(len(events) / elapsed) if elapsed == elapsed and elapsed > 0 else None,
             "lost_events": max(0, expected - written) + sum(losses.values()),
-            "loss_counters": losses, "stage_counters": counters, "rss_kb_after": rss}
+            "loss_counters": losses, "stage_counters": counters, "rss_kb_after": rss,
+            "cpu_us_per_event": cpu}
+
+
+def cpu_per_event(before: dict[str, float], after: dict[str, float], events: int) -> dict[str, float]:
+    """CPU microseconds each stage spent per input event of the replay (the per-stage budget)."""
+    return {n: round((after[n] - before[n]) * 1e6 / max(events, 1), 2) for n in after if n in before}
 
 
 def _isolated(dirs: BenchDirs, stage: str, upstream: str, own_stream: str,
@@ -252,6 +260,7 @@ def _isolated(dirs: BenchDirs, stage: str, upstream: str, own_stream: str,
             counter = LineCounter(dirs.log("events"))
             counter.poll()
             start_lines = counter.lines
+            cpu0 = stages.cpu_all()
             t0 = _replay_saved(feeder, messages)
             if stage == "sinks-jsonl":
                 target = sum(len(ev) for t, ev in messages if t.endswith(".event"))
@@ -270,13 +279,14 @@ def _isolated(dirs: BenchDirs, stage: str, upstream: str, own_stream: str,
                 detail = {"output_events": report.get("events_by_topic", {}),
                           "lost_messages": report.get("lost_messages", 0)}
             stages.check_alive()
+            cpu = cpu_per_event(cpu0, stages.cpu_all(), total)
         finally:
             if drain is not None:
                 stop_drain(drain)
             feeder.close()
     elapsed = max((end_ns - t0) / 1e9, 1e-9)
     return {"input_events": total, "elapsed_s": round(elapsed, 3),
-            "events_per_s": round(total / elapsed), **detail}
+            "events_per_s": round(total / elapsed), "cpu_us_per_event": cpu, **detail}
 
 
 def run(spec: ThroughputSpec, workdir: Path) -> dict[str, Any]:
