@@ -25,7 +25,7 @@ from analyzer.decisions import Action, DecisionState, Result, decide
 from analyzer.rules import CompiledRules
 from analyzer.history_flags import Classifier
 from analyzer.history_window import HistoryWindow
-from analyzer.session_state import TRACKED_KINDS, RecentEvent, SessionState
+from analyzer.session_state import EXEC, EXIT, TRACKED_KINDS, SessionState
 from bus.envelope import Envelope
 from bus import topics as T
 from policy import Policy, PolicyError
@@ -182,12 +182,20 @@ class Analyzer:
         if sid in self.closed:
             counters.events_late += 1
             return
-        tracked = self._session(sid, now_ns, opened=False)
+        tracked = self.sessions.get(sid)
+        if tracked is None:
+            tracked = self._session(sid, now_ns, opened=False)
+        else:
+            tracked.last_message_ns, tracked.restored = now_ns, False
         try:
             state = tracked.state
             proc = state.observe(ev, self._classify)
-            tracked.ctx = advance(tracked.ctx, kind, proc, state, self.policy.analysis,
-                                  self._history(tracked).flags(state.deleted_opens))
+            history = self._history(tracked).flags(state.deleted_opens)
+            ctx = tracked.ctx
+            if kind == EXEC or kind == EXIT:
+                tracked.ctx = advance(ctx, kind, proc, state, self.policy.analysis, history)
+            elif history is not ctx.history:      # opens and connects change history flags only
+                tracked.ctx = Context(ctx.execution, ctx.capability, history)
         except (TypeError, ValueError, KeyError, AttributeError) as exc:
             counters.events_malformed += 1
             log.warning("could not fold a sessionizer event | session_id=%d reason=%s", sid, exc)
@@ -355,8 +363,33 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+_TEXT_FIELDS = ("path", "exe", "comm", "addr")
+_MISSING = object()
+
+
 def _event_problem(ev: Any) -> str | None:
-    """Why an event cannot be analysed (None: fine)."""
+    """Why an event cannot be analysed (None: fine).
+
+    The first test is the one every well-formed event passes in a few type checks; anything it
+    does not accept gets the field-by-field check below, which says what is wrong.
+    """
+    if type(ev) is dict:
+        get = ev.get
+        sid = get("session_id")
+        if (type(get("kind")) is str and type(sid) is int and type(get("ts_ns")) is int
+                and type(get("tgid")) is int and 0 <= sid < INT64_LIMIT):
+            for name in _TEXT_FIELDS:
+                v = get(name, _MISSING)
+                if v is not _MISSING and type(v) is not str and not isinstance(v, (str, bytes)):
+                    break
+            else:
+                argv = get("argv", _MISSING)
+                if argv is _MISSING or type(argv) is list:
+                    return None
+    return _slow_event_problem(ev)
+
+
+def _slow_event_problem(ev: Any) -> str | None:
     if not isinstance(ev, dict):
         return f"event is {type(ev).__name__}, not a map"
     if not isinstance(ev.get("kind"), str):

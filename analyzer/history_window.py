@@ -39,6 +39,8 @@ from policy import Analysis
 __all__ = ["HistoryWindow"]
 
 _NONE = -1          # "no such event": below every window start (seq numbers start at 0)
+_NEVER = 2**62      # a window start no session reaches
+_BURST_FLAG = {OPEN: 3, CONNECT: 4}     # index of burst_<kind> in the flag key (exec: 5)
 
 
 class _Pair:
@@ -51,15 +53,20 @@ class _Pair:
         self.sens_seq = self.other_seq = self.hit_p = _NONE
         self.sens_ts = self.other_ts = 0
 
-    def push_sensitive(self, seq: int, ts: int) -> None:
-        if self.other_seq != _NONE and self._near(ts, self.other_ts):
+    def push_sensitive(self, seq: int, ts: int) -> bool:
+        """Fold a sensitive open; True if the latest hit moved."""
+        hit = self.other_seq != _NONE and self._near(ts, self.other_ts)
+        if hit:
             self.hit_p = self.other_seq
         self.sens_seq, self.sens_ts = seq, ts
+        return hit
 
-    def push_other(self, seq: int, ts: int) -> None:
-        if self.sens_seq != _NONE and self._near(ts, self.sens_ts):
+    def push_other(self, seq: int, ts: int) -> bool:
+        hit = self.sens_seq != _NONE and self._near(ts, self.sens_ts)
+        if hit:
             self.hit_p = self.sens_seq
         self.other_seq, self.other_ts = seq, ts
+        return hit
 
     def _near(self, a: int, b: int) -> bool:
         w = self.window_ns
@@ -76,13 +83,15 @@ class _Burst:
         self.last: deque[tuple[int, int]] = deque(maxlen=max(threshold - 1, 1))
         self.hit_p = _NONE
 
-    def push(self, seq: int, ts: int) -> None:
-        last = self.last
+    def push(self, seq: int, ts: int) -> bool:
+        """Fold a kept event of the kind; True if the latest hit moved."""
+        last, hit = self.last, False
         if self.threshold >= 2 and len(last) == self.threshold - 1:
             p_seq, p_ts = last[0]
             if ts - p_ts <= self.window_ns:
-                self.hit_p = p_seq
+                self.hit_p, hit = p_seq, True
         last.append((seq, ts))
+        return hit
 
     def active(self, start: int) -> bool:
         return self.threshold <= 1 or self.hit_p >= start
@@ -92,7 +101,8 @@ class HistoryWindow:
     """Running state behind the history flags of one session (see the module docstring)."""
 
     __slots__ = ("limit", "seq", "to_net", "to_exec", "bursts", "connect_seq", "cte_p",
-                 "written", "written_order", "wte_p", "_flags", "_key")
+                 "written", "written_order", "wte_p", "_flags", "_key", "_moved", "_expires",
+                 "_always")
 
     def __init__(self, a: Analysis, limit: int) -> None:
         self.limit = limit
@@ -110,6 +120,12 @@ class HistoryWindow:
         self.wte_p = _NONE
         self._flags = HistoryFlags()
         self._key: tuple[bool, ...] = (False,) * 8
+        # flags() recomputes only when a hit moved since its last call, or when the window start
+        # passed ``_expires`` (the oldest partner of a flag that is true), else nothing changed.
+        self._moved = True
+        self._expires = _NEVER
+        self._always = (False, False, False, a.burst_open_threshold <= 1,
+                        a.burst_connect_threshold <= 1, a.burst_exec_threshold <= 1, False)
 
     @classmethod
     def replay(cls, events: Iterable[RecentEvent], a: Analysis, limit: int) -> "HistoryWindow":
@@ -120,29 +136,49 @@ class HistoryWindow:
         return window
 
     def push(self, e: RecentEvent) -> None:
-        """Fold the event that just entered the window (classified, see history_flags.classify)."""
+        """Fold the event that just entered the window (classified, see history_flags.classify).
+
+        A hit that moves for a flag that is already true changes nothing now: it only makes the
+        flag last longer, which flags() learns when the window start passes the older partner.
+        So only hits of flags that are false mark the state as moved.
+        """
         seq = self.seq = self.seq + 1
         kind, ts = e.kind, e.ts_ns
+        key = self._key
+        moved = False
         if e.sensitive:
-            self.to_net.push_sensitive(seq, ts)
-            self.to_exec.push_sensitive(seq, ts)
+            if self.to_net.push_sensitive(seq, ts) and not key[1]:
+                moved = True
+            if self.to_exec.push_sensitive(seq, ts) and not key[2]:
+                moved = True
         elif kind == CONNECT:
-            self.to_net.push_other(seq, ts)
+            if self.to_net.push_other(seq, ts) and not key[1]:
+                moved = True
         elif kind == EXEC:
-            self.to_exec.push_other(seq, ts)
+            if self.to_exec.push_other(seq, ts) and not key[2]:
+                moved = True
         if e.burst_kept:
-            self.bursts[kind if kind in (OPEN, CONNECT) else EXEC].push(seq, ts)
+            i = _BURST_FLAG.get(kind, 5)
+            if self.bursts[kind if i != 5 else EXEC].push(seq, ts) and not key[i]:
+                moved = True
         if kind == CONNECT:
             self.connect_seq = seq
         elif kind == EXEC:
-            self.cte_p = self.connect_seq
+            if self.cte_p != self.connect_seq:
+                self.cte_p = self.connect_seq
+                moved = moved or not key[0]
             p = self.written.get(e.path, _NONE) if e.path else _NONE
             if p > self.wte_p:
                 self.wte_p = p
+                moved = moved or not key[6]
         elif e.write and e.path:
             self.written[e.path] = seq
             self.written_order.append((seq, e.path))
-        self._forget_written(max(0, seq - self.limit + 1))
+        if moved:
+            self._moved = True
+        order = self.written_order
+        if order and order[0][0] <= seq - self.limit:
+            self._forget_written(seq - self.limit + 1)
 
     def _forget_written(self, start: int) -> None:
         """Drop written paths whose latest write left the window (keeps the map bounded)."""
@@ -154,12 +190,28 @@ class HistoryWindow:
 
     def flags(self, deleted_opens: int) -> HistoryFlags:
         """The eight flags now; the same object as last time when nothing changed."""
-        start = max(0, self.seq - self.limit + 1)
+        start = self.seq - self.limit + 1
+        if start < 0:
+            start = 0
+        deleted = deleted_opens > 0
+        if not self._moved and start <= self._expires and deleted is self._key[7]:
+            return self._flags
+        self._moved = False
         b = self.bursts
+        partners = (self.cte_p, self.to_net.hit_p, self.to_exec.hit_p, b[OPEN].hit_p,
+                    b[CONNECT].hit_p, b[EXEC].hit_p, self.wte_p)
         key = (self.cte_p >= start, self.to_net.hit_p >= start, self.to_exec.hit_p >= start,
                b[OPEN].active(start), b[CONNECT].active(start), b[EXEC].active(start),
-               self.wte_p >= start, deleted_opens > 0)
+               self.wte_p >= start, deleted)
+        # A true flag turns false once the start passes its partner; a burst with threshold <= 1
+        # is true for good.
+        expires = _NEVER
+        for p, on, always in zip(partners, key, self._always):
+            if on and not always and p < expires:
+                expires = p
+        self._expires = expires
         if key != self._key:
             self._key = key
             self._flags = HistoryFlags(*key)
         return self._flags
+

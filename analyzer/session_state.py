@@ -30,6 +30,8 @@ TRACKED_KINDS = frozenset({EXEC, OPEN, CONNECT, EXIT})
 
 def text(value: Any) -> str:
     """A wire text field as a stage-side str ('' for missing or non-text values)."""
+    if type(value) is str:
+        return value
     if isinstance(value, (str, bytes)):
         return from_wire(value)
     return ""
@@ -40,12 +42,19 @@ def basename(path: str) -> str:
 
 
 def _int(value: Any, default: int = 0) -> int:
+    if type(value) is int:          # the common case, and excludes bool
+        return value
     return value if isinstance(value, int) and not isinstance(value, bool) else default
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RecentEvent:
-    """One accepted event as the history flags and sessions.log see it (§7 RecentEvents)."""
+    """One accepted event as the history flags and sessions.log see it (§7 RecentEvents).
+
+    Treated as a value: never changed after it enters a window (a reload builds new entries).
+    Not ``frozen``: a frozen dataclass's ``__init__`` sets each field through
+    ``object.__setattr__``, which made building one per event cost 0.7 us instead of 0.16 us.
+    """
 
     kind: str
     tgid: int
@@ -65,14 +74,16 @@ class RecentEvent:
 
     @classmethod
     def from_event(cls, ev: dict[str, Any]) -> "RecentEvent":
-        kind = ev["kind"]
-        return cls(kind=kind, tgid=_int(ev.get("tgid")), ts_ns=_int(ev.get("ts_ns")),
-                   path=text(ev.get("path")).strip() if kind in (EXEC, OPEN) else "",
-                   exe=text(ev.get("exe")).strip() if kind == EXEC else "",
-                   flags=_int(ev.get("flags")) if kind == OPEN else 0,
-                   mode=_int(ev.get("mode")) if kind == OPEN else 0,
-                   addr=text(ev.get("addr")).strip() if kind == CONNECT else "",
-                   port=_int(ev.get("port")) if kind == CONNECT else 0)
+        kind, get = ev["kind"], ev.get
+        tgid, ts = _int(get("tgid")), _int(get("ts_ns"))
+        if kind == OPEN:
+            return cls(OPEN, tgid, ts, text(get("path")).strip(), "", _int(get("flags")),
+                       _int(get("mode")))
+        if kind == EXEC:
+            return cls(EXEC, tgid, ts, text(get("path")).strip(), text(get("exe")).strip())
+        if kind == CONNECT:
+            return cls(CONNECT, tgid, ts, addr=text(get("addr")).strip(), port=_int(get("port")))
+        return cls(kind, tgid, ts)
 
     def to_map(self) -> dict[str, Any]:
         """sessions.log §11.2 shape, with bus field names; empty/zero open fields omitted."""
@@ -143,22 +154,23 @@ class SessionState:
         """Fold one accepted event into the state; return the process it belongs to.
 
         ``classify`` annotates the window entry (history_flags.classify with the current policy).
+        This runs for every event the analyzer owns, so it reads each field once.
         """
-        kind, ts = ev["kind"], _int(ev.get("ts_ns"))
+        entry = RecentEvent.from_event(ev)
+        kind, ts = entry.kind, entry.ts_ns
         if self.created_ns is None:
             self.created_ns = ts
         self.updated_ns = ts
         self.events += 1
-        proc = self._process(ev, ts)
-        if kind == EXEC:
-            self._exec(proc, ev)
-        elif kind == OPEN:
-            self._push_open(proc, text(ev.get("path")).strip())
+        proc = self._process(ev, entry.tgid, ts)
+        if kind == OPEN:
+            self._push_open(proc, entry.path)
+        elif kind == EXEC:
+            self._exec(proc, ev, entry)
         elif kind == CONNECT:
-            proc.connects.append((text(ev.get("addr")).strip(), _int(ev.get("port"))))
+            proc.connects.append((entry.addr, entry.port))
         elif kind == EXIT and _int(ev.get("tid"), proc.tgid) == proc.tgid:
             proc.exit_ns = ts
-        entry = RecentEvent.from_event(ev)
         self.recent.append(classify(entry) if classify else entry)
         return proc
 
@@ -175,23 +187,25 @@ class SessionState:
         if DELETED_MARK in path:
             self.deleted_opens += 1
 
-    def _process(self, ev: dict[str, Any], ts: int) -> ProcessState:
-        tgid = _int(ev.get("tgid"))
+    def _process(self, ev: dict[str, Any], tgid: int, ts: int) -> ProcessState:
         proc = self.processes.get(tgid)
         if proc is None:
             proc = ProcessState(tgid=tgid, first_seen_ns=ts, opens=deque(maxlen=self.artifact_limit),
                                 connects=deque(maxlen=self.artifact_limit))
             self.processes[tgid] = proc
-        proc.ppid = _int(ev.get("ppid"), proc.ppid)
-        proc.uid = _int(ev.get("uid"), proc.uid)
+        ppid, uid = ev.get("ppid"), ev.get("uid")
+        if type(ppid) is not int:
+            ppid = _int(ppid, proc.ppid)
+        if type(uid) is not int:
+            uid = _int(uid, proc.uid)
+        proc.ppid, proc.uid = ppid, uid
         if not proc.comm:
             proc.comm = text(ev.get("comm"))
         proc.last_seen_ns = ts
         return proc
 
-    def _exec(self, proc: ProcessState, ev: dict[str, Any]) -> None:
-        proc.exec_path = text(ev.get("path")).strip()
-        proc.exe = text(ev.get("exe")).strip()
+    def _exec(self, proc: ProcessState, ev: dict[str, Any], entry: RecentEvent) -> None:
+        proc.exec_path, proc.exe = entry.path, entry.exe
         argv = ev.get("argv")
         proc.args = tuple(text(a) for a in argv) if isinstance(argv, list) else ()
         lineage = ev.get("lineage")
