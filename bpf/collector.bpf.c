@@ -7,7 +7,8 @@
  *
  * Hooks:
  *   syscalls:sys_enter/exit_execve, _execveat   path, argv, fd-backed exe; ret; caps after exec
- *   syscalls:sys_enter/exit_openat, _openat2, _open   path, flags, mode; ret (fd / -errno)
+ *   syscalls:sys_exit_openat, _openat2, _open    ret (fd / -errno); path, dirfd, flags, mode read
+ *                                                back from the saved user registers (no enter probe)
  *   syscalls:sys_enter/exit_connect              AF_INET / AF_INET6 address and port; ret
  *   sched:sched_process_exec                     new roots: post-exec comm in `root_comms`
  *   task:task_newtask                            new processes (not threads) inherit tracking
@@ -19,8 +20,10 @@
  * Caveats:
  *   - untracked processes cost one hash lookup per hooked syscall (plus the kernel's tracing
  *     slow path, which any syscall tracepoint imposes).
- *   - open paths are read from user memory at sys_exit (the pointer is saved at sys_enter), so a
+ *   - open paths (and openat2's struct open_how) are read from user memory at sys_exit, so a
  *     thread that rewrites the buffer during the call can change what is reported.
+ *   - while the ring buffer cannot take the smallest open record, a tracked open is counted as
+ *     dropped before anything is read (the flood case: the drop costs a lookup, not a record).
  *   - relative paths are reported as given; the dirfd is reported, not resolved.
  *   - an exec of a provisional root is built at sched_process_exec: its argv is the new image's
  *     args area, and its comm is the post-exec comm (the pre-exec comm is gone by then).
@@ -89,14 +92,16 @@ static __always_inline void *read_ptr(void *addr)
 	return p;
 }
 
+/*
+ * Direct loads through BTF pointers (bpf_get_current_task_btf): the verifier checks each one
+ * against the running kernel's BTF and turns it into a fault-safe load (a bad pointer reads 0),
+ * so this costs two loads instead of two bpf_probe_read_kernel calls on every event.
+ */
 static __always_inline u32 current_ppid(void)
 {
-	void *task = (void *)bpf_get_current_task();
-	void *parent = read_ptr(task + OFF_TASK_REAL_PARENT);
-	u32 ppid = 0;
-	if (parent)
-		bpf_probe_read_kernel(&ppid, sizeof(ppid), parent + OFF_TASK_TGID);
-	return ppid;
+	void *task = (void *)bpf_get_current_task_btf();
+	void *parent = *(void *volatile *)(task + OFF_TASK_REAL_PARENT);
+	return *(volatile u32 *)(parent + OFF_TASK_TGID);
 }
 
 static __always_inline struct track *lookup_tracked(u32 tgid)
@@ -435,15 +440,19 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
  */
 static __always_inline u64 syscall_arg(void *regs, u32 off)
 {
-	u64 v = 0;
-	bpf_probe_read_kernel(&v, sizeof(v), regs + off);
-	return v;
+	return *(volatile u64 *)(regs + off);
 }
 
-/* The ring buffer cannot take even the smallest open record: drop without building it. */
+/*
+ * The ring buffer cannot take even the smallest open record: the caller drops (and counts) the
+ * event without building it. In a flood most tracked opens end here, so this keeps a dropped
+ * open at the price of a lookup. bcc has no map method for bpf_ringbuf_query and does not
+ * rewrite &events in a helper call; it names maps by fake fds in declaration order, so `events`,
+ * declared first, is fd -1 (the verifier rejects the load if that is ever not a ring buffer).
+ */
 static __always_inline int ringbuf_full(void)
 {
-	u64 used = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+	u64 used = bpf_ringbuf_query((void *)bpf_pseudo_fd(1, -1), BPF_RB_AVAIL_DATA);
 	return used + MIN_OPEN_RECORD > RINGBUF_BYTES;
 }
 
@@ -460,6 +469,10 @@ static __always_inline int open_exit(u32 sc, long ret)
 
 	if (!t)
 		return 0;
+	if (ringbuf_full()) {
+		count_drop();
+		return 0;
+	}
 	e = scratch_event();
 	if (!e)
 		return 0;
