@@ -189,7 +189,7 @@ class Analyzer:
             tracked.last_message_ns, tracked.restored = now_ns, False
         try:
             state = tracked.state
-            proc = state.observe(ev, self._classify)
+            proc = state.fold(ev, self._classify.entry(ev))
             history = self._history(tracked).flags(state.deleted_opens)
             ctx = tracked.ctx
             if kind == EXEC or kind == EXIT:
@@ -379,8 +379,7 @@ def _event_problem(ev: Any) -> str | None:
         if (type(get("kind")) is str and type(sid) is int and type(get("ts_ns")) is int
                 and type(get("tgid")) is int and 0 <= sid < INT64_LIMIT):
             for name in _TEXT_FIELDS:
-                v = get(name, _MISSING)
-                if v is not _MISSING and type(v) is not str and not isinstance(v, (str, bytes)):
+                if type(get(name, "")) is not str:      # bytes too: the slow path accepts it
                     break
             else:
                 argv = get("argv", _MISSING)

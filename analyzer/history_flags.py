@@ -20,9 +20,10 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields, replace
+from typing import Any
 
 from analyzer.paths import has_write_intent, is_sensitive
-from analyzer.session_state import CONNECT, EXEC, OPEN, RecentEvent, SessionState
+from analyzer.session_state import CONNECT, EXEC, OPEN, RecentEvent, SessionState, int_field, text
 from policy import Analysis
 
 __all__ = ["HistoryFlags", "history_flags", "classify", "Classifier", "burst", "burst_ignorable_open",
@@ -194,6 +195,22 @@ class Classifier:
         if e.sensitive or e.write or e.burst_kept is not kept:
             return replace(e, sensitive=False, burst_kept=kept, write=False)
         return e
+
+    def entry(self, ev: dict[str, Any]) -> RecentEvent:
+        """The classified window entry of one event, built once (``self(RecentEvent.from_event(ev))``
+        builds two)."""
+        if ev["kind"] != OPEN:
+            return self(RecentEvent.from_event(ev))
+        get = ev.get
+        path, flags, mode = get("path", ""), get("flags", 0), get("mode", 0)
+        path = (path if type(path) is str else text(path)).strip()
+        if type(flags) is not int:
+            flags = int_field(flags)
+        if type(mode) is not int:
+            mode = int_field(mode)
+        sensitive, kept = self._open(path)
+        return RecentEvent(OPEN, int_field(get("tgid")), int_field(get("ts_ns")), path, "", flags, mode, "", 0,
+                           sensitive, kept, has_write_intent(flags))
 
     def _open(self, path: str) -> tuple[bool, bool]:
         hit = self._opens.get(path)

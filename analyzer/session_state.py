@@ -21,7 +21,7 @@ from typing import Any
 
 from bus.text import from_wire, to_wire
 
-__all__ = ["RecentEvent", "ProcessState", "SessionState", "text", "basename"]
+__all__ = ["RecentEvent", "ProcessState", "SessionState", "text", "basename", "int_field"]
 
 EXEC, OPEN, CONNECT, EXIT = "exec", "open", "connect", "exit"
 DELETED_MARK = " (deleted)"    # appended by the kernel's d_path to unlinked files
@@ -41,7 +41,7 @@ def basename(path: str) -> str:
     return path.rstrip("/").rsplit("/", 1)[-1] if path else ""
 
 
-def _int(value: Any, default: int = 0) -> int:
+def int_field(value: Any, default: int = 0) -> int:
     if type(value) is int:          # the common case, and excludes bool
         return value
     return value if isinstance(value, int) and not isinstance(value, bool) else default
@@ -75,14 +75,14 @@ class RecentEvent:
     @classmethod
     def from_event(cls, ev: dict[str, Any]) -> "RecentEvent":
         kind, get = ev["kind"], ev.get
-        tgid, ts = _int(get("tgid")), _int(get("ts_ns"))
+        tgid, ts = int_field(get("tgid")), int_field(get("ts_ns"))
         if kind == OPEN:
-            return cls(OPEN, tgid, ts, text(get("path")).strip(), "", _int(get("flags")),
-                       _int(get("mode")))
+            return cls(OPEN, tgid, ts, text(get("path")).strip(), "", int_field(get("flags")),
+                       int_field(get("mode")))
         if kind == EXEC:
             return cls(EXEC, tgid, ts, text(get("path")).strip(), text(get("exe")).strip())
         if kind == CONNECT:
-            return cls(CONNECT, tgid, ts, addr=text(get("addr")).strip(), port=_int(get("port")))
+            return cls(CONNECT, tgid, ts, addr=text(get("addr")).strip(), port=int_field(get("port")))
         return cls(kind, tgid, ts)
 
     def to_map(self) -> dict[str, Any]:
@@ -157,6 +157,10 @@ class SessionState:
         This runs for every event the analyzer owns, so it reads each field once.
         """
         entry = RecentEvent.from_event(ev)
+        return self.fold(ev, classify(entry) if classify else entry)
+
+    def fold(self, ev: dict[str, Any], entry: RecentEvent) -> ProcessState:
+        """:meth:`observe` with the window entry already built (and classified) from ``ev``."""
         kind, ts = entry.kind, entry.ts_ns
         if self.created_ns is None:
             self.created_ns = ts
@@ -169,9 +173,9 @@ class SessionState:
             self._exec(proc, ev, entry)
         elif kind == CONNECT:
             proc.connects.append((entry.addr, entry.port))
-        elif kind == EXIT and _int(ev.get("tid"), proc.tgid) == proc.tgid:
+        elif kind == EXIT and int_field(ev.get("tid"), proc.tgid) == proc.tgid:
             proc.exit_ns = ts
-        self.recent.append(classify(entry) if classify else entry)
+        self.recent.append(entry)
         return proc
 
     def reclassify(self, classify: Callable[[RecentEvent], RecentEvent]) -> None:
@@ -195,9 +199,9 @@ class SessionState:
             self.processes[tgid] = proc
         ppid, uid = ev.get("ppid"), ev.get("uid")
         if type(ppid) is not int:
-            ppid = _int(ppid, proc.ppid)
+            ppid = int_field(ppid, proc.ppid)
         if type(uid) is not int:
-            uid = _int(uid, proc.uid)
+            uid = int_field(uid, proc.uid)
         proc.ppid, proc.uid = ppid, uid
         if not proc.comm:
             proc.comm = text(ev.get("comm"))
@@ -210,12 +214,12 @@ class SessionState:
         proc.args = tuple(text(a) for a in argv) if isinstance(argv, list) else ()
         lineage = ev.get("lineage")
         nodes = [n for n in lineage if isinstance(n, dict)] if isinstance(lineage, list) else []
-        proc.lineage_tgids = tuple(_int(n.get("tgid")) for n in nodes)
-        proc.depth = _int(ev.get("depth"))
+        proc.lineage_tgids = tuple(int_field(n.get("tgid")) for n in nodes)
+        proc.depth = int_field(ev.get("depth"))
         proc.exit_ns = None
         cap, sec = ev.get("cap_eff"), ev.get("seccomp")
-        proc.cap_eff = cap if _int(cap, -1) >= 0 else None
-        proc.seccomp = sec if _int(sec, -1) >= 0 else None
+        proc.cap_eff = cap if int_field(cap, -1) >= 0 else None
+        proc.seccomp = sec if int_field(sec, -1) >= 0 else None
 
     def lineage_names(self, proc: ProcessState, max_depth: int) -> list[str]:
         """Node names from ``proc`` up to the root, at most ``max_depth + 1`` nodes (§4 Lineage)."""

@@ -16,7 +16,7 @@ import msgpack
 
 from bus.errors import MalformedMessage, UnknownVersion
 
-__all__ = ["VERSION", "Envelope", "pack", "unpack"]
+__all__ = ["VERSION", "Envelope", "pack", "pack_raw", "raw_events", "unpack"]
 
 VERSION = 1
 
@@ -35,6 +35,7 @@ class Envelope:
     counters: dict[str, Any] | None = None     # heartbeats only
     interval_s: float | None = None            # heartbeats only
     extra: dict[str, Any] | None = None        # unknown keys, kept for taps
+    body: bytes | None = field(default=None, repr=False, compare=False)   # the frame decoded
 
 
 def pack(env: Envelope) -> list[bytes]:
@@ -50,6 +51,43 @@ def pack(env: Envelope) -> list[bytes]:
     if env.interval_s is not None:
         body["interval_s"] = env.interval_s
     return [env.topic.encode(), msgpack.packb(body, use_bin_type=True)]
+
+
+_EVENTS_KEY = msgpack.packb("events")
+_FIXMAP5, _FIXMAP6 = 0x85, 0x86
+
+
+def pack_raw(env: Envelope, events: bytes) -> list[bytes]:
+    """Like :func:`pack`, with ``events`` already packed (a msgpack array): a stage that passes a
+    received batch through unchanged forwards its bytes instead of packing every map again.
+
+    The result is byte-identical to ``pack`` of the decoded events: the header map is packed as
+    usual and ``events`` appended as its sixth entry.
+    """
+    head = msgpack.packb({"v": VERSION, "stream": env.stream, "epoch": env.epoch, "seq": env.seq,
+                          "sent_ns": env.sent_ns}, use_bin_type=True)
+    if head[0] != _FIXMAP5:
+        raise ValueError("envelope header is not a 5-entry map")
+    return [env.topic.encode(), bytes((_FIXMAP6,)) + head[1:] + _EVENTS_KEY + events]
+
+
+def raw_events(body: bytes) -> bytes | None:
+    """The undecoded bytes of a body's ``events`` array (None if there is none or it is damaged).
+
+    Found with a streaming unpacker that skips every other value without building it.
+    """
+    u = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=max(len(body), 1))
+    u.feed(body)
+    try:
+        for _ in range(u.read_map_header()):
+            if u.unpack() == "events":
+                start = u.tell()
+                u.skip()
+                return body[start:u.tell()]
+            u.skip()
+    except (ValueError, msgpack.OutOfData, msgpack.FormatError, msgpack.StackError, TypeError):
+        return None
+    return None
 
 
 _KNOWN = {"v", "stream", "epoch", "seq", "sent_ns", "events", "last_seq", "counters", "interval_s"}
@@ -82,4 +120,4 @@ def unpack(frames: list[bytes]) -> Envelope:
     extra = {k: v for k, v in body.items() if k not in _KNOWN} or None
     return Envelope(topic=topic, stream=stream, epoch=epoch, seq=seq, sent_ns=sent, events=events,
                     last_seq=last_seq, counters=body.get("counters"),
-                    interval_s=body.get("interval_s"), extra=extra)
+                    interval_s=body.get("interval_s"), extra=extra, body=frames[1])

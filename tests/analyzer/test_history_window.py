@@ -136,3 +136,20 @@ def test_classifier_equals_classify_for_odd_paths_and_addresses(bundled: Policy)
     for e in list(state.recent) * 2:   # twice: second pass answered from the cache
         assert classifier(e) == classify(e, a)
         assert classifier(classify(e, a)) == classify(e, a)
+
+
+def test_classifier_entry_equals_classify_of_the_event(bundled: Policy):
+    """Classifier.entry (one build per event, the hot path) equals classify(from_event(ev)),
+    also for odd paths, wire bytes paths and non-integer flags."""
+    from analyzer.session_state import RecentEvent
+    rng = random.Random(11)
+    a = bundled.analysis
+    classifier = Classifier(a, cache_limit=5)
+    for i in range(600):
+        ev = random_event(rng, i * S)
+        if ev["kind"] == "open" and i % 7 == 0:
+            ev["path"] = "/etc/shadow\xff".encode("latin-1")     # non-UTF-8 bytes off the wire
+        if ev["kind"] == "open" and i % 11 == 0:
+            ev["flags"] = True                                   # not an int: read as 0
+        want = classify(RecentEvent.from_event(ev), a)
+        assert classifier.entry(ev) == want

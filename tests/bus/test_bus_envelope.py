@@ -157,3 +157,24 @@ def test_subscriber_counts_and_drops_malformed() -> None:
     assert sub.counters.received_messages == 0
     good = sub.handle_frames(pack(_env([SAMPLE_EVENTS["exit"]], sent_ns=0)))
     assert good is not None and sub.counters.received_events == 1
+
+
+def test_raw_pass_through_is_byte_identical_to_packing_the_maps() -> None:
+    """A batch forwarded as received bytes (pack_raw + raw_events) is exactly what packing the
+    decoded maps again gives, odd paths included, so subscribers cannot tell the difference."""
+    odd = dict(SAMPLE_EVENTS["open"], path=b"/tmp/bad\xff\nline" + b"z" * 5000)
+    events = [SAMPLE_EVENTS[k] for k in KINDS] + [odd]
+    received = pack(_env(events, topic="sessionizer.event", stream="sessionizer"))
+    raw = bus.envelope.raw_events(received[1])
+    assert raw == msgpack.packb(events, use_bin_type=True)
+    out = _env([], topic="analyzer.event", stream="analyzer-0", seq=8)
+    assert bus.envelope.pack_raw(out, raw) == pack(_env(events, topic="analyzer.event",
+                                                        stream="analyzer-0", seq=8))
+
+
+def test_raw_events_of_damaged_or_eventless_bodies_is_none() -> None:
+    body = pack(_env([SAMPLE_EVENTS["exec"]]))[1]
+    assert bus.envelope.raw_events(body[:-3]) is None            # truncated inside the array
+    assert bus.envelope.raw_events(msgpack.packb({"v": 1})) is None
+    assert bus.envelope.raw_events(msgpack.packb([1, 2])) is None   # not a map
+    assert bus.envelope.raw_events(b"") is None
