@@ -104,7 +104,7 @@ def decode(raw: bytes, boot_epoch_ns: int, max_args: int, max_arg_len: int,
                           "ppid": ppid, "uid": uid, "comm": from_kernel(comm), "root": root}
     if kind == EV_OPEN:
         ev.update(syscall=SYSCALL_NAMES.get(sc, "openat"), path=from_kernel(raw[HEADER_SIZE:]),
-                  flags=flags, mode=mode, ret=ret)
+                  flags=flags, mode=mode, ret=ret, dirfd=dirfd)
     elif kind == EV_CONNECT:
         ev.update(family=family, addr=_address(family, addr), port=port, ret=ret)
     elif kind == EV_EXIT:

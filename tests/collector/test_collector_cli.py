@@ -4,6 +4,7 @@ and a full life cycle: bootstrap of a root already running, pid file, SIGTERM ->
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -130,3 +131,16 @@ def test_buffer_pages_flag_overrides_the_config_and_is_validated(tmp_path: Path)
     assert ok.returncode == 0 and "-DRINGBUF_PAGES=1024" in ok.stdout.splitlines()[0]
     bad = run_collector("--config", str(cfg), "-b", "3", "--ebpf")
     assert bad.returncode == 2 and "-b 3: ring buffer pages must be a power of two" in bad.stderr
+
+
+def _probes(source: Path) -> set[str]:
+    text = source.read_text()
+    return {f"{cat}/{name}" for cat, name in re.findall(r"TRACEPOINT_PROBE\((\w+),\s*(\w+)\)", text)}
+
+
+def test_loader_checks_exactly_the_probed_tracepoints_and_the_noop_floor_mirrors_them():
+    # the overhead floor (bench/noop_probes.bpf.c) is only honest with the collector's probe set
+    from collector import loader
+    assert _probes(loader.SOURCE) == set(loader.TRACEPOINTS)
+    assert _probes(CHECKOUT / "bench" / "noop_probes.bpf.c") == set(loader.TRACEPOINTS)
+    assert not {tp for tp in loader.TRACEPOINTS if tp.startswith("syscalls/sys_enter_open")}

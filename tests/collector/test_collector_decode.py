@@ -40,10 +40,10 @@ def dec(raw: bytes):
 
 
 def test_open_event_exact():
-    d = dec(record(EV_OPEN, sc=3, flags=0x241, mode=0o644, ret=3, path=b"/tmp/out"))
+    d = dec(record(EV_OPEN, sc=3, flags=0x241, mode=0o644, ret=3, dirfd=7, path=b"out"))
     assert d.event == {"kind": "open", "ts_ns": BOOT + 5_000, "tgid": 100, "tid": 101, "ppid": 1,
                        "uid": 1000, "comm": "bash", "root": 100, "syscall": "openat",
-                       "path": "/tmp/out", "flags": 0x241, "mode": 0o644, "ret": 3}
+                       "path": "out", "flags": 0x241, "mode": 0o644, "ret": 3, "dirfd": 7}
     assert bus.validate_event(d.event) == []
     assert d.depth == 2 and not d.provisional
 

@@ -99,6 +99,20 @@ def test_open_for_write_exact(env):
         (pid, "openat", O_WRONLY | O_CREAT | O_TRUNC, 0o640, facts["fd"])]
 
 
+def test_openat_openat2_and_open_carry_dirfd_flags_mode_and_ret(env):
+    # read back at sys_exit from the saved user registers: every argument must still be right
+    d = env["tmp"] / f"calls-{uuid.uuid4().hex}"
+    d.mkdir()
+    pid, facts = workload(env, "open_calls", str(d))
+    want = [tuple(c) for c in facts["calls"]]
+    names = {c[1] for c in facts["calls"]}
+    got = [(e["syscall"], e["path"], e["flags"] & ~os.O_CLOEXEC, e["mode"], e["dirfd"], e["ret"])
+           for e in env["tap"].of(kind="open", tgid=pid) if e["path"] in names]
+    assert got == want
+    assert {c[0] for c in want} >= {"openat", "openat2"}
+    assert any(c[5] < 0 for c in want) and any(c[5] >= 0 for c in want)
+
+
 @pytest.mark.parametrize("family,addr,af", [("4", "127.0.0.1", socket.AF_INET), ("6", "::1", socket.AF_INET6)])
 def test_connect_loopback_exact(env, family, addr, af):
     with socket.socket(af, socket.SOCK_STREAM) as srv:

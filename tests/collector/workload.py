@@ -6,8 +6,11 @@ test can compare the collector's events with the facts printed here (fds, ports,
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import json
 import os
+import platform
 import shutil
 import socket
 import sys
@@ -66,6 +69,45 @@ def odd(directory: str) -> dict:
     return {"paths": [n.hex() for n in names]}
 
 
+SYS_OPENAT2 = 437                      # the same number on every architecture
+SYS_OPEN = {"x86_64": 2}.get(platform.machine())   # arm64 has no open(2)
+RESOLVE_BENEATH = 0x08
+
+
+class OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+
+def _syscall(*args: object) -> int:
+    """libc syscall(2); -errno on failure, like the kernel's return value."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    ret = libc.syscall(*args)
+    return -ctypes.get_errno() if ret < 0 else ret
+
+
+def open_calls(directory: str) -> dict:
+    """One call of each open syscall the collector traces, with a dirfd, flags and mode to check."""
+    base = os.fsencode(directory)
+    dfd = os.open(base, os.O_RDONLY | os.O_DIRECTORY)
+    done = []
+    fd = os.open(b"via-openat", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600, dir_fd=dfd)
+    done.append(["openat", "via-openat", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600, dfd, fd])
+    for name, flags, mode, resolve in ((b"via-openat2", os.O_RDWR | os.O_CREAT, 0o640, 0),
+                                       (b"../escape", os.O_RDONLY, 0, RESOLVE_BENEATH)):
+        how = OpenHow(flags, mode, resolve)
+        ret = _syscall(SYS_OPENAT2, dfd, name, ctypes.byref(how), ctypes.sizeof(how))
+        done.append(["openat2", name.decode(), flags, mode, dfd, ret])
+    if SYS_OPEN is not None:
+        path = base + b"/via-open"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+        done.append(["open", path.decode(), flags, 0o604, -100, _syscall(SYS_OPEN, path, flags, 0o604)])
+        missing = base + b"/missing/x"
+        done.append(["open", missing.decode(), os.O_RDONLY, 0, -100, _syscall(SYS_OPEN, missing, os.O_RDONLY, 0)])
+    assert done[2][5] == -errno.EXDEV, done   # RESOLVE_BENEATH refused ../
+    return {"calls": done}
+
+
 def threads(count: str) -> dict:
     """Threads are not processes: no fork events, and one exit when the process ends."""
     import threading
@@ -78,7 +120,7 @@ def threads(count: str) -> dict:
 
 
 ACTIONS = {"write": write, "connect": connect, "opens": opens, "memfd": memfd, "odd": odd,
-           "threads": threads, "deleted": deleted}
+           "threads": threads, "deleted": deleted, "open_calls": open_calls}
 
 if __name__ == "__main__":
     result = ACTIONS[sys.argv[1]](*sys.argv[2:])
