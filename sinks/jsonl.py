@@ -298,16 +298,47 @@ class JsonlSink:
             self.reopen_all("reload")
             self.reloads_applied += 1
             return
-        for item in env.events:
-            try:
-                self._handle_one(env.topic, env.stream, item)
-            except (records.RecordError, TypeError, ValueError, OverflowError) as exc:
-                self.malformed += 1
-                log.warning("dropped a malformed analyzer map | topic=%s stream=%s reason=%s",
-                            env.topic, env.stream, exc)
+        if env.topic == ANALYZER_EVENT:
+            self._write_events(env.stream, env.events)
+        else:
+            for item in env.events:
+                try:
+                    self._handle_one(env.topic, env.stream, item)
+                except (records.RecordError, TypeError, ValueError, OverflowError) as exc:
+                    self._dropped(env.topic, env.stream, exc)
         self.drain()                   # one write per file per envelope (a batch of up to 64)
 
+    def _write_events(self, stream: str, events: list[Any]) -> None:
+        """events.log lines for one analyzer.event batch.
+
+        Nearly every message is one of these, so session tracking is inlined here (a call only
+        for a session not seen yet) and the line comes from records.event_line's fast path.
+        """
+        closed, tracked, append = self.closed_recent, self.open_sessions, self.events.append
+        for item in events:
+            try:
+                if type(item) is not dict and not isinstance(item, Mapping):
+                    raise records.RecordError(f"map is {type(item).__name__}")
+                sid = item.get("session_id")
+                if sid in closed:
+                    self.late_messages += 1                # still written; not tracked again
+                elif sid not in tracked:
+                    self._track_open(item, stream)
+                line = records.event_line(item)
+                if line is None:
+                    self.skipped_kinds += 1
+                else:
+                    append(line, drain=False)
+            except (records.RecordError, TypeError, ValueError, OverflowError) as exc:
+                self._dropped(ANALYZER_EVENT, stream, exc)
+
+    def _dropped(self, topic: str, stream: str, exc: Exception) -> None:
+        self.malformed += 1
+        log.warning("dropped a malformed analyzer map | topic=%s stream=%s reason=%s",
+                    topic, stream, exc)
+
     def _handle_one(self, topic: str, stream: str, item: Any) -> None:
+        """One decision or session map (or a map on a topic this sink does not write)."""
         if not isinstance(item, Mapping):
             raise records.RecordError(f"map is {type(item).__name__}")
         sid = item.get("session_id")
@@ -315,13 +346,7 @@ class JsonlSink:
             self.late_messages += 1                        # still written; not tracked again
         elif topic != ANALYZER_SESSION:
             self._track_open(item, stream)
-        if topic == ANALYZER_EVENT:
-            rec = records.event_record(item)
-            if rec is None:
-                self.skipped_kinds += 1
-                return
-            self.events.append(records.encode_line(rec), drain=False)
-        elif topic == ANALYZER_DECISION:
+        if topic == ANALYZER_DECISION:
             self._write_decision(item)
         elif topic == ANALYZER_SESSION:
             self._write_session(item, stream)

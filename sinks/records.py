@@ -27,7 +27,7 @@ from bus.text import from_wire
 
 __all__ = ["RecordError", "TYPE_NAMES", "rfc3339nano", "event_type", "event_record",
            "event_body", "decision_record", "audit_due", "alert_due", "session_record",
-           "SESSION_REASONS", "encode_line", "text"]
+           "SESSION_REASONS", "encode_line", "event_line", "text"]
 
 # bus kind -> the original's event type name (§3.3). Anything else is "OTHER".
 TYPE_NAMES = {"exec": "EXECVE", "open": "OPENAT", "connect": "CONNECT", "exit": "EXIT"}
@@ -278,3 +278,55 @@ def encode_line(record: Mapping[str, Any]) -> bytes:
     """
     line = _ENCODER.encode(record)
     return (line + "\n").encode("utf-8", "backslashreplace")
+
+
+# The C string encoder the JSONEncoder above uses itself for str (ensure_ascii=False), so a string
+# written by the fast path below is byte-for-byte what encode_line would write.
+_quote = json.encoder.encode_basestring
+_EVENT_HEAD = '{{"timestamp":"{}","pid":{},"tid":{},"ppid":{},"uid":{},"type":"{}","comm":{}'
+
+
+def event_line(event: Any) -> bytes | None:
+    """``encode_line(event_record(event))`` (None for kinds never logged), ~3x cheaper.
+
+    Every accepted event passes here, so the common, well-typed map is written straight to JSON
+    text without building the record dict (7.5 -> 3.4 us per event for the whole sink on the
+    benchmark recording). Anything else (bytes text, missing or mistyped fields, unknown kinds)
+    takes the general path, which gives the same bytes or raises the same RecordError.
+    """
+    if type(event) is dict:
+        get = event.get
+        kind, ts, tgid, tid, ppid, uid, comm = (get("kind"), get("ts_ns"), get("tgid"), get("tid"),
+                                                get("ppid"), get("uid"), get("comm"))
+        if type(kind) is str and type(ts) is int and type(tgid) is int and type(tid) is int \
+                and type(ppid) is int and type(uid) is int and type(comm) is str:
+            tail = _event_tail(event, kind)
+            if tail is not None:
+                head = _EVENT_HEAD.format(rfc3339nano(ts), tgid, tid, ppid, uid, TYPE_NAMES[kind],
+                                          _quote(comm))
+                return (head + tail).encode("utf-8", "backslashreplace")
+    record = event_record(event)
+    return None if record is None else encode_line(record)
+
+
+def _event_tail(event: dict[str, Any], kind: str) -> str | None:
+    """The per-kind end of a fast-path events.log line; None sends the event to the general path."""
+    get = event.get
+    if kind == "open":
+        path, flags, mode = get("path"), get("flags"), get("mode")
+        if type(path) is str and type(flags) is int and type(mode) is int:
+            return f',"path":{_quote(path)},"flags":{flags},"mode":{mode}}}\n'
+    elif kind == "connect":
+        addr, port = get("addr"), get("port")
+        if type(addr) is str and type(port) is int:
+            return f',"addr":{_quote(addr)},"port":{port}}}\n'
+    elif kind == "exit":
+        return "}\n"
+    elif kind == "exec":
+        path, argv, exe = get("path"), get("argv"), get("exe")
+        if type(path) is str and type(argv) is list and (exe is None or type(exe) is str) \
+                and all(type(a) is str for a in argv):
+            args = ",".join(map(_quote, argv))
+            extra = f',"exe":{_quote(exe)}' if exe and exe != path else ""
+            return f',"path":{_quote(path)},"args":[{args}]{extra}}}\n'
+    return None
