@@ -26,7 +26,6 @@ TRACEPOINT_PROBE(syscalls, sys_exit_execveat) { return lookup_only(); }
 TRACEPOINT_PROBE(syscalls, sys_exit_openat) { return lookup_only(); }
 TRACEPOINT_PROBE(syscalls, sys_exit_openat2) { return lookup_only(); }
 TRACEPOINT_PROBE(syscalls, sys_exit_open) { return lookup_only(); }
-TRACEPOINT_PROBE(syscalls, sys_enter_connect) { return lookup_only(); }
 TRACEPOINT_PROBE(syscalls, sys_exit_connect) { return lookup_only(); }
 TRACEPOINT_PROBE(sched, sched_process_exec) { return lookup_only(); }
 TRACEPOINT_PROBE(sched, sched_process_exit) { return lookup_only(); }

@@ -9,7 +9,8 @@
  *   syscalls:sys_enter/exit_execve, _execveat   path, argv, fd-backed exe; ret; caps after exec
  *   syscalls:sys_exit_openat, _openat2, _open    ret (fd / -errno); path, dirfd, flags, mode read
  *                                                back from the saved user registers (no enter probe)
- *   syscalls:sys_enter/exit_connect              AF_INET / AF_INET6 address and port; ret
+ *   syscalls:sys_exit_connect                    ret; AF_INET / AF_INET6 address and port read
+ *                                                back through the saved sockaddr pointer
  *   sched:sched_process_exec                     new roots: post-exec comm in `root_comms`
  *   task:task_newtask                            new processes (not threads) inherit tracking
  *   sched:sched_process_exit                     whole-process exit (group_dead)
@@ -20,8 +21,9 @@
  * Caveats:
  *   - untracked processes cost one hash lookup per hooked syscall (plus the kernel's tracing
  *     slow path, which any syscall tracepoint imposes).
- *   - open paths (and openat2's struct open_how) are read from user memory at sys_exit, so a
- *     thread that rewrites the buffer during the call can change what is reported.
+ *   - open paths (and openat2's struct open_how) and connect addresses are read from user memory
+ *     at sys_exit, so a thread that rewrites the buffer during the call can change what is
+ *     reported.
  *   - while the ring buffer cannot take the smallest open record, a tracked open is counted as
  *     dropped before anything is read (the flood case: the drop costs a lookup, not a record).
  *   - relative paths are reported as given; the dirfd is reported, not resolved.
@@ -62,12 +64,6 @@ struct comm_key {
 	char comm[COMM_LEN];   /* zero-padded */
 };
 
-struct connect_args {
-	u16 family;
-	u16 port;
-	u8 addr[16];
-};
-
 /* Output: one record per event (struct event, cut to its used size). */
 BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
 /* tgid -> struct track: the processes whose events are captured. Written by user space too. */
@@ -82,8 +78,6 @@ BPF_PERCPU_ARRAY(drops, u64, 1);
 BPF_PERCPU_ARRAY(scratch, struct event, 1);
 /* tid -> exec record between sys_enter and sys_exit (LRU: a thread killed mid-call leaks none). */
 BPF_TABLE("lru_hash", u32, struct event, pending_exec, 256);
-/* tid -> connect destination between sys_enter and sys_exit. */
-BPF_TABLE("lru_hash", u32, struct connect_args, pending_connect, 4096);
 
 static __always_inline void *read_ptr(void *addr)
 {
@@ -522,54 +516,41 @@ TRACEPOINT_PROBE(syscalls, sys_exit_open)
 
 /* ---- connect ------------------------------------------------------------------------- */
 
-TRACEPOINT_PROBE(syscalls, sys_enter_connect)
-{
-	u64 id = bpf_get_current_pid_tgid();
-	u32 tgid = id >> 32, tid = (u32)id;
-	struct connect_args c = {};
-	u8 *sa = (u8 *)args->uservaddr;
-	u16 port = 0;
-
-	if (!lookup_tracked(tgid))
-		return 0;
-	if (bpf_probe_read_user(&c.family, sizeof(c.family), sa))
-		return 0;
-	if (c.family == AF_INET_VAL) {
-		bpf_probe_read_user(c.addr, 4, sa + 4);        /* sockaddr_in.sin_addr */
-	} else if (c.family == AF_INET6_VAL) {
-		bpf_probe_read_user(c.addr, 16, sa + 8);       /* sockaddr_in6.sin6_addr */
-	} else {
-		return 0;
-	}
-	bpf_probe_read_user(&port, sizeof(port), sa + 2);  /* sin_port / sin6_port */
-	c.port = (port >> 8) | (port << 8);
-	pending_connect.update(&tid, &c);
-	return 0;
-}
-
+/*
+ * At sys_exit only, like opens: the destination is read back through the sockaddr pointer in
+ * the saved user registers (connect(fd, uservaddr, addrlen)). Families other than AF_INET and
+ * AF_INET6 are not reported.
+ */
 TRACEPOINT_PROBE(syscalls, sys_exit_connect)
 {
-	u64 id = bpf_get_current_pid_tgid();
-	u32 tgid = id >> 32, tid = (u32)id;
-	struct connect_args *c = pending_connect.lookup(&tid);
-	struct track *t;
+	u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct track *t = lookup_tracked(tgid);
 	struct event *e;
+	void *regs;
+	u8 *sa;
+	u16 family = 0, port = 0;
 
-	if (!c)
+	if (!t)
 		return 0;
-	t = lookup_tracked(tgid);
+	regs = (void *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	sa = (u8 *)syscall_arg(regs, OFF_SC_ARG1);
+	if (bpf_probe_read_user(&family, sizeof(family), sa))
+		return 0;
+	if (family != AF_INET_VAL && family != AF_INET6_VAL)
+		return 0;
 	e = scratch_event();
-	if (!t || !e) {
-		pending_connect.delete(&tid);
+	if (!e)
 		return 0;
-	}
 	fill_header(e, EV_CONNECT, t);
 	e->syscall = SC_CONNECT;
-	e->family = c->family;
-	e->port = c->port;
-	__builtin_memcpy(e->addr, c->addr, sizeof(e->addr));
+	e->family = family;
+	if (family == AF_INET_VAL)
+		bpf_probe_read_user(e->addr, 4, sa + 4);        /* sockaddr_in.sin_addr */
+	else
+		bpf_probe_read_user(e->addr, 16, sa + 8);       /* sockaddr_in6.sin6_addr */
+	bpf_probe_read_user(&port, sizeof(port), sa + 2);  /* sin_port / sin6_port */
+	e->port = (port >> 8) | (port << 8);
 	e->ret = args->ret;
-	pending_connect.delete(&tid);
 	if (events.ringbuf_output(e, EVENT_HEADER_SIZE, 0))
 		count_drop();
 	return 0;

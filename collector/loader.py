@@ -28,7 +28,7 @@ TRACEPOINTS = (
     "syscalls/sys_enter_execve", "syscalls/sys_exit_execve",
     "syscalls/sys_enter_execveat", "syscalls/sys_exit_execveat",
     "syscalls/sys_exit_openat", "syscalls/sys_exit_openat2", "syscalls/sys_exit_open",
-    "syscalls/sys_enter_connect", "syscalls/sys_exit_connect",
+    "syscalls/sys_exit_connect",
     "sched/sched_process_exec", "sched/sched_process_exit", "task/task_newtask",
 )
 
@@ -55,9 +55,9 @@ OFFSET_PATHS = {
 
 
 # -D OFF_SC_ARG0..3 -> where syscall arguments 1-4 sit in the task's saved user registers
-# (struct pt_regs), per machine. The open probes run at sys_exit only and read the arguments
-# back from there; the syscall leaves these registers unchanged. On arm64 regs[0] already holds
-# the return value at sys_exit, so argument 1 comes from orig_x0.
+# (struct pt_regs), per machine. The open and connect probes run at sys_exit only and read the
+# arguments back from there; the syscall leaves these registers unchanged. On arm64 regs[0]
+# already holds the return value at sys_exit, so argument 1 comes from orig_x0.
 SYSCALL_ARG_REGS: dict[str, tuple[tuple[str, int], ...]] = {
     "x86_64": (("pt_regs.di", 0), ("pt_regs.si", 0), ("pt_regs.dx", 0), ("pt_regs.r10", 0)),
     "aarch64": (("pt_regs.orig_x0", 0), ("pt_regs.regs", 8), ("pt_regs.regs", 16), ("pt_regs.regs", 24)),
