@@ -3,6 +3,7 @@ running kernel's BTF checked member by member against `bpftool btf dump ... form
 
 from __future__ import annotations
 
+import platform
 import re
 import shutil
 import struct
@@ -101,3 +102,15 @@ def test_every_offset_the_collector_needs_resolves():
     offsets = {name: btf.offset(path) for name, path in OFFSET_PATHS.items()}
     assert all(v >= 0 for v in offsets.values())
     assert offsets["OFF_MM_ARG_END"] == offsets["OFF_MM_ARG_START"] + 8
+
+
+@pytest.mark.skipif(not VMLINUX_BTF.exists() or shutil.which("bpftool") is None,
+                    reason="needs /sys/kernel/btf/vmlinux and bpftool (setup.sh installs it)")
+def test_syscall_argument_registers_resolve_and_other_machines_are_refused_by_name():
+    from collector.loader import LoaderError, syscall_arg_offsets
+    btf = load_vmlinux()
+    if platform.machine() == "x86_64":
+        regs = _bpftool_members("pt_regs")
+        assert syscall_arg_offsets(btf) == [regs["di"], regs["si"], regs["dx"], regs["r10"]]
+    with pytest.raises(LoaderError, match="'riscv64' is not supported"):
+        syscall_arg_offsets(btf, "riscv64")
