@@ -161,3 +161,44 @@ def test_event_batch_counts_as_before(tmp_path: Path, chicago: None) -> None:
     assert (c["late_messages"], c["sessions_joined_midway"], c["open_sessions"]) == (1, 2, 2)
     lines = (tmp_path / "events.log").read_bytes().splitlines(keepends=True)
     assert lines == [slow_line(e) for e in (batch[0], batch[1], batch[2], batch[7])]
+
+
+def recent_events(seed: int, n: int) -> list[Any]:
+    """Bus maps as in analyzer.session recent_events: well-typed, optional fields absent, odd ones."""
+    rng = random.Random(seed)
+    out: list[Any] = []
+    for ev in well_typed_events(seed, n):
+        out.append({k: ev[k] for k in ("kind", "ts_ns", "tgid", "path", "flags", "mode", "addr", "port")
+                    if k in ev and (k in ("kind", "ts_ns", "tgid") or rng.random() > 0.1)})
+    out += [{"kind": "open", "ts_ns": 1, "tgid": 2, "path": b"/tmp/\xff", "flags": 0},
+            {"kind": "exec", "ts_ns": 1, "tgid": 2},                       # no path: ""
+            {"kind": "connect", "ts_ns": 1, "tgid": 2, "addr": "::1"},     # no port: 0
+            {"kind": "fork", "ts_ns": 1, "tgid": 2},
+            {"timestamp": "T", "type": "EXECVE", "pid": 3, "path": "/bin/true"},
+            MappingProxyType({"kind": "open", "ts_ns": 1, "tgid": 2, "path": "/x", "mode": 1})]
+    return out
+
+
+def test_recent_events_fast_path_equals_the_general_path(
+        chicago: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    session = session_map("closed", closed_ns=README_ALERT_TS_NS, recent_events=recent_events(3, 800))
+    general_calls: list[Any] = []
+    real_general = records._recent_event_general
+    monkeypatch.setattr(records, "_recent_event_general",
+                        lambda item: general_calls.append(item) or real_general(item))
+    fast = records.encode_line(records.session_record(session, README_ALERT_TS_NS))
+    assert 0 < len(general_calls) < 100              # missing or odd fields only; 806 entries
+    monkeypatch.setattr(records, "_typed_recent_event", lambda *a: None)
+    general = records.encode_line(records.session_record(session, README_ALERT_TS_NS))
+    assert fast == general and len(json.loads(fast)["session"]["recent_events"]) > 700
+
+
+@pytest.mark.parametrize("bad,reason", [
+    ({"kind": "open", "ts_ns": 1, "tgid": 2, "flags": True}, "field 'flags' is bool"),
+    ({"kind": "exec", "ts_ns": 1, "tgid": 2, "path": 5}, "expected text, got int"),
+    ({"kind": "exec", "ts_ns": "1", "tgid": 2}, "field 'ts_ns' is str"),
+    ("x", "recent event is str"),
+])
+def test_malformed_recent_events_raise_the_general_paths_error(bad: Any, reason: str) -> None:
+    with pytest.raises(records.RecordError, match=reason):
+        records.session_record(session_map("flushed", recent_events=[bad]), README_ALERT_TS_NS)

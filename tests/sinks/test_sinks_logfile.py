@@ -205,3 +205,38 @@ def test_really_full_disk_short_write_is_completed_not_torn(tiny_fs: Path) -> No
     f.drain()
     assert f.backlog == 0 and f.counters.written == 120 > written_before
     assert read_ids(tiny_fs / "events.log") == list(range(120))   # every line whole, in order
+
+
+def test_extend_queues_a_batch_and_counts_loss_line_by_line_at_the_bound(tmp_path: Path) -> None:
+    """extend (the events batch path) keeps append's bound: lines that fit are kept, in order."""
+    link = tmp_path / "events.log"
+    link.symlink_to("/dev/full")                      # nothing drains while we fill
+    size = len(line(0))
+    f = LogFile(link, backlog_max_bytes=10 * size, clock=Clock())
+    f.extend([line(i) for i in range(4)])             # fits whole: the one-call path
+    f.extend([line(i) for i in range(4, 16)])         # crosses the bound: 6 kept, 6 lost
+    assert f.backlog == 10 and f.counters.lost == 6
+    real = tmp_path / "real.log"
+    link.unlink()
+    link.symlink_to(real)
+    f.drain()
+    assert read_ids(real) == list(range(10)) and f.counters.written == 10 and f.backlog == 0
+
+
+def test_backlog_larger_than_one_chunk_is_written_in_whole_line_chunks(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past WRITE_CHUNK_BYTES the per-chunk path runs: several writes, each of whole lines."""
+    writes: list[bytes] = []
+    real_write = os.write
+
+    def recording_write(fd: int, data: bytes) -> int:
+        writes.append(bytes(data))
+        return real_write(fd, data)
+    monkeypatch.setattr(jsonl.os, "write", recording_write)
+    f = LogFile(tmp_path / "events.log")
+    f.extend([line(i, pad=200) for i in range(1000)])  # ~220 kB
+    f.drain()
+    assert len(writes) > 1 and all(w.endswith(b"\n") and len(w) <= jsonl.WRITE_CHUNK_BYTES
+                                   for w in writes)
+    assert read_ids(tmp_path / "events.log") == list(range(1000))
+    assert f.counters.written == 1000 and f.backlog == 0
