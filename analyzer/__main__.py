@@ -39,6 +39,7 @@ from bus import Publisher, Subscriber, bind_publisher, connect_subscriber
 from bus import topics as T
 from bus.envelope import Envelope, raw_events
 from bus.errors import BusError
+from bus.runtime import tune_gc
 
 POLL_TIMEOUT_MS = 100                 # also bounds how long a partial batch waits
 CHECKPOINT_INTERVAL_S = 5.0
@@ -115,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, flags.on_stop)
     signal.signal(signal.SIGINT, flags.on_stop)
     signal.signal(signal.SIGHUP, flags.on_hup)
+    tune_gc()
     log.info("analyzer running | stream=%s instance=%d instances=%d rules=%d version=%s",
              stream, args.instance, args.instances, len(pol.enabled_rules), pol.version)
     try:
