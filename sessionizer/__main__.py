@@ -30,7 +30,8 @@ from typing import Any
 import zmq
 
 from bus import BusError, Envelope, Publisher, Subscriber, bind_publisher, connect_subscriber
-from bus.topics import COLLECTOR_CONTROL, COLLECTOR_EVENT, SESSIONIZER_CONTROL, SESSIONIZER_SESSION
+from bus.topics import (COLLECTOR_CONTROL, COLLECTOR_EVENT, SESSIONIZER_CONTROL, SESSIONIZER_EVENT,
+                        SESSIONIZER_SESSION)
 from policy import rules_path
 from sessionizer.checkpoint import StateStore, input_positions, state_dir
 from sessionizer.connect_filter import ConfiguredEndpoints
@@ -211,8 +212,13 @@ class Stage:
 
     def _dispatch(self, env: Envelope) -> None:
         if env.topic == COLLECTOR_EVENT:
+            handle, publish, clock = self.core.handle, self.pub.publish, time.time_ns
             for event in env.events:
-                self.emit(self.core.handle(event, time.time_ns()))
+                out = handle(event, clock())
+                if len(out) == 1 and out[0][0] == SESSIONIZER_EVENT:   # most events: one
+                    publish(SESSIONIZER_EVENT, out[0][1])             # accepted event, as emit()
+                else:                                                  # would queue it
+                    self.emit(out)
         elif env.topic == COLLECTOR_CONTROL:
             for msg in env.events:
                 self._control(msg)

@@ -242,8 +242,14 @@ class Sessionizer:
         if kind == "loss":
             return self.loss(int(event["count"]), str(event.get("where", "kernel")), event["ts_ns"])
         ts = event["ts_ns"]
-        self._skew_ns = max(-MAX_CLOCK_SKEW_NS, min(now_ns - ts, MAX_CLOCK_SKEW_NS))
-        out = self._expire(ts)
+        skew = now_ns - ts                       # clamped by comparisons, not min/max calls
+        if skew > MAX_CLOCK_SKEW_NS:
+            skew = MAX_CLOCK_SKEW_NS
+        elif skew < -MAX_CLOCK_SKEW_NS:
+            skew = -MAX_CLOCK_SKEW_NS
+        self._skew_ns = skew
+        due = self.sessions.next_due_ns          # nothing can expire yet: skip the call
+        out = self._expire(ts) if due is not None and ts > due else []
         if kind == "root":
             return out + self._root_event(event)
         if kind == "fork":
@@ -289,7 +295,9 @@ class Sessionizer:
 
     def _accept(self, session: Session, event: dict[str, Any], kind: str, tgid: int, ppid: int,
                 ts: int, depth: int | None = None) -> Out:
-        self.sessions.record(session, ts)
+        session.event_count += 1                 # SessionTable.record, inlined (every event)
+        if ts > session.updated_ns:
+            session.updated_ns = ts
         self.counters["accepted"] += 1
         return (SESSIONIZER_EVENT, self._enrich(event, kind, session, tgid, ppid, depth))
 
@@ -346,7 +354,8 @@ class Sessionizer:
             if proc.routine:
                 return "routine_exec"
             return None
-        reason = ingest_drop_reason(event, self.settings.noise, self.settings.connect)
+        settings = self.settings
+        reason = ingest_drop_reason(event, settings.noise, settings.connect, settings.open_paths)
         if reason:
             return reason
         if kind == "connect" and proc.depth == 0 and not proc.foreign:

@@ -22,7 +22,7 @@ from bus.text import from_wire
 
 __all__ = ["NoiseLists", "ConnectPolicy", "NoiseError", "ENOENT", "missing_fields", "loader_noise",
            "session_file_noise", "routine_exec", "exec_not_found", "connect_noise", "ingest_drop_reason",
-           "canonical_ip", "is_loopback"]
+           "canonical_ip", "is_loopback", "open_path_reason", "PathReasons"]
 
 ENOENT = 2
 AF_INET, AF_INET6 = 2, 10
@@ -176,6 +176,57 @@ def session_file_noise(path: str, lists: NoiseLists) -> bool:
     return False
 
 
+def open_path_reason(raw: Any, lists: NoiseLists) -> str | None:
+    """The filters of an OPEN's path, in order: ``missing_fields`` (empty), ``loader_noise``,
+    ``session_file_noise``, else None. ``raw`` is the event's path as it came off the wire."""
+    path = _norm(raw)
+    if not path:
+        return "missing_fields"
+    if loader_noise(path, lists):
+        return "loader_noise"
+    if session_file_noise(path, lists):
+        return "session_file_noise"
+    return None
+
+
+PATH_MEMO_SIZE = 4096    # distinct paths remembered; a hit costs ~0.1 us, a miss ~0.5 us
+
+
+class PathReasons:
+    """:func:`open_path_reason` for one :class:`NoiseLists`, remembered per distinct raw path.
+
+    An agent opens the same files again and again (its sources, configs, libraries), so most
+    opens are answered by one dict lookup. Bounded: when full it starts over. Built with the
+    lists it answers for (Settings builds one per configuration), so a reload that changes the
+    lists gets a fresh, empty one and can never be answered from the old lists.
+    """
+
+    __slots__ = ("lists", "size", "_memo")
+
+    def __init__(self, lists: NoiseLists, size: int = PATH_MEMO_SIZE) -> None:
+        self.lists = lists
+        self.size = size
+        self._memo: dict[str | bytes, str | None] = {}
+
+    def __len__(self) -> int:
+        return len(self._memo)
+
+    def reason(self, raw: Any) -> str | None:
+        kind = type(raw)
+        if kind is not str and kind is not bytes:       # not hashable text: no memo
+            return open_path_reason(raw, self.lists)
+        memo = self._memo
+        try:
+            return memo[raw]
+        except KeyError:
+            pass
+        reason = open_path_reason(raw, self.lists)
+        if len(memo) >= self.size:
+            memo.clear()
+        memo[raw] = reason
+        return reason
+
+
 def routine_exec(event: dict[str, Any], lists: NoiseLists) -> bool:
     """``uname -a``, ``whoami``, ``pwd``, ``id``, ``ip neigh show`` (args with or without argv[0])."""
     name = os.path.basename(_text(event.get("path")).strip())
@@ -211,20 +262,17 @@ def connect_noise(event: dict[str, Any], policy: ConnectPolicy) -> str | None:
     return None
 
 
-def ingest_drop_reason(event: dict[str, Any], lists: NoiseLists, policy: ConnectPolicy) -> str | None:
+def ingest_drop_reason(event: dict[str, Any], lists: NoiseLists, policy: ConnectPolicy,
+                       paths: PathReasons | None = None) -> str | None:
     """The context-ingest filter of §6.4b for one non-EXIT event; None means keep.
 
     Same checks, in the same order, as :func:`missing_fields` followed by the per-kind filters;
-    the path is normalised once (this runs for every event)."""
+    the path is normalised once (this runs for every event). ``paths``: a memo of the OPEN
+    filters for ``lists`` (the sessionizer's), else they are computed for this event."""
     kind = event.get("kind")
     if kind == "open":
-        path = _norm(event.get("path"))
-        if not path:
-            return "missing_fields"
-        if loader_noise(path, lists):
-            return "loader_noise"
-        if session_file_noise(path, lists):
-            return "session_file_noise"
+        raw = event.get("path")
+        return paths.reason(raw) if paths is not None else open_path_reason(raw, lists)
     elif kind == "connect":
         if not event.get("addr") or not event.get("port"):
             return "missing_fields"

@@ -118,10 +118,11 @@ class SessionTable:
     def __init__(self, ids: SessionIds | None = None) -> None:
         self.ids = ids or SessionIds()
         self.sessions: dict[int, Session] = {}
-        self._by_root: dict[int, int] = {}              # tree root -> session id
+        self._by_root: dict[int, Session] = {}          # tree root -> its not-closed session
         self._open_by_leader: dict[int, list[int]] = {}  # leader tgid -> OPEN invocation ids
         self._invocations: dict[int, None] = {}         # not-closed invocation ids, in id order
-        self._next_due_ns: int | None = None            # lower bound of the earliest deadline
+        self.next_due_ns: int | None = None             # lower bound of the earliest deadline:
+                                                        # nothing expires at or before it
 
     def __len__(self) -> int:
         return len(self.sessions)
@@ -141,7 +142,7 @@ class SessionTable:
     def add(self, s: Session) -> None:
         """Insert a session (a new one, or one restored from a checkpoint) into every index."""
         self.sessions[s.session_id] = s
-        self._by_root[s.tree_root] = s.session_id
+        self._by_root[s.tree_root] = s
         if s.origin is Origin.INVOCATION:
             self._invocations[s.session_id] = None
             if s.state is SessionState.OPEN:
@@ -150,8 +151,7 @@ class SessionTable:
 
     def for_root(self, tree_root: int) -> Session | None:
         """The not-closed session opened by this tree root, if any."""
-        sid = self._by_root.get(tree_root)
-        return self.sessions.get(sid) if sid is not None else None
+        return self._by_root.get(tree_root)
 
     def latest_invocation(self, uid: int | None) -> Session | None:
         """The most recently opened invocation session, still open or in its grace period, whose
@@ -184,7 +184,7 @@ class SessionTable:
 
     def expire(self, now_ns: int) -> list[Session]:
         """Close what is due at ``now_ns``; the closed sessions leave the table (in id order)."""
-        if self._next_due_ns is None or now_ns <= self._next_due_ns:
+        if self.next_due_ns is None or now_ns <= self.next_due_ns:
             return []
         done = []
         for s in list(self.sessions.values()):
@@ -196,12 +196,12 @@ class SessionTable:
             done.append(s)
             self._remove(s)
         deadlines = [d for d in map(_deadline, self.sessions.values()) if d is not None]
-        self._next_due_ns = min(deadlines) if deadlines else None
+        self.next_due_ns = min(deadlines) if deadlines else None
         return done
 
     def _remove(self, s: Session) -> None:
         del self.sessions[s.session_id]
-        if self._by_root.get(s.tree_root) == s.session_id:
+        if self._by_root.get(s.tree_root) is s:
             del self._by_root[s.tree_root]
         self._invocations.pop(s.session_id, None)
         ids = self._open_by_leader.get(s.leader_tgid)
@@ -211,8 +211,8 @@ class SessionTable:
                 del self._open_by_leader[s.leader_tgid]
 
     def _note_due(self, due: int | None) -> None:
-        if due is not None and (self._next_due_ns is None or due < self._next_due_ns):
-            self._next_due_ns = due
+        if due is not None and (self.next_due_ns is None or due < self.next_due_ns):
+            self.next_due_ns = due
 
     def mark_loss(self, count: int) -> list[Session]:
         """Events were lost: every session open now may miss some of them. Returns the sessions

@@ -15,7 +15,7 @@ from typing import Any
 
 from agents import Profile, ProfileError, load_config, load_profiles
 from policy import PolicyError, load_policy
-from sessionizer.gates import ConnectPolicy, NoiseError, NoiseLists
+from sessionizer.gates import ConnectPolicy, NoiseError, NoiseLists, PathReasons
 
 __all__ = ["Settings", "SettingsError", "load_settings", "settings_from"]
 
@@ -39,12 +39,21 @@ class Settings:
     refresh_s: float = 300.0
     shell_wrappers: bool = True       # drop the runtime's own shell wrapper (§6.5); see docs
     rules_version: str = ""
+    # name -> profile, built once: every accepted event looks its root's profile up (a reload
+    # builds new Settings, so this can never describe other profiles than ``profiles``)
+    by_name: dict[str, Profile] = field(init=False, repr=False, compare=False)
+    # the OPEN path filters of ``noise``, remembered per path; new with every Settings (reload)
+    open_paths: PathReasons = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        by_name: dict[str, Profile] = {}
+        for p in self.profiles:
+            by_name.setdefault(p.name, p)          # the first of a name wins, as a scan would
+        object.__setattr__(self, "by_name", by_name)
+        object.__setattr__(self, "open_paths", PathReasons(self.noise))
 
     def profile(self, name: str) -> Profile | None:
-        for p in self.profiles:
-            if p.name == name:
-                return p
-        return None
+        return self.by_name.get(name)
 
 
 def settings_from(profiles: tuple[Profile, ...], analysis: Any = None, section: Any = None,

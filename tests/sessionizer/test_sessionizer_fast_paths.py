@@ -14,9 +14,11 @@ import pytest
 
 from bus.events import KIND_FIELDS, validate_event
 from sessionizer.core import _plainly_valid
-from sessionizer.gates import canonical_ip, is_loopback
+from sessionizer.gates import canonical_ip, ingest_drop_reason, is_loopback
 
-from synthetic_events import Events
+from synthetic_events import S, T0, Events
+
+T0_PLUS = T0 + 7 * S      # the wall clock at receipt of the tests' events at ts=7..8
 
 ev = Events()
 VALID: list[dict[str, Any]] = [
@@ -83,3 +85,75 @@ def test_checkpoint_records_are_what_asdict_gives(gateway_core, ev):
     for s, saved in zip(gateway_core.sessions, state["sessions"]):
         assert saved == {**asdict(s), "origin": s.origin.value, "state": s.state.value}
         assert list(saved) == list(asdict(s))
+
+
+OPEN_PATHS: list[Any] = [
+    "/etc/ld.so.cache", "/usr/lib/x86_64-linux-gnu/libc.so.6", "  /HOME/u/.Profile ", "",
+    "   ", "/srv/project/src/main.py", b"/tmp/\xff\xfeodd\nname", b"/proc/self/\xff",
+    "/usr/lib/locale/C.utf8/LC_CTYPE", "/home/u/.openclaw/state.json", "/etc/shadow",
+    "x" * 5000, None, 7,
+]
+
+
+def test_path_memo_gives_what_the_filters_give_on_a_miss_and_on_a_hit():
+    from sessionizer.gates import NoiseLists, PathReasons, open_path_reason
+    lists = NoiseLists()
+    memo = PathReasons(lists)
+    for raw in OPEN_PATHS:
+        expected = open_path_reason(raw, lists)
+        assert memo.reason(raw) == expected, raw          # computed (a miss)
+        assert memo.reason(raw) == expected, raw          # remembered (a hit)
+    assert len(memo) == len(OPEN_PATHS) - 2               # None and 7 are never remembered
+    reasons = {memo.reason(raw) for raw in OPEN_PATHS}
+    assert reasons == {None, "missing_fields", "loader_noise", "session_file_noise"}
+
+
+def test_path_memo_is_bounded_and_still_right_after_starting_over():
+    from sessionizer.gates import NoiseLists, PathReasons, open_path_reason
+    lists = NoiseLists()
+    memo = PathReasons(lists, size=3)
+    paths = [f"/proc/{i}/status" for i in range(5)] + [f"/srv/{i}" for i in range(5)]
+    for raw in paths * 2:
+        assert memo.reason(raw) == open_path_reason(raw, lists)
+        assert len(memo) <= 3
+
+
+def test_the_core_answers_opens_as_the_uncached_filter_does(gateway_core, ev, settings):
+    from synthetic_events import GATEWAY, WORKER
+    for raw in OPEN_PATHS[:-2] * 2:
+        event = ev.open(WORKER, GATEWAY, raw, ts=7)
+        before = dict(gateway_core.dropped)
+        out = gateway_core.handle(event, event["ts_ns"])
+        expected = ingest_drop_reason(event, settings.noise, settings.connect)
+        dropped = {k for k, v in gateway_core.dropped.items() if v != before.get(k, 0)}
+        if expected is None:
+            assert [t for t, _ in out][-1] == "sessionizer.event" and not dropped, raw
+            assert out[-1][1]["path"] == raw                   # odd paths pass through intact
+        else:
+            assert dropped == {expected} and out == [], raw
+
+
+def test_a_reload_that_changes_the_noise_lists_is_not_answered_from_the_old_memo(gateway_core, ev):
+    from sessionizer.settings import settings_from
+    from synthetic_events import GATEWAY, WORKER
+    old = gateway_core.settings
+    path = "/srv/project/notes.txt"
+    out = gateway_core.handle(ev.open(WORKER, GATEWAY, path, ts=7), T0_PLUS)
+    assert [t for t, _ in out][-1] == "sessionizer.event"     # kept, and now remembered
+    assert old.open_paths.reason(path) is None and len(old.open_paths) > 0
+    gateway_core.reconfigure(settings_from(old.profiles, section={"noise": {
+        "loader_prefixes": ["/srv/"]}}))
+    out = gateway_core.handle(ev.open(WORKER, GATEWAY, path, ts=8), T0_PLUS)
+    assert out == [] and gateway_core.dropped["loader_noise"] >= 1
+    assert gateway_core.settings.open_paths is not old.open_paths
+
+
+def test_profiles_are_found_by_name_the_first_of_a_name_winning(settings):
+    from sessionizer.settings import Settings
+    for p in settings.profiles:
+        assert settings.profile(p.name) is p
+    assert settings.profile("no-such-profile") is None
+    first, second = settings.profiles[0], settings.profiles[1]
+    import dataclasses
+    twin = dataclasses.replace(second, name=first.name)
+    assert Settings(profiles=(first, twin)).profile(first.name) is first
