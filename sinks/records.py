@@ -324,14 +324,13 @@ def encode_line(record: Mapping[str, Any]) -> bytes:
 # The C string encoder the JSONEncoder above uses itself for str (ensure_ascii=False), so a string
 # written by the fast path below is byte-for-byte what encode_line would write.
 _quote = json.encoder.encode_basestring
-_EVENT_HEAD = '{{"timestamp":"{}","pid":{},"tid":{},"ppid":{},"uid":{},"type":"{}","comm":{}'
 
 
 def event_line(event: Any) -> bytes | None:
     """``encode_line(event_record(event))`` (None for kinds never logged), ~3x cheaper.
 
     Every accepted event passes here, so the common, well-typed map is written straight to JSON
-    text without building the record dict (7.5 -> 3.4 us per event for the whole sink on the
+    text without building the record dict (decode + sink 7.8 -> 4.5 us per event on the
     benchmark recording). Anything else (bytes text, missing or mistyped fields, unknown kinds)
     takes the general path, which gives the same bytes or raises the same RecordError.
     """
@@ -342,10 +341,10 @@ def event_line(event: Any) -> bytes | None:
         if type(kind) is str and type(ts) is int and type(tgid) is int and type(tid) is int \
                 and type(ppid) is int and type(uid) is int and type(comm) is str:
             tail = _event_tail(event, kind)
-            if tail is not None:
-                head = _EVENT_HEAD.format(rfc3339nano(ts), tgid, tid, ppid, uid, TYPE_NAMES[kind],
-                                          _quote(comm))
-                return (head + tail).encode("utf-8", "backslashreplace")
+            if tail is not None:              # an f-string: 0.14 us cheaper than str.format here
+                return (f'{{"timestamp":"{rfc3339nano(ts)}","pid":{tgid},"tid":{tid},"ppid":{ppid},'
+                        f'"uid":{uid},"type":"{TYPE_NAMES[kind]}","comm":{_quote(comm)}{tail}'
+                        ).encode("utf-8", "backslashreplace")
     record = event_record(event)
     return None if record is None else encode_line(record)
 
