@@ -140,8 +140,36 @@ class Sessionizer:
 
     def handle(self, event: Any, now_ns: int) -> list[Out]:
         """Process one collector event; never raises on bad input (counted, dropped)."""
-        try:
-            return self._handle(event, now_ns)
+        try:                       # the whole per-event path inline: one call less per event
+            if not _plainly_valid(event):
+                problems = validate_event(event)     # decides, and words what is wrong
+                if problems:
+                    self._malformed("; ".join(problems))
+                    return []
+            kind = event["kind"]
+            if kind == "loss":
+                return self.loss(int(event["count"]), str(event.get("where", "kernel")), event["ts_ns"])
+            ts = event["ts_ns"]
+            skew = now_ns - ts                       # clamped by comparisons, not min/max calls
+            if skew > MAX_CLOCK_SKEW_NS:
+                skew = MAX_CLOCK_SKEW_NS
+            elif skew < -MAX_CLOCK_SKEW_NS:
+                skew = -MAX_CLOCK_SKEW_NS
+            self._skew_ns = skew
+            due = self.sessions.next_due_ns          # nothing can expire yet: skip the call
+            out = self._expire(ts) if due is not None and ts > due else []
+            if kind == "root":
+                return out + self._root_event(event)
+            if kind == "fork":
+                if self.tracker.on_fork(event["tgid"], event["child_tgid"]) is not None:
+                    self.counters["forks_tracked"] += 1
+                return out
+            try:
+                out += self._process_event(event, kind, ts)
+            finally:
+                if kind == "exit":
+                    self._exit_cleanup(event["tgid"], ts)
+            return out
         except (TypeError, ValueError, KeyError, AttributeError) as exc:
             self._malformed(f"unprocessable event: {type(exc).__name__}: {exc}")
             return []
@@ -233,36 +261,6 @@ class Sessionizer:
 
     # ------------------------------------------------------------------ per event
 
-    def _handle(self, event: Any, now_ns: int) -> list[Out]:
-        problems = [] if _plainly_valid(event) else validate_event(event)
-        if problems:
-            self._malformed("; ".join(problems))
-            return []
-        kind = event["kind"]
-        if kind == "loss":
-            return self.loss(int(event["count"]), str(event.get("where", "kernel")), event["ts_ns"])
-        ts = event["ts_ns"]
-        skew = now_ns - ts                       # clamped by comparisons, not min/max calls
-        if skew > MAX_CLOCK_SKEW_NS:
-            skew = MAX_CLOCK_SKEW_NS
-        elif skew < -MAX_CLOCK_SKEW_NS:
-            skew = -MAX_CLOCK_SKEW_NS
-        self._skew_ns = skew
-        due = self.sessions.next_due_ns          # nothing can expire yet: skip the call
-        out = self._expire(ts) if due is not None and ts > due else []
-        if kind == "root":
-            return out + self._root_event(event)
-        if kind == "fork":
-            if self.tracker.on_fork(event["tgid"], event["child_tgid"]) is not None:
-                self.counters["forks_tracked"] += 1
-            return out
-        try:
-            out += self._process_event(event, kind, ts)
-        finally:
-            if kind == "exit":
-                self._exit_cleanup(event["tgid"], ts)
-        return out
-
     def _process_event(self, event: dict[str, Any], kind: str, ts: int) -> list[Out]:
         out: list[Out] = []
         tgid, ppid = event["tgid"], event["ppid"]
@@ -295,11 +293,22 @@ class Sessionizer:
 
     def _accept(self, session: Session, event: dict[str, Any], kind: str, tgid: int, ppid: int,
                 ts: int, depth: int | None = None) -> Out:
-        session.event_count += 1                 # SessionTable.record, inlined (every event)
+        """Count the event in its session and enrich it (session_id, profile, depth; lineage
+        for execs). ``depth``: already known for an event accepted at once; a held event takes
+        the tracker's depth at its release. One call per accepted event: record and enrich
+        are inlined here (the hot path)."""
+        session.event_count += 1                 # SessionTable.record
         if ts > session.updated_ns:
             session.updated_ns = ts
         self.counters["accepted"] += 1
-        return (SESSIONIZER_EVENT, self._enrich(event, kind, session, tgid, ppid, depth))
+        if depth is None:
+            depth = self.tracker.depth_of(tgid, ppid) or 0
+        out = {**event, "session_id": session.session_id, "profile": session.profile,
+               "depth": depth}
+        if kind == "exec":
+            nodes = build_lineage(self.tracker, tgid, self.settings.lineage_max_depth)
+            out["lineage"] = [{**n, "comm": to_wire(n["comm"])} for n in nodes]
+        return (SESSIONIZER_EVENT, out)
 
     def _hold(self, root: Root, event: dict[str, Any], kind: str, tgid: int, ppid: int,
               ts: int) -> None:
@@ -355,7 +364,10 @@ class Sessionizer:
                 return "routine_exec"
             return None
         settings = self.settings
-        reason = ingest_drop_reason(event, settings.noise, settings.connect, settings.open_paths)
+        if kind == "open":                   # ingest_drop_reason's OPEN branch, one call less
+            reason = settings.open_paths.reason(event.get("path"))
+        else:
+            reason = ingest_drop_reason(event, settings.noise, settings.connect)
         if reason:
             return reason
         if kind == "connect" and proc.depth == 0 and not proc.foreign:
@@ -370,19 +382,6 @@ class Sessionizer:
         root = self.tracker.roots.get(proc.root)
         profile = self.settings.profile(root.profile) if root is not None else None
         return profile is not None and profile.kind == "runtime"
-
-    def _enrich(self, event: dict[str, Any], kind: str, session: Session, tgid: int,
-                ppid: int, depth: int | None = None) -> dict[str, Any]:
-        """``depth``: already known for an event accepted at once; a held event takes the
-        tracker's depth at its release."""
-        if depth is None:
-            depth = self.tracker.depth_of(tgid, ppid) or 0
-        out = {**event, "session_id": session.session_id, "profile": session.profile,
-               "depth": depth}
-        if kind == "exec":
-            nodes = build_lineage(self.tracker, tgid, self.settings.lineage_max_depth)
-            out["lineage"] = [{**n, "comm": to_wire(n["comm"])} for n in nodes]
-        return out
 
     # ------------------------------------------------------------------ lifecycle
 
