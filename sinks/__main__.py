@@ -32,6 +32,7 @@ from typing import Any, Protocol
 import zmq
 
 import bus
+from bus.runtime import tune_gc
 from bus.envelope import Envelope
 from sinks.checkpoint import SAVE_INTERVAL_S, PositionStore
 from sinks.envfile import load_env_file
@@ -223,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         log.warning("tracing is off: no OTLP endpoint set | variables=CASA_OTEL_EXPORTER_OTLP_ENDPOINT,"
                     "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,OTEL_EXPORTER_OTLP_ENDPOINT")
         core, topics = TracingOff(), ["analyzer.heartbeat"]
+    tune_gc()
     try:
         return serve(core, f"sinks-{args.kind}", args, flags, topics)
     except bus.BusError as exc:
