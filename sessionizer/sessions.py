@@ -21,6 +21,7 @@ Session ids come from :class:`SessionIds`: positive, increasing, never reused ac
 from __future__ import annotations
 
 import enum
+import heapq
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 from typing import Any
@@ -113,6 +114,13 @@ class SessionTable:
 
     Invariant: a tree root has at most one not-closed session (a new one is opened only when
     :meth:`for_root` finds none). ``sessions`` keeps id order (ids only grow).
+
+    Deadlines sit in a heap of (deadline, id) entries, so closing a session looks at the due
+    entries only instead of every session (with ~500 sessions open or in grace, the scan cost
+    ~100 us per close). A deadline only moves later (an idle session's last event; OPEN ->
+    CLOSING sets one), so every session with a deadline has an entry at or before it; an entry
+    found early is pushed again at the session's current deadline, one of a closed session is
+    dropped when it comes up.
     """
 
     def __init__(self, ids: SessionIds | None = None) -> None:
@@ -121,6 +129,7 @@ class SessionTable:
         self._by_root: dict[int, Session] = {}          # tree root -> its not-closed session
         self._open_by_leader: dict[int, list[int]] = {}  # leader tgid -> OPEN invocation ids
         self._invocations: dict[int, None] = {}         # not-closed invocation ids, in id order
+        self._due: list[tuple[int, int]] = []           # heap of (deadline lower bound, id)
         self.next_due_ns: int | None = None             # lower bound of the earliest deadline:
                                                         # nothing expires at or before it
 
@@ -147,7 +156,7 @@ class SessionTable:
             self._invocations[s.session_id] = None
             if s.state is SessionState.OPEN:
                 self._open_by_leader.setdefault(s.leader_tgid, []).append(s.session_id)
-        self._note_due(_deadline(s))
+        self._note_due(_deadline(s), s.session_id)
 
     def for_root(self, tree_root: int) -> Session | None:
         """The not-closed session opened by this tree root, if any."""
@@ -178,7 +187,7 @@ class SessionTable:
                 continue
             s.state = SessionState.CLOSING                         # OPEN -> CLOSING
             s.grace_until_ns = ts_ns + s.close_grace_ns
-            self._note_due(s.grace_until_ns)
+            self._note_due(s.grace_until_ns, s.session_id)
             hit.append(s)
         return hit
 
@@ -186,17 +195,25 @@ class SessionTable:
         """Close what is due at ``now_ns``; the closed sessions leave the table (in id order)."""
         if self.next_due_ns is None or now_ns <= self.next_due_ns:
             return []
-        done = []
-        for s in list(self.sessions.values()):
-            due = _deadline(s)
-            if due is None or now_ns <= due:
+        heap, due = self._due, {}
+        while heap and heap[0][0] < now_ns:
+            sid = heapq.heappop(heap)[1]
+            s = self.sessions.get(sid)
+            if s is None or sid in due:
+                continue                       # closed already, or a second entry
+            deadline = _deadline(s)
+            if deadline is None:
                 continue
-            s.closed_ns = due                  # CLOSING -> CLOSED (grace) / OPEN -> CLOSED (idle)
+            if now_ns > deadline:
+                due[sid] = s
+            else:                              # it moved later: wait for the new deadline
+                heapq.heappush(heap, (deadline, sid))
+        done = [due[sid] for sid in sorted(due)]
+        for s in done:
+            s.closed_ns = _deadline(s)         # CLOSING -> CLOSED (grace) / OPEN -> CLOSED (idle)
             s.state = SessionState.CLOSED
-            done.append(s)
             self._remove(s)
-        deadlines = [d for d in map(_deadline, self.sessions.values()) if d is not None]
-        self.next_due_ns = min(deadlines) if deadlines else None
+        self.next_due_ns = heap[0][0] if heap else None
         return done
 
     def _remove(self, s: Session) -> None:
@@ -210,9 +227,10 @@ class SessionTable:
             if not ids:
                 del self._open_by_leader[s.leader_tgid]
 
-    def _note_due(self, due: int | None) -> None:
-        if due is not None and (self.next_due_ns is None or due < self.next_due_ns):
-            self.next_due_ns = due
+    def _note_due(self, due: int | None, sid: int) -> None:
+        if due is not None:
+            heapq.heappush(self._due, (due, sid))
+            self.next_due_ns = self._due[0][0]
 
     def mark_loss(self, count: int) -> list[Session]:
         """Events were lost: every session open now may miss some of them. Returns the sessions

@@ -157,3 +157,37 @@ def test_profiles_are_found_by_name_the_first_of_a_name_winning(settings):
     import dataclasses
     twin = dataclasses.replace(second, name=first.name)
     assert Settings(profiles=(first, twin)).profile(first.name) is first
+
+
+def test_expiry_heap_closes_exactly_what_a_scan_of_every_session_would():
+    """SessionTable.expire pops due heap entries instead of scanning; the reference is the scan."""
+    import random
+    from sessionizer.sessions import Origin, SessionTable, _deadline
+    rng = random.Random(11)
+    table, now, leaders, closed = SessionTable(), T0, [], 0
+    for _ in range(4000):
+        now += rng.randrange(0, 3 * S // 10)
+        op = rng.random()
+        if op < 0.12:
+            origin = rng.choice([Origin.ACTIVITY, Origin.INVOCATION])
+            s = table.open(profile="p", origin=origin, tree_root=rng.randrange(10**6),
+                           leader_tgid=rng.randrange(10**6), ts_ns=now,
+                           idle_gap_s=rng.choice([0.5, 1.0, 5.0]), close_grace_s=rng.choice([0.0, 2.0]))
+            leaders.append(s.leader_tgid)
+        elif op < 0.6 and table.sessions:
+            SessionTable.record(rng.choice(list(table.sessions.values())), now)
+        elif op < 0.7 and leaders:
+            table.leader_exit(rng.choice(leaders), now)
+        else:
+            due = {sid: _deadline(s) for sid, s in table.sessions.items()
+                   if _deadline(s) is not None and now > _deadline(s)}
+            done = table.expire(now)
+            assert [s.session_id for s in done] == sorted(due)
+            assert all(s.closed_ns == due[s.session_id] and s.session_id not in table.sessions
+                       for s in done)
+            left = [d for d in map(_deadline, table.sessions.values()) if d is not None]
+            assert all(d >= now for d in left)
+            if left:                             # the O(1) shortcut never skips a due session
+                assert table.next_due_ns is not None and table.next_due_ns <= min(left)
+            closed += len(done)
+    assert closed > 100
