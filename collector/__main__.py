@@ -30,6 +30,7 @@ from typing import Any
 import zmq
 
 import bus
+from bus.runtime import tune_gc
 from bpf import EVENTS_H
 from bus.topics import COLLECTOR_CONTROL, COLLECTOR_EVENT
 from collector import config as cconfig
@@ -308,6 +309,7 @@ def run(args: argparse.Namespace, cfg: cconfig.CollectorConfig, extra: dict[int,
     col.publish(scope.bootstrap(procs, extra))
     scope.adopt_descendants(scan())        # children forked while the first scan ran
     write_pid_file(pid_file)
+    tune_gc()
     log.info("Tracing agent trees (exec, open, connect, exit, fork)... Ctrl-C to end. | roots=%d "
              "tracked=%d bus=%s pid_file=%s", len(scope.roots), len(scope.kmap.items()),
              bus.endpoint(STAGE, directory), pid_file)
