@@ -389,3 +389,31 @@ def test_replay_without_liveness_closes_a_dead_leaders_session_on_its_exit_and_g
     assert closed["closed_ns"] == exit_ns + 2_000_000_000 and closed["event_count"] == 2
     assert "session leader gone" not in bench.stderr() and "liveness=off" in bench.stderr()
 
+
+
+def _checkpointed_sessions(state_file: Path) -> set[int]:
+    try:
+        doc = json.loads(state_file.read_text())
+    except (OSError, ValueError):
+        return set()
+    return {s["session_id"] for s in doc.get("checkpoint", {}).get("sessions", [])}
+
+
+@pytest.mark.parametrize("bench", [(("--checkpoint-interval-s", "60"), {})], indirect=True)
+def test_sessions_opened_in_a_burst_are_all_checkpointed_soon(bench, agents):
+    """Checkpoints triggered by new sessions are coalesced (at most one per 0.2 s), never
+    dropped: the second of two sessions opened back to back is saved well before the periodic
+    checkpoint (60 s here) would have saved it."""
+    ev = Events()
+    first, second = agents
+    now = time.time_ns()
+    argv = ["node", "/x/openclaw", "agent", "-m", "q"]
+    bench.send([{**ev.exec(first, 1, "/usr/bin/node", argv), "ts_ns": now}])
+    bench.send([{**ev.exec(second, 1, "/usr/bin/node", argv), "ts_ns": now + 1}])
+    bench.pump(lambda b: len(b.of("sessionizer.session")) == 2)
+    opened = {m["session_id"] for m in bench.of("sessionizer.session")}
+    state_file = bench.directory / "state" / "sessionizer.json"
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 3.0 and _checkpointed_sessions(state_file) != opened:
+        time.sleep(0.02)
+    assert _checkpointed_sessions(state_file) == opened
