@@ -30,6 +30,7 @@ from typing import Any
 import zmq
 
 from bus import BusError, Envelope, Publisher, Subscriber, bind_publisher, connect_subscriber
+from bus.runtime import tune_gc
 from bus.topics import (COLLECTOR_CONTROL, COLLECTOR_EVENT, SESSIONIZER_CONTROL, SESSIONIZER_EVENT,
                         SESSIONIZER_SESSION)
 from policy import rules_path
@@ -326,6 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     except BusError as exc:
         log.error("cannot start: bus unavailable | reason=%s", exc)
         return 1
+    tune_gc()                      # start-up is done: freeze it, batch young collections
     return stage.run()
 
 
