@@ -39,6 +39,9 @@ from collector.decode import ST_EXE_RESOLVED, DecodeError, decode
 from collector.proc_scan import full_fd_exe, scan
 from collector.scope import Scope
 
+# Open, connect, fork and exit records do not wake this reader (bpf/collector.bpf.c
+# lazy_wakeup): they wait at most this long, or until an exec record or 1/8 of the ring buffer
+# wakes it.
 POLL_TIMEOUT_MS = 5
 STAGE = "collector"
 
@@ -183,6 +186,7 @@ class Collector:
     def run(self) -> None:
         while not self.stop:
             self.bpf.ring_buffer_poll(POLL_TIMEOUT_MS)
+            self.bpf.ring_buffer_consume()    # records written without a wakeup: poll timed out
             self.pub.flush()
             if self.reload_requested:
                 self.reload()
