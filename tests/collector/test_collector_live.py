@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -111,6 +112,23 @@ def test_openat_openat2_and_open_carry_dirfd_flags_mode_and_ret(env):
     assert got == want
     assert {c[0] for c in want} >= {"openat", "openat2"}
     assert any(c[5] < 0 for c in want) and any(c[5] >= 0 for c in want)
+
+
+def test_a_record_that_wakes_nobody_is_read_on_the_next_poll(env):
+    """Open records do not wake the reader (bpf/collector.bpf.c lazy_wakeup): a lone open with
+    nothing after it -- no exec, no exit, far from the wakeup mark -- must still arrive on the
+    reader's next 5 ms pass, not when something else happens to wake it."""
+    marker = env["tmp"] / f"lone-{uuid.uuid4().hex}"
+    code = f"import time; time.sleep(0.5); open({str(marker)!r}, 'w').close(); time.sleep(5)"
+    p = subprocess.Popen([str(env["root"]), "-c", shlex.join(["exec", sys.executable, "-c", code])])
+    try:
+        ev = env["tap"].wait_for(lambda e: e["kind"] == "open" and e["path"] == str(marker), timeout_s=4)
+        seen_ns = time.time_ns()
+        assert p.poll() is None, "the process is still asleep: nothing after the open pushed it out"
+        assert seen_ns - ev["ts_ns"] < 1_000_000_000
+    finally:
+        p.kill()
+        p.wait()
 
 
 @pytest.mark.parametrize("family,addr,af", [("4", "127.0.0.1", socket.AF_INET), ("6", "::1", socket.AF_INET6)])
