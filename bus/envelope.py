@@ -72,22 +72,27 @@ def pack_raw(env: Envelope, events: bytes) -> list[bytes]:
 
 
 def raw_events(body: bytes) -> bytes | None:
-    """The undecoded bytes of a body's ``events`` array (None if there is none or it is damaged).
+    """The undecoded bytes of a body's ``events`` array (None if there is none, it is damaged, or
+    the map holds the key twice: a decoder keeps the last one, so no single slice is certain).
 
     Found with a streaming unpacker that skips every other value without building it.
     """
     u = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=max(len(body), 1))
     u.feed(body)
+    found: bytes | None = None
     try:
         for _ in range(u.read_map_header()):
             if u.unpack() == "events":
+                if found is not None:
+                    return None
                 start = u.tell()
                 u.skip()
-                return body[start:u.tell()]
-            u.skip()
+                found = body[start:u.tell()]
+            else:
+                u.skip()
     except (ValueError, msgpack.OutOfData, msgpack.FormatError, msgpack.StackError, TypeError):
         return None
-    return None
+    return found
 
 
 _KNOWN = {"v", "stream", "epoch", "seq", "sent_ns", "events", "last_seq", "counters", "interval_s"}

@@ -178,3 +178,11 @@ def test_raw_events_of_damaged_or_eventless_bodies_is_none() -> None:
     assert bus.envelope.raw_events(msgpack.packb({"v": 1})) is None
     assert bus.envelope.raw_events(msgpack.packb([1, 2])) is None   # not a map
     assert bus.envelope.raw_events(b"") is None
+
+
+def test_raw_events_refuses_a_body_with_events_twice() -> None:
+    """A decoder keeps the last duplicate key; a pass-through must never forward another slice."""
+    first, second = msgpack.packb([SAMPLE_EVENTS["exec"]]), msgpack.packb([SAMPLE_EVENTS["open"]])
+    body = b"\x82" + msgpack.packb("events") + first + msgpack.packb("events") + second
+    assert msgpack.unpackb(body)["events"] == [SAMPLE_EVENTS["open"]]
+    assert bus.envelope.raw_events(body) is None
