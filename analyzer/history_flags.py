@@ -23,7 +23,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from analyzer.paths import has_write_intent, is_sensitive
-from analyzer.session_state import CONNECT, EXEC, OPEN, RecentEvent, SessionState, int_field, text
+from analyzer.session_state import CONNECT, EXEC, OPEN, RecentEvent, SessionState
 from policy import Analysis
 
 __all__ = ["HistoryFlags", "history_flags", "classify", "Classifier", "burst", "burst_ignorable_open",
@@ -197,20 +197,17 @@ class Classifier:
         return e
 
     def entry(self, ev: dict[str, Any]) -> RecentEvent:
-        """The classified window entry of one event, built once (``self(RecentEvent.from_event(ev))``
-        builds two)."""
-        if ev["kind"] != OPEN:
-            return self(RecentEvent.from_event(ev))
-        get = ev.get
-        path, flags, mode = get("path", ""), get("flags", 0), get("mode", 0)
-        path = (path if type(path) is str else text(path)).strip()
-        if type(flags) is not int:
-            flags = int_field(flags)
-        if type(mode) is not int:
-            mode = int_field(mode)
-        sensitive, kept = self._open(path)
-        return RecentEvent(OPEN, int_field(get("tgid")), int_field(get("ts_ns")), path, "", flags, mode, "", 0,
-                           sensitive, kept, has_write_intent(flags))
+        """The classified window entry of one event: built once and annotated in place before it
+        enters any window (``self(RecentEvent.from_event(ev))`` would build it twice)."""
+        e = RecentEvent.from_event(ev)
+        if e.kind == OPEN:
+            e.sensitive, e.burst_kept = self._open(e.path)
+            e.write = has_write_intent(e.flags)
+        elif e.kind == CONNECT:
+            e.burst_kept = self._connect(e.addr, e.port)
+        elif e.kind == EXEC:
+            e.burst_kept = True
+        return e
 
     def _open(self, path: str) -> tuple[bool, bool]:
         hit = self._opens.get(path)

@@ -40,7 +40,7 @@ __all__ = ["HistoryWindow"]
 
 _NONE = -1          # "no such event": below every window start (seq numbers start at 0)
 _NEVER = 2**62      # a window start no session reaches
-_BURST_FLAG = {OPEN: 3, CONNECT: 4}     # index of burst_<kind> in the flag key (exec: 5)
+_BURST_FLAG = {OPEN: 3, CONNECT: 4, EXEC: 5}     # index of burst_<kind> in the flag key
 
 
 class _Pair:
@@ -158,8 +158,8 @@ class HistoryWindow:
             if self.to_exec.push_other(seq, ts) and not key[2]:
                 moved = True
         if e.burst_kept:
-            i = _BURST_FLAG.get(kind, 5)
-            if self.bursts[kind if i != 5 else EXEC].push(seq, ts) and not key[i]:
+            burst = kind if kind in (OPEN, CONNECT) else EXEC
+            if self.bursts[burst].push(seq, ts) and not key[_BURST_FLAG[burst]]:
                 moved = True
         if kind == CONNECT:
             self.connect_seq = seq

@@ -51,7 +51,8 @@ def int_field(value: Any, default: int = 0) -> int:
 class RecentEvent:
     """One accepted event as the history flags and sessions.log see it (§7 RecentEvents).
 
-    Treated as a value: never changed after it enters a window (a reload builds new entries).
+    Treated as a value once it is in a window (a reload builds new entries); only
+    ``Classifier.entry`` annotates a fresh one before that.
     Not ``frozen``: a frozen dataclass's ``__init__`` sets each field through
     ``object.__setattr__``, which made building one per event cost 0.7 us instead of 0.16 us.
     """
@@ -154,7 +155,7 @@ class SessionState:
         """Fold one accepted event into the state; return the process it belongs to.
 
         ``classify`` annotates the window entry (history_flags.classify with the current policy).
-        This runs for every event the analyzer owns, so it reads each field once.
+        The analyzer's hot path builds the classified entry itself and calls :meth:`fold`.
         """
         entry = RecentEvent.from_event(ev)
         return self.fold(ev, classify(entry) if classify else entry)

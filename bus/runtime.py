@@ -3,8 +3,8 @@
 Garbage collection. A stage allocates a few container objects per event (the decoded map, window
 entries, output tuples) and frees nearly all of them at once by reference counting; the cyclic
 collector finds almost nothing, yet with CPython's defaults (a young collection every 700 net
-allocations, older ones traversing the whole heap) it cost the analyzer about 15% of its
-per-event CPU on the throughput benchmark's recording (docs/performance.md). Two changes:
+allocations, older ones traversing the whole heap) it took 8-9% of the analyzer's time on the
+throughput benchmark's recording, with pauses up to 40 ms (docs/analyzer.md). Two changes:
 
 * ``gc.freeze()`` after start-up moves what start-up built (imported modules, the compiled CEL
   programs, configuration) out of the collector's view for good: it is never garbage and no
