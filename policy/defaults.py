@@ -15,7 +15,8 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = ["INT_DEFAULTS", "LIST_DEFAULTS", "NO_DEFAULT_LISTS", "PORT_LIST_FIELDS", "REQUIRED_INTS",
-           "ANALYSIS_FIELDS", "DANGEROUS_CAPABILITY_BITS", "apply_default"]
+           "CHOICE_DEFAULTS", "MAP_DEFAULTS", "ANALYSIS_FIELDS", "DANGEROUS_CAPABILITY_BITS",
+           "apply_default"]
 
 # Integer heuristics: field -> default used when the value is missing or 0.
 INT_DEFAULTS: dict[str, int] = {
@@ -28,6 +29,19 @@ INT_DEFAULTS: dict[str, int] = {
     "burst_window_seconds": 10,
     "sensitive_history_window_seconds": 30,
     "configured_connect_refresh_seconds": 300,
+    # Beyond the original (docs/rules.md): the indexed history's horizon and per-tree caps, and
+    # the UDP exfiltration thresholds.
+    "history_horizon_seconds": 600,
+    "history_index_cap": 4096,
+    "udp_exfil_bytes": 4096,
+    "udp_exfil_names": 20,
+    "udp_exfil_window_seconds": 60,
+}
+
+# String heuristics with a fixed set of values: field -> (default, allowed values).
+CHOICE_DEFAULTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    # "indexed": time-bounded per-tree indices; "original": the original's last-N window
+    "history_mode": ("indexed", ("indexed", "original")),
 }
 
 # Required integers (no default; must be > 0).
@@ -49,6 +63,66 @@ LIST_DEFAULTS: dict[str, tuple[str, ...]] = {
                           "dash", "zsh"),
     "container_runtime_names": ("docker", "containerd", "ctr", "runc", "crun", "podman", "nerdctl"),
     "dangerous_capability_names": ("CAP_SYS_ADMIN", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_SYS_PTRACE"),
+    # Beyond the original. Root-owned system directories: name shortcuts (routine execs, shell
+    # wrappers, legitimate credential readers) apply only to executables inside them.
+    "system_dirs": ("/bin", "/sbin", "/usr/bin", "/usr/sbin", "/usr/local/bin", "/usr/local/sbin",
+                    "/usr/libexec", "/usr/lib", "/lib", "/lib64"),
+    # Credential stores. "~/" is each process's own home (passwd of its uid); "*" stays inside
+    # one path component, "**" crosses components.
+    "credential_paths": (
+        "~/.ssh/id_*", "~/.ssh/*.pem", "~/.ssh/*_key", "~/.aws/credentials", "~/.aws/config",
+        "~/.config/gcloud/**", "~/.azure/**", "~/.kube/config", "~/.docker/config.json",
+        "~/.netrc", "~/.npmrc", "~/.pypirc", "~/.git-credentials", "~/.config/git/credentials",
+        "~/.config/gh/hosts.yml", "~/.vault-token", "~/.terraform.d/credentials.tfrc.json",
+        "~/.cargo/credentials", "~/.cargo/credentials.toml", "~/.gem/credentials",
+        "~/.gnupg/private-keys-v1.d/**", "~/.password-store/**", "~/.local/share/keyrings/**",
+        "~/.mozilla/firefox/*/logins.json", "~/.mozilla/firefox/*/key4.db",
+        "~/.mozilla/firefox/*/cookies.sqlite", "~/.config/google-chrome/*/Login Data",
+        "~/.config/google-chrome/*/Cookies", "~/.config/chromium/*/Login Data",
+        "~/.config/chromium/*/Cookies", "~/.openclaw/credentials/**",
+        "~/.openclaw/**/auth-profiles.json", "~/.openclaw/openclaw.json", "**/.env",
+        "/etc/shadow", "/etc/gshadow", "/var/run/secrets/**", "/run/secrets/**"),
+    # Persistence locations: writing (or renaming onto, or chmod of) one is a foothold.
+    "persistence_paths": (
+        "/etc/crontab", "/etc/cron.d/*", "/etc/cron.hourly/*", "/etc/cron.daily/*",
+        "/etc/cron.weekly/*", "/etc/cron.monthly/*", "/var/spool/cron/**", "~/.bashrc",
+        "~/.bash_profile", "~/.bash_login", "~/.bash_logout", "~/.profile", "~/.zshrc",
+        "~/.zprofile", "~/.zshenv", "~/.zlogin", "~/.config/fish/config.fish", "/etc/profile",
+        "/etc/profile.d/*", "/etc/bash.bashrc", "/etc/environment", "~/.pam_environment",
+        "~/.ssh/authorized_keys", "~/.ssh/authorized_keys2", "~/.ssh/rc", "**/.git/hooks/*",
+        "~/.gitconfig", "~/.config/systemd/user/**", "~/.local/share/systemd/user/**",
+        "/etc/systemd/system/**", "/etc/systemd/user/**", "/lib/systemd/system/**",
+        "/usr/lib/systemd/system/**", "/etc/ld.so.preload", "/etc/ld.so.conf", "/etc/ld.so.conf.d/*",
+        "~/.config/autostart/*", "/etc/xdg/autostart/*", "/etc/rc.local", "/etc/init.d/*",
+        "/etc/sudoers", "/etc/sudoers.d/*", "/etc/passwd", "/etc/shadow", "/etc/group"),
+    # Logs and histories: truncating, deleting or replacing one hides what happened.
+    "log_paths": (
+        "/var/log/**", "~/.bash_history", "~/.zsh_history", "~/.python_history",
+        "~/.node_repl_history", "~/.local/share/fish/fish_history", "~/.mysql_history",
+        "~/.psql_history", "~/.lesshst", "~/.viminfo", "/var/run/utmp", "/run/utmp",
+        "/tmp/openclaw/*.log"),
+    # Security tools an attacker looks for before acting (exec argv tokens, path components).
+    "security_tool_names": (
+        "falco", "auditd", "auditctl", "ausearch", "osqueryd", "osqueryi", "tetragon", "tracee",
+        "wazuh-agentd", "ossec", "sysdig", "aide", "tripwire", "clamd", "freshclam", "aa-status",
+        "apparmor_status", "getenforce", "sestatus", "falcon-sensor", "falconctl", "sentinelctl",
+        "cbagentd", "elastic-agent", "auditbeat", "suricata", "snort", "zeek", "casa-collector"),
+}
+
+# Maps of string lists without a code default beyond this one: pattern -> legitimate readers
+# (exe basenames), honoured only for executables in ``system_dirs``.
+MAP_DEFAULTS: dict[str, dict[str, tuple[str, ...]]] = {
+    "credential_consumers": {
+        "~/.ssh/*": ("ssh", "scp", "sftp", "ssh-add", "ssh-keygen", "ssh-agent", "git", "rsync"),
+        "~/.aws/*": ("aws",),
+        "~/.kube/config": ("kubectl", "helm"),
+        "~/.docker/config.json": ("docker", "podman"),
+        "~/.netrc": ("curl", "git", "ftp", "wget", "git-remote-http", "git-remote-https"),
+        "~/.npmrc": ("npm", "node"),
+        "~/.pypirc": ("twine",),
+        "~/.git-credentials": ("git", "git-credential-store"),
+        "~/.config/gh/hosts.yml": ("gh",),
+    },
 }
 
 # String lists without a code default: empty stays empty.
@@ -59,7 +133,8 @@ NO_DEFAULT_LISTS: tuple[str, ...] = ("llm_provider_urls", "channel_urls", "known
 PORT_LIST_FIELDS: tuple[str, ...] = ("allowed_loopback_ports",)
 
 ANALYSIS_FIELDS: tuple[str, ...] = (REQUIRED_INTS + tuple(INT_DEFAULTS) + tuple(LIST_DEFAULTS)
-                                    + NO_DEFAULT_LISTS + PORT_LIST_FIELDS)
+                                    + NO_DEFAULT_LISTS + PORT_LIST_FIELDS + tuple(CHOICE_DEFAULTS)
+                                    + tuple(MAP_DEFAULTS))
 
 # Linux capability numbers (include/uapi/linux/capability.h), for dangerous_capability_names.
 DANGEROUS_CAPABILITY_BITS: dict[str, int] = {
@@ -83,4 +158,9 @@ def apply_default(field: str, value: Any) -> Any:
         return value if value else INT_DEFAULTS[field]
     if field in LIST_DEFAULTS:
         return tuple(value) if value else LIST_DEFAULTS[field]
+    if field in CHOICE_DEFAULTS:
+        return value if value else CHOICE_DEFAULTS[field][0]
+    if field in MAP_DEFAULTS:
+        chosen = value if value else MAP_DEFAULTS[field]      # kept hashable: (key, names) pairs
+        return tuple((k, tuple(v)) for k, v in chosen.items())
     return tuple(value) if isinstance(value, (list, tuple)) else value

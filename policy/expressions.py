@@ -22,12 +22,22 @@ FEATURES: dict[str, dict[str, str]] = {
         "suspicious_path_exec": "bool", "deep_chain": "bool", "shell_in_chain": "bool",
         "network_tool_in_chain": "bool", "interpreter_in_chain": "bool",
         "container_runtime_in_chain": "bool", "memfd_or_deleted_exec": "bool",
+        # beyond the original (docs/rules.md)
+        "reverse_shell": "bool", "pipe_to_shell": "bool", "loader_hijack": "bool",
+        "masquerade": "bool", "hidden_path_exec": "bool", "unresolved_exec": "bool",
     },
-    "capability": {"has_dangerous_caps": "bool", "dangerous_count": "int", "seccomp_disabled": "bool"},
+    "capability": {"has_dangerous_caps": "bool", "dangerous_count": "int", "seccomp_disabled": "bool",
+                   "gained_dangerous_caps": "bool", "privilege_gained": "bool"},
     "history": {
         "connect_then_exec": "bool", "sensitive_then_network": "bool",
         "sensitive_then_execve": "bool", "burst_open": "bool", "burst_connect": "bool",
         "burst_exec": "bool", "write_then_exec_same_path": "bool", "opened_deleted_path": "bool",
+        # beyond the original (docs/rules.md)
+        "overflow": "bool", "credential_access": "bool", "credential_then_network": "bool",
+        "persistence_write": "bool", "setuid_created": "bool", "foreign_process_read": "bool",
+        "log_tampering": "bool", "security_tool_discovery": "bool", "udp_exfil": "bool",
+        "raw_socket": "bool", "bind_shell": "bool", "shell_network": "bool",
+        "memfd_created": "bool", "written_then_interpreted": "bool",
     },
 }
 VARIABLES: frozenset[str] = frozenset({"session_id", *FEATURES})

@@ -19,6 +19,7 @@ Deviation: a negative count or window is an error here instead of a silent fallb
 from __future__ import annotations
 
 import hashlib
+import re
 import ipaddress
 import json
 import logging
@@ -26,8 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from policy.defaults import (INT_DEFAULTS, LIST_DEFAULTS, NO_DEFAULT_LISTS, PORT_LIST_FIELDS,
-                             REQUIRED_INTS, apply_default)
+from policy.defaults import (CHOICE_DEFAULTS, INT_DEFAULTS, LIST_DEFAULTS, MAP_DEFAULTS,
+                             NO_DEFAULT_LISTS, PORT_LIST_FIELDS, REQUIRED_INTS, apply_default)
 from policy.expressions import check_expr
 from policy.locate import Locator
 
@@ -37,7 +38,9 @@ __all__ = ["Analysis", "Thresholds", "Rule", "Policy", "PolicyError", "load_poli
 VERSION_HEX_CHARS = 12          # Policy.version: this many hex digits of sha256(file bytes)
 LEGACY_MATCHES = ("", "bool_true", "number_gte")
 RULE_KEYS = frozenset({"name", "description", "expr", "weight", "enabled", "feature", "match",
-                       "min_value"})
+                       "min_value", "tags"})
+# ATT&CK technique (T1059, T1059.004) or tactic (TA0002) ids, the vocabulary of rule tags.
+TAG_PATTERN = re.compile(r"^(T\d{4}(\.\d{3})?|TA\d{4})$")
 TOP_KEYS = frozenset({"analysis", "thresholds", "rules"})
 
 log = logging.getLogger("casa.policy")
@@ -79,6 +82,21 @@ class Analysis:
     known_cidrs: tuple[str, ...]
     ignored_connect_ips: tuple[str, ...]       # only the parsable ones (others are warned about)
     allowed_loopback_ports: tuple[int, ...]
+    # Beyond the original (docs/rules.md).
+    history_mode: str = "indexed"              # "indexed" | "original" (last-N window parity)
+    history_horizon_seconds: int = 600
+    history_index_cap: int = 4096
+    udp_exfil_bytes: int = 4096
+    udp_exfil_names: int = 20
+    udp_exfil_window_seconds: int = 60
+    system_dirs: tuple[str, ...] = LIST_DEFAULTS["system_dirs"]
+    credential_paths: tuple[str, ...] = LIST_DEFAULTS["credential_paths"]
+    persistence_paths: tuple[str, ...] = LIST_DEFAULTS["persistence_paths"]
+    log_paths: tuple[str, ...] = LIST_DEFAULTS["log_paths"]
+    security_tool_names: tuple[str, ...] = LIST_DEFAULTS["security_tool_names"]
+    # pattern -> legitimate readers, as (pattern, names) pairs (hashable)
+    credential_consumers: tuple[tuple[str, tuple[str, ...]], ...] = tuple(
+        (k, v) for k, v in MAP_DEFAULTS["credential_consumers"].items())
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +117,7 @@ class Rule:
     enabled: bool
     description: str = ""
     line: int | None = None
+    tags: tuple[str, ...] = ()       # ATT&CK technique/tactic ids
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,7 +226,8 @@ def _analysis(raw: Any, rep: _Report) -> Analysis | None:
     if not isinstance(raw, dict):
         rep.error(rep.loc.key_line("analysis"), f"analysis must be an object, not {_type(raw)}")
         return None
-    known = set(REQUIRED_INTS) | set(INT_DEFAULTS) | set(LIST_DEFAULTS) | set(NO_DEFAULT_LISTS) | set(PORT_LIST_FIELDS)
+    known = (set(REQUIRED_INTS) | set(INT_DEFAULTS) | set(LIST_DEFAULTS) | set(NO_DEFAULT_LISTS)
+             | set(PORT_LIST_FIELDS) | set(CHOICE_DEFAULTS) | set(MAP_DEFAULTS))
     for key in sorted(set(raw) - known):
         rep.warn(rep.loc.key_line("analysis", key), f"unknown analysis field '{key}' is ignored")
     values: dict[str, Any] = {}
@@ -216,6 +236,10 @@ def _analysis(raw: Any, rep: _Report) -> Analysis | None:
     for name in tuple(LIST_DEFAULTS) + NO_DEFAULT_LISTS:
         values[name] = _str_list_field(raw, name, rep)
     values["allowed_loopback_ports"] = _port_list_field(raw, "allowed_loopback_ports", rep)
+    for name in CHOICE_DEFAULTS:
+        values[name] = _choice_field(raw, name, rep)
+    for name in MAP_DEFAULTS:
+        values[name] = _map_field(raw, name, rep)
     depth = raw.get("lineage_max_depth")
     if depth is None:
         rep.error(rep.loc.key_line("analysis"), "analysis.lineage_max_depth is required and must be > 0")
@@ -261,6 +285,28 @@ def _port_list_field(raw: dict[str, Any], name: str, rep: _Report) -> tuple[int,
                   f"analysis.{name} must be a list of port numbers 0..65535")
         return ()
     return tuple(value)
+
+
+def _choice_field(raw: dict[str, Any], name: str, rep: _Report) -> str:
+    value = raw.get(name, "")
+    allowed = CHOICE_DEFAULTS[name][1]
+    if not isinstance(value, str) or (value and value not in allowed):
+        rep.error(rep.loc.key_line("analysis", name),
+                  f"analysis.{name} must be one of {', '.join(repr(a) for a in allowed)}, got {value!r}")
+        return ""
+    return value
+
+
+def _map_field(raw: dict[str, Any], name: str, rep: _Report) -> dict[str, tuple[str, ...]]:
+    value = raw.get(name, {})
+    ok = isinstance(value, dict) and all(
+        isinstance(k, str) and k.strip() and isinstance(v, list) and all(isinstance(x, str) and x.strip() for x in v)
+        for k, v in value.items())
+    if not ok:
+        rep.error(rep.loc.key_line("analysis", name),
+                  f"analysis.{name} must be an object mapping a path pattern to a list of executable names")
+        return {}
+    return {k.strip(): tuple(x.strip() for x in v) for k, v in value.items()}
 
 
 def _parsable_ips(values: tuple[str, ...], rep: _Report) -> tuple[str, ...]:
@@ -350,6 +396,7 @@ def _rule(i: int, item: Any, rep: _Report) -> Rule | None:
     for key in sorted(set(item) - RULE_KEYS):
         rep.warn(rep.loc.rule_line(i, key), f"{label}: unknown field '{key}' is ignored")
     description = _typed(item, "description", str, "", i, label, rep)
+    tags = _tags(item, i, label, rep)
     weight = _typed(item, "weight", int, 0, i, label, rep)
     enabled = _typed(item, "enabled", bool, False, i, label, rep)
     if "enabled" not in item:
@@ -365,7 +412,22 @@ def _rule(i: int, item: Any, rep: _Report) -> Rule | None:
     if len(rep.errors) > n_errors or expr is None:
         return None
     return Rule(name=name, expr=expr, weight=weight, enabled=enabled, description=description,
-                line=line)
+                line=line, tags=tags)
+
+
+def _tags(item: dict[str, Any], i: int, label: str, rep: _Report) -> tuple[str, ...]:
+    """``tags``: ATT&CK ids (``T1059.004``, ``TA0011``); anything else is an error naming it."""
+    value = item.get("tags", [])
+    line = rep.loc.rule_line(i, "tags")
+    if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
+        rep.error(line, f"{label}: tags must be a list of ATT&CK ids such as \"T1059.004\"")
+        return ()
+    bad = [t for t in value if not TAG_PATTERN.match(t)]
+    if bad:
+        rep.error(line, f"{label}: tags {bad} are not ATT&CK technique or tactic ids "
+                        "(T1234, T1234.567 or TA1234)")
+        return ()
+    return tuple(value)
 
 
 def _typed(item: dict[str, Any], key: str, kind: type, default: Any, i: int, label: str,

@@ -231,3 +231,31 @@ def test_policy_is_immutable():
     p = parse(doc())
     with pytest.raises(AttributeError):
         p.thresholds.log = 1  # type: ignore[misc]
+
+
+def test_new_analysis_fields_take_their_defaults_and_validate():
+    a = parse(doc()).analysis
+    assert a.history_mode == "indexed" and a.history_horizon_seconds == 600
+    assert "/usr/bin" in a.system_dirs and "~/.ssh/id_*" in a.credential_paths
+    assert dict(a.credential_consumers)["~/.ssh/*"][0] == "ssh"
+    d = doc()
+    d["analysis"] = {**d["analysis"], "history_mode": "original", "history_horizon_seconds": 30,
+                     "credential_consumers": {"~/.x": ["xtool"]}}
+    a = parse(d).analysis
+    assert (a.history_mode, a.history_horizon_seconds) == ("original", 30)
+    assert a.credential_consumers == (("~/.x", ("xtool",)),)
+    d["analysis"]["history_mode"] = "windowed"
+    assert any("history_mode must be one of" in e for e in errors_of(d))
+    d["analysis"]["history_mode"] = "original"
+    d["analysis"]["credential_consumers"] = {"~/.x": "xtool"}
+    assert any("credential_consumers must be an object" in e for e in errors_of(d))
+
+
+def test_rule_tags_must_be_attack_ids():
+    d = doc()
+    d["rules"][0]["tags"] = ["T1620", "T1059.004", "TA0002"]
+    assert parse(d).rules[0].tags == ("T1620", "T1059.004", "TA0002")
+    d["rules"][0]["tags"] = ["T1620", "fileless"]
+    assert any("not ATT&CK technique or tactic ids" in e and "'fileless'" in e for e in errors_of(d))
+    d["rules"][0]["tags"] = "T1620"
+    assert any("tags must be a list" in e for e in errors_of(d))
