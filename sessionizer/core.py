@@ -7,16 +7,17 @@
 No sockets, no clocks: ``now_ns`` is passed in (wall clock at receipt for ``handle``, wall clock
 for ``tick``). Order of work per event (casa-original.md §6, adapted to several sessions):
 
-1. validate (malformed events are counted and dropped);
-2. lifecycle first: ``root`` events and profile-matching execs register roots (an invocation root
-   opens its session); execs propagate the tracker (routine execs and runtime shell wrappers are
-   transparent); forks add the child;
+1. validate (malformed events are counted and dropped; unknown kinds too, as ``unknown_kind``);
+2. lifecycle first: ``root`` events and profile-matching execs outside every tree register roots
+   (an invocation root opens its session); execs inside a tree get their role (execs.py,
+   roles.py); forks add the child;
 3. tree gate (the process or its parent is tracked);
-4. drop the runtime shell wrapper's own exec/exit and routine execs' exits;
-5. the ingest noise filters (gates.py), then the configured-connect ignore at depth 0;
-6. session attribution (may open an activity session), enrichment (session_id, profile, depth,
-   lineage for execs);
-7. on exit: tracker removal and, for an invocation leader, the start of the 2 s grace.
+4. the scoped noise filters (scoping.py): loader noise for anyone, runtime noise for the
+   runtime's own image only; never an exec; a hidden write is kept with ``hidden``;
+5. session attribution (may open an activity session, naming the tree's previous session as its
+   parent; the runtime's own sessionless events are held, holding.py), enrichment (session_id,
+   profile, depth, tree_id, shard, role; lineage for execs);
+6. on exit: tracker removal and, for an invocation leader, the start of the 2 s grace.
 
 Outputs are ``(topic, map)`` pairs in the order they must be published. Event maps keep their
 wire form (non-UTF-8 text stays msgpack ``bin``); only added fields are new.
@@ -24,29 +25,31 @@ wire form (non-UTF-8 text stays msgpack ``bin``); only added fields are new.
 
 from __future__ import annotations
 
-import itertools
 import logging
-import operator
-import os
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
-from bus.events import COMMON_FIELDS, KIND_FIELDS, LOSS, validate_event
-from bus.text import from_wire, to_wire
+from bus.events import validate_event
 from bus.topics import SESSIONIZER_EVENT, SESSIONIZER_SESSION
-from sessionizer.gates import ENOENT, ingest_drop_reason, routine_exec
+from bus.text import from_wire, to_wire
+from sessionizer.execs import ExecHandling
+from sessionizer.holding import Held, Holds
 from sessionizer.lineage import build_lineage
+from sessionizer.noise import RuntimeAnchors
+from sessionizer.roles import AGENT, is_wrapper_argv
+from sessionizer.scoping import EndpointMatcher, EventScoping, passwd_home, write_key
 from sessionizer.sessions import NS_PER_S, Origin, Session, SessionIds, SessionTable, lifecycle
 from sessionizer.settings import Settings
 from sessionizer.tracker import Proc, Root, Tracker
+from sessionizer.trees import TreeBook
+from sessionizer.validation import known_kind, plainly_valid as _plainly_valid
 
 __all__ = ["Sessionizer", "Out", "EndpointMatcher", "FLUSH_INTERVAL_S", "is_wrapper_argv"]
 
 FLUSH_INTERVAL_S = 30.0
 MAX_CLOCK_SKEW_NS = 10 * NS_PER_S    # never believe event clocks further than this from ours
 LOG_FIRST_MALFORMED = 5
-HOLD_MAX_EVENTS = 64                 # a runtime root's own events kept for a turn that may start
 ANNOUNCE_DELAY_NS = NS_PER_S          # after a restart, downstream reconnects within ~0.1 s
 
 Out = tuple[str, dict[str, Any]]
@@ -54,78 +57,24 @@ Out = tuple[str, dict[str, Any]]
 log = logging.getLogger("casa.sessionizer")
 
 
-def _type_signatures(fields: dict[str, tuple[type, ...]]) -> frozenset[tuple[type, ...]]:
-    """Every tuple of exact field types a valid event of this kind can have (a few dozen)."""
-    return frozenset(itertools.product(*fields.values()))
-
-
-# kind -> (fields getter, accepted type signatures), from the bus tables (bus/events.py)
-_SIGNATURES: dict[str, tuple[Callable[[dict[str, Any]], tuple[Any, ...]],
-                             frozenset[tuple[type, ...]]]] = {
-    kind: (operator.itemgetter(*{**COMMON_FIELDS, **fields}),
-           _type_signatures({**COMMON_FIELDS, **fields}))
-    for kind, fields in KIND_FIELDS.items() if kind != LOSS}
-_TEXT_TYPES = frozenset((str, bytes))
-
-
-def _plainly_valid(event: Any) -> bool:
-    """True if ``bus.validate_event`` would find nothing, judged by exact types only (no
-    subclasses, so no bool posing as an int). False means "ask validate_event", which then
-    decides and words the problems: this only spares it the events that are plainly fine."""
-    if type(event) is not dict:
-        return False
-    kind = event.get("kind")
-    entry = _SIGNATURES.get(kind) if type(kind) is str else None
-    if entry is None:
-        return False
-    getter, signatures = entry
-    try:
-        if tuple(map(type, getter(event))) not in signatures:
-            return False
-    except KeyError:                                  # a required field is missing
-        return False
-    if kind == "exec" or kind == "root":
-        for a in event["argv"]:
-            if type(a) not in _TEXT_TYPES:
-                return False
-    return True
-
-
-class EndpointMatcher(Protocol):
-    def matches(self, addr: str, port: int) -> bool: ...
-
-
 class _NoEndpoints:
     def matches(self, addr: str, port: int) -> bool:
         return False
 
 
-def is_wrapper_argv(argv: list[str]) -> bool:
-    """A shell started to run a command string (``-c``, also ``-lc``/``-ec``) or with no arguments."""
-    args = argv[1:]
-    if not args:
-        return True
-    return any(a.startswith("-") and not a.startswith("--") and "c" in a[1:] for a in args)
+class Sessionizer(EventScoping, ExecHandling):
+    """Tracker + session table + gates. See the module docstring for the order of work.
 
-
-def _text(event: dict[str, Any], key: str) -> str:
-    value = event.get(key, "")
-    return from_wire(value) if isinstance(value, (str, bytes)) else ""
-
-
-def _argv(event: dict[str, Any]) -> list[str]:
-    return [from_wire(a) for a in event.get("argv") or [] if isinstance(a, (str, bytes))]
-
-
-class Sessionizer:
-    """Tracker + session table + gates. See the module docstring for the order of work."""
+    ``home_of``: the real home of a uid (passwd by default; tests pass their own)."""
 
     def __init__(self, settings: Settings, endpoints: EndpointMatcher | None = None,
-                 ids: SessionIds | None = None, flush_interval_s: float = FLUSH_INTERVAL_S) -> None:
+                 ids: SessionIds | None = None, flush_interval_s: float = FLUSH_INTERVAL_S,
+                 home_of: Callable[[int | None], str | None] = passwd_home) -> None:
         self.settings = settings
         self.endpoints = endpoints or _NoEndpoints()
         self.tracker = Tracker()
         self.sessions = SessionTable(ids)
+        self.trees = TreeBook()
         self.flush_interval_ns = int(flush_interval_s * NS_PER_S)
         self.dropped: Counter[str] = Counter()
         self.counters: Counter[str] = Counter()
@@ -134,7 +83,9 @@ class Sessionizer:
         self.structure_changed = False    # a root or session appeared: worth a checkpoint now
         self._announce: list[Out] = []    # lifecycle messages held back after a restore ...
         self._announce_at_ns = 0          # ... until subscribers had time to reconnect
-        self._held: dict[int, deque] = {}  # runtime root -> its own recent sessionless events
+        self._holds = Holds(self.dropped)  # the runtime's own sessionless events (holding.py)
+        self._anchors: dict[int, RuntimeAnchors] = {}    # tree id -> runtime-noise places
+        self._home_of = home_of
 
     # ------------------------------------------------------------------ public API
 
@@ -144,7 +95,7 @@ class Sessionizer:
             if not _plainly_valid(event):
                 problems = validate_event(event)     # decides, and words what is wrong
                 if problems:
-                    self._malformed("; ".join(problems))
+                    self._invalid(event, problems)
                     return []
             kind = event["kind"]
             if kind == "loss":
@@ -195,8 +146,9 @@ class Sessionizer:
         message, so downstream does not wait for the periodic flush or the close to learn it.
         """
         self.counters[f"lost_{where}"] += count
+        reason = "collector_restart" if where == "collector_restart" else "loss"
         return [(SESSIONIZER_SESSION, lifecycle(s, "flushed", now_ns))
-                for s in self.sessions.mark_loss(count)]
+                for s in self.sessions.mark_loss(count, reason)]
 
     def leader_gone(self, tgid: int, now_ns: int) -> list[Out]:
         """The leader's exit was never seen but the process no longer exists (loss, restart)."""
@@ -209,22 +161,24 @@ class Sessionizer:
         dead = [t for t in self.tracker.procs if not alive(t)]
         for tgid in dead:
             self.tracker.remove(tgid)
-        self.tracker.prune_roots()
+        self._prune_roots()
         self.counters["forgotten_dead"] += len(dead)
         return len(dead)
 
     def reconfigure(self, settings: Settings) -> None:
         """Swap in validated settings (reload). Tracker and sessions are kept."""
         self.settings = settings
+        self._anchors.clear()                  # the noise lists may have changed
 
     def shutdown(self, now_ns: int) -> list[Out]:
         """A ``shutdown`` lifecycle message for every session still open."""
         return [(SESSIONIZER_SESSION, lifecycle(s, "shutdown", now_ns)) for s in self.sessions]
 
     def checkpoint_state(self) -> dict[str, Any]:
-        """Tracker and open sessions as JSON-able data (checkpoint.py stores it)."""
+        """Tracker, open sessions and recently closed ones as JSON-able data (checkpoint.py)."""
         return {"tracker": self.tracker.to_state(),
-                "sessions": [s.to_state() for s in self.sessions]}
+                "sessions": [s.to_state() for s in self.sessions],
+                "closed_sessions": self.trees.to_state()}
 
     def restore(self, state: dict[str, Any], now_ns: int, alive: Callable[[int], bool],
                 clean: bool = False) -> int:
@@ -236,7 +190,9 @@ class Sessionizer:
         tracker = Tracker.from_state(state.get("tracker", {}))           # parse everything first:
         sessions = sorted((Session.from_state(r) for r in state.get("sessions", [])),
                           key=lambda x: x.session_id)                   # a bad checkpoint raises
-        self.tracker = tracker                                          # before anything changes
+        trees = TreeBook.from_state(state.get("closed_sessions"))        # before anything changes
+        self.tracker, self.trees = tracker, trees
+        self._upgrade_restored(sessions)
         self.forget_dead(alive)
         for s in sessions:
             self.sessions.add(s)
@@ -245,7 +201,7 @@ class Sessionizer:
                 self.sessions.leader_exit(s.leader_tgid, now_ns)
         if not clean:
             self._announce += [(SESSIONIZER_SESSION, lifecycle(s, "flushed", now_ns))
-                               for s in self.sessions.mark_loss(0)]
+                               for s in self.sessions.mark_loss(0, "restart")]
             self._announce_at_ns = now_ns + ANNOUNCE_DELAY_NS
             self.counters["restored_unclean"] += 1
         self.counters["sessions_restored"] += len(self.sessions)
@@ -273,233 +229,144 @@ class Sessionizer:
             if reason:
                 return self._drop(out, reason)
         proc = procs.get(tgid) or procs.get(ppid)   # the process, else its parent (same image)
-        if proc is None:
-            return self._drop(out, "untracked")
-        reason = self._drop_reason(event, kind, proc)
-        if reason:
-            return self._drop(out, reason)
-        root = self.tracker.roots.get(proc.root)
+        root = self.tracker.roots.get(proc.root) if proc is not None else None
         if root is None:
             return self._drop(out, "untracked")
-        session, opened = self._session_for(root, ts, tgid, proc, event["uid"])
+        extra = self._gate(event, kind, proc, root)
+        if extra is not None and type(extra) is str:
+            return self._drop(out, extra)
+        if proc.role is not None:
+            extra = {"role": proc.role} if extra is None else {**extra, "role": proc.role}
+        hidden = extra is not None and "hidden" in extra
+        session, opened = self._session_for(root, ts, tgid, proc, event["uid"], hidden, kind == "exec")
         if session is None:
-            self._hold(root, event, kind, tgid, ppid, ts)
+            self._hold(root, Held(ts, event, kind, tgid, ppid, extra, write_key(event, kind)))
             return out
         if opened:
             out += opened
-            out += self._release(root, session, ts)
-        out.append(self._accept(session, event, kind, tgid, ppid, ts, proc.depth))
+        if self._holds:
+            out += self._release(root, session, ts, visible=bool(opened))
+        out.append(self._accept(session, root, event, kind, tgid, ppid, ts, proc.depth, extra))
         return out
 
-    def _accept(self, session: Session, event: dict[str, Any], kind: str, tgid: int, ppid: int,
-                ts: int, depth: int | None = None) -> Out:
-        """Count the event in its session and enrich it (session_id, profile, depth; lineage
-        for execs). ``depth``: already known for an event accepted at once; a held event takes
-        the tracker's depth at its release. One call per accepted event: record and enrich
-        are inlined here (the hot path)."""
+    def _accept(self, session: Session, root: Root, event: dict[str, Any], kind: str, tgid: int,
+                ppid: int, ts: int, depth: int | None, extra: dict[str, Any] | None) -> Out:
+        """Count the event in its session and enrich it (session_id, profile, depth, tree_id,
+        shard, and ``extra``: role, hidden, targets; lineage for execs). ``depth``: already
+        known for an event accepted at once; a held event takes the tracker's depth at its
+        release. A hidden event never keeps a session open (it does not move ``updated_ns``).
+        One call per accepted event: record and enrich are inlined here (the hot path)."""
+        sid = session.session_id
         session.event_count += 1                 # SessionTable.record
-        if ts > session.updated_ns:
+        if extra is None:
+            if ts > session.updated_ns:
+                session.updated_ns = ts
+        elif ts > session.updated_ns and "hidden" not in extra:
             session.updated_ns = ts
+        if root.last_session != sid:
+            root.last_session = sid
         self.counters["accepted"] += 1
         if depth is None:
             depth = self.tracker.depth_of(tgid, ppid) or 0
-        out = {**event, "session_id": session.session_id, "profile": session.profile,
-               "depth": depth}
+        out = {**event, "session_id": sid, "profile": session.profile, "depth": depth,
+               "tree_id": root.tree_id, "shard": session.shard}
+        if extra is not None:
+            out.update(extra)
         if kind == "exec":
             nodes = build_lineage(self.tracker, tgid, self.settings.lineage_max_depth)
             out["lineage"] = [{**n, "comm": to_wire(n["comm"])} for n in nodes]
         return (SESSIONIZER_EVENT, out)
 
-    def _hold(self, root: Root, event: dict[str, Any], kind: str, tgid: int, ppid: int,
-              ts: int) -> None:
-        """Keep a runtime root's own event (depth 0, no session open) for a short lookback: if
-        a tool process starts a turn soon, it belongs to it (an in-process write or read that
-        precedes the exec); otherwise it ages out as background (counted)."""
-        held = self._held.setdefault(root.tgid, deque())
-        held.append((ts, event, kind, tgid, ppid))
-        self._age_held(root, held, ts)
-        if len(held) > HOLD_MAX_EVENTS:
-            held.popleft()
-            self.dropped["runtime_background"] += 1
+    def _hold(self, root: Root, item: Held) -> None:
+        """Keep an event of the runtime's own image (no session open) for a turn that may start
+        soon, or a hidden write for the horizon (holding.py)."""
+        if item.extra is not None and "hidden" in item.extra:
+            self._holds.hold_hidden(root.tgid, item, self.settings.horizon_ns)
+        else:
+            self._holds.hold(root.tgid, item, self._lookback_ns(root), self.settings.horizon_ns)
 
-    def _age_held(self, root: Root, held: deque, now: int) -> None:
+    def _lookback_ns(self, root: Root) -> int:
         profile = self.settings.profile(root.profile)
-        lookback = int((profile.idle_gap_s if profile is not None else 5.0) * NS_PER_S)
-        while held and held[0][0] < now - lookback:
-            held.popleft()
-            self.dropped["runtime_background"] += 1
+        return int((profile.idle_gap_s if profile is not None else 5.0) * NS_PER_S)
 
-    def _release(self, root: Root, session: Session, ts: int) -> list[Out]:
-        """A turn started: the runtime's own events of the lookback join its new session first."""
-        held = self._held.pop(root.tgid, None)
+    def _release(self, root: Root, session: Session, ts: int, visible: bool) -> list[Out]:
+        """Held events join a session of their tree: the hidden writes always, the lookback
+        only when the tree's own turn just opened this session."""
+        if root.tgid not in self._holds.visible and root.tgid not in self._holds.hidden:
+            return []
+        held = self._holds.take(root.tgid, ts, self._lookback_ns(root), self.settings.horizon_ns,
+                                visible and session.tree_root == root.tgid)
         if not held:
             return []
-        self._age_held(root, held, ts)
-        if held:
-            session.created_ns = min(session.created_ns, held[0][0])
-            self.counters["released"] += len(held)
-        return [self._accept(session, ev, kind, tgid, ppid, t) for t, ev, kind, tgid, ppid in held]
+        shown = [h.ts for h in held if h.extra is None or "hidden" not in h.extra]
+        if shown:
+            session.created_ns = min(session.created_ns, shown[0])
+        self.counters["released"] += len(held)
+        return [self._accept(session, root, h.event, h.kind, h.tgid, h.ppid, h.ts, None, h.extra)
+                for h in held]
 
     def _adopt(self, event: dict[str, Any], tgid: int, ppid: int) -> None:
         """The collector says this process descends from a root we know, but we never saw how
         (its fork/exec happened while we were down, or was lost): track it under that root."""
         root = event.get("root")
         if isinstance(root, int) and root in self.tracker.roots and self.tracker.exists(root):
-            name = os.path.basename(_text(event, "comm"))
-            self.tracker.adopt(tgid, ppid, root, name)
+            comm = event.get("comm")
+            name = from_wire(comm) if isinstance(comm, (str, bytes)) else ""
+            self.tracker.adopt(tgid, ppid, root, name.rsplit("/", 1)[-1])
             self.counters["adopted"] += 1
 
     def _drop(self, out: list[Out], reason: str) -> list[Out]:
         self.dropped[reason] += 1
         return out
 
-    def _drop_reason(self, event: dict[str, Any], kind: str, proc: Proc) -> str | None:
-        """``proc``: the tracked process of the event, or its tracked parent."""
-        if kind == "exit":
-            if proc.tgid != event["tgid"]:            # only the process's own entry counts
-                return None
-            if proc.wrapper:
-                return "shell_wrapper"
-            if proc.routine:
-                return "routine_exec"
-            return None
-        settings = self.settings
-        if kind == "open":                   # ingest_drop_reason's OPEN branch, one call less
-            reason = settings.open_paths.reason(event.get("path"))
-        else:
-            reason = ingest_drop_reason(event, settings.noise, settings.connect)
-        if reason:
-            return reason
-        if kind == "connect" and proc.depth == 0 and not proc.foreign:
-            port = int(event.get("port", 0))
-            if self.endpoints.matches(str(event.get("addr", "")), port):
-                return "configured_connect"
-            if port in self.settings.noise.runtime_dns_ports and self._runtime_tree(proc):
-                return "runtime_dns"                  # the runtime's own name lookups (docs)
-        return None
+    # ------------------------------------------------------------------ sessions
 
-    def _runtime_tree(self, proc: Proc) -> bool:
-        root = self.tracker.roots.get(proc.root)
-        profile = self.settings.profile(root.profile) if root is not None else None
-        return profile is not None and profile.kind == "runtime"
-
-    # ------------------------------------------------------------------ lifecycle
-
-    def _exec_lifecycle(self, event: dict[str, Any], ts: int) -> tuple[list[Out], str | None]:
-        """Tracker and root updates for an exec; returns (lifecycle outputs, drop reason)."""
-        if event.get("ret", 0) != 0:
-            return [], ("exec_not_found" if event.get("ret") == -ENOENT else None)
-        tgid, ppid = event["tgid"], event["ppid"]
-        path, argv = _text(event, "path"), _argv(event)
-        exe = _text(event, "exe") or path
-        # an fd exec (fexecve: no path) is named after the file behind the fd, not after the
-        # event's comm, which is the pre-exec one (the runtime's own name)
-        name = os.path.basename(path.rstrip("/")) or os.path.basename(exe) or _text(event, "comm")
-        current = self.tracker.get(tgid)
-        if current is not None and current.is_root:
-            return [], self._root_reexec(current, name, exe, argv)
-        for profile in self.settings.profiles:
-            if profile.matches(name[:15], exe, argv):
-                opened = self._register_root(tgid, ppid, name, profile.name, ts, event["uid"])
-                if opened is not None:
-                    return opened, "root_exec"
-                break
-        shells = self.settings.shell_names
-        wrapper = (self.settings.shell_wrappers and name in shells and is_wrapper_argv(argv)
-                   and self.tracker.member(tgid, ppid) and not self.tracker.shell_above(ppid, shells))
-        routine = routine_exec(event, self.settings.noise)
-        self.tracker.on_exec(tgid, ppid, name, transparent=wrapper or routine,
-                             wrapper=wrapper, routine=routine)
-        return [], ("shell_wrapper" if wrapper else None)
-
-    def _root_reexec(self, proc: Proc, name: str, exe: str, argv: list[str]) -> str | None:
-        """A root execs a new image in place. Still its profile's image (``#!/usr/bin/env node``:
-        the script, then ``node <script>``): the same agent, nothing to publish. Anything else (a
-        payload in /tmp, a memfd, ``bash -c`` running its last command in place) is published
-        like any exec of the session, and from now on the process is no longer treated as the
-        runtime itself (see ``Proc.foreign``). The process stays its tree's root either way."""
-        proc.comm = name
-        root = self.tracker.roots.get(proc.root)
-        profile = self.settings.profile(root.profile) if root is not None else None
-        if profile is not None and profile.matches(name[:15], exe, argv):
-            return "root_exec"                                     # env -> node
-        proc.foreign = True
-        self.counters["root_reimaged"] += 1
-        log.info("agent root exec'd an image its profile does not match; published "
-                 "| tgid=%d profile=%s comm=%r", proc.tgid, root.profile if root else "?", name)
-        return None
-
-    def _root_event(self, event: dict[str, Any]) -> list[Out]:
-        """The collector names a root (bootstrap scan, or an exec it matched)."""
-        profile = self.settings.profile(str(event.get("profile", "")))
-        if profile is None:
-            self.dropped["unknown_profile"] += 1
-            log.warning("root event names a profile that is not configured; ignored "
-                        "| profile=%r tgid=%s", event.get("profile"), event.get("tgid"))
-            return []
-        current = self.tracker.get(event["tgid"])
-        if current is not None and current.is_root:
-            return []                                # already known (we matched its exec)
-        name = os.path.basename(_text(event, "exe")) or _text(event, "comm")
-        return self._register_root(event["tgid"], event["ppid"], name, profile.name,
-                                   event["ts_ns"], event["uid"]) or []
-
-    def _register_root(self, tgid: int, ppid: int, name: str, profile_name: str,
-                       ts: int, uid: int) -> list[Out] | None:
-        """Track a new root; an invocation root opens its session. None: not a new root."""
-        profile = self.settings.profile(profile_name)
-        assert profile is not None
-        if profile.kind == "invocation" and self._inside_invocation(tgid, ppid, profile_name):
-            return None                              # the CLI re-exec'd as its own child
-        self.tracker.add_root(tgid, ppid, name, profile_name, ts, uid)
-        self.counters["roots"] += 1
-        self.structure_changed = True
-        log.info("agent root | tgid=%d profile=%s kind=%s comm=%r", tgid, profile_name, profile.kind, name)
-        if profile.kind != "invocation":
-            return []
-        s = self.sessions.open(profile=profile_name, origin=Origin.INVOCATION, tree_root=tgid,
-                               leader_tgid=tgid, ts_ns=ts, idle_gap_s=profile.idle_gap_s,
-                               close_grace_s=profile.close_grace_s, leader_uid=uid)
-        return [self._opened(s, ts)]
-
-    def _inside_invocation(self, tgid: int, ppid: int, profile_name: str) -> bool:
-        root = self.tracker.root_of(tgid, ppid)
-        if root is None or root.profile != profile_name:
-            return False
-        s = self.sessions.for_root(root.tgid)
-        return s is not None and s.origin is Origin.INVOCATION
-
-    def _session_for(self, root: Root, ts: int, tgid: int, proc: Proc,
-                     uid: int) -> tuple[Session | None, list[Out]]:
+    def _session_for(self, root: Root, ts: int, tgid: int, proc: Proc, uid: int, hidden: bool,
+                     is_exec: bool) -> tuple[Session | None, list[Out]]:
         """Which session an accepted event of ``root``'s tree joins (docs §Session model).
         An activity session's leader is the process whose event opened it (docs/bus.md §7.1).
-        None: a runtime root's own background event with no session open (held, see _hold);
-        a root that exec'd a foreign image is not the runtime any more: its events open one.
-        ``uid``: the event's; a runtime tree joins the CLI window of its root's user (a tool
-        that changed uid, like sudo's child, still belongs to the gateway that ran it)."""
-        profile = self.settings.profile(root.profile)
-        kind = profile.kind if profile is not None else "runtime"
-        if kind == "runtime":                                # parity: the CLI time window,
+        None: the event cannot open one and none is open (held, see _hold): a hidden write, or
+        an event of a runtime's own image (role agent) other than an exec (an exec is always
+        published, so it may open one). ``uid``: the event's; a runtime tree joins the CLI
+        window of its root's user (a tool that changed uid, like sudo's child, still belongs to
+        the gateway that ran it)."""
+        runtime = root.profile in self.settings.runtime_profiles
+        if runtime:                                          # parity: the CLI time window,
             window = self.sessions.latest_invocation(root.uid if root.uid is not None else uid)
             if window is not None:                           # of the runtime's own user
                 return window, []
         current = self.sessions.for_root(root.tgid)
         if current is not None:
             return current, []
-        if kind == "runtime" and proc.depth == 0 and not proc.foreign:
+        if hidden or (runtime and proc.role == AGENT and not is_exec):
             return None, []
+        return self._open_activity(root, ts, tgid, uid)
+
+    def _open_activity(self, root: Root, ts: int, tgid: int, uid: int) -> tuple[Session, list[Out]]:
+        profile = self.settings.profile(root.profile)
         idle = profile.idle_gap_s if profile is not None else 5.0
         grace = profile.close_grace_s if profile is not None else 2.0
+        parent = self.trees.parent_for(root, ts, self.settings.horizon_ns, self.sessions.sessions)
         s = self.sessions.open(profile=root.profile, origin=Origin.ACTIVITY, tree_root=root.tgid,
                                leader_tgid=tgid, ts_ns=ts, idle_gap_s=idle, close_grace_s=grace,
-                               leader_uid=uid)
+                               leader_uid=uid, tree_id=root.tree_id, shard=root.shard,
+                               parent_session_id=parent, root_uid=root.uid, root_cap_eff=root.cap_eff)
+        self._mark_bootstrap(s, root)
         return s, [self._opened(s, ts)]
+
+    def _mark_bootstrap(self, s: Session, root: Root) -> None:
+        """A session of a tree found by the collector's /proc scan, opened within the history
+        horizon of that scan: what the tree did before CASA started was never seen."""
+        if root.bootstrap_ns is not None and s.created_ns - root.bootstrap_ns <= self.settings.horizon_ns:
+            s.complete = False
+            s.incomplete_reason = s.incomplete_reason or "bootstrap"
 
     def _opened(self, s: Session, ts: int) -> Out:
         self.counters["sessions_opened"] += 1
         self.structure_changed = True
-        log.info("session opened | session_id=%d profile=%s origin=%s leader_tgid=%d",
-                 s.session_id, s.profile, s.origin.value, s.leader_tgid)
+        log.info("session opened | session_id=%d profile=%s origin=%s leader_tgid=%d tree_id=%d "
+                 "shard=%d parent_session_id=%s", s.session_id, s.profile, s.origin.value,
+                 s.leader_tgid, s.tree_id, s.shard, s.parent_session_id)
         return (SESSIONIZER_SESSION, lifecycle(s, "opened", ts))
 
     def _exit_cleanup(self, tgid: int, ts: int) -> None:
@@ -508,18 +375,50 @@ class Sessionizer:
 
     def _expire(self, now_ns: int) -> list[Out]:
         out = []
+        horizon = self.settings.horizon_ns
         for s in self.sessions.expire(now_ns):
             self.counters["sessions_closed"] += 1
+            self.trees.note_closed(s.session_id, s.closed_ns, now_ns, horizon)
             log.info("session closed | session_id=%d profile=%s events=%d complete=%s",
                      s.session_id, s.profile, s.event_count, s.complete)
             out.append((SESSIONIZER_SESSION, lifecycle(s, "closed", now_ns)))
         if out:
-            self.tracker.prune_roots()
+            self._prune_roots()
         return out
+
+    def _prune_roots(self) -> None:
+        """Forget root records no process refers to, and what was kept for them."""
+        if self.tracker.prune_roots():
+            live = {r.tree_id for r in self.tracker.roots.values()}
+            for tree_id in [t for t in self._anchors if t not in live]:
+                del self._anchors[tree_id]
+            for tgid in [t for t in (*self._holds.visible, *self._holds.hidden)
+                         if t not in self.tracker.roots]:
+                self._holds.forget(tgid)
+
+    def _upgrade_restored(self, sessions: list[Session]) -> None:
+        """Records from a checkpoint written before trees: roots get a tree id (and their own
+        shard); sessions keep routing by their id (``shard = session_id``, what the analyzer
+        did for them before) and name their root's tree."""
+        for root in self.tracker.roots.values():
+            if root.tree_id == 0:
+                root.tree_id = root.shard = self.sessions.ids.allocate()
+        for s in sessions:
+            if s.tree_id == 0:
+                root = self.tracker.roots.get(s.tree_root)
+                s.tree_id = root.tree_id if root is not None else 0
+                s.shard = s.session_id
 
     def _event_clock(self, now_ns: int) -> int:
         """Our clock expressed in event time (events carry kernel-derived wall time)."""
         return now_ns - self._skew_ns
+
+    def _invalid(self, event: Any, problems: list[str]) -> None:
+        kind = event.get("kind") if isinstance(event, dict) else None
+        if isinstance(kind, str) and kind and not known_kind(kind):
+            self.dropped["unknown_kind"] += 1       # a newer collector's kind: not malformed
+            return
+        self._malformed("; ".join(problems))
 
     def _malformed(self, why: str) -> None:
         self.counters["malformed_events"] += 1

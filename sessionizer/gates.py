@@ -1,31 +1,45 @@
-"""Noise filters of the original (casa-original.md §6.4b), as named predicates over one event.
+"""Noise lists and the connect filters (casa-original.md §6.4b), re-scoped and anchored.
 
-Each predicate answers "is this event routine runtime noise?" and returns the name of the reason
-(counted per reason in the heartbeat) or None. Path tests run on the trimmed, lower-cased path, as
-in the original; the event itself is never modified. The lists are configurable (config/casa.json,
-section ``sessionizer.noise``); the defaults are the original's, with its hard-coded home directory
-generalised (``/home/ubuntu/.profile`` becomes "any path ending in /.profile").
+Two kinds of path noise, with different scopes (docs/sessionizer.md "Gates"):
 
-Caveats: the filters see raw syscall strings, so a relative ``open("package.json")`` is compared as
-given; an exec that failed with ENOENT (a PATH-search miss) never ran anything and is dropped.
+* **loader noise**, for any process: what the dynamic loader, libc and the language runtimes
+  read in every process (``/etc/ld.so.cache``, ``.so`` files in root-owned library directories,
+  locale data, ``/proc/self``, non-pid ``/proc`` files, CPU and cgroup polling). Matched on the
+  absolute, normalised path, exactly (no case folding, no trimming: ``/tmp/X `` is another file),
+  and only for opens **without write intent**: a write to one of these files is never noise.
+* **runtime noise**, only for processes of ``role: agent`` (the runtime's own image): its state
+  under the agent user's real home, its install directory, its lock directory, SQLite temp
+  files, package manifests, the user's rc files. Anchored to directories derived per root
+  (noise.py); a tool process is never filtered as runtime noise.
+
+The lists are configurable (config/casa.json, section ``sessionizer.noise``). Substring filters
+(``loader_contains``, ``session_file_contains``) were a hiding place (a payload under
+``/tmp/x/.openclaw/`` matched ``/.openclaw/``) and are gone: absolute directories listed there
+are read as ``runtime_dirs`` (anchored, agent only), anything else is ignored; both with a warning.
+
+An exec that failed with ENOENT (a PATH-search miss) never ran anything and is dropped; no other
+filter ever drops an exec (roles.py).
 """
 
 from __future__ import annotations
 
 import functools
 import ipaddress
-import os
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from bus.text import from_wire
+from sessionizer.anchors import in_dirs
 
-__all__ = ["NoiseLists", "ConnectPolicy", "NoiseError", "ENOENT", "missing_fields", "loader_noise",
-           "session_file_noise", "routine_exec", "exec_not_found", "connect_noise", "ingest_drop_reason",
-           "canonical_ip", "is_loopback", "open_path_reason", "PathReasons"]
+__all__ = ["NoiseLists", "ConnectPolicy", "NoiseError", "ENOENT", "routine_exec", "exec_not_found",
+           "connect_noise", "connect_drop_reason", "canonical_ip", "is_loopback"]
 
 ENOENT = 2
 AF_INET, AF_INET6 = 2, 10
+LEGACY_CONTAINS = ("loader_contains", "session_file_contains")
+LEGACY_IGNORED = ("session_file_suffixes",)
+
+log = logging.getLogger("casa.sessionizer")
 
 
 class NoiseError(ValueError):
@@ -34,27 +48,31 @@ class NoiseError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class NoiseLists:
-    """What counts as routine noise. Matching is on the trimmed, lower-cased path."""
+    """What counts as routine noise (docs/sessionizer.md). Paths are absolute and exact."""
 
-    # runtime loader noise (OPEN). Beyond the original: Node's CPU and cgroup polling (os.cpus(),
-    # memory limits), seen about twice a second from an idle OpenClaw 2026.9 gateway; the locale
-    # files (~20 per process with a UTF-8 LANG); a global npm install of OpenClaw (like /.nvm/).
-    loader_exact: tuple[str, ...] = ("/etc/ld.so.cache", "/proc")
-    loader_prefixes: tuple[str, ...] = ("/proc/", "/sys/devices/system/cpu/", "/sys/fs/cgroup/",
+    # loader noise, any process, read-only opens. Beyond the original: Node's CPU and cgroup
+    # polling (about twice a second from an idle OpenClaw gateway), locale data (~20 files per
+    # process with a UTF-8 LANG), /etc/hosts (every resolver call). /proc is handled in code:
+    # /proc itself, /proc/self, /proc/thread-self, /proc/<own pid>, non-pid files.
+    loader_exact: tuple[str, ...] = ("/etc/ld.so.cache", "/etc/hosts")
+    loader_prefixes: tuple[str, ...] = ("/sys/devices/system/cpu/", "/sys/fs/cgroup/",
                                         "/usr/lib/locale/")
-    loader_contains: tuple[str, ...] = ("/.nvm/", "/lib/node_modules/openclaw/")
-    library_dirs: tuple[str, ...] = ("/lib/", "/usr/lib/", "/lib64/")   # with ".so" in the path
-    # routine session file noise (OPEN). Beyond the original: the runtime's own SQLite temp
-    # files, state locks and caches (OpenClaw 2026.9).
-    session_file_contains: tuple[str, ...] = ("/.openclaw/", "/gconv/gconv-modules.cache",
-                                              "/etc/bash.bashrc", "/var/tmp/etilqs_",
-                                              "/tmp/openclaw-state-locks-", "/.cache/openclaw/")
-    session_file_suffixes: tuple[str, ...] = ("/package.json", "/package-lock.json", "/etc/hosts",
-                                              "/.bashrc", "/.profile")
-    # transparent routine execs (EXEC): basename -> exact argument lists (argv[0] optional)
+    # shared objects (a ".so" in the file name) and glibc's gconv cache below these directories,
+    # each checked at load to be root-owned and not writable by others (anchors.py)
+    library_dirs: tuple[str, ...] = ("/lib", "/usr/lib", "/lib64")
+    # runtime noise, role agent only. Home-relative directories and files (the agent user's
+    # real home, from passwd of the root's uid), absolute directories ("{uid}": the root's uid),
+    # absolute name prefixes, and file names anywhere (package manifests).
+    runtime_home_dirs: tuple[str, ...] = (".openclaw", ".cache/openclaw", ".nvm")
+    runtime_home_files: tuple[str, ...] = (".bashrc", ".profile")
+    runtime_dirs: tuple[str, ...] = ("/tmp/openclaw-state-locks-{uid}",)
+    runtime_prefixes: tuple[str, ...] = ("/var/tmp/etilqs_",)
+    runtime_names: tuple[str, ...] = ("package.json", "package-lock.json")
+    # routine execs (transparent, published with role "routine" when the executable is in a
+    # system directory): basename -> exact argument lists (argv[0] optional)
     routine_execs: tuple[tuple[str, tuple[str, ...]], ...] = (
         ("uname", ("-a",)), ("whoami", ()), ("pwd", ()), ("id", ()), ("ip", ("neigh", "show")))
-    # CONNECT ports dropped when the runtime itself (depth 0 of a runtime profile) connects:
+    # CONNECT ports dropped when the runtime itself (role agent, runtime profile) connects:
     # its own DNS lookups to a non-loopback resolver (a tool child's are kept; core.py applies it)
     runtime_dns_ports: tuple[int, ...] = (53,)
 
@@ -69,7 +87,7 @@ class NoiseLists:
         if not isinstance(raw, dict):
             raise NoiseError("sessionizer.noise: must be an object")
         known = set(cls.__dataclass_fields__)
-        unknown = set(raw) - known
+        unknown = set(raw) - known - set(LEGACY_CONTAINS) - set(LEGACY_IGNORED)
         if unknown:
             raise NoiseError(f"sessionizer.noise: unknown field(s) {sorted(unknown)}; known: {sorted(known)}")
         values: dict[str, Any] = {}
@@ -78,11 +96,37 @@ class NoiseLists:
                 values[name] = _routine_execs(value)
             elif name == "runtime_dns_ports":
                 values[name] = _ports(value, name)
-            elif isinstance(value, list) and all(isinstance(v, str) and v for v in value):
-                values[name] = tuple(v.strip().lower() for v in value)
+            elif name in LEGACY_CONTAINS or name in LEGACY_IGNORED:
+                continue
             else:
-                raise NoiseError(f"sessionizer.noise.{name}: must be a list of non-empty strings")
+                values[name] = _strings(value, name)
+        legacy = _legacy_dirs(raw)
+        if legacy:
+            values["runtime_dirs"] = values.get("runtime_dirs", cls().runtime_dirs) + legacy
         return cls(**values)
+
+
+def _strings(value: Any, name: str) -> tuple[str, ...]:
+    if isinstance(value, list) and all(isinstance(v, str) and v for v in value):
+        return tuple(value)
+    raise NoiseError(f"sessionizer.noise.{name}: must be a list of non-empty strings")
+
+
+def _legacy_dirs(raw: dict[str, Any]) -> tuple[str, ...]:
+    """Absolute directories listed under the retired substring keys, as anchored runtime dirs."""
+    out: list[str] = []
+    for name in LEGACY_CONTAINS + LEGACY_IGNORED:
+        if name not in raw:
+            continue
+        entries = _strings(raw[name], name)
+        kept = [e.rstrip("/") for e in entries
+                if name in LEGACY_CONTAINS and e.startswith("/") and e.count("/") > 2]
+        log.warning("sessionizer.noise.%s is retired (a substring filter is a hiding place); "
+                    "absolute directories are read as runtime_dirs (role agent only), the rest "
+                    "is ignored | kept=%s ignored=%s", name, kept,
+                    [e for e in entries if e.rstrip("/") not in kept])
+        out += kept
+    return tuple(out)
 
 
 def _routine_execs(value: Any) -> tuple[tuple[str, tuple[str, ...]], ...]:
@@ -133,104 +177,13 @@ def is_loopback(canon: str) -> bool:
     return ipaddress.ip_address(canon).is_loopback
 
 
-def _text(value: Any) -> str:
-    """Wire text (str, or bytes for non-UTF-8) as a stage-side str; anything else is empty."""
-    if type(value) is str:                    # the common case, without the calls below
-        return value
-    return from_wire(value) if isinstance(value, (str, bytes)) else ""
-
-
-def _norm(path: Any) -> str:
-    return _text(path).strip().lower()
-
-
-def missing_fields(event: dict[str, Any]) -> str | None:
-    """OPEN with an empty path; CONNECT with an empty address or port 0."""
-    kind = event.get("kind")
-    if kind == "open" and not _norm(event.get("path")):
-        return "missing_fields"
-    if kind == "connect" and (not event.get("addr") or not event.get("port")):
-        return "missing_fields"
-    return None
-
-
-def loader_noise(path: str, lists: NoiseLists) -> bool:
-    """The dynamic loader and runtime plumbing: ld.so.cache, shared libraries, /proc, nvm."""
-    if path in lists.loader_exact or path.startswith(lists.loader_prefixes):
-        return True
-    if ".so" in path and path.startswith(lists.library_dirs):
-        return True
-    for s in lists.loader_contains:           # a plain loop: no generator per open event
-        if s in path:
-            return True
-    return False
-
-
-def session_file_noise(path: str, lists: NoiseLists) -> bool:
-    """Files every agent turn touches: runtime state, package manifests, shell rc files."""
-    if path.endswith(lists.session_file_suffixes):
-        return True
-    for s in lists.session_file_contains:
-        if s in path:
-            return True
-    return False
-
-
-def open_path_reason(raw: Any, lists: NoiseLists) -> str | None:
-    """The filters of an OPEN's path, in order: ``missing_fields`` (empty), ``loader_noise``,
-    ``session_file_noise``, else None. ``raw`` is the event's path as it came off the wire."""
-    path = _norm(raw)
-    if not path:
-        return "missing_fields"
-    if loader_noise(path, lists):
-        return "loader_noise"
-    if session_file_noise(path, lists):
-        return "session_file_noise"
-    return None
-
-
-PATH_MEMO_SIZE = 4096    # distinct paths remembered; a hit costs ~0.1 us, a miss ~0.5 us
-
-
-class PathReasons:
-    """:func:`open_path_reason` for one :class:`NoiseLists`, remembered per distinct raw path.
-
-    An agent opens the same files again and again (its sources, configs, libraries), so most
-    opens are answered by one dict lookup. Bounded: when full it starts over. Built with the
-    lists it answers for (Settings builds one per configuration), so a reload that changes the
-    lists gets a fresh, empty one and can never be answered from the old lists.
-    """
-
-    __slots__ = ("lists", "size", "_memo")
-
-    def __init__(self, lists: NoiseLists, size: int = PATH_MEMO_SIZE) -> None:
-        self.lists = lists
-        self.size = size
-        self._memo: dict[str | bytes, str | None] = {}
-
-    def __len__(self) -> int:
-        return len(self._memo)
-
-    def reason(self, raw: Any) -> str | None:
-        kind = type(raw)
-        if kind is not str and kind is not bytes:       # not hashable text: no memo
-            return open_path_reason(raw, self.lists)
-        memo = self._memo
-        try:
-            return memo[raw]
-        except KeyError:
-            pass
-        reason = open_path_reason(raw, self.lists)
-        if len(memo) >= self.size:
-            memo.clear()
-        memo[raw] = reason
-        return reason
-
-
-def routine_exec(event: dict[str, Any], lists: NoiseLists) -> bool:
-    """``uname -a``, ``whoami``, ``pwd``, ``id``, ``ip neigh show`` (args with or without argv[0])."""
-    name = os.path.basename(_text(event.get("path")).strip())
-    argv = [_text(a) for a in event.get("argv") or []]
+def routine_exec(path: str, argv: list[str], lists: NoiseLists, system_dirs: frozenset[str]) -> bool:
+    """``uname -a``, ``whoami``, ``pwd``, ``id``, ``ip neigh show`` (args with or without argv[0]),
+    and only when ``path`` (absolute, normalised) is directly in a system directory: a
+    ``/tmp/d/id`` is never routine, whatever its name and arguments."""
+    if not in_dirs(path, system_dirs):
+        return False
+    name = path.rsplit("/", 1)[-1]
     for base, args in lists.routine_execs:
         if name != base:
             continue
@@ -262,24 +215,9 @@ def connect_noise(event: dict[str, Any], policy: ConnectPolicy) -> str | None:
     return None
 
 
-def ingest_drop_reason(event: dict[str, Any], lists: NoiseLists, policy: ConnectPolicy,
-                       paths: PathReasons | None = None) -> str | None:
-    """The context-ingest filter of §6.4b for one non-EXIT event; None means keep.
-
-    Same checks, in the same order, as :func:`missing_fields` followed by the per-kind filters;
-    the path is normalised once (this runs for every event). ``paths``: a memo of the OPEN
-    filters for ``lists`` (the sessionizer's), else they are computed for this event."""
-    kind = event.get("kind")
-    if kind == "open":
-        raw = event.get("path")
-        return paths.reason(raw) if paths is not None else open_path_reason(raw, lists)
-    elif kind == "connect":
-        if not event.get("addr") or not event.get("port"):
-            return "missing_fields"
-        return connect_noise(event, policy)
-    elif kind == "exec":
-        if exec_not_found(event):
-            return "exec_not_found"
-        if routine_exec(event, lists):
-            return "routine_exec"
-    return None
+def connect_drop_reason(event: dict[str, Any], policy: ConnectPolicy) -> str | None:
+    """The filters of one CONNECT, in order: ``missing_fields`` (no address or port 0), then
+    :func:`connect_noise`; None means keep."""
+    if not event.get("addr") or not event.get("port"):
+        return "missing_fields"
+    return connect_noise(event, policy)

@@ -62,6 +62,12 @@ class Session:
     lost_events: int = 0
     complete: bool = True
     leader_uid: int | None = None  # real uid of the leader (None: from an older checkpoint)
+    tree_id: int = 0               # the tree (trees.py) whose root opened it
+    shard: int = 0                 # routing key: analyzer ``shard % N`` owns it and its events
+    parent_session_id: int | None = None  # the tree's previous session, within the horizon
+    root_uid: int | None = None    # the tree root's real uid
+    root_cap_eff: int | None = None  # the tree root's CapEff (None: unknown)
+    incomplete_reason: str | None = None  # why complete is False first became so
 
     def to_state(self) -> dict[str, Any]:
         """JSON-able fields (all scalars: no ``asdict`` deep copy, the checkpoint's hot spot)."""
@@ -81,12 +87,17 @@ _SESSION_FIELDS = tuple(f.name for f in fields(Session))
 
 def lifecycle(s: Session, state: str, ts_ns: int) -> dict[str, Any]:
     """The ``sessionizer.session`` map for ``s`` (docs/bus.md): opened|flushed|closed|shutdown."""
-    return {
+    out = {
         "kind": "session", "state": state, "session_id": s.session_id, "profile": s.profile,
         "leader_tgid": s.leader_tgid, "created_ns": s.created_ns, "updated_ns": s.updated_ns,
         "closed_ns": s.closed_ns, "complete": s.complete, "lost_events": s.lost_events,
         "origin": s.origin.value, "event_count": s.event_count, "ts_ns": ts_ns,
+        "tree_id": s.tree_id, "shard": s.shard, "parent_session_id": s.parent_session_id,
+        "root_uid": s.root_uid, "root_cap_eff": s.root_cap_eff,
     }
+    if s.incomplete_reason is not None:
+        out["incomplete_reason"] = s.incomplete_reason
+    return out
 
 
 class SessionIds:
@@ -140,11 +151,14 @@ class SessionTable:
         return iter(list(self.sessions.values()))
 
     def open(self, *, profile: str, origin: Origin, tree_root: int, leader_tgid: int, ts_ns: int,
-             idle_gap_s: float, close_grace_s: float, leader_uid: int | None = None) -> Session:
+             idle_gap_s: float, close_grace_s: float, leader_uid: int | None = None,
+             **tree: Any) -> Session:
+        """A new session; ``tree``: its tree fields (``tree_id``, ``shard``,
+        ``parent_session_id``, ``root_uid``, ``root_cap_eff``)."""
         s = Session(session_id=self.ids.allocate(), profile=profile, origin=origin,
                     tree_root=tree_root, leader_tgid=leader_tgid, created_ns=ts_ns, updated_ns=ts_ns,
                     idle_gap_ns=int(idle_gap_s * NS_PER_S), close_grace_ns=int(close_grace_s * NS_PER_S),
-                    leader_uid=leader_uid)
+                    leader_uid=leader_uid, **tree)
         self.add(s)
         return s
 
@@ -232,14 +246,16 @@ class SessionTable:
             heapq.heappush(self._due, (due, sid))
             self.next_due_ns = self._due[0][0]
 
-    def mark_loss(self, count: int) -> list[Session]:
+    def mark_loss(self, count: int, reason: str = "loss") -> list[Session]:
         """Events were lost: every session open now may miss some of them. Returns the sessions
-        that were complete until now (their first loss)."""
+        that were complete until now (their first loss); ``reason`` becomes their
+        ``incomplete_reason``."""
         newly = []
         for s in self.sessions.values():
             if s.state is not SessionState.CLOSED:
                 if s.complete:
                     newly.append(s)
+                    s.incomplete_reason = s.incomplete_reason or reason
                 s.complete = False
                 s.lost_events += max(int(count), 0)
         return newly

@@ -6,16 +6,19 @@ Semantics of the original (casa-original.md §4), adapted to several roots of se
   ``root`` event (bootstrap scan or exec) or matched here on its exec.
 * **Propagate** on every successful exec: if the parent is tracked, the process is tracked with
   ``depth = parent.depth + 1``, or the parent's depth when the exec is *transparent* (a routine
-  exec or a runtime shell wrapper). An exec whose parent is untracked is ignored, unless the
-  process itself is tracked (an exec in place, e.g. ``bash -c cmd`` becoming ``cmd``).
-* **Fork** (``fork`` events, not in the original): the child is tracked with the parent's depth
-  and image, so a forked worker that never execs keeps its parent's depth (the original reached
-  such processes through its one-hop ``ppid`` check, with the parent's depth).
+  exec or a runtime shell wrapper from a system directory, roles.py). An exec whose parent is
+  untracked is ignored, unless the process itself is tracked (an exec in place, e.g.
+  ``bash -c cmd`` becoming ``cmd``).
+* **Fork** (``fork`` events, not in the original): the child is tracked with the parent's depth,
+  image and role, so a forked worker that never execs keeps its parent's depth (the original
+  reached such processes through its one-hop ``ppid`` check, with the parent's depth).
 * **Membership**: an event belongs to a tree if its tgid or its ppid is tracked.
 * **Removal** on a process exit (exit events are whole-process).
 
-Each entry remembers the post-exec name (basename of the exec path) for lineage and the shell
-checks. The walk up the tree is bounded (``MAX_WALK``) so a corrupted table cannot loop.
+Each entry remembers the post-exec name (basename of the exec path) for lineage, its role, and
+whether it is a shell from a system directory (``shell``: the only kind of shell that makes a
+later shell "not the wrapper"). The walk up the tree is bounded (``MAX_WALK``) so a corrupted
+table cannot loop.
 """
 
 from __future__ import annotations
@@ -38,8 +41,8 @@ class Proc:
     root: int                 # tgid of the root this process descends from
     comm: str                 # post-exec name: basename of the exec path, else the task comm
     transparent: bool = False  # skipped in lineage, not counted in depth (wrapper / routine exec)
-    wrapper: bool = False     # a runtime shell wrapper (§6.5): its exec and exit are not published
-    routine: bool = False     # a transparent routine exec (§6.4b): its exit is not published
+    role: str | None = None   # "agent" | "wrapper" | "routine" (roles.py); published on its events
+    shell: bool = False       # a shell from a root-owned system directory (for shell_above)
     is_root: bool = False
     foreign: bool = False     # a root (or a fork of one) whose image left its profile: a payload
                               # exec'd in place, no longer the runtime's own background
@@ -48,12 +51,36 @@ class Proc:
 @dataclass(slots=True)
 class Root:
     """A tracked root: the profile it matched, when it was seen, and its (real) uid: a runtime
-    tree's events join only CLI sessions of that user (None: from an older checkpoint)."""
+    tree's events join only CLI sessions of that user (None: from an older checkpoint).
+
+    ``tree_id`` is allocated by the sessionizer from the session-id sequence (never a tgid, which
+    the kernel reuses; never reused itself); ``shard`` routes the tree's sessions to one analyzer
+    (trees.py). ``exe``/``exe_ino``/``exe_dev`` identify the runtime's executable and
+    ``install_dir`` its installation (roles.py); ``home`` is the real home of ``uid`` (passwd);
+    ``cap_eff`` its CapEff when known; ``bootstrap_ns`` when it was found by the collector's
+    /proc scan (its beginning never seen); ``last_session`` the session that last took an event
+    of the tree (the parent of its next session, trees.py)."""
 
     tgid: int
     profile: str
     seen_ns: int
     uid: int | None = None
+    tree_id: int = 0
+    shard: int = 0
+    exe: str = ""
+    exe_ino: int | None = None
+    exe_dev: int | None = None
+    install_dir: str | None = None
+    home: str | None = None
+    cap_eff: int | None = None
+    bootstrap_ns: int | None = None
+    last_session: int | None = None
+
+    @property
+    def exe_id(self) -> tuple[int, int] | None:
+        if self.exe_ino is None or self.exe_dev is None:
+            return None
+        return (self.exe_ino, self.exe_dev)
 
 
 _PROC_FIELDS = tuple(f.name for f in fields(Proc))
@@ -86,27 +113,26 @@ class Tracker:
         """The membership gate: the process or its parent is tracked."""
         return tgid in self.procs or ppid in self.procs
 
-    def add_root(self, tgid: int, ppid: int, comm: str, profile: str, ts_ns: int,
-                 uid: int | None = None) -> Proc:
-        """Track ``tgid`` as a depth-0 root of ``profile`` (idempotent)."""
-        proc = Proc(tgid=tgid, ppid=ppid, depth=0, root=tgid, comm=comm, is_root=True)
+    def add_root(self, tgid: int, ppid: int, comm: str, root: Root) -> Proc:
+        """Track ``tgid`` as a depth-0 root (role agent) described by ``root``."""
+        proc = Proc(tgid=tgid, ppid=ppid, depth=0, root=tgid, comm=comm, role="agent", is_root=True)
         self.procs[tgid] = proc
-        if tgid not in self.roots or self.roots[tgid].profile != profile:
-            self.roots[tgid] = Root(tgid, profile, ts_ns, uid)
+        self.roots[tgid] = root
         return proc
 
     def on_fork(self, parent: int, child: int) -> Proc | None:
-        """A tracked parent forked: the child shares its image, depth and root."""
+        """A tracked parent forked: the child shares its image, depth, role and root."""
         p = self.procs.get(parent)
         if p is None:
             return None
         proc = Proc(tgid=child, ppid=parent, depth=p.depth, root=p.root, comm=p.comm,
-                    transparent=p.transparent and not p.is_root, foreign=p.foreign)
+                    transparent=p.transparent and not p.is_root, role=p.role, shell=p.shell,
+                    foreign=p.foreign)
         self.procs[child] = proc
         return proc
 
     def on_exec(self, tgid: int, ppid: int, comm: str, *, transparent: bool = False,
-                wrapper: bool = False, routine: bool = False) -> Proc | None:
+                role: str | None = None, shell: bool = False) -> Proc | None:
         """Propagate one successful exec; None if the process is outside every tree."""
         parent = self.procs.get(ppid)
         current = self.procs.get(tgid)
@@ -123,7 +149,7 @@ class Tracker:
         else:
             return None
         proc = Proc(tgid=tgid, ppid=ppid, depth=max(depth, 0), root=root, comm=comm,
-                    transparent=transparent, wrapper=wrapper, routine=routine)
+                    transparent=transparent, role=role, shell=shell)
         self.procs[tgid] = proc
         return proc
 
@@ -155,13 +181,14 @@ class Tracker:
         proc = self.procs.get(tgid) or self.procs.get(ppid)
         return self.roots.get(proc.root) if proc is not None else None
 
-    def shell_above(self, ppid: int, shell_names: frozenset[str]) -> bool:
-        """Is any tracked non-root ancestor, starting at ``ppid``, a shell?"""
+    def shell_above(self, ppid: int) -> bool:
+        """Is any tracked non-root ancestor, starting at ``ppid``, a shell from a system
+        directory? (A ``/tmp/d/sh`` above does not make the next shell "the model's own".)"""
         proc = self.procs.get(ppid)
         for _ in range(MAX_WALK):
             if proc is None or proc.is_root:
                 return False
-            if proc.comm in shell_names:
+            if proc.shell:
                 return True
             proc = self.procs.get(proc.ppid)
         return False
@@ -183,9 +210,25 @@ class Tracker:
     def from_state(cls, state: dict[str, Any]) -> "Tracker":
         t = cls()
         for raw in state.get("procs", []):
-            p = Proc(**raw)
+            p = Proc(**_current_proc(raw))
             t.procs[p.tgid] = p
         for raw in state.get("roots", []):
             r = Root(**raw)
             t.roots[r.tgid] = r
         return t
+
+
+_LEGACY_SHELLS = frozenset({"sh", "bash", "zsh", "dash", "ksh", "fish"})
+
+
+def _current_proc(raw: dict[str, Any]) -> dict[str, Any]:
+    """A process record of a checkpoint written before roles: ``wrapper``/``routine`` flags
+    become the role, and a shell is recognised by name as it was then."""
+    if "role" in raw:
+        return raw
+    d = dict(raw)
+    wrapper, routine = d.pop("wrapper", False), d.pop("routine", False)
+    d["role"] = "wrapper" if wrapper else "routine" if routine else (
+        "agent" if d.get("is_root") and not d.get("foreign") else None)
+    d.setdefault("shell", d.get("comm") in _LEGACY_SHELLS)
+    return d

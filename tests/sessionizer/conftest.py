@@ -6,7 +6,7 @@ import pytest
 
 from sessionizer.core import Sessionizer
 from sessionizer.settings import Settings, load_settings
-from synthetic_events import CONFIG, GATEWAY, RULES, S, T0, WORKER, Events, lifecycle_of
+from synthetic_events import CONFIG, GATEWAY, HOMES, RULES, S, T0, WORKER, Events, lifecycle_of
 
 
 @pytest.fixture
@@ -21,7 +21,7 @@ def settings() -> Settings:
 
 @pytest.fixture
 def core(settings: Settings) -> Sessionizer:
-    return Sessionizer(settings)
+    return Sessionizer(settings, home_of=HOMES.get)
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ S = 1_000_000_000
 T0 = 1_700_000_000 * S
 
 GATEWAY, WORKER, CLI = 1000, 1001, 2000
+HOMES = {1000: "/home/agent", 0: "/root"}          # the passwd the tests' cores see
 
 
 class Events:

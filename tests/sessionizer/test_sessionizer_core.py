@@ -23,7 +23,7 @@ def feed(core, events, now=None):
 
 # ------------------------------------------------------------------ tracker, lineage, wrappers
 
-def test_runtime_wrapper_is_transparent_and_its_exec_and_exit_dropped(gateway_core, ev):
+def test_runtime_wrapper_is_transparent_and_published_with_its_role(gateway_core, ev):
     core = gateway_core
     out = feed(core, [
         ev.exec(3000, WORKER, "/bin/bash", WRAPPER_ARGV, ts=10, comm="MainThread"),
@@ -33,13 +33,15 @@ def test_runtime_wrapper_is_transparent_and_its_exec_and_exit_dropped(gateway_co
         ev.exit(3000, WORKER, ts=10.4),
     ])
     evs = events_of(out)
-    assert [(e["kind"], e["tgid"]) for e in evs] == [("exec", 3001), ("exit", 3001)]
-    curl = evs[0]
+    assert [(e["kind"], e["tgid"], e.get("role")) for e in evs] == [
+        ("exec", 3000, "wrapper"), ("exec", 3001, None), ("exit", 3001, None), ("exit", 3000, "wrapper")]
+    curl = evs[1]
     assert curl["lineage"] == [{"tgid": 3001, "ppid": 3000, "comm": "curl"},
                                {"tgid": WORKER, "ppid": GATEWAY, "comm": "node"},
                                {"tgid": GATEWAY, "ppid": 1, "comm": "node"}]
     assert curl["depth"] == 2                      # gateway 0, worker 1, wrapper not counted
-    assert core.dropped["shell_wrapper"] == 2      # its exec and its exit
+    assert evs[0]["depth"] == 1                    # the wrapper sits at its parent's depth
+    assert not core.dropped                        # nothing is dropped any more
     assert not core.tracker.exists(3000) and not core.tracker.exists(3001)
 
 
@@ -50,9 +52,9 @@ def test_shell_inside_the_wrapper_is_kept_so_shell_in_chain_can_fire(gateway_cor
         ev.exec(3002, 3001, "/usr/bin/curl", ["curl", "x"], ts=10.2),
     ])
     evs = events_of(out)
-    assert [e["tgid"] for e in evs] == [3001, 3002]
-    assert [n["comm"] for n in evs[1]["lineage"]] == ["curl", "sh", "node", "node"]
-    assert evs[1]["depth"] == 3
+    assert [(e["tgid"], e.get("role")) for e in evs] == [(3000, "wrapper"), (3001, None), (3002, None)]
+    assert [n["comm"] for n in evs[2]["lineage"]] == ["curl", "sh", "node", "node"]
+    assert evs[2]["depth"] == 3
 
 
 def test_wrapper_exec_in_place_becomes_the_command(gateway_core, ev):
@@ -62,8 +64,9 @@ def test_wrapper_exec_in_place_becomes_the_command(gateway_core, ev):
         ev.connect(3000, WORKER, "93.184.216.34", 443, ts=10.2),
     ])
     evs = events_of(out)
-    assert [(e["kind"], e["depth"]) for e in evs] == [("exec", 2), ("connect", 2)]
-    assert [n["comm"] for n in evs[0]["lineage"]] == ["curl", "node", "node"]
+    assert [(e["kind"], e["depth"], e.get("role")) for e in evs] == [
+        ("exec", 1, "wrapper"), ("exec", 2, None), ("connect", 2, None)]
+    assert [n["comm"] for n in evs[1]["lineage"]] == ["curl", "node", "node"]
 
 
 def test_script_shell_is_not_a_wrapper(gateway_core, ev):
@@ -80,7 +83,7 @@ def test_wrappers_can_be_switched_off(settings, ev):
 
 
 @pytest.mark.parametrize("argv, wrapper", [
-    (["bash"], True), (["bash", "-c", "x"], True), (["sh", "-lc", "x"], True),
+    (["bash"], False), (["bash", "-c", "x"], True), (["sh", "-lc", "x"], True),
     (["bash", "--noprofile", "--norc", "-c", "x"], True), (["bash", "/tmp/a.sh"], False),
     (["bash", "--rcfile", "x"], False),
 ])
@@ -88,17 +91,18 @@ def test_is_wrapper_argv(argv, wrapper):
     assert is_wrapper_argv(argv) is wrapper
 
 
-def test_routine_exec_is_transparent_and_its_exit_dropped(gateway_core, ev):
+def test_routine_exec_is_transparent_and_published_with_its_role(gateway_core, ev):
     out = feed(gateway_core, [
         ev.exec(3000, WORKER, "/usr/bin/uname", ["uname", "-a"], ts=10),
         ev.exec(3001, 3000, "/usr/bin/cat", ["cat", "/etc/os-release"], ts=10.1),
         ev.exit(3000, WORKER, ts=10.2),
     ])
     evs = events_of(out)
-    assert [e["tgid"] for e in evs] == [3001]
-    assert evs[0]["depth"] == 2                    # uname did not count
-    assert [n["tgid"] for n in evs[0]["lineage"]] == [3001, WORKER, GATEWAY]
-    assert gateway_core.dropped["routine_exec"] == 2
+    assert [(e["kind"], e["tgid"], e.get("role")) for e in evs] == [
+        ("exec", 3000, "routine"), ("exec", 3001, None), ("exit", 3000, "routine")]
+    assert evs[1]["depth"] == 2                    # uname did not count
+    assert [n["tgid"] for n in evs[1]["lineage"]] == [3001, WORKER, GATEWAY]
+    assert gateway_core.dropped["routine_exec"] == 0
 
 
 def test_untracked_events_are_dropped(core, ev):
@@ -227,8 +231,9 @@ def test_cli_re_exec_as_its_own_child_stays_in_the_session(core, ev):
     opened = lifecycle_of(out)
     assert len(opened) == 1
     sid = opened[0]["session_id"]
-    assert [(e["tgid"], e["session_id"]) for e in events_of(out)] == [(2001, sid), (2003, sid)]
-    assert events_of(out)[1]["depth"] == 2
+    assert [(e["tgid"], e["session_id"], e.get("role")) for e in events_of(out)] == [
+        (2001, sid, "agent"), (2002, sid, "wrapper"), (2003, sid, None)]
+    assert events_of(out)[2]["depth"] == 2
 
 
 def test_several_cli_sessions_at_once(gateway_core, ev):
@@ -363,20 +368,27 @@ def test_session_ids_are_monotonic_and_reserved_before_use(ev, settings):
     out = []
     for i in range(3):
         out += feed(core, [ev.exec(CLI + i, 500, "/opt/nvm/v24/bin/node", cli_argv(), ts=i)])
-    assert [m["session_id"] for m in lifecycle_of(out)] == [100, 101, 102]
-    assert reserved and reserved[0] > 102
+    ids = [m["session_id"] for m in lifecycle_of(out)]
+    assert ids == sorted(ids) and len(set(ids)) == 3 and ids[0] >= 100
+    trees = [m["tree_id"] for m in lifecycle_of(out)]          # tree ids: the same sequence
+    assert not set(trees) & set(ids) and max(ids + trees) < reserved[0]
 
 
 # ------------------------------------------------------------------ bad and odd input
 
 @pytest.mark.parametrize("bad", [
-    None, [], "exec", {"kind": "exec"}, {"kind": "warp", "ts_ns": 1},
+    None, [], "exec", {"kind": "exec"}, {"kind": 7, "ts_ns": 1},
     {"kind": "open", "ts_ns": "x", "tgid": 1, "tid": 1, "ppid": 0, "uid": 0, "comm": "a", "root": 0,
      "syscall": "openat", "path": "/a", "flags": 0, "mode": 0, "ret": 0},
 ])
 def test_malformed_events_are_counted_and_dropped(core, bad):
     assert core.handle(bad, T0) == []
     assert core.stats()["malformed_events"] == 1
+
+
+def test_unknown_kinds_are_counted_apart_from_malformed_events(core):
+    assert core.handle({"kind": "warp", "ts_ns": 1}, T0) == []
+    assert core.stats()["dropped_unknown_kind"] == 1 and "malformed_events" not in core.stats()
 
 
 def test_non_utf8_long_and_newline_paths_pass_intact(gateway_core, ev):
@@ -461,9 +473,10 @@ def test_in_process_write_just_before_a_tool_exec_joins_the_turn(gateway_core, e
     (opened,) = lifecycle_of(out)
     evs = events_of(out)
     assert [(e["kind"], e["path"]) for e in evs] == [("open", "/tmp/openclaw-eval/helper.sh"),
+                                                     ("exec", "/bin/bash"),
                                                      ("exec", "/tmp/openclaw-eval/helper.sh")]
     assert {e["session_id"] for e in evs} == {opened["session_id"]}
-    assert topics(out) == ["sessionizer.session", "sessionizer.event", "sessionizer.event"]
+    assert topics(out) == ["sessionizer.session"] + ["sessionizer.event"] * 3
     assert core.sessions.sessions[opened["session_id"]].created_ns == T0 + 16 * S
 
 

@@ -14,7 +14,8 @@ import pytest
 
 from bus.events import KIND_FIELDS, validate_event
 from sessionizer.core import _plainly_valid
-from sessionizer.gates import canonical_ip, ingest_drop_reason, is_loopback
+from sessionizer.gates import canonical_ip, is_loopback
+from sessionizer.noise import LOADER, MISSING, NoiseLists, PathFacts, path_fact
 
 from synthetic_events import S, T0, Events
 
@@ -91,40 +92,51 @@ OPEN_PATHS: list[Any] = [
     "/etc/ld.so.cache", "/usr/lib/x86_64-linux-gnu/libc.so.6", "  /HOME/u/.Profile ", "",
     "   ", "/srv/project/src/main.py", b"/tmp/\xff\xfeodd\nname", b"/proc/self/\xff",
     "/usr/lib/locale/C.utf8/LC_CTYPE", "/home/u/.openclaw/state.json", "/etc/shadow",
+    "/proc/7/environ", "/proc/meminfo", "/usr//lib/./x86_64-linux-gnu/../libm.so.6", "rel/x",
     "x" * 5000, None, 7,
 ]
+LIBS = ("/lib/", "/usr/lib/", "/lib64/")
 
 
 def test_path_memo_gives_what_the_filters_give_on_a_miss_and_on_a_hit():
-    from sessionizer.gates import NoiseLists, PathReasons, open_path_reason
     lists = NoiseLists()
-    memo = PathReasons(lists)
+    memo = PathFacts(lists, LIBS)
     for raw in OPEN_PATHS:
-        expected = open_path_reason(raw, lists)
-        assert memo.reason(raw) == expected, raw          # computed (a miss)
-        assert memo.reason(raw) == expected, raw          # remembered (a hit)
+        expected = path_fact(raw, lists, LIBS)
+        assert memo.fact(raw) == expected, raw            # computed (a miss)
+        assert memo.fact(raw) == expected, raw            # remembered (a hit)
     assert len(memo) == len(OPEN_PATHS) - 2               # None and 7 are never remembered
-    reasons = {memo.reason(raw) for raw in OPEN_PATHS}
-    assert reasons == {None, "missing_fields", "loader_noise", "session_file_noise"}
+    facts = {memo.fact(raw) for raw in OPEN_PATHS}
+    assert facts == {None, "missing_fields", "loader_noise", "unresolved", 7}
 
 
 def test_path_memo_is_bounded_and_still_right_after_starting_over():
-    from sessionizer.gates import NoiseLists, PathReasons, open_path_reason
     lists = NoiseLists()
-    memo = PathReasons(lists, size=3)
+    memo = PathFacts(lists, LIBS, size=3)
     paths = [f"/proc/{i}/status" for i in range(5)] + [f"/srv/{i}" for i in range(5)]
     for raw in paths * 2:
-        assert memo.reason(raw) == open_path_reason(raw, lists)
+        assert memo.fact(raw) == path_fact(raw, lists, LIBS)
         assert len(memo) <= 3
 
 
-def test_the_core_answers_opens_as_the_uncached_filter_does(gateway_core, ev, settings):
+def _expected_open_drop(event: dict[str, Any], lists: NoiseLists) -> str | None:
+    """The reference: what a tool process's open (no role) loses to the loader filter."""
+    fact = path_fact(event.get("abspath") or event["path"], lists, LIBS)
+    if fact == MISSING:
+        return "missing_fields"
+    if fact == LOADER or fact == event["tgid"]:
+        return None if event["flags"] & 0o3103 else "loader_noise"
+    return None
+
+
+@pytest.mark.parametrize("flags", [0, 0x241])
+def test_the_core_answers_opens_as_the_uncached_filter_does(gateway_core, ev, settings, flags):
     from synthetic_events import GATEWAY, WORKER
-    for raw in OPEN_PATHS[:-2] * 2:
-        event = ev.open(WORKER, GATEWAY, raw, ts=7)
+    for raw in OPEN_PATHS[:-2] * 2 + ["/proc/1001/status"]:
+        event = ev.open(WORKER, GATEWAY, raw, ts=7, flags=flags)
         before = dict(gateway_core.dropped)
         out = gateway_core.handle(event, event["ts_ns"])
-        expected = ingest_drop_reason(event, settings.noise, settings.connect)
+        expected = _expected_open_drop(event, settings.noise)
         dropped = {k for k, v in gateway_core.dropped.items() if v != before.get(k, 0)}
         if expected is None:
             assert [t for t, _ in out][-1] == "sessionizer.event" and not dropped, raw
@@ -140,12 +152,12 @@ def test_a_reload_that_changes_the_noise_lists_is_not_answered_from_the_old_memo
     path = "/srv/project/notes.txt"
     out = gateway_core.handle(ev.open(WORKER, GATEWAY, path, ts=7), T0_PLUS)
     assert [t for t, _ in out][-1] == "sessionizer.event"     # kept, and now remembered
-    assert old.open_paths.reason(path) is None and len(old.open_paths) > 0
+    assert old.path_facts.fact(path) is None and len(old.path_facts) > 0
     gateway_core.reconfigure(settings_from(old.profiles, section={"noise": {
         "loader_prefixes": ["/srv/"]}}))
     out = gateway_core.handle(ev.open(WORKER, GATEWAY, path, ts=8), T0_PLUS)
     assert out == [] and gateway_core.dropped["loader_noise"] >= 1
-    assert gateway_core.settings.open_paths is not old.open_paths
+    assert gateway_core.settings.path_facts is not old.path_facts
 
 
 def test_profiles_are_found_by_name_the_first_of_a_name_winning(settings):

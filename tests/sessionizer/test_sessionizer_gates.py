@@ -1,75 +1,110 @@
-"""Every noise filter of §6.4b as a named predicate: one case that is dropped, one that is kept."""
+"""The noise filters as named predicates, anchored: loader noise for any process (on the
+normalised absolute path, reads only), runtime noise for the runtime's own image only, routine
+execs only from system directories, the connect filters. One case dropped, one kept, each."""
 
 from __future__ import annotations
 
 import pytest
 
-from sessionizer.gates import (ConnectPolicy, NoiseError, NoiseLists, canonical_ip, connect_noise,
-                               ingest_drop_reason, routine_exec)
+from sessionizer.gates import (ConnectPolicy, NoiseError, NoiseLists, canonical_ip, connect_drop_reason,
+                               connect_noise, routine_exec)
+from sessionizer.noise import LOADER, MISSING, UNRESOLVED, path_fact, runtime_anchors
 
 LISTS = NoiseLists()
+LIBS = ("/lib/", "/usr/lib/", "/lib64/")
 POLICY = ConnectPolicy.build([18000], ["198.51.100.7"])
+SYSTEM = frozenset({"/bin", "/usr/bin", "/usr/sbin", "/sbin"})
 
 
-@pytest.mark.parametrize("path, reason", [
-    ("/etc/ld.so.cache", "loader_noise"),
-    ("/usr/lib/x86_64-linux-gnu/libc.so.6", "loader_noise"),
-    ("/lib64/ld-linux-x86-64.so.2", "loader_noise"),
-    ("/proc", "loader_noise"),
-    ("/proc/self/status", "loader_noise"),
-    ("/home/u/.nvm/versions/node/v24/lib/x.js", "loader_noise"),
-    ("  /ETC/LD.SO.CACHE ", "loader_noise"),                      # trimmed and lower-cased
-    ("/home/agent/.openclaw/state.json", "session_file_noise"),
-    ("/srv/app/package.json", "session_file_noise"),
-    ("/srv/app/package-lock.json", "session_file_noise"),
-    ("/etc/hosts", "session_file_noise"),
-    ("/home/alice/.bashrc", "session_file_noise"),
-    ("/home/anyone/.profile", "session_file_noise"),               # not just /home/ubuntu
-    ("/root/.profile", "session_file_noise"),
-    ("/usr/lib/x86_64-linux-gnu/gconv/gconv-modules.cache", "session_file_noise"),
-    ("/etc/bash.bashrc", "session_file_noise"),
-    ("/sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq", "loader_noise"),
-    ("/sys/fs/cgroup/memory/process_api/ab/memory.limit_in_bytes", "loader_noise"),
-    ("/var/tmp/etilqs_e243b1dfcc434820", "session_file_noise"),
-    ("/tmp/openclaw-state-locks-995/state-handles.d1f9.lock.sqlite", "session_file_noise"),
-    ("/var/lib/agent/.cache/openclaw/openclaw-sqlite-readonly-v2-x/y", "session_file_noise"),
-    ("/usr/lib/locale/C.utf8/LC_CTYPE", "loader_noise"),          # ~20 per process with a UTF-8 LANG
-    ("/usr/lib/locale/locale-archive", "loader_noise"),
-    ("/usr/lib/node_modules/openclaw/dist/entry.js", "loader_noise"),   # global npm install
-    ("/usr/local/lib/node_modules/openclaw/openclaw.mjs", "loader_noise"),
-    ("/home/u/.npm-global/lib/node_modules/openclaw/package.json", "loader_noise"),
-    ("", "missing_fields"),
+@pytest.mark.parametrize("path, fact", [
+    ("/etc/ld.so.cache", LOADER),
+    ("/usr/lib/x86_64-linux-gnu/libc.so.6", LOADER),
+    ("/lib64/ld-linux-x86-64.so.2", LOADER),
+    ("/usr/lib/x86_64-linux-gnu/gconv/gconv-modules.cache", LOADER),
+    ("/proc", LOADER),
+    ("/proc/self/status", LOADER),
+    ("/proc/thread-self/attr/current", LOADER),
+    ("/proc/meminfo", LOADER),                                   # a non-pid /proc file
+    ("/proc/4242/environ", 4242),                                # a pid: the core decides
+    ("/sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq", LOADER),
+    ("/sys/fs/cgroup/memory/process_api/ab/memory.limit_in_bytes", LOADER),
+    ("/usr/lib/locale/C.utf8/LC_CTYPE", LOADER),
+    ("/etc/hosts", LOADER),
+    ("/usr//lib/./locale/../locale/C.utf8/LC_CTYPE", LOADER),    # normalised first
+    ("/tmp/../etc/ld.so.cache", LOADER),
+    ("", MISSING),
+    ("ld.so.cache", UNRESOLVED),                                 # relative: never noise
+    ("  /etc/ld.so.cache", UNRESOLVED),                          # not trimmed: a relative name
 ])
-def test_open_noise_is_dropped(ev, path, reason):
-    assert ingest_drop_reason(ev.open(5, 4, path), LISTS, POLICY) == reason
+def test_loader_noise_facts(path, fact):
+    assert path_fact(path, LISTS, LIBS) == fact
 
 
 @pytest.mark.parametrize("path", [
     "/etc/shadow", "/tmp/openclaw-eval/helper.sh", "/usr/lib/python3/os.py", "/home/u/.profile.bak",
-    "/home/u/notes/package.json.txt", "/root/.ssh/id_rsa", "/etc/hostsfile",
-    "/sys/kernel/security/lsm", "/var/tmp/payload.sh", "/tmp/openclaw-eval/helper.sh",
-    "/usr/lib/node_modules/openclaw-evil/index.js", "/usr/local/lib/node_modules/other/index.js",
-    "/tmp/usr/lib/locale/x", "/usr/lib/localepayload",
+    "/sys/kernel/security/lsm", "/var/tmp/payload.sh", "/tmp/usr/lib/locale/x",
+    "/usr/lib/localepayload", "/ETC/LD.SO.CACHE", "/etc/ld.so.cache ", "/tmp/x.so",
+    "/tmp/lib/x.so.1", "/usr/lib/../../tmp/evil.so", "/home/u/.nvm/versions/node/v24/lib/x.js",
+    "/usr/lib/node_modules/openclaw/dist/entry.js", "/home/agent/.openclaw/state.json",
+    "/tmp/openclaw-state-locks-995/x", "/srv/app/package.json", "/home/alice/.bashrc",
+    "/var/tmp/etilqs_e243b1dfcc434820", "/etc/bash.bashrc",
 ])
-def test_meaningful_opens_are_kept(ev, path):
-    assert ingest_drop_reason(ev.open(5, 4, path), LISTS, POLICY) is None
+def test_paths_that_are_never_loader_noise(path):
+    """Runtime state, rc files and manifests are not loader noise: only the runtime's own
+    image can have them filtered (runtime noise, below); case and spaces are not folded."""
+    assert path_fact(path, LISTS, LIBS) is None
 
 
-@pytest.mark.parametrize("argv, dropped", [
-    (["uname", "-a"], True), (["-a"], True), (["uname"], False), (["uname", "-r"], False),
-    (["whoami"], True), ([], True), (["whoami", "--help"], False),
-    (["ip", "neigh", "show"], True), (["ip", "addr"], False),
+def test_non_utf8_paths_are_judged_as_text():
+    assert path_fact(b"/proc/self/\xff", LISTS, LIBS) == LOADER
+    assert path_fact(b"/tmp/\xff", LISTS, LIBS) is None
+
+
+ANCHORS = runtime_anchors(LISTS, 995, "/var/lib/agent", "/opt/oc/node_modules")
+
+
+@pytest.mark.parametrize("path", [
+    "/var/lib/agent/.openclaw/agents/main/sessions/s.jsonl",
+    "/var/lib/agent/.cache/openclaw/openclaw-sqlite-readonly-v2-x/y",
+    "/var/lib/agent/.nvm/versions/node/v24/lib/x.js",
+    "/var/lib/agent/.bashrc", "/var/lib/agent/.profile",
+    "/opt/oc/node_modules/openclaw/dist/entry.js", "/opt/oc/node_modules/ws/index.js",
+    "/tmp/openclaw-state-locks-995/state-handles.d1f9.lock.sqlite",
+    "/var/tmp/etilqs_e243b1dfcc434820", "/srv/app/package.json", "/srv/app/package-lock.json",
 ])
-def test_routine_exec(ev, argv, dropped):
-    name = {"-a": "uname"}.get(argv[0], argv[0]) if argv else "whoami"
-    event = ev.exec(5, 4, f"/usr/bin/{name}", argv)
-    assert routine_exec(event, LISTS) is dropped
-    assert (ingest_drop_reason(event, LISTS, POLICY) == "routine_exec") is dropped
+def test_runtime_noise_is_anchored_to_the_roots_real_directories(path):
+    assert ANCHORS.matches(path)
 
 
-def test_exec_not_found_is_dropped_but_other_failures_kept(ev):
-    assert ingest_drop_reason(ev.exec(5, 4, "/usr/local/sbin/curl", ret=-2), LISTS, POLICY) == "exec_not_found"
-    assert ingest_drop_reason(ev.exec(5, 4, "/tmp/x", ret=-13), LISTS, POLICY) is None
+@pytest.mark.parametrize("path", [
+    "/tmp/x/.openclaw/p.sh", "/tmp/openclaw-state-locks-x/p.sh", "/tmp/openclaw-state-locks-995x/p",
+    "/tmp/x/lib/node_modules/openclaw/p.sh", "/tmp/x/.bashrc", "/home/other/.openclaw/x",
+    "/var/lib/agent/.openclaw-evil/x", "/var/lib/agent/.bashrc.d/x", "/opt/oc/node_modules2/x",
+    "/var/lib/agent/.nvmx/p", "/srv/app/package.json.sh",
+])
+def test_runtime_noise_is_not_fooled_by_lookalike_names(path):
+    assert not ANCHORS.matches(path)
+
+
+def test_runtime_anchors_without_a_home_or_uid_cover_less_never_more():
+    bare = runtime_anchors(LISTS, None, None, None)
+    assert not bare.matches("/var/lib/agent/.openclaw/x")
+    assert not bare.matches("/tmp/openclaw-state-locks-995/x")          # no uid: no lock dir
+    assert bare.matches("/var/tmp/etilqs_1")
+    assert runtime_anchors(LISTS, 0, "/", None).dirs == ("/tmp/openclaw-state-locks-0/",)
+
+
+@pytest.mark.parametrize("path, argv, routine", [
+    ("/usr/bin/uname", ["uname", "-a"], True), ("/usr/bin/uname", ["-a"], True),
+    ("/usr/bin/uname", ["uname"], False), ("/usr/bin/uname", ["uname", "-r"], False),
+    ("/usr/bin/whoami", ["whoami"], True), ("/usr/bin/whoami", [], True),
+    ("/usr/bin/whoami", ["whoami", "--help"], False),
+    ("/usr/sbin/ip", ["ip", "neigh", "show"], True), ("/usr/sbin/ip", ["ip", "addr"], False),
+    ("/tmp/d/id", ["id"], False), ("/tmp/d/whoami", [], False),         # named like one: no
+    ("/usr/bin/x/id", ["id"], False), ("/usr/local/bin/id", ["id"], False),   # not in SYSTEM
+])
+def test_routine_exec_only_from_a_system_directory(path, argv, routine):
+    assert routine_exec(path, argv, LISTS, SYSTEM) is routine
 
 
 @pytest.mark.parametrize("addr, port, family, reason", [
@@ -87,24 +122,26 @@ def test_exec_not_found_is_dropped_but_other_failures_kept(ev):
     ("/run/x.sock", 1, 1, "non_inet_connect"),
 ])
 def test_connect_filters(ev, addr, port, family, reason):
-    assert ingest_drop_reason(ev.connect(5, 4, addr, port, family=family), LISTS, POLICY) == reason
+    assert connect_drop_reason(ev.connect(5, 4, addr, port, family=family), POLICY) == reason
 
 
 def test_connect_noise_without_allowed_ports_drops_every_loopback(ev):
     assert connect_noise(ev.connect(5, 4, "127.0.0.1", 18000), ConnectPolicy()) == "loopback_connect"
 
 
-def test_exit_events_are_never_noise(ev):
-    assert ingest_drop_reason(ev.exit(5, 4), LISTS, POLICY) is None
+def test_noise_lists_are_configurable():
+    lists = NoiseLists.from_config({"runtime_home_files": [".zshrc"], "routine_execs": [["hostname"]]})
+    anchors = runtime_anchors(lists, 1, "/home/u", None)
+    assert anchors.matches("/home/u/.zshrc") and not anchors.matches("/home/u/.profile")
+    assert routine_exec("/bin/hostname", ["hostname"], lists, SYSTEM)
+    assert not routine_exec("/usr/bin/whoami", ["whoami"], lists, SYSTEM)
 
 
-def test_noise_lists_are_configurable(ev):
-    lists = NoiseLists.from_config({"session_file_suffixes": ["/.zshrc"],
-                                    "routine_execs": [["hostname"]]})
-    assert ingest_drop_reason(ev.open(5, 4, "/home/u/.zshrc"), lists, POLICY) == "session_file_noise"
-    assert ingest_drop_reason(ev.open(5, 4, "/home/u/.profile"), lists, POLICY) is None
-    assert ingest_drop_reason(ev.exec(5, 4, "/bin/hostname", ["hostname"]), lists, POLICY) == "routine_exec"
-    assert ingest_drop_reason(ev.exec(5, 4, "/usr/bin/whoami", ["whoami"]), lists, POLICY) is None
+def test_retired_substring_keys_become_anchored_runtime_dirs_with_a_warning(caplog):
+    lists = NoiseLists.from_config({"loader_contains": ["/.nvm/", "/srv/eval/node/node_modules/"],
+                                    "session_file_suffixes": ["/.zshrc"]})
+    assert lists.runtime_dirs == ("/tmp/openclaw-state-locks-{uid}", "/srv/eval/node/node_modules")
+    assert "retired" in caplog.text and "'/.nvm/'" in caplog.text
 
 
 def test_runtime_dns_ports_are_configurable():
@@ -120,6 +157,7 @@ def test_runtime_dns_ports_are_configurable():
     ({"runtime_dns_ports": [True]}, "runtime_dns_ports: must be a list of ports (1-65535)"),
     ({"bogus": []}, "unknown field(s) ['bogus']"),
     ({"loader_exact": "x"}, "loader_exact: must be a list of non-empty strings"),
+    ({"loader_contains": [1]}, "loader_contains: must be a list of non-empty strings"),
     ({"routine_execs": [[]]}, "routine_execs: must be a list of [basename, arg, ...] lists"),
 ])
 def test_bad_noise_config_is_a_clear_error(raw, message):
