@@ -51,6 +51,10 @@ FLUSH_INTERVAL_S = 30.0
 MAX_CLOCK_SKEW_NS = 10 * NS_PER_S    # never believe event clocks further than this from ours
 LOG_FIRST_MALFORMED = 5
 ANNOUNCE_DELAY_NS = NS_PER_S          # after a restart, downstream reconnects within ~0.1 s
+# kinds that open a session even from the runtime's own image (never held as background): an
+# exec is always published, and these are rare and say something whoever makes them
+OPENING_KINDS = frozenset(("exec", "ptrace", "vm_read", "memfd", "setid", "capset", "socket",
+                           "bind", "listen"))
 
 Out = tuple[str, dict[str, Any]]
 
@@ -238,7 +242,8 @@ class Sessionizer(EventScoping, ExecHandling):
         if proc.role is not None:
             extra = {"role": proc.role} if extra is None else {**extra, "role": proc.role}
         hidden = extra is not None and "hidden" in extra
-        session, opened = self._session_for(root, ts, tgid, proc, event["uid"], hidden, kind == "exec")
+        session, opened = self._session_for(root, ts, tgid, proc, event["uid"], hidden,
+                                            kind in OPENING_KINDS)
         if session is None:
             self._hold(root, Held(ts, event, kind, tgid, ppid, extra, write_key(event, kind)))
             return out
@@ -322,14 +327,14 @@ class Sessionizer(EventScoping, ExecHandling):
     # ------------------------------------------------------------------ sessions
 
     def _session_for(self, root: Root, ts: int, tgid: int, proc: Proc, uid: int, hidden: bool,
-                     is_exec: bool) -> tuple[Session | None, list[Out]]:
+                     opening: bool) -> tuple[Session | None, list[Out]]:
         """Which session an accepted event of ``root``'s tree joins (docs §Session model).
         An activity session's leader is the process whose event opened it (docs/bus.md §7.1).
         None: the event cannot open one and none is open (held, see _hold): a hidden write, or
-        an event of a runtime's own image (role agent) other than an exec (an exec is always
-        published, so it may open one). ``uid``: the event's; a runtime tree joins the CLI
-        window of its root's user (a tool that changed uid, like sudo's child, still belongs to
-        the gateway that ran it)."""
+        an event of a runtime's own image (role agent) that is not ``opening`` (an exec, which
+        is always published, or one of OPENING_KINDS). ``uid``: the event's; a runtime tree
+        joins the CLI window of its root's user (a tool that changed uid, like sudo's child,
+        still belongs to the gateway that ran it)."""
         runtime = root.profile in self.settings.runtime_profiles
         if runtime:                                          # parity: the CLI time window,
             window = self.sessions.latest_invocation(root.uid if root.uid is not None else uid)
@@ -338,7 +343,7 @@ class Sessionizer(EventScoping, ExecHandling):
         current = self.sessions.for_root(root.tgid)
         if current is not None:
             return current, []
-        if hidden or (runtime and proc.role == AGENT and not is_exec):
+        if hidden or (runtime and proc.role == AGENT and not opening):
             return None, []
         return self._open_activity(root, ts, tgid, uid)
 

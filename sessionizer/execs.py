@@ -33,7 +33,7 @@ from sessionizer.trees import invocation_shard
 __all__ = ["ExecHandling", "Classified"]
 
 Out = tuple[str, dict[str, Any]]
-Classified = tuple[str | None, bool, bool]          # role, transparent, shell
+Classified = tuple[str | None, bool, bool, bool]   # role, transparent, shell, runtime image
 
 log = logging.getLogger("casa.sessionizer")
 
@@ -69,8 +69,9 @@ class ExecHandling:
             return [], self._root_reexec(current, facts, event)
         if current is None and ppid not in procs:
             return self._maybe_root(event, facts, ts)
-        role, transparent, shell = self._classify(facts, current, ppid)
-        self.tracker.on_exec(tgid, ppid, facts.name, transparent=transparent, role=role, shell=shell)
+        role, transparent, shell, image = self._classify(facts, current, ppid)
+        self.tracker.on_exec(tgid, ppid, facts.name, transparent=transparent, role=role,
+                             shell=shell, runtime_image=image)
         return [], None
 
     def _maybe_root(self, event: dict[str, Any], facts: ExecFacts,
@@ -84,28 +85,31 @@ class ExecHandling:
         return [], None
 
     def _classify(self, facts: ExecFacts, current: Proc | None, ppid: int) -> Classified:
-        """The role of an exec inside a tree (roles.py), and whether it is transparent and a
-        system shell."""
+        """The role of an exec inside a tree (roles.py), whether it is transparent, a system
+        shell, and the root's executable. ``current``: the process's entry before the exec (a
+        fork child inherits its parent's), else its parent's: what spawned this image."""
         s = self.settings
         system = facts.resolved and in_dirs(facts.image, s.system_dirs)
         shell = system and facts.name in s.shell_names
         spawner = current if current is not None else self.tracker.procs.get(ppid)
-        if spawner is not None and spawner.role == AGENT:
-            root = self.tracker.roots.get(spawner.root)
-            if root is not None and self._runtime_image(facts, root):
-                return AGENT, False, False
+        root = self.tracker.roots.get(spawner.root) if spawner is not None else None
+        image = root is not None and same_image(facts, root.exe, root.exe_id)
+        if image and spawner is not None and spawner.role == AGENT and self._runtime_script(facts, root):
+            return AGENT, False, False, True
         if self._nested_profile(facts):
             self.counters["nested_profile_exec"] += 1
-        if shell and s.shell_wrappers and is_wrapper_argv(facts.argv) and not self.tracker.shell_above(ppid):
-            return WRAPPER, True, True
+        if shell and s.shell_wrappers and is_wrapper_argv(facts.argv) and spawner is not None \
+                and (spawner.role == AGENT or spawner.runtime_image) \
+                and not self.tracker.shell_above(ppid, s.shell_names):
+            return WRAPPER, True, True, False
         if system and routine_exec(facts.image, facts.argv, s.noise, s.system_dirs):
-            return ROUTINE, True, shell
-        return None, False, shell
+            return ROUTINE, True, shell, image
+        return None, False, shell, image
 
-    def _runtime_image(self, facts: ExecFacts, root: Root) -> bool:
-        """The root's executable, matching the root's profile or running a script inside the
-        root's install directory."""
-        if not same_image(facts, root.exe, root.exe_id):
+    def _runtime_script(self, facts: ExecFacts, root: Root | None) -> bool:
+        """An exec of the root's executable that matches the root's profile or runs a script
+        inside the root's install directory."""
+        if root is None:
             return False
         profile = self.settings.profile(root.profile)
         if profile is not None and profile.matches(facts.name[:15], facts.image, facts.argv):
@@ -129,7 +133,7 @@ class ExecHandling:
                 and profile.matches(facts.name[:15], facts.image, facts.argv):
             self._refresh_root(root, facts, event)                 # env -> node
             return "root_exec"
-        proc.foreign, proc.role = True, None
+        proc.foreign, proc.role, proc.runtime_image = True, None, False
         self.counters["root_reimaged"] += 1
         log.info("agent root exec'd an image its profile does not match; published "
                  "| tgid=%d profile=%s comm=%r", proc.tgid, root.profile if root else "?", facts.name)

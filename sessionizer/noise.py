@@ -116,8 +116,13 @@ class PathFacts:
 
 @dataclass(frozen=True, slots=True)
 class RuntimeAnchors:
-    """The runtime-noise places of one root: directory prefixes (each ending in ``/``), exact
-    files, name prefixes and file-name suffixes. Matched on the absolute, normalised path."""
+    """The runtime-noise places of one root: its state (directory prefixes, each ending in
+    ``/``, and name prefixes) and what it only reads (its user's rc files, package manifests).
+    Matched on the absolute, normalised path.
+
+    A write is runtime noise (hidden) only in the runtime's state: an rc file or a manifest
+    written by the runtime's own image is published plainly, because the in-process ``write``
+    tool can persist through ``~/.bashrc`` and the analyzer must see that."""
 
     dirs: tuple[str, ...] = ()
     files: frozenset[str] = frozenset()
@@ -125,9 +130,14 @@ class RuntimeAnchors:
     names: tuple[str, ...] = ()
 
     def matches(self, path: str) -> bool:
+        """A read of ``path`` by the runtime's own image is noise."""
         if path.startswith(self.dirs) or path.startswith(self.prefixes):
             return True
         return path in self.files or path.endswith(self.names)
+
+    def state(self, path: str) -> bool:
+        """A write of ``path`` by the runtime's own image is its own state (hidden)."""
+        return path.startswith(self.dirs) or path.startswith(self.prefixes)
 
 
 def _dir_prefix(path: str) -> str | None:

@@ -6,8 +6,9 @@
 
 * opens: loader noise for any process, on the normalised absolute path, only without write
   intent; ``/proc/<other pid>/...`` is annotated, never noise; runtime noise for ``role: agent``
-  processes only, anchored to the root's real directories: a read is dropped, a write is kept
-  with ``hidden: "runtime_noise"`` (the analyzer still matches write→exec on it);
+  processes only, anchored to the root's real directories: a read is dropped, a write into the
+  runtime's state is kept with ``hidden: "runtime_noise"`` (the analyzer still matches
+  write→exec on it), a write to an rc file or a manifest is published plainly;
 * chmod, unlink, rename, truncate: only runtime noise applies (they are all write-like), so they
   are either kept or kept ``hidden``; a rename is runtime noise only when both of its paths are;
 * connects: the connect filters (gates.py), then the runtime's own configured endpoints and DNS
@@ -99,9 +100,12 @@ class EventScoping:
 
     def _runtime_open(self, event: dict[str, Any], raw: Any, proc: Proc, root: Root) -> Verdict:
         path = _abs_text(raw)
-        if path is None or not self._anchors_for(root).matches(path):
+        if path is None:
             return None
-        return {"hidden": RUNTIME} if write_intent(event.get("flags")) else RUNTIME
+        anchors = self._anchors_for(root)
+        if not write_intent(event.get("flags")):
+            return RUNTIME if anchors.matches(path) else None
+        return {"hidden": RUNTIME} if anchors.state(path) else None
 
     def _write_gate(self, event: dict[str, Any], kind: str, proc: Proc, root: Root) -> Verdict:
         keys = ("path", "new_path") if kind == "rename" else ("path",)
@@ -113,7 +117,7 @@ class EventScoping:
         if proc.role != AGENT:
             return None
         anchors = self._anchors_for(root)
-        if all(anchors.matches(p) for p in paths if p is not None):
+        if all(anchors.state(p) for p in paths if p is not None):
             return {"hidden": RUNTIME}
         return None
 

@@ -43,6 +43,7 @@ class Proc:
     transparent: bool = False  # skipped in lineage, not counted in depth (wrapper / routine exec)
     role: str | None = None   # "agent" | "wrapper" | "routine" (roles.py); published on its events
     shell: bool = False       # a shell from a root-owned system directory (for shell_above)
+    runtime_image: bool = False  # runs the root's executable (the runtime's own binary)
     is_root: bool = False
     foreign: bool = False     # a root (or a fork of one) whose image left its profile: a payload
                               # exec'd in place, no longer the runtime's own background
@@ -115,7 +116,8 @@ class Tracker:
 
     def add_root(self, tgid: int, ppid: int, comm: str, root: Root) -> Proc:
         """Track ``tgid`` as a depth-0 root (role agent) described by ``root``."""
-        proc = Proc(tgid=tgid, ppid=ppid, depth=0, root=tgid, comm=comm, role="agent", is_root=True)
+        proc = Proc(tgid=tgid, ppid=ppid, depth=0, root=tgid, comm=comm, role="agent",
+                    runtime_image=True, is_root=True)
         self.procs[tgid] = proc
         self.roots[tgid] = root
         return proc
@@ -127,12 +129,13 @@ class Tracker:
             return None
         proc = Proc(tgid=child, ppid=parent, depth=p.depth, root=p.root, comm=p.comm,
                     transparent=p.transparent and not p.is_root, role=p.role, shell=p.shell,
-                    foreign=p.foreign)
+                    runtime_image=p.runtime_image, foreign=p.foreign)
         self.procs[child] = proc
         return proc
 
     def on_exec(self, tgid: int, ppid: int, comm: str, *, transparent: bool = False,
-                role: str | None = None, shell: bool = False) -> Proc | None:
+                role: str | None = None, shell: bool = False,
+                runtime_image: bool = False) -> Proc | None:
         """Propagate one successful exec; None if the process is outside every tree."""
         parent = self.procs.get(ppid)
         current = self.procs.get(tgid)
@@ -149,7 +152,7 @@ class Tracker:
         else:
             return None
         proc = Proc(tgid=tgid, ppid=ppid, depth=max(depth, 0), root=root, comm=comm,
-                    transparent=transparent, role=role, shell=shell)
+                    transparent=transparent, role=role, shell=shell, runtime_image=runtime_image)
         self.procs[tgid] = proc
         return proc
 
@@ -181,14 +184,15 @@ class Tracker:
         proc = self.procs.get(tgid) or self.procs.get(ppid)
         return self.roots.get(proc.root) if proc is not None else None
 
-    def shell_above(self, ppid: int) -> bool:
-        """Is any tracked non-root ancestor, starting at ``ppid``, a shell from a system
-        directory? (A ``/tmp/d/sh`` above does not make the next shell "the model's own".)"""
+    def shell_above(self, ppid: int, shell_names: frozenset[str]) -> bool:
+        """Is any tracked non-root ancestor, starting at ``ppid``, a shell? A shell from a
+        system directory, or anything named like one: this answer can only take the wrapper
+        role away from the shell below, so a name here makes CASA see more, never less."""
         proc = self.procs.get(ppid)
         for _ in range(MAX_WALK):
             if proc is None or proc.is_root:
                 return False
-            if proc.shell:
+            if proc.shell or proc.comm in shell_names:
                 return True
             proc = self.procs.get(proc.ppid)
         return False

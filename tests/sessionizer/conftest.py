@@ -6,7 +6,8 @@ import pytest
 
 from sessionizer.core import Sessionizer
 from sessionizer.settings import Settings, load_settings
-from synthetic_events import CONFIG, GATEWAY, HOMES, RULES, S, T0, WORKER, Events, lifecycle_of
+from synthetic_events import CONFIG, GATEWAY, HOMES, RULES, S, SCHEMA2_KINDS, T0, WORKER, Events, \
+    lifecycle_of
 
 
 @pytest.fixture
@@ -35,3 +36,12 @@ def gateway_core(core: Sessionizer, ev: Events) -> Sessionizer:
     return core
 
 
+
+
+@pytest.fixture
+def schema2_kinds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The contract's new event kinds in the bus tables, where they are not there yet."""
+    from bus import events
+    for kind, fields in SCHEMA2_KINDS.items():
+        if kind not in events.KIND_FIELDS:
+            monkeypatch.setitem(events.KIND_FIELDS, kind, fields)

@@ -28,16 +28,28 @@ class Events:
                 "uid": 1000, "comm": comm, "root": 0}
 
     def exec(self, tgid: int, ppid: int, path: str | bytes, argv: list[Any] | None = None,
-             ts: float = 0.0, ret: int = 0, comm: str = "bash") -> dict[str, Any]:
+             ts: float = 0.0, ret: int = 0, comm: str = "bash", **extra: Any) -> dict[str, Any]:
+        """``extra``: schema-2 fields (``abspath``, ``ino``, ``dev``, ...) or overrides."""
         e = self._common("exec", tgid, ppid, ts, comm)
         e.update({"syscall": "execve", "path": path, "argv": argv if argv is not None else [path],
                   "argv_truncated": False, "ret": ret, "exe": path, "dirfd": -100, "flags": 0,
                   "cap_eff": 0, "seccomp": 2})
+        e.update(extra)
         return e
 
-    def open(self, tgid: int, ppid: int, path: str | bytes, ts: float = 0.0, flags: int = 0) -> dict[str, Any]:
+    def open(self, tgid: int, ppid: int, path: str | bytes, ts: float = 0.0, flags: int = 0,
+             **extra: Any) -> dict[str, Any]:
         e = self._common("open", tgid, ppid, ts)
         e.update({"syscall": "openat", "path": path, "flags": flags, "mode": 0, "ret": 3})
+        e.update(extra)
+        return e
+
+    def other(self, kind: str, tgid: int, ppid: int, ts: float = 0.0, **fields: Any) -> dict[str, Any]:
+        """A schema-2 kind (chmod, rename, ptrace, ...) with the contract's fields: ``syscall``
+        and ``ret`` by default, the rest as given."""
+        e = self._common(kind, tgid, ppid, ts)
+        e.update({"syscall": kind, "ret": 0})
+        e.update(fields)
         return e
 
     def connect(self, tgid: int, ppid: int, addr: str, port: int, ts: float = 0.0,
@@ -57,9 +69,12 @@ class Events:
         return e
 
     def root(self, tgid: int, ppid: int, profile: str, exe: str = "/usr/bin/node",
-             ts: float = 0.0, comm: str = "openclaw-gatewa") -> dict[str, Any]:
+             ts: float = 0.0, comm: str = "openclaw-gatewa", argv: list[str] | None = None,
+             reason: str = "bootstrap", **extra: Any) -> dict[str, Any]:
         e = self._common("root", tgid, ppid, ts, comm)
-        e.update({"profile": profile, "reason": "bootstrap", "exe": exe, "argv": [exe]})
+        e.update({"profile": profile, "reason": reason, "exe": exe,
+                  "argv": argv if argv is not None else [exe]})
+        e.update(extra)
         return e
 
     def loss(self, count: int, ts: float = 0.0) -> dict[str, Any]:
@@ -84,3 +99,26 @@ def lifecycle_of(outputs: list[tuple[str, dict[str, Any]]]) -> list[dict[str, An
 
 def profiles_only(data: dict[str, Any]) -> Settings:
     return settings_from(load_profiles(data=data))
+
+
+# The schema-2 kinds of the working contract (CONTRACT.md §1), for tests that run before the
+# bus tables have them: the ``schema2_kinds`` fixture adds whichever are missing.
+SCHEMA2_KINDS: dict[str, dict[str, tuple[type, ...]]] = {
+    "chmod": {"syscall": (str,), "path": (str, bytes), "dirfd": (int,), "mode": (int,), "ret": (int,)},
+    "unlink": {"syscall": (str,), "path": (str, bytes), "dirfd": (int,), "flags": (int,), "ret": (int,)},
+    "rename": {"syscall": (str,), "path": (str, bytes), "new_path": (str, bytes), "dirfd": (int,),
+               "new_dirfd": (int,), "flags": (int,), "ret": (int,)},
+    "truncate": {"syscall": (str,), "path": (str, bytes), "length": (int,), "ret": (int,)},
+    "memfd": {"syscall": (str,), "name": (str, bytes), "flags": (int,), "ret": (int,)},
+    "ptrace": {"syscall": (str,), "request": (int,), "target": (int,), "ret": (int,)},
+    "vm_read": {"syscall": (str,), "target": (int,), "ret": (int,)},
+    "send": {"syscall": (str,), "family": (int,), "addr": (str,), "port": (int,), "bytes": (int,),
+             "ret": (int,)},
+    "bind": {"syscall": (str,), "family": (int,), "addr": (str,), "port": (int,), "ret": (int,)},
+    "listen": {"syscall": (str,), "family": (int,), "addr": (str,), "port": (int,),
+               "backlog": (int,), "ret": (int,)},
+    "socket": {"syscall": (str,), "family": (int,), "type": (int,), "protocol": (int,), "ret": (int,)},
+    "setid": {"syscall": (str,), "ids": (list,), "euid": (int,), "ret": (int,)},
+    "capset": {"syscall": (str,), "effective": (int,), "permitted": (int,), "inheritable": (int,),
+               "ret": (int,)},
+}
