@@ -74,12 +74,18 @@ class Holds:
     def take(self, root: int, now: int, lookback_ns: int, horizon_ns: int,
              visible: bool) -> list[Held]:
         """What joins a session of the tree now, oldest first: the hidden writes within the
-        horizon, and (``visible``: the tree's own new turn) the lookback events."""
-        if visible:
-            held = self.visible.pop(root, None)
+        horizon, and (``visible``: the tree's own new turn) the lookback events; otherwise
+        (a CLI window) the lookback's writes join too, hidden, and the rest stays held."""
+        held = self.visible.pop(root, None)
+        if held:
+            self._age(root, held, now - lookback_ns, horizon_ns, now)
+        if held and not visible:
+            for item in [h for h in held if h.key is not None]:
+                held.remove(item)
+                item.extra = {**(item.extra or {}), "hidden": BACKGROUND}
+                self.hold_hidden(root, item, horizon_ns)
             if held:
-                self._age(root, held, now - lookback_ns, horizon_ns, now)
-        else:
+                self.visible[root] = held
             held = None
         table = self.hidden.pop(root, None)
         out: list[Held] = []
