@@ -89,7 +89,8 @@ class Sessionizer(EventScoping, ExecHandling):
         self._announce_at_ns = 0          # ... until subscribers had time to reconnect
         self._holds = Holds(self.dropped)  # the runtime's own sessionless events (holding.py)
         self._anchors: dict[int, RuntimeAnchors] = {}    # tree id -> runtime-noise places
-        self._home_of = home_of
+        self._passwd = home_of
+        self._homes: dict[int | None, str | None] = {}   # uid -> home, until the next reload
 
     # ------------------------------------------------------------------ public API
 
@@ -173,6 +174,16 @@ class Sessionizer(EventScoping, ExecHandling):
         """Swap in validated settings (reload). Tracker and sessions are kept."""
         self.settings = settings
         self._anchors.clear()                  # the noise lists may have changed
+        self._homes.clear()                    # and a reload re-reads passwd
+
+    def _home_of(self, uid: int | None) -> str | None:
+        """The real home of ``uid``, looked up once per uid (a passwd lookup costs ~40 us;
+        every new root needs one)."""
+        try:
+            return self._homes[uid]
+        except KeyError:
+            home = self._homes[uid] = self._passwd(uid)
+            return home
 
     def shutdown(self, now_ns: int) -> list[Out]:
         """A ``shutdown`` lifecycle message for every session still open."""
@@ -236,20 +247,25 @@ class Sessionizer(EventScoping, ExecHandling):
         root = self.tracker.roots.get(proc.root) if proc is not None else None
         if root is None:
             return self._drop(out, "untracked")
-        extra = self._gate(event, kind, proc, root)
+        if kind == "open":                           # _open_gate, its common case inlined
+            raw = event.get("abspath") or event.get("path")
+            fact = self.settings.path_facts.fact(raw)
+            extra = None if fact is None and proc.role is None else \
+                self._open_verdict(event, raw, fact, proc, root)
+        else:
+            extra = self._gate(event, kind, proc, root)
         if extra is not None and type(extra) is str:
             return self._drop(out, extra)
         if proc.role is not None:
             extra = {"role": proc.role} if extra is None else {**extra, "role": proc.role}
-        hidden = extra is not None and "hidden" in extra
-        session, opened = self._session_for(root, ts, tgid, proc, event["uid"], hidden,
-                                            kind in OPENING_KINDS)
+        session, opened = self._session_for(root, ts, tgid, proc, event["uid"], extra, kind)
         if session is None:
             self._hold(root, Held(ts, event, kind, tgid, ppid, extra, write_key(event, kind)))
             return out
         if opened:
             out += opened
-        if self._holds:
+        holds = self._holds
+        if holds.visible or holds.hidden:
             out += self._release(root, session, ts, visible=bool(opened))
         out.append(self._accept(session, root, event, kind, tgid, ppid, ts, proc.depth, extra))
         return out
@@ -286,9 +302,9 @@ class Sessionizer(EventScoping, ExecHandling):
         """Keep an event of the runtime's own image (no session open) for a turn that may start
         soon, or a hidden write for the horizon (holding.py)."""
         if item.extra is not None and "hidden" in item.extra:
-            self._holds.hold_hidden(root.tgid, item, self.settings.horizon_ns)
+            self._holds.hold_hidden(root.tree_id, item, self.settings.horizon_ns)
         else:
-            self._holds.hold(root.tgid, item, self._lookback_ns(root), self.settings.horizon_ns)
+            self._holds.hold(root.tree_id, item, self._lookback_ns(root), self.settings.horizon_ns)
 
     def _lookback_ns(self, root: Root) -> int:
         profile = self.settings.profile(root.profile)
@@ -297,10 +313,10 @@ class Sessionizer(EventScoping, ExecHandling):
     def _release(self, root: Root, session: Session, ts: int, visible: bool) -> list[Out]:
         """Held events join a session of their tree: the hidden writes always, the lookback
         only when the tree's own turn just opened this session."""
-        if root.tgid not in self._holds.visible and root.tgid not in self._holds.hidden:
+        if root.tree_id not in self._holds.visible and root.tree_id not in self._holds.hidden:
             return []
-        held = self._holds.take(root.tgid, ts, self._lookback_ns(root), self.settings.horizon_ns,
-                                visible and session.tree_root == root.tgid)
+        held = self._holds.take(root.tree_id, ts, self._lookback_ns(root), self.settings.horizon_ns,
+                                visible and session.tree_id == root.tree_id)
         if not held:
             return []
         shown = [h.ts for h in held if h.extra is None or "hidden" not in h.extra]
@@ -326,13 +342,13 @@ class Sessionizer(EventScoping, ExecHandling):
 
     # ------------------------------------------------------------------ sessions
 
-    def _session_for(self, root: Root, ts: int, tgid: int, proc: Proc, uid: int, hidden: bool,
-                     opening: bool) -> tuple[Session | None, list[Out]]:
+    def _session_for(self, root: Root, ts: int, tgid: int, proc: Proc, uid: int,
+                     extra: dict[str, Any] | None, kind: str) -> tuple[Session | None, list[Out]]:
         """Which session an accepted event of ``root``'s tree joins (docs §Session model).
         An activity session's leader is the process whose event opened it (docs/bus.md §7.1).
         None: the event cannot open one and none is open (held, see _hold): a hidden write, or
-        an event of a runtime's own image (role agent) that is not ``opening`` (an exec, which
-        is always published, or one of OPENING_KINDS). ``uid``: the event's; a runtime tree
+        an event of a runtime's own image (role agent) whose kind is not in OPENING_KINDS (an
+        exec is always published, so it may open one). ``uid``: the event's; a runtime tree
         joins the CLI window of its root's user (a tool that changed uid, like sudo's child,
         still belongs to the gateway that ran it)."""
         runtime = root.profile in self.settings.runtime_profiles
@@ -340,10 +356,12 @@ class Sessionizer(EventScoping, ExecHandling):
             window = self.sessions.latest_invocation(root.uid if root.uid is not None else uid)
             if window is not None:                           # of the runtime's own user
                 return window, []
-        current = self.sessions.for_root(root.tgid)
+        current = self.sessions.for_root(root.tree_id)
         if current is not None:
             return current, []
-        if hidden or (runtime and proc.role == AGENT and not opening):
+        if extra is not None and "hidden" in extra:
+            return None, []
+        if runtime and proc.role == AGENT and kind not in OPENING_KINDS:
             return None, []
         return self._open_activity(root, ts, tgid, uid)
 
@@ -397,9 +415,8 @@ class Sessionizer(EventScoping, ExecHandling):
             live = {r.tree_id for r in self.tracker.roots.values()}
             for tree_id in [t for t in self._anchors if t not in live]:
                 del self._anchors[tree_id]
-            for tgid in [t for t in (*self._holds.visible, *self._holds.hidden)
-                         if t not in self.tracker.roots]:
-                self._holds.forget(tgid)
+            for tree_id in [t for t in (*self._holds.visible, *self._holds.hidden) if t not in live]:
+                self._holds.forget(tree_id)
 
     def _upgrade_restored(self, sessions: list[Session]) -> None:
         """Records from a checkpoint written before trees: roots get a tree id (and their own
@@ -408,6 +425,7 @@ class Sessionizer(EventScoping, ExecHandling):
         for root in self.tracker.roots.values():
             if root.tree_id == 0:
                 root.tree_id = root.shard = self.sessions.ids.allocate()
+                root.home = self._home_of(root.uid)
         for s in sessions:
             if s.tree_id == 0:
                 root = self.tracker.roots.get(s.tree_root)

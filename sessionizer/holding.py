@@ -44,7 +44,7 @@ class Held:
 
 
 class Holds:
-    """Both holds of every root; see the module docstring. Counts what it drops in
+    """Both holds of every tree (keyed by tree id); see the module docstring. Counts what it drops in
     ``dropped``: ``runtime_background`` (a visible event aged out, not write-like) and
     ``hidden_overflow`` (a hidden write pushed out by the per-root cap)."""
 

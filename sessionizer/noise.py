@@ -67,7 +67,7 @@ def path_fact(raw: Any, lists: NoiseLists, library_dirs: tuple[str, ...]) -> Fac
         return MISSING
     if raw[0] != "/":
         return UNRESOLVED
-    path = normalise(raw)
+    path = normalise(raw) if ("//" in raw or "/." in raw or raw[-1] == "/") else raw
     if path == "/proc" or path.startswith("/proc/"):
         return _proc_fact(path)
     if path in lists.loader_exact or path.startswith(lists.loader_prefixes):

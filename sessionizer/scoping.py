@@ -83,8 +83,13 @@ class EventScoping:
         return None
 
     def _open_gate(self, event: dict[str, Any], proc: Proc, root: Root) -> Verdict:
-        raw = path_key(event)
-        fact = self.settings.path_facts.fact(raw)
+        raw = event.get("abspath") or event.get("path")      # noise.path_key, inlined (hot)
+        return self._open_verdict(event, raw, self.settings.path_facts.fact(raw), proc, root)
+
+    def _open_verdict(self, event: dict[str, Any], raw: Any, fact: Any, proc: Proc,
+                      root: Root) -> Verdict:
+        """An open's verdict from its path's fact (noise.PathFacts); the core calls this
+        itself, after the memo, unless the fact is None for a process without a role."""
         if fact is None:
             return self._runtime_open(event, raw, proc, root) if proc.role == AGENT else None
         if type(fact) is int:                              # /proc/<pid>/...

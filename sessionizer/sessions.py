@@ -137,7 +137,7 @@ class SessionTable:
     def __init__(self, ids: SessionIds | None = None) -> None:
         self.ids = ids or SessionIds()
         self.sessions: dict[int, Session] = {}
-        self._by_root: dict[int, Session] = {}          # tree root -> its not-closed session
+        self._by_root: dict[int, Session] = {}          # tree id -> its not-closed session
         self._open_by_leader: dict[int, list[int]] = {}  # leader tgid -> OPEN invocation ids
         self._invocations: dict[int, None] = {}         # not-closed invocation ids, in id order
         self._due: list[tuple[int, int]] = []           # heap of (deadline lower bound, id)
@@ -165,16 +165,17 @@ class SessionTable:
     def add(self, s: Session) -> None:
         """Insert a session (a new one, or one restored from a checkpoint) into every index."""
         self.sessions[s.session_id] = s
-        self._by_root[s.tree_root] = s
+        self._by_root[s.tree_id] = s
         if s.origin is Origin.INVOCATION:
             self._invocations[s.session_id] = None
             if s.state is SessionState.OPEN:
                 self._open_by_leader.setdefault(s.leader_tgid, []).append(s.session_id)
         self._note_due(_deadline(s), s.session_id)
 
-    def for_root(self, tree_root: int) -> Session | None:
-        """The not-closed session opened by this tree root, if any."""
-        return self._by_root.get(tree_root)
+    def for_root(self, tree_id: int) -> Session | None:
+        """The not-closed session opened by this tree (by tree id: a tgid can be reused by a
+        new root while the old tree's session still idles), if any."""
+        return self._by_root.get(tree_id)
 
     def latest_invocation(self, uid: int | None) -> Session | None:
         """The most recently opened invocation session, still open or in its grace period, whose
@@ -232,8 +233,8 @@ class SessionTable:
 
     def _remove(self, s: Session) -> None:
         del self.sessions[s.session_id]
-        if self._by_root.get(s.tree_root) is s:
-            del self._by_root[s.tree_root]
+        if self._by_root.get(s.tree_id) is s:
+            del self._by_root[s.tree_id]
         self._invocations.pop(s.session_id, None)
         ids = self._open_by_leader.get(s.leader_tgid)
         if ids and s.session_id in ids:

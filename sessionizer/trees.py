@@ -35,6 +35,8 @@ def invocation_shard(roots: Iterable[Root], runtime_profiles: frozenset[str], ui
                      own_tree_id: int) -> int:
     """The shard of a new invocation root of ``uid``: that of the newest runtime root of the
     same user, else its own tree id."""
+    if not runtime_profiles:
+        return own_tree_id
     best: Root | None = None
     for r in roots:
         if r.profile in runtime_profiles and r.uid is not None and r.uid == uid:

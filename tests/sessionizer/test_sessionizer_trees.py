@@ -228,3 +228,16 @@ def test_a_checkpoint_from_before_trees_keeps_routing_by_session_id(gateway_core
     (e,) = events_of(feed(fresh, [ev.open(3000, WORKER, "/tmp/x", ts=11)]))
     assert e["shard"] == s.session_id
     assert fresh.tracker.get(GATEWAY).role == "agent"
+
+
+def test_a_reused_tgid_is_a_new_tree_with_sessions_of_its_own(core, ev):
+    out = feed(core, gateway(ev) + [ev.exec(3000, GATEWAY, "/usr/bin/ls", ["ls"], ts=1),
+                                    ev.exit(3000, GATEWAY, ts=1.1), ev.exit(GATEWAY, 1, ts=1.2)])
+    old = lifecycle_of(out)[0]
+    again = ev.root(GATEWAY, 1, "openclaw-gateway", exe=NODE, reason="exec", ts=2,
+                    argv=["node", f"{OC}/openclaw.mjs", "gateway"])
+    out = feed(core, [again, ev.exec(3001, GATEWAY, "/usr/bin/ls", ["ls"], ts=3)])
+    (new,) = lifecycle_of(out)                             # the old session still idles
+    assert new["tree_id"] != old["tree_id"] and new["session_id"] != old["session_id"]
+    assert new["parent_session_id"] is None
+    assert events_of(out)[0]["session_id"] == new["session_id"]
