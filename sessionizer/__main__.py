@@ -153,9 +153,10 @@ class Stage:
         self.endpoints.start()
         poller = zmq.Poller()
         poller.register(self.sub.sock, zmq.POLLIN)
-        log.info("sessionizer running | profiles=%s flush_interval_s=%s state=%s liveness=%s",
-                 ",".join(p.name for p in self.core.settings.profiles), self.args.flush_interval_s,
-                 self.store.path, "on" if self.args.liveness else "off")
+        log.info("sessionizer running | profiles=%s flush_interval_s=%s state=%s liveness=%s "
+                 "system_dirs=%s", ",".join(p.name for p in self.core.settings.profiles),
+                 self.args.flush_interval_s, self.store.path,
+                 "on" if self.args.liveness else "off", ",".join(sorted(self.core.settings.system_dirs)))
         next_checkpoint = next_liveness = time.monotonic()
         next_sweep = next_liveness + DEAD_SWEEP_INTERVAL_S
         structure_after = 0.0      # earliest time a structure change may trigger a checkpoint
