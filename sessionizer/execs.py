@@ -63,6 +63,8 @@ class ExecHandling:
             return [], ("exec_not_found" if ret == -ENOENT else None)
         tgid, ppid = event["tgid"], event["ppid"]
         facts = exec_facts(event)
+        if not facts.resolved and not facts.fd_exec:
+            self.counters["unresolved_paths"] += 1           # no shortcut can vouch for it
         procs = self.tracker.procs
         current = procs.get(tgid)
         if current is not None and current.is_root:

@@ -54,11 +54,13 @@ class ExecFacts:
     name: str
     argv: list[str]
     exe_id: tuple[int, int] | None
+    fd_exec: bool = False
 
 
 def exec_facts(event: dict[str, Any]) -> ExecFacts:
     path_raw, exe_raw = _text(event.get("path")), _text(event.get("exe"))
-    if exe_raw and exe_raw != path_raw:              # fd exec: the file behind the fd
+    fd_exec = bool(exe_raw) and exe_raw != path_raw
+    if fd_exec:                                      # the file behind the fd
         image, resolved = exe_raw, exe_raw.startswith("/")
         if resolved:
             image = effective_path({"path": exe_raw})[0]
@@ -71,7 +73,7 @@ def exec_facts(event: dict[str, Any]) -> ExecFacts:
     argv = [_text(a) for a in event.get("argv") or [] if isinstance(a, (str, bytes))]
     ino, dev = event.get("ino"), event.get("dev")
     exe_id = (ino, dev) if type(ino) is int and type(dev) is int else None
-    return ExecFacts(image, resolved, name, argv, exe_id)
+    return ExecFacts(image, resolved, name, argv, exe_id, fd_exec)
 
 
 def is_wrapper_argv(argv: list[str]) -> bool:

@@ -127,6 +127,7 @@ def test_exec_shortcuts_read_the_resolved_path(gw, ev, path, abspath, role):
                     ev.fork(3000, WORKER, 3001, ts=10.1),
                     ev.exec(3001, 3000, path, ["id"], ts=10.2, abspath=abspath)])
     assert events_of(out)[-1].get("role") == role and events_of(out)[-1]["path"] == path
+    assert gw.stats().get("unresolved_paths", 0) == (1 if abspath == "" else 0)
 
 
 def _fake_stat(owners: dict[str, tuple[int, int]]) -> Any:

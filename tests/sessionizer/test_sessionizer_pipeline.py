@@ -120,6 +120,11 @@ def test_m01_upload_via_curl_scores_9_without_the_wrapper_counting_as_a_shell():
     assert _fired(decisions) == ({"sensitive_file_then_network", "sensitive_file_exfiltration_via_tooling"},
                                  9, "ALERT")
     assert all(n["comm"] != "bash" for e in events if e["kind"] == "exec" for n in e["lineage"])
+    # the wrappers are published now, tagged: the analyzer must (and does) keep them out of the
+    # execution flags; their exec and exit are part of the session's events
+    wrappers = [e for e in events if e.get("role") == "wrapper"]
+    assert [(e["kind"], e["tgid"]) for e in wrappers] == [("exec", 3000), ("exit", 3000),
+                                                           ("exec", 3100), ("exit", 3100)]
     turn_sessions = {e["session_id"] for e in events if e["tgid"] >= 3000}
     assert turn_sessions == {e["session_id"] for e in events if e["tgid"] == 3101}
     assert len(turn_sessions) == 1 and events[0]["session_id"] not in turn_sessions   # CLI window
