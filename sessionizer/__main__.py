@@ -34,7 +34,7 @@ from bus.runtime import tune_gc
 from bus.topics import (COLLECTOR_CONTROL, COLLECTOR_EVENT, SESSIONIZER_CONTROL, SESSIONIZER_EVENT,
                         SESSIONIZER_SESSION)
 from policy import rules_path
-from sessionizer.checkpoint import StateStore, input_positions, state_dir
+from sessionizer.checkpoint import TREE_IDS, StateStore, input_positions, state_dir
 from sessionizer.connect_filter import ConfiguredEndpoints
 from sessionizer.core import FLUSH_INTERVAL_S, Out, Sessionizer
 from sessionizer.sessions import SessionIds
@@ -100,9 +100,11 @@ class Stage:
         self.store = StateStore(args.state_dir)
         doc = self.store.load()
         ids = SessionIds(self.store.first_id(), reserve=self.store.reserve)
+        tree_ids = SessionIds(self.store.first_id(TREE_IDS), reserve=self.store.reserve_trees)
         self.endpoints = ConfiguredEndpoints()
         self._configure_endpoints(settings)
-        self.core = Sessionizer(settings, self.endpoints, ids, args.flush_interval_s)
+        self.core = Sessionizer(settings, self.endpoints, ids, args.flush_interval_s,
+                                tree_ids=tree_ids)
         self.ctx = zmq.Context()
         self.pub = Publisher(bind_publisher(self.ctx, STAGE), STAGE)
         topics = Subscriber.subscriptions(list(DATA_TOPICS))

@@ -2,7 +2,7 @@
 
 One JSON document, replaced atomically (write a temporary file, fsync, rename)::
 
-    {"version": 1, "id_reserved_until": 129, "saved_ns": ...,
+    {"version": 1, "id_reserved_until": 129, "tree_id_reserved_until": 65, "saved_ns": ...,
      "checkpoint": {"tracker": {...}, "sessions": [...], "next_id": 97, "clean": false,
                     "bus": [{"stream": "collector", "topic": "collector.event",
                              "epoch": ..., "seq": ...}, ...]}}
@@ -11,8 +11,9 @@ One JSON document, replaced atomically (write a temporary file, fsync, rename)::
 written before that hold ``{"collector.event": {"epoch": ..., "seq": ...}, ...}`` instead;
 :func:`input_positions` reads both, so the version stays 1.
 
-Session ids below ``id_reserved_until`` may have been handed out, so a restarted sessionizer
-starts there: ids are never reused, even after a crash (at most one reserved block is skipped).
+Session ids below ``id_reserved_until`` (tree ids below ``tree_id_reserved_until``: their own
+sequence, so that session ids stay consecutive and both spread evenly over ``% N``) may have been
+handed out, so a restarted sessionizer starts there: ids are never reused, even after a crash (at most one reserved block is skipped).
 Without a state file (first start, a state directory on tmpfs after a reboot, a corrupt file) ids
 start at the wall clock in milliseconds, which is above every id handed out before as long as
 fewer than one session per millisecond was opened. The same holds when the file cannot be written
@@ -29,10 +30,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["StateStore", "STATE_VERSION", "DEFAULT_STATE_DIR", "state_dir", "input_positions"]
+__all__ = ["StateStore", "STATE_VERSION", "DEFAULT_STATE_DIR", "state_dir", "input_positions",
+           "SESSION_IDS", "TREE_IDS"]
 
 STATE_VERSION = 1
 DEFAULT_STATE_DIR = "/var/lib/casa"
+SESSION_IDS, TREE_IDS = "id_reserved_until", "tree_id_reserved_until"   # reservations, by kind
 FILE_NAME = "sessionizer.json"
 
 log = logging.getLogger("casa.sessionizer.state")
@@ -93,24 +96,30 @@ class StateStore:
         except OSError:
             pass
 
-    def first_id(self) -> int:
-        """Where session ids continue: the reservation, else the clock in milliseconds."""
-        start = int(self.doc.get("id_reserved_until", 1))
+    def first_id(self, key: str = SESSION_IDS) -> int:
+        """Where the ids of ``key`` (session ids, or tree ids) continue: the reservation, else
+        the clock in milliseconds (also for a file written before that key existed)."""
         clock_ms = time.time_ns() // 1_000_000
+        known = key in self.doc
+        start = int(self.doc.get(key, 1))
         if not self.save():
-            log.warning("cannot write the state file: session ids derive from the clock (ms) and "
-                        "restart recovery is off | path=%s", self.path)
+            log.warning("cannot write the state file: ids derive from the clock (ms) and "
+                        "restart recovery is off | path=%s ids=%s", self.path, key)
             return max(start, clock_ms)
-        if self.fresh:
-            log.info("no state file: session ids start at the clock (ms) | path=%s first_id=%d",
-                     self.path, clock_ms)
+        if self.fresh or not known:
+            log.info("no reservation in the state file: ids start at the clock (ms) "
+                     "| path=%s ids=%s first_id=%d", self.path, key, clock_ms)
             return max(start, clock_ms)
         return start
 
-    def reserve(self, upto: int) -> None:
-        """Persist that ids below ``upto`` may be used (SessionIds calls this before using them)."""
-        self.doc["id_reserved_until"] = max(int(upto), int(self.doc.get("id_reserved_until", 1)))
+    def reserve(self, upto: int, key: str = SESSION_IDS) -> None:
+        """Persist that ids of ``key`` below ``upto`` may be used (SessionIds calls this before
+        using them)."""
+        self.doc[key] = max(int(upto), int(self.doc.get(key, 1)))
         self.save()
+
+    def reserve_trees(self, upto: int) -> None:
+        self.reserve(upto, TREE_IDS)
 
     def checkpoint(self, state: dict[str, Any]) -> bool:
         self.doc["checkpoint"] = state

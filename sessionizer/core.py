@@ -69,15 +69,20 @@ class _NoEndpoints:
 class Sessionizer(EventScoping, ExecHandling):
     """Tracker + session table + gates. See the module docstring for the order of work.
 
-    ``home_of``: the real home of a uid (passwd by default; tests pass their own)."""
+    ``ids``, ``tree_ids``: the session-id and tree-id sequences (two, so that both stay
+    consecutive: ids that alternated between sessions and trees would all have the same parity
+    and land on one analyzer of two). ``home_of``: the real home of a uid (passwd by default;
+    tests pass their own)."""
 
     def __init__(self, settings: Settings, endpoints: EndpointMatcher | None = None,
                  ids: SessionIds | None = None, flush_interval_s: float = FLUSH_INTERVAL_S,
-                 home_of: Callable[[int | None], str | None] = passwd_home) -> None:
+                 home_of: Callable[[int | None], str | None] = passwd_home,
+                 tree_ids: SessionIds | None = None) -> None:
         self.settings = settings
         self.endpoints = endpoints or _NoEndpoints()
         self.tracker = Tracker()
         self.sessions = SessionTable(ids)
+        self.tree_ids = tree_ids or SessionIds()
         self.trees = TreeBook()
         self.flush_interval_ns = int(flush_interval_s * NS_PER_S)
         self.dropped: Counter[str] = Counter()
@@ -424,7 +429,7 @@ class Sessionizer(EventScoping, ExecHandling):
         did for them before) and name their root's tree."""
         for root in self.tracker.roots.values():
             if root.tree_id == 0:
-                root.tree_id = root.shard = self.sessions.ids.allocate()
+                root.tree_id = root.shard = self.tree_ids.allocate()
                 root.home = self._home_of(root.uid)
         for s in sessions:
             if s.tree_id == 0:

@@ -25,7 +25,7 @@ from sessionizer.anchors import in_dirs
 from sessionizer.gates import ENOENT, routine_exec
 from sessionizer.roles import AGENT, ROUTINE, WRAPPER, ExecFacts, exec_facts, install_dir, \
     is_wrapper_argv, same_image, script_argument
-from sessionizer.sessions import Origin, Session, SessionTable
+from sessionizer.sessions import Origin, Session, SessionIds, SessionTable
 from sessionizer.settings import Settings
 from sessionizer.tracker import Proc, Root, Tracker
 from sessionizer.trees import invocation_shard
@@ -48,6 +48,7 @@ class ExecHandling:
     settings: Settings
     tracker: Tracker
     sessions: SessionTable
+    tree_ids: SessionIds
     counters: Counter[str]
     dropped: Counter[str]
     structure_changed: bool
@@ -185,7 +186,7 @@ class ExecHandling:
         """A new Root with its tree id, shard, home and install directory."""
         home = self._home_of(uid)
         script = script_argument(argv, self._script_names(profile_name))
-        tree_id = self.sessions.ids.allocate()
+        tree_id = self.tree_ids.allocate()
         if profile_name in self.settings.runtime_profiles:
             shard = tree_id
         else:

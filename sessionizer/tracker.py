@@ -54,8 +54,8 @@ class Root:
     """A tracked root: the profile it matched, when it was seen, and its (real) uid: a runtime
     tree's events join only CLI sessions of that user (None: from an older checkpoint).
 
-    ``tree_id`` is allocated by the sessionizer from the session-id sequence (never a tgid, which
-    the kernel reuses; never reused itself); ``shard`` routes the tree's sessions to one analyzer
+    ``tree_id`` is allocated by the sessionizer from its own reserved sequence (never a tgid,
+    which the kernel reuses; never reused itself); ``shard`` routes the tree's sessions to one analyzer
     (trees.py). ``exe``/``exe_ino``/``exe_dev`` identify the runtime's executable and
     ``install_dir`` its installation (roles.py); ``home`` is the real home of ``uid`` (passwd);
     ``cap_eff`` its CapEff when known; ``bootstrap_ns`` when it was found by the collector's

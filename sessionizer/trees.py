@@ -4,8 +4,8 @@ A session is a window of time; an attack need not fit in one. A write, an idle g
 the exec of what was written (issue 11 item 7), or a detached ``sh -c 'sleep 4; ./p'`` left
 behind when the invocation ends (item 8): the exec opens a new session of the same tree. So:
 
-* every root gets a ``tree_id`` (allocated from the session-id sequence: never a tgid, which the
-  kernel reuses, and never reused itself, since that sequence is reserved in the state file);
+* every root gets a ``tree_id`` (allocated from its own sequence, reserved in the state file like
+  session ids: never a tgid, which the kernel reuses, and never reused itself);
 * every session of a tree names its predecessor in ``parent_session_id``: the session that last
   took an event of the tree (``Root.last_session``), if it is still open or closed no longer
   than ``history_horizon_seconds`` ago. The analyzer carries the tree's history from it;

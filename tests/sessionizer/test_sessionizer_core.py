@@ -368,10 +368,10 @@ def test_session_ids_are_monotonic_and_reserved_before_use(ev, settings):
     out = []
     for i in range(3):
         out += feed(core, [ev.exec(CLI + i, 500, "/opt/nvm/v24/bin/node", cli_argv(), ts=i)])
-    ids = [m["session_id"] for m in lifecycle_of(out)]
-    assert ids == sorted(ids) and len(set(ids)) == 3 and ids[0] >= 100
-    trees = [m["tree_id"] for m in lifecycle_of(out)]          # tree ids: the same sequence
-    assert not set(trees) & set(ids) and max(ids + trees) < reserved[0]
+    assert [m["session_id"] for m in lifecycle_of(out)] == [100, 101, 102]
+    assert reserved and reserved[0] > 102
+    trees = [m["tree_id"] for m in lifecycle_of(out)]          # their own sequence, consecutive too
+    assert trees == [trees[0], trees[0] + 1, trees[0] + 2]
 
 
 # ------------------------------------------------------------------ bad and odd input

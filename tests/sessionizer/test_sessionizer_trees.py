@@ -191,20 +191,35 @@ def test_loss_says_why_a_session_is_incomplete(core, ev):
 
 def test_trees_and_parents_survive_a_restart_and_ids_are_never_reused(settings, ev):
     reserved: list[int] = []
-    core = Sessionizer(settings, ids=SessionIds(100, reserve=reserved.append), home_of=HOMES.get)
+    core = Sessionizer(settings, ids=SessionIds(100), home_of=HOMES.get,
+                       tree_ids=SessionIds(500, reserve=reserved.append))
     out = feed(core, gateway(ev) + write_then_run(ev, 10, 7)[:4])
     first = lifecycle_of(out)[0]
     feed(core, [ev.exec(3005, GATEWAY, "/usr/bin/true", ["true"], ts=30)])   # closes the first
     state = core.checkpoint_state()
-    fresh = Sessionizer(settings, ids=SessionIds(reserved[-1]), home_of=HOMES.get)
+    fresh = Sessionizer(settings, ids=SessionIds(200), home_of=HOMES.get,
+                        tree_ids=SessionIds(reserved[-1]))
     fresh.restore(state, T0 + 31 * S, alive=lambda t: True, clean=True)
     root = fresh.tracker.roots[GATEWAY]
-    assert (root.tree_id, root.install_dir, root.home) == (first["tree_id"], OC, HOMES[1000])
+    assert (root.tree_id, root.install_dir, root.home) == (first["tree_id"], OC, HOMES[1000]) == \
+        (500, OC, HOMES[1000])
     out = feed(fresh, [ev.exec(3006, GATEWAY, "/usr/bin/true", ["true"], ts=40)])
     second = [m for m in lifecycle_of(out) if m["state"] == "opened"][0]
     assert second["parent_session_id"] is not None and second["tree_id"] == first["tree_id"]
     feed(fresh, [ev.root(7000, 1, "openclaw-gateway", reason="exec")])
-    assert fresh.tracker.roots[7000].tree_id >= reserved[-1] > max(first["tree_id"], second["session_id"] - 1)
+    assert fresh.tracker.roots[7000].tree_id == reserved[-1] > 500
+
+
+def test_tree_ids_continue_at_their_own_reservation_in_the_state_file(tmp_path):
+    from sessionizer.checkpoint import TREE_IDS, StateStore
+    store = StateStore(tmp_path)
+    store.load()
+    first = store.first_id(TREE_IDS)
+    trees = SessionIds(first, reserve=store.reserve_trees)
+    used = [trees.allocate() for _ in range(3)]
+    again = StateStore(tmp_path)
+    again.load()
+    assert again.first_id(TREE_IDS) == again.doc[TREE_IDS] > max(used)
 
 
 def test_a_checkpoint_from_before_trees_keeps_routing_by_session_id(gateway_core, ev, settings):
