@@ -257,6 +257,8 @@ class Sessionizer(EventScoping, ExecHandling):
             fact = self.settings.path_facts.fact(raw)
             extra = None if fact is None and proc.role is None else \
                 self._open_verdict(event, raw, fact, proc, root)
+        elif kind == "exit" or kind == "exec":      # nothing to filter: no call
+            extra = None
         else:
             extra = self._gate(event, kind, proc, root)
         if extra is not None and type(extra) is str:

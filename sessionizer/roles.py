@@ -24,7 +24,7 @@ import posixpath
 from dataclasses import dataclass
 from typing import Any
 
-from bus.paths import effective_path
+from bus.paths import effective_path, normalise
 from bus.text import from_wire
 
 __all__ = ["AGENT", "WRAPPER", "ROUTINE", "ExecFacts", "exec_facts", "is_wrapper_argv",
@@ -43,7 +43,7 @@ def _text(value: Any) -> str:
     return from_wire(value) if isinstance(value, bytes) else ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ExecFacts:
     """What an exec ran, read once: ``image`` is the absolute, normalised executable (for an fd
     exec, the file behind the fd: ``memfd:x (deleted)``), ``resolved`` False when a relative
@@ -57,15 +57,23 @@ class ExecFacts:
     fd_exec: bool = False
 
 
+def _absolute(text: str) -> str:
+    """``text`` (absolute) normalised; the common, already normal case without a call."""
+    return normalise(text) if ("//" in text or "/." in text or text[-1] == "/") else text
+
+
 def exec_facts(event: dict[str, Any]) -> ExecFacts:
+    """Not frozen, on purpose: a frozen dataclass's ``__init__`` costs about 1 us more, on
+    every exec."""
     path_raw, exe_raw = _text(event.get("path")), _text(event.get("exe"))
     fd_exec = bool(exe_raw) and exe_raw != path_raw
     if fd_exec:                                      # the file behind the fd
-        image, resolved = exe_raw, exe_raw.startswith("/")
-        if resolved:
-            image = effective_path({"path": exe_raw})[0]
+        resolved = exe_raw.startswith("/")
+        image = _absolute(exe_raw) if resolved else exe_raw
+    elif "abspath" in event or not path_raw.startswith("/"):
+        image, resolved = effective_path(event)      # relative: the kernel's abspath, if any
     else:
-        image, resolved = effective_path(event)
+        image, resolved = _absolute(path_raw), True
     # an fd exec (fexecve: no path) is named after the file behind the fd, not after the
     # event's comm, which is the pre-exec one (the runtime's own name)
     name = (posixpath.basename(path_raw.rstrip("/")) or posixpath.basename(exe_raw)
