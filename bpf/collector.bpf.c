@@ -254,6 +254,14 @@ static __always_inline int fd_of_path(const char *p, u32 tgid)
 #if OFF_DENTRY_NAME - OFF_DENTRY_QSTR != 8 || OFF_DENTRY_NAME_LEN - OFF_DENTRY_QSTR > 4
 #error "struct qstr is not {hash, len; name} in 16 bytes on this kernel: the walk reads it whole"
 #endif
+/* d_name within 16 bytes after d_parent, 8-aligned: the walk reads both with one helper call */
+#if OFF_DENTRY_QSTR > OFF_DENTRY_PARENT && OFF_DENTRY_QSTR - OFF_DENTRY_PARENT <= 16 && \
+    (OFF_DENTRY_QSTR - OFF_DENTRY_PARENT) % 8 == 0
+#define DENTRY_SPAN_READ 1
+#define QSTR_SLOT ((OFF_DENTRY_QSTR - OFF_DENTRY_PARENT) / 8)
+#else
+#define DENTRY_SPAN_READ 0
+#endif
 
 /*
  * task->files->fdt->fd[fd], or NULL. files, fdt and max_fds are direct BTF loads (fault-safe,
@@ -334,6 +342,9 @@ static __always_inline u32 walk_dir(struct event *e, char *area, void *fs, void 
 	void *root_mnt = read_ptr(fs + OFF_FS_ROOT + OFF_PATH_MNT);
 	void *mnt, *mnt_root, *parent, *up;
 	u64 qstr[2];             /* struct qstr: {hash, len} then name */
+#if DENTRY_SPAN_READ
+	u64 span[QSTR_SLOT + 2]; /* d_parent .. d_name.name */
+#endif
 	u32 pos, nlen;
 	long n;
 	int i;
@@ -359,13 +370,22 @@ static __always_inline u32 walk_dir(struct event *e, char *area, void *fs, void 
 				return DIR_UNREADABLE;
 			continue;
 		}
+#if DENTRY_SPAN_READ
+		/* d_parent and d_name are adjacent (24 and 32 on 6.x): one read for both */
+		if (bpf_probe_read_kernel(span, sizeof(span), dentry + OFF_DENTRY_PARENT))
+			return DIR_UNREADABLE;
+		parent = (void *)span[0];
+		qstr[0] = span[QSTR_SLOT];
+		qstr[1] = span[QSTR_SLOT + 1];
+#else
 		parent = read_ptr(dentry + OFF_DENTRY_PARENT);
+		if (bpf_probe_read_kernel(qstr, sizeof(qstr), dentry + OFF_DENTRY_QSTR))
+			return DIR_UNREADABLE;
+#endif
 		if (!parent)
 			return DIR_UNREADABLE;
 		if (parent == dentry)
 			return DIR_OUTSIDE_ROOT;             /* a detached tree (memfd, pseudo files) */
-		if (bpf_probe_read_kernel(qstr, sizeof(qstr), dentry + OFF_DENTRY_QSTR))
-			return DIR_UNREADABLE;
 		nlen = (u32)(qstr[0] >> (8 * (OFF_DENTRY_NAME_LEN - OFF_DENTRY_QSTR)));
 		pos = *(volatile u16 *)&e->dir_len;
 		if (pos + nlen + 1 >= MAX_DIR_LEN)
