@@ -37,6 +37,7 @@ SYSCALL_NAMES = {0: "execve", 1: "execve", 2: "execveat", 3: "openat", 4: "opena
 ST_ARGV_TRUNCATED, ST_ARGV_FLAT, ST_PROVISIONAL = 0x1, 0x2, 0x4
 ST_EXE_RESOLVED, ST_EXE_DELETED, ST_CAPS_VALID = 0x8, 0x10, 0x20
 ST_PATH_TRUNCATED, ST_IDENTITY = 0x40, 0x80
+_PATH_BITS = ST_PATH_TRUNCATED | ST_IDENTITY
 # enum dir_error: why the base-directory walk of a relative path did not finish (heartbeat
 # counters unresolved_<name>); "path_unreadable" is user space's own: no path to resolve.
 DIR_NONE, DIR_OK = 0, 1
@@ -151,7 +152,11 @@ def decode(raw: bytes, boot_epoch_ns: int, max_args: int, max_arg_len: int,
         path = from_kernel(raw[HEADER_SIZE:end])
         ev.update(syscall=SYSCALL_NAMES.get(sc, "openat"), path=path, flags=flags, mode=mode,
                   ret=ret, dirfd=dirfd)
-        _path_fields(d, path, raw[end:end + dir_len], dir_error, path_len, ino, dev)
+        # most opens: an absolute normal path, read-only, nothing to add (tested inline: a call
+        # per open costs ~1 us; a last "." only means "maybe not normal", the call decides)
+        if (dir_error or status & _PATH_BITS or path[:1] != "/" or "//" in path or "/./" in path
+                or "/../" in path or path[-1] in "/."):
+            _path_fields(d, path, raw[end:end + dir_len], dir_error, path_len, ino, dev)
     elif kind == EV_CONNECT:
         ev.update(family=family, addr=_address(family, addr), port=port, ret=ret)
     elif kind == EV_EXIT:
