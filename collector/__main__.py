@@ -11,7 +11,8 @@ A heartbeat with counters goes out every second.
 Signals: SIGHUP re-reads the profiles (invalid: logged, old kept) and publishes a reload request
 on ``collector.control``; SIGTERM/SIGINT flush, send a final heartbeat and exit 0.
 
-Caveats: see docs/collector.md (relative paths unresolved, argv limits, provisional tracking).
+Caveats: see docs/collector.md (when a relative path stays unresolved, argv limits, provisional
+tracking).
 """
 
 from __future__ import annotations

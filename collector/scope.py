@@ -188,10 +188,11 @@ class Scope:
         return [ev]                 # inside a tracked tree: never a new root (module docstring)
 
     def _exe(self, tgid: int, ev: dict[str, Any]) -> str:
-        """What the exec ran, for profile matching: the exec'd path (or the file behind an
-        exec'd fd). Not /proc/PID/exe: for a ``#!/usr/bin/env node`` script that is env, or
-        already node, depending on timing; the script path is what the profile names."""
-        return ev["exe"] or self.exe_reader(tgid)
+        """What the exec ran, for profile matching and the ``root`` event: the exec'd path made
+        absolute by the kernel (``abspath``, for ``./openclaw``), else as passed (or the file
+        behind an exec'd fd). Not /proc/PID/exe: for a ``#!/usr/bin/env node`` script that is
+        env, or already node, depending on timing; the script path is what the profile names."""
+        return ev.get("abspath") or ev["exe"] or self.exe_reader(tgid)
 
     def _candidate(self, d: Decoded) -> list[dict[str, Any]]:
         ev = d.event

@@ -287,3 +287,13 @@ def test_the_same_fake_cli_started_outside_any_tree_is_a_root(env):
     p.wait(30)
     tap.wait_for(lambda e: e["kind"] == "exit" and e["tgid"] == p.pid)
     assert [(r["profile"], r["reason"]) for r in tap.of(kind="root", tgid=p.pid)] == [(FAKE_CLI, "exec")]
+
+
+def test_a_root_started_by_a_relative_path_is_reported_with_its_absolute_exe(env):
+    tap, fake = env["tap"], env["fake"]
+    p = subprocess.Popen(["./openclaw", "agent", "-m", "hi"], cwd=fake.parent)
+    p.wait(30)
+    tap.wait_for(lambda e: e["kind"] == "exit" and e["tgid"] == p.pid)
+    assert [(e["path"], e["abspath"]) for e in tap.of(kind="exec", tgid=p.pid) if e["path"] == "./openclaw"] == [
+        ("./openclaw", str(fake))]
+    assert [(r["profile"], r["exe"]) for r in tap.of(kind="root", tgid=p.pid)] == [(FAKE_CLI, str(fake))]

@@ -197,3 +197,12 @@ def test_script_whose_interpreter_never_matches_is_rejected_at_the_sweep():
     del kmap.entries[90], kmap.entries[91]                                     # the tree exits
     s.sweep()
     assert 90 not in s.doubtful and 90 in s.rejected and s.dropped_events == 2
+
+
+def test_a_relative_root_exec_is_matched_and_reported_by_its_absolute_path():
+    kmap = DictTrackedMap({80: Entry(80, 0, True)})
+    s = scope(kmap)
+    rec = exec_rec(80, 80, ["./agent-cli", "-m", "x"], "agent-cli", provisional=True, path="./agent-cli")
+    rec.event["abspath"] = "/opt/tools/agent-cli"
+    out = s.handle(rec)
+    assert [(e["kind"], e.get("exe")) for e in out] == [("exec", "./agent-cli"), ("root", "/opt/tools/agent-cli")]
