@@ -338,8 +338,9 @@ static __always_inline void exe_identity(struct event *e)
  */
 static __always_inline u32 walk_dir(struct event *e, char *area, void *fs, void *dentry, void *vfsmnt)
 {
-	void *root_dentry = read_ptr(fs + OFF_FS_ROOT + OFF_PATH_DENTRY);
-	void *root_mnt = read_ptr(fs + OFF_FS_ROOT + OFF_PATH_MNT);
+	/* fs is a BTF pointer (resolve_base): the root is two direct loads */
+	void *root_dentry = *(void *volatile *)(fs + OFF_FS_ROOT + OFF_PATH_DENTRY);
+	void *root_mnt = *(void *volatile *)(fs + OFF_FS_ROOT + OFF_PATH_MNT);
 	void *mnt, *mnt_root, *parent, *up;
 	u64 qstr[2];             /* struct qstr: {hash, len} then name */
 #if DENTRY_SPAN_READ
@@ -410,8 +411,9 @@ static __always_inline u32 walk_dir(struct event *e, char *area, void *fs, void 
  */
 static __always_inline void resolve_base(struct event *e, char *area, int dirfd, int self)
 {
-	void *task = (void *)bpf_get_current_task();
-	void *fs = read_ptr(task + OFF_TASK_FS);
+	/* task->fs and fs->pwd are direct BTF loads (fault-safe, like current_ppid) */
+	void *task = (void *)bpf_get_current_task_btf();
+	void *fs = *(void *volatile *)(task + OFF_TASK_FS);
 	void *dentry, *vfsmnt, *file, *inode;
 	u16 mode = 0;
 	u32 err;
@@ -421,8 +423,8 @@ static __always_inline void resolve_base(struct event *e, char *area, int dirfd,
 	if (!fs)
 		return;
 	if (dirfd == AT_FDCWD_VAL && !self) {
-		dentry = read_ptr(fs + OFF_FS_PWD + OFF_PATH_DENTRY);
-		vfsmnt = read_ptr(fs + OFF_FS_PWD + OFF_PATH_MNT);
+		dentry = *(void *volatile *)(fs + OFF_FS_PWD + OFF_PATH_DENTRY);
+		vfsmnt = *(void *volatile *)(fs + OFF_FS_PWD + OFF_PATH_MNT);
 	} else {
 		file = fd_file(dirfd);
 		if (!file) {
