@@ -513,7 +513,7 @@ static __always_inline int exec_enter(u32 sc, int dirfd, const char *filename,
 	if (sc == SC_EXECVEAT && (flags & AT_EMPTY_PATH_VAL) && n == 1) {
 		fd = dirfd;                            /* fexecve: the fd's own file runs */
 		resolve_base(e, e->dir, dirfd, 1);
-	} else if (n > 0) {
+	} else if (n > 1) {                            /* "" fails with ENOENT: nothing to resolve */
 		fd = fd_of_path(e->path, tgid);
 		if (e->path[0] != '/')
 			resolve_base(e, e->dir, dirfd, 0);   /* before the exec: an O_CLOEXEC dirfd goes */
@@ -608,7 +608,7 @@ static __always_inline int provisional_root(const char *filename, u32 tgid)
 	e->path_len = (long)len > 0 ? len : 0;
 	if (len == MAX_PATH_LEN && !bpf_probe_read_kernel(&more, 1, filename + MAX_PATH_LEN - 1) && more)
 		e->status |= ST_PATH_TRUNCATED;
-	if ((long)len > 0 && e->path[0] != '/')
+	if ((long)len > 1 && e->path[0] != '/')
 		resolve_base(e, e->dir, AT_FDCWD_VAL, 0);    /* exec does not change the cwd */
 	task = (void *)bpf_get_current_task();
 	mm = read_ptr(task + OFF_TASK_MM);
@@ -741,7 +741,7 @@ static __always_inline int open_exit(u32 sc, long ret)
 	if (n == MAX_PATH_LEN - 1 && !bpf_probe_read_user(&more, 1, filename + MAX_PATH_LEN - 2) && more)
 		e->status |= ST_PATH_TRUNCATED;
 	/* a relative path: its base directory's names go right after the path's NUL */
-	if (len > 0 && e->path[0] != '/')
+	if (len > 1 && e->path[0] != '/')
 		resolve_base(e, e->path + len, sc == SC_OPEN ? AT_FDCWD_VAL : e->dirfd, 0);
 	if (ret >= 0 && (e->flags & WRITE_INTENT_FLAGS))
 		file_identity(e, fd_file(ret));

@@ -39,10 +39,10 @@ ST_EXE_RESOLVED, ST_EXE_DELETED, ST_CAPS_VALID = 0x8, 0x10, 0x20
 ST_PATH_TRUNCATED, ST_IDENTITY = 0x40, 0x80
 _PATH_BITS = ST_PATH_TRUNCATED | ST_IDENTITY
 # enum dir_error: why the base-directory walk of a relative path did not finish (heartbeat
-# counters unresolved_<name>); "path_unreadable" is user space's own: no path to resolve.
+# counters unresolved_<name>); the negative ones are user space's own: no path to resolve.
 DIR_NONE, DIR_OK = 0, 1
 DIR_ERRORS = {2: "too_deep", 3: "too_long", 4: "unreadable", 5: "bad_fd", 6: "not_dir",
-              7: "deleted", 8: "outside_root", -1: "path_unreadable"}
+              7: "deleted", 8: "outside_root", -1: "path_unreadable", -2: "empty_path"}
 
 # ts_ns flags cap_eff | kind syscall tgid tid ppid uid root depth | ret dirfd | mode exit_code
 # child_tgid | seccomp | family port | addr | argc path_len | status | comm new_comm |
@@ -175,8 +175,8 @@ def _path_fields(d: Decoded, path: str, names: bytes, dir_error: int, path_len: 
                  dev: int) -> None:
     """abspath, path_truncated, ino/dev of an exec or open (only the ones that apply)."""
     ev, status = d.event, d.status
-    if path_len == 0 and dir_error == DIR_NONE:
-        dir_error = -1                       # the caller's string could not be read at all
+    if path_len <= 1 and dir_error == DIR_NONE:
+        dir_error = -1 if path_len == 0 else -2   # unreadable, or "" (never walked: ENOENT)
     absolute = abspath_of(path, names, dir_error)
     if absolute is not None:
         ev["abspath"] = absolute

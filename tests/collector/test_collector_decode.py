@@ -225,3 +225,8 @@ def test_truncated_path_and_identity():
     e = dec(record(EV_EXEC, sc=1, path=b"/bin/ls", argc=1, argv=slots(b"ls"), status=ST_IDENTITY,
                    ino=5, dev=dev)).event
     assert (e["ino"], e["dev"]) == (5, os.makedev(259, 3))
+
+
+def test_an_empty_path_is_not_resolved_to_the_cwd():
+    d = dec(record(EV_OPEN, ret=-2, path=b""))
+    assert (d.event["path"], d.event["abspath"], d.dir_error) == ("", "", -2)
