@@ -311,14 +311,30 @@ static __always_inline void file_identity(struct event *e, void *file)
 	e->status |= ST_IDENTITY;
 }
 
-/* Identity of the image the current task runs now (mm->exe_file): called after a successful exec. */
+/*
+ * Identity of the image the current task runs now (mm->exe_file): called after a successful
+ * exec. Every pointer on the way is typed in the kernel's BTF, so these are direct loads.
+ */
 static __always_inline void exe_identity(struct event *e)
 {
-	void *task = (void *)bpf_get_current_task();
-	void *mm = read_ptr(task + OFF_TASK_MM);
+	void *task = (void *)bpf_get_current_task_btf();
+	void *mm, *file, *inode, *sb;
 
-	if (mm)
-		file_identity(e, read_ptr(mm + OFF_MM_EXE_FILE));
+	mm = *(void *volatile *)(task + OFF_TASK_MM);
+	if (!mm)
+		return;
+	file = *(void *volatile *)(mm + OFF_MM_EXE_FILE);
+	if (!file)
+		return;
+	inode = *(void *volatile *)(file + OFF_FILE_INODE);
+	if (!inode)
+		return;
+	sb = *(void *volatile *)(inode + OFF_INODE_SB);
+	if (!sb)
+		return;
+	e->ino = *(volatile u64 *)(inode + OFF_INODE_INO);
+	e->dev = *(volatile u32 *)(sb + OFF_SB_DEV);
+	e->status |= ST_IDENTITY;
 }
 
 /*
