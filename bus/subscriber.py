@@ -111,7 +111,8 @@ class Subscriber:
         kept = [ev for ev in env.events if ev.get("kind") in known or type(ev.get("kind")) is not str]
         before = self.counters.unknown_kind
         self.counters.unknown_kind += len(env.events) - len(kept)
-        if before == 0 or before // UNKNOWN_KIND_LOG_EVERY != self.counters.unknown_kind // UNKNOWN_KIND_LOG_EVERY:
+        every = UNKNOWN_KIND_LOG_EVERY
+        if before == 0 or before // every != self.counters.unknown_kind // every:
             log.warning("dropped bus events of kinds this build does not know | stream=%s topic=%s "
                         "dropped=%d total=%d", env.stream, env.topic, len(env.events) - len(kept),
                         self.counters.unknown_kind)

@@ -80,7 +80,7 @@ class Counters:
     events: dict[str, int] = field(default_factory=lambda: {k: 0 for k in
                                    ("exec", "open", "connect", "exit", "fork", "root", "loss")})
     malformed_records: int = 0
-    unresolved_paths: int = 0        # relative exec/open paths published with abspath ""
+    unresolved_paths: int = 0        # exec/open records whose abspath is "" (as they arrive)
     unresolved: dict[str, int] = field(default_factory=lambda: {k: 0 for k in DIR_ERRORS.values()})
     truncated_paths: int = 0         # paths cut at the kernel buffer (path_truncated)
     kernel_drops: int = 0
