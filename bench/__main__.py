@@ -51,6 +51,7 @@ TARGETS: dict[str, tuple[str, float] | None] = {
     "untracked_forkexec_slowdown": ("<=", 1.05),
     "tracked_openat_slowdown": ("<=", 1.4),
     "tracked_forkexec_slowdown": ("<=", 1.25),
+    "tracked_openatrel_slowdown": None,
     "tracked_connect_slowdown": None,
     "rss_mb_per_1000_sessions": None,
     "startup_s": ("<=", 3.0),

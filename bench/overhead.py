@@ -3,8 +3,10 @@
     python -m bench overhead            # root; part of `make bench`
 
 Workloads (bench/workloads/syscalls.c, built with gcc into a private directory): an openat flood,
-a fork+exec loop of /bin/true, a loopback TCP connect loop, and a getppid loop (a syscall no probe
-watches). Each runs (a) untracked, under its own name, and (b) tracked: the same binary copied to
+the same flood with a relative path (``openatrel``, run from a cwd RELATIVE_DEPTH directories
+below the work directory: every tracked relative open makes the kernel walk the cwd up to the
+root), a fork+exec loop of /bin/true, a loopback TCP connect loop, and a getppid loop (a syscall
+no probe watches). Each runs (a) untracked, under its own name, and (b) tracked: the same binary copied to
 the bench profile's root name ``casabenchroot`` (bench/stages.py), which the collector recognises
 at exec and tracks in-kernel, so every open/connect/fork/exec of the loop becomes an event.
 
@@ -41,7 +43,9 @@ from bench.stages import BenchDirs, HeartbeatWatch, StageSet
 
 __all__ = ["OverheadSpec", "run", "build_workload"]
 
-WORKLOADS: dict[str, int] = {"openat": 300_000, "forkexec": 300, "connect": 15_000, "getppid": 2_000_000}
+WORKLOADS: dict[str, int] = {"openat": 300_000, "openatrel": 300_000, "forkexec": 300, "connect": 15_000,
+                             "getppid": 2_000_000}
+RELATIVE_DEPTH = 6            # openatrel's cwd: this many directories below the work directory
 MODES = ("none", "noop", "collector")
 TRACKED_DELAY_MS = 300        # lets the collector confirm the root before the loop starts
 IDLE_QUIET_S = 0.3            # the collector counts as idle after this long without CPU time
@@ -70,10 +74,23 @@ def build_workload(directory: Path) -> tuple[Path, Path]:
     return plain, tracked
 
 
+def relative_cwd(directory: Path) -> Path:
+    """openatrel's cwd, with the file it opens ("target")."""
+    cwd = directory.joinpath(*(f"rel{i}" for i in range(RELATIVE_DEPTH)))
+    cwd.mkdir(parents=True, exist_ok=True)
+    (cwd / "target").write_text("x\n")
+    for p in [cwd, *cwd.parents]:
+        if p == directory:
+            break
+        p.chmod(0o755)
+    return cwd
+
+
 def run_workload(binary: Path, mode: str, iterations: int, delay_ms: int) -> tuple[int, int]:
     """Run one loop; return its (wall, cpu) time in ns, as printed by the workload."""
+    cwd = relative_cwd(binary.parent) if mode == "openatrel" else None
     out = subprocess.run([str(binary), mode, str(iterations), str(delay_ms)], capture_output=True,
-                         text=True, check=False, timeout=300)
+                         text=True, check=False, timeout=300, cwd=cwd)
     if out.returncode != 0:
         raise RuntimeError(f"workload {binary.name} {mode} failed ({out.returncode}): {out.stderr.strip()}")
     fields = out.stdout.split()

@@ -6,9 +6,12 @@
  * roots and their descendants), sent to user space through the `events` ring buffer.
  *
  * Hooks:
- *   syscalls:sys_enter/exit_execve, _execveat   path, argv, fd-backed exe; ret; caps after exec
+ *   syscalls:sys_enter/exit_execve, _execveat   path, argv, fd-backed exe, base directory of a
+ *                                                relative path; ret; caps and ino/dev after exec
  *   syscalls:sys_exit_openat, _openat2, _open    ret (fd / -errno); path, dirfd, flags, mode read
- *                                                back from the saved user registers (no enter probe)
+ *                                                back from the saved user registers (no enter probe);
+ *                                                base directory of a relative path; ino/dev of a
+ *                                                file opened for writing
  *   syscalls:sys_exit_connect                    ret; AF_INET / AF_INET6 address and port read
  *                                                back through the saved sockaddr pointer
  *   sched:sched_process_exec                     new roots: post-exec comm in `root_comms`
@@ -26,7 +29,8 @@
  *     reported.
  *   - while the ring buffer cannot take the smallest open record, a tracked open is counted as
  *     dropped before anything is read (the flood case: the drop costs a lookup, not a record).
- *   - relative paths are reported as given; the dirfd is reported, not resolved.
+ *   - a relative exec/open path is reported as given, plus the names of its base directory
+ *     (cwd or dirfd) from a bounded dentry walk (walk_dir); docs/collector.md says when it fails.
  *   - an exec of a provisional root is built at sched_process_exec: its argv is the new image's
  *     args area, and its comm is the post-exec comm (the pre-exec comm is gone by then).
  */
@@ -240,28 +244,238 @@ static __always_inline int fd_of_path(const char *p, u32 tgid)
 	return (int)fd;
 }
 
+/* ---- files, paths and identity --------------------------------------------------------- */
+
+#define S_IFMT_VAL 0170000
+#define S_IFDIR_VAL 0040000
+/* O_WRONLY | O_RDWR | O_CREAT | O_TRUNC | O_APPEND (same values on x86-64 and arm64) */
+#define WRITE_INTENT_FLAGS (01 | 02 | 0100 | 01000 | 02000)
+
+#if OFF_DENTRY_NAME - OFF_DENTRY_QSTR != 8 || OFF_DENTRY_NAME_LEN - OFF_DENTRY_QSTR > 4
+#error "struct qstr is not {hash, len; name} in 16 bytes on this kernel: the walk reads it whole"
+#endif
+/* d_name within 16 bytes after d_parent, 8-aligned: the walk reads both with one helper call */
+#if OFF_DENTRY_QSTR > OFF_DENTRY_PARENT && OFF_DENTRY_QSTR - OFF_DENTRY_PARENT <= 16 && \
+    (OFF_DENTRY_QSTR - OFF_DENTRY_PARENT) % 8 == 0
+#define DENTRY_SPAN_READ 1
+#define QSTR_SLOT ((OFF_DENTRY_QSTR - OFF_DENTRY_PARENT) / 8)
+#else
+#define DENTRY_SPAN_READ 0
+#endif
+
+/*
+ * task->files->fdt->fd[fd], or NULL. files, fdt and max_fds are direct BTF loads (fault-safe,
+ * checked against the kernel's BTF like current_ppid); the array slot needs a probe read
+ * because its index is not a constant.
+ */
+static __always_inline void *fd_file(int fd)
+{
+	void *task = (void *)bpf_get_current_task_btf();
+	void *files, *fdt, *fdarr;
+	u32 max_fds;
+
+	if (fd < 0)
+		return 0;
+	files = *(void *volatile *)(task + OFF_TASK_FILES);
+	if (!files)
+		return 0;
+	fdt = *(void *volatile *)(files + OFF_FILES_FDT);
+	if (!fdt)
+		return 0;
+	max_fds = *(volatile u32 *)(fdt + OFF_FDT_MAX_FDS);
+	if ((u32)fd >= max_fds)
+		return 0;
+	fdarr = *(void *volatile *)(fdt + OFF_FDT_FD);
+	if (!fdarr)
+		return 0;
+	return read_ptr(fdarr + (u64)fd * sizeof(void *));
+}
+
+/* ino and dev of a file (f_inode->i_ino, f_inode->i_sb->s_dev); ST_IDENTITY when both were read. */
+static __always_inline void file_identity(struct event *e, void *file)
+{
+	void *inode, *sb;
+	u64 ino = 0;
+	u32 dev = 0;
+
+	if (!file)
+		return;
+	inode = read_ptr(file + OFF_FILE_INODE);
+	if (!inode || bpf_probe_read_kernel(&ino, sizeof(ino), inode + OFF_INODE_INO))
+		return;
+	sb = read_ptr(inode + OFF_INODE_SB);
+	if (!sb || bpf_probe_read_kernel(&dev, sizeof(dev), sb + OFF_SB_DEV))
+		return;
+	e->ino = ino;
+	e->dev = dev;
+	e->status |= ST_IDENTITY;
+}
+
+/*
+ * Identity of the image the current task runs now (mm->exe_file): called after a successful
+ * exec. Every pointer on the way is typed in the kernel's BTF, so these are direct loads.
+ */
+static __always_inline void exe_identity(struct event *e)
+{
+	void *task = (void *)bpf_get_current_task_btf();
+	void *mm, *file, *inode, *sb;
+
+	mm = *(void *volatile *)(task + OFF_TASK_MM);
+	if (!mm)
+		return;
+	file = *(void *volatile *)(mm + OFF_MM_EXE_FILE);
+	if (!file)
+		return;
+	inode = *(void *volatile *)(file + OFF_FILE_INODE);
+	if (!inode)
+		return;
+	sb = *(void *volatile *)(inode + OFF_INODE_SB);
+	if (!sb)
+		return;
+	e->ino = *(volatile u64 *)(inode + OFF_INODE_INO);
+	e->dev = *(volatile u32 *)(sb + OFF_SB_DEV);
+	e->status |= ST_IDENTITY;
+}
+
+/*
+ * The walk from a directory up to the process's root (fs->root), writing each name passed,
+ * leaf first and NUL-terminated, at area[0..]; e->dir_len counts the bytes written. Like the
+ * kernel's prepend_path (fs/d_path.c): at the root dentry of a mount it continues from the mount
+ * point in the parent mount (struct mount, reached from the vfsmount by container_of); it stops
+ * at the process's root, so a chroot or a container sees its own paths. One step is one name or
+ * one mount crossing; at most MAX_DIR_STEPS.
+ *
+ * Probe reads, not direct BTF loads: after a mount crossing the pointers come from struct mount,
+ * which is reached by pointer arithmetic the verifier cannot type. The write cursor lives in the
+ * record (e->dir_len, re-read every step), not in a register: a register cursor has a different
+ * range after every sequence of names and crossings, and the verifier then explores each
+ * sequence separately (over a million instructions at 32 steps); read back from map memory it is
+ * the same bounded unknown every time, and the states of one step merge.
+ */
+static __always_inline u32 walk_dir(struct event *e, char *area, void *fs, void *dentry, void *vfsmnt)
+{
+	/* fs is a BTF pointer (resolve_base): the root is two direct loads */
+	void *root_dentry = *(void *volatile *)(fs + OFF_FS_ROOT + OFF_PATH_DENTRY);
+	void *root_mnt = *(void *volatile *)(fs + OFF_FS_ROOT + OFF_PATH_MNT);
+	void *mnt, *mnt_root, *parent, *up;
+	u64 qstr[2];             /* struct qstr: {hash, len} then name */
+#if DENTRY_SPAN_READ
+	u64 span[QSTR_SLOT + 2]; /* d_parent .. d_name.name */
+#endif
+	u32 pos, nlen;
+	long n;
+	int i;
+
+	if (!dentry || !vfsmnt || !root_dentry || !root_mnt)
+		return DIR_UNREADABLE;
+	mnt = vfsmnt - OFF_MOUNT_MNT;
+	mnt_root = read_ptr(vfsmnt + OFF_VFSMOUNT_MNT_ROOT);
+	for (i = 0; i <= MAX_DIR_STEPS; i++) {
+		if (dentry == root_dentry && vfsmnt == root_mnt)
+			return DIR_OK;
+		if (i == MAX_DIR_STEPS || !mnt_root)
+			break;
+		if (dentry == mnt_root) {
+			up = read_ptr(mnt + OFF_MOUNT_PARENT);
+			if (!up || up == mnt)
+				return DIR_OUTSIDE_ROOT;     /* the top of the mount tree, and no root met */
+			dentry = read_ptr(mnt + OFF_MOUNT_MOUNTPOINT);
+			mnt = up;
+			vfsmnt = up + OFF_MOUNT_MNT;
+			mnt_root = read_ptr(vfsmnt + OFF_VFSMOUNT_MNT_ROOT);
+			if (!dentry)
+				return DIR_UNREADABLE;
+			continue;
+		}
+#if DENTRY_SPAN_READ
+		/* d_parent and d_name are adjacent (24 and 32 on 6.x): one read for both */
+		if (bpf_probe_read_kernel(span, sizeof(span), dentry + OFF_DENTRY_PARENT))
+			return DIR_UNREADABLE;
+		parent = (void *)span[0];
+		qstr[0] = span[QSTR_SLOT];
+		qstr[1] = span[QSTR_SLOT + 1];
+#else
+		parent = read_ptr(dentry + OFF_DENTRY_PARENT);
+		if (bpf_probe_read_kernel(qstr, sizeof(qstr), dentry + OFF_DENTRY_QSTR))
+			return DIR_UNREADABLE;
+#endif
+		if (!parent)
+			return DIR_UNREADABLE;
+		if (parent == dentry)
+			return DIR_OUTSIDE_ROOT;             /* a detached tree (memfd, pseudo files) */
+		nlen = (u32)(qstr[0] >> (8 * (OFF_DENTRY_NAME_LEN - OFF_DENTRY_QSTR)));
+		pos = *(volatile u16 *)&e->dir_len;
+		if (pos + nlen + 1 >= MAX_DIR_LEN)
+			return DIR_TOO_LONG;
+		n = bpf_probe_read_kernel_str(area + (pos & (MAX_DIR_LEN - 1)), DIR_NAME_SLOT, (void *)qstr[1]);
+		if (n <= 1)
+			return DIR_UNREADABLE;
+		if (pos + n >= MAX_DIR_LEN)
+			return DIR_TOO_LONG;                 /* renamed meanwhile to a longer name */
+		*(volatile u16 *)&e->dir_len = pos + n;
+		dentry = parent;
+	}
+	return mnt_root ? DIR_TOO_DEEP : DIR_UNREADABLE;
+}
+
+/*
+ * Where a relative path starts: the cwd (fs->pwd) for AT_FDCWD, else the file behind dirfd,
+ * which must be a directory unless `self` (execveat(fd, "", AT_EMPTY_PATH): the fd's own file,
+ * whose name is then the first one written). A removed directory (unhashed dentry that is not a
+ * root: the kernel's d_unlinked, what makes getcwd fail) is not walked. dir_len stays 0 unless
+ * the walk reached the root.
+ */
+static __always_inline void resolve_base(struct event *e, char *area, int dirfd, int self)
+{
+	/* task->fs and fs->pwd are direct BTF loads (fault-safe, like current_ppid) */
+	void *task = (void *)bpf_get_current_task_btf();
+	void *fs = *(void *volatile *)(task + OFF_TASK_FS);
+	void *dentry, *vfsmnt, *file, *inode;
+	u16 mode = 0;
+	u32 err;
+
+	e->dir_error = DIR_UNREADABLE;
+	e->dir_len = 0;
+	if (!fs)
+		return;
+	if (dirfd == AT_FDCWD_VAL && !self) {
+		dentry = *(void *volatile *)(fs + OFF_FS_PWD + OFF_PATH_DENTRY);
+		vfsmnt = *(void *volatile *)(fs + OFF_FS_PWD + OFF_PATH_MNT);
+	} else {
+		file = fd_file(dirfd);
+		if (!file) {
+			e->dir_error = DIR_BAD_FD;
+			return;
+		}
+		inode = read_ptr(file + OFF_FILE_INODE);
+		if (!inode || bpf_probe_read_kernel(&mode, sizeof(mode), inode + OFF_INODE_MODE))
+			return;
+		if (!self && (mode & S_IFMT_VAL) != S_IFDIR_VAL) {
+			e->dir_error = DIR_NOT_DIR;
+			return;
+		}
+		dentry = read_ptr(file + OFF_FILE_DENTRY);
+		vfsmnt = read_ptr(file + OFF_FILE_MNT);
+	}
+	if (!dentry)
+		return;
+	if (!read_ptr(dentry + OFF_DENTRY_HASH_PPREV) && read_ptr(dentry + OFF_DENTRY_PARENT) != dentry) {
+		e->dir_error = DIR_DELETED;
+		return;
+	}
+	err = walk_dir(e, area, fs, dentry, vfsmnt);
+	e->dir_error = err;
+	if (err != DIR_OK)
+		e->dir_len = 0;
+}
+
 /* exe = dentry name of the file behind fd (task->files->fdt->fd[fd]->f_path.dentry->d_name). */
 static __always_inline void resolve_fd(struct event *e, int fd)
 {
-	void *task = (void *)bpf_get_current_task();
-	void *files, *fdt, *fdarr, *file, *dentry, *name, *inode;
-	u32 max_fds = 0, nlink = 1;
+	void *file, *dentry, *name, *inode;
+	u32 nlink = 1;
 
-	if (fd < 0)
-		return;
-	files = read_ptr(task + OFF_TASK_FILES);
-	if (!files)
-		return;
-	fdt = read_ptr(files + OFF_FILES_FDT);
-	if (!fdt)
-		return;
-	bpf_probe_read_kernel(&max_fds, sizeof(max_fds), fdt + OFF_FDT_MAX_FDS);
-	if ((u32)fd >= max_fds)
-		return;
-	fdarr = read_ptr(fdt + OFF_FDT_FD);
-	if (!fdarr)
-		return;
-	file = read_ptr(fdarr + (u64)fd * sizeof(void *));
+	file = fd_file(fd);
 	if (!file)
 		return;
 	dentry = read_ptr(file + OFF_FILE_DENTRY);
@@ -276,6 +490,14 @@ static __always_inline void resolve_fd(struct event *e, int fd)
 		e->status |= ST_EXE_DELETED;
 }
 
+/* An exec record is sent up to its dir area plus the names written there. */
+#define EXEC_FIXED_SIZE (EVENT_HEADER_SIZE + MAX_PATH_LEN + MAX_EXE_LEN + ARGV_AREA)
+
+static __always_inline u64 exec_record_size(struct event *e)
+{
+	return EXEC_FIXED_SIZE + (e->dir_len & (MAX_DIR_LEN - 1));
+}
+
 static __always_inline int exec_enter(u32 sc, int dirfd, const char *filename,
 				      const char *const *argv, u64 flags)
 {
@@ -284,6 +506,7 @@ static __always_inline int exec_enter(u32 sc, int dirfd, const char *filename,
 	struct track *t = lookup_tracked(tgid);
 	struct event *e;
 	long n;
+	char more = 0;
 	int fd = -1;
 
 	if (!t)
@@ -300,11 +523,17 @@ static __always_inline int exec_enter(u32 sc, int dirfd, const char *filename,
 	e->path_len = n > 0 ? n : 0;
 	if (n <= 0)
 		e->path[0] = 0;
+	if (n == MAX_PATH_LEN && !bpf_probe_read_user(&more, 1, filename + MAX_PATH_LEN - 1) && more)
+		e->status |= ST_PATH_TRUNCATED;
 	read_argv(e, argv);
-	if (sc == SC_EXECVEAT && (flags & AT_EMPTY_PATH_VAL))
-		fd = dirfd;
-	else if (n > 0)
+	if (sc == SC_EXECVEAT && (flags & AT_EMPTY_PATH_VAL) && n == 1) {
+		fd = dirfd;                            /* fexecve: the fd's own file runs */
+		resolve_base(e, e->dir, dirfd, 1);
+	} else if (n > 1) {                            /* "" fails with ENOENT: nothing to resolve */
 		fd = fd_of_path(e->path, tgid);
+		if (e->path[0] != '/')
+			resolve_base(e, e->dir, dirfd, 0);   /* before the exec: an O_CLOEXEC dirfd goes */
+	}
 	resolve_fd(e, fd);
 	pending_exec.update(&tid, e);
 	return 0;
@@ -321,8 +550,9 @@ static __always_inline int exec_exit(long ret)
 	if (ret == 0) {
 		bpf_get_current_comm(e->new_comm, sizeof(e->new_comm));
 		read_security(e);
+		exe_identity(e);
 	}
-	if (events.ringbuf_output(e, sizeof(struct event), 0))
+	if (events.ringbuf_output(e, exec_record_size(e), 0))
 		count_drop();
 	pending_exec.delete(&tid);
 	return 0;
@@ -372,6 +602,7 @@ static __always_inline int provisional_root(const char *filename, u32 tgid)
 	u64 start = 0, end = 0, len;
 	u32 zero = 0;
 	u32 *self;
+	char more = 0;
 
 	bpf_get_current_comm(key.comm, sizeof(key.comm));
 	if (!root_comms.lookup(&key))
@@ -391,6 +622,10 @@ static __always_inline int provisional_root(const char *filename, u32 tgid)
 	__builtin_memcpy(e->new_comm, key.comm, COMM_LEN);
 	len = bpf_probe_read_kernel_str(e->path, MAX_PATH_LEN, filename);
 	e->path_len = (long)len > 0 ? len : 0;
+	if (len == MAX_PATH_LEN && !bpf_probe_read_kernel(&more, 1, filename + MAX_PATH_LEN - 1) && more)
+		e->status |= ST_PATH_TRUNCATED;
+	if ((long)len > 1 && e->path[0] != '/')
+		resolve_base(e, e->dir, AT_FDCWD_VAL, 0);    /* exec does not change the cwd */
 	task = (void *)bpf_get_current_task();
 	mm = read_ptr(task + OFF_TASK_MM);
 	if (mm) {
@@ -406,7 +641,8 @@ static __always_inline int provisional_root(const char *filename, u32 tgid)
 		e->argc = len;
 	e->status |= ST_ARGV_FLAT;
 	read_security(e);
-	if (events.ringbuf_output(e, sizeof(struct event), 0))
+	exe_identity(e);
+	if (events.ringbuf_output(e, exec_record_size(e), 0))
 		count_drop();
 	return 0;
 }
@@ -483,6 +719,7 @@ static __always_inline int open_exit(u32 sc, long ret)
 	u64 how[2] = {};   /* struct open_how { u64 flags; u64 mode; u64 resolve; } */
 	long n;
 	u64 len;
+	char more = 0;
 
 	if (!t)
 		return 0;
@@ -517,6 +754,14 @@ static __always_inline int open_exit(u32 sc, long ret)
 	n = bpf_probe_read_user_str(e->path, MAX_PATH_LEN - 1, filename);
 	len = n > 0 ? ((u64)n & (MAX_PATH_LEN - 1)) : 0;
 	e->path_len = len;
+	if (n == MAX_PATH_LEN - 1 && !bpf_probe_read_user(&more, 1, filename + MAX_PATH_LEN - 2) && more)
+		e->status |= ST_PATH_TRUNCATED;
+	/* a relative path: its base directory's names go right after the path's NUL */
+	if (len > 1 && e->path[0] != '/')
+		resolve_base(e, e->path + len, sc == SC_OPEN ? AT_FDCWD_VAL : e->dirfd, 0);
+	if (ret >= 0 && (e->flags & WRITE_INTENT_FLAGS))
+		file_identity(e, fd_file(ret));
+	len += e->dir_len & (MAX_DIR_LEN - 1);
 	if (events.ringbuf_output(e, EVENT_HEADER_SIZE + len, lazy_wakeup(EVENT_HEADER_SIZE + len)))
 		count_drop();
 	return 0;

@@ -1,7 +1,10 @@
 """The envelope: frame 1 is the topic (UTF-8), frame 2 one msgpack map.
 
     {"v": 1, "stream": "collector", "epoch": <publisher start, ns>, "seq": <per stream+topic>,
-     "sent_ns": <wall clock at send>, "events": [<event map>, ...]}
+     "sent_ns": <wall clock at send>, "schema": 2, "events": [<event map>, ...]}
+
+``schema`` is the event schema the sender speaks (bus.events.SCHEMA; absent in messages of
+publishers from before schema 2, read as 1). Receivers that predate it keep it in ``extra``.
 
 Heartbeats use the same map with ``events`` empty plus ``last_seq`` ({topic: last seq sent}),
 ``interval_s`` and ``counters`` ({name: int}). See docs/bus.md §Envelope.
@@ -15,6 +18,7 @@ from typing import Any
 import msgpack
 
 from bus.errors import MalformedMessage, UnknownVersion
+from bus.events import SCHEMA
 
 __all__ = ["VERSION", "Envelope", "pack", "pack_raw", "raw_events", "unpack"]
 
@@ -36,13 +40,14 @@ class Envelope:
     interval_s: float | None = None            # heartbeats only
     extra: dict[str, Any] | None = None        # unknown keys, kept for taps
     body: bytes | None = field(default=None, repr=False, compare=False)   # the frame decoded
+    schema: int = SCHEMA                       # event schema of the sender (1 when absent)
 
 
 def pack(env: Envelope) -> list[bytes]:
     """Encode an envelope into its two frames."""
     body: dict[str, Any] = {
         "v": VERSION, "stream": env.stream, "epoch": env.epoch, "seq": env.seq,
-        "sent_ns": env.sent_ns, "events": env.events,
+        "sent_ns": env.sent_ns, "schema": env.schema, "events": env.events,
     }
     if env.last_seq is not None:
         body["last_seq"] = env.last_seq
@@ -54,7 +59,7 @@ def pack(env: Envelope) -> list[bytes]:
 
 
 _EVENTS_KEY = msgpack.packb("events")
-_FIXMAP5, _FIXMAP6 = 0x85, 0x86
+_FIXMAP6, _FIXMAP7 = 0x86, 0x87
 
 
 def pack_raw(env: Envelope, events: bytes) -> list[bytes]:
@@ -62,13 +67,13 @@ def pack_raw(env: Envelope, events: bytes) -> list[bytes]:
     received batch through unchanged forwards its bytes instead of packing every map again.
 
     The result is byte-identical to ``pack`` of the decoded events: the header map is packed as
-    usual and ``events`` appended as its sixth entry.
+    usual and ``events`` appended as its seventh entry.
     """
     head = msgpack.packb({"v": VERSION, "stream": env.stream, "epoch": env.epoch, "seq": env.seq,
-                          "sent_ns": env.sent_ns}, use_bin_type=True)
-    if head[0] != _FIXMAP5:
-        raise ValueError("envelope header is not a 5-entry map")
-    return [env.topic.encode(), bytes((_FIXMAP6,)) + head[1:] + _EVENTS_KEY + events]
+                          "sent_ns": env.sent_ns, "schema": env.schema}, use_bin_type=True)
+    if head[0] != _FIXMAP6:
+        raise ValueError("envelope header is not a 6-entry map")
+    return [env.topic.encode(), bytes((_FIXMAP7,)) + head[1:] + _EVENTS_KEY + events]
 
 
 def raw_events(body: bytes) -> bytes | None:
@@ -95,7 +100,8 @@ def raw_events(body: bytes) -> bytes | None:
     return found
 
 
-_KNOWN = {"v", "stream", "epoch", "seq", "sent_ns", "events", "last_seq", "counters", "interval_s"}
+_KNOWN = {"v", "stream", "epoch", "seq", "sent_ns", "events", "last_seq", "counters", "interval_s",
+          "schema"}
 
 
 def unpack(frames: list[bytes]) -> Envelope:
@@ -114,8 +120,9 @@ def unpack(frames: list[bytes]) -> Envelope:
         raise UnknownVersion(f"envelope version {body.get('v')!r}, this build speaks {VERSION}")
     stream, epoch, seq, sent = body.get("stream"), body.get("epoch"), body.get("seq"), body.get("sent_ns")
     events = body.get("events", [])
-    if not isinstance(stream, str) or not all(isinstance(x, int) for x in (epoch, seq, sent)):
-        raise MalformedMessage("stream must be a string; epoch, seq and sent_ns integers")
+    schema = body.get("schema", 1)
+    if not isinstance(stream, str) or not all(isinstance(x, int) for x in (epoch, seq, sent, schema)):
+        raise MalformedMessage("stream must be a string; epoch, seq, sent_ns and schema integers")
     if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
         raise MalformedMessage("events must be a list of maps")
     last_seq = body.get("last_seq")
@@ -125,4 +132,4 @@ def unpack(frames: list[bytes]) -> Envelope:
     extra = {k: v for k, v in body.items() if k not in _KNOWN} or None
     return Envelope(topic=topic, stream=stream, epoch=epoch, seq=seq, sent_ns=sent, events=events,
                     last_seq=last_seq, counters=body.get("counters"),
-                    interval_s=body.get("interval_s"), extra=extra, body=frames[1])
+                    interval_s=body.get("interval_s"), extra=extra, body=frames[1], schema=schema)

@@ -5,15 +5,25 @@ has ``kind`` plus the common fields; text fields (``comm``, ``path``, ``argv``, 
 bus.text (msgpack str when UTF-8, bin otherwise). Times are wall-clock ns since the epoch
 (``ts_ns`` = bpf_ktime_get_boot_ns + (CLOCK_REALTIME - CLOCK_BOOTTIME) measured at collector start); pids are kernel tgids unless named ``tid``.
 
-Stage-added fields (sessionizer and analyzer) are listed in STAGE_FIELDS.
+Stage-added fields (sessionizer and analyzer) are listed in STAGE_FIELDS. Optional fields (absent
+in older recordings or when they do not apply, e.g. ``abspath`` of an absolute normal path) are in
+OPTIONAL_FIELDS: checked for their type when present.
+
+Schema 2 (SCHEMA, carried as the envelope key ``schema``) added the optional path and identity
+fields (docs/bus.md §5.9). A subscriber drops events whose kind it does not know for their topic
+and counts them as ``unknown_kind`` (not malformed): a newer publisher's new kinds are expected,
+not damage (:func:`known_kinds`, used by bus.Subscriber).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["KINDS", "COMMON_FIELDS", "KIND_FIELDS", "STAGE_FIELDS", "validate_event",
-           "EXEC", "OPEN", "CONNECT", "EXIT", "FORK", "ROOT", "LOSS"]
+__all__ = ["SCHEMA", "KINDS", "COMMON_FIELDS", "KIND_FIELDS", "OPTIONAL_FIELDS", "STAGE_FIELDS",
+           "TOPIC_KINDS", "validate_event", "known_kinds", "EXEC", "OPEN", "CONNECT", "EXIT",
+           "FORK", "ROOT", "LOSS"]
+
+SCHEMA = 2          # event schema version; publishers put it in every envelope (``schema``)
 
 EXEC, OPEN, CONNECT, EXIT, FORK, ROOT, LOSS = "exec", "open", "connect", "exit", "fork", "root", "loss"
 KINDS = (EXEC, OPEN, CONNECT, EXIT, FORK, ROOT, LOSS)
@@ -79,6 +89,33 @@ KIND_FIELDS: dict[str, dict[str, tuple[type, ...]]] = {
     },
 }
 
+# Schema 2: paths and identity (docs/bus.md §5.9). Absent means: abspath -- ``path`` already is
+# absolute and normal; path_truncated -- false; ino/dev -- not a successful exec or write-intent open.
+_PATH_FIELDS: dict[str, tuple[type, ...]] = {
+    "abspath": TEXT,           # absolute, normalised path; "" = relative and its base unresolved
+    "path_truncated": (bool,),  # the path was cut at the kernel's buffer (max_path_len - 1/2 bytes)
+    "ino": (int,),             # inode number (exec: mm->exe_file; open: the opened file)
+    "dev": (int,),             # device as stat(2) st_dev reports it
+}
+OPTIONAL_FIELDS: dict[str, dict[str, tuple[type, ...]]] = {
+    EXEC: dict(_PATH_FIELDS),
+    OPEN: {**_PATH_FIELDS, "dirfd": (int,)},   # dirfd: absent in recordings from before it
+}
+
+# Topic suffix -> the kinds a map on it may have (§6); anything else is an unknown kind.
+TOPIC_KINDS: dict[str, frozenset[str]] = {
+    "event": frozenset(KINDS),
+    "decision": frozenset({"decision"}),
+    "session": frozenset({"session"}),
+    "control": frozenset({"control"}),
+}
+
+
+def known_kinds(topic: str) -> frozenset[str] | None:
+    """The kinds ``topic`` may carry (None: any, e.g. a heartbeat or a topic of a newer stage)."""
+    return TOPIC_KINDS.get(topic.rpartition(".")[2])
+
+
 # Fields added downstream. sessionizer.event adds the first group; analyzer.event passes them on.
 STAGE_FIELDS: dict[str, tuple[type, ...]] = {
     "session_id": (int,),     # sessionizer: the session this event belongs to
@@ -103,6 +140,10 @@ def validate_event(event: Any) -> list[str]:
         if name not in event:
             problems.append(f"{kind}: missing field {name!r}")
         elif not isinstance(event[name], types) or (isinstance(event[name], bool) and bool not in types):
+            problems.append(f"{kind}: field {name!r} is {type(event[name]).__name__}")
+    for name, types in OPTIONAL_FIELDS.get(kind, {}).items():
+        if name in event and (not isinstance(event[name], types)
+                              or (isinstance(event[name], bool) and bool not in types)):
             problems.append(f"{kind}: field {name!r} is {type(event[name]).__name__}")
     if kind in (EXEC, ROOT) and isinstance(event.get("argv"), list):
         if not all(isinstance(a, TEXT) for a in event["argv"]):

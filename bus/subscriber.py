@@ -3,6 +3,10 @@
 :meth:`Subscriber.receive` returns decoded envelopes. Malformed messages, unknown envelope
 versions, sequence gaps, tail loss announced by heartbeats and lagging messages are counted in
 :attr:`Subscriber.counters`, which stages report in their own heartbeats and at shutdown.
+
+Events of a kind the topic does not carry in this build's schema (bus.events.known_kinds: a newer
+publisher's new kinds) are removed from the envelope and counted as ``unknown_kind``, so a stage
+never sees them and never counts them as malformed (docs/bus.md §13).
 """
 
 from __future__ import annotations
@@ -17,12 +21,14 @@ import zmq
 
 from bus.envelope import Envelope, unpack
 from bus.errors import MalformedMessage, UnknownVersion
+from bus.events import known_kinds
 from bus.sequence import SequenceTracker
 from bus.topics import heartbeat_topic, is_heartbeat, stage_of
 
 __all__ = ["Subscriber", "SubscriberCounters", "LAG_WARN_S"]
 
 LAG_WARN_S = 2.0          # a message older than this when read marks the subscriber as lagging
+UNKNOWN_KIND_LOG_EVERY = 10_000   # unknown kinds are expected traffic: log the first, then rarely
 
 log = logging.getLogger("casa.bus")
 
@@ -33,6 +39,7 @@ class SubscriberCounters:
     received_events: int = 0
     malformed: int = 0
     unknown_version: int = 0
+    unknown_kind: int = 0          # events of a kind this build does not know: dropped
     lost_messages: int = 0
     lagging_messages: int = 0
     publisher_restarts: int = 0
@@ -79,10 +86,38 @@ class Subscriber:
             self.counters.received_events += len(env.events)
             lost = self.tracker.observe(env.stream, env.topic, env.epoch, env.seq)
             self._count_loss(env.stream, env.topic, lost)
+            self._drop_unknown_kinds(env)
         self.counters.publisher_restarts = self.tracker.restarts
         if (self.clock() - env.sent_ns) / 1e9 > LAG_WARN_S:
             self.counters.lagging_messages += 1
         return env
+
+    def _drop_unknown_kinds(self, env: Envelope) -> None:
+        """Remove events whose kind ``env.topic`` does not carry in this build (counted).
+
+        Only a text kind that is not in the table counts: an event without a kind, or a kind
+        that is not text, is left for the stage's own validation (that is damage, not news).
+        The body is forgotten when anything was removed, so a pass-through cannot forward it.
+        """
+        known = known_kinds(env.topic)
+        if known is None:
+            return
+        for ev in env.events:
+            kind = ev.get("kind")
+            if kind not in known and type(kind) is str:
+                break
+        else:
+            return
+        kept = [ev for ev in env.events if ev.get("kind") in known or type(ev.get("kind")) is not str]
+        before = self.counters.unknown_kind
+        self.counters.unknown_kind += len(env.events) - len(kept)
+        every = UNKNOWN_KIND_LOG_EVERY
+        if before == 0 or before // every != self.counters.unknown_kind // every:
+            log.warning("dropped bus events of kinds this build does not know | stream=%s topic=%s "
+                        "dropped=%d total=%d", env.stream, env.topic, len(env.events) - len(kept),
+                        self.counters.unknown_kind)
+        env.events = kept
+        env.body = None
 
     def _count_loss(self, stream: str, topic: str, lost: int) -> None:
         if lost:

@@ -11,7 +11,8 @@ A heartbeat with counters goes out every second.
 Signals: SIGHUP re-reads the profiles (invalid: logged, old kept) and publishes a reload request
 on ``collector.control``; SIGTERM/SIGINT flush, send a final heartbeat and exit 0.
 
-Caveats: see docs/collector.md (relative paths unresolved, argv limits, provisional tracking).
+Caveats: see docs/collector.md (when a relative path stays unresolved, argv limits, provisional
+tracking).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from bpf import EVENTS_H
 from bus.topics import COLLECTOR_CONTROL, COLLECTOR_EVENT
 from collector import config as cconfig
 from collector import loader
-from collector.decode import ST_EXE_RESOLVED, DecodeError, decode
+from collector.decode import DIR_ERRORS, DIR_NONE, ST_EXE_RESOLVED, DecodeError, Decoded, decode
 from collector.proc_scan import full_fd_exe, scan
 from collector.scope import Scope
 
@@ -79,6 +80,9 @@ class Counters:
     events: dict[str, int] = field(default_factory=lambda: {k: 0 for k in
                                    ("exec", "open", "connect", "exit", "fork", "root", "loss")})
     malformed_records: int = 0
+    unresolved_paths: int = 0        # exec/open records whose abspath is "" (as they arrive)
+    unresolved: dict[str, int] = field(default_factory=lambda: {k: 0 for k in DIR_ERRORS.values()})
+    truncated_paths: int = 0         # paths cut at the kernel buffer (path_truncated)
     kernel_drops: int = 0
     tracked_processes: int = 0
     reloads: int = 0                 # reload requests sent downstream (one per SIGHUP)
@@ -88,7 +92,9 @@ class Counters:
 
     def as_dict(self, scope: Scope, pub: bus.Publisher) -> dict[str, int | str]:
         out: dict[str, int | str] = {f"events_{k}": v for k, v in self.events.items()}
+        out.update({f"unresolved_{k}": v for k, v in self.unresolved.items()})
         out.update(malformed_records=self.malformed_records, kernel_drops=self.kernel_drops,
+                   unresolved_paths=self.unresolved_paths, truncated_paths=self.truncated_paths,
                    tracked_processes=self.tracked_processes, roots=len(scope.roots),
                    dropped_provisional=scope.dropped_events, reloads=self.reloads,
                    reloads_applied=self.reloads_applied, reloads_rejected=self.reloads_rejected,
@@ -119,6 +125,15 @@ class Collector:
             self.counters.events[ev["kind"]] = self.counters.events.get(ev["kind"], 0) + 1
             self.pub.publish(COLLECTOR_EVENT, _wire(ev))
 
+    def count_paths(self, d: Decoded) -> None:
+        """Unresolved (abspath "") and truncated paths, by reason: never silent (docs/collector.md)."""
+        if d.dir_error != DIR_NONE:
+            self.counters.unresolved_paths += 1
+            reason = DIR_ERRORS.get(d.dir_error, "unreadable")
+            self.counters.unresolved[reason] += 1
+        if "path_truncated" in d.event:
+            self.counters.truncated_paths += 1
+
     def on_record(self, _ctx: Any, data: Any, size: int) -> int:
         """Ring-buffer callback: never raises (bcc would only print it).
 
@@ -131,6 +146,7 @@ class Collector:
                        lim.max_arg_len, lim.max_path_len)
             if d.status & ST_EXE_RESOLVED and d.event["ret"] == 0 and not d.event["exe"].startswith("memfd:"):
                 d.event["exe"] = full_fd_exe(d.event["tgid"], d.event["exe"])
+            self.count_paths(d)
             self.publish(self.scope.handle(d))
         except DecodeError as exc:
             self.counters.malformed_records += 1
@@ -199,7 +215,7 @@ class Collector:
 def _wire(ev: dict[str, Any]) -> dict[str, Any]:
     """Text fields as the bus carries them (str, or bytes when not UTF-8). In place: the
     collector owns its event dicts, and a copy per event is measurable at 200k events/s."""
-    for k in ("comm", "path", "exe"):
+    for k in ("comm", "path", "exe", "abspath"):
         if k in ev and isinstance(ev[k], str):
             ev[k] = bus.to_wire(ev[k])
     if "argv" in ev:

@@ -4,22 +4,31 @@ The header is unpacked with one ``struct.unpack_from`` (the hot path: ~1 µs); t
 from the record's bytes and turned into lossless ``str`` with ``bus.from_kernel``. ``EventStruct``
 is the ctypes mirror of the C struct for a given set of limits; tests compare it, field by field,
 with the class bcc builds from events.h, so the two cannot drift apart silently.
+
+Paths (docs/bus.md §5.9): for a relative exec/open path the kernel sends the names of its base
+directory, leaf first (``dir_len`` bytes after an open's path, in the ``dir`` area of an exec);
+``abspath`` is the path joined to that base and folded lexically (``bus.paths.normalise``). It is
+published only when it differs from ``path``, and is ``""`` when the kernel could not finish the
+walk (``dir_error`` says why; the collector counts it).
 """
 
 from __future__ import annotations
 
 import ctypes
+import os
 import socket
 import struct
 from dataclasses import dataclass
 from typing import Any
 
 from bus import from_kernel
+from bus.paths import normalise
 
 __all__ = ["HEADER", "HEADER_SIZE", "KIND_NAMES", "SYSCALL_NAMES", "Decoded", "DecodeError",
            "decode", "event_struct", "ST_ARGV_TRUNCATED", "ST_ARGV_FLAT", "ST_PROVISIONAL",
-           "ST_EXE_RESOLVED", "ST_EXE_DELETED", "ST_CAPS_VALID", "EV_EXEC", "EV_OPEN",
-           "EV_CONNECT", "EV_EXIT", "EV_FORK"]
+           "ST_EXE_RESOLVED", "ST_EXE_DELETED", "ST_CAPS_VALID", "ST_PATH_TRUNCATED", "ST_IDENTITY",
+           "EV_EXEC", "EV_OPEN", "EV_CONNECT", "EV_EXIT", "EV_FORK", "DIR_NONE", "DIR_OK",
+           "DIR_ERRORS", "EXE_LEN", "abspath_of", "user_dev"]
 
 # enum event_kind / enum event_syscall / ST_* (bpf/events.h)
 EV_EXEC, EV_OPEN, EV_CONNECT, EV_EXIT, EV_FORK = 1, 2, 3, 4, 5
@@ -27,13 +36,22 @@ KIND_NAMES = {EV_EXEC: "exec", EV_OPEN: "open", EV_CONNECT: "connect", EV_EXIT: 
 SYSCALL_NAMES = {0: "execve", 1: "execve", 2: "execveat", 3: "openat", 4: "openat2", 5: "open", 6: "connect"}
 ST_ARGV_TRUNCATED, ST_ARGV_FLAT, ST_PROVISIONAL = 0x1, 0x2, 0x4
 ST_EXE_RESOLVED, ST_EXE_DELETED, ST_CAPS_VALID = 0x8, 0x10, 0x20
+ST_PATH_TRUNCATED, ST_IDENTITY = 0x40, 0x80
+_PATH_BITS = ST_PATH_TRUNCATED | ST_IDENTITY
+# enum dir_error: why the base-directory walk of a relative path did not finish (heartbeat
+# counters unresolved_<name>); the negative ones are user space's own: no path to resolve.
+DIR_NONE, DIR_OK = 0, 1
+DIR_ERRORS = {2: "too_deep", 3: "too_long", 4: "unreadable", 5: "bad_fd", 6: "not_dir",
+              7: "deleted", 8: "outside_root", -1: "path_unreadable", -2: "empty_path"}
 
 # ts_ns flags cap_eff | kind syscall tgid tid ppid uid root depth | ret dirfd | mode exit_code
-# child_tgid | seccomp | family port | addr | argc path_len | status | comm new_comm | pad
-HEADER = struct.Struct("<QQQ8Iii3IiHH16sHHI16s16s4x")
+# child_tgid | seccomp | family port | addr | argc path_len | status | comm new_comm |
+# dir_len dir_error | ino | dev | pad
+HEADER = struct.Struct("<QQQ8Iii3IiHH16sHHI16s16sHHQI4x")
 HEADER_SIZE = HEADER.size            # == EVENT_HEADER_SIZE == offsetof(struct event, path)
 COMM_LEN = 16
 EXE_LEN = 256
+DIR_NAME_SLOT = 256                  # events.h: the dir area's slack (one name read)
 
 
 class DecodeError(ValueError):
@@ -48,6 +66,7 @@ class Decoded:
     status: int
     depth: int
     new_comm: str
+    dir_error: int = DIR_NONE     # DIR_ERRORS key when abspath is "" (-1: the path was unreadable)
 
     @property
     def provisional(self) -> bool:
@@ -65,9 +84,11 @@ def event_struct(max_args: int, max_arg_len: int, max_path_len: int) -> type[cty
         ("child_tgid", ctypes.c_uint32), ("seccomp", ctypes.c_int32), ("family", ctypes.c_uint16),
         ("port", ctypes.c_uint16), ("addr", ctypes.c_uint8 * 16), ("argc", ctypes.c_uint16),
         ("path_len", ctypes.c_uint16), ("status", ctypes.c_uint32), ("comm", ctypes.c_char * COMM_LEN),
-        ("new_comm", ctypes.c_char * COMM_LEN), ("pad", ctypes.c_char * 4),
-        ("path", ctypes.c_char * max_path_len), ("exe", ctypes.c_char * EXE_LEN),
-        ("argv", ctypes.c_char * (max_arg_len * max_args)),
+        ("new_comm", ctypes.c_char * COMM_LEN), ("dir_len", ctypes.c_uint16),
+        ("dir_error", ctypes.c_uint16), ("ino", ctypes.c_uint64), ("dev", ctypes.c_uint32),
+        ("pad", ctypes.c_uint32), ("path", ctypes.c_char * max_path_len),
+        ("exe", ctypes.c_char * EXE_LEN), ("argv", ctypes.c_char * (max_arg_len * max_args)),
+        ("dir", ctypes.c_char * (max_path_len + DIR_NAME_SLOT)),
     ]
     return type("EventStruct", (ctypes.Structure,), {"_fields_": fields})
 
@@ -90,21 +111,52 @@ def _argv(area: bytes, argc: int, status: int, max_args: int, max_arg_len: int) 
     return [from_kernel(area[i * max_arg_len:(i + 1) * max_arg_len]) for i in range(min(argc, max_args))]
 
 
+def user_dev(kdev: int) -> int:
+    """A kernel ``dev_t`` (``s_dev``: major << 20 | minor) as stat(2) reports it (``st_dev``)."""
+    return os.makedev(kdev >> 20, kdev & 0xFFFFF)
+
+
+def abspath_of(path: str, names: bytes, dir_error: int) -> str | None:
+    """``abspath`` for a path and the kernel's base-directory names (leaf first, NUL each), or
+    None when it equals ``path`` (absolute and normal: not published).
+
+    ``""`` when the path is relative and its base is unknown: the walk failed (``dir_error``).
+    """
+    if dir_error == DIR_OK:
+        parts = names.split(b"\0")[:-1]
+        parts.reverse()
+        base = (b"/" + b"/".join(parts)).decode("utf-8", "surrogateescape")
+        return normalise(path, base)
+    if dir_error != DIR_NONE or not path.startswith("/"):
+        return ""
+    out = normalise(path)
+    return None if out == path else out
+
+
 def decode(raw: bytes, boot_epoch_ns: int, max_args: int, max_arg_len: int,
            max_path_len: int) -> Decoded:
     """One ring-buffer record -> Decoded. ``boot_epoch_ns`` = wall clock at boot (ns)."""
     if len(raw) < HEADER_SIZE:
         raise DecodeError(f"record of {len(raw)} bytes is shorter than the {HEADER_SIZE}-byte header")
     (ts, flags, cap_eff, kind, sc, tgid, tid, ppid, uid, root, depth, ret, dirfd, mode, exit_code,
-     child, seccomp, family, port, addr, argc, path_len, status, comm, new_comm) = HEADER.unpack_from(raw)
+     child, seccomp, family, port, addr, argc, path_len, status, comm, new_comm, dir_len, dir_error,
+     ino, dev) = HEADER.unpack_from(raw)
     name = KIND_NAMES.get(kind)
     if name is None:
         raise DecodeError(f"record has unknown kind {kind}")
     ev: dict[str, Any] = {"kind": name, "ts_ns": ts + boot_epoch_ns, "tgid": tgid, "tid": tid,
                           "ppid": ppid, "uid": uid, "comm": from_kernel(comm), "root": root}
+    d = Decoded(ev, status, depth, from_kernel(new_comm))
     if kind == EV_OPEN:
-        ev.update(syscall=SYSCALL_NAMES.get(sc, "openat"), path=from_kernel(raw[HEADER_SIZE:]),
-                  flags=flags, mode=mode, ret=ret, dirfd=dirfd)
+        end = HEADER_SIZE + path_len
+        path = from_kernel(raw[HEADER_SIZE:end])
+        ev.update(syscall=SYSCALL_NAMES.get(sc, "openat"), path=path, flags=flags, mode=mode,
+                  ret=ret, dirfd=dirfd)
+        # most opens: an absolute normal path, read-only, nothing to add (tested inline: a call
+        # per open costs ~1 us; a last "." only means "maybe not normal", the call decides)
+        if (dir_error or status & _PATH_BITS or path[:1] != "/" or "//" in path or "/./" in path
+                or "/../" in path or path[-1] in "/."):
+            _path_fields(d, path, raw[end:end + dir_len], dir_error, path_len, ino, dev)
     elif kind == EV_CONNECT:
         ev.update(family=family, addr=_address(family, addr), port=port, ret=ret)
     elif kind == EV_EXIT:
@@ -114,7 +166,27 @@ def decode(raw: bytes, boot_epoch_ns: int, max_args: int, max_arg_len: int,
     else:
         _exec_fields(ev, raw, sc, flags, cap_eff, ret, dirfd, seccomp, argc, status,
                      max_args, max_arg_len, max_path_len)
-    return Decoded(ev, status, depth, from_kernel(new_comm))
+        dir_off = HEADER_SIZE + max_path_len + EXE_LEN + max_args * max_arg_len
+        _path_fields(d, ev["path"], raw[dir_off:dir_off + dir_len], dir_error, path_len, ino, dev)
+    return d
+
+
+def _path_fields(d: Decoded, path: str, names: bytes, dir_error: int, path_len: int, ino: int,
+                 dev: int) -> None:
+    """abspath, path_truncated, ino/dev of an exec or open (only the ones that apply)."""
+    ev, status = d.event, d.status
+    if path_len <= 1 and dir_error == DIR_NONE:
+        dir_error = -1 if path_len == 0 else -2   # unreadable, or "" (never walked: ENOENT)
+    absolute = abspath_of(path, names, dir_error)
+    if absolute is not None:
+        ev["abspath"] = absolute
+        if not absolute:
+            d.dir_error = dir_error
+    if status & ST_PATH_TRUNCATED:
+        ev["path_truncated"] = True
+    if status & ST_IDENTITY:
+        ev["ino"] = ino
+        ev["dev"] = user_dev(dev)
 
 
 def _exec_fields(ev: dict[str, Any], raw: bytes, sc: int, flags: int, cap_eff: int, ret: int,

@@ -51,6 +51,27 @@ OFFSET_PATHS = {
     "OFF_DENTRY_NAME": "dentry.d_name.name",
     "OFF_DENTRY_INODE": "dentry.d_inode",
     "OFF_INODE_NLINK": "inode.__i_nlink",
+    # base directory of relative paths (walk_dir) and file identity
+    "OFF_TASK_FS": "task_struct.fs",
+    "OFF_FS_ROOT": "fs_struct.root",
+    "OFF_FS_PWD": "fs_struct.pwd",
+    "OFF_PATH_DENTRY": "path.dentry",
+    "OFF_PATH_MNT": "path.mnt",
+    "OFF_DENTRY_PARENT": "dentry.d_parent",
+    "OFF_DENTRY_QSTR": "dentry.d_name",
+    "OFF_DENTRY_NAME_LEN": "dentry.d_name.len",
+    "OFF_DENTRY_HASH_PPREV": "dentry.d_hash.pprev",
+    "OFF_VFSMOUNT_MNT_ROOT": "vfsmount.mnt_root",
+    "OFF_MOUNT_MNT": "mount.mnt",
+    "OFF_MOUNT_PARENT": "mount.mnt_parent",
+    "OFF_MOUNT_MOUNTPOINT": "mount.mnt_mountpoint",
+    "OFF_FILE_MNT": "file.f_path.mnt",
+    "OFF_FILE_INODE": "file.f_inode",
+    "OFF_INODE_MODE": "inode.i_mode",
+    "OFF_INODE_INO": "inode.i_ino",
+    "OFF_INODE_SB": "inode.i_sb",
+    "OFF_SB_DEV": "super_block.s_dev",
+    "OFF_MM_EXE_FILE": "mm_struct.exe_file",
 }
 
 

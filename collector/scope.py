@@ -9,8 +9,12 @@ inherit at fork and leave at exit without user space. User space decides the roo
   of the profiles' ``root_comms()`` and reports the exec. :meth:`Scope.handle` confirms it with
   the full profile match, or removes it and every provisional descendant it forked meanwhile
   (their events are dropped here: they carry the rejected root).
-* exec inside a tracked tree that matches a profile starts a nested root: the process is
-  re-rooted in the kernel map, so its later children carry the new root.
+* exec inside a tracked tree never starts a root, whatever profile it matches: an agent (or
+  anything it runs) can start a binary named like an agent CLI with the CLI's arguments, and a
+  new root there would split the tree's events away from its history. The process keeps its
+  tree's root in the kernel map and in its events. The root process itself re-executing in place
+  (``#!/usr/bin/env node`` -> ``env`` -> ``node``) stays the root it was: same profile, no second
+  ``root`` event. Only an untracked process can become a root (by exec, or found in /proc).
 
 A ``root`` event is published for every confirmed root. This module is the pure core: the kernel
 map is reached through the small :class:`TrackedMap` protocol, so tests can pass a dict.
@@ -181,24 +185,14 @@ class Scope:
             return self._candidate(d)
         if d.provisional and ev["root"] not in self.confirmed:
             return self._hold(ev)
-        out = [ev]
-        if ev["ret"] == 0:
-            exe = self._exe(tgid, ev)
-            p = self.match(d.new_comm or ev["comm"], exe, ev["argv"])
-            if p is not None and self.roots.get(tgid) != p.name:
-                # nested root: later children of this process belong to it
-                self.roots[tgid] = p.name
-                self.kmap.set(tgid, Entry(tgid, 0, False))
-                ev["root"] = tgid
-                out.append(root_event(tgid, ev["ppid"], ev["uid"], d.new_comm or ev["comm"],
-                                      p.name, "exec", exe, ev["argv"], ev["ts_ns"]))
-        return out
+        return [ev]                 # inside a tracked tree: never a new root (module docstring)
 
     def _exe(self, tgid: int, ev: dict[str, Any]) -> str:
-        """What the exec ran, for profile matching: the exec'd path (or the file behind an
-        exec'd fd). Not /proc/PID/exe: for a ``#!/usr/bin/env node`` script that is env, or
-        already node, depending on timing; the script path is what the profile names."""
-        return ev["exe"] or self.exe_reader(tgid)
+        """What the exec ran, for profile matching and the ``root`` event: the exec'd path made
+        absolute by the kernel (``abspath``, for ``./openclaw``), else as passed (or the file
+        behind an exec'd fd). Not /proc/PID/exe: for a ``#!/usr/bin/env node`` script that is
+        env, or already node, depending on timing; the script path is what the profile names."""
+        return ev.get("abspath") or ev["exe"] or self.exe_reader(tgid)
 
     def _candidate(self, d: Decoded) -> list[dict[str, Any]]:
         ev = d.event

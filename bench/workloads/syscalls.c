@@ -5,6 +5,9 @@
  *   syscalls MODE ITERATIONS [DELAY_MS]
  *
  *   openat    open("/etc/hostname", O_RDONLY) + close   (the openat flood)
+ *   openatrel open("target", O_RDONLY) + close, relative to the cwd (the collector resolves
+ *             the cwd in the kernel for every tracked relative open: bench/overhead.py runs it
+ *             six directories below its work directory)
  *   forkexec  fork + execve("/bin/true") + waitpid     (the fork+exec loop)
  *   connect   TCP connect to a loopback listener + accept + close both (the connect loop)
  *   getppid   getppid()                                 (a syscall no probe watches: the floor)
@@ -54,6 +57,17 @@ static int loop_openat(long n)
 		int fd = open("/etc/hostname", O_RDONLY);
 		if (fd < 0)
 			return perror("open /etc/hostname"), 1;
+		close(fd);
+	}
+	return 0;
+}
+
+static int loop_openatrel(long n)
+{
+	for (long i = 0; i < n; i++) {
+		int fd = open("target", O_RDONLY);
+		if (fd < 0)
+			return perror("open target (relative)"), 1;
 		close(fd);
 	}
 	return 0;
@@ -121,13 +135,15 @@ static int loop_getppid(long n)
 int main(int argc, char **argv)
 {
 	if (argc < 3) {
-		fprintf(stderr, "usage: %s openat|forkexec|connect|getppid ITERATIONS [DELAY_MS]\n", argv[0]);
+		fprintf(stderr, "usage: %s openat|openatrel|forkexec|connect|getppid ITERATIONS [DELAY_MS]\n",
+			argv[0]);
 		return 2;
 	}
 	long n = atol(argv[2]);
 	if (argc > 3)
 		usleep(atoi(argv[3]) * 1000);
 	int (*loop)(long) = !strcmp(argv[1], "openat")   ? loop_openat :
+			    !strcmp(argv[1], "openatrel") ? loop_openatrel :
 			    !strcmp(argv[1], "forkexec") ? loop_forkexec :
 			    !strcmp(argv[1], "connect")  ? loop_connect :
 			    !strcmp(argv[1], "getppid")  ? loop_getppid : NULL;

@@ -211,7 +211,7 @@ def running_collector(tmp: Path, **config: Any) -> Iterator[tuple[CollectorProce
 
 def _from_wire(ev: dict[str, Any]) -> dict[str, Any]:
     out = dict(ev)
-    for k in ("comm", "path", "exe"):
+    for k in ("comm", "path", "exe", "abspath"):
         if isinstance(out.get(k), bytes):
             out[k] = bus.from_wire(out[k])
     if isinstance(out.get("argv"), list):

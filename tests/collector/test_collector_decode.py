@@ -12,9 +12,10 @@ import pytest
 
 import bus
 from bpf import EVENTS_H
-from collector.decode import (EV_CONNECT, EV_EXEC, EV_EXIT, EV_FORK, EV_OPEN, HEADER, HEADER_SIZE,
-                              ST_ARGV_FLAT, ST_ARGV_TRUNCATED, ST_CAPS_VALID, ST_EXE_DELETED,
-                              ST_EXE_RESOLVED, ST_PROVISIONAL, DecodeError, decode, event_struct)
+from collector.decode import (DIR_OK, EV_CONNECT, EV_EXEC, EV_EXIT, EV_FORK, EV_OPEN, HEADER,
+                              HEADER_SIZE, ST_ARGV_FLAT, ST_ARGV_TRUNCATED, ST_CAPS_VALID,
+                              ST_EXE_DELETED, ST_EXE_RESOLVED, ST_IDENTITY, ST_PATH_TRUNCATED,
+                              ST_PROVISIONAL, DecodeError, decode, event_struct)
 
 MAX_ARGS, MAX_ARG_LEN, MAX_PATH_LEN = 4, 32, 256
 BOOT = 1_700_000_000_000_000_000
@@ -25,14 +26,21 @@ def record(kind: int, *, sc: int = 0, flags: int = 0, cap: int = 0, tgid: int = 
            dirfd: int = -100, mode: int = 0, exit_code: int = 0, child: int = 0, seccomp: int = -1,
            family: int = 0, port: int = 0, addr: bytes = b"", argc: int = 0, status: int = 0,
            comm: bytes = b"bash", new_comm: bytes = b"", path: bytes = b"", exe: bytes = b"",
-           argv: bytes = b"") -> bytes:
+           argv: bytes = b"", dirs: tuple[bytes, ...] = (), dir_error: int = 0, ino: int = 0,
+           dev: int = 0) -> bytes:
+    """A record as the kernel writes it; ``dirs`` are base-directory names, root first (the
+    record holds them leaf first), which also sets dir_error to DIR_OK unless given."""
+    names = b"".join(n + b"\0" for n in reversed(dirs))
+    if dirs and not dir_error:
+        dir_error = DIR_OK
     head = HEADER.pack(5_000, flags, cap, kind, sc, tgid, tid, ppid, uid, root, depth, ret, dirfd,
                        mode, exit_code, child, seccomp, family, port, addr.ljust(16, b"\0"), argc,
-                       len(path) + 1 if path else 0, status, comm, new_comm)
+                       len(path) + 1 if path or kind == EV_OPEN else 0, status, comm, new_comm,
+                       len(names), dir_error, ino, dev)
     if kind != EV_EXEC:
-        return head + (path + b"\0" if path else b"")
+        return head + (path + b"\0" if path or kind == EV_OPEN else b"") + names
     return (head + path.ljust(MAX_PATH_LEN, b"\0") + exe.ljust(256, b"\0")
-            + argv.ljust(MAX_ARGS * MAX_ARG_LEN, b"\0"))
+            + argv.ljust(MAX_ARGS * MAX_ARG_LEN, b"\0") + names)
 
 
 def dec(raw: bytes):
@@ -40,10 +48,11 @@ def dec(raw: bytes):
 
 
 def test_open_event_exact():
-    d = dec(record(EV_OPEN, sc=3, flags=0x241, mode=0o644, ret=3, dirfd=7, path=b"out"))
+    d = dec(record(EV_OPEN, sc=3, flags=0x241, mode=0o644, ret=3, dirfd=7, path=b"out", dirs=(b"w",)))
     assert d.event == {"kind": "open", "ts_ns": BOOT + 5_000, "tgid": 100, "tid": 101, "ppid": 1,
                        "uid": 1000, "comm": "bash", "root": 100, "syscall": "openat",
-                       "path": "out", "flags": 0x241, "mode": 0o644, "ret": 3, "dirfd": 7}
+                       "path": "out", "flags": 0x241, "mode": 0o644, "ret": 3, "dirfd": 7,
+                       "abspath": "/w/out"}
     assert bus.validate_event(d.event) == []
     assert d.depth == 2 and not d.provisional
 
@@ -126,11 +135,11 @@ def _header_comment_offsets() -> dict[str, int]:
 def test_ctypes_mirror_matches_events_h_and_header_struct():
     cls = event_struct(16, 128, 4096)
     documented = _header_comment_offsets()
-    assert len(documented) >= 25
+    assert len(documented) >= 29
     assert {name: getattr(cls, name).offset for name in documented} == documented
-    assert cls.path.offset == HEADER_SIZE == 144
-    assert re.search(r"#define EVENT_HEADER_SIZE 144\b", EVENTS_H.read_text())
-    assert ctypes.sizeof(cls) == 144 + 4096 + 256 + 16 * 128
+    assert cls.path.offset == HEADER_SIZE == 160
+    assert re.search(r"#define EVENT_HEADER_SIZE 160\b", EVENTS_H.read_text())
+    assert ctypes.sizeof(cls) == 160 + 4096 + 256 + 16 * 128 + 4096 + 256
 
 
 @pytest.mark.root
@@ -148,3 +157,76 @@ def test_bcc_builds_the_same_struct_from_events_h():
                [(n, getattr(ours, n).offset, getattr(ours, n).size) for n, _ in ours._fields_]
     finally:
         b.cleanup()
+
+
+# ---- paths and identity (docs/bus.md §5.9) ----------------------------------------------------
+
+def test_relative_open_gets_the_kernel_base_joined_and_folded():
+    d = dec(record(EV_OPEN, sc=3, path=b"./.x86", dirs=(b"tmp", b"x", b"d")))
+    assert d.event["path"] == "./.x86" and d.event["abspath"] == "/tmp/x/d/.x86"
+    assert bus.validate_event(d.event) == []
+    d = dec(record(EV_OPEN, sc=3, path=b"../d/../e//p", dirs=(b"tmp", b"x", b"d")))
+    assert d.event["abspath"] == "/tmp/x/e/p"
+
+
+def test_relative_path_in_the_root_directory():
+    assert dec(record(EV_OPEN, path=b"etc/passwd", dir_error=DIR_OK)).event["abspath"] == "/etc/passwd"
+
+
+def test_odd_directory_names_stay_lossless():
+    d = dec(record(EV_OPEN, path=b"p\xfe.sh", dirs=(b"tmp", b"bad-\xff", b"new\nline")))
+    assert bus.to_bytes(d.event["abspath"]) == b"/tmp/bad-\xff/new\nline/p\xfe.sh"
+    assert bus.to_wire(d.event["abspath"]) == b"/tmp/bad-\xff/new\nline/p\xfe.sh"
+
+
+@pytest.mark.parametrize("error", [2, 3, 4, 5, 6, 7, 8])
+def test_unresolved_base_gives_an_empty_abspath_and_the_reason(error):
+    d = dec(record(EV_OPEN, path=b"p.sh", dir_error=error))
+    assert d.event["abspath"] == "" and d.event["path"] == "p.sh"
+    assert d.dir_error == error
+    assert bus.validate_event(d.event) == []
+
+
+def test_absolute_paths_get_abspath_only_when_not_normal():
+    assert "abspath" not in dec(record(EV_OPEN, path=b"/tmp/d/p.sh")).event
+    d = dec(record(EV_OPEN, path=b"/tmp//d/../d/./p.sh"))
+    assert d.event["abspath"] == "/tmp/d/p.sh" and d.dir_error == 0
+
+
+def test_unreadable_path_is_unresolved():
+    raw = bytearray(record(EV_OPEN, ret=-14, path=b"x"))
+    raw[102:104] = (0).to_bytes(2, "little")          # path_len 0: the user string was unreadable
+    d = dec(bytes(raw[:HEADER_SIZE]))
+    assert d.event["path"] == "" and d.event["abspath"] == "" and d.dir_error == -1
+
+
+def test_relative_exec_reads_the_dir_area_after_argv():
+    d = dec(record(EV_EXEC, sc=1, path=b"./p.sh", argc=1, argv=slots(b"./p.sh"),
+                   dirs=(b"tmp", b"x", b"d")))
+    assert (d.event["path"], d.event["exe"], d.event["abspath"]) == ("./p.sh", "./p.sh", "/tmp/x/d/p.sh")
+    assert d.event["argv"] == ["./p.sh"]
+
+
+def test_fd_exec_of_an_empty_path_resolves_to_the_file_itself():
+    d = dec(record(EV_EXEC, sc=2, flags=0x1000, dirfd=3, status=ST_EXE_RESOLVED, exe=b"p.sh",
+                   argv=slots(b"p"), argc=1, dirs=(b"tmp", b"d", b"p.sh")))
+    assert (d.event["path"], d.event["exe"], d.event["abspath"]) == ("", "p.sh", "/tmp/d/p.sh")
+
+
+def test_truncated_path_and_identity():
+    dev = (259 << 20) | 3                            # kernel dev_t of 259:3
+    d = dec(record(EV_OPEN, path=b"/tmp/aaaa", status=ST_PATH_TRUNCATED | ST_IDENTITY, ino=77, dev=dev,
+                   flags=os.O_WRONLY, ret=3))
+    assert d.event["path_truncated"] is True
+    assert (d.event["ino"], d.event["dev"]) == (77, os.makedev(259, 3))
+    assert bus.validate_event(d.event) == []
+    plain = dec(record(EV_OPEN, path=b"/tmp/aaaa", ino=77, dev=dev)).event
+    assert not {"path_truncated", "ino", "dev", "abspath"} & set(plain)
+    e = dec(record(EV_EXEC, sc=1, path=b"/bin/ls", argc=1, argv=slots(b"ls"), status=ST_IDENTITY,
+                   ino=5, dev=dev)).event
+    assert (e["ino"], e["dev"]) == (5, os.makedev(259, 3))
+
+
+def test_an_empty_path_is_not_resolved_to_the_cwd():
+    d = dec(record(EV_OPEN, ret=-2, path=b""))
+    assert (d.event["path"], d.event["abspath"], d.dir_error) == ("", "", -2)

@@ -305,3 +305,4 @@ def test_exec_of_an_unlinked_file_through_its_fd_names_it_deleted(env):
     pid, _ = workload(env, "deleted", str(path))
     execs = [e for e in env["tap"].of(kind="exec", tgid=pid) if e["syscall"] == "execveat" and e["ret"] == 0]
     assert [e["exe"] for e in execs] == [f"{path} (deleted)"]
+    assert [e["abspath"] for e in execs] == [""]          # unlinked: no path to resolve to

@@ -1,5 +1,6 @@
 """collector/scope.py, the pure core: bootstrap from a /proc snapshot, provisional roots
-confirmed or rejected (with what they forked meanwhile), nested roots, and the sweep."""
+confirmed or rejected (with what they forked meanwhile), in-tree profile matches that never
+re-root, and the sweep."""
 
 from __future__ import annotations
 
@@ -76,15 +77,50 @@ def test_candidate_rejected_removes_it_and_what_it_forked():
     assert s.dropped_events == 1
 
 
-def test_tracked_exec_matching_a_profile_starts_a_nested_root():
-    kmap = DictTrackedMap({60: Entry(10, 3, False)})
+def test_profile_matching_exec_inside_a_tracked_tree_is_never_a_root():
+    # a fake `agent-cli -m x` started by a tool of the gateway's tree: same tree, same root
+    kmap = DictTrackedMap({10: Entry(10, 0, False), 60: Entry(10, 3, False)})
     s = scope(kmap)
     s.roots[10] = "gw"
     out = s.handle(exec_rec(60, 10, ["agent-cli", "-m", "x"], "agent-cli"))
-    assert [(e["kind"], e["root"]) for e in out] == [("exec", 60), ("root", 60)]
-    assert kmap.entries[60] == Entry(60, 0, False)
-    # the same profile again (a re-exec) is not a new root
-    assert [e["kind"] for e in s.handle(exec_rec(60, 60, ["agent-cli", "-m", "y"], "agent-cli"))] == ["exec"]
+    assert [(e["kind"], e["tgid"], e["root"]) for e in out] == [("exec", 60, 10)]
+    assert kmap.entries == {10: Entry(10, 0, False), 60: Entry(10, 3, False)}
+    assert s.roots == {10: "gw"}
+    # its own later events still belong to the gateway tree
+    assert [e["root"] for e in s.handle(other("open", 60, 10))] == [10]
+
+
+def test_in_tree_match_after_the_root_exited_is_still_not_a_root():
+    # a detached leftover of a tree whose root is gone: still that tree, never a new root
+    kmap = DictTrackedMap({61: Entry(10, 2, False)})
+    s = scope(kmap)
+    s.roots[10] = "gw"
+    s.handle(other("exit", 10, 10))
+    out = s.handle(exec_rec(61, 10, ["agent-cli", "-m", "x"], "agent-cli"))
+    assert [(e["kind"], e["root"]) for e in out] == [("exec", 10)]
+    assert kmap.entries == {61: Entry(10, 2, False)} and s.roots == {}
+
+
+def test_the_root_re_executing_in_place_stays_the_same_root():
+    # #!/usr/bin/env node: the confirmed root execs env, then node; one root, one profile
+    kmap = DictTrackedMap({40: Entry(40, 0, False)})
+    s = scope(kmap)
+    s.roots[40] = "cli"
+    for argv, comm in ((["/usr/bin/env", "node", "agent-cli", "-m", "hi"], "env"),
+                       (["agent-cli", "-m", "hi"], "agent-cli"),
+                       (["gatewayd"], "gatewayd")):     # even into another profile's image
+        out = s.handle(exec_rec(40, 40, argv, comm))
+        assert [(e["kind"], e["root"]) for e in out] == [("exec", 40)]
+    assert s.roots == {40: "cli"} and kmap.entries == {40: Entry(40, 0, False)}
+
+
+def test_an_untracked_process_matching_a_profile_still_becomes_a_root():
+    kmap = DictTrackedMap({10: Entry(10, 0, False), 70: Entry(70, 0, True)})
+    s = scope(kmap)
+    s.roots[10] = "gw"
+    out = s.handle(exec_rec(70, 70, ["agent-cli", "-m", "x"], "agent-cli", provisional=True))
+    assert [(e["kind"], e["root"]) for e in out] == [("exec", 70), ("root", 70)]
+    assert s.roots == {10: "gw", 70: "cli"} and kmap.entries[70] == Entry(70, 0, False)
 
 
 def test_failed_exec_never_starts_a_root():
@@ -92,6 +128,15 @@ def test_failed_exec_never_starts_a_root():
     s.roots[10] = "gw"
     out = s.handle(exec_rec(60, 10, ["agent-cli", "-m", "x"], "", ret=-2))
     assert [e["kind"] for e in out] == ["exec"]
+
+
+def test_an_untracked_process_matching_a_profile_still_becomes_a_root():
+    kmap = DictTrackedMap({10: Entry(10, 0, False), 70: Entry(70, 0, True)})
+    s = scope(kmap)
+    s.roots[10] = "gw"
+    out = s.handle(exec_rec(70, 70, ["agent-cli", "-m", "x"], "agent-cli", provisional=True))
+    assert [(e["kind"], e["root"]) for e in out] == [("exec", 70), ("root", 70)]
+    assert s.roots == {10: "gw", 70: "cli"} and kmap.entries[70] == Entry(70, 0, False)
 
 
 def test_root_exit_forgets_the_root():
@@ -152,3 +197,12 @@ def test_script_whose_interpreter_never_matches_is_rejected_at_the_sweep():
     del kmap.entries[90], kmap.entries[91]                                     # the tree exits
     s.sweep()
     assert 90 not in s.doubtful and 90 in s.rejected and s.dropped_events == 2
+
+
+def test_a_relative_root_exec_is_matched_and_reported_by_its_absolute_path():
+    kmap = DictTrackedMap({80: Entry(80, 0, True)})
+    s = scope(kmap)
+    rec = exec_rec(80, 80, ["./agent-cli", "-m", "x"], "agent-cli", provisional=True, path="./agent-cli")
+    rec.event["abspath"] = "/opt/tools/agent-cli"
+    out = s.handle(rec)
+    assert [(e["kind"], e.get("exe")) for e in out] == [("exec", "./agent-cli"), ("root", "/opt/tools/agent-cli")]

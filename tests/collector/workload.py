@@ -119,8 +119,112 @@ def threads(count: str) -> dict:
     return {"threads": int(count)}
 
 
+# ---- paths resolved in the kernel (tests/collector/test_collector_paths.py) -------------------
+
+W_CREAT = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+
+
+def _try_open(path: bytes | str, flags: int = os.O_RDONLY, dir_fd: int | None = None) -> int:
+    """os.open that returns -errno instead of raising, like the kernel's return value."""
+    try:
+        fd = os.open(path, flags, 0o600, dir_fd=dir_fd)
+    except OSError as exc:
+        return -exc.errno
+    os.close(fd)
+    return fd
+
+
+def dirfd_errors(directory: str) -> dict:
+    """openat against a dirfd that is a regular file (ENOTDIR) and one that is not open (EBADF)."""
+    reg = os.open(os.path.join(directory, "regular"), W_CREAT, 0o600)
+    closed = 1000
+    return {"regular_fd": reg, "not_dir": _try_open("x", dir_fd=reg),
+            "bad_fd": _try_open("y", dir_fd=closed)}
+
+
+def deep(directory: str, name_len: str, count: str) -> dict:
+    """mkdir + chdir step by step (a cwd longer than PATH_MAX is fine), then create "f"."""
+    os.chdir(directory)
+    for i in range(int(count)):
+        name = (b"%02d" % i) + b"d" * (int(name_len) - 2)
+        os.mkdir(name)
+        os.chdir(name)
+    return {"ret": _try_open("f", W_CREAT)}
+
+
+def deleted_cwd(directory: str) -> dict:
+    """Open a relative path after the cwd was removed (getcwd fails: ENOENT)."""
+    os.mkdir(directory)
+    os.chdir(directory)
+    os.rmdir(directory)
+    return {"ret": _try_open("x", W_CREAT)}
+
+
+def chroot(directory: str) -> dict:
+    """Relative and absolute opens inside a chroot: the process's own root bounds the walk."""
+    os.makedirs(os.path.join(directory, "sub"), exist_ok=True)
+    os.chroot(directory)
+    os.chdir("/sub")
+    return {"rel": _try_open("f", W_CREAT), "abs": _try_open("/sub/g", W_CREAT)}
+
+
+def long_paths(directory: str) -> dict:
+    """Absolute opens of 4094, 4095 and 5000 bytes, execs of 4095 and 5000 bytes."""
+    base = directory.rstrip("/") + "/"
+    out: dict[str, int] = {}
+    for n in (4094, 4095, 5000):
+        out[f"open{n}"] = _try_open(base + "a" * (n - len(base)))
+    for n in (4095, 5000):
+        try:
+            os.execv(base + "b" * (n - len(base)), ["x"])
+        except OSError as exc:
+            out[f"exec{n}"] = -exc.errno
+    return out
+
+
+def identity(directory: str) -> dict:
+    """Write an ELF, run it through a symlink and a hard link: one inode throughout."""
+    import subprocess
+    payload = os.path.join(directory, "payload")
+    shutil.copyfile("/bin/true", payload)
+    os.chmod(payload, 0o755)
+    os.symlink(payload, os.path.join(directory, "link"))
+    os.link(payload, os.path.join(directory, "hard"))
+    for name in ("link", "hard"):
+        subprocess.run([os.path.join(directory, name)], check=True)
+    st = os.stat(payload)
+    return {"ino": st.st_ino, "dev": st.st_dev}
+
+
+SYS_EXECVEAT = {"x86_64": 322, "aarch64": 281}.get(platform.machine())
+
+
+def execveat_dirfd(directory: str) -> dict:
+    """execveat(dirfd, "payload") with a directory fd opened O_CLOEXEC (gone after the exec)."""
+    shutil.copyfile("/bin/true", os.path.join(directory, "payload"))
+    os.chmod(os.path.join(directory, "payload"), 0o755)
+    dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    argv = (ctypes.c_char_p * 2)(b"payload", None)
+    envp = (ctypes.c_char_p * 1)(None)
+    sys.stdout.flush()
+    return {"ret": _syscall(SYS_EXECVEAT, dfd, b"payload", argv, envp, 0)}
+
+
+def fexecve_file(path: str) -> dict:
+    """fexecve of a regular file: execveat(fd, "", AT_EMPTY_PATH), the fd's own file runs."""
+    shutil.copyfile("/bin/true", path)
+    os.chmod(path, 0o755)
+    fd = os.open(path, os.O_RDONLY)
+    sys.stdout.flush()
+    os.execve(fd, ["payload"], {})
+    return {}
+
+
 ACTIONS = {"write": write, "connect": connect, "opens": opens, "memfd": memfd, "odd": odd,
-           "threads": threads, "deleted": deleted, "open_calls": open_calls}
+           "threads": threads, "deleted": deleted, "open_calls": open_calls,
+           "dirfd_errors": dirfd_errors, "deep": deep, "deleted_cwd": deleted_cwd, "chroot": chroot,
+           "long_paths": long_paths, "identity": identity, "execveat_dirfd": execveat_dirfd,
+           "fexecve_file": fexecve_file}
 
 if __name__ == "__main__":
     result = ACTIONS[sys.argv[1]](*sys.argv[2:])

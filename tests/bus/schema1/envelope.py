@@ -1,0 +1,128 @@
+"""The envelope: frame 1 is the topic (UTF-8), frame 2 one msgpack map.
+
+    {"v": 1, "stream": "collector", "epoch": <publisher start, ns>, "seq": <per stream+topic>,
+     "sent_ns": <wall clock at send>, "events": [<event map>, ...]}
+
+Heartbeats use the same map with ``events`` empty plus ``last_seq`` ({topic: last seq sent}),
+``interval_s`` and ``counters`` ({name: int}). See docs/bus.md §Envelope.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+
+from bus.errors import MalformedMessage, UnknownVersion
+
+__all__ = ["VERSION", "Envelope", "pack", "pack_raw", "raw_events", "unpack"]
+
+VERSION = 1
+
+
+@dataclass(slots=True)
+class Envelope:
+    """One bus message after decoding. ``events`` are plain dicts (see bus.events)."""
+
+    topic: str
+    stream: str
+    epoch: int
+    seq: int
+    sent_ns: int
+    events: list[dict[str, Any]] = field(default_factory=list)
+    last_seq: dict[str, int] | None = None     # heartbeats only
+    counters: dict[str, Any] | None = None     # heartbeats only
+    interval_s: float | None = None            # heartbeats only
+    extra: dict[str, Any] | None = None        # unknown keys, kept for taps
+    body: bytes | None = field(default=None, repr=False, compare=False)   # the frame decoded
+
+
+def pack(env: Envelope) -> list[bytes]:
+    """Encode an envelope into its two frames."""
+    body: dict[str, Any] = {
+        "v": VERSION, "stream": env.stream, "epoch": env.epoch, "seq": env.seq,
+        "sent_ns": env.sent_ns, "events": env.events,
+    }
+    if env.last_seq is not None:
+        body["last_seq"] = env.last_seq
+    if env.counters is not None:
+        body["counters"] = env.counters
+    if env.interval_s is not None:
+        body["interval_s"] = env.interval_s
+    return [env.topic.encode(), msgpack.packb(body, use_bin_type=True)]
+
+
+_EVENTS_KEY = msgpack.packb("events")
+_FIXMAP5, _FIXMAP6 = 0x85, 0x86
+
+
+def pack_raw(env: Envelope, events: bytes) -> list[bytes]:
+    """Like :func:`pack`, with ``events`` already packed (a msgpack array): a stage that passes a
+    received batch through unchanged forwards its bytes instead of packing every map again.
+
+    The result is byte-identical to ``pack`` of the decoded events: the header map is packed as
+    usual and ``events`` appended as its sixth entry.
+    """
+    head = msgpack.packb({"v": VERSION, "stream": env.stream, "epoch": env.epoch, "seq": env.seq,
+                          "sent_ns": env.sent_ns}, use_bin_type=True)
+    if head[0] != _FIXMAP5:
+        raise ValueError("envelope header is not a 5-entry map")
+    return [env.topic.encode(), bytes((_FIXMAP6,)) + head[1:] + _EVENTS_KEY + events]
+
+
+def raw_events(body: bytes) -> bytes | None:
+    """The undecoded bytes of a body's ``events`` array (None if there is none, it is damaged, or
+    the map holds the key twice: a decoder keeps the last one, so no single slice is certain).
+
+    Found with a streaming unpacker that skips every other value without building it.
+    """
+    u = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=max(len(body), 1))
+    u.feed(body)
+    found: bytes | None = None
+    try:
+        for _ in range(u.read_map_header()):
+            if u.unpack() == "events":
+                if found is not None:
+                    return None
+                start = u.tell()
+                u.skip()
+                found = body[start:u.tell()]
+            else:
+                u.skip()
+    except (ValueError, msgpack.OutOfData, msgpack.FormatError, msgpack.StackError, TypeError):
+        return None
+    return found
+
+
+_KNOWN = {"v", "stream", "epoch", "seq", "sent_ns", "events", "last_seq", "counters", "interval_s"}
+
+
+def unpack(frames: list[bytes]) -> Envelope:
+    """Decode two frames; raise MalformedMessage (or UnknownVersion) instead of anything else."""
+    if len(frames) != 2:
+        raise MalformedMessage(f"expected 2 frames (topic, body), got {len(frames)}")
+    try:
+        topic = frames[0].decode()
+        body = msgpack.unpackb(frames[1], raw=False, strict_map_key=False)
+    except (UnicodeDecodeError, ValueError, msgpack.ExtraData, msgpack.FormatError,
+            msgpack.StackError, TypeError) as exc:
+        raise MalformedMessage(f"undecodable body: {exc}") from None
+    if not isinstance(body, dict):
+        raise MalformedMessage(f"body is {type(body).__name__}, not a map")
+    if body.get("v") != VERSION:
+        raise UnknownVersion(f"envelope version {body.get('v')!r}, this build speaks {VERSION}")
+    stream, epoch, seq, sent = body.get("stream"), body.get("epoch"), body.get("seq"), body.get("sent_ns")
+    events = body.get("events", [])
+    if not isinstance(stream, str) or not all(isinstance(x, int) for x in (epoch, seq, sent)):
+        raise MalformedMessage("stream must be a string; epoch, seq and sent_ns integers")
+    if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
+        raise MalformedMessage("events must be a list of maps")
+    last_seq = body.get("last_seq")
+    if last_seq is not None and not (isinstance(last_seq, dict)
+                                     and all(isinstance(v, int) for v in last_seq.values())):
+        raise MalformedMessage("last_seq must map topics to integers")
+    extra = {k: v for k, v in body.items() if k not in _KNOWN} or None
+    return Envelope(topic=topic, stream=stream, epoch=epoch, seq=seq, sent_ns=sent, events=events,
+                    last_seq=last_seq, counters=body.get("counters"),
+                    interval_s=body.get("interval_s"), extra=extra, body=frames[1])

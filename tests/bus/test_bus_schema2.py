@@ -1,0 +1,156 @@
+"""Event schema 2 on the bus (docs/bus.md §5.9, §13): the envelope's ``schema`` key, the optional
+path and identity fields, unknown kinds counted as ``unknown_kind`` -- and proof that a subscriber
+built before schema 2 survives schema-2 traffic.
+
+``tests/bus/schema1/`` holds ``bus/events.py`` and ``bus/envelope.py`` exactly as they were on
+main at 3a8146d, the last schema-1 build, unmodified: the validator and decoder that stages
+deployed before this change run. They must decode every schema-2 message, accept every event of
+a kind they know (new fields are unknown extra fields to them) and report every new kind as a
+problem, which their stages count as malformed and drop -- never an exception.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+import pytest
+
+from bus import Envelope, MalformedMessage, Publisher, Subscriber, pack, unpack, validate_event
+from bus.events import SCHEMA, known_kinds
+from tests.bus.bus_samples import DECISION_MAP, SAMPLE_EVENTS, SESSION_MAP
+from tests.bus.schema1 import envelope as v1_envelope
+from tests.bus.schema1 import events as v1_events
+
+# Events as a schema-2 collector publishes them: new optional fields on known kinds...
+SCHEMA2_KNOWN = [
+    {**SAMPLE_EVENTS["exec"], "path": "./p.sh", "abspath": "/tmp/x/d/p.sh", "ino": 1234567,
+     "dev": 2049},
+    {**SAMPLE_EVENTS["open"], "path": ".x86", "abspath": b"/tmp/\xff/.x86", "ino": 99, "dev": 64768},
+    {**SAMPLE_EVENTS["open"], "path": "deep/p", "abspath": "", "dirfd": -100},
+    {**SAMPLE_EVENTS["open"], "path": "/tmp/" + "a" * 4089, "path_truncated": True},
+]
+# ... and kinds of the detection round (CONTRACT.md §1) a schema-1 build has never heard of.
+_C = {k: SAMPLE_EVENTS["open"][k] for k in ("ts_ns", "tgid", "tid", "ppid", "uid", "comm", "root")}
+SCHEMA2_NEW = [
+    {**_C, "kind": "chmod", "syscall": "fchmodat", "path": "p.sh", "abspath": "/tmp/p.sh",
+     "dirfd": -100, "mode": 0o4755, "ret": 0},
+    {**_C, "kind": "rename", "syscall": "renameat2", "path": "a", "abspath": "/tmp/a",
+     "new_path": "b", "new_abspath": "/tmp/b", "dirfd": -100, "new_dirfd": -100, "flags": 0, "ret": 0},
+    {**_C, "kind": "memfd", "syscall": "memfd_create", "name": "x", "flags": 1, "ret": 3},
+    {**_C, "kind": "setid", "syscall": "setresuid", "ids": [0, 0, -1], "euid": 0, "ret": 0},
+    {**_C, "kind": "send", "syscall": "sendto", "family": 2, "addr": "127.0.0.1", "port": 53,
+     "bytes": 40, "dns_qname_len": 30, "dns_qname_hash": 77, "ret": 40},
+]
+
+
+class Capture:
+    """A socket stand-in that keeps what a Publisher sends."""
+
+    def __init__(self) -> None:
+        self.sent: list[list[bytes]] = []
+
+    def send_multipart(self, frames: list[bytes], flags: int = 0) -> None:
+        self.sent.append(frames)
+
+
+def schema2_traffic() -> list[list[bytes]]:
+    """What a schema-2 collector sends: a mixed batch, a batch of only new kinds, a heartbeat."""
+    sock = Capture()
+    pub = Publisher(sock, "collector", clock=lambda: 10**18)
+    for ev in SCHEMA2_KNOWN + SCHEMA2_NEW[:2]:
+        pub.publish("collector.event", ev)
+    pub.flush()
+    pub.publish_now("collector.event", SCHEMA2_NEW[2:])
+    pub.heartbeat({"events_exec": 1})
+    return sock.sent
+
+
+def test_every_message_carries_schema_2() -> None:
+    sent = schema2_traffic()
+    assert SCHEMA == 2
+    bodies = [msgpack.unpackb(frames[1], raw=False) for frames in sent]
+    assert [b["schema"] for b in bodies] == [2, 2, 2]
+    assert [unpack(frames).schema for frames in sent] == [2, 2, 2]
+
+
+def test_a_message_without_schema_is_schema_1_and_a_bad_one_is_malformed() -> None:
+    body = {"v": 1, "stream": "collector", "epoch": 1, "seq": 1, "sent_ns": 1, "events": []}
+    assert unpack([b"collector.event", msgpack.packb(body)]).schema == 1
+    with pytest.raises(MalformedMessage, match="schema"):
+        unpack([b"collector.event", msgpack.packb({**body, "schema": "2"})])
+
+
+@pytest.mark.parametrize("event", SCHEMA2_KNOWN)
+def test_optional_fields_are_valid_when_well_typed(event: dict[str, Any]) -> None:
+    assert validate_event(event) == []
+
+
+@pytest.mark.parametrize("field,value", [("abspath", 5), ("path_truncated", 1), ("ino", True),
+                                         ("dev", "8:1"), ("ino", None)])
+def test_optional_fields_are_type_checked_when_present(field: str, value: Any) -> None:
+    for kind in ("exec", "open"):
+        event = {**SAMPLE_EVENTS[kind], field: value}
+        assert validate_event(event) == [f"{kind}: field {field!r} is {type(value).__name__}"]
+
+
+def test_subscriber_drops_unknown_kinds_as_unknown_kind_not_malformed() -> None:
+    sub = Subscriber(sock=None, topics=["collector.event"])
+    envs = [sub.handle_frames(frames) for frames in schema2_traffic()]
+    assert all(env is not None for env in envs)
+    mixed, only_new, heartbeat = envs
+    assert mixed.events == SCHEMA2_KNOWN and mixed.body is None        # no pass-through of it
+    assert only_new.events == []
+    assert heartbeat.counters["events_exec"] == 1
+    assert sub.counters.unknown_kind == len(SCHEMA2_NEW)
+    assert sub.counters.malformed == 0 and sub.counters.lost_messages == 0
+    assert sub.counters.as_dict()["unknown_kind"] == len(SCHEMA2_NEW)
+
+
+def test_damage_is_left_to_the_stage_and_clean_batches_keep_their_body() -> None:
+    sub = Subscriber(sock=None, topics=["collector.event"])
+    damaged = [{"kind": 5}, {"no": "kind"}, SAMPLE_EVENTS["exit"]]
+    env = sub.handle_frames(pack(Envelope("collector.event", "collector", 1, 1, 1, damaged)))
+    assert env.events == damaged and env.body is not None and sub.counters.unknown_kind == 0
+    assert validate_event({"kind": 5}) == ["unknown kind 5"]          # the stage's own verdict
+
+
+@pytest.mark.parametrize("topic,good,bad", [
+    ("analyzer.decision", DECISION_MAP, SESSION_MAP),
+    ("sessionizer.session", SESSION_MAP, DECISION_MAP),
+    ("analyzer.event", SAMPLE_EVENTS["open"], {**SAMPLE_EVENTS["open"], "kind": "teleport"}),
+])
+def test_each_topic_knows_its_own_kinds(topic: str, good: dict, bad: dict) -> None:
+    sub = Subscriber(sock=None, topics=[topic])
+    env = sub.handle_frames(pack(Envelope(topic, "analyzer-0", 1, 1, 1, [bad, good])))
+    assert env.events == [good] and sub.counters.unknown_kind == 1
+    assert known_kinds("collector.heartbeat") is None
+
+
+def test_a_schema1_subscriber_survives_schema2_traffic() -> None:
+    """The unmodified schema-1 decoder and validator: known kinds pass, new kinds are reported as
+    problems (the stage counts them malformed and drops them), nothing raises."""
+    accepted, malformed = [], 0
+    for frames in schema2_traffic():
+        env = v1_envelope.unpack(frames)
+        assert env.extra == {"schema": 2}
+        for ev in env.events:
+            problems = v1_events.validate_event(ev)
+            if problems:
+                assert problems == [f"unknown kind {ev['kind']!r}"]
+                malformed += 1
+            else:
+                accepted.append(ev)
+    assert accepted == SCHEMA2_KNOWN and malformed == len(SCHEMA2_NEW)
+
+
+def test_a_schema1_pass_through_forwards_schema2_batches_intact() -> None:
+    """A schema-1 analyzer forwards a batch by its raw bytes: the slice it finds in a schema-2
+    body is exactly the events, and its own envelope around them decodes with the new build."""
+    frames = schema2_traffic()[0]
+    raw = v1_envelope.raw_events(frames[1])
+    events = SCHEMA2_KNOWN + SCHEMA2_NEW[:2]
+    assert raw == msgpack.packb(events, use_bin_type=True)
+    out = v1_envelope.pack_raw(v1_envelope.Envelope("analyzer.event", "analyzer-0", 1, 1, 1), raw)
+    env = unpack(out)
+    assert env.schema == 1 and env.events == events
