@@ -1,0 +1,202 @@
+"""Run attack-suite scenarios through the real stack and score them.
+
+    python -m evaluation.attacks [--identity root|user ...] [--case ID ...] [--rules FILE] [--snapshot]
+
+Per identity (root, then the unprivileged ``casa-attack``): the real stack starts once under the
+real supervisord in private directories (tests/stack/stack.py's ``Stack``) with the generic
+launcher profiles of config/casa.attacks.json, and every scenario runs in its own sandbox
+(keeper.py) one after another. Each run's records are read off the bus (recorder.py), its
+sessions followed through the process tree (collect.py), checked for hygiene (selfcheck.py) and
+scored (results.py) into ``evaluation/results/attacks/latest.json``; ``--snapshot`` also updates
+the attack-suite section of evaluation/RESULTS.md.
+
+The rules are a copy of ``--rules`` (default: the checkout's rules.json) with one change: the
+sandbox's stand-in internet ports (servers.LOOPBACK_PORTS) are added to
+``allowed_loopback_ports``, as config/rules.eval.json does for make eval's servers, so that a
+connect to the stand-in C2 is seen as the network it stands for (a developer's own loopback
+server on another port stays ignored). ``--no-loopback-ports`` runs the rules unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from evaluation.attacks import selfcheck
+from evaluation.attacks.collect import collect
+from evaluation.attacks.identity import Identity
+from evaluation.attacks.launcher import attack_profiles, build_implant, install_launchers
+from evaluation.attacks.layout import Layout
+from evaluation.attacks.recorder import Recorder
+from evaluation.attacks.results import ScenarioResult, met
+from evaluation.attacks.scenario import Scenario
+from evaluation.attacks.servers import LOOPBACK_PORTS
+from tests.stack.stack import Stack
+
+__all__ = ["SuiteContext", "suite_rules", "run_scenario", "run_identity", "CHECKOUT", "RESULTS_DIR"]
+
+CHECKOUT = Path(__file__).resolve().parents[2]
+RESULTS_DIR = CHECKOUT / "evaluation" / "results" / "attacks"
+KEEPER_MARGIN_S = 60.0
+
+log = logging.getLogger("casa.eval.attacks")
+
+
+def suite_rules(source: Path, dest: Path, loopback_ports: bool = True) -> Path:
+    """A copy of ``source`` with the sandbox's stand-in internet ports in ``allowed_loopback_ports``."""
+    rules = json.loads(source.read_text())
+    if loopback_ports:
+        analysis = rules.setdefault("analysis", {})
+        ports = list(analysis.get("allowed_loopback_ports") or [])
+        analysis["allowed_loopback_ports"] = ports + [p for p in LOOPBACK_PORTS if p not in ports]
+    dest.write_text(json.dumps(rules, indent=2) + "\n")
+    dest.chmod(0o644)
+    return dest
+
+
+def rules_version(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+
+
+@dataclass(slots=True)
+class SuiteContext:
+    """What every scenario run of one identity shares."""
+
+    identity: Identity
+    run_dir: Path                 # scratch root of this identity's runs (host)
+    artifacts: Path | None        # where each run's spec/report/records go (None: nowhere)
+    launchers: dict[str, Path]
+    implant: Path
+    recorder: Recorder
+    keep_scratch: bool = False
+
+
+def _keeper(spec_path: Path, timeout_s: float) -> tuple[dict[str, Any] | None, str]:
+    """Run the keeper in fresh network and mount namespaces; returns (report, stderr)."""
+    cmd = ["unshare", "--net", "--mount", "--propagation", "private", "--", sys.executable, "-m",
+           "evaluation.attacks.keeper", str(spec_path)]
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": str(CHECKOUT), "PYTHONDONTWRITEBYTECODE": "1"}
+    try:
+        proc = subprocess.run(cmd, cwd=CHECKOUT, env=env, capture_output=True, text=True, timeout=timeout_s,
+                              check=False)
+    except subprocess.TimeoutExpired as exc:
+        return None, f"keeper did not finish within {timeout_s:.0f} s: {exc.stderr!r}"
+    report = None
+    for line in proc.stdout.splitlines():
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            continue
+        report = msg.get("report", report)
+    return report, proc.stderr
+
+
+def _spec(sc: Scenario, ctx: SuiteContext, layout: Layout) -> dict[str, Any]:
+    return {"scenario": sc.as_spec(), "identity": ctx.identity.as_spec(),
+            "launcher": str(ctx.launchers[sc.profile]), "scratch": str(layout.scratch),
+            "mounts": layout.mounts(), "implant": str(ctx.implant), "env": {"DEV_PYTHON": sys.executable}}
+
+
+def _base_result(sc: Scenario, ctx: SuiteContext) -> ScenarioResult:
+    return ScenarioResult(id=sc.id, name=sc.name, category=sc.category, tactic=sc.tactic,
+                          technique=list(sc.techniques), expected=sc.expected, identity=ctx.identity.name,
+                          profile=sc.profile)
+
+
+def _invalid_reason(res: ScenarioResult, report: dict[str, Any], closed: bool, events: int) -> str:
+    why = []
+    if not res.hygiene.get("ok", False):
+        why.append(f"hygiene: {len(res.hygiene.get('violations', []))} violation(s)")
+    if not events:
+        why.append("CASA saw no event of the scenario's tree")
+    if not closed:
+        why.append("a session did not close")
+    missing = [e for e, ok in report.get("effects", {}).items() if not ok]
+    if missing:
+        why.append(f"effects did not happen: {missing}")
+    if report.get("timed_out"):
+        why.append("timed out")
+    return "; ".join(why)
+
+
+def run_scenario(sc: Scenario, ctx: SuiteContext) -> ScenarioResult:
+    """One scenario, one identity: sandbox, records, self-check, verdict."""
+    res = _base_result(sc, ctx)
+    if not sc.runs_as(ctx.identity.is_root):
+        res.skipped = f"needs root: {sc.root_reason}"
+        return res
+    t0 = time.monotonic()
+    layout = Layout(ctx.run_dir / sc.id, ctx.identity.home, ctx.identity.uid, ctx.identity.gid)
+    layout.create()
+    spec_path = ctx.run_dir / f"{sc.id}.spec.json"
+    spec_path.write_text(json.dumps(_spec(sc, ctx, layout)))
+    mark = ctx.recorder.mark()
+    report, stderr = _keeper(spec_path, sc.timeout_s + sc.linger_s + KEEPER_MARGIN_S)
+    if report is None:
+        res.invalid_reason = f"the sandbox failed: {stderr[-800:]}"
+        res.duration_s = round(time.monotonic() - t0, 2)
+        return res
+    got = collect(ctx.recorder, mark, int(report["launcher_pid"]), int(report["finished_ns"]))
+    hygiene = selfcheck.check(got.raw, layout.backed_prefixes())
+    v = got.verdict
+    res.action, res.score, res.rules, res.time_to_alert_ms, res.sessions = (v.action, v.score, v.rules,
+                                                                            v.time_to_alert_ms, v.sessions)
+    res.hygiene, res.effects, res.event_kinds = hygiene.as_dict(), report.get("effects", {}), got.event_kinds
+    res.launcher_pid, res.exit_code, res.timed_out = report["launcher_pid"], report["exit_code"], report["timed_out"]
+    res.stderr_head = report.get("stderr", "")[:600]
+    res.invalid_reason = _invalid_reason(res, report, got.closed, len(got.raw))
+    res.valid = not res.invalid_reason
+    res.met = met(sc.category, sc.expected, v.action)
+    res.duration_s = round(time.monotonic() - t0, 2)
+    _save(ctx, sc, report, got, res)
+    if not ctx.keep_scratch:
+        shutil.rmtree(layout.scratch, ignore_errors=True)
+        spec_path.unlink(missing_ok=True)
+    return res
+
+
+def _save(ctx: SuiteContext, sc: Scenario, report: dict[str, Any], got: Any, res: ScenarioResult) -> None:
+    if ctx.artifacts is None:
+        return
+    d = ctx.artifacts / ctx.identity.name / sc.id
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "report.json").write_text(json.dumps(report, indent=1, default=str))
+    (d / "events.json").write_text(json.dumps(got.raw, indent=0, default=str))
+    log.info("scenario done | id=%s identity=%s action=%s score=%d expected=%s met=%s valid=%s %s",
+             sc.id, ctx.identity.name, res.action, res.score, sc.expected, res.met, res.valid,
+             res.invalid_reason)
+
+
+def run_identity(identity: Identity, scenarios: list[Scenario], rules: Path, artifacts: Path | None,
+                 keep_scratch: bool = False) -> list[ScenarioResult]:
+    """Start the stack once for ``identity`` and run every scenario through it."""
+    run_dir = Path(tempfile.mkdtemp(prefix=f"casa-attacks-{identity.name}-"))
+    os.chmod(run_dir, 0o755)
+    launchers = install_launchers()
+    implant = build_implant(run_dir / "implant")
+    out: list[ScenarioResult] = []
+    try:
+        with Stack(rules=rules, config_profiles=attack_profiles()) as st:
+            rec = Recorder(st.bus_dir).start()
+            ctx = SuiteContext(identity, run_dir, artifacts, launchers, implant, rec, keep_scratch)
+            try:
+                for sc in scenarios:
+                    out.append(run_scenario(sc, ctx))
+            finally:
+                rec.stop()
+                if artifacts is not None:
+                    shutil.copytree(st.log_dir, artifacts / identity.name / "casa-logs", dirs_exist_ok=True)
+    finally:
+        if not keep_scratch:
+            shutil.rmtree(run_dir, ignore_errors=True)
+    return out
