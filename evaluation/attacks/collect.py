@@ -62,6 +62,7 @@ class Collected:
     closed: bool                         # every session closed before the timeout
     verdict: Verdict
     event_kinds: dict[str, int]
+    session_events: list[dict[str, Any]]  # the analyzer's events of those sessions (as published)
 
 
 def _names(rules: Any) -> list[str]:
@@ -128,4 +129,5 @@ def collect(rec: Recorder, mark: Mark, launcher_pid: int, ended_ns: int) -> Coll
     for ev in tree:
         kinds[str(ev.get("kind"))] = kinds.get(str(ev.get("kind")), 0) + 1
     return Collected(pids=pids, raw=tree, session_ids=ids, closed=done,
-                     verdict=verdict_of(decisions, sessions, ids), event_kinds=kinds)
+                     verdict=verdict_of(decisions, sessions, ids), event_kinds=kinds,
+                     session_events=[i.item for i in events if int(i.item.get("session_id", 0)) in ids])

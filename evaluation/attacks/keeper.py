@@ -151,13 +151,14 @@ def linger(exclude: set[int], linger_s: float) -> tuple[list[int], list[int]]:
     return sorted(seen), left
 
 
-def check_effects(effects: list[str], servers: Servers) -> dict[str, bool]:
-    """Each ``kind:arg`` effect: did it happen? (Checked inside the sandbox, before teardown.)"""
+def check_effects(effects: list[str], servers: Servers, home: str) -> dict[str, bool]:
+    """Each ``kind:arg`` effect: did it happen? (Checked inside the sandbox, before teardown;
+    ``file:~/x`` is the identity's home.)"""
     out = {}
     for effect in effects:
         kind, arg = effect.split(":", 1)
         if kind == "file":
-            out[effect] = os.path.lexists(arg)
+            out[effect] = os.path.lexists(home + arg[1:] if arg.startswith("~/") else arg)
         elif kind == "dns":
             rec = servers.records.get("dns")
             out[effect] = bool(rec) and len(rec.names) >= int(arg)
@@ -181,7 +182,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         for r in launched.pop("readers"):
             r.join(1.0)
         time.sleep(0.3 if "listener" in sc["servers"] or "bind_client" in sc["servers"] else 0)
-        effects = check_effects(sc["effects"], servers)
+        effects = check_effects(sc["effects"], servers, spec["identity"]["home"])
     finally:
         _kill_group(victim.pid)
         victim.wait()

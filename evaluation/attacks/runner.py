@@ -172,6 +172,7 @@ def _save(ctx: SuiteContext, sc: Scenario, report: dict[str, Any], got: Any, res
     d.mkdir(parents=True, exist_ok=True)
     (d / "report.json").write_text(json.dumps(report, indent=1, default=str))
     (d / "events.json").write_text(json.dumps(got.raw, indent=0, default=str))
+    (d / "session_events.json").write_text(json.dumps(got.session_events, indent=0, default=str))
     log.info("scenario done | id=%s identity=%s action=%s score=%d expected=%s met=%s valid=%s %s",
              sc.id, ctx.identity.name, res.action, res.score, sc.expected, res.met, res.valid,
              res.invalid_reason)

@@ -3,7 +3,7 @@
     from evaluation.attacks.scenario import load_scenarios
     table = load_scenarios()                     # every scenario, validated, in file order
 
-A file holds ``[[scenario]]`` entries; top-level ``category`` and ``tactic`` keys are defaults
+A file holds ``[[scenario]]`` entries; top-level ``category``, ``tactic`` and ``expected`` keys are defaults
 for the entries of that file. Fields of one scenario:
 
     id          unique, lower-case kebab (atk-... malicious, dev-... benign, probe-... sandbox tests)
@@ -144,7 +144,7 @@ def load_file(path: Path) -> list[Scenario]:
         data = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ScenarioError(f"{path}: {exc}") from None
-    defaults = {k: data[k] for k in ("category", "tactic") if k in data}
+    defaults = {k: data[k] for k in ("category", "tactic", "expected") if k in data}
     entries = data.get("scenario", [])
     if not isinstance(entries, list) or not entries:
         raise ScenarioError(f"{path}: no [[scenario]] entries")
