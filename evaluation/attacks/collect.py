@@ -65,6 +65,14 @@ class Collected:
     session_events: list[dict[str, Any]]  # the analyzer's events of those sessions (as published)
 
 
+def _true_flags(context: Any) -> list[str]:
+    """``group.flag`` for every context flag that is true in a session's last analysis."""
+    if not isinstance(context, dict):
+        return []
+    return sorted(f"{g}.{k}" for g, flags in context.items() if isinstance(flags, dict)
+                  for k, v in flags.items() if v is True)
+
+
 def _names(rules: Any) -> list[str]:
     return [r.get("name", "") if isinstance(r, dict) else str(r) for r in rules or []]
 
@@ -105,7 +113,8 @@ def verdict_of(decisions: list[Item], sessions: list[Item], ids: set[int]) -> Ve
     v.sessions = [{"session_id": sid, "profile": s.get("profile"), "origin": s.get("origin"),
                    "state": s.get("state"), "action": s.get("action") or "IGNORE",
                    "score": int(s.get("score") or 0), "complete": s.get("complete", True),
-                   "parent_session_id": s.get("parent_session_id"), "event_count": s.get("event_count")}
+                   "parent_session_id": s.get("parent_session_id"), "event_count": s.get("event_count"),
+                   "flags": _true_flags(s.get("context"))}
                   for sid, s in sorted(latest.items())]
     v.complete = all(s["complete"] is not False for s in v.sessions)
     return v

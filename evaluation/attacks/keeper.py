@@ -35,7 +35,7 @@ from typing import Any
 from evaluation.attacks import mounts
 from evaluation.attacks.servers import Servers
 
-__all__ = ["main", "setup_sandbox", "namespace_pids", "check_effects"]
+__all__ = ["main", "setup_sandbox", "namespace_pids", "check_effects", "alive"]
 
 VICTIM_CODE = ("import time\nsecret = 'CASA-FAKE-SECRET-MEM ' * 16\ntime.sleep(600)\n")
 OUTPUT_LIMIT = 4000
@@ -148,7 +148,23 @@ def linger(exclude: set[int], linger_s: float) -> tuple[list[int], list[int]]:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+    _wait_dead(left, 2.0)
     return sorted(seen), left
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie waiting for its reaper is dead: it runs nothing and holds no files)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _wait_dead(pids: list[int], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.02)
 
 
 def check_effects(effects: list[str], servers: Servers, home: str) -> dict[str, bool]:

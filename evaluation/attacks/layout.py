@@ -139,7 +139,7 @@ class Layout:
         (s / "spool-upper" / "cron" / "crontabs").mkdir(parents=True)
         os.chmod(s / "spool-upper" / "cron" / "crontabs", 0o730)
 
-    def _write(self, rel: str, text: str, mode: int, owned: bool = True) -> None:
+    def _write(self, rel: str, text: str, mode: int) -> None:
         target = self.scratch / "home" / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text)

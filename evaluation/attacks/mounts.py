@@ -18,11 +18,9 @@ import os
 import socket
 import struct
 
-__all__ = ["bind", "overlay", "set_readonly", "loopback_up", "MS_BIND", "MS_REC"]
+__all__ = ["bind", "overlay", "set_readonly", "loopback_up"]
 
-MS_RDONLY = 0x1
 MS_BIND = 0x1000
-MS_REC = 0x4000
 MOUNT_ATTR_RDONLY = 0x1
 AT_FDCWD = -100
 AT_RECURSIVE = 0x8000

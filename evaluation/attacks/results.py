@@ -24,6 +24,7 @@ from typing import Any
 from evaluation.attacks.collect import SEVERITY
 
 __all__ = ["ScenarioResult", "met", "summarize", "render_section", "write_results", "replace_section",
+           "SECTION_BEGIN", "SECTION_END",
            "TARGET_MALICIOUS", "TARGET_BENIGN_LOG"]
 
 TARGET_MALICIOUS = 0.95

@@ -28,6 +28,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,7 +45,8 @@ from evaluation.attacks.scenario import Scenario
 from evaluation.attacks.servers import LOOPBACK_PORTS
 from tests.stack.stack import Stack
 
-__all__ = ["SuiteContext", "suite_rules", "run_scenario", "run_identity", "CHECKOUT", "RESULTS_DIR"]
+__all__ = ["SuiteContext", "suite_rules", "suite_session", "run_sandboxed", "run_scenario", "run_identity", "CHECKOUT",
+           "RESULTS_DIR"]
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 RESULTS_DIR = CHECKOUT / "evaluation" / "results" / "attacks"
@@ -101,10 +104,19 @@ def _keeper(spec_path: Path, timeout_s: float) -> tuple[dict[str, Any] | None, s
     return report, proc.stderr
 
 
-def _spec(sc: Scenario, ctx: SuiteContext, layout: Layout) -> dict[str, Any]:
-    return {"scenario": sc.as_spec(), "identity": ctx.identity.as_spec(),
-            "launcher": str(ctx.launchers[sc.profile]), "scratch": str(layout.scratch),
-            "mounts": layout.mounts(), "implant": str(ctx.implant), "env": {"DEV_PYTHON": sys.executable}}
+def run_sandboxed(sc: Scenario, identity: Identity, layout: Layout, launchers: dict[str, Path],
+                  implant: Path) -> tuple[dict[str, Any] | None, str]:
+    """Run ``sc`` as ``identity`` in a sandbox backed by ``layout`` (already created); returns the
+    keeper's report (None if the sandbox itself failed) and its stderr."""
+    spec = {"scenario": sc.as_spec(), "identity": identity.as_spec(), "launcher": str(launchers[sc.profile]),
+            "scratch": str(layout.scratch), "mounts": layout.mounts(), "implant": str(implant),
+            "env": {"DEV_PYTHON": sys.executable}}
+    spec_path = layout.scratch.with_name(layout.scratch.name + ".spec.json")
+    spec_path.write_text(json.dumps(spec))
+    try:
+        return _keeper(spec_path, sc.timeout_s + sc.linger_s + KEEPER_MARGIN_S)
+    finally:
+        spec_path.unlink(missing_ok=True)
 
 
 def _base_result(sc: Scenario, ctx: SuiteContext) -> ScenarioResult:
@@ -113,8 +125,12 @@ def _base_result(sc: Scenario, ctx: SuiteContext) -> ScenarioResult:
                           profile=sc.profile)
 
 
-def _invalid_reason(res: ScenarioResult, report: dict[str, Any], closed: bool, events: int) -> str:
+def _invalid_reason(res: ScenarioResult, report: dict[str, Any], closed: bool, events: int, lost: int) -> str:
     why = []
+    if lost:
+        why.append(f"the recorder lost {lost} bus message(s)")
+    if any(s.get("complete") is False for s in res.sessions):
+        why.append("a session is incomplete (CASA counted a loss)")
     if not res.hygiene.get("ok", False):
         why.append(f"hygiene: {len(res.hygiene.get('violations', []))} violation(s)")
     if not events:
@@ -138,10 +154,8 @@ def run_scenario(sc: Scenario, ctx: SuiteContext) -> ScenarioResult:
     t0 = time.monotonic()
     layout = Layout(ctx.run_dir / sc.id, ctx.identity.home, ctx.identity.uid, ctx.identity.gid)
     layout.create()
-    spec_path = ctx.run_dir / f"{sc.id}.spec.json"
-    spec_path.write_text(json.dumps(_spec(sc, ctx, layout)))
-    mark = ctx.recorder.mark()
-    report, stderr = _keeper(spec_path, sc.timeout_s + sc.linger_s + KEEPER_MARGIN_S)
+    mark, lost_before = ctx.recorder.mark(), ctx.recorder.lost_messages
+    report, stderr = run_sandboxed(sc, ctx.identity, layout, ctx.launchers, ctx.implant)
     if report is None:
         res.invalid_reason = f"the sandbox failed: {stderr[-800:]}"
         res.duration_s = round(time.monotonic() - t0, 2)
@@ -154,14 +168,14 @@ def run_scenario(sc: Scenario, ctx: SuiteContext) -> ScenarioResult:
     res.hygiene, res.effects, res.event_kinds = hygiene.as_dict(), report.get("effects", {}), got.event_kinds
     res.launcher_pid, res.exit_code, res.timed_out = report["launcher_pid"], report["exit_code"], report["timed_out"]
     res.stderr_head = report.get("stderr", "")[:600]
-    res.invalid_reason = _invalid_reason(res, report, got.closed, len(got.raw))
+    res.invalid_reason = _invalid_reason(res, report, got.closed, len(got.raw),
+                                         ctx.recorder.lost_messages - lost_before)
     res.valid = not res.invalid_reason
     res.met = met(sc.category, sc.expected, v.action)
     res.duration_s = round(time.monotonic() - t0, 2)
     _save(ctx, sc, report, got, res)
     if not ctx.keep_scratch:
         shutil.rmtree(layout.scratch, ignore_errors=True)
-        spec_path.unlink(missing_ok=True)
     return res
 
 
@@ -178,21 +192,19 @@ def _save(ctx: SuiteContext, sc: Scenario, report: dict[str, Any], got: Any, res
              res.invalid_reason)
 
 
-def run_identity(identity: Identity, scenarios: list[Scenario], rules: Path, artifacts: Path | None,
-                 keep_scratch: bool = False) -> list[ScenarioResult]:
-    """Start the stack once for ``identity`` and run every scenario through it."""
+@contextmanager
+def suite_session(identity: Identity, rules: Path, artifacts: Path | None = None,
+                  keep_scratch: bool = False) -> Iterator[SuiteContext]:
+    """The real stack (started once) and the recorder, for running scenarios as ``identity``."""
     run_dir = Path(tempfile.mkdtemp(prefix=f"casa-attacks-{identity.name}-"))
     os.chmod(run_dir, 0o755)
-    launchers = install_launchers()
-    implant = build_implant(run_dir / "implant")
-    out: list[ScenarioResult] = []
     try:
+        launchers = install_launchers()
+        implant = build_implant(run_dir / "implant")
         with Stack(rules=rules, config_profiles=attack_profiles()) as st:
             rec = Recorder(st.bus_dir).start()
-            ctx = SuiteContext(identity, run_dir, artifacts, launchers, implant, rec, keep_scratch)
             try:
-                for sc in scenarios:
-                    out.append(run_scenario(sc, ctx))
+                yield SuiteContext(identity, run_dir, artifacts, launchers, implant, rec, keep_scratch)
             finally:
                 rec.stop()
                 if artifacts is not None:
@@ -200,4 +212,10 @@ def run_identity(identity: Identity, scenarios: list[Scenario], rules: Path, art
     finally:
         if not keep_scratch:
             shutil.rmtree(run_dir, ignore_errors=True)
-    return out
+
+
+def run_identity(identity: Identity, scenarios: list[Scenario], rules: Path, artifacts: Path | None,
+                 keep_scratch: bool = False) -> list[ScenarioResult]:
+    """Start the stack once for ``identity`` and run every scenario through it, in order."""
+    with suite_session(identity, rules, artifacts, keep_scratch) as ctx:
+        return [run_scenario(sc, ctx) for sc in scenarios]
