@@ -5,9 +5,9 @@ A malicious scenario **meets** its expectation when CASA's verdict is at least i
 IGNORE. Targets (issue 13, per identity): malicious >= 95 % met; benign 0 ALERT and <= 10 % LOG.
 
 A run is **valid** when the hygiene self-check passed, every session closed, CASA saw the tree
-(at least one event) and the scenario's declared effects happened (the attack really ran). An
-invalid run is reported as such and never counts as met: a miss must be a detection miss, not a
-broken scenario.
+(at least one event), no bus message was lost, and the scenario's declared effects happened
+(the attack really ran; a developer task exited 0). An invalid run is reported as such and
+never counts as met: a miss must be a detection miss, not a broken scenario.
 
     latest.json = {"meta": {...}, "results": [ScenarioResult, ...], "summary": {...}}
 """

@@ -142,6 +142,8 @@ def _invalid_reason(res: ScenarioResult, report: dict[str, Any], closed: bool, e
         why.append(f"effects did not happen: {missing}")
     if report.get("timed_out"):
         why.append("timed out")
+    elif res.category == "benign" and report.get("exit_code") != 0:
+        why.append(f"the developer task failed (exit {report.get('exit_code')})")
     return "; ".join(why)
 
 

@@ -58,7 +58,7 @@ def _saved(artifacts: Path, r: ScenarioResult, name: str) -> list[dict]:
 def _assert_mechanics(r: ScenarioResult, sc: Scenario, artifacts: Path) -> None:
     assert r.valid, f"{r.id}: {r.invalid_reason}; stderr: {r.stderr_head}"
     assert all(r.effects.values()) and set(r.effects) == set(sc.effects)
-    assert r.hygiene["ok"] and r.hygiene["writes_checked"] > 0
+    assert r.hygiene["ok"] and r.hygiene["writes_checked"] + r.hygiene["network_checked"] > 0
     assert r.sessions and all(s["state"] in ("closed", "shutdown") for s in r.sessions)
     raw = _saved(artifacts, r, "events.json")
     assert any(e["kind"] == "root" and e["tgid"] == r.launcher_pid for e in raw), "the launcher is no root"
