@@ -154,7 +154,8 @@ def run_scenario(sc: Scenario, ctx: SuiteContext) -> ScenarioResult:
         res.skipped = f"needs root: {sc.root_reason}"
         return res
     t0 = time.monotonic()
-    layout = Layout(ctx.run_dir / sc.id, ctx.identity.home, ctx.identity.uid, ctx.identity.gid)
+    run = Path(tempfile.mkdtemp(prefix=f"{sc.id}-", dir=ctx.run_dir))
+    layout = Layout(run / "S", ctx.identity.home, ctx.identity.uid, ctx.identity.gid)
     layout.create()
     mark, lost_before = ctx.recorder.mark(), ctx.recorder.lost_messages
     report, stderr = run_sandboxed(sc, ctx.identity, layout, ctx.launchers, ctx.implant)
@@ -175,13 +176,16 @@ def run_scenario(sc: Scenario, ctx: SuiteContext) -> ScenarioResult:
     res.valid = not res.invalid_reason
     res.met = met(sc.category, sc.expected, v.action)
     res.duration_s = round(time.monotonic() - t0, 2)
-    _save(ctx, sc, report, got, res)
+    _save(ctx, sc, report, got)
+    log.info("scenario done | id=%s identity=%s action=%s score=%d expected=%s met=%s valid=%s %s",
+             sc.id, ctx.identity.name, res.action, res.score, sc.expected, res.met, res.valid,
+             res.invalid_reason)
     if not ctx.keep_scratch:
-        shutil.rmtree(layout.scratch, ignore_errors=True)
+        shutil.rmtree(run, ignore_errors=True)
     return res
 
 
-def _save(ctx: SuiteContext, sc: Scenario, report: dict[str, Any], got: Any, res: ScenarioResult) -> None:
+def _save(ctx: SuiteContext, sc: Scenario, report: dict[str, Any], got: Any) -> None:
     if ctx.artifacts is None:
         return
     d = ctx.artifacts / ctx.identity.name / sc.id
@@ -189,9 +193,6 @@ def _save(ctx: SuiteContext, sc: Scenario, report: dict[str, Any], got: Any, res
     (d / "report.json").write_text(json.dumps(report, indent=1, default=str))
     (d / "events.json").write_text(json.dumps(got.raw, indent=0, default=str))
     (d / "session_events.json").write_text(json.dumps(got.session_events, indent=0, default=str))
-    log.info("scenario done | id=%s identity=%s action=%s score=%d expected=%s met=%s valid=%s %s",
-             sc.id, ctx.identity.name, res.action, res.score, sc.expected, res.met, res.valid,
-             res.invalid_reason)
 
 
 @contextmanager
