@@ -15,14 +15,13 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 from evaluation.attacks.identity import IDENTITY_NAMES, identities
 from evaluation.attacks.results import now_utc, render_section, replace_section, write_results
-from evaluation.attacks.runner import CHECKOUT, RESULTS_DIR, rules_version, run_identity, suite_rules
+from evaluation.attacks.runner import CHECKOUT, RESULTS_DIR, checkout_commit, rules_version, run_identity, suite_rules
 from evaluation.attacks.scenario import load_scenarios
 
 __all__ = ["main"]
@@ -47,11 +46,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _commit() -> str:
-    return subprocess.run(["git", "-C", str(CHECKOUT), "rev-parse", "--short=12", "HEAD"], capture_output=True,
-                          text=True, check=False).stdout.strip() or "unknown"
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -73,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for ident in identities(tuple(args.identity) or IDENTITY_NAMES):
         results += run_identity(ident, scenarios, rules, artifacts, args.keep)
-    meta = {"date": now_utc(), "commit": _commit(), "rules": os.path.relpath(args.rules, CHECKOUT),
+    meta = {"date": now_utc(), "commit": checkout_commit(), "rules": os.path.relpath(args.rules, CHECKOUT),
             "rules_version": rules_version(rules), "loopback_ports_added": not args.no_loopback_ports,
             "duration_s": round(time.monotonic() - t0, 1), "scenarios": len(scenarios)}
     summary = write_results(args.out, results, meta)

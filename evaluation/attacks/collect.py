@@ -16,6 +16,7 @@ first ALERT to that decision's arrival on the bus.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,10 +29,11 @@ SETTLE_S = 1.0            # after the keeper is done: a session not seen by then
 CLOSE_TIMEOUT_S = 40.0    # runtime sessions close idle_gap_s (5 s) after their last event
 
 
-def tree_pids(raw: list[dict[str, Any]], launcher_pid: int) -> set[int]:
-    """The launcher and its descendants, from raw events in arrival order (two passes, so an
-    exec whose fork arrived later in the stream is still placed)."""
-    pids = {launcher_pid}
+def tree_pids(raw: list[dict[str, Any]], roots: int | Iterable[int]) -> set[int]:
+    """The launcher (or several roots: OpenClaw's gateway and CLI) and its descendants, from raw
+    events in arrival order (two passes, so an exec whose fork arrived later in the stream is
+    still placed)."""
+    pids = {roots} if isinstance(roots, int) else set(roots)
     for _ in range(2):
         for ev in raw:
             kind = ev.get("kind")
@@ -120,8 +122,9 @@ def verdict_of(decisions: list[Item], sessions: list[Item], ids: set[int]) -> Ve
     return v
 
 
-def collect(rec: Recorder, mark: Mark, launcher_pid: int, ended_ns: int) -> Collected:
-    """Wait for the scenario's sessions to close and gather their records (see module docstring)."""
+def collect(rec: Recorder, mark: Mark, launcher_pid: int | Iterable[int], ended_ns: int) -> Collected:
+    """Wait for the scenario's sessions to close and gather their records (see module docstring);
+    ``launcher_pid`` may be several roots (evaluation/attacks/openclaw.py: the gateway and the CLI)."""
     rec.wait_heartbeats(["collector"], ended_ns)
     settle_until = time.monotonic() + SETTLE_S
     deadline = time.monotonic() + CLOSE_TIMEOUT_S

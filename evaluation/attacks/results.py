@@ -24,13 +24,16 @@ from typing import Any
 from evaluation.attacks.collect import SEVERITY
 
 __all__ = ["ScenarioResult", "met", "summarize", "render_section", "write_results", "replace_section",
-           "SECTION_BEGIN", "SECTION_END",
+           "replace_openclaw_block", "render_openclaw_block", "totals_lines", "scenario_rows", "SECTION_BEGIN", "SECTION_END",
+           "OPENCLAW_BEGIN", "OPENCLAW_END", "GROUPS",
            "TARGET_MALICIOUS", "TARGET_BENIGN_LOG"]
 
 TARGET_MALICIOUS = 0.95
 TARGET_BENIGN_LOG = 0.10
 SECTION_BEGIN = "<!-- attack-suite:begin -->"
 SECTION_END = "<!-- attack-suite:end -->"
+OPENCLAW_BEGIN = "<!-- attack-suite-openclaw:begin -->"
+OPENCLAW_END = "<!-- attack-suite-openclaw:end -->"
 
 
 @dataclass(slots=True)
@@ -43,6 +46,7 @@ class ScenarioResult:
     expected: str
     identity: str
     profile: str
+    mode: str = ""                 # OpenClaw runs (openclaw.py): gateway | local; "" for the launcher suite
     action: str = "IGNORE"
     score: int = 0
     rules: list[str] = field(default_factory=list)
@@ -72,24 +76,30 @@ def _ratio(n: int, d: int) -> str:
     return f"{n}/{d} ({100 * n / d:.0f} %)" if d else "0/0"
 
 
-def summarize(results: list[ScenarioResult]) -> dict[str, Any]:
-    """Totals per identity (malicious met, benign LOG/ALERT), per tactic and per technique."""
-    out: dict[str, Any] = {"identities": {}, "techniques": {}, "tactics": {}}
-    for ident in sorted({r.identity for r in results}):
-        rs = [r for r in results if r.identity == ident and not r.skipped]
+GROUPS = {"identity": "identities", "mode": "modes"}
+"""What totals are grouped by: the launcher suite's identities, or OpenClaw's modes (openclaw.py)."""
+
+
+def summarize(results: list[ScenarioResult], key: str = "identity") -> dict[str, Any]:
+    """Totals per identity (or per OpenClaw ``mode``: malicious met, benign LOG/ALERT), per tactic
+    and per technique."""
+    groups: dict[str, Any] = {}
+    out: dict[str, Any] = {GROUPS[key]: groups, "techniques": {}, "tactics": {}}
+    for ident in sorted({getattr(r, key) for r in results}):
+        rs = [r for r in results if getattr(r, key) == ident and not r.skipped]
         mal = [r for r in rs if r.category == "malicious"]
         ben = [r for r in rs if r.category == "benign"]
         mal_met = sum(r.met and r.valid for r in mal)
         ben_alert = sum(r.action == "ALERT" for r in ben)
         ben_log = sum(r.action == "LOG" for r in ben)
-        out["identities"][ident] = {
+        groups[ident] = {
             "malicious": len(mal), "malicious_met": mal_met,
             "malicious_alert": sum(r.action == "ALERT" for r in mal),
             "malicious_log": sum(r.action == "LOG" for r in mal),
             "malicious_missed": sum(r.action == "IGNORE" for r in mal),
             "benign": len(ben), "benign_alert": ben_alert, "benign_log": ben_log,
             "invalid": sum(not r.valid for r in rs),
-            "skipped": sum(bool(r.skipped) for r in results if r.identity == ident),
+            "skipped": sum(bool(r.skipped) for r in results if getattr(r, key) == ident),
             "malicious_target_met": bool(mal) and mal_met / len(mal) >= TARGET_MALICIOUS,
             "benign_target_met": ben_alert == 0 and (not ben or ben_log / len(ben) <= TARGET_BENIGN_LOG),
         }
@@ -119,11 +129,12 @@ def _cell(r: ScenarioResult | None) -> str:
     return f"{r.action} {r.score}{tta}{mark}"
 
 
-def _totals_lines(summary: dict[str, Any]) -> list[str]:
-    lines = ["| identity | malicious at expected level | malicious ALERT / LOG / missed | benign ALERT | "
+def totals_lines(summary: dict[str, Any], key: str = "identity") -> list[str]:
+    """The totals table, one row per identity (or mode)."""
+    lines = [f"| {key} | malicious at expected level | malicious ALERT / LOG / missed | benign ALERT | "
              "benign LOG | invalid runs | skipped | targets (>= 95 %; 0 ALERT, <= 10 % LOG) |",
              "|---|---|---|---|---|---|---|---|"]
-    for ident, s in summary["identities"].items():
+    for ident, s in summary[GROUPS[key]].items():
         verdict = ("met" if s["malicious_target_met"] else "not met") + " / " + \
                   ("met" if s["benign_target_met"] else "not met")
         lines.append(f"| {ident} | {_ratio(s['malicious_met'], s['malicious'])} | "
@@ -133,21 +144,24 @@ def _totals_lines(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _scenario_rows(results: list[ScenarioResult]) -> list[str]:
+def scenario_rows(results: list[ScenarioResult], key: str = "identity",
+                  columns: tuple[str, ...] = ("root", "user")) -> list[str]:
+    """One row per scenario, one cell per identity (or OpenClaw mode) in ``columns``."""
     by_id: dict[str, dict[str, ScenarioResult]] = defaultdict(dict)
     order: list[str] = []
     for r in results:
         if r.id not in by_id:
             order.append(r.id)
-        by_id[r.id][r.identity] = r
-    lines = ["| id | tactic | techniques | expected | root | user | rules (root; user) |",
-             "|---|---|---|---|---|---|---|"]
+        by_id[r.id][getattr(r, key)] = r
+    lines = [f"| id | tactic | techniques | expected | {' | '.join(columns)} | rules ({'; '.join(columns)}) |",
+             "|---|---|---|---|" + "---|" * len(columns) + "---|"]
     for sid in order:
         rs = by_id[sid]
         any_r = next(iter(rs.values()))
-        rules = "; ".join(", ".join(rs[i].rules) or "—" for i in ("root", "user") if i in rs and not rs[i].skipped)
+        rules = "; ".join(", ".join(rs[i].rules) or "—" for i in columns if i in rs and not rs[i].skipped)
+        cells = " | ".join(_cell(rs.get(c)) for c in columns)
         lines.append(f"| {sid} | {any_r.tactic} | {' '.join(any_r.technique) or '—'} | {any_r.expected} | "
-                     f"{_cell(rs.get('root'))} | {_cell(rs.get('user'))} | {rules or '—'} |")
+                     f"{cells} | {rules or '—'} |")
     return lines
 
 
@@ -170,23 +184,75 @@ def render_section(results: list[ScenarioResult], summary: dict[str, Any], meta:
              "launcher profiles of config/casa.attacks.json; see evaluation/README.md",
              "- a cell is `action score[, time-to-alert]`; ✗ below the expected level (benign: not IGNORE); "
              "⚠ invalid run (hygiene, effects or collection failed: never counted as met)", "",
-             "### Totals against issue 13's targets", "", *_totals_lines(summary), "",
+             "### Totals against issue 13's targets", "", *totals_lines(summary), "",
              "### Per tactic", "", *tactics, "",
              "### Per technique (malicious runs, both identities)", "", *_technique_lines(summary), "",
-             "### Scenarios", "", *_scenario_rows(results), "", SECTION_END]
+             "### Scenarios", "", *scenario_rows(results), "", SECTION_END]
     return "\n".join(parts) + "\n"
 
 
+def render_openclaw_block(results: list[ScenarioResult], summary: dict[str, Any], meta: dict[str, Any],
+                          left_out: dict[str, str]) -> str:
+    """The OpenClaw subset's block inside the attack-suite section of RESULTS.md."""
+    modes = tuple(m for m in ("gateway", "local") if m in summary["modes"])
+    parts = [OPENCLAW_BEGIN, "### Through the real OpenClaw (`make eval-attacks-openclaw`)", "",
+             f"- date: {meta['date']}; commit {meta['commit']}; rules `{meta['rules']}` "
+             f"(version {meta['rules_version']}); OpenClaw {meta['openclaw']}; run time {meta['duration_s']:.0f} s",
+             "- a subset of the scenarios above, each one OpenClaw turn as the unprivileged `casa-agent` whose "
+             "single `exec` tool call (from the fake model) is the scenario's script, in the same sandbox; "
+             "gateway = `openclaw gateway run` + `openclaw agent --message`, local = `openclaw agent --local`; "
+             "scored as above, over the sessions of the gateway's and the CLI's trees",
+             "- cells as above", "", *totals_lines(summary, "mode"), "",
+             *scenario_rows(results, "mode", modes), ""]
+    if left_out:
+        parts += ["Left out of the subset (they write outside the agent's home):", ""]
+        parts += [f"- {sid}: {why}" for sid, why in left_out.items()] + [""]
+    return "\n".join(parts + [OPENCLAW_END]) + "\n"
+
+
+def _block(text: str, begin: str, end: str) -> tuple[int, int]:
+    """Start and end offsets (end marker included) of a marked block, or (-1, -1)."""
+    start = text.find(begin)
+    stop = text.find(end, start) if start >= 0 else -1
+    return (start, stop + len(end)) if start >= 0 and stop >= 0 else (-1, -1)
+
+
+def _with_block(section: str, block: str) -> str:
+    """``section`` (an attack-suite section) holding ``block`` just before its end marker,
+    replacing the one it holds."""
+    start, stop = _block(section, OPENCLAW_BEGIN, OPENCLAW_END)
+    if start >= 0:
+        return section[:start] + block.strip("\n") + section[stop:]
+    cut = section.rfind(SECTION_END)
+    return section[:cut] + block.strip("\n") + "\n\n" + section[cut:]
+
+
 def replace_section(document: str, section: str) -> str:
-    """``document`` with its attack-suite section replaced (or appended when it has none)."""
-    start, end = document.find(SECTION_BEGIN), document.find(SECTION_END)
-    if start >= 0 and end > start:
-        return document[:start] + section.rstrip("\n") + document[end + len(SECTION_END):]
-    return document.rstrip("\n") + "\n\n" + section
+    """``document`` with its attack-suite section replaced (or appended when it has none). The
+    OpenClaw block inside the old section (replace_openclaw_block) is carried into the new one:
+    the two are measured by different runs."""
+    start, stop = _block(document, SECTION_BEGIN, SECTION_END)
+    if start < 0:
+        return document.rstrip("\n") + "\n\n" + section
+    b0, b1 = _block(document[start:stop], OPENCLAW_BEGIN, OPENCLAW_END)
+    if b0 >= 0:
+        section = _with_block(section, document[start:stop][b0:b1])
+    return document[:start] + section.rstrip("\n") + document[stop:]
 
 
-def write_results(path: Path, results: list[ScenarioResult], meta: dict[str, Any]) -> dict[str, Any]:
-    summary = summarize(results)
+def replace_openclaw_block(document: str, block: str) -> str:
+    """``document`` with the OpenClaw block of its attack-suite section replaced (inserted before
+    the section's end when it has none; a bare section is made when the document has none)."""
+    start, stop = _block(document, SECTION_BEGIN, SECTION_END)
+    if start < 0:
+        bare = f"{SECTION_BEGIN}\n## Attack suite (`make eval-attacks`)\n\n{SECTION_END}\n"
+        return document.rstrip("\n") + "\n\n" + _with_block(bare, block)
+    return document[:start] + _with_block(document[start:stop], block) + document[stop:]
+
+
+def write_results(path: Path, results: list[ScenarioResult], meta: dict[str, Any],
+                  key: str = "identity") -> dict[str, Any]:
+    summary = summarize(results, key)
     path.parent.mkdir(parents=True, exist_ok=True)
     doc = {"meta": meta, "summary": summary, "results": [asdict(r) for r in results]}
     path.write_text(json.dumps(doc, indent=1, default=str) + "\n")

@@ -45,7 +45,7 @@ from evaluation.attacks.scenario import Scenario
 from evaluation.attacks.servers import LOOPBACK_PORTS
 from tests.stack.stack import Stack
 
-__all__ = ["SuiteContext", "suite_rules", "suite_session", "run_sandboxed", "run_scenario", "run_identity", "CHECKOUT",
+__all__ = ["SuiteContext", "suite_rules", "suite_session", "run_sandboxed", "run_scenario", "run_identity", "invalid_reason", "checkout_commit", "CHECKOUT",
            "RESULTS_DIR"]
 
 CHECKOUT = Path(__file__).resolve().parents[2]
@@ -69,6 +69,12 @@ def suite_rules(source: Path, dest: Path, loopback_ports: bool = True) -> Path:
 
 def rules_version(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+
+
+def checkout_commit() -> str:
+    """The checkout's HEAD (short), for the results' meta."""
+    return subprocess.run(["git", "-C", str(CHECKOUT), "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                          text=True, check=False).stdout.strip() or "unknown"
 
 
 @dataclass(slots=True)
@@ -125,7 +131,7 @@ def _base_result(sc: Scenario, ctx: SuiteContext) -> ScenarioResult:
                           profile=sc.profile)
 
 
-def _invalid_reason(res: ScenarioResult, report: dict[str, Any], closed: bool, events: int, lost: int) -> str:
+def invalid_reason(res: ScenarioResult, report: dict[str, Any], closed: bool, events: int, lost: int) -> str:
     why = []
     if lost:
         why.append(f"the recorder lost {lost} bus message(s)")
@@ -171,7 +177,7 @@ def run_scenario(sc: Scenario, ctx: SuiteContext) -> ScenarioResult:
     res.hygiene, res.effects, res.event_kinds = hygiene.as_dict(), report.get("effects", {}), got.event_kinds
     res.launcher_pid, res.exit_code, res.timed_out = report["launcher_pid"], report["exit_code"], report["timed_out"]
     res.stderr_head = report.get("stderr", "")[:600]
-    res.invalid_reason = _invalid_reason(res, report, got.closed, len(got.raw),
+    res.invalid_reason = invalid_reason(res, report, got.closed, len(got.raw),
                                          ctx.recorder.lost_messages - lost_before)
     res.valid = not res.invalid_reason
     res.met = met(sc.category, sc.expected, v.action)
