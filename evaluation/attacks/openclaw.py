@@ -26,7 +26,6 @@ import logging
 import os
 import pwd
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,7 +43,8 @@ from evaluation.attacks.layout import Layout
 from evaluation.attacks.recorder import Recorder
 from evaluation.attacks.results import (ScenarioResult, met, now_utc, render_openclaw_block, replace_openclaw_block,
                                         write_results)
-from evaluation.attacks.runner import CHECKOUT, RESULTS_DIR, checkout_commit, invalid_reason, rules_version, suite_rules
+from evaluation.attacks.runner import (CHECKOUT, RESULTS_DIR, checkout_commit, invalid_reason, rules_version,
+                                       run_keeper, suite_rules)
 from evaluation.attacks.scenario import Scenario, load_scenarios
 from evaluation.runner import AGENT_USER, AgentHome, CasaStack, Toolchain
 
@@ -161,27 +161,6 @@ def _prepare(layout: Layout) -> None:
         f"nameserver {SANDBOX_RESOLVER}\noptions timeout:1 attempts:1\n")
 
 
-def _keeper(spec: dict[str, Any], spec_path: Path, timeout_s: float) -> tuple[dict[str, Any] | None, str]:
-    spec_path.write_text(json.dumps(spec))
-    cmd = ["unshare", "--net", "--mount", "--propagation", "private", "--", sys.executable, "-m",
-           "evaluation.attacks.openclaw_keeper", str(spec_path)]
-    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": str(CHECKOUT), "PYTHONDONTWRITEBYTECODE": "1"}
-    try:
-        proc = subprocess.run(cmd, cwd=CHECKOUT, env=env, capture_output=True, text=True,
-                              timeout=timeout_s, check=False)
-    except subprocess.TimeoutExpired as exc:
-        return None, f"keeper did not finish within {timeout_s:.0f} s: {exc.stderr!r}"
-    finally:
-        spec_path.unlink(missing_ok=True)
-    report = None
-    for line in proc.stdout.splitlines():
-        try:
-            report = json.loads(line).get("report", report)
-        except (ValueError, AttributeError):
-            continue
-    return report, proc.stderr
-
-
 def _openclaw_invalid(report: dict[str, Any]) -> list[str]:
     """What makes an OpenClaw run invalid beyond the attack suite's reasons: the turn itself."""
     why = []
@@ -222,7 +201,11 @@ def run_openclaw_scenario(sc: Scenario, mode: str, ctx: OpenClawContext) -> Scen
             "scratch": str(layout.scratch), "mounts": layout.mounts(), "implant": str(ctx.implant),
             "env": {"DEV_PYTHON": sys.executable}}
     mark, lost_before = ctx.recorder.mark(), ctx.recorder.lost_messages
-    report, stderr = _keeper(spec, run / "spec.json", sc.timeout_s + sc.linger_s + KEEPER_MARGIN_S)
+    spec_path = run / "spec.json"
+    spec_path.write_text(json.dumps(spec))
+    report, stderr = run_keeper(spec_path, sc.timeout_s + sc.linger_s + KEEPER_MARGIN_S,
+                                "evaluation.attacks.openclaw_keeper")
+    spec_path.unlink(missing_ok=True)
     if report is None or not report.get("roots"):
         res.invalid_reason = f"the sandbox or OpenClaw failed: {stderr[-800:]}"
         res.duration_s = round(time.monotonic() - t0, 2)

@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -45,7 +46,7 @@ from evaluation.attacks.scenario import Scenario
 from evaluation.attacks.servers import LOOPBACK_PORTS
 from tests.stack.stack import Stack
 
-__all__ = ["SuiteContext", "suite_rules", "suite_session", "run_sandboxed", "run_scenario", "run_identity", "invalid_reason", "checkout_commit", "CHECKOUT",
+__all__ = ["SuiteContext", "suite_rules", "suite_session", "run_sandboxed", "run_scenario", "run_identity", "invalid_reason", "checkout_commit", "run_keeper", "kill_namespace", "keeper_spec", "CHECKOUT",
            "RESULTS_DIR"]
 
 CHECKOUT = Path(__file__).resolve().parents[2]
@@ -90,37 +91,76 @@ class SuiteContext:
     keep_scratch: bool = False
 
 
-def _keeper(spec_path: Path, timeout_s: float) -> tuple[dict[str, Any] | None, str]:
-    """Run the keeper in fresh network and mount namespaces; returns (report, stderr)."""
-    cmd = ["unshare", "--net", "--mount", "--propagation", "private", "--", sys.executable, "-m",
-           "evaluation.attacks.keeper", str(spec_path)]
-    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": str(CHECKOUT), "PYTHONDONTWRITEBYTECODE": "1"}
+def kill_namespace(keeper_pid: int) -> int:
+    """SIGKILL every process in the keeper's network namespace but the keeper; returns how many.
+
+    The backstop for a keeper that overran its own deadlines: the namespace was made by the
+    keeper's ``unshare``, so only processes the keeper started can be in it (the same test
+    keeper.namespace_pids uses from inside)."""
     try:
-        proc = subprocess.run(cmd, cwd=CHECKOUT, env=env, capture_output=True, text=True, timeout=timeout_s,
-                              check=False)
-    except subprocess.TimeoutExpired as exc:
-        return None, f"keeper did not finish within {timeout_s:.0f} s: {exc.stderr!r}"
+        ns = os.readlink(f"/proc/{keeper_pid}/ns/net")
+    except OSError:
+        return 0
+    if ns == os.readlink("/proc/self/ns/net"):
+        return 0                       # unshare had not made the namespace yet: nothing started in it
+    killed = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == keeper_pid:
+            continue
+        try:
+            if os.readlink(f"/proc/{entry}/ns/net") == ns:
+                os.kill(int(entry), signal.SIGKILL)
+                killed += 1
+        except OSError:
+            continue
+    return killed
+
+
+def run_keeper(spec_path: Path, timeout_s: float, module: str = "evaluation.attacks.keeper"
+               ) -> tuple[dict[str, Any] | None, str]:
+    """Run a keeper (``module``: keeper.py, or openclaw_keeper.py) in fresh network and mount
+    namespaces; returns (report, stderr). At ``timeout_s`` the keeper and everything in its
+    namespace are killed: every run stops, even one whose keeper hangs."""
+    cmd = ["unshare", "--net", "--mount", "--propagation", "private", "--", sys.executable, "-m", module,
+           str(spec_path)]
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": str(CHECKOUT), "PYTHONDONTWRITEBYTECODE": "1"}
+    proc = subprocess.Popen(cmd, cwd=CHECKOUT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        killed = kill_namespace(proc.pid)
+        proc.kill()
+        out, err = proc.communicate()
+        return None, (f"keeper did not finish within {timeout_s:.0f} s: killed it and {killed} process(es) "
+                      f"of its namespace; stderr: {err[-800:]}")
     report = None
-    for line in proc.stdout.splitlines():
+    for line in out.splitlines():
         try:
             msg = json.loads(line)
         except ValueError:
             continue
-        report = msg.get("report", report)
-    return report, proc.stderr
+        report = msg.get("report", report) if isinstance(msg, dict) else report
+    return report, err
+
+
+def keeper_spec(sc: Scenario, identity: Identity, layout: Layout, launchers: dict[str, Path],
+                implant: Path) -> dict[str, Any]:
+    """What keeper.py needs to run ``sc`` (JSON-able)."""
+    return {"scenario": sc.as_spec(), "identity": identity.as_spec(), "launcher": str(launchers[sc.profile]),
+            "scratch": str(layout.scratch), "mounts": layout.mounts(), "implant": str(implant),
+            "env": {"DEV_PYTHON": sys.executable}}
 
 
 def run_sandboxed(sc: Scenario, identity: Identity, layout: Layout, launchers: dict[str, Path],
                   implant: Path) -> tuple[dict[str, Any] | None, str]:
     """Run ``sc`` as ``identity`` in a sandbox backed by ``layout`` (already created); returns the
     keeper's report (None if the sandbox itself failed) and its stderr."""
-    spec = {"scenario": sc.as_spec(), "identity": identity.as_spec(), "launcher": str(launchers[sc.profile]),
-            "scratch": str(layout.scratch), "mounts": layout.mounts(), "implant": str(implant),
-            "env": {"DEV_PYTHON": sys.executable}}
+    spec = keeper_spec(sc, identity, layout, launchers, implant)
     spec_path = layout.scratch.with_name(layout.scratch.name + ".spec.json")
     spec_path.write_text(json.dumps(spec))
     try:
-        return _keeper(spec_path, sc.timeout_s + sc.linger_s + KEEPER_MARGIN_S)
+        return run_keeper(spec_path, sc.timeout_s + sc.linger_s + KEEPER_MARGIN_S)
     finally:
         spec_path.unlink(missing_ok=True)
 

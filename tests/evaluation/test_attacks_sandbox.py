@@ -9,7 +9,9 @@ test_attacks_subset.py.
 
 from __future__ import annotations
 
+import json
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +21,7 @@ from evaluation.attacks.identity import Identity, identities
 from evaluation.attacks.keeper import alive
 from evaluation.attacks.launcher import build_implant, install_launchers
 from evaluation.attacks.layout import Layout
-from evaluation.attacks.runner import run_sandboxed
+from evaluation.attacks.runner import keeper_spec, run_keeper, run_sandboxed
 from evaluation.attacks.scenario import Scenario, load_scenarios
 
 pytestmark = pytest.mark.root
@@ -95,3 +97,34 @@ def test_the_victim_holds_fake_secrets_the_scenario_can_read(tmp_path: Path, too
     report = _run(sc, identities(("user",))[0], tmp_path, tools)
     assert "SERVICE_TOKEN=CASA-FAKE-SECRET-ENVIRON" in report["stdout"]
     assert report["stdout"].split()[-1] == "casa-attack"
+
+
+def _sleepers(marker: str) -> list[int]:
+    out = []
+    for entry in os.listdir("/proc"):
+        try:
+            if entry.isdigit() and marker in Path(f"/proc/{entry}/cmdline").read_bytes().decode(errors="replace"):
+                out.append(int(entry))
+        except OSError:
+            continue
+    return [p for p in out if alive(p)]
+
+
+def test_a_keeper_that_overruns_is_killed_with_everything_in_its_namespace(tmp_path: Path, tools) -> None:
+    marker = f"{time.monotonic_ns() % 1000}.{os.getpid()}"       # a sleep length no other process uses
+    sc = Scenario(id="probe-overrun", name="n", category="probe", tactic="sandbox", expected="IGNORE",
+                  timeout_s=60, linger_s=0, script=f"setsid sleep 1{marker} & sleep 2{marker}")
+    ident = identities(("user",))[0]
+    layout = Layout(tmp_path / "S", ident.home, ident.uid, ident.gid)
+    layout.create()
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps(keeper_spec(sc, ident, layout, *tools)))
+    t0 = time.monotonic()
+    report, stderr = run_keeper(spec, 3.0)
+    assert report is None and "did not finish within 3 s" in stderr
+    assert time.monotonic() - t0 < 10
+    assert int(stderr.split("killed it and ")[1].split()[0]) >= 3      # the victim, the launcher, the sleeps
+    deadline = time.monotonic() + 2
+    while _sleepers(marker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _sleepers(marker)
