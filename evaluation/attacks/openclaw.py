@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from evaluation.attacks import selfcheck
-from evaluation.attacks.collect import collect
+from evaluation.attacks.collect import Collected, collect
 from evaluation.attacks.identity import Identity
 from evaluation.attacks.launcher import build_implant
 from evaluation.attacks.layout import Layout
@@ -46,6 +46,7 @@ from evaluation.attacks.results import (ScenarioResult, met, now_utc, render_ope
 from evaluation.attacks.runner import (CHECKOUT, RESULTS_DIR, checkout_commit, invalid_reason, rules_version,
                                        run_keeper, suite_rules)
 from evaluation.attacks.scenario import Scenario, load_scenarios
+from evaluation.attacks.selfcheck import Hygiene
 from evaluation.runner import AGENT_USER, AgentHome, CasaStack, Toolchain
 
 __all__ = ["SUBSET", "LEFT_OUT", "MODES", "OpenClawContext", "openclaw_session", "run_openclaw_scenario",
@@ -171,8 +172,9 @@ def _openclaw_invalid(report: dict[str, Any]) -> list[str]:
     return why
 
 
-def _score(res: ScenarioResult, sc: Scenario, report: dict[str, Any], got: Any, hygiene: Any,
+def _score(res: ScenarioResult, sc: Scenario, report: dict[str, Any], got: Collected, hygiene: Hygiene,
            lost: int) -> None:
+    """Fill ``res`` as the launcher suite does (runner.run_scenario), plus the turn's own checks."""
     v = got.verdict
     res.action, res.score, res.rules, res.time_to_alert_ms, res.sessions = (v.action, v.score, v.rules,
                                                                             v.time_to_alert_ms, v.sessions)
@@ -209,6 +211,8 @@ def run_openclaw_scenario(sc: Scenario, mode: str, ctx: OpenClawContext) -> Scen
     if report is None or not report.get("roots"):
         res.invalid_reason = f"the sandbox or OpenClaw failed: {stderr[-800:]}"
         res.duration_s = round(time.monotonic() - t0, 2)
+        if not ctx.keep_scratch:
+            shutil.rmtree(run, ignore_errors=True)
         return res
     got = collect(ctx.recorder, mark, report["roots"], int(report["finished_ns"]))
     hygiene = selfcheck.check(got.raw, layout.backed_prefixes())
@@ -223,7 +227,7 @@ def run_openclaw_scenario(sc: Scenario, mode: str, ctx: OpenClawContext) -> Scen
     return res
 
 
-def _save(ctx: OpenClawContext, sc: Scenario, mode: str, report: dict[str, Any], got: Any) -> None:
+def _save(ctx: OpenClawContext, sc: Scenario, mode: str, report: dict[str, Any], got: Collected) -> None:
     if ctx.artifacts is None:
         return
     d = ctx.artifacts / mode / sc.id
