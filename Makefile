@@ -13,6 +13,8 @@ help:
 	@echo "make eval           the 30-case evaluation against the real OpenClaw (evaluation/README.md)"
 	@echo "make eval-overhead  the six overhead workloads, monitored vs not"
 	@echo "make eval-install   only the pinned Node 24 + OpenClaw into evaluation/node/"
+	@echo "make eval-attacks   the attack suite: malicious and benign scenarios, root and unprivileged (evaluation/README.md)"
+	@echo "make eval-attacks-openclaw  a subset of the attack suite through the real OpenClaw (gateway and --local)"
 
 # setup.sh is idempotent and fast once done (about a second): it also recreates /run/casa,
 # which does not survive a reboot.

@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from evaluation.attacks.results import SECTION_BEGIN, SECTION_END
 from evaluation.fakellm import Scenario, load_scenarios
 
 __all__ = ["ModeResult", "score_records", "summarize", "render_markdown", "regressions", "SEVERITY"]
@@ -193,7 +194,16 @@ def write_snapshot(path: Path, table: str, results: Path) -> None:
         parts += [notes.read_text()]
     if overhead.exists():
         parts += ["## Overhead (`make eval-overhead`)", "", overhead.read_text()]
+    parts += [_attack_section(path)]
     path.write_text("\n".join(parts) + "\n")
+
+
+def _attack_section(path: Path) -> str:
+    """The attack suite's section of an existing snapshot (evaluation/attacks), kept as it is:
+    it is written by ``python -m evaluation.attacks --snapshot``, not by this run."""
+    text = path.read_text() if path.exists() else ""
+    start, end = text.find(SECTION_BEGIN), text.find(SECTION_END)
+    return text[start:end + len(SECTION_END)] + "\n" if 0 <= start < end else ""
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

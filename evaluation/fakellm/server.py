@@ -29,6 +29,7 @@ INTERNAL_MARKER = "<<<BEGIN_OPENCLAW_INTERNAL_CONTEXT>>>"
 MODEL_ID = "fake-model"
 UNKNOWN_REPLY = "I have no scripted answer for this prompt."
 ARG_CHUNK_CHARS = 48      # tool-call arguments are streamed in pieces, as real models do
+TOOL_RESULT_CHARS = 2000  # how much of the latest tool result a request log entry keeps
 
 log = logging.getLogger("casa.eval.fakellm")
 
@@ -48,6 +49,19 @@ def _last_real_user(messages: list[dict[str, Any]]) -> int:
         if m.get("role") == "user" and INTERNAL_MARKER not in _text(m.get("content")):
             return i
     return -1
+
+
+def last_tool_result(messages: list[dict[str, Any]]) -> str | None:
+    """The text of the latest tool result after the latest real user message (None before any).
+
+    What the runtime told the model its tool did (OpenClaw's exec result: the command's output,
+    ``(Command exited with code N)``, a timeout or signal): the request log keeps it so a harness
+    can tell a command that failed from one that ran."""
+    u = _last_real_user(messages)
+    for m in reversed(messages[u + 1:]):
+        if m.get("role") == "tool":
+            return _text(m.get("content"))[-TOOL_RESULT_CHARS:]
+    return None
 
 
 class Reply:
@@ -156,7 +170,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.record({"ts_ns": time.time_ns(), "scenario": reply.scenario_id, "step": reply.step,
                             "tool": reply.call.tool if reply.call else None,
                             "tools_offered": [t.get("function", {}).get("name") for t in request.get("tools") or []],
-                            "messages": len(messages)})
+                            "messages": len(messages), "tool_result": last_tool_result(messages)})
         self._stream(reply) if request.get("stream") else self._complete(reply)
 
     def _stream(self, reply: Reply) -> None:
