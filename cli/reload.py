@@ -36,8 +36,10 @@ from typing import Any
 from bus import bus_dir
 from cli.discovery import live_streams
 from cli.heartbeats import Beat, HeartbeatListener
+from trust.paths import unsafe_writer
 
-__all__ = ["main", "parse_args", "ReloadResult", "outcome", "collector_pid", "expected_id", "handled_id"]
+__all__ = ["main", "parse_args", "ReloadResult", "outcome", "collector_pid", "expected_id", "handled_id",
+           "not_the_collector"]
 
 EXIT_OK, EXIT_ERROR, EXIT_NOT_RUNNING = 0, 1, 3
 DEFAULT_PID_FILE = Path("/var/run/casa.pid")
@@ -146,7 +148,12 @@ def outcome(stream: str, before: Beat | None, after: Beat | None, expected: int 
 
 
 def collector_pid(pid_file: Path | None) -> tuple[int | None, str]:
-    """The collector's pid, or None and why not."""
+    """The collector's pid, or None and why not.
+
+    The pid is only believed when the pid file is root's alone (trust/paths.py) and the process
+    is a root collector: root sends it a signal, and a pid file another user could write would
+    let them make root signal any process.
+    """
     if pid_file is None:
         pid_file = DEFAULT_PID_FILE
         try:
@@ -159,13 +166,38 @@ def collector_pid(pid_file: Path | None) -> tuple[int | None, str]:
         pid = int(pid_file.read_text().split()[0])
     except (OSError, ValueError, IndexError) as exc:
         return None, f"no readable pid in {pid_file}: {exc}"
+    unsafe = unsafe_writer(os.path.abspath(pid_file))
+    if unsafe is not None:
+        return None, (f"refusing the pid file {pid_file}: {unsafe.path} is {unsafe.who}, so the pid "
+                      "may not be the collector's; collector.pid_file must be in a directory only root "
+                      "can write (default /var/run/casa.pid)")
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return None, f"pid {pid} from {pid_file} is not running"
     except PermissionError:
         pass                              # alive; the real kill below will say if we may not signal it
-    return pid, ""
+    why = not_the_collector(pid)
+    return (None, f"refusing pid {pid} from {pid_file}: it {why}") if why else (pid, "")
+
+
+def not_the_collector(pid: int, proc: Path = Path("/proc")) -> str:
+    """Why ``pid`` is not a root CASA collector ("" when it is): its real uid must be 0 and its
+    command line ``python -m collector`` or ``casa-collector``."""
+    try:
+        argv = (proc / str(pid) / "cmdline").read_bytes().split(b"\0")
+        uid_line = next(line for line in (proc / str(pid) / "status").read_text().splitlines()
+                        if line.startswith("Uid:"))
+    except (OSError, StopIteration) as exc:
+        return f"cannot be inspected ({exc})"
+    if uid_line.split()[1] != "0":
+        return f"does not run as root ({' '.join(uid_line.split())})"
+    words = [w.decode(errors="replace") for w in argv if w]
+    is_module = any(a == "-m" and b == "collector" for a, b in zip(words, words[1:]))
+    is_script = bool(words) and os.path.basename(words[0]) == "casa-collector"
+    if not (is_module or is_script):
+        return f"is not the collector (command line: {' '.join(words)[:120]!r})"
+    return ""
 
 
 def _baseline(listener: HeartbeatListener, streams: list[str], timeout_s: float) -> dict[str, Beat | None]:
@@ -200,6 +232,9 @@ def _results(listener: HeartbeatListener, streams: list[str], before: dict[str, 
 
 def run(args: argparse.Namespace) -> int:
     pid, why = collector_pid(args.pid_file)
+    if pid is None and why.startswith("refusing"):
+        sys.stderr.write(f"collector: ERROR ({why})\n")
+        return EXIT_ERROR
     if pid is None:
         sys.stderr.write(f"collector: ERROR (not running: {why})\n")
         return EXIT_NOT_RUNNING

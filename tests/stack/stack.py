@@ -7,9 +7,10 @@
         st.wait_for_log("alert.log", lambda r: r["session_id"] > 0)
         st.kill9("sessionizer"); st.wait_restarted("sessionizer", old_pid)
 
-The harness copies supervisord.conf with three textual changes only: /run/casa and /var/log/casa
-become private directories (same owners and modes as setup.sh makes them), %(here)s becomes the
-checkout, and numprocs / CASA_ANALYZER_INSTANCES become ``analyzers``. The collector's profile is
+The harness copies supervisord.conf with three textual changes only: /run/casa, /run/casa-root,
+/var/log/casa, /var/log/casa-root and /var/lib/casa become private directories (same owners and
+modes as setup.sh makes them), %(here)s becomes the checkout, and numprocs /
+CASA_ANALYZER_INSTANCES become ``analyzers``. The collector's profile is
 the collector suite's test profile (a copy of bash named casa-test-root), so the stack only sees
 what the test runs. Needs root (eBPF, the casa user).
 """
@@ -66,14 +67,16 @@ class Stack:
                  config_profiles: list[dict[str, Any]] | None = None) -> None:
         self.root = Path("/tmp") / f"casa-stack-{uuid.uuid4().hex[:8]}"
         self.bus_dir = self.root / "run"
-        self.log_dir = self.root / "log"
+        self.root_run = self.root / "run-root"     # supervisord's socket and pid, the collector's pid
+        self.log_dir = self.root / "log"           # the JSONL records (CASA_LOG_DIR)
+        self.root_log = self.root / "log-root"     # supervisord's and every stage's own log
         self.state_dir = self.root / "state"      # checkpoints: private, never /var/lib/casa
         self.work = self.root / "work"
         self.analyzers = analyzers
         self.conf = self.root / "supervisord.conf"
         self.config = self.root / "casa.json"
         self.rules = self.root / "rules.json"
-        self.pid_file = self.bus_dir / "collector.pid"
+        self.pid_file = self.root_run / "collector.pid"
         self._rules_src = rules or CHECKOUT / "rules.json"
         self._profiles = config_profiles
         self.proc: subprocess.Popen[bytes] | None = None
@@ -89,6 +92,10 @@ class Stack:
         _chown(self.bus_dir, "root", "casa", 0o770)
         self.log_dir.mkdir()
         _chown(self.log_dir, "casa", "casa", 0o750)
+        self.root_run.mkdir()
+        _chown(self.root_run, "root", "root", 0o755)
+        self.root_log.mkdir()
+        _chown(self.root_log, "root", "casa", 0o750)
         self.state_dir.mkdir()
         _chown(self.state_dir, "casa", "casa", 0o750)
         self.work.mkdir()
@@ -104,6 +111,7 @@ class Stack:
         self.agent = make_test_root(self.root, self.agent_comm)
         text = (CHECKOUT / "supervisord.conf").read_text()
         text = text.replace("%(here)s", str(CHECKOUT))
+        text = text.replace("/run/casa-root", str(self.root_run)).replace("/var/log/casa-root", str(self.root_log))
         text = text.replace("/run/casa", str(self.bus_dir)).replace("/var/log/casa", str(self.log_dir))
         text = text.replace("/var/lib/casa", str(self.state_dir))
         text = re.sub(r"^numprocs=\d+", f"numprocs={self.analyzers}", text, flags=re.M)
@@ -150,7 +158,7 @@ class Stack:
 
     @property
     def url(self) -> str:
-        return f"unix://{self.bus_dir / 'supervisord.sock'}"
+        return f"unix://{self.root_run / 'supervisord.sock'}"
 
     def processes(self) -> dict[str, ProcessInfo]:
         try:
@@ -217,7 +225,7 @@ class Stack:
         return self.wait_until(found, timeout_s, f"a matching record in {name}")
 
     def stage_log(self, name: str) -> str:
-        path = self.log_dir / f"{name}.err.log"
+        path = self.root_log / f"{name}.err.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
     def casa(self, *args: str, timeout_s: float = 60.0) -> subprocess.CompletedProcess:

@@ -63,7 +63,8 @@ def test_reload_outcome_classification() -> None:
 
 
 def test_status_and_reload_without_a_stack(tmp_path: Path) -> None:
-    env = {**os.environ, "CASA_BUS_DIR": str(tmp_path)}
+    env = {**os.environ, "CASA_BUS_DIR": str(tmp_path),
+           "CASA_SUPERVISOR_URL": f"unix://{tmp_path / 'supervisord.sock'}"}
     st = subprocess.run([sys.executable, "-m", "cli", "status", "-w", "0"], capture_output=True, text=True,
                         env=env, cwd=CHECKOUT, timeout=30)
     assert st.returncode == 3 and "supervisord: ERROR (not running" in st.stderr
@@ -155,7 +156,12 @@ while True:
 
 
 def test_reload_under_late_heartbeats_reports_each_stage_and_names_the_missing_ack(tmp_path: Path) -> None:
-    proc = subprocess.Popen([sys.executable, "-c", SLOW_STAGES, str(tmp_path)], cwd=CHECKOUT)
+    standin = tmp_path / "standin"
+    (standin / "collector").mkdir(parents=True)          # `python -m collector`, as casa reload expects
+    (standin / "collector" / "__init__.py").write_text("")      # a regular package: it shadows ours
+    (standin / "collector" / "__main__.py").write_text(SLOW_STAGES)
+    proc = subprocess.Popen([sys.executable, "-m", "collector", str(tmp_path)], cwd=standin,
+                            env={**os.environ, "PYTHONPATH": str(CHECKOUT)})
     try:
         deadline = time.monotonic() + 10
         while not (tmp_path / "collector.pid").exists():

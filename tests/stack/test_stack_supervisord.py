@@ -83,8 +83,8 @@ def test_unprivileged_user_cannot_touch_bus_or_logs(stack: Stack) -> None:
         "        res.append(f'denied{e.errno}')\n"
         "print(' '.join(res))\n")
     targets = [stack.bus_dir / "collector.sock", stack.bus_dir / "analyzer-0.sock",
-               stack.bus_dir / "supervisord.sock", stack.log_dir / "events.log", stack.log_dir / "alert.log",
-               stack.log_dir / "collector.err.log"]
+               stack.root_run / "supervisord.sock", stack.log_dir / "events.log", stack.log_dir / "alert.log",
+               stack.root_log / "collector.err.log"]
     out = subprocess.run([sys.executable, "-c", probe, *map(str, targets)], user="nobody", group="nogroup",
                          extra_groups=[], capture_output=True, text=True, cwd="/", timeout=20)
     assert out.stdout.split() == ["denied13"] * len(targets), out.stdout + out.stderr
