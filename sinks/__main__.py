@@ -172,6 +172,9 @@ def build_core(kind: str) -> SinkCore | None:
     if kind == "jsonl":
         from sinks.jsonl import JsonlSink, LogPaths
         paths = LogPaths.from_env()
+        problems = paths.problems()
+        if problems:
+            raise ValueError("; ".join(problems))
         log.info("writing JSONL logs | events=%s sessions=%s audit=%s alert=%s",
                  paths.events, paths.sessions, paths.audit, paths.alert)
         return JsonlSink.from_paths(paths)

@@ -22,7 +22,11 @@ Log paths come from the environment (and a .env file, see sinks/envfile.py):
 ``CASA_EVENTS_LOG_PATH`` (alias ``CASA_EVENTS_LOG``), ``CASA_SESSIONS_LOG_PATH``
 (``CASA_SESSIONS_LOG``), ``CASA_AUDIT_LOG_PATH``, ``CASA_ALERT_LOG_PATH``; defaults
 ``$CASA_LOG_DIR/{events,sessions,audit,alert}.log`` with ``CASA_LOG_DIR`` defaulting to
-``/var/log/casa``.
+``/var/log/casa``. :meth:`LogPaths.problems` refuses (the sink does not start) a path that is
+not a regular file (``/dev/null``: every record would vanish), a symlink, or one in a directory
+that anyone but root and the sink's own user and group (casa) can write -- whoever can write
+there can swap the file, or point it elsewhere (trust/paths.py). Files are opened with
+``O_NOFOLLOW`` too.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import errno
 import grp
 import logging
 import os
+import stat
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -39,10 +44,11 @@ from pathlib import Path
 from typing import Any
 
 from bus.envelope import Envelope
+from trust.paths import unsafe_writer
 from bus.topics import ANALYZER_CONTROL, ANALYZER_DECISION, ANALYZER_EVENT, ANALYZER_SESSION, is_heartbeat
 from sinks import records
 
-__all__ = ["LogPaths", "LogFile", "LogFileCounters", "JsonlSink", "FILE_MODE", "DIR_MODE",
+__all__ = ["LogPaths", "log_path_problem", "LogFile", "LogFileCounters", "JsonlSink", "FILE_MODE", "DIR_MODE",
            "BACKLOG_MAX_BYTES", "RETRY_INTERVAL_S", "DEFAULT_LOG_DIR"]
 
 FILE_MODE = 0o640
@@ -87,6 +93,49 @@ class LogPaths:
             value = env.get(primary) or (env.get(alias) if alias else None)
             paths[name] = Path(value) if value else base / filename
         return cls(**paths)
+
+    def problems(self, environ: Mapping[str, str] | None = None) -> list[str]:
+        """Why each path may not be used, naming the variable that chose it; [] when all are fine."""
+        env = os.environ if environ is None else environ
+        out = []
+        for name, (primary, alias, _) in _PATH_VARS.items():
+            path = getattr(self, name)
+            var = primary if env.get(primary) else (alias if alias and env.get(alias) else "CASA_LOG_DIR")
+            why = log_path_problem(Path(os.path.abspath(path)))
+            if why:
+                out.append(f"{var} gives {name} log {path}, which {why}")
+        return out
+
+
+def _trusted_ids() -> tuple[set[int], set[int]]:
+    """Root, this process's user and group, and the casa group: who may write log directories."""
+    uids, gids = {0, os.geteuid()}, {0, os.getegid()}
+    try:
+        gids.add(grp.getgrnam(LOG_GROUP).gr_gid)
+    except KeyError:
+        pass
+    return uids, gids
+
+
+def log_path_problem(path: Path) -> str | None:
+    """None when records written to ``path`` stay where they are written and only root and the
+    sink's own user or group can change them; else why not, as the end of a sentence."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        st = None
+    except OSError as exc:
+        return f"cannot be examined ({exc.strerror})"
+    if st is not None and stat.S_ISLNK(st.st_mode):
+        return "is a symbolic link; name the file itself"
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        return f"is not a regular file ({stat.filemode(st.st_mode)[0]}): records written there would be lost"
+    uids, gids = _trusted_ids()
+    unsafe = unsafe_writer(str(path), uids=uids, gids=gids, must_exist=False)
+    if unsafe is not None:
+        return (f"is unsafe: {unsafe.path} is {unsafe.who}; log paths must be in directories only "
+                f"root or {LOG_GROUP} can write (default {DEFAULT_LOG_DIR})")
+    return None
 
 
 def _give_to_log_group(fd: int) -> None:
@@ -247,7 +296,8 @@ class LogFile:
 
     def _open(self) -> None:
         self.path.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW,
+                     FILE_MODE)
         st = os.fstat(fd)
         if st.st_uid == os.geteuid() and st.st_mode & 0o777 != FILE_MODE:
             os.fchmod(fd, FILE_MODE)       # umask or an older file must not widen access
