@@ -34,7 +34,7 @@ import zmq
 import bus
 from bus.runtime import tune_gc
 from bus.envelope import Envelope
-from sinks.checkpoint import SAVE_INTERVAL_S, PositionStore
+from sinks.checkpoint import PositionStore, SinkPositions
 from sinks.envfile import load_env_file
 
 POLL_TIMEOUT_MS = 200
@@ -49,6 +49,9 @@ class SinkCore(Protocol):
 
     def handle(self, env: Envelope) -> None: ...
     def on_loss(self, stream: str, topic: str, lost: int) -> None: ...
+    def accepted(self) -> tuple[int, ...]: ...
+    def resolved(self) -> tuple[int, ...]: ...
+    def held(self) -> int: ...
     def drain(self) -> None: ...
     def reopen_all(self, why: str) -> None: ...
     def close(self) -> None: ...
@@ -132,33 +135,30 @@ def serve(core: SinkCore, stream: str, args: argparse.Namespace, flags: Flags,
     streams = bus.analyzer_streams(args.instances)
     sub_sock = bus.connect_subscriber(ctx, streams, topics, args.bus_dir)
     sub = bus.Subscriber(sub_sock, topics, on_loss=core.on_loss)
-    store = position_store(stream, args)
-    if store is not None:
-        store.restore(sub.tracker)      # the first message after a restart reveals the gap
+    positions = SinkPositions(position_store(stream, args), clock)
+    positions.restore(sub.tracker)      # the first message after a restart reveals the gap
     pub = bus.Publisher(bus.bind_publisher(ctx, stream, args.bus_dir), SINK_STAGE, stream)
     poller = zmq.Poller()
     poller.register(sub_sock, zmq.POLLIN)
     log.info("sink running | stream=%s analyzers=%s", stream, ",".join(streams))
-    unsaved, next_save = False, clock()
+
+    def counters() -> dict[str, Any]:
+        return {**core.counters(), **sub.counters.as_dict(), **positions.counters(sub.tracker)}
     try:
         while not flags.stop:
-            if poller.poll(POLL_TIMEOUT_MS):
-                unsaved = receive_into(core, sub, sub_sock) > 0 or unsaved
+            n = receive_into(core, sub, sub_sock) if poller.poll(POLL_TIMEOUT_MS) else 0
             core.drain()
-            if store is not None and unsaved and clock() >= next_save:
-                store.save(sub.tracker)
-                unsaved, next_save = False, clock() + SAVE_INTERVAL_S
+            positions.after_read(core, sub, n)     # saves only what is written or exported
             if flags.reopen:
                 flags.reopen = False
                 core.reopen_all("SIGHUP")
             if pub.heartbeat_due(clock()):
-                pub.heartbeat({**core.counters(), **sub.counters.as_dict()}, clock())
+                pub.heartbeat(counters(), clock())
         receive_into(core, sub, sub_sock, 10_000)  # what already arrived is written, not lost
     finally:
         core.close()
-        if store is not None:
-            store.save(sub.tracker, clean=True)
-        final = {**core.counters(), **sub.counters.as_dict()}
+        positions.final_save(core, sub)
+        final = counters()
         pub.heartbeat(final, clock())
         log.info("sink stopped | stream=%s %s", stream, " ".join(f"{k}={v}" for k, v in final.items()))
         sub_sock.close(0)
@@ -196,6 +196,15 @@ class TracingOff:
 
     def on_loss(self, stream: str, topic: str, lost: int) -> None:
         return None
+
+    def accepted(self) -> tuple[int, ...]:
+        return ()
+
+    def resolved(self) -> tuple[int, ...]:
+        return ()
+
+    def held(self) -> int:
+        return 0
 
     def drain(self) -> None:
         return None

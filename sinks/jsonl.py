@@ -147,6 +147,7 @@ def _give_to_log_group(fd: int) -> None:
 
 @dataclass(slots=True)
 class LogFileCounters:
+    queued: int = 0            # records handed to the file (written + lost + backlog, in order)
     written: int = 0           # records fully written
     write_errors: int = 0      # failed open/write attempts
     lost: int = 0              # records dropped because the backlog was full
@@ -179,6 +180,7 @@ class LogFile:
 
     def append(self, line: bytes, drain: bool = True) -> None:
         """Queue one complete line; with ``drain`` try to write everything queued now."""
+        self.counters.queued += 1
         if self._backlog_bytes + len(line) > self.backlog_max_bytes:
             self.counters.lost += 1
             self._report_loss()
@@ -195,6 +197,7 @@ class LogFile:
             for line in lines:                     # near the bound: count the loss line by line
                 self.append(line, drain=False)
             return
+        self.counters.queued += len(lines)
         self._backlog.extend(lines)
         self._backlog_bytes += size
 
@@ -223,6 +226,7 @@ class LogFile:
         self._retry_at = 0.0
 
     def close(self) -> None:
+        self._retry_at = 0.0               # one last attempt, whatever the retry timer says
         self.drain()
         self._close()
 
@@ -479,6 +483,18 @@ class JsonlSink:
         log.warning("analyzer messages lost; open sessions marked incomplete | stream=%s topic=%s "
                     "lost=%d sessions=%s", stream, topic, lost, ",".join(map(str, marked)) or "-")
 
+    def accepted(self) -> tuple[int, ...]:
+        """Records handed to each file so far (sinks/checkpoint.py: durable positions)."""
+        return tuple(f.counters.queued for f in self.files().values())
+
+    def resolved(self) -> tuple[int, ...]:
+        """Records of each file written, or dropped and counted: they are no longer in memory."""
+        return tuple(f.counters.written + f.counters.lost for f in self.files().values())
+
+    def held(self) -> int:
+        """Nothing is kept outside the backlogs: every record is written as it arrives."""
+        return 0
+
     def drain(self) -> None:
         """Retry backlogs (call on every poll-loop pass)."""
         for f in self.files().values():
@@ -493,6 +509,9 @@ class JsonlSink:
     def close(self) -> None:
         for f in self.files().values():
             f.close()
+            if f.backlog:
+                log.error("records not written at shutdown; the restarted sink counts them as lost "
+                          "(its input position stays before them) | path=%s backlog=%d", f.path, f.backlog)
 
     def counters(self) -> dict[str, int]:
         """Heartbeat counters: records written per file, write errors, backlog, lost."""
