@@ -1,6 +1,6 @@
 """CASA sinks: write what the analyzers publish to the JSONL logs, or export it as traces.
 
-usage: python -m sinks jsonl [--instances N] [--bus-dir DIR]
+usage: python -m sinks jsonl [--instances N] [--bus-dir DIR] [--backlog-max-kb KB]
        python -m sinks otel  [--instances N] [--bus-dir DIR]
 
 Two processes, separately restartable; each subscribes to ``analyzer.*`` on every analyzer stream
@@ -75,9 +75,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="checkpoint directory (default $CASA_STATE_DIR or /var/lib/casa)")
     parser.add_argument("--no-checkpoint", action="store_true",
                         help="neither restore nor save the input positions")
+    parser.add_argument("--backlog-max-kb", type=int, default=None, metavar="KB",
+                        help="jsonl: records kept in memory per file while it cannot be written, "
+                             "beyond which they are dropped and counted (default 65536)")
     args = parser.parse_args(argv)
     if args.instances is not None and args.instances < 1:
         parser.error("--instances must be at least 1")
+    if args.backlog_max_kb is not None and args.backlog_max_kb < 1:
+        parser.error("--backlog-max-kb must be at least 1")
     return args
 
 
@@ -167,17 +172,18 @@ def serve(core: SinkCore, stream: str, args: argparse.Namespace, flags: Flags,
     return 0
 
 
-def build_core(kind: str) -> SinkCore | None:
+def build_core(kind: str, backlog_max_kb: int | None = None) -> SinkCore | None:
     """The sink core for ``kind``; None when it has nothing to do (otel without an endpoint)."""
     if kind == "jsonl":
-        from sinks.jsonl import JsonlSink, LogPaths
+        from sinks.jsonl import BACKLOG_MAX_BYTES, JsonlSink, LogPaths
         paths = LogPaths.from_env()
         problems = paths.problems()
         if problems:
             raise ValueError("; ".join(problems))
         log.info("writing JSONL logs | events=%s sessions=%s audit=%s alert=%s",
                  paths.events, paths.sessions, paths.audit, paths.alert)
-        return JsonlSink.from_paths(paths)
+        backlog = backlog_max_kb * 1024 if backlog_max_kb else BACKLOG_MAX_BYTES
+        return JsonlSink.from_paths(paths, backlog_max_bytes=backlog)
     from sinks.otel import OtelSettings, TraceSink
     settings = OtelSettings.from_env()
     if settings is None:
@@ -227,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     flags = Flags()
     install_signals(flags)
     try:
-        core = build_core(args.kind)
+        core = build_core(args.kind, args.backlog_max_kb)
     except ValueError as exc:
         log.error("cannot start the %s sink | reason=%s", args.kind, exc)
         return 1

@@ -358,9 +358,11 @@ class JsonlSink:
     late_messages: int = 0             # events/decisions for a session already closed (written)
 
     @classmethod
-    def from_paths(cls, paths: LogPaths, **kw: Any) -> "JsonlSink":
-        return cls(events=LogFile(paths.events), sessions=LogFile(paths.sessions),
-                   audit=LogFile(paths.audit), alert=LogFile(paths.alert), **kw)
+    def from_paths(cls, paths: LogPaths, backlog_max_bytes: int = BACKLOG_MAX_BYTES, **kw: Any) -> "JsonlSink":
+        def open_(path: Path) -> LogFile:
+            return LogFile(path, backlog_max_bytes=backlog_max_bytes)
+        return cls(events=open_(paths.events), sessions=open_(paths.sessions),
+                   audit=open_(paths.audit), alert=open_(paths.alert), **kw)
 
     def files(self) -> dict[str, LogFile]:
         return {"events": self.events, "sessions": self.sessions, "audit": self.audit,
