@@ -182,6 +182,7 @@ ANALYZER = StageCounters("analyzer", (
     *PUBLISHER,
     *RELOADING,
     *SUBSCRIBER,
+    *_specs(Kind.LOSS, ("unpublishable", "maps dropped because they could not be packed")),
     *_specs(Kind.PROBLEM, ("events_malformed", "maps that could not be used (dropped)"),
             ("events_late", "events for a session this instance already closed"),
             ("loss_marks", "times upstream loss marked every open session incomplete"),
