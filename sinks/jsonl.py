@@ -527,6 +527,7 @@ class JsonlSink:
             out[f"{name}_write_errors"] = f.counters.write_errors
             out[f"{name}_backlog"] = f.backlog
             out[f"{name}_lost"] = f.counters.lost
+        out["reopens"] = sum(f.counters.reopens for f in self.files().values())
         out["write_errors"] = sum(f.counters.write_errors for f in self.files().values())
         out["lost_records"] = sum(f.counters.lost for f in self.files().values())
         out["backlog"] = sum(f.backlog for f in self.files().values())

@@ -196,8 +196,9 @@ def test_reload_and_sighup_reopen_rotated_files(rig: Rig) -> None:
     wait_for(lambda: lines(rig.log("events.log")), what="event in the reopened file")
     assert [e["pid"] for e in lines(rig.log("events.log"))] == [2]
     rig.log("events.log").rename(rig.log_dir / "older.log")
+    wait_for(lambda: rig.hb.poll().get("reopens", 0) >= 4, what="the reload's reopen of the four files")
     rig.proc.send_signal(signal.SIGHUP)
-    time.sleep(0.5)                                    # the flag is acted on in the next loop pass
+    wait_for(lambda: rig.hb.poll().get("reopens", 0) >= 8, what="the SIGHUP acted on (four more)")
     a.send(ANALYZER_EVENT, [exec_event(tgid=3)])
     wait_for(lambda: lines(rig.log("events.log")), what="event after SIGHUP")
     assert wait_for(lambda: rig.hb.poll().get("reloads_applied") == 1, what="reload counted")
