@@ -46,7 +46,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help=f"the longest to listen for heartbeats (default {LISTEN_S})")
     p.add_argument("--json", action="store_true", help="one JSON object per stage")
     p.add_argument("--bus-dir", type=Path, default=None, help="bus directory (default $CASA_BUS_DIR or /run/casa)")
-    p.add_argument("--url", default=None, help="supervisord URL (default $CASA_SUPERVISOR_URL or unix:///run/casa-root/supervisord.sock)")
+    p.add_argument("--url", default=None,
+                   help="supervisord URL (default $CASA_SUPERVISOR_URL or unix:///run/casa-root/supervisord.sock)")
     args = p.parse_args(argv)
     if args.wait < 0:
         p.error("-w must not be negative")

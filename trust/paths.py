@@ -16,15 +16,16 @@ Symlinks are checked where they live and where they point (both chains must be h
 
 from __future__ import annotations
 
+import grp
 import os
 import pwd
-import grp
 import stat
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-__all__ = ["Unsafe", "PathStat", "unsafe_writer", "describe_uid", "describe_gid", "MAX_SYMLINKS"]
+__all__ = ["Unsafe", "PathStat", "Lstat", "Readlink", "unsafe_writer", "real_lstat", "describe_uid",
+           "describe_gid", "MAX_SYMLINKS"]
 
 MAX_SYMLINKS = 40                  # as the kernel's limit: a loop is reported, not followed forever
 
@@ -71,7 +72,7 @@ def describe_gid(gid: int) -> str:
         return f"group {gid}"
 
 
-def _real_lstat(path: str) -> PathStat:
+def real_lstat(path: str) -> PathStat:
     return PathStat.of(os.lstat(path))
 
 
@@ -101,7 +102,7 @@ def _owner(path: str, lstat: Lstat) -> int | None:
 
 
 def unsafe_writer(path: str, *, uids: Collection[int] = (0,), gids: Collection[int] = (0,),
-                  lstat: Lstat = _real_lstat, readlink: Readlink = os.readlink,
+                  lstat: Lstat = real_lstat, readlink: Readlink = os.readlink,
                   must_exist: bool = True, _depth: int = 0) -> Unsafe | None:
     """The first entry on the way to ``path`` (an absolute path) that someone outside ``uids`` /
     ``gids`` can change, or None when the whole chain is held.

@@ -16,8 +16,8 @@ The first problem found is reported in one line that says which path, who can ch
 to fix it. Caveat: the check runs once the collector's modules are imported, so it refuses to
 *run* (load probes, publish, stay root) rather than to import; the interpreter's start-up (site
 packages, ``.pth`` files) precedes any check a Python program can make. setup.sh makes the tree
-root's, and this check catches it drifting; :func:`check` is pure given its ``lstat``/``readlink``, so the rules are unit-tested
-(tests/stack/test_privilege_boundaries.py) without root.
+root's, and this check catches it drifting. :func:`check` is pure given its ``lstat`` and
+``readlink``, so the rules are unit-tested (tests/stack/test_privilege_boundaries.py) without root.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from trust.paths import Lstat, Readlink, Unsafe, _real_lstat, unsafe_writer
+from trust.paths import Lstat, Readlink, Unsafe, real_lstat, unsafe_writer
 
 __all__ = ["Finding", "check", "code_paths", "collector_paths", "refusal"]
 
@@ -69,7 +69,7 @@ def collector_paths(config: str, rules: str, pid_file: str, checkout: str, cwd: 
 
 
 def check(code: Iterable[str], settings: Iterable[tuple[str, str, bool]], *,
-          lstat: Lstat = _real_lstat, readlink: Readlink = os.readlink) -> list[Finding]:
+          lstat: Lstat = real_lstat, readlink: Readlink = os.readlink) -> list[Finding]:
     """Every path root must own alone, and what is wrong with each one that it does not."""
     findings: list[Finding] = []
     seen: set[str] = set()
