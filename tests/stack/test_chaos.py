@@ -151,9 +151,12 @@ def _alerted(st: Stack, attacker: Agent, victim: str) -> dict:
         execs = [r for r in st.log("events.log") if r["type"] == "EXECVE" and attacker.tag in r.get("path", "")]
         alerts = [(r["session_id"], r["event"].get("path")) for r in st.log("alert.log")]
         audits = [r for r in st.log("audit.log") if r["session_id"] == attacker.sid]
-        raise AssertionError(f"kill -9 {victim}: no ALERT for session {attacker.sid} (pid {attacker.proc.pid}); "
+        pid = str(attacker.proc.pid)
+        logs = {n: [line for line in st.stage_log(n).splitlines() if pid in line or "restart" in line][-8:]
+                for n in ("collector", "sessionizer", "analyzer-0", "analyzer-1")}
+        raise AssertionError(f"kill -9 {victim}: no ALERT for session {attacker.sid} (pid {pid}); "
                              f"payload execs in events.log: {execs}; alerts: {alerts}; audits of the "
-                             f"session: {audits}") from exc
+                             f"session: {audits}; stage log lines: {logs}") from exc
 
 
 def _closed(st: Stack, sid: int) -> dict:

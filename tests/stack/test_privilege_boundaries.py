@@ -267,3 +267,39 @@ def test_setup_made_the_root_directories_root_only() -> None:
         assert (grp.getgrgid(st.st_gid).gr_name, stat.S_IMODE(st.st_mode)) == (group, mode), path
         assert unsafe_writer(path) is None
     assert pwd.getpwnam("casa")
+
+
+def _root_written(conf: Path) -> list[str]:
+    """Every path the deployed supervisord.conf has root write (files, and the log directory)."""
+    keys = ("file=", "logfile=", "pidfile=", "childlogdir=", "stdout_logfile=", "stderr_logfile=")
+    return [line.split("=", 1)[1].split(";")[0].strip() for line in conf.read_text().splitlines()
+            if line.startswith(keys)]
+
+
+@root
+@pytest.mark.stack
+def test_a_compromised_stage_cannot_make_root_write_through_a_planted_symlink() -> None:
+    """As casa, in a running stack: no path root writes can be replaced by a symlink (they all
+    live in root-only directories), and the one root path in casa's bus directory -- the
+    collector's socket, planted while the collector is down -- is removed, not followed."""
+    from tests.stack.stack import Stack
+    with Stack() as st:
+        victim = _victim(st.root)
+        paths = _root_written(st.conf) + [str(st.pid_file)]
+        assert len(paths) >= 15
+        dirs = sorted({p if os.path.isdir(p) else os.path.dirname(p) for p in paths})
+        plant = ("import errno, os, sys\nfor d in sys.argv[2:]:\n    try:\n"
+                 "        os.symlink(sys.argv[1], os.path.join(d, 'planted.log'))\n"
+                 "        print('planted in', d)\n    except OSError as e:\n"
+                 "        print(errno.errorcode[e.errno], d)\n")
+        out = _as_casa(sys.executable, "-c", plant, str(victim), *dirs)
+        assert out.stdout.split()[::2] == ["EACCES"] * len(dirs), out.stdout + out.stderr
+        old = st.kill9("collector")
+        sock = st.bus_dir / "collector.sock"
+        swap = _as_casa("sh", "-c", f"rm -f {sock}; ln -s {victim} {sock}")
+        assert swap.returncode == 0, swap.stderr                 # casa may write the bus directory
+        st.wait_restarted("collector", old)
+        st.counters(["collector"], lambda c: "collector" in c)   # it bound and heartbeats
+        st_sock = os.lstat(sock)
+        assert stat.S_ISSOCK(st_sock.st_mode) and (st_sock.st_uid, stat.S_IMODE(st_sock.st_mode)) == (0, 0o660)
+        assert _unchanged(victim)
