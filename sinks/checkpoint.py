@@ -163,6 +163,7 @@ class PositionStore:
             if have is None or got.epoch != have.epoch:
                 # nothing of this epoch was durable: count from its first message
                 durable[key] = StreamState(epoch=got.epoch, last_seq=0)
+                gaps.pending[key] = (got.epoch, 0, got.last_seq)
             elif got.last_seq > have.last_seq:
                 gaps.pending[key] = (got.epoch, have.last_seq, got.last_seq - have.last_seq)
         tracker.streams.update(durable)

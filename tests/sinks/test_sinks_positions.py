@@ -49,8 +49,13 @@ def test_a_stream_never_durable_counts_from_its_first_message(tmp_path: Path) ->
     store = PositionStore(tmp_path / "s.json")
     store.save(durable=[], received=pos(4), held=0)
     tracker = SequenceTracker()
-    store.restore(tracker)
+    restored = store.restore(tracker)
     assert tracker.observe("analyzer-0", "analyzer.event", E, 5) == 4
+    assert restored.gaps.check(tracker, lambda *a: None) == 0        # the tracker counted them
+    tracker = SequenceTracker()
+    restored = store.restore(tracker)
+    tracker.observe("analyzer-0", "analyzer.event", E + 1, 1)        # ... unless the analyzer restarted
+    assert restored.gaps.check(tracker, lambda *a: None) == 4
 
 
 def test_received_but_not_durable_is_counted_when_the_analyzer_restarted_too(tmp_path: Path) -> None:
