@@ -86,6 +86,7 @@ class Stack:
         self._jsonl_backlog_kb = jsonl_backlog_kb  # sinks-jsonl --backlog-max-kb
         self.proc: subprocess.Popen[bytes] | None = None
         self.agent: Path | None = None
+        self._agents: list[subprocess.Popen[bytes]] = []     # start_agent's, killed at exit
         self.agent_comm = f"casastk{uuid.uuid4().hex[:6]}"   # unique: other suites run test roots too
 
     # -- setup ---------------------------------------------------------------------------------
@@ -151,6 +152,10 @@ class Stack:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        for agent in self._agents:              # a test that failed may leave one blocked
+            if agent.poll() is None:
+                agent.kill()
+                agent.wait()
         self.stop()
         if self._records_tmpfs_kb and not os.environ.get("CASA_KEEP_STACK"):
             subprocess.run(["umount", "-l", str(self.log_dir)], check=False)
@@ -228,8 +233,10 @@ class Stack:
     def start_agent(self, script: str) -> subprocess.Popen[bytes]:
         """Like run_agent, in the background (the caller kills it)."""
         assert self.agent is not None
-        return subprocess.Popen([str(self.agent), "-c", script], cwd=self.work, user="nobody", group="nogroup",
+        proc = subprocess.Popen([str(self.agent), "-c", script], cwd=self.work, user="nobody", group="nogroup",
                                 extra_groups=[], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self._agents.append(proc)
+        return proc
 
     def log(self, name: str) -> list[dict[str, Any]]:
         return read_jsonl(self.log_dir / name)
