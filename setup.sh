@@ -12,11 +12,18 @@
 #      them to compile; kernel struct offsets are read from BTF at start-up, never from these headers.
 #   3. Mounts tracefs if it is not mounted.
 #   4. The `casa` system user/group (runs every stage except the collector) and the runtime
-#      directories: /run/casa (bus sockets, root:casa 0770) and /var/log/casa (logs, casa:casa 0750), /var/lib/casa (stage checkpoints, casa:casa 0750).
+#      directories (docs/security.md): /run/casa (bus sockets, root:casa 0770), /var/log/casa (the
+#      JSONL records, casa:casa 0750), /var/lib/casa (stage checkpoints, casa:casa 0750), and the two
+#      only root writes: /run/casa-root (supervisord's socket and pid, root 0755) and
+#      /var/log/casa-root (supervisord's and every stage's own log, root:casa 0750).
 #   5. .venv with the pinned requirements.txt, made able to import Debian's bcc (and nothing else
 #      from dist-packages) through a .pth file.
-#   6. Makes sure the `casa` user can traverse to this checkout (adds o+x to parent directories that
-#      lack it, and says so).
+#   6. Lets the `casa` user traverse to this checkout (o+x on parent directories that lack it, and
+#      says so) and read the code, the configuration and the venv (o+rX on those only). Removes
+#      group/other write from them: the collector runs this code as root, and refuses to start
+#      when anyone else can change it (StrictModes, trust/strict_modes.py). A .env file is never
+#      made world-readable (it may hold secrets): it becomes root's, group casa, 0640 (the sinks
+#      read it as casa).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
@@ -95,6 +102,8 @@ create_user_and_dirs() {
   install -d -o root -g casa -m 0770 /run/casa
   install -d -o casa -g casa -m 0750 /var/log/casa
   install -d -o casa -g casa -m 0750 /var/lib/casa
+  install -d -o root -g root -m 0755 /run/casa-root
+  install -d -o root -g casa -m 0750 /var/log/casa-root
 }
 
 create_venv() {
@@ -118,8 +127,11 @@ create_venv() {
   echo "$want" > "$stamp"
 }
 
-grant_traverse() {
-  # The unprivileged stages run this checkout's code as `casa`.
+# What the unprivileged stages (and the tests that run them as casa) read of the checkout.
+CODE_PATHS=(agents analyzer bench bpf bus cli collector config evaluation policy sessionizer sinks
+  trust tests rules.json pyproject.toml requirements.txt .venv)
+
+grant_read() {
   local d="$ROOT"
   while [ "$d" != "/" ]; do
     if ! runuser -u casa -- test -x "$d" 2>/dev/null; then
@@ -127,7 +139,23 @@ grant_traverse() {
     fi
     d=$(dirname "$d")
   done
-  runuser -u casa -- test -r "$ROOT/pyproject.toml" || chmod -R o+rX "$ROOT"
+  chmod go-w "$ROOT"
+  local p
+  for p in "${CODE_PATHS[@]}"; do
+    [ -e "$ROOT/$p" ] || continue
+    # Read for casa, write for the owner only; evaluation/node is evaluation/install.sh's, and a
+    # .env anywhere is left to protect_env.
+    find "$ROOT/$p" \( -path "$ROOT/evaluation/node" -o -name .env \) -prune -o \
+      ! -type l \( ! -perm -o+r -o -perm /022 -o \( -type d ! -perm -o+x \) \) -exec chmod o+rX,go-w {} +
+  done
+}
+
+protect_env() {
+  # May hold secrets: never world-readable; the sinks read it as casa; nobody but root changes it.
+  local env="$ROOT/.env"
+  [ -f "$env" ] || return 0
+  chown root:casa "$env"
+  chmod 0640 "$env"
 }
 
 install_packages
@@ -135,5 +163,6 @@ install_kernel_headers
 mount_tracefs
 create_user_and_dirs
 create_venv
-grant_traverse
+grant_read
+protect_env
 say "ready (python: $VENV/bin/python, bcc $("$VENV/bin/python" -c 'import bcc; print(getattr(bcc, "__version__", "?"))'))"

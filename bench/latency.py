@@ -273,7 +273,7 @@ def real_collector(dirs: BenchDirs, probes: int = REAL_PROBES) -> dict[str, Any]
     observed = dirs.root / "alert-observed-real.jsonl"
     with StageSet(dirs) as stages:
         stages.start("collector", ["--config", str(dirs.config), "--bus-dir", str(dirs.bus),
-                                   "--pid-file", str(dirs.state / "collector.pid")])
+                                   "--pid-file", str(dirs.pid_file)])
         for name in ("sinks-jsonl", "analyzer", "sessionizer"):
             stages.start(name)
         tail = subprocess.Popen([sys.executable, "-m", "bench.tail", "--file", str(dirs.log("alert")),

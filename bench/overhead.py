@@ -158,7 +158,7 @@ class Attachment:
         if self.drain.stdout is None or self.drain.stdout.readline().strip() != "subscribed":
             raise RuntimeError("bench.drain did not start")
         self.stages.start("collector", ["--config", str(self.dirs.config), "--bus-dir", str(self.dirs.bus),
-                                        "--pid-file", str(self.dirs.state / "collector.pid")])
+                                        "--pid-file", str(self.dirs.pid_file)])
         self.stages.wait_ready(["collector"], ATTACH_TIMEOUT_S)
 
     def settle(self) -> None:

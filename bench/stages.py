@@ -82,6 +82,11 @@ class BenchDirs:
     def log(self, name: str) -> Path:
         return self.logs / f"{name}.log"
 
+    @property
+    def pid_file(self) -> Path:
+        """The collector's pid file: root writes it, so it goes where casa cannot (StrictModes)."""
+        return self.root / "collector.pid"
+
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("CASA_", "OTEL_"))}
         env.update({

@@ -58,7 +58,7 @@ def once(spec: StartupSpec, dirs: BenchDirs, tracked: Path) -> dict[str, Any]:
         t0 = time.monotonic()
         for name in ("collector", "sessionizer", "analyzer", "sinks-jsonl"):
             stages.start(name, ["--config", str(dirs.config), "--bus-dir", str(dirs.bus), "--pid-file",
-                                str(dirs.state / "collector.pid")] if name == "collector" else None)
+                                str(dirs.pid_file)] if name == "collector" else None)
         try:
             ready = None
             next_probe = t0

@@ -2,14 +2,21 @@
 
 Every publishing stage binds one XPUB socket on ``ipc://$CASA_BUS_DIR/<stream>.sock``
 (default directory ``/run/casa``, created by setup.sh as root:casa 0770). Subscribers connect.
-Sockets are chmod 0660 and group ``casa`` right after bind, so only root and the casa group can
-connect; an agent running as any other user can neither read events nor publish fakes.
+Sockets are 0660 and group ``casa``, so only root and the casa group can connect; an agent
+running as any other user can neither read events nor publish fakes.
+
+The bus directory is writable by the casa user, and the collector binds in it as root. So root
+never acts on a socket path after the bind by a call that follows symlinks: the mode comes from
+the umask at bind (the file never exists with other permissions), and the group is set with
+``lchown``, which changes a symlink swapped in by a compromised stage, never its target. A stale
+path is removed with ``unlink``, which removes a planted symlink itself.
 """
 
 from __future__ import annotations
 
 import grp
 import os
+import stat
 from pathlib import Path
 
 import zmq
@@ -43,17 +50,35 @@ def analyzer_streams(instances: int | None = None) -> list[str]:
     return [f"analyzer-{i}" for i in range(n)]
 
 
-def _restrict(path: Path) -> None:
+def _give_to_bus_group(path: Path) -> None:
+    """Group ``casa`` on the socket just bound, without following a symlink (see the module
+    docstring). Only root needs it: a casa stage's sockets get group casa from its own gid."""
+    if os.geteuid() != 0:
+        return
     try:
         gid = grp.getgrnam(BUS_GROUP).gr_gid
     except KeyError:
-        gid = -1
+        return                     # no casa group here: root-only access is the safe side
     try:
-        os.chmod(path, SOCKET_MODE)
-        if gid >= 0 and os.geteuid() == 0:
-            os.chown(path, 0, gid)
+        os.chown(path, 0, gid, follow_symlinks=False)
+        st = os.lstat(path)
     except OSError as exc:
         raise BusPermissionError(f"cannot restrict bus socket {path}: {exc}") from None
+    if not stat.S_ISSOCK(st.st_mode) or stat.S_IMODE(st.st_mode) != SOCKET_MODE:
+        raise BusPermissionError(f"bus socket {path} was replaced right after bind "
+                                 f"(mode {stat.filemode(st.st_mode)}); is another process using {path.parent}?")
+
+
+def _remove_stale(path: Path) -> None:
+    """A stale socket of a previous run (or anything planted there): unlink never follows."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except IsADirectoryError:
+        raise BusPermissionError(f"{path} is a directory; remove it") from None
+    except OSError as exc:
+        raise BusPermissionError(f"cannot remove the stale {path}: {exc}") from None
 
 
 def bind_publisher(ctx: zmq.Context, stream: str, directory: Path | None = None) -> zmq.Socket:
@@ -64,8 +89,7 @@ def bind_publisher(ctx: zmq.Context, stream: str, directory: Path | None = None)
     except OSError as exc:
         raise BusPermissionError(f"cannot create bus directory {d}: {exc}; run setup.sh") from None
     path = d / f"{stream}.sock"
-    if path.exists():
-        path.unlink()          # a stale socket of a previous run of this stage
+    _remove_stale(path)
     sock = ctx.socket(zmq.XPUB)
     sock.setsockopt(zmq.XPUB_NODROP, 1)
     sock.setsockopt(zmq.SNDHWM, SNDHWM_MESSAGES)
@@ -78,7 +102,11 @@ def bind_publisher(ctx: zmq.Context, stream: str, directory: Path | None = None)
         raise BusPermissionError(f"cannot bind {path}: {exc}") from None
     finally:
         os.umask(old)
-    _restrict(path)
+    try:
+        _give_to_bus_group(path)
+    except BusPermissionError:
+        sock.close(0)
+        raise
     return sock
 
 

@@ -9,6 +9,7 @@ counts them too (``undelivered_events``).
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from typing import Any
 
 import zmq
 
+from bus.counters import for_stage
 from bus.envelope import Envelope, pack, pack_raw
 from bus.topics import heartbeat_topic
 
@@ -23,6 +25,8 @@ __all__ = ["Publisher", "BATCH_MAX_EVENTS", "HEARTBEAT_INTERVAL_S"]
 
 BATCH_MAX_EVENTS = 64
 HEARTBEAT_INTERVAL_S = 1.0
+
+log = logging.getLogger("casa.bus")
 
 
 class Publisher:
@@ -45,6 +49,7 @@ class Publisher:
         self.undelivered_events = 0
         self.undelivered_messages = 0
         self._next_heartbeat = 0.0
+        self._checked_counters: set[str] = set()
 
     def publish(self, topic: str, event: dict[str, Any]) -> None:
         """Queue one event; sends the topic's batch when it is full."""
@@ -113,8 +118,24 @@ class Publisher:
         self.last_seq[topic] = seq
         own = {"sent_events": self.sent_events, "undelivered_events": self.undelivered_events,
                "undelivered_messages": self.undelivered_messages, "pid": os.getpid()}
+        merged = {**own, **(counters or {})}
+        self._check_declared(merged)
         env = Envelope(topic=topic, stream=self.stream, epoch=self.epoch, seq=seq,
                        sent_ns=self.clock(), events=[],
                        last_seq={t: s for t, s in self.last_seq.items() if t != topic},
-                       counters={**own, **(counters or {})}, interval_s=self.heartbeat_interval_s)
+                       counters=merged, interval_s=self.heartbeat_interval_s)
         self._deliver(pack(env), 0)
+
+    def _check_declared(self, counters: dict[str, Any]) -> None:
+        """Warn once per name about a counter bus/counters.py does not declare: `casa status`
+        classifies counters by those declarations, so an undeclared loss counter would be
+        published and never shown."""
+        new = counters.keys() - self._checked_counters
+        if not new:
+            return
+        self._checked_counters |= new
+        spec = for_stage(self.stage)
+        unknown = spec.undeclared(new) if spec is not None else []
+        if unknown:
+            log.warning("heartbeat counters not declared in bus/counters.py; casa status will not "
+                        "show them | stage=%s counters=%s", self.stage, ",".join(unknown))

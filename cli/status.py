@@ -4,8 +4,9 @@ usage: casa status [NAME ...] [-w SECONDS] [--json]
 
 NAME is ``all`` (default), a process (``collector``, ``analyzer-1``) or a group (``analyzer:*``).
 States come from supervisord's XML-RPC socket (root only); rates and counters from the stages'
-heartbeats on the bus, listened to for ``-w`` seconds (two heartbeats give a rate). A stage whose
-heartbeat did not arrive shows ``-``.
+heartbeats on the bus, listened to until every stage sent two (a rate), at most ``-w`` seconds. A
+stage whose heartbeat did not arrive shows ``no heartbeat``. The loss column lists the stage's
+non-zero loss counters, then its non-zero problem counters, as bus/counters.py classifies them.
 
 exit status: 0 all selected stages RUNNING, 3 supervisord unreachable or a stage not running,
 2 bad arguments.
@@ -16,11 +17,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bus import bus_dir
+from bus.counters import for_stream
 from cli.discovery import live_streams, stream_sort_key
 from cli.heartbeats import HeartbeatListener, event_rate
 from cli.supervisor import ProcessInfo, SupervisorUnavailable, default_url, process_info
@@ -28,13 +30,7 @@ from cli.supervisor import ProcessInfo, SupervisorUnavailable, default_url, proc
 __all__ = ["main", "parse_args", "StageStatus", "collect", "select"]
 
 EXIT_OK, EXIT_USAGE, EXIT_NOT_RUNNING = 0, 2, 3
-LISTEN_S = 2.2             # a little over two heartbeat intervals: enough for a rate
-LOSS_COUNTERS = ("lost_messages", "lost_events", "kernel_lost", "undelivered_events", "malformed",
-                 "unknown_version", "lagging_messages", "publisher_restarts",
-                 # the sinks': records or spans not written, and maps they could not use
-                 "lost_records", "write_errors", "backlog", "spans_dropped", "export_failures",
-                 "malformed_maps", "late_messages")
-
+LISTEN_S = 3.5             # at most: listening ends once every stage sent two heartbeats (a rate)
 EXAMPLES = """examples:
   casa status                   # every stage
   casa status analyzer:*        # the analyzer instances
@@ -47,10 +43,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                                 epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("names", nargs="*", metavar="NAME", help="all | PROCESS | GROUP:* (default all)")
     p.add_argument("-w", "--wait", type=float, default=LISTEN_S, metavar="SECONDS",
-                   help=f"how long to listen for heartbeats (default {LISTEN_S})")
+                   help=f"the longest to listen for heartbeats (default {LISTEN_S})")
     p.add_argument("--json", action="store_true", help="one JSON object per stage")
     p.add_argument("--bus-dir", type=Path, default=None, help="bus directory (default $CASA_BUS_DIR or /run/casa)")
-    p.add_argument("--url", default=None, help="supervisord URL (default unix://<bus dir>/supervisord.sock)")
+    p.add_argument("--url", default=None,
+                   help="supervisord URL (default $CASA_SUPERVISOR_URL or unix:///run/casa-root/supervisord.sock)")
     args = p.parse_args(argv)
     if args.wait < 0:
         p.error("-w must not be negative")
@@ -66,6 +63,7 @@ class StageStatus:
     uptime_s: int
     rate_eps: float | None      # events sent per second, from two heartbeats
     counters: dict[str, Any]    # the latest heartbeat's counters ({} if none arrived)
+    loss: dict[str, Any] = field(default_factory=dict)   # its non-zero loss counters
 
 
 def select(names: list[str], procs: list[ProcessInfo]) -> tuple[list[ProcessInfo], list[str]]:
@@ -88,8 +86,10 @@ def collect(procs: list[ProcessInfo], listener: HeartbeatListener | None) -> lis
     for p in procs:
         beats = listener.beats.get(p.name, []) if listener else []
         counter = "received_events" if p.name.startswith("sinks-") else "sent_events"   # sinks only consume
+        counters = dict(beats[-1].counters) if beats else {}
+        spec = for_stream(p.name)
         out.append(StageStatus(p.name, p.group, p.state, p.pid, p.uptime_s, event_rate(beats, counter),
-                               dict(beats[-1].counters) if beats else {}))
+                               counters, spec.loss(counters) if spec else {}))
     return out
 
 
@@ -98,9 +98,14 @@ def _uptime(seconds: int) -> str:
     return f"{h}:{rest // 60:02d}:{rest % 60:02d}"
 
 
-def _loss(counters: dict[str, Any]) -> str:
-    shown = [f"{k}={counters[k]}" for k in LOSS_COUNTERS if counters.get(k)]
-    return " ".join(shown) if counters else "no heartbeat"
+def _loss(stream: str, counters: dict[str, Any]) -> str:
+    """Every non-zero loss counter of the stage, then its non-zero problem counters
+    (bus/counters.py: the names are part of the bus contract)."""
+    if not counters:
+        return "no heartbeat"
+    spec = for_stream(stream)
+    shown = spec.shown(counters) if spec else {}
+    return " ".join(f"{k}={v}" for k, v in shown.items())
 
 
 def render(rows: list[StageStatus]) -> list[str]:
@@ -108,7 +113,7 @@ def render(rows: list[StageStatus]) -> list[str]:
     for r in rows:
         rate = f"{r.rate_eps:9.1f}" if r.rate_eps is not None else f"{'-':>9}"
         lines.append(f"{r.name:<14}{r.state:<9}{r.pid or '-':>7} {_uptime(r.uptime_s):>8}{rate}  "
-                     f"{_loss(r.counters) or 'none'}")
+                     f"{_loss(r.name, r.counters) or 'none'}")
         if r.counters.get("rules_version") or r.counters.get("reloads_applied") or r.counters.get("reloads_rejected"):
             version = (f"config={r.counters['config_version']}" if "config_version" in r.counters
                        and "rules_version" not in r.counters else f"rules={r.counters.get('rules_version', '')}")
@@ -125,7 +130,7 @@ def _bus_only(directory: Path) -> list[ProcessInfo]:
 
 def run(args: argparse.Namespace) -> int:
     directory = args.bus_dir or bus_dir()
-    url = args.url or default_url(directory)
+    url = args.url or default_url()
     supervised = True
     try:
         procs = process_info(url)
@@ -139,7 +144,8 @@ def run(args: argparse.Namespace) -> int:
     listener = HeartbeatListener(directory, streams) if streams and args.wait else None
     try:
         if listener:
-            listener.listen(args.wait)
+            listener.listen(args.wait, until=lambda lst: all(len(lst.beats.get(s, [])) >= 2
+                                                             for s in streams))
     finally:
         if listener:
             listener.close()

@@ -1,8 +1,11 @@
 """Talking to supervisord over its XML-RPC unix socket (what supervisorctl does).
 
-The socket is ``$CASA_BUS_DIR/supervisord.sock`` (supervisord.conf: ``[unix_http_server]``, mode
-0700 root), so only root can ask. Errors come back as :class:`SupervisorUnavailable` with a
-reason a person can act on.
+The socket is ``/run/casa-root/supervisord.sock`` (supervisord.conf: ``[unix_http_server]``, mode
+0700 root, in a directory only root can write), so only root can ask. Before asking, the socket
+and every directory above it must be root's alone (trust/paths.py): a socket that another user
+could have put there -- a compromised stage replacing it with its own server -- would answer
+`casa status` with whatever it likes, so it is refused. Errors come back as
+:class:`SupervisorUnavailable` with a reason a person can act on.
 """
 
 from __future__ import annotations
@@ -16,9 +19,12 @@ from typing import Any
 
 from supervisor.xmlrpc import SupervisorTransport
 
-from bus import bus_dir
+from trust.paths import unsafe_writer
 
-__all__ = ["ProcessInfo", "SupervisorUnavailable", "call", "default_url", "process_info"]
+__all__ = ["ProcessInfo", "SupervisorUnavailable", "call", "default_url", "process_info",
+           "SUPERVISOR_SOCKET", "check_socket"]
+
+SUPERVISOR_SOCKET = Path("/run/casa-root/supervisord.sock")
 
 
 class SupervisorUnavailable(RuntimeError):
@@ -35,12 +41,28 @@ class ProcessInfo:
     description: str
 
 
-def default_url(directory: Path | None = None) -> str:
-    return os.environ.get("CASA_SUPERVISOR_URL") or f"unix://{(directory or bus_dir()) / 'supervisord.sock'}"
+def default_url() -> str:
+    return os.environ.get("CASA_SUPERVISOR_URL") or f"unix://{SUPERVISOR_SOCKET}"
+
+
+def check_socket(url: str) -> None:
+    """Refuse a ``unix://`` control socket that anyone but root could have created or replaced."""
+    if not url.startswith("unix://"):
+        return
+    path = os.path.abspath(url[len("unix://"):])
+    unsafe = unsafe_writer(path)
+    if unsafe is not None and unsafe.who == "missing":
+        raise SupervisorUnavailable(f"no control socket at {path}: is supervisord running?")
+    if unsafe is not None:
+        raise SupervisorUnavailable(
+            f"refusing the control socket {path}: {unsafe.path} is {unsafe.who}, so it may not be "
+            "supervisord's; put [unix_http_server] file= in a directory only root can write "
+            "(default /run/casa-root)")
 
 
 def call(url: str, method: str, *params: Any) -> Any:
     """One XML-RPC call (``supervisor.getAllProcessInfo`` ...); the connection is closed after it."""
+    check_socket(url)
     transport = SupervisorTransport(None, None, serverurl=url)
     proxy = xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
     target = proxy

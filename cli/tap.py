@@ -5,7 +5,10 @@ usage: casa tap [--topic PREFIX ...] [--stream NAME ...] [-n COUNT] [-d SECONDS]
 A tap is one more SUB socket on the stages' XPUB sockets: it sees what the next stage sees and
 changes nothing for it. Each line is {"topic", "stream", "seq", "event"}; heartbeats (hidden unless
 -H) are {"topic", "stream", "seq", "last_seq", "counters"}. Loss and malformed messages seen by the
-tap are summarised on stderr at the end. Needs root or the casa group (the bus is 0660 root:casa).
+tap are summarised on stderr at the end. Once every tapped stream has been heard from (each sends
+a heartbeat every second), ``casa tap: subscribed`` goes to stderr: from then on nothing published
+is missed, which a script can wait for instead of sleeping. Needs root or the casa group (the bus
+is 0660 root:casa).
 
 caveats: a tap that cannot keep up is a slow subscriber like any other; XPUB_NODROP then makes the
 stage count undelivered messages, so do not leave a tap piped into a pager that is not being read.
@@ -24,7 +27,7 @@ from typing import TextIO
 import zmq
 
 from bus import Subscriber, bus_dir, connect_subscriber
-from bus.topics import is_heartbeat
+from bus.topics import heartbeat_topic, is_heartbeat
 from cli.discovery import live_streams
 from cli.render import envelope_lines
 
@@ -64,17 +67,24 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 class Tap:
     """Reads envelopes and writes lines until a count, a duration or a signal ends it."""
 
-    def __init__(self, sub: Subscriber, out: TextIO, *, count: int, show_heartbeats: bool) -> None:
+    def __init__(self, sub: Subscriber, out: TextIO, *, count: int, show_heartbeats: bool,
+                 streams: list[str] | None = None, err: TextIO | None = None,
+                 printed_topics: list[str] | None = None) -> None:
         self.sub = sub
         self.out = out
         self.count = count
         self.show_heartbeats = show_heartbeats
         self.printed = 0
+        self.waiting = set(streams or [])      # streams not heard from yet
+        self.err = err
+        self.printed_topics = tuple(printed_topics or [""])   # what the user asked for (prefixes)
 
     def pump(self) -> bool:
         """Print what is waiting; False once COUNT lines were printed."""
         for env in self.sub.receive():
-            if is_heartbeat(env.topic) and not self.show_heartbeats:
+            self._heard(env.stream)
+            if is_heartbeat(env.topic) and not self.show_heartbeats \
+                    or not env.topic.startswith(self.printed_topics):
                 continue
             for line in envelope_lines(env):
                 self.out.write(line + "\n")
@@ -84,6 +94,16 @@ class Tap:
                     return False
         self.out.flush()
         return True
+
+    def _heard(self, stream: str) -> None:
+        """The first message of every stream proves the subscription is live there (a heartbeat
+        comes every second; heartbeats are always subscribed): say so once, for scripts that wait
+        before they make something happen."""
+        if self.waiting and stream in self.waiting:
+            self.waiting.discard(stream)
+            if not self.waiting and self.err is not None:
+                self.err.write("casa tap: subscribed | every stream heard from\n")
+                self.err.flush()
 
 
 def _topics(args: argparse.Namespace) -> list[str]:
@@ -113,11 +133,14 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.st
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    topics = _topics(args)
+    topics = printed = _topics(args)
+    if topics != [""]:                 # every tapped stream's heartbeat: readiness and tail loss
+        topics = sorted(set(topics) | {heartbeat_topic(s.split("-", 1)[0]) for s in streams})
     ctx = zmq.Context()
     sock = connect_subscriber(ctx, streams, topics, directory)
     tap = Tap(Subscriber(sock, [t for t in topics if t] or [""]), out, count=args.count,
-              show_heartbeats=args.heartbeats or any(is_heartbeat(t) for t in args.topic))
+              show_heartbeats=args.heartbeats or any(is_heartbeat(t) for t in args.topic),
+              streams=streams, err=err, printed_topics=printed)
     shown = ", ".join(args.topic) if args.topic else "all"
     err.write(f"Tapping {', '.join(streams)} (topics: {shown})... Ctrl-C to end.\n")
     deadline = time.monotonic() + args.duration if args.duration else None

@@ -39,6 +39,7 @@ from collector import loader
 from collector.decode import DIR_ERRORS, DIR_NONE, ST_EXE_RESOLVED, DecodeError, Decoded, decode
 from collector.proc_scan import full_fd_exe, scan
 from collector.scope import Scope
+from trust import strict_modes
 
 # Open, connect, fork and exit records do not wake this reader (bpf/collector.bpf.c
 # lazy_wakeup): they wait at most this long, or until an exec record or 1/8 of the ring buffer
@@ -295,6 +296,10 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() != 0:       # after the config check, so anyone can validate a config file
         print("casa-collector: error: must run as root (it loads eBPF programs); "
               "run it with sudo or under supervisord as root", file=sys.stderr)
+        return 1
+    refused = strict_modes.refusal(str(cfg.path), args.pid_file or cfg.pid_file)
+    if refused:                 # root must not run what a non-root user can change
+        print(f"casa-collector: error: {refused}", file=sys.stderr)
         return 1
     return run(args, cfg, extra)
 

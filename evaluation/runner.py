@@ -334,7 +334,9 @@ class CasaStack:
         for d in (self.root, self.bus_dir, self.log_dir, self.root / "state"):
             d.mkdir(parents=True, exist_ok=True)
             os.chown(d, 0, gid)
-            d.chmod(0o770)
+            # The root collector reads casa.json from self.root: only root may write there
+            # (StrictModes, trust/strict_modes.py); the stages write in the three others.
+            d.chmod(0o750 if d == self.root else 0o770)
         eval_casa_config(self.root / "casa.json", self.runtime_noise)
         eval_rules(self.root / "rules.eval.json", self.ignore_resolvers, self.rules)
         for name in STAGES:

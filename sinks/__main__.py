@@ -1,6 +1,6 @@
 """CASA sinks: write what the analyzers publish to the JSONL logs, or export it as traces.
 
-usage: python -m sinks jsonl [--instances N] [--bus-dir DIR]
+usage: python -m sinks jsonl [--instances N] [--bus-dir DIR] [--backlog-max-kb KB]
        python -m sinks otel  [--instances N] [--bus-dir DIR]
 
 Two processes, separately restartable; each subscribes to ``analyzer.*`` on every analyzer stream
@@ -34,7 +34,7 @@ import zmq
 import bus
 from bus.runtime import tune_gc
 from bus.envelope import Envelope
-from sinks.checkpoint import SAVE_INTERVAL_S, PositionStore
+from sinks.checkpoint import PositionStore, SinkPositions
 from sinks.envfile import load_env_file
 
 POLL_TIMEOUT_MS = 200
@@ -49,6 +49,9 @@ class SinkCore(Protocol):
 
     def handle(self, env: Envelope) -> None: ...
     def on_loss(self, stream: str, topic: str, lost: int) -> None: ...
+    def accepted(self) -> tuple[int, ...]: ...
+    def resolved(self) -> tuple[int, ...]: ...
+    def held(self) -> int: ...
     def drain(self) -> None: ...
     def reopen_all(self, why: str) -> None: ...
     def close(self) -> None: ...
@@ -72,9 +75,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="checkpoint directory (default $CASA_STATE_DIR or /var/lib/casa)")
     parser.add_argument("--no-checkpoint", action="store_true",
                         help="neither restore nor save the input positions")
+    parser.add_argument("--backlog-max-kb", type=int, default=None, metavar="KB",
+                        help="jsonl: records kept in memory per file while it cannot be written, "
+                             "beyond which they are dropped and counted (default 65536)")
     args = parser.parse_args(argv)
     if args.instances is not None and args.instances < 1:
         parser.error("--instances must be at least 1")
+    if args.backlog_max_kb is not None and args.backlog_max_kb < 1:
+        parser.error("--backlog-max-kb must be at least 1")
     return args
 
 
@@ -132,33 +140,30 @@ def serve(core: SinkCore, stream: str, args: argparse.Namespace, flags: Flags,
     streams = bus.analyzer_streams(args.instances)
     sub_sock = bus.connect_subscriber(ctx, streams, topics, args.bus_dir)
     sub = bus.Subscriber(sub_sock, topics, on_loss=core.on_loss)
-    store = position_store(stream, args)
-    if store is not None:
-        store.restore(sub.tracker)      # the first message after a restart reveals the gap
+    positions = SinkPositions(position_store(stream, args), clock)
+    positions.restore(sub.tracker)      # the first message after a restart reveals the gap
     pub = bus.Publisher(bus.bind_publisher(ctx, stream, args.bus_dir), SINK_STAGE, stream)
     poller = zmq.Poller()
     poller.register(sub_sock, zmq.POLLIN)
     log.info("sink running | stream=%s analyzers=%s", stream, ",".join(streams))
-    unsaved, next_save = False, clock()
+
+    def counters() -> dict[str, Any]:
+        return {**core.counters(), **sub.counters.as_dict(), **positions.counters(sub.tracker)}
     try:
         while not flags.stop:
-            if poller.poll(POLL_TIMEOUT_MS):
-                unsaved = receive_into(core, sub, sub_sock) > 0 or unsaved
+            n = receive_into(core, sub, sub_sock) if poller.poll(POLL_TIMEOUT_MS) else 0
             core.drain()
-            if store is not None and unsaved and clock() >= next_save:
-                store.save(sub.tracker)
-                unsaved, next_save = False, clock() + SAVE_INTERVAL_S
+            positions.after_read(core, sub, n)     # saves only what is written or exported
             if flags.reopen:
                 flags.reopen = False
                 core.reopen_all("SIGHUP")
             if pub.heartbeat_due(clock()):
-                pub.heartbeat({**core.counters(), **sub.counters.as_dict()}, clock())
+                pub.heartbeat(counters(), clock())
         receive_into(core, sub, sub_sock, 10_000)  # what already arrived is written, not lost
     finally:
         core.close()
-        if store is not None:
-            store.save(sub.tracker, clean=True)
-        final = {**core.counters(), **sub.counters.as_dict()}
+        positions.final_save(core, sub)
+        final = counters()
         pub.heartbeat(final, clock())
         log.info("sink stopped | stream=%s %s", stream, " ".join(f"{k}={v}" for k, v in final.items()))
         sub_sock.close(0)
@@ -167,14 +172,18 @@ def serve(core: SinkCore, stream: str, args: argparse.Namespace, flags: Flags,
     return 0
 
 
-def build_core(kind: str) -> SinkCore | None:
+def build_core(kind: str, backlog_max_kb: int | None = None) -> SinkCore | None:
     """The sink core for ``kind``; None when it has nothing to do (otel without an endpoint)."""
     if kind == "jsonl":
-        from sinks.jsonl import JsonlSink, LogPaths
+        from sinks.jsonl import BACKLOG_MAX_BYTES, JsonlSink, LogPaths
         paths = LogPaths.from_env()
+        problems = paths.problems()
+        if problems:
+            raise ValueError("; ".join(problems))
         log.info("writing JSONL logs | events=%s sessions=%s audit=%s alert=%s",
                  paths.events, paths.sessions, paths.audit, paths.alert)
-        return JsonlSink.from_paths(paths)
+        backlog = backlog_max_kb * 1024 if backlog_max_kb else BACKLOG_MAX_BYTES
+        return JsonlSink.from_paths(paths, backlog_max_bytes=backlog)
     from sinks.otel import OtelSettings, TraceSink
     settings = OtelSettings.from_env()
     if settings is None:
@@ -193,6 +202,15 @@ class TracingOff:
 
     def on_loss(self, stream: str, topic: str, lost: int) -> None:
         return None
+
+    def accepted(self) -> tuple[int, ...]:
+        return ()
+
+    def resolved(self) -> tuple[int, ...]:
+        return ()
+
+    def held(self) -> int:
+        return 0
 
     def drain(self) -> None:
         return None
@@ -215,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     flags = Flags()
     install_signals(flags)
     try:
-        core = build_core(args.kind)
+        core = build_core(args.kind, args.backlog_max_kb)
     except ValueError as exc:
         log.error("cannot start the %s sink | reason=%s", args.kind, exc)
         return 1

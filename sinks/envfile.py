@@ -10,6 +10,17 @@ never overrides a variable that is already set in the environment. Syntax, one s
 
 Blank lines and comment lines are skipped; a line without ``=`` or with an invalid name is
 reported (file and line number) and skipped. Values are never logged: they may be secrets.
+
+**What a .env may set** (:data:`ALLOWED`): the sinks' own settings -- the log paths
+(``CASA_LOG_DIR``, ``CASA_{EVENTS,SESSIONS,AUDIT,ALERT}_LOG_PATH`` and the aliases
+``CASA_EVENTS_LOG``, ``CASA_SESSIONS_LOG``), the trace export (``CASA_OTEL_EXPORTER_OTLP_ENDPOINT``,
+``CASA_OTEL_EXPORTER_OTLP_INSECURE``, ``CASA_OTEL_SERVICE_NAME``, ``OTEL_SERVICE_NAME`` and the
+OTLP exporter's ``OTEL_EXPORTER_OTLP_*``). Anything else -- the bus and state directories, the
+analyzer count, the rules and config paths, ``PYTHONPATH``, ``LD_PRELOAD`` ... -- is reported by
+name and ignored: those belong to supervisord.conf, and a file next to the code must not move
+the pipeline's sockets or load code. Log paths are further checked by sinks/jsonl.py (a path
+outside a directory only root or casa can write, or a non-regular file such as /dev/null, is
+refused).
 """
 
 from __future__ import annotations
@@ -21,10 +32,19 @@ from collections.abc import MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["EnvLine", "parse_env_text", "load_env_file", "DEFAULT_ENV_FILE"]
+__all__ = ["EnvLine", "parse_env_text", "load_env_file", "DEFAULT_ENV_FILE", "ALLOWED", "allowed"]
 
 DEFAULT_ENV_FILE = Path(".env")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+ALLOWED = ("CASA_LOG_DIR", "CASA_EVENTS_LOG_PATH", "CASA_EVENTS_LOG", "CASA_SESSIONS_LOG_PATH",
+           "CASA_SESSIONS_LOG", "CASA_AUDIT_LOG_PATH", "CASA_ALERT_LOG_PATH",
+           "CASA_OTEL_EXPORTER_OTLP_ENDPOINT", "CASA_OTEL_EXPORTER_OTLP_INSECURE",
+           "CASA_OTEL_SERVICE_NAME", "OTEL_SERVICE_NAME", "OTEL_EXPORTER_OTLP_*")
+
+
+def allowed(key: str) -> bool:
+    """Whether a .env file may set ``key`` (:data:`ALLOWED`; a trailing ``*`` is a prefix)."""
+    return any(key.startswith(a[:-1]) if a.endswith("*") else key == a for a in ALLOWED)
 
 log = logging.getLogger("casa.sinks")
 
@@ -82,9 +102,13 @@ def load_env_file(path: Path = DEFAULT_ENV_FILE,
     settings, problems = parse_env_text(text, str(path))
     for problem in problems:
         log.warning("ignored a line of the .env file | problem=%s", problem)
+    refused = [s.key for s in settings if not allowed(s.key)]
+    if refused:
+        log.warning("ignored settings a .env file may not make (see sinks/envfile.py) | path=%s keys=%s",
+                    path, ",".join(refused))
     applied: list[str] = []
     for s in settings:
-        if s.key not in env:          # the environment always wins
+        if allowed(s.key) and s.key not in env:          # the environment always wins
             env[s.key] = s.value
             applied.append(s.key)
     if applied:

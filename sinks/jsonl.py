@@ -18,11 +18,8 @@ Guarantees, and how they are kept:
   ``ERROR_REPORT_INTERVAL_S``) and retried every ``RETRY_INTERVAL_S``. The backlog is bounded by
   ``BACKLOG_MAX_BYTES``; records beyond it are dropped, counted in ``lost`` and reported.
 
-Log paths come from the environment (and a .env file, see sinks/envfile.py):
-``CASA_EVENTS_LOG_PATH`` (alias ``CASA_EVENTS_LOG``), ``CASA_SESSIONS_LOG_PATH``
-(``CASA_SESSIONS_LOG``), ``CASA_AUDIT_LOG_PATH``, ``CASA_ALERT_LOG_PATH``; defaults
-``$CASA_LOG_DIR/{events,sessions,audit,alert}.log`` with ``CASA_LOG_DIR`` defaulting to
-``/var/log/casa``.
+Where the logs are, and which paths are refused: sinks/logpaths.py. Files are opened with
+``O_NOFOLLOW``: a symlink at a log path is an error (records kept and retried), never followed.
 """
 
 from __future__ import annotations
@@ -39,16 +36,15 @@ from pathlib import Path
 from typing import Any
 
 from bus.envelope import Envelope
+from sinks.logpaths import DEFAULT_LOG_DIR, LOG_GROUP, LogPaths, log_path_problem
 from bus.topics import ANALYZER_CONTROL, ANALYZER_DECISION, ANALYZER_EVENT, ANALYZER_SESSION, is_heartbeat
 from sinks import records
 
-__all__ = ["LogPaths", "LogFile", "LogFileCounters", "JsonlSink", "FILE_MODE", "DIR_MODE",
+__all__ = ["LogPaths", "log_path_problem", "LogFile", "LogFileCounters", "JsonlSink", "FILE_MODE", "DIR_MODE",
            "BACKLOG_MAX_BYTES", "RETRY_INTERVAL_S", "DEFAULT_LOG_DIR"]
 
 FILE_MODE = 0o640
 DIR_MODE = 0o750
-LOG_GROUP = "casa"                       # the monitoring user's group: may read, may not write
-DEFAULT_LOG_DIR = Path("/var/log/casa")
 BACKLOG_MAX_BYTES = 64 * 1024 * 1024     # per file; beyond this, records are counted as lost
 RETRY_INTERVAL_S = 1.0                   # between attempts to open/write after an error
 ERROR_REPORT_INTERVAL_S = 10.0           # repeat the loud error while the problem lasts
@@ -59,36 +55,6 @@ ROTATION_CHECK_S = 0.2                   # stat the path at most this often (lin
 
 log = logging.getLogger("casa.sinks")
 
-# (primary variable, alias or None, default file name)
-_PATH_VARS = {
-    "events": ("CASA_EVENTS_LOG_PATH", "CASA_EVENTS_LOG", "events.log"),
-    "sessions": ("CASA_SESSIONS_LOG_PATH", "CASA_SESSIONS_LOG", "sessions.log"),
-    "audit": ("CASA_AUDIT_LOG_PATH", None, "audit.log"),
-    "alert": ("CASA_ALERT_LOG_PATH", None, "alert.log"),
-}
-
-
-@dataclass(frozen=True, slots=True)
-class LogPaths:
-    """Where the four logs go."""
-
-    events: Path
-    sessions: Path
-    audit: Path
-    alert: Path
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "LogPaths":
-        """Resolve every path: primary variable, then its alias, then ``$CASA_LOG_DIR/<name>``."""
-        env = os.environ if environ is None else environ
-        base = Path(env.get("CASA_LOG_DIR") or DEFAULT_LOG_DIR)
-        paths = {}
-        for name, (primary, alias, filename) in _PATH_VARS.items():
-            value = env.get(primary) or (env.get(alias) if alias else None)
-            paths[name] = Path(value) if value else base / filename
-        return cls(**paths)
-
-
 def _give_to_log_group(fd: int) -> None:
     try:
         os.fchown(fd, -1, grp.getgrnam(LOG_GROUP).gr_gid)
@@ -98,6 +64,7 @@ def _give_to_log_group(fd: int) -> None:
 
 @dataclass(slots=True)
 class LogFileCounters:
+    queued: int = 0            # records handed to the file (written + lost + backlog, in order)
     written: int = 0           # records fully written
     write_errors: int = 0      # failed open/write attempts
     lost: int = 0              # records dropped because the backlog was full
@@ -130,6 +97,7 @@ class LogFile:
 
     def append(self, line: bytes, drain: bool = True) -> None:
         """Queue one complete line; with ``drain`` try to write everything queued now."""
+        self.counters.queued += 1
         if self._backlog_bytes + len(line) > self.backlog_max_bytes:
             self.counters.lost += 1
             self._report_loss()
@@ -146,6 +114,7 @@ class LogFile:
             for line in lines:                     # near the bound: count the loss line by line
                 self.append(line, drain=False)
             return
+        self.counters.queued += len(lines)
         self._backlog.extend(lines)
         self._backlog_bytes += size
 
@@ -174,6 +143,7 @@ class LogFile:
         self._retry_at = 0.0
 
     def close(self) -> None:
+        self._retry_at = 0.0               # one last attempt, whatever the retry timer says
         self.drain()
         self._close()
 
@@ -247,7 +217,8 @@ class LogFile:
 
     def _open(self) -> None:
         self.path.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW,
+                     FILE_MODE)
         st = os.fstat(fd)
         if st.st_uid == os.geteuid() and st.st_mode & 0o777 != FILE_MODE:
             os.fchmod(fd, FILE_MODE)       # umask or an older file must not widen access
@@ -304,9 +275,11 @@ class JsonlSink:
     late_messages: int = 0             # events/decisions for a session already closed (written)
 
     @classmethod
-    def from_paths(cls, paths: LogPaths, **kw: Any) -> "JsonlSink":
-        return cls(events=LogFile(paths.events), sessions=LogFile(paths.sessions),
-                   audit=LogFile(paths.audit), alert=LogFile(paths.alert), **kw)
+    def from_paths(cls, paths: LogPaths, backlog_max_bytes: int = BACKLOG_MAX_BYTES, **kw: Any) -> "JsonlSink":
+        def open_(path: Path) -> LogFile:
+            return LogFile(path, backlog_max_bytes=backlog_max_bytes)
+        return cls(events=open_(paths.events), sessions=open_(paths.sessions),
+                   audit=open_(paths.audit), alert=open_(paths.alert), **kw)
 
     def files(self) -> dict[str, LogFile]:
         return {"events": self.events, "sessions": self.sessions, "audit": self.audit,
@@ -429,6 +402,18 @@ class JsonlSink:
         log.warning("analyzer messages lost; open sessions marked incomplete | stream=%s topic=%s "
                     "lost=%d sessions=%s", stream, topic, lost, ",".join(map(str, marked)) or "-")
 
+    def accepted(self) -> tuple[int, ...]:
+        """Records handed to each file so far (sinks/checkpoint.py: durable positions)."""
+        return tuple(f.counters.queued for f in self.files().values())
+
+    def resolved(self) -> tuple[int, ...]:
+        """Records of each file written, or dropped and counted: they are no longer in memory."""
+        return tuple(f.counters.written + f.counters.lost for f in self.files().values())
+
+    def held(self) -> int:
+        """Nothing is kept outside the backlogs: every record is written as it arrives."""
+        return 0
+
     def drain(self) -> None:
         """Retry backlogs (call on every poll-loop pass)."""
         for f in self.files().values():
@@ -443,6 +428,9 @@ class JsonlSink:
     def close(self) -> None:
         for f in self.files().values():
             f.close()
+            if f.backlog:
+                log.error("records not written at shutdown; the restarted sink counts them as lost "
+                          "(its input position stays before them) | path=%s backlog=%d", f.path, f.backlog)
 
     def counters(self) -> dict[str, int]:
         """Heartbeat counters: records written per file, write errors, backlog, lost."""
@@ -456,6 +444,7 @@ class JsonlSink:
             out[f"{name}_write_errors"] = f.counters.write_errors
             out[f"{name}_backlog"] = f.backlog
             out[f"{name}_lost"] = f.counters.lost
+        out["reopens"] = sum(f.counters.reopens for f in self.files().values())
         out["write_errors"] = sum(f.counters.write_errors for f in self.files().values())
         out["lost_records"] = sum(f.counters.lost for f in self.files().values())
         out["backlog"] = sum(f.backlog for f in self.files().values())

@@ -597,6 +597,22 @@ class TraceSink:
 
     # -- loop hooks --------------------------------------------------------------------------
 
+    def accepted(self) -> tuple[int, ...]:
+        """Ended spans handed to the export queue so far (sinks/checkpoint.py: durable positions)."""
+        return (self.processor.submitted if self.processor is not None else 0,)
+
+    def resolved(self) -> tuple[int, ...]:
+        """Spans exported, or dropped and counted. Resolution is in queue order: the batch
+        processor exports oldest first, and a failed batch is re-sent before any newer one."""
+        if self.processor is None:
+            return (0,)
+        ex = self.processor.exporter
+        return (ex.exported + ex.dropped,)
+
+    def held(self) -> int:
+        """Events in traces still open: they leave the process only when their session closes."""
+        return sum(st.counts["accepted"] for st in self.sessions.values())
+
     def drain(self) -> None:
         return None
 

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
@@ -43,13 +48,28 @@ def test_corrupt_state_is_set_aside(tmp_path, content):
     assert (tmp_path / "sessionizer.json.corrupt").read_text() == content
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere; needs an unprivileged user")
-def test_unwritable_directory_falls_back_to_clock_ids(tmp_path):
-    ro = tmp_path / "ro"
-    ro.mkdir(mode=0o500)
-    store = StateStore(ro / "state")
-    store.load()
-    assert store.first_id() >= time.time_ns() // 1_000_000 - 60_000 and not store.writable
+UNWRITABLE_CHECK = """
+import sys, time
+from pathlib import Path
+from sessionizer.checkpoint import StateStore
+store = StateStore(Path(sys.argv[1]) / "state")
+store.load()
+assert store.first_id() >= time.time_ns() // 1_000_000 - 60_000 and not store.writable
+"""
+
+
+def test_unwritable_directory_falls_back_to_clock_ids():
+    """In a process that cannot write the directory: as root (CI), that process runs as nobody."""
+    ro = Path(tempfile.mkdtemp(prefix="casa-ro-"))        # under /tmp: nobody can reach it
+    as_nobody = {"user": "nobody", "group": "nogroup", "extra_groups": []} if os.geteuid() == 0 else {}
+    try:
+        ro.chmod(0o555)
+        out = subprocess.run([sys.executable, "-c", UNWRITABLE_CHECK, str(ro)], cwd="/", capture_output=True,
+                             text=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+                             timeout=60, **as_nobody)
+        assert out.returncode == 0, out.stderr
+    finally:
+        shutil.rmtree(ro, ignore_errors=True)
 
 
 def test_missing_parent_that_cannot_be_created_falls_back_to_clock_ids(tmp_path):

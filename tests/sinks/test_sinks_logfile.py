@@ -81,11 +81,9 @@ def test_unwritable_directory_keeps_records_and_writes_them_later(
 
 def test_full_disk_bounds_the_backlog_and_counts_the_loss(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    link = tmp_path / "alert.log"
-    link.symlink_to("/dev/full")                      # every write fails with ENOSPC
     clock = Clock()
     size = len(line(0))
-    f = LogFile(link, backlog_max_bytes=10 * size, clock=clock)
+    f = LogFile(Path("/dev/full"), backlog_max_bytes=10 * size, clock=clock)   # every write: ENOSPC
     with caplog.at_level(logging.ERROR, "casa.sinks"):
         for i in range(25):
             f.append(line(i))
@@ -95,8 +93,7 @@ def test_full_disk_bounds_the_backlog_and_counts_the_loss(
     assert "No space left" in caplog.text or not os.access("/dev/full", os.W_OK)
     real = tmp_path / "real.log"
     real.touch()
-    link.unlink()
-    link.symlink_to(real)                             # space is back (a different inode)
+    f.path = real                                     # space is back (a different inode)
     clock.now += 1
     f.drain()
     assert read_ids(real) == list(range(10)) and f.counters.written == 10
@@ -209,16 +206,13 @@ def test_really_full_disk_short_write_is_completed_not_torn(tiny_fs: Path) -> No
 
 def test_extend_queues_a_batch_and_counts_loss_line_by_line_at_the_bound(tmp_path: Path) -> None:
     """extend (the events batch path) keeps append's bound: lines that fit are kept, in order."""
-    link = tmp_path / "events.log"
-    link.symlink_to("/dev/full")                      # nothing drains while we fill
     size = len(line(0))
-    f = LogFile(link, backlog_max_bytes=10 * size, clock=Clock())
+    f = LogFile(Path("/dev/full"), backlog_max_bytes=10 * size, clock=Clock())   # nothing drains
     f.extend([line(i) for i in range(4)])             # fits whole: the one-call path
     f.extend([line(i) for i in range(4, 16)])         # crosses the bound: 6 kept, 6 lost
     assert f.backlog == 10 and f.counters.lost == 6
     real = tmp_path / "real.log"
-    link.unlink()
-    link.symlink_to(real)
+    f.path = real
     f.drain()
     assert read_ids(real) == list(range(10)) and f.counters.written == 10 and f.backlog == 0
 
@@ -240,3 +234,15 @@ def test_backlog_larger_than_one_chunk_is_written_in_whole_line_chunks(
                                    for w in writes)
     assert read_ids(tmp_path / "events.log") == list(range(1000))
     assert f.counters.written == 1000 and f.backlog == 0
+
+
+def test_a_symlink_at_the_log_path_is_not_followed(tmp_path: Path) -> None:
+    """Whoever planted it (only root or casa can write the log directory) chose where records go:
+    the writer refuses (O_NOFOLLOW), keeps the records and says why."""
+    target = tmp_path / "elsewhere"
+    target.write_bytes(b"")
+    link = tmp_path / "events.log"
+    link.symlink_to(target)
+    f = LogFile(link, clock=Clock())
+    f.append(line(0))
+    assert f.backlog == 1 and f.counters.write_errors == 1 and target.read_bytes() == b""

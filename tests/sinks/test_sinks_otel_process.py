@@ -138,3 +138,47 @@ def test_gzip_compressed_export_is_decoded(tmp_path: Path, receiver: OtlpReceive
     assert code == 0, err
     assert receiver.encodings and set(receiver.encodings) == {"gzip"}
     assert spans[0]["attributes"]["casa.session.complete"] is True
+
+
+def test_a_sink_killed_with_unexported_spans_counts_them_after_the_restart(tmp_path: Path) -> None:
+    """Receiver down: closed sessions' spans wait in the retry buffer, an open session's events
+    in its trace. Killed, then restarted with the receiver up: the messages whose spans never left
+    are a gap (lost_messages), the open session's events are unsaved_at_restart, and its trace
+    says incomplete."""
+    import json
+    placeholder = OtlpReceiver()
+    port = placeholder.port
+    placeholder.close()
+    rig = OtelRig(tmp_path, f"127.0.0.1:{port}")
+    state = rig.cwd / "state" / "sinks-otel.json"
+    try:
+        for sid in (1, 2, 3):
+            rig.play([("analyzer.session", session_map("opened", session_id=sid, created_ns=T0)),
+                      ("analyzer.event", exec_event(session_id=sid, ts_ns=T0 + MS)),
+                      ("analyzer.session", session_map("closed", session_id=sid, created_ns=T0,
+                                                       closed_ns=T0 + 2 * MS))])
+        rig.play([("analyzer.session", session_map("opened", session_id=9, created_ns=T0)),
+                  ("analyzer.event", exec_event(session_id=9, ts_ns=T0 + MS))])
+        wait_for(lambda: rig.hb.poll().get("spans_retry_backlog", 0) == 6, timeout_s=30,
+                 what="six spans kept for retry")
+        wait_for(lambda: state.exists() and json.loads(state.read_text()).get("held") == 1,
+                 what="a checkpoint with the open session's event held")
+        rig.proc.kill()
+        rig.proc.communicate()
+        with OtlpReceiver(port=port) as rx:
+            rig.proc = start_sink("otel", rig.bus_dir, {"CASA_OTEL_EXPORTER_OTLP_ENDPOINT": f"127.0.0.1:{port}"},
+                                  rig.cwd)
+            rig.analyzer.wait_subscribed()
+            rig.play([("analyzer.event", exec_event(session_id=9, ts_ns=T0 + 3 * MS, tgid=4343)),
+                      ("analyzer.session", session_map("closed", session_id=9, created_ns=T0,
+                                                       closed_ns=T0 + 4 * MS))])
+            spans = rx.wait_for(lambda s: "session 9" in names(s), timeout_s=30)
+            counters = wait_for(lambda: (c := rig.hb.poll()).get("lost_messages") and c, what="loss counted")
+    finally:
+        code, err = rig.close()
+    assert counters["unsaved_at_restart"] == 1
+    assert 6 <= counters["lost_messages"] <= 11            # at least the messages of the three closes
+    assert "session 1" not in names(spans)                 # lost with the process: counted, not sent
+    root = next(s for s in spans if s["name"] == "session 9")
+    assert root["attributes"]["casa.session.complete"] is False
+    assert code == 0, err

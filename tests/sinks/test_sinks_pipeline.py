@@ -17,8 +17,8 @@ from typing import Any
 import zmq
 
 import bus
-from tests.sinks.bus_harness import (CHECKOUT, CASA_USER, as_casa, shared_dir, start_sink, stop,
-                                     wait_for, wire)
+from tests.sinks.bus_harness import (CHECKOUT, CASA_USER, HeartbeatListener, as_casa, shared_dir,
+                                     start_sink, stop, wait_for, wire)
 from tests.sinks.otlp_receiver import OtlpReceiver
 
 GOLDEN = CHECKOUT / "tests" / "fixtures" / "golden" / "M05.json"
@@ -36,6 +36,18 @@ def start_analyzer(bus_dir: Path, cwd: Path) -> subprocess.Popen[bytes]:
                              str(CHECKOUT / "config" / "rules.eval.json"), "--bus-dir", str(bus_dir),
                              "--no-checkpoint"], cwd=cwd, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, **kw)
+
+
+def _wait_sinks_hear_the_analyzer(bus_dir: Path) -> None:
+    """Both sinks have received an analyzer heartbeat: their subscriptions are live (no sleep)."""
+    listeners = [HeartbeatListener(bus_dir, s) for s in ("sinks-jsonl", "sinks-otel")]
+    try:
+        for hb in listeners:
+            wait_for(lambda: hb.poll().get("received_messages", 0) > 0, timeout_s=30,
+                     what="a sink subscribed to the analyzer")
+    finally:
+        for hb in listeners:
+            hb.close()
 
 
 def lifecycle(state: str, sid: int, created: int, updated: int, closed: int | None) -> dict[str, Any]:
@@ -64,8 +76,7 @@ def test_golden_m05_through_analyzer_and_sinks(tmp_path: Path) -> None:
             procs.append(start_analyzer(bus_dir, cwd))
             assert sock.poll(20_000), "the analyzer never subscribed"
             sock.recv()
-            import time
-            time.sleep(1.0)                    # the sinks connect to the analyzer's socket
+            _wait_sinks_hear_the_analyzer(bus_dir)
             pub.publish_now("sessionizer.session", [lifecycle("opened", sid, first, first, None)])
             pub.publish_now("sessionizer.event", [wire(e) for e in events])
             pub.publish_now("sessionizer.session", [lifecycle("closed", sid, first, last, last + 1)])

@@ -87,7 +87,7 @@ class Pipeline:
             topics = Subscriber.subscriptions(["analyzer."])
             self._sock = connect_subscriber(self._ctx, streams, topics, self.bus_dir)
             self._sub = Subscriber(self._sock, topics)
-            self.pump(1.5)           # first heartbeats: the subscription is live
+            self.pump_until_heard(streams)      # a heartbeat of each: the subscription is live
         except BaseException:
             self.__exit__()
             raise
@@ -103,6 +103,14 @@ class Pipeline:
             if time.monotonic() > deadline:
                 raise AssertionError(f"stages did not bind within {timeout_s} s")
             time.sleep(0.05)
+
+    def pump_until_heard(self, streams: list[str], timeout_s: float = 20.0) -> None:
+        """Pump until a message of every stream arrived (each heartbeats every second)."""
+        deadline = time.monotonic() + timeout_s
+        while not {s for s in streams} <= {env.stream for env in self.messages}:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no heartbeat from {streams} within {timeout_s} s")
+            self.pump(0.1)
 
     def pump(self, seconds: float) -> None:
         assert self._sock is not None and self._sub is not None

@@ -7,9 +7,11 @@
         st.wait_for_log("alert.log", lambda r: r["session_id"] > 0)
         st.kill9("sessionizer"); st.wait_restarted("sessionizer", old_pid)
 
-The harness copies supervisord.conf with three textual changes only: /run/casa and /var/log/casa
-become private directories (same owners and modes as setup.sh makes them), %(here)s becomes the
-checkout, and numprocs / CASA_ANALYZER_INSTANCES become ``analyzers``. The collector's profile is
+The harness copies supervisord.conf with three textual changes (plus, when a test asks, extra
+environment for every program and a smaller jsonl backlog bound): /run/casa, /run/casa-root,
+/var/log/casa, /var/log/casa-root and /var/lib/casa become private directories (same owners and
+modes as setup.sh makes them), %(here)s becomes the checkout, and numprocs /
+CASA_ANALYZER_INSTANCES become ``analyzers``. The collector's profile is
 the collector suite's test profile (a copy of bash named casa-test-root), so the stack only sees
 what the test runs. Needs root (eBPF, the casa user).
 """
@@ -63,21 +65,28 @@ class Stack:
     """supervisord + collector + sessionizer + analyzer-0..N-1 + sinks, in a private sandbox."""
 
     def __init__(self, base: Path | None = None, *, analyzers: int = 1, rules: Path | None = None,
-                 config_profiles: list[dict[str, Any]] | None = None) -> None:
+                 config_profiles: list[dict[str, Any]] | None = None, env: dict[str, str] | None = None,
+                 records_tmpfs_kb: int | None = None, jsonl_backlog_kb: int | None = None) -> None:
         self.root = Path("/tmp") / f"casa-stack-{uuid.uuid4().hex[:8]}"
         self.bus_dir = self.root / "run"
-        self.log_dir = self.root / "log"
+        self.root_run = self.root / "run-root"     # supervisord's socket and pid, the collector's pid
+        self.log_dir = self.root / "log"           # the JSONL records (CASA_LOG_DIR)
+        self.root_log = self.root / "log-root"     # supervisord's and every stage's own log
         self.state_dir = self.root / "state"      # checkpoints: private, never /var/lib/casa
         self.work = self.root / "work"
         self.analyzers = analyzers
         self.conf = self.root / "supervisord.conf"
         self.config = self.root / "casa.json"
         self.rules = self.root / "rules.json"
-        self.pid_file = self.bus_dir / "collector.pid"
+        self.pid_file = self.root_run / "collector.pid"
         self._rules_src = rules or CHECKOUT / "rules.json"
         self._profiles = config_profiles
+        self._env = env or {}                     # added to supervisord's environment= (every program)
+        self._records_tmpfs_kb = records_tmpfs_kb  # the JSONL records on a tmpfs this small
+        self._jsonl_backlog_kb = jsonl_backlog_kb  # sinks-jsonl --backlog-max-kb
         self.proc: subprocess.Popen[bytes] | None = None
         self.agent: Path | None = None
+        self._agents: list[subprocess.Popen[bytes]] = []     # start_agent's, killed at exit
         self.agent_comm = f"casastk{uuid.uuid4().hex[:6]}"   # unique: other suites run test roots too
 
     # -- setup ---------------------------------------------------------------------------------
@@ -88,7 +97,16 @@ class Stack:
         self.bus_dir.mkdir()
         _chown(self.bus_dir, "root", "casa", 0o770)
         self.log_dir.mkdir()
+        if self._records_tmpfs_kb:
+            casa = pwd.getpwnam("casa")
+            subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={self._records_tmpfs_kb}k,mode=0750,"
+                            f"uid={casa.pw_uid},gid={casa.pw_gid}", "casa-records", str(self.log_dir)],
+                           check=True)
         _chown(self.log_dir, "casa", "casa", 0o750)
+        self.root_run.mkdir()
+        _chown(self.root_run, "root", "root", 0o755)
+        self.root_log.mkdir()
+        _chown(self.root_log, "root", "casa", 0o750)
         self.state_dir.mkdir()
         _chown(self.state_dir, "casa", "casa", 0o750)
         self.work.mkdir()
@@ -104,12 +122,16 @@ class Stack:
         self.agent = make_test_root(self.root, self.agent_comm)
         text = (CHECKOUT / "supervisord.conf").read_text()
         text = text.replace("%(here)s", str(CHECKOUT))
+        text = text.replace("/run/casa-root", str(self.root_run)).replace("/var/log/casa-root", str(self.root_log))
         text = text.replace("/run/casa", str(self.bus_dir)).replace("/var/log/casa", str(self.log_dir))
         text = text.replace("/var/lib/casa", str(self.state_dir))
         text = re.sub(r"^numprocs=\d+", f"numprocs={self.analyzers}", text, flags=re.M)
+        extra = "".join(f',{k}="{v}"' for k, v in self._env.items())
         text = text.replace('CASA_ANALYZER_INSTANCES="1"',
                             f'CASA_ANALYZER_INSTANCES="{self.analyzers}",CASA_CONFIG_PATH="{self.config}",'
-                            f'CASA_RULES_PATH="{self.rules}"')
+                            f'CASA_RULES_PATH="{self.rules}"{extra}')
+        if self._jsonl_backlog_kb:
+            text = text.replace("-m sinks jsonl", f"-m sinks jsonl --backlog-max-kb {self._jsonl_backlog_kb}")
         self.conf.write_text(text)
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -125,12 +147,18 @@ class Stack:
             self.wait_all_running()
             self.wait_until(lambda: self.pid_file.exists(), START_TIMEOUT_S, "the collector's pid file")
         except BaseException:
-            self.stop()
+            self.__exit__(None, None, None)
             raise
         return self
 
     def __exit__(self, *exc: object) -> None:
+        for agent in self._agents:              # a test that failed may leave one blocked
+            if agent.poll() is None:
+                agent.kill()
+                agent.wait()
         self.stop()
+        if self._records_tmpfs_kb and not os.environ.get("CASA_KEEP_STACK"):
+            subprocess.run(["umount", "-l", str(self.log_dir)], check=False)
         if not os.environ.get("CASA_KEEP_STACK"):
             shutil.rmtree(self.root, ignore_errors=True)
 
@@ -150,7 +178,7 @@ class Stack:
 
     @property
     def url(self) -> str:
-        return f"unix://{self.bus_dir / 'supervisord.sock'}"
+        return f"unix://{self.root_run / 'supervisord.sock'}"
 
     def processes(self) -> dict[str, ProcessInfo]:
         try:
@@ -205,8 +233,10 @@ class Stack:
     def start_agent(self, script: str) -> subprocess.Popen[bytes]:
         """Like run_agent, in the background (the caller kills it)."""
         assert self.agent is not None
-        return subprocess.Popen([str(self.agent), "-c", script], cwd=self.work, user="nobody", group="nogroup",
+        proc = subprocess.Popen([str(self.agent), "-c", script], cwd=self.work, user="nobody", group="nogroup",
                                 extra_groups=[], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self._agents.append(proc)
+        return proc
 
     def log(self, name: str) -> list[dict[str, Any]]:
         return read_jsonl(self.log_dir / name)
@@ -217,8 +247,28 @@ class Stack:
         return self.wait_until(found, timeout_s, f"a matching record in {name}")
 
     def stage_log(self, name: str) -> str:
-        path = self.log_dir / f"{name}.err.log"
+        path = self.root_log / f"{name}.err.log"
         return path.read_text(errors="replace") if path.exists() else ""
+
+    def counters(self, streams: list[str], until: Callable[[dict[str, dict[str, Any]]], Any],
+                 timeout_s: float = 30.0) -> dict[str, dict[str, Any]]:
+        """The latest heartbeat counters of ``streams`` once ``until(latest)`` holds (a readiness
+        signal: heartbeats, not a fixed wait)."""
+        from cli.heartbeats import HeartbeatListener
+        listener = HeartbeatListener(self.bus_dir, streams)
+        latest: dict[str, dict[str, Any]] = {}
+
+        def done(lst: HeartbeatListener) -> bool:
+            latest.update({s: lst.latest(s).counters for s in streams if lst.latest(s) is not None})
+            return bool(until(latest))
+        try:
+            listener.listen(timeout_s, until=done)
+        finally:
+            listener.close()
+        if not until(latest):
+            raise AssertionError(f"heartbeats of {streams} never met the condition; last: "
+                                 f"{ {s: {k: v for k, v in c.items() if v} for s, c in latest.items()} }")
+        return latest
 
     def casa(self, *args: str, timeout_s: float = 60.0) -> subprocess.CompletedProcess:
         env = {**os.environ, "CASA_BUS_DIR": str(self.bus_dir), "CASA_CONFIG_PATH": str(self.config)}

@@ -202,3 +202,18 @@ def test_ctrl_c_ends_cleanly(bus_dir: Path, tmp_path: Path, verb: list[str]) -> 
     if verb[0] == "record":
         _, messages = read_recording(tmp_path / "x.casarec")
         assert len(list(messages)) > 0
+
+
+def test_tap_says_once_it_has_heard_from_every_stream(bus_dir: Path) -> None:
+    """The readiness signal scripts wait on instead of sleeping: after it, nothing is missed."""
+    proc = _start_fake_collector(bus_dir)
+    try:
+        tap = subprocess.Popen([sys.executable, "-m", "cli", "tap", "--bus-dir", str(bus_dir), "--topic",
+                                "collector.event", "-n", "2", "-d", "20"], cwd=CHECKOUT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        out, err = tap.communicate(timeout=30)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert "casa tap: subscribed | every stream heard from" in err, err
+    assert len(out.splitlines()) == 2 and all('"collector.event"' in line for line in out.splitlines())

@@ -1,4 +1,5 @@
-"""The whole stack under real supervisord: start, detect, status, reload, kill -9, shutdown, security.
+"""The whole stack under real supervisord: start, detect, status, reload, shutdown.
+(kill -9 of every stage under load: test_chaos.py; permissions: test_permissions.py.)
 
 Each test builds its own sandboxed stack (tests/stack/stack.py) from the real supervisord.conf.
 """
@@ -8,7 +9,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,6 +30,17 @@ def stack() -> Iterator[Stack]:
         yield st
 
 
+def read_until_subscribed(tap: subprocess.Popen) -> str:
+    """casa tap's stderr up to its readiness line (every stream heard from)."""
+    assert tap.stderr is not None
+    lines = []
+    for line in iter(tap.stderr.readline, ""):
+        lines.append(line)
+        if line.startswith("casa tap: subscribed"):
+            return "".join(lines)
+    raise AssertionError("casa tap ended before it was subscribed: " + "".join(lines))
+
+
 def _alerts_for(st: Stack, rule: str) -> list[dict]:
     return [r for r in st.log("alert.log")
             if any(t.get("name") == rule for t in r.get("decision", {}).get("triggered_rules", []))]
@@ -39,10 +50,11 @@ def test_start_detect_status_and_shutdown(stack: Stack) -> None:
     tap = subprocess.Popen([sys.executable, "-m", "cli", "tap", "--bus-dir", str(stack.bus_dir),
                             "--topic", "analyzer.decision", "-n", "1", "-d", "60"],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=stack.work)
-    time.sleep(1.5)                               # the tap's subscription is live
+    seen_err = read_until_subscribed(tap)         # the tap's subscription is live: no sleep
     done = stack.run_agent(WRITE_THEN_EXEC)
     assert done.returncode == 0 and "hi" in done.stdout, done.stderr
     line, err = tap.communicate(timeout=60)
+    err = seen_err + err
     seen = json.loads(line)
     assert (seen["topic"], seen["stream"], seen["event"]["action"]) == ("analyzer.decision", "analyzer-0", "ALERT"), err
     alert = stack.wait_for_log("alert.log", lambda r: any(
@@ -67,30 +79,6 @@ def test_start_detect_status_and_shutdown(stack: Stack) -> None:
         assert "stopped" in stack.stage_log(name).lower() or name == "sinks-otel", stack.stage_log(name)[-500:]
 
 
-def test_unprivileged_user_cannot_touch_bus_or_logs(stack: Stack) -> None:
-    stack.run_agent(WRITE_THEN_EXEC)
-    stack.wait_for_log("events.log", lambda r: True)
-    probe = (
-        "import os, socket, sys\n"
-        "res = []\n"
-        "for p in sys.argv[1:]:\n"
-        "    try:\n"
-        "        if p.endswith('.sock'):\n"
-        "            s = socket.socket(socket.AF_UNIX); s.connect(p); res.append('connected')\n"
-        "        else:\n"
-        "            open(p, 'r+').truncate(0); res.append('truncated')\n"
-        "    except OSError as e:\n"
-        "        res.append(f'denied{e.errno}')\n"
-        "print(' '.join(res))\n")
-    targets = [stack.bus_dir / "collector.sock", stack.bus_dir / "analyzer-0.sock",
-               stack.bus_dir / "supervisord.sock", stack.log_dir / "events.log", stack.log_dir / "alert.log",
-               stack.log_dir / "collector.err.log"]
-    out = subprocess.run([sys.executable, "-c", probe, *map(str, targets)], user="nobody", group="nogroup",
-                         extra_groups=[], capture_output=True, text=True, cwd="/", timeout=20)
-    assert out.stdout.split() == ["denied13"] * len(targets), out.stdout + out.stderr
-    assert (stack.log_dir / "events.log").stat().st_size > 0
-
-
 def _version(path: Path) -> str:
     import hashlib
     return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
@@ -100,7 +88,7 @@ def test_reload_valid_then_invalid_without_restart_or_loss(stack: Stack) -> None
     pids = {n: stack.pid(n) for n in stack.names()}
     # 150 execs spread over ~3 s, across both reloads: none may be lost.
     agent = stack.start_agent("for i in $(seq 150); do /bin/true reload-$i; sleep 0.02; done")
-    time.sleep(0.5)
+    stack.wait_for_log("events.log", lambda r: r["type"] == "EXECVE" and r.get("args", [""])[-1] == "reload-1")
     data = json.loads(stack.rules.read_text())
     data["rules"][0]["weight"] += 1
     stack.rules.write_text(json.dumps(data, indent=2))
@@ -128,41 +116,6 @@ def test_reload_valid_then_invalid_without_restart_or_loss(stack: Stack) -> None
     # The old (valid) rules are still in force: detection works.
     stack.run_agent(WRITE_THEN_EXEC)
     stack.wait_for_log("alert.log", lambda r: r["decision"]["rules_version"] == new_version)
-
-
-@pytest.mark.parametrize("victim", ["collector", "sessionizer", "analyzer-0", "sinks-jsonl"])
-def test_kill9_under_load_restarts_and_counts_loss(stack: Stack, victim: str) -> None:
-    total = 300
-    agent = stack.start_agent(f"for i in $(seq {total}); do /bin/true kill-$i; sleep 0.02; done")
-    stack.wait_for_log("events.log", lambda r: r["type"] == "EXECVE" and r.get("args", [""])[-1] == "kill-20")
-    old = stack.kill9(victim)
-    new = stack.wait_restarted(victim, old)
-    assert new != old
-    assert agent.wait(60) == 0
-    # The killed session's closing record (its last event is the agent's exit) says whether the
-    # pipeline knows it is incomplete; it comes close_grace_s after the agent exits.
-    closed = stack.wait_for_log("sessions.log", lambda r: r["reason"] == "session_closed" and any(
-        e.get("pid") == agent.pid for e in r["session"].get("recent_events", [])), timeout_s=40)
-    # The pipeline goes on after the restart.
-    stack.run_agent(WRITE_THEN_EXEC)
-    stack.wait_for_log("alert.log", lambda r: any(
-        t.get("name") == "write_then_exec_same_path" for t in r["decision"]["triggered_rules"]), timeout_s=40)
-    seen = {int(r["args"][-1].split("-")[1]) for r in stack.log("events.log")
-            if r["type"] == "EXECVE" and r.get("args", [""])[-1].startswith("kill-")}
-    status = stack.casa("status", "--url", stack.url, "--json")
-    assert status.returncode == 0, status.stdout + status.stderr
-    rows = {r["name"]: r for r in map(json.loads, status.stdout.splitlines())}
-    downstream = {"collector": "sessionizer", "sessionizer": "analyzer-0", "analyzer-0": "sinks-jsonl"}.get(victim)
-    if downstream:            # the restart itself is counted by the next stage
-        restarts = sum(v for k, v in rows[downstream]["counters"].items() if k.endswith("publisher_restarts"))
-        assert restarts >= 1, rows[downstream]["counters"]
-    if len(seen) < total:     # every missing exec is in the killed session: it must say incomplete
-        loss = {f"{name}.{k}": v for name in ("sessionizer", "analyzer-0", "sinks-jsonl")
-                for k, v in rows[name]["counters"].items()
-                if v and k in ("lost_messages", "lost_events", "sessions_joined_midway", "lost_records")}
-        assert closed["session"]["complete"] is False, (
-            f"{total - len(seen)} execs missing after kill -9 {victim}, but the session is complete; "
-            f"loss counters: {loss}")
 
 
 def test_two_analyzer_instances_under_supervisord() -> None:
