@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from analyzer.core import Analyzer
+from policy import Policy, parse_policy
 
 CHECKOUT = Path(__file__).resolve().parents[2]
+ORIGINAL_RULES = CHECKOUT / "config" / "rules.original.json"
 S = 1_000_000_000
 GATEWAY = 100
 
@@ -96,3 +100,19 @@ def context_after(core: Analyzer, seq: Seq) -> Any:
     """Feed ``seq`` to ``core``; return the session's derived Context."""
     run_events(core, seq.events)
     return core.sessions[seq.session_id].ctx
+
+
+def in_mode(policy: Policy, mode: str) -> Policy:
+    """``policy`` with ``analysis.history_mode`` set to ``mode``."""
+    return dataclasses.replace(policy, analysis=dataclasses.replace(policy.analysis, history_mode=mode))
+
+
+def parity_policy(rules_file: Path) -> Policy:
+    """The analysis values of ``rules_file`` (e.g. the evaluation's fake fs and loopback ports)
+    with the exact rules, thresholds and history mode of config/rules.original.json: what the
+    original CASA would have run with those values."""
+    doc = json.loads(rules_file.read_text())
+    original = json.loads(ORIGINAL_RULES.read_text())
+    doc["analysis"]["history_mode"] = original["analysis"]["history_mode"]
+    doc["rules"], doc["thresholds"] = original["rules"], original["thresholds"]
+    return parse_policy(json.dumps(doc).encode(), f"{rules_file.name}+rules.original.json")
