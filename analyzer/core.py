@@ -160,10 +160,13 @@ class Analyzer:
             proc = state.processes.get(entry.tgid) or ProcessState(tgid=entry.tgid)
         else:
             proc = state.fold(ev, entry)
-        tree = self._tree(tracked, ev)
+        tid = ev.get("tree_id")
+        tree = tracked.trees.get(tid if type(tid) is int and tid >= 0 else -1 - state.session_id)
+        if tree is None:
+            tree = self._tree(tracked, ev)
         tree.last_ns = now_ns
         marks = tracked.marks
-        tree.fold(entry, ev, proc, marks)
+        tree.fold(entry, ev, proc, marks, hidden)
         bits = marks.bits
         if self._original:
             bits = (bits & ~ORIGINAL_MASK) | self._window_bits(tracked, entry, hidden)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from functools import lru_cache
+from operator import attrgetter, or_
 
 from analyzer.path_classes import HIDDEN, MEMFD_DELETED, SUSPICIOUS, PathClasses
 from analyzer.session_state import ProcessState, SessionState, basename
@@ -63,13 +64,12 @@ class ExecutionFlags:
 
     def merge(self, other: "ExecutionFlags") -> "ExecutionFlags":
         """Sticky OR across the session's processes; ``self`` itself when nothing turns true."""
-        mine, theirs = self.values(), other.values()
-        if all(a or not b for a, b in zip(mine, theirs)):
-            return self
-        return ExecutionFlags(*(a or b for a, b in zip(mine, theirs)))
+        mine = _values(self)
+        merged = tuple(map(or_, mine, _values(other)))
+        return self if merged == mine else ExecutionFlags(*merged)
 
     def values(self) -> tuple[bool, ...]:
-        return tuple(getattr(self, f) for f in EXECUTION_FIELDS)
+        return _values(self)
 
     def newly_true(self, before: "ExecutionFlags") -> list[str]:
         return [f for f, a, b in zip(EXECUTION_FIELDS, self.values(), before.values()) if a and not b]
@@ -79,6 +79,7 @@ class ExecutionFlags:
 
 
 EXECUTION_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(ExecutionFlags))
+_values = attrgetter(*EXECUTION_FIELDS)
 _NONE = ExecutionFlags()
 
 

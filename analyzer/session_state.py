@@ -88,11 +88,15 @@ class RecentEvent:
     @classmethod
     def from_event(cls, ev: dict[str, Any]) -> "RecentEvent":
         kind, get = ev["kind"], ev.get
-        tgid, ts = int_field(get("tgid")), int_field(get("ts_ns"))
+        tgid, ts = get("tgid"), get("ts_ns")
+        if type(tgid) is not int or type(ts) is not int:
+            tgid, ts = int_field(tgid), int_field(ts)
         if kind == OPEN:
             path, resolved = event_path(ev)
-            return cls(OPEN, tgid, ts, path, "", int_field(get("flags")), int_field(get("mode")),
-                       resolved=resolved)
+            flags, mode = get("flags", 0), get("mode", 0)
+            if type(flags) is not int or type(mode) is not int:
+                flags, mode = int_field(flags), int_field(mode)
+            return cls(OPEN, tgid, ts, path, "", flags, mode, resolved=resolved)
         if kind == EXEC:
             path, resolved = event_path(ev)
             return cls(EXEC, tgid, ts, path, text(get("exe")), resolved=resolved)
@@ -127,7 +131,7 @@ def event_path(ev: dict[str, Any], key: str = "path") -> tuple[str, bool]:
     answered without the call: every flag compares this path."""
     raw = ev.get(key)
     if type(raw) is str and raw[:1] == "/" and ("abspath" if key == "path" else "new_abspath") not in ev \
-            and is_normal_absolute(raw):
+            and ("/." not in raw and "//" not in raw and raw[-1] != "/" or is_normal_absolute(raw)):
         return raw, True
     return effective_path(ev, key)
 

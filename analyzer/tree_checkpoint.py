@@ -28,7 +28,7 @@ def dump_tree(key: int, tree: TreeHistory) -> dict[str, Any]:
         "written": [[k, list(v)] for k, v in tree.written.items.items()],
         "written_ids": [[list(k), list(v)] for k, v in tree.written_ids.items.items()],
         "procs": [[k, list(v)] for k, v in tree.procs.items.items()],
-        "scripts": [[k, [v[0], list(v[1]), v[2]]] for k, v in tree.scripts.items.items()],
+        "scripts": [[k, [v[0], list(v[1]), v[2], v[3]]] for k, v in tree.scripts.items.items()],
         "latest": {name: list(ref) if (ref := getattr(tree, name)) is not None else None
                    for name in _LATEST},
     }
@@ -47,7 +47,8 @@ def load_tree(raw: dict[str, Any], store: TreeStore) -> tuple[int, TreeHistory]:
     _fill(tree.written, raw.get("written", []), str, _ref)
     _fill(tree.written_ids, raw.get("written_ids", []), lambda k: (int(k[0]), int(k[1])), _ref)
     _fill(tree.procs, raw.get("procs", []), int, _ref)
-    _fill(tree.scripts, raw.get("scripts", []), int, lambda v: (int(v[0]), _ref(v[1]), str(v[2])))
+    _fill(tree.scripts, raw.get("scripts", []), int,
+          lambda v: (int(v[0]), _ref(v[1]), str(v[2]), str(v[3])))
     for name, ref in (raw.get("latest") or {}).items():
         if name in _LATEST and ref is not None:
             setattr(tree, name, _ref(ref))

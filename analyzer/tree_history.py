@@ -55,6 +55,7 @@ WTE, ODP, OVF = _BIT["write_then_exec_same_path"], _BIT["opened_deleted_path"], 
 CA, CTN, PW = _BIT["credential_access"], _BIT["credential_then_network"], _BIT["persistence_write"]
 LT, STD = _BIT["log_tampering"], _BIT["security_tool_discovery"]
 SN, WTI = _BIT["shell_network"], _BIT["written_then_interpreted"]
+_OPEN_CLASSES = DELETED | SECURITY_TOOL | CREDENTIAL
 
 
 class SessionMarks:
@@ -136,13 +137,15 @@ class _Burst:
 
     def push(self, ref: Ref) -> tuple[Ref, ...] | None:
         """Fold one kept event; the burst's first and last events when it completes one."""
-        last, hit = self.last, None
-        if self.threshold <= 1:
-            hit = (ref,)
-        elif len(last) == self.threshold - 1 and ref[0] - last[0][0] <= self.window_ns:
-            hit = (last[0], ref)
+        last = self.last
+        if len(last) == last.maxlen:
+            first = last[0]
+            last.append(ref)
+            if self.threshold <= 1:
+                return (ref,)
+            return (first, ref) if ref[0] - first[0] <= self.window_ns else None
         last.append(ref)
-        return hit
+        return (ref,) if self.threshold <= 1 else None
 
 
 def _within(a: Ref | None, ts: int, window_ns: int) -> bool:
@@ -174,11 +177,29 @@ class TreeHistory:
         th, window = self.c.thresholds, self.c.burst_ns
         return (_Burst(th[0], window), _Burst(th[1], window), _Burst(th[2], window))
 
-    def fold(self, e: RecentEvent, ev: dict[str, Any], proc: ProcessState, m: SessionMarks) -> None:
-        """Match one event against the tree's history, then remember it. ``e`` is classified."""
+    def fold(self, e: RecentEvent, ev: dict[str, Any], proc: ProcessState, m: SessionMarks,
+             hidden: Any = None) -> None:
+        """Match one event against the tree's history, then remember it. ``e`` is classified;
+        ``hidden``: the event's ``hidden`` reason (such an open only feeds the written index).
+
+        Opens, nine events in ten, are handled inline: one call per event on the hot path."""
         kind = e.kind
         if kind == OPEN:
-            self._open(e, ev, proc, m)
+            bits, ts = e.cls, e.ts_ns
+            ref: Ref = (ts, e.tgid, OPEN, e.path)
+            if e.write:
+                self._written(e, ev, ref, m)
+            if not hidden:
+                if self.scripts.items and e.tgid in self.scripts.items:
+                    self._script_opened(e, ev, ref, m)
+                if e.sensitive:
+                    self._sensitive(ts, ref, m)
+                if bits & _OPEN_CLASSES:
+                    self._open_classes(bits, e, proc, ref, m)
+                if e.burst_kept:
+                    hit = self.bursts[0].push(ref)
+                    if hit is not None:
+                        m.hit(B_OPEN, hit)
         elif kind == EXEC:
             self._exec(e, ev, proc, m)
         elif kind == CONNECT or kind == SEND:
@@ -200,35 +221,24 @@ class TreeHistory:
 
     # ---------------------------------------------------------------- opens
 
-    def _open(self, e: RecentEvent, ev: dict[str, Any], proc: ProcessState, m: SessionMarks) -> None:
-        bits, ts, path = e.cls, e.ts_ns, e.path
-        ref: Ref = (ts, e.tgid, OPEN, path)
-        if e.write:
-            self._remember(self.written, path, ref, m)
-            ident = _identity(ev)
-            if ident is not None:
-                self._remember(self.written_ids, ident, ref, m)
-            if bits & PERSISTENCE:
-                m.hit(PW, (ref,))
-            if bits & LOG and e.flags & O_TRUNC:
-                m.hit(LT, (ref,))
-        if ev.get("hidden"):
-            return                       # remembered for identity only, nothing else
-        if self.scripts.items and e.tgid in self.scripts.items:
-            self._script_opened(e, ev, ref, m)
-        if e.sensitive:
-            c = self.c
-            if _within(self.last_connect, ts, c.sensitive_ns):
-                m.hit(STN, (ref, self.last_connect))
-            if _within(self.last_exec, ts, c.sensitive_ns):
-                m.hit(STE, (ref, self.last_exec))
-            self.last_sensitive = ref
-        if bits:
-            self._open_classes(bits, e, proc, ref, m)
-        if e.burst_kept:
-            hit = self.bursts[0].push(ref)
-            if hit is not None:
-                m.hit(B_OPEN, hit)
+    def _written(self, e: RecentEvent, ev: dict[str, Any], ref: Ref, m: SessionMarks) -> None:
+        """A write-intent open (hidden ones too): remembered by path and identity."""
+        self._remember(self.written, e.path, ref, m)
+        ident = _identity(ev)
+        if ident is not None:
+            self._remember(self.written_ids, ident, ref, m)
+        if e.cls & PERSISTENCE:
+            m.hit(PW, (ref,))
+        if e.cls & LOG and e.flags & O_TRUNC:
+            m.hit(LT, (ref,))
+
+    def _sensitive(self, ts: int, ref: Ref, m: SessionMarks) -> None:
+        window = self.c.sensitive_ns
+        if _within(self.last_connect, ts, window):
+            m.hit(STN, (ref, self.last_connect))
+        if _within(self.last_exec, ts, window):
+            m.hit(STE, (ref, self.last_exec))
+        self.last_sensitive = ref
 
     def _open_classes(self, bits: int, e: RecentEvent, proc: ProcessState, ref: Ref,
                       m: SessionMarks) -> None:
@@ -245,9 +255,8 @@ class TreeHistory:
 
     def _script_opened(self, e: RecentEvent, ev: dict[str, Any], ref: Ref, m: SessionMarks) -> None:
         """An interpreter opened the script it was given (``sh x.sh`` opens ``x.sh``)."""
-        _, exec_ref, script = self.scripts.items[e.tgid]
-        raw = text(ev.get("path"))
-        if raw != script and not e.path.endswith("/" + normalise(script, "/").lstrip("/")):
+        _, exec_ref, script, suffix = self.scripts.items[e.tgid]
+        if not e.path.endswith(suffix) and text(ev.get("path")) != script:
             return
         del self.scripts.items[e.tgid]
         written = self.written.get(e.path, e.ts_ns, self.c.horizon_ns)
@@ -300,7 +309,8 @@ class TreeHistory:
             if written is not None:
                 m.hit(WTI, (written, ref))
             return
-        self._remember(self.scripts, e.tgid, (e.ts_ns, ref, script), m)  # type: ignore[arg-type]
+        suffix = normalise(script, "/")           # "./x.sh" -> "/x.sh": how its abspath ends
+        self._remember(self.scripts, e.tgid, (e.ts_ns, ref, script, suffix), m)  # type: ignore[arg-type]
 
     # ---------------------------------------------------------------- network, files
 
