@@ -43,8 +43,9 @@ class Seq:
         if tgid not in self.comms:          # a fresh fork still carries its parent's comm
             ev["comm"] = self.comms.get(parent, "node")
         self.comms[tgid] = path.rsplit("/", 1)[-1][:15]
-        lineage, cur = [], tgid
-        while cur in self.parents:
+        lineage, cur, seen = [], tgid, set()
+        while cur in self.parents and cur not in seen:
+            seen.add(cur)
             if cur not in self.hidden:
                 lineage.append({"tgid": cur, "ppid": self.parents[cur],
                                 "comm": self.comms.get(cur, "")})
