@@ -263,8 +263,8 @@ def _recent(e: RecentEvent) -> dict[str, Any]:
 def _process(p: ProcessState) -> dict[str, Any]:
     return {"tgid": p.tgid, "ppid": p.ppid, "uid": p.uid, "comm": p.comm, "exec_path": p.exec_path,
             "exe": p.exe, "args": list(p.args), "lineage_tgids": list(p.lineage_tgids),
-            "depth": p.depth, "cap_eff": p.cap_eff, "seccomp": p.seccomp, "opens": list(p.opens),
-            "connects": [list(c) for c in p.connects], "first_seen_ns": p.first_seen_ns,
+            "depth": p.depth, "cap_eff": p.cap_eff, "seccomp": p.seccomp, "opens": list(p.opens or ()),
+            "connects": [list(c) for c in p.connects or ()], "first_seen_ns": p.first_seen_ns,
             "last_seen_ns": p.last_seen_ns, "exit_ns": p.exit_ns, "exec_seen": p.exec_seen,
             "role": p.role, "is_root": p.is_root, "euid": p.euid, "prev_euid": p.prev_euid,
             "prev_cap_eff": p.prev_cap_eff, "exec_resolved": p.exec_resolved}
@@ -283,7 +283,7 @@ def load_session(raw: dict[str, Any]) -> Tracked:
                                "connects": deque((tuple(c) for c in p["connects"]),
                                                  maxlen=state.artifact_limit)})
         state.processes[proc.tgid] = proc
-        state.deleted_opens += sum(1 for o in proc.opens if DELETED_MARK in o)
+        state.deleted_opens += sum(1 for o in proc.opens or () if DELETED_MARK in o)
     c = raw["context"]
     ctx = Context(ExecutionFlags(**c["execution"]),
                   CapabilityFlags(**c["capability"], unknown=bool(c.get("capability_unknown"))),

@@ -152,8 +152,10 @@ class ProcessState:
     depth: int = 0                          # the sessionizer's depth, used when lineage is absent
     cap_eff: int | None = None
     seccomp: int | None = None
-    opens: deque[str] = field(default_factory=deque)       # last N opened paths
-    connects: deque[tuple[str, int]] = field(default_factory=deque)
+    # last N opened paths / connects; made on first use (an empty deque costs 760 bytes, and
+    # most processes of an agent never connect)
+    opens: deque[str] | None = None
+    connects: deque[tuple[str, int]] | None = None
     first_seen_ns: int = 0
     last_seen_ns: int = 0
     exit_ns: int | None = None
@@ -220,6 +222,8 @@ class SessionState:
         elif kind == EXEC:
             self._exec(proc, ev, entry)
         elif kind == CONNECT:
+            if proc.connects is None:
+                proc.connects = deque(maxlen=self.artifact_limit)
             proc.connects.append((entry.addr, entry.port))
         elif kind == EXIT and int_field(ev.get("tid"), proc.tgid) == proc.tgid:
             proc.exit_ns = ts
@@ -233,6 +237,8 @@ class SessionState:
     def _push_open(self, proc: ProcessState, path: str) -> None:
         """Append to the process's last-N opens, keeping ``deleted_opens`` exact."""
         opens = proc.opens
+        if opens is None:
+            opens = proc.opens = deque(maxlen=self.artifact_limit)
         if opens.maxlen is not None and len(opens) == opens.maxlen and DELETED_MARK in opens[0]:
             self.deleted_opens -= 1
         opens.append(path)
@@ -242,9 +248,7 @@ class SessionState:
     def _process(self, ev: dict[str, Any], tgid: int, ts: int) -> ProcessState:
         proc = self.processes.get(tgid)
         if proc is None:
-            proc = ProcessState(tgid=tgid, first_seen_ns=ts, opens=deque(maxlen=self.artifact_limit),
-                                connects=deque(maxlen=self.artifact_limit),
-                                is_root=tgid == ev.get("root"))
+            proc = ProcessState(tgid=tgid, first_seen_ns=ts, is_root=tgid == ev.get("root"))
             self.processes[tgid] = proc
         ppid, uid = ev.get("ppid"), ev.get("uid")
         if type(ppid) is not int:

@@ -25,10 +25,10 @@ def _ref(raw: Any) -> tuple[int, int, str, str]:
 def dump_tree(key: int, tree: TreeHistory) -> dict[str, Any]:
     return {
         "key": key, "route": tree.route, "last_ns": tree.last_ns, "overflowed": tree.overflowed,
-        "written": [[k, list(v)] for k, v in tree.written.items.items()],
-        "written_ids": [[list(k), list(v)] for k, v in tree.written_ids.items.items()],
-        "procs": [[k, list(v)] for k, v in tree.procs.items.items()],
-        "scripts": [[k, [v[0], list(v[1]), v[2], v[3]]] for k, v in tree.scripts.items.items()],
+        "written": [[k, v] for k, v in tree.written.items.items()],
+        "written_ids": [[k, list(v)] for k, v in tree.written_ids.items.items()],
+        "procs": [[k, v] for k, v in tree.procs.items.items()],
+        "scripts": [[k, list(v)] for k, v in tree.scripts.items.items()],
         "latest": {name: list(ref) if (ref := getattr(tree, name)) is not None else None
                    for name in _LATEST},
     }
@@ -44,11 +44,11 @@ def load_tree(raw: dict[str, Any], store: TreeStore) -> tuple[int, TreeHistory]:
     tree = TreeHistory(store.c, store.classes, store.stats)
     tree.route, tree.last_ns = int(raw.get("route", 0)), int(raw.get("last_ns", 0))
     tree.overflowed = bool(raw.get("overflowed"))
-    _fill(tree.written, raw.get("written", []), str, _ref)
-    _fill(tree.written_ids, raw.get("written_ids", []), lambda k: (int(k[0]), int(k[1])), _ref)
-    _fill(tree.procs, raw.get("procs", []), int, _ref)
+    _fill(tree.written, raw.get("written", []), str, int)
+    _fill(tree.written_ids, raw.get("written_ids", []), int, lambda v: (int(v[0]), str(v[1])))
+    _fill(tree.procs, raw.get("procs", []), int, str)
     _fill(tree.scripts, raw.get("scripts", []), int,
-          lambda v: (int(v[0]), _ref(v[1]), str(v[2]), str(v[3])))
+          lambda v: (int(v[0]), str(v[1]), str(v[2]), None if v[3] is None else str(v[3])))
     for name, ref in (raw.get("latest") or {}).items():
         if name in _LATEST and ref is not None:
             setattr(tree, name, _ref(ref))

@@ -29,6 +29,7 @@ event for longer than the horizon, so memory is bounded by the caps times the li
 
 from __future__ import annotations
 
+import sys
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Any
@@ -95,35 +96,58 @@ class TreeConfig:
                    frozenset(a.security_tool_names))
 
 
+# Index values are packed ints (ts_ns, tgid, kind) to keep an index at its cap small
+# (docs/performance.md): a tuple of three ints costs ~130 bytes more per entry than one int.
+_KINDS = (OPEN, RENAME, EXEC)
+_CODE = {OPEN: 0, RENAME: 1, EXEC: 2}
+_TGID_MASK = (1 << 23) - 1            # pid_max is at most 2**22
+
+
+def _pack(ts: int, tgid: int, kind: str) -> int:
+    return (ts << 25) | ((tgid & _TGID_MASK) << 2) | _CODE[kind]
+
+
+def _unpack(v: int, path: str) -> Ref:
+    return (v >> 25, (v >> 2) & _TGID_MASK, _KINDS[v & 3], path)
+
+
+def _packed_ts(v: Any) -> int:
+    return (v if type(v) is int else v[0]) >> 25
+
+
 class _Index:
-    """Key -> latest Ref, oldest first; bounded by time (horizon) and count (cap)."""
+    """Key -> value, oldest first; bounded by count (cap) and, when ``timed``, by time (entries
+    older than the horizon go as new ones arrive). Timed values are packed ints or tuples that
+    start with one."""
 
-    __slots__ = ("items",)
+    __slots__ = ("items", "timed")
 
-    def __init__(self) -> None:
-        self.items: OrderedDict[Any, Ref] = OrderedDict()
+    def __init__(self, timed: bool = True) -> None:
+        self.items: OrderedDict[Any, Any] = OrderedDict()
+        self.timed = timed
 
-    def put(self, key: Any, ref: Ref, c: TreeConfig) -> bool:
-        """Remember ``key``; True when the cap evicted an entry younger than the horizon."""
+    def put(self, key: Any, value: Any, ts: int, c: TreeConfig) -> bool:
+        """Remember ``key``; True when the cap evicted an entry (younger than the horizon)."""
         items = self.items
         if key in items:
             items.move_to_end(key)
-            items[key] = ref
+            items[key] = value
             return False
-        oldest = ref[0] - c.horizon_ns
-        while items and next(iter(items.values()))[0] < oldest:
-            items.popitem(last=False)
+        if self.timed:
+            oldest = ts - c.horizon_ns
+            while items and _packed_ts(next(iter(items.values()))) < oldest:
+                items.popitem(last=False)
         evicted = len(items) >= c.cap
         if evicted:
             items.popitem(last=False)
-        items[key] = ref
+        items[key] = value
         return evicted
 
-    def get(self, key: Any, ts: int, horizon_ns: int) -> Ref | None:
-        ref = self.items.get(key)
-        if ref is None or abs(ts - ref[0]) > horizon_ns:
+    def get(self, key: Any, ts: int, horizon_ns: int) -> Any:
+        value = self.items.get(key)
+        if value is None or abs(ts - _packed_ts(value)) > horizon_ns:
             return None
-        return ref
+        return value
 
 
 class _Burst:
@@ -161,7 +185,10 @@ class TreeHistory:
 
     def __init__(self, c: TreeConfig, classes: PathClasses, stats: "TreeStats | None" = None) -> None:
         self.c, self.classes = c, classes
-        self.written, self.written_ids, self.procs, self.scripts = _Index(), _Index(), _Index(), _Index()
+        # path -> packed write; (dev << 64 | ino) -> (packed write, path); tgid -> its image
+        # (interned exe); tgid -> (packed exec, interpreter, script argument, path suffix or None)
+        self.written, self.written_ids, self.scripts = _Index(), _Index(), _Index()
+        self.procs = _Index(timed=False)          # entries leave at exit (or by the cap)
         self.last_connect: Ref | None = None
         self.last_exec: Ref | None = None
         self.last_sensitive: Ref | None = None
@@ -213,20 +240,25 @@ class TreeHistory:
         if self.overflowed and not m.bits & OVF:
             m.hit(OVF, ())
 
-    def _remember(self, index: _Index, key: Any, ref: Ref, m: SessionMarks) -> None:
-        if index.put(key, ref, self.c):
+    def _remember(self, index: _Index, key: Any, value: Any, ref: Ref, m: SessionMarks) -> None:
+        if index.put(key, value, ref[0], self.c):
             self.stats.overflows += 1         # evicted before the horizon: counted, flagged
             self.overflowed = True
             m.hit(OVF, (ref,))
+
+    def _written_ref(self, path: str, ts: int) -> Ref | None:
+        value = self.written.get(path, ts, self.c.horizon_ns)
+        return None if value is None else _unpack(value, path)
 
     # ---------------------------------------------------------------- opens
 
     def _written(self, e: RecentEvent, ev: dict[str, Any], ref: Ref, m: SessionMarks) -> None:
         """A write-intent open (hidden ones too): remembered by path and identity."""
-        self._remember(self.written, e.path, ref, m)
+        packed = _pack(ref[0], ref[1], OPEN)
+        self._remember(self.written, e.path, packed, ref, m)
         ident = _identity(ev)
         if ident is not None:
-            self._remember(self.written_ids, ident, ref, m)
+            self._remember(self.written_ids, ident, (packed, e.path), ref, m)
         if e.cls & PERSISTENCE:
             m.hit(PW, (ref,))
         if e.cls & LOG and e.flags & O_TRUNC:
@@ -255,13 +287,13 @@ class TreeHistory:
 
     def _script_opened(self, e: RecentEvent, ev: dict[str, Any], ref: Ref, m: SessionMarks) -> None:
         """An interpreter opened the script it was given (``sh x.sh`` opens ``x.sh``)."""
-        _, exec_ref, script, suffix = self.scripts.items[e.tgid]
-        if not e.path.endswith(suffix) and text(ev.get("path")) != script:
+        packed, interpreter, script, suffix = self.scripts.items[e.tgid]
+        if not e.path.endswith(suffix or "/" + script) and text(ev.get("path")) != script:
             return
         del self.scripts.items[e.tgid]
-        written = self.written.get(e.path, e.ts_ns, self.c.horizon_ns)
+        written = self._written_ref(e.path, e.ts_ns)
         if written is not None:
-            m.hit(WTI, (written, exec_ref, ref))
+            m.hit(WTI, (written, _unpack(packed, interpreter), ref))
 
     # ---------------------------------------------------------------- execs
 
@@ -270,12 +302,13 @@ class TreeHistory:
         exe = e.exe[:-10] if e.exe.endswith(" (deleted)") else e.exe
         ref: Ref = (ts, e.tgid, EXEC, e.path or exe)
         name = basename(e.path) or basename(exe)
-        self._remember(self.procs, e.tgid, (ts, e.tgid, exe or e.path, name), m)
-        written = (self.written.get(e.path, ts, c.horizon_ns) if e.path else None) \
-            or (self.written.get(exe, ts, c.horizon_ns) if exe and exe != e.path else None)
+        self._remember(self.procs, e.tgid, sys.intern(exe or e.path), ref, m)
+        written = (self._written_ref(e.path, ts) if e.path else None) \
+            or (self._written_ref(exe, ts) if exe and exe != e.path else None)
         if written is None:
             ident = _identity(ev)
-            written = self.written_ids.get(ident, ts, c.horizon_ns) if ident is not None else None
+            by_id = self.written_ids.get(ident, ts, c.horizon_ns) if ident is not None else None
+            written = _unpack(*by_id) if by_id is not None else None
         if written is not None:
             m.hit(WTE, (written, ref))
         self.scripts.items.pop(e.tgid, None)
@@ -304,13 +337,14 @@ class TreeHistory:
         if not script:
             return
         if script.startswith("/"):
-            path = normalise(script)
-            written = self.written.get(path, e.ts_ns, c.horizon_ns)
+            written = self._written_ref(normalise(script), e.ts_ns)
             if written is not None:
                 m.hit(WTI, (written, ref))
             return
         suffix = normalise(script, "/")           # "./x.sh" -> "/x.sh": how its abspath ends
-        self._remember(self.scripts, e.tgid, (e.ts_ns, ref, script, suffix), m)  # type: ignore[arg-type]
+        pending = (_pack(e.ts_ns, e.tgid, EXEC), sys.intern(ref[3]), script,
+                   None if suffix == "/" + script else suffix)
+        self._remember(self.scripts, e.tgid, pending, ref, m)
 
     # ---------------------------------------------------------------- network, files
 
@@ -322,8 +356,7 @@ class TreeHistory:
         if _within(self.last_credential, ts, c.sensitive_ns):
             m.hit(CTN, (self.last_credential, ref))
         image = self.procs.items.get(e.tgid) or self.procs.items.get(int_field(ev.get("ppid"), -1))
-        name = image[3] if image else text(ev.get("comm"))
-        if name in c.shells:
+        if (basename(image) if image else text(ev.get("comm"))) in c.shells:
             m.hit(SN, (ref,))
         if e.kind == CONNECT:
             self.last_connect = ref
@@ -341,7 +374,7 @@ class TreeHistory:
             new_bits = self.classes.bits(new_path, int_field(ev.get("uid"), -1)) if new_path else 0
             ref = (e.ts_ns, e.tgid, RENAME, new_path)
             if new_path:
-                self._remember(self.written, new_path, ref, m)
+                self._remember(self.written, new_path, _pack(e.ts_ns, e.tgid, RENAME), ref, m)
             if new_bits & PERSISTENCE:
                 m.hit(PW, (ref,))
             if (bits | new_bits) & LOG:
@@ -355,13 +388,14 @@ class TreeHistory:
         """The real binary of a process of the tree (its own exec, here or in an earlier
         session; else what this session saw)."""
         image = self.procs.items.get(tgid)
-        return image[2] if image is not None else (proc.exe or proc.exec_path)
+        return image if image is not None else (proc.exe or proc.exec_path)
 
 
-def _identity(ev: dict[str, Any]) -> tuple[int, int] | None:
+def _identity(ev: dict[str, Any]) -> int | None:
+    """(dev, ino) of a write-intent open or an exec, as one int (dev << 64 | ino)."""
     ino, dev = ev.get("ino"), ev.get("dev")
-    if type(ino) is int and type(dev) is int and ino > 0:
-        return (dev, ino)
+    if type(ino) is int and type(dev) is int and ino > 0 and dev >= 0:
+        return (dev << 64) | ino
     return None
 
 
