@@ -228,7 +228,13 @@ class Classifier:
         kind = e.kind
         if kind == OPEN:
             uid = ev.get("uid")
-            bits = e.cls = self.classes.bits(e.path, uid if type(uid) is int else -1)
+            if type(uid) is not int:
+                uid = -1
+            cached = self.classes.by_uid.get(uid)     # the hit inline: opens are the hot path
+            bits = cached.get(e.path) if cached is not None else None
+            if bits is None:
+                bits = self.classes.bits(e.path, uid)
+            e.cls = bits
             e.sensitive, e.burst_kept = bits & SENSITIVE != 0, bits & BURST_KEPT != 0
             e.write = has_write_intent(e.flags)
         elif kind == CONNECT:

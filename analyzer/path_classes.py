@@ -162,7 +162,7 @@ class PathClasses:
     """Bitmask of every class of a path, per uid, cached (see the module docstring)."""
 
     __slots__ = ("a", "cache_limit", "system_dirs", "_system_prefixes", "_security", "_uids",
-                 "_cache", "_size")
+                 "by_uid", "_size")
 
     CACHE_PATH_MAX = 512               # longer paths are classified every time, never stored
 
@@ -173,24 +173,25 @@ class PathClasses:
         self._system_prefixes = tuple(d if d == "/" else d + "/" for d in self.system_dirs)
         self._security = frozenset(a.security_tool_names)
         self._uids: dict[int, _UidPatterns] = {}
-        self._cache: dict[int, dict[str, int]] = {}
+        # uid -> path -> bits: the remembered answers (read directly by Classifier.entry)
+        self.by_uid: dict[int, dict[str, int]] = {}
         self._size = 0
 
     def bits(self, path: str, uid: int) -> int:
         """Every class of ``path`` (absolute, normalised) for a process of ``uid``."""
-        per_uid = self._cache.get(uid)
+        per_uid = self.by_uid.get(uid)
         if per_uid is not None:
             hit = per_uid.get(path)
             if hit is not None:
                 return hit
         else:
-            per_uid = self._cache[uid] = {}
+            per_uid = self.by_uid[uid] = {}
         value = self._classify(path, uid)
         if len(path) <= self.CACHE_PATH_MAX:
             if self._size >= self.cache_limit:
-                self._cache.clear()
+                self.by_uid.clear()
                 self._size = 0
-                per_uid = self._cache[uid] = {}
+                per_uid = self.by_uid[uid] = {}
             per_uid[path] = value
             self._size += 1
         return value
