@@ -24,7 +24,8 @@ def _ref(raw: Any) -> tuple[int, int, str, str]:
 
 def dump_tree(key: int, tree: TreeHistory) -> dict[str, Any]:
     return {
-        "key": key, "route": tree.route, "last_ns": tree.last_ns, "overflowed": tree.overflowed,
+        "key": key, "route": tree.route, "last_ns": tree.last_ns,
+        "overflowed": list(tree.overflowed) if tree.overflowed else None,
         "written": [[k, v] for k, v in tree.written.items.items()],
         "written_ids": [[k, list(v)] for k, v in tree.written_ids.items.items()],
         "procs": [[k, v] for k, v in tree.procs.items.items()],
@@ -43,7 +44,8 @@ def load_tree(raw: dict[str, Any], store: TreeStore) -> tuple[int, TreeHistory]:
     key = int(raw["key"])
     tree = TreeHistory(store.c, store.classes, store.stats)
     tree.route, tree.last_ns = int(raw.get("route", 0)), int(raw.get("last_ns", 0))
-    tree.overflowed = bool(raw.get("overflowed"))
+    overflowed = raw.get("overflowed")
+    tree.overflowed = _ref(overflowed) if isinstance(overflowed, list) else None
     _fill(tree.written, raw.get("written", []), str, int)
     _fill(tree.written_ids, raw.get("written_ids", []), int, lambda v: (int(v[0]), str(v[1])))
     _fill(tree.procs, raw.get("procs", []), int, str)

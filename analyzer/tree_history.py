@@ -194,7 +194,7 @@ class TreeHistory:
         self.last_sensitive: Ref | None = None
         self.last_credential: Ref | None = None
         self.bursts = self.new_bursts()
-        self.overflowed = False
+        self.overflowed: Ref | None = None      # the first event that evicted an entry
         self.stats = stats if stats is not None else TreeStats()
         self.last_ns = 0              # analyzer clock of the latest event (expiry)
         self.sessions = 0             # open sessions using this tree
@@ -238,12 +238,13 @@ class TreeHistory:
         else:
             self._file_change(e, ev, m)
         if self.overflowed and not m.bits & OVF:
-            m.hit(OVF, ())
+            m.hit(OVF, (self.overflowed,))       # the event that first evicted, as evidence
 
     def _remember(self, index: _Index, key: Any, value: Any, ref: Ref, m: SessionMarks) -> None:
         if index.put(key, value, ref[0], self.c):
             self.stats.overflows += 1         # evicted before the horizon: counted, flagged
-            self.overflowed = True
+            if self.overflowed is None:
+                self.overflowed = ref
             m.hit(OVF, (ref,))
 
     def _written_ref(self, path: str, ts: int) -> Ref | None:

@@ -267,3 +267,4 @@ def test_overflow_carries_over_to_later_sessions_of_the_tree(bundled: Policy):
     assert hist(core, first).overflow
     second = Seq(session_id=2, uid=0, common=TREE).open(3, 201, "/etc/hostname")
     assert hist(core, second).overflow
+    assert core.sessions[2].marks.evidence.refs["history.overflow"] == ((2 * 10**9, 201, "open", "/tmp/b"),)
