@@ -1,8 +1,9 @@
 """Randomized (fixed seeds): unrelated events between the steps of every golden case never lower
 its verdict in history_mode "indexed".
 
-Between the fixture's events we insert up to 10,000 events an agent could emit to push a step
-out of a count window: reads of ordinary files by the case's own processes, repeated writes of a
+Between the fixture's events we insert up to 10,000 events in all (every case) or up to 10,000
+in every gap (every attack, M01-M10), events an agent could emit to push a step out of a count
+window: reads of ordinary files by the case's own processes, repeated writes of a
 few scratch files, loopback and private connects, exits of unrelated processes. The verdict
 (action and score) must be at least the unpadded one. Distinct writes stay below
 ``history_index_cap``: filling an index is the documented overflow case
@@ -46,13 +47,18 @@ def unrelated(rng: random.Random, template: dict[str, Any], tgids: list[int]) ->
 
 def pad(events: list[dict[str, Any]], total: int, rng: random.Random) -> list[dict[str, Any]]:
     """``events`` with ``total`` unrelated events spread at random over the gaps between them."""
+    cuts = [0] * len(events)
+    for _ in range(total):
+        cuts[rng.randrange(len(events))] += 1
+    return pad_gaps(events, cuts, rng)
+
+
+def pad_gaps(events: list[dict[str, Any]], counts: list[int], rng: random.Random) -> list[dict[str, Any]]:
+    """``events`` with ``counts[i]`` unrelated events right before event i."""
     tgids = sorted({e["tgid"] for e in events}) or [100]
-    cuts = sorted(rng.randrange(len(events)) for _ in range(total))
-    out, j = [], 0
-    for i, ev in enumerate(events):
-        while j < len(cuts) and cuts[j] == i:
-            out.append(unrelated(rng, ev, tgids))
-            j += 1
+    out: list[dict[str, Any]] = []
+    for ev, n in zip(events, counts):
+        out.extend(unrelated(rng, ev, tgids) for _ in range(n))
         out.append(ev)
     return out
 
@@ -74,6 +80,17 @@ def test_padding_never_lowers_the_verdict(case: str):
         rng = random.Random(f"{case}-{seed}")
         rank, score = verdict(pad(doc["events"], total, rng), doc["rules_file"])
         assert rank >= base[0] and score >= base[1], (case, seed, total, base, (rank, score))
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.startswith("M")])
+def test_up_to_10000_events_in_every_gap_of_an_attack(case: str):
+    """Each attack step separated from the next by 0-10,000 unrelated events (fixed seed)."""
+    doc = json.loads((GOLDEN / f"{case}.json").read_text())
+    base = verdict(doc["events"], doc["rules_file"])
+    rng = random.Random(f"{case}-gaps")
+    counts = [0] + [rng.choice([0, 80, rng.randrange(10_001), 10_000]) for _ in doc["events"][1:]]
+    rank, score = verdict(pad_gaps(doc["events"], counts, rng), doc["rules_file"])
+    assert rank >= base[0] and score >= base[1], (case, counts, base, (rank, score))
 
 
 def test_padding_does_lower_the_original_window():
