@@ -266,6 +266,8 @@ class SessionState:
         proc.exec_seen, proc.exec_resolved = True, entry.resolved
         role = ev.get("role")
         proc.role = role if type(role) is str else ("?" if role else "")
+        if proc.role and (proc.exe.startswith("memfd:") or proc.exe.endswith(DELETED_MARK)):
+            proc.role = ""         # never the runtime's own image: a fileless exec is a tool's
         proc.euid, proc.prev_euid = _opt_int(ev.get("euid")), _opt_int(ev.get("prev_euid"))
         proc.prev_cap_eff = _opt_int(ev.get("prev_cap_eff"))
         argv = ev.get("argv")

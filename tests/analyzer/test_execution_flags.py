@@ -204,3 +204,9 @@ def test_dropping_privilege_is_not_gaining_it(core):
                         prev_cap_eff=CAP_FULL)
     c = caps(core, s, root_cap_eff=CAP_FULL)
     assert not c.privilege_gained and not c.gained_dangerous_caps
+
+
+def test_a_fileless_exec_is_never_the_runtime_image_whatever_its_role(core):
+    s = Seq(common={"root": 150}).exec(1, 150, "/proc/self/fd/3", ["node"], parent=50, role="agent",
+                                       exe="memfd:x (deleted)")
+    assert ex(core, s).memfd_or_deleted_exec
