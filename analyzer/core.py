@@ -37,13 +37,12 @@ from analyzer.rules import CompiledRules
 from analyzer.session_state import (EXEC, EXIT, ORIGINAL_KINDS, TRACKED_KINDS, ProcessState,
                                     RecentEvent, SessionState, text)
 from analyzer.tracked import ClosedIds, Counters, Tracked
-from analyzer.tree_history import SessionMarks, TreeHistory, TreeStore, tree_key
+from analyzer.tree_history import TreeHistory, TreeStore, tree_key
 from bus.envelope import Envelope
 from bus import topics as T
 from policy import Policy, PolicyError
 
-__all__ = ["Analyzer", "ClosedIds", "Counters", "Tracked", "CLOSED_MEMORY", "STALE_SESSION_S", "ORPHAN_AFTER_S",
-           "SessionMarks"]
+__all__ = ["Analyzer", "ClosedIds", "Counters", "Tracked", "CLOSED_MEMORY", "STALE_SESSION_S", "ORPHAN_AFTER_S"]
 
 CLOSED_MEMORY = 4096          # closed session ids remembered, so late events do not revive them
 STALE_SESSION_S = 6 * 3600    # close a session with no message for this long (lost "closed")

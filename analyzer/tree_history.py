@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from analyzer.evidence import Evidence, Ref, addr_text
-from analyzer.history_flags import HISTORY_BIT, HISTORY_FIELDS, NS_PER_S
+from analyzer.history_flags import HISTORY_BIT, NS_PER_S
 from analyzer.path_classes import (CREDENTIAL, DELETED, LOG, PERSISTENCE, SECURITY_TOOL,
                                    PathClasses, tokens)
 from analyzer.paths import O_ACCMODE, O_TRUNC, O_WRONLY
@@ -469,5 +469,3 @@ def tree_key(ev: dict[str, Any], session_id: int) -> int:
     tid = ev.get("tree_id")
     return tid if type(tid) is int and tid >= 0 else -1 - session_id
 
-
-assert len(HISTORY_FIELDS) == 22
