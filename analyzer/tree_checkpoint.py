@@ -28,7 +28,7 @@ def dump_tree(key: int, tree: TreeHistory) -> dict[str, Any]:
         "overflowed": list(tree.overflowed) if tree.overflowed else None,
         "written": [[k, v] for k, v in tree.written.items.items()],
         "written_ids": [[k, list(v)] for k, v in tree.written_ids.items.items()],
-        "procs": [[k, v] for k, v in tree.procs.items.items()],
+        "procs": [[k, list(v)] for k, v in tree.procs.items.items()],
         "scripts": [[k, list(v)] for k, v in tree.scripts.items.items()],
         "latest": {name: list(ref) if (ref := getattr(tree, name)) is not None else None
                    for name in _LATEST},
@@ -48,7 +48,7 @@ def load_tree(raw: dict[str, Any], store: TreeStore) -> tuple[int, TreeHistory]:
     tree.overflowed = _ref(overflowed) if isinstance(overflowed, list) else None
     _fill(tree.written, raw.get("written", []), str, int)
     _fill(tree.written_ids, raw.get("written_ids", []), int, lambda v: (int(v[0]), str(v[1])))
-    _fill(tree.procs, raw.get("procs", []), int, str)
+    _fill(tree.procs, raw.get("procs", []), int, lambda v: (int(v[0]), str(v[1])))
     _fill(tree.scripts, raw.get("scripts", []), int,
           lambda v: (int(v[0]), str(v[1]), str(v[2]), None if v[3] is None else str(v[3])))
     for name, ref in (raw.get("latest") or {}).items():

@@ -116,15 +116,13 @@ def _packed_ts(v: Any) -> int:
 
 
 class _Index:
-    """Key -> value, oldest first; bounded by count (cap) and, when ``timed``, by time (entries
-    older than the horizon go as new ones arrive). Timed values are packed ints or tuples that
-    start with one."""
+    """Key -> value, oldest first; bounded by count (cap) and by time (entries older than the
+    horizon go as new ones arrive). Values are packed ints or tuples that start with one."""
 
-    __slots__ = ("items", "timed")
+    __slots__ = ("items",)
 
-    def __init__(self, timed: bool = True) -> None:
+    def __init__(self) -> None:
         self.items: OrderedDict[Any, Any] = OrderedDict()
-        self.timed = timed
 
     def put(self, key: Any, value: Any, ts: int, c: TreeConfig) -> bool:
         """Remember ``key``; True when the cap evicted an entry (younger than the horizon)."""
@@ -133,10 +131,9 @@ class _Index:
             items.move_to_end(key)
             items[key] = value
             return False
-        if self.timed:
-            oldest = ts - c.horizon_ns
-            while items and _packed_ts(next(iter(items.values()))) < oldest:
-                items.popitem(last=False)
+        oldest = ts - c.horizon_ns
+        while items and _packed_ts(next(iter(items.values()))) < oldest:
+            items.popitem(last=False)
         evicted = len(items) >= c.cap
         if evicted:
             items.popitem(last=False)
@@ -185,10 +182,11 @@ class TreeHistory:
 
     def __init__(self, c: TreeConfig, classes: PathClasses, stats: "TreeStats | None" = None) -> None:
         self.c, self.classes = c, classes
-        # path -> packed write; (dev << 64 | ino) -> (packed write, path); tgid -> its image
-        # (interned exe); tgid -> (packed exec, interpreter, script argument, path suffix or None)
-        self.written, self.written_ids, self.scripts = _Index(), _Index(), _Index()
-        self.procs = _Index(timed=False)          # entries leave at exit (or by the cap)
+        # path -> packed write; (dev << 64 | ino) -> (packed write, path); tgid -> (packed exec,
+        # its image: the interned exe); tgid -> (packed exec, interpreter, script argument, path
+        # suffix or None). An image also leaves at its process's exit (not every exit is seen:
+        # the horizon bounds them too, so a busy tree does not fill the index with the dead).
+        self.written, self.written_ids, self.procs, self.scripts = _Index(), _Index(), _Index(), _Index()
         self.last_connect: Ref | None = None
         self.last_exec: Ref | None = None
         self.last_sensitive: Ref | None = None
@@ -303,7 +301,7 @@ class TreeHistory:
         exe = e.exe[:-10] if e.exe.endswith(" (deleted)") else e.exe
         ref: Ref = (ts, e.tgid, EXEC, e.path or exe)
         name = basename(e.path) or basename(exe)
-        self._remember(self.procs, e.tgid, sys.intern(exe or e.path), ref, m)
+        self._remember(self.procs, e.tgid, (_pack(ts, e.tgid, EXEC), sys.intern(exe or e.path)), ref, m)
         written = (self._written_ref(e.path, ts) if e.path else None) \
             or (self._written_ref(exe, ts) if exe and exe != e.path else None)
         if written is None:
@@ -357,7 +355,7 @@ class TreeHistory:
         if _within(self.last_credential, ts, c.sensitive_ns):
             m.hit(CTN, (self.last_credential, ref))
         image = self.procs.items.get(e.tgid) or self.procs.items.get(int_field(ev.get("ppid"), -1))
-        if (basename(image) if image else text(ev.get("comm"))) in c.shells:
+        if (basename(image[1]) if image else text(ev.get("comm"))) in c.shells:
             m.hit(SN, (ref,))
         if e.kind == CONNECT:
             self.last_connect = ref
@@ -389,7 +387,7 @@ class TreeHistory:
         """The real binary of a process of the tree (its own exec, here or in an earlier
         session; else what this session saw)."""
         image = self.procs.items.get(tgid)
-        return image if image is not None else (proc.exe or proc.exec_path)
+        return image[1] if image is not None else (proc.exe or proc.exec_path)
 
 
 def _identity(ev: dict[str, Any]) -> int | None:

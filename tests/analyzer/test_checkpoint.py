@@ -191,7 +191,7 @@ def test_a_tree_outlives_its_closed_session_across_a_restart(bundled, tmp_path):
         restored = Analyzer(bundled)
         ck.restore(restored, 0)
         tree9 = restored.trees.trees[9]
-        assert list(tree9.scripts.items) == [203] and tree9.procs.items[203] == "/usr/bin/python3"
+        assert list(tree9.scripts.items) == [203] and tree9.procs.items[203][1] == "/usr/bin/python3"
         second = Seq(session_id=2, common=tree).exec(8, 202, "/tmp/d/q", exe="/tmp/d/q", ino=77, dev=5)
         (d,) = decisions(run_events(restored, second.events))
         assert {"write_then_exec_same_path", "write_then_exec_from_suspicious_path"} <= \

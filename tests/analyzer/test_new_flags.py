@@ -268,3 +268,14 @@ def test_overflow_carries_over_to_later_sessions_of_the_tree(bundled: Policy):
     second = Seq(session_id=2, uid=0, common=TREE).open(3, 201, "/etc/hostname")
     assert hist(core, second).overflow
     assert core.sessions[2].marks.evidence.refs["history.overflow"] == ((2 * 10**9, 201, "open", "/tmp/b"),)
+
+
+def test_processes_whose_exit_is_never_seen_do_not_fill_the_images_index(bundled: Policy):
+    """A busy tree runs routine execs whose exits the sessionizer may drop: their images age out
+    with the horizon instead of filling the index (a false overflow)."""
+    small = dataclasses.replace(bundled, analysis=dataclasses.replace(
+        bundled.analysis, history_index_cap=3, history_horizon_seconds=10))
+    s = root_seq()
+    for i in range(12):
+        s.exec(1 + i * 4, 300 + i, "/usr/bin/uname", ["uname", "-a"], role="routine")
+    assert not hist(Analyzer(small), s).overflow
