@@ -279,3 +279,10 @@ def test_processes_whose_exit_is_never_seen_do_not_fill_the_images_index(bundled
     for i in range(12):
         s.exec(1 + i * 4, 300 + i, "/usr/bin/uname", ["uname", "-a"], role="routine")
     assert not hist(Analyzer(small), s).overflow
+
+
+def test_git_writing_its_sample_hooks_is_not_persistence(core):
+    s = root_seq().exec(1, 201, "/usr/bin/git", ["git", "clone", "x"])
+    s.open(1.1, 201, "/srv/repo/.git/hooks/pre-commit.sample", O_WRONLY_CREAT_TRUNC)
+    s.open(1.2, 201, "/srv/repo/.git/config", O_WRONLY_CREAT_TRUNC)
+    assert not hist(core, s).persistence_write
