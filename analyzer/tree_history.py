@@ -216,15 +216,20 @@ class TreeHistory:
                 self._written(e, ev, ref, m)
             if not hidden:
                 if self.scripts.items and e.tgid in self.scripts.items:
-                    self._script_opened(e, ev, ref, m)
+                    self._script_opened(e, ref, m)
                 if e.sensitive:
                     self._sensitive(ts, ref, m)
                 if bits & _OPEN_CLASSES:
                     self._open_classes(bits, e, proc, ref, m)
-                if e.burst_kept:
-                    hit = self.bursts[0].push(ref)
-                    if hit is not None:
-                        m.hit(B_OPEN, hit)
+                if e.burst_kept:             # bursts[0].push, inline
+                    burst = self.bursts[0]
+                    last = burst.last
+                    first = last[0] if len(last) == last.maxlen else None
+                    last.append(ref)
+                    if burst.threshold <= 1:
+                        m.hit(B_OPEN, (ref,))
+                    elif first is not None and ts - first[0] <= burst.window_ns:
+                        m.hit(B_OPEN, (first, ref))
         elif kind == EXEC:
             self._exec(e, ev, proc, m)
         elif kind == CONNECT or kind == SEND:
@@ -284,10 +289,10 @@ class TreeHistory:
                     m.hit(CTN, (ref, self.last_connect))
                 self.last_credential = ref
 
-    def _script_opened(self, e: RecentEvent, ev: dict[str, Any], ref: Ref, m: SessionMarks) -> None:
+    def _script_opened(self, e: RecentEvent, ref: Ref, m: SessionMarks) -> None:
         """An interpreter opened the script it was given (``sh x.sh`` opens ``x.sh``)."""
         packed, interpreter, script, suffix = self.scripts.items[e.tgid]
-        if not e.path.endswith(suffix or "/" + script) and text(ev.get("path")) != script:
+        if not e.path.endswith(suffix or "/" + script) and e.path != script:   # != : unresolved
             return
         del self.scripts.items[e.tgid]
         written = self._written_ref(e.path, e.ts_ns)
