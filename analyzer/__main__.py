@@ -4,8 +4,10 @@ usage: python -m analyzer [--instance I] [--instances N] [--rules FILE] [--bus-d
 
 Subscribes to the sessionizer (sessionizer.event/.session/.control and its heartbeat), runs the
 pure core (analyzer/core.py) and publishes analyzer.event/.decision/.session/.control plus
-heartbeats on its own stream ``analyzer-I``. Instance I of N owns the sessions with
-``session_id % N == I``; run N of them to spread the load (sinks read every stream).
+heartbeats on its own stream ``analyzer-I``. Instance I of N owns the messages with
+``shard % N == I`` (``session_id % N`` when a message has no shard): every session of an agent
+tree carries the tree's shard, so one instance holds the tree's history. Run N of them to spread
+the load (sinks read every stream).
 
 Signals: SIGTERM/SIGINT stop after a final heartbeat (and checkpoint); SIGHUP re-reads the rules
 file locally (the normal path is the in-band reload on sessionizer.control, which is forwarded).

@@ -34,7 +34,10 @@ from analyzer.context import Context
 from analyzer.core import Analyzer, Tracked
 from analyzer.decisions import Action, DecisionState
 from analyzer.execution_flags import ExecutionFlags
-from analyzer.history_flags import HistoryFlags, classify
+from analyzer.evidence import Evidence
+from analyzer.history_flags import HistoryFlags
+from analyzer.tree_checkpoint import dump_tree, load_trees
+from analyzer.tree_history import SessionMarks
 from analyzer.session_state import DELETED_MARK, ProcessState, RecentEvent, SessionState
 from bus.sequence import SequenceTracker, StreamState, parse_positions
 from bus.text import from_wire, to_wire
@@ -53,7 +56,9 @@ class _Slices:
 
     positions: list[dict[str, Any]]
     todo: deque[int]
+    trees_todo: deque[int]
     done: dict[int, str] = field(default_factory=dict)    # session_id -> its JSON
+    trees_done: dict[int, str] = field(default_factory=dict)   # tree key -> its JSON
 
 
 class Checkpointer:
@@ -82,7 +87,8 @@ class Checkpointer:
 
     def begin(self, core: Analyzer, tracker: SequenceTracker | None = None) -> None:
         """Start a spread checkpoint (a running one is restarted from scratch)."""
-        self._slices = _Slices(positions=_bus_positions(tracker), todo=deque(core.sessions))
+        self._slices = _Slices(positions=_bus_positions(tracker), todo=deque(core.sessions),
+                               trees_todo=deque(core.trees.trees))
 
     def step(self, core: Analyzer, budget_s: float = SLICE_BUDGET_S) -> bool | None:
         """Serialize sessions for up to ``budget_s`` (at least one); write when all are done.
@@ -94,26 +100,24 @@ class Checkpointer:
             return None
         deadline = time.perf_counter() + budget_s
         try:
-            while sl.todo:
-                sid = sl.todo.popleft()
-                tracked = core.sessions.get(sid)
-                if tracked is not None:
-                    sl.done[sid] = _encode(dump_session(tracked))
-                if time.perf_counter() >= deadline:
-                    return None
+            if not _serialize(sl, core, deadline):
+                return None
         except (TypeError, ValueError) as exc:
             self._slices = None
             return self._write(lambda: _raise(exc))
         self._slices = None
         sessions = [text for sid, text in sl.done.items() if sid in core.sessions]
+        trees = [text for key, text in sl.trees_done.items() if key in core.trees.trees]
         return self._write(lambda: _encode(self._head(core, False, sl.positions))[:-1]
-                           + ',"sessions":[' + ",".join(sessions) + "]}")
+                           + ',"sessions":[' + ",".join(sessions) + '],"trees":['
+                           + ",".join(trees) + "]}")
 
     def save(self, core: Analyzer, clean: bool = False, tracker: SequenceTracker | None = None) -> bool:
         """Everything now, in one go (drops a spread checkpoint in progress)."""
         self._slices = None
         doc = {**self._head(core, clean, _bus_positions(tracker)),
-               "sessions": [dump_session(t) for t in core.sessions.values()]}
+               "sessions": [dump_session(t) for t in core.sessions.values()],
+               "trees": [dump_tree(k, t) for k, t in core.trees.trees.items()]}
         return self._write(lambda: _encode(doc))
 
     @staticmethod
@@ -158,6 +162,8 @@ class Checkpointer:
             self.positions = parse_positions(doc.get("bus") or [])
         except (KeyError, TypeError, ValueError) as exc:
             log.warning("ignored the damaged input positions of the checkpoint | reason=%s", exc)
+        load_trees(doc.get("trees") or [], core.trees, lambda route: core.owns(route),
+                   lambda exc: log.warning("skipped a damaged tree in the checkpoint | reason=%s", exc))
         n = 0
         for raw in doc.get("sessions", []):
             try:
@@ -165,11 +171,12 @@ class Checkpointer:
             except (KeyError, TypeError, ValueError) as exc:
                 log.warning("skipped a damaged session in the checkpoint | reason=%s", exc)
                 continue
-            if not core.owns(tracked.state.session_id):
+            if not core.owns(tracked.state.session_id, tracked.shard):
                 continue
             tracked.state.complete = False
             tracked.restored, tracked.last_message_ns = True, now_ns
-            tracked.state.reclassify(lambda e: classify(e, core.policy.analysis))
+            tracked.state.reclassify(core._classify)
+            _relink(tracked, raw.get("trees") or [], core)
             core.sessions[tracked.state.session_id] = tracked
             n += 1
         core.closed.extend(s for s in doc.get("closed", []) if isinstance(s, int))
@@ -182,6 +189,34 @@ class Checkpointer:
         """Resume loss accounting where the restored state stopped (call before reading)."""
         tracker.streams.update(
             {key: StreamState(st.epoch, st.last_seq) for key, st in self.positions.items()})
+
+
+def _serialize(sl: _Slices, core: Analyzer, deadline: float) -> bool:
+    """Sessions, then trees, until ``deadline``; True when everything is done."""
+    while sl.todo:
+        sid = sl.todo.popleft()
+        tracked = core.sessions.get(sid)
+        if tracked is not None:
+            sl.done[sid] = _encode(dump_session(tracked))
+        if time.perf_counter() >= deadline:
+            return False
+    while sl.trees_todo:
+        key = sl.trees_todo.popleft()
+        tree = core.trees.trees.get(key)
+        if tree is not None:
+            sl.trees_done[key] = _encode(dump_tree(key, tree))
+        if time.perf_counter() >= deadline:
+            return False
+    return True
+
+
+def _relink(tracked: Tracked, keys: list[Any], core: Analyzer) -> None:
+    """A restored session uses its trees again (restored ones, or fresh if they were lost)."""
+    for key in keys:
+        if isinstance(key, int) and not isinstance(key, bool):
+            tree = tracked.trees[key] = core.trees.get(key, tracked.shard if tracked.shard is not None
+                                                       else tracked.state.session_id)
+            tree.sessions += 1
 
 
 def _bus_positions(tracker: SequenceTracker | None) -> list[dict[str, Any]]:
@@ -215,20 +250,24 @@ def dump_session(t: Tracked) -> dict[str, Any]:
         "decision": {"triggered": t.decision.triggered_order, "score": t.decision.score,
                      "worst": t.decision.worst.name},
         "last_message_ns": t.last_message_ns,
+        "marks": {"bits": t.marks.bits, "evidence": t.marks.evidence.dump()},
+        "trees": list(t.trees), "shard": t.shard,
     }
 
 
 def _recent(e: RecentEvent) -> dict[str, Any]:
     return {"kind": e.kind, "tgid": e.tgid, "ts_ns": e.ts_ns, "path": e.path, "exe": e.exe,
-            "flags": e.flags, "mode": e.mode, "addr": e.addr, "port": e.port}
+            "flags": e.flags, "mode": e.mode, "addr": e.addr, "port": e.port, "resolved": e.resolved}
 
 
 def _process(p: ProcessState) -> dict[str, Any]:
     return {"tgid": p.tgid, "ppid": p.ppid, "uid": p.uid, "comm": p.comm, "exec_path": p.exec_path,
             "exe": p.exe, "args": list(p.args), "lineage_tgids": list(p.lineage_tgids),
-            "depth": p.depth, "cap_eff": p.cap_eff, "seccomp": p.seccomp, "opens": list(p.opens),
-            "connects": [list(c) for c in p.connects], "first_seen_ns": p.first_seen_ns,
-            "last_seen_ns": p.last_seen_ns, "exit_ns": p.exit_ns}
+            "depth": p.depth, "cap_eff": p.cap_eff, "seccomp": p.seccomp, "opens": list(p.opens or ()),
+            "connects": [list(c) for c in p.connects or ()], "first_seen_ns": p.first_seen_ns,
+            "last_seen_ns": p.last_seen_ns, "exit_ns": p.exit_ns, "exec_seen": p.exec_seen,
+            "role": p.role, "is_root": p.is_root, "euid": p.euid, "prev_euid": p.prev_euid,
+            "prev_cap_eff": p.prev_cap_eff, "exec_resolved": p.exec_resolved}
 
 
 def load_session(raw: dict[str, Any]) -> Tracked:
@@ -244,7 +283,7 @@ def load_session(raw: dict[str, Any]) -> Tracked:
                                "connects": deque((tuple(c) for c in p["connects"]),
                                                  maxlen=state.artifact_limit)})
         state.processes[proc.tgid] = proc
-        state.deleted_opens += sum(1 for o in proc.opens if DELETED_MARK in o)
+        state.deleted_opens += sum(1 for o in proc.opens or () if DELETED_MARK in o)
     c = raw["context"]
     ctx = Context(ExecutionFlags(**c["execution"]),
                   CapabilityFlags(**c["capability"], unknown=bool(c.get("capability_unknown"))),
@@ -252,4 +291,10 @@ def load_session(raw: dict[str, Any]) -> Tracked:
     d = raw["decision"]
     decision = DecisionState(triggered=set(d["triggered"]), triggered_order=list(d["triggered"]),
                              score=int(d["score"]), worst=Action[d["worst"]])
-    return Tracked(state=state, ctx=ctx, decision=decision, last_message_ns=int(raw["last_message_ns"]))
+    marks = raw.get("marks") or {}
+    shard = raw.get("shard")
+    return Tracked(state=state, ctx=ctx, decision=decision, last_message_ns=int(raw["last_message_ns"]),
+                   marks=SessionMarks(int(marks.get("bits", ctx.history.bits())),
+                                      Evidence.load(marks.get("evidence"))),
+                   shard=shard if isinstance(shard, int) and not isinstance(shard, bool) else None,
+                   hbits=ctx.history.bits())

@@ -1,8 +1,9 @@
 """The derived context of a session and the CEL feature map rules see (casa-original.md §8.7).
 
 ``execution`` and ``capability`` are sticky aggregates updated on exec (and exit) events;
-``history`` is recomputed over the window after every event (§7 ApplyEvent). A Context is a
-small frozen value, so it doubles as the cache key for rule results (analyzer/rules.py).
+``history`` comes from the per-tree indices (``history_mode: "indexed"``) or, for the original
+eight fields in ``"original"`` mode, from the window (§7 ApplyEvent). A Context is a small frozen
+value, so it doubles as the cache key for rule results (analyzer/rules.py).
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from analyzer.capability_flags import CapabilityFlags, capability_flags
-from analyzer.execution_flags import ExecutionFlags, execution_flags
+from analyzer.evidence import Evidence, Ref
+from analyzer.execution_flags import ExecutionFlags, execution_flags, exit_masquerade
 from analyzer.history_flags import HistoryFlags, history_flags
+from analyzer.path_classes import PathClasses
 from analyzer.session_state import EXEC, EXIT, ProcessState, SessionState
 from policy import Analysis
 
-__all__ = ["Context", "advance"]
+__all__ = ["Context", "advance", "Step"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,22 +37,44 @@ class Context:
         """Everything a rule can see except session_id (``unknown`` is invisible to CEL)."""
         cap = self.capability
         return (self.execution, cap.has_dangerous_caps, cap.dangerous_count, cap.seccomp_disabled,
-                self.history)
+                cap.gained_dangerous_caps, cap.privilege_gained, self.history)
+
+
+@dataclass(slots=True)
+class Step:
+    """What one exec/exit needs beyond the session: the policy's path classes, the agent root's
+    CapEff (lifecycle ``root_cap_eff``), where evidence goes, the event's reference and comm."""
+
+    classes: PathClasses
+    evidence: Evidence
+    ref: Ref
+    comm: str = ""
+    root_cap_eff: int | None = None
 
 
 def advance(ctx: Context, kind: str, proc: ProcessState, session: SessionState, a: Analysis,
-            history: HistoryFlags | None = None) -> Context:
+            history: HistoryFlags | None = None, step: Step | None = None) -> Context:
     """The context after ``session`` folded one event of ``kind`` by ``proc`` (§7 ApplyEvent).
 
-    ``history``: the flags kept incrementally (analyzer/history_window.py); without it they are
-    recomputed over the window (the reference definition). ``ctx`` itself is returned when
-    nothing changed, so the caller can skip the rule-cache key by identity.
+    ``history``: the flags kept incrementally; without it they are recomputed over the window
+    (the original's reference definition). ``ctx`` itself is returned when nothing changed, so
+    the caller can skip the rule-cache key by identity. Fields that turn true record
+    ``step.ref`` as their evidence.
     """
+    if step is None:
+        step = Step(PathClasses(a), Evidence(), (0, proc.tgid, kind, proc.exec_path))
     execution, capability = ctx.execution, ctx.capability
     if kind in (EXEC, EXIT):
-        execution = execution.merge(execution_flags(proc, session, a))
+        mine = execution_flags(proc, session, a, step.classes)
+        if kind == EXIT and exit_masquerade(proc, step.comm, a, step.classes):
+            mine = ExecutionFlags(*(v or f == "masquerade" for f, v in mine.as_map().items()))
+        execution = execution.merge(mine)
+        for name in execution.newly_true(ctx.execution):
+            step.evidence.add("execution." + name, (step.ref,))
     if kind == EXEC:
-        capability = capability.merge(capability_flags(proc, a))
+        capability = capability.merge(capability_flags(proc, a, step.root_cap_eff))
+        for name in capability.newly_true(ctx.capability):
+            step.evidence.add("capability." + name, (step.ref,))
     if history is None:
         history = history_flags(session, a)
     if execution is ctx.execution and capability is ctx.capability and history is ctx.history:

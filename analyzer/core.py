@@ -3,29 +3,41 @@
 ``Analyzer.handle(envelope_or_map, now_ns)`` returns ``[(topic, map), ...]`` to publish, in order:
 
 * ``sessionizer.event`` -> ``analyzer.event`` (the map unchanged) for owned sessions, then, when
-  the session's derived context changed and rules newly matched, one ``analyzer.decision``;
+  the session's derived context changed and rules newly matched, one ``analyzer.decision``
+  (with the evidence of the fields its rules name);
 * ``sessionizer.session`` -> ``analyzer.session`` (lifecycle + recent events, score, context);
 * ``sessionizer.control`` reload -> re-read rules.json (keep the old policy if invalid), then
   forward on ``analyzer.control``.
 
-Instance ``i`` of ``N`` owns the sessions with ``session_id % N == i`` and ignores the rest, so N
-instances give the same decisions as one. Malformed events are counted and dropped.
+Instance ``i`` of ``N`` owns the messages with ``shard % N == i`` (``session_id % N`` for
+messages without ``shard``, recordings from before it) and ignores the rest: the sessionizer
+gives every session of a tree the same shard, so the instance holding a session also holds the
+tree history it can need, and N instances give the same decisions as one. Malformed events are
+counted and dropped.
+
+History: ``analysis.history_mode`` ``"indexed"`` (default) derives ``history.*`` from the
+per-tree indices (analyzer/tree_history.py); ``"original"`` keeps the original's last-N window
+for its eight fields (analyzer/history_window.py) and behaves as if the sessionizer had dropped
+role execs/exits and hidden events, as the original's did.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
-from analyzer.context import Context, advance
-from analyzer.decisions import Action, DecisionState, Result, decide
-from analyzer.rules import CompiledRules
-from analyzer.history_flags import Classifier
+from analyzer.context import Context, Step, advance
+from analyzer.decisions import Action, Result, decide
+from analyzer.event_check import INT64_LIMIT, event_problem, is_int
+from analyzer.evidence import RuleFields
+from analyzer.history_flags import HISTORY_BIT, ORIGINAL_MASK, Classifier, HistoryFlags
 from analyzer.history_window import HistoryWindow
-from analyzer.session_state import EXEC, EXIT, TRACKED_KINDS, SessionState
+from analyzer.rules import CompiledRules
+from analyzer.session_state import (EXEC, EXIT, ORIGINAL_KINDS, TRACKED_KINDS, ProcessState,
+                                    RecentEvent, SessionState, text)
+from analyzer.tracked import ClosedIds, Counters, Tracked
+from analyzer.tree_history import TreeHistory, TreeStore, tree_key
 from bus.envelope import Envelope
 from bus import topics as T
 from policy import Policy, PolicyError
@@ -36,83 +48,10 @@ CLOSED_MEMORY = 4096          # closed session ids remembered, so late events do
 STALE_SESSION_S = 6 * 3600    # close a session with no message for this long (lost "closed")
 ORPHAN_AFTER_S = 300          # close a restored session nothing mentioned for this long
 NS_PER_S = 1_000_000_000
-INT64_LIMIT = 2**63           # session ids are CEL ints (int64)
 
 log = logging.getLogger("casa.analyzer")
 
 Out = list[tuple[str, dict[str, Any]]]
-
-
-@dataclass(slots=True)
-class Counters:
-    events_in: int = 0
-    events_owned: int = 0
-    events_malformed: int = 0
-    events_late: int = 0          # for a session this instance already saw closed
-    evaluations_skipped: int = 0  # context unchanged since the last evaluation
-    decisions: int = 0
-    lifecycle_in: int = 0
-    reloads_applied: int = 0
-    reloads_rejected: int = 0
-    last_reload_id: int = 0
-    control_unknown: int = 0      # control maps with a command this build does not know (forwarded)
-    loss_marks: int = 0
-
-    def as_dict(self) -> dict[str, int]:
-        return {k: getattr(self, k) for k in self.__slots__}
-
-
-class ClosedIds:
-    """The last ``limit`` closed session ids, oldest first, with O(1) membership.
-
-    Every event asks "is its session already closed?"; a plain deque answered that by scanning
-    up to 4,096 ids per event.
-    """
-
-    __slots__ = ("_order", "_members")
-
-    def __init__(self, limit: int) -> None:
-        self._order: deque[int] = deque(maxlen=limit)
-        self._members: dict[int, int] = {}        # id -> how many times it is in _order
-
-    def __contains__(self, sid: object) -> bool:
-        return sid in self._members
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self._order)
-
-    def __len__(self) -> int:
-        return len(self._order)
-
-    def append(self, sid: int) -> None:
-        order, members = self._order, self._members
-        if order.maxlen is not None and len(order) == order.maxlen:
-            old = order[0]
-            if members[old] == 1:
-                del members[old]
-            else:
-                members[old] -= 1
-        order.append(sid)
-        members[sid] = members.get(sid, 0) + 1
-
-    def extend(self, sids: Iterable[int]) -> None:
-        for sid in sids:
-            self.append(sid)
-
-
-@dataclass(slots=True)
-class Tracked:
-    """One owned session: folded state, derived context, decision state."""
-
-    state: SessionState
-    ctx: Context = field(default_factory=Context)
-    decision: DecisionState = field(default_factory=DecisionState)
-    last_key: tuple[Any, ...] | None = None     # (context rule key, rules version) last evaluated
-    last_message_ns: int = 0
-    restored: bool = False        # from a checkpoint and not yet mentioned by the sessionizer
-    # Running history-flag state; None means "rebuild from the window" (new, reloaded, restored).
-    history: HistoryWindow | None = None
-    last_ctx: Context | None = None               # the context last_key was computed from
 
 
 class Analyzer:
@@ -122,19 +61,28 @@ class Analyzer:
                  reload_policy: Callable[[], Policy] | None = None) -> None:
         if instances < 1 or not 0 <= instance < instances:
             raise ValueError(f"instance {instance} of {instances}: need 0 <= instance < instances")
-        self.policy = policy
-        self.rules = CompiledRules(policy)
         self.instance, self.instances = instance, instances
         self.reload_policy = reload_policy
         self.sessions: dict[int, Tracked] = {}
         self.closed = ClosedIds(CLOSED_MEMORY)
         self.counters = Counters()
+        self._use(policy, CompiledRules(policy))
+        self.trees = TreeStore(policy.analysis, self._classify.classes)
+
+    def _use(self, policy: Policy, rules: CompiledRules) -> None:
+        """Make ``policy`` the active one (start and reload)."""
+        self.policy, self.rules = policy, rules
+        self.rule_fields = RuleFields(policy.enabled_rules)
         self._classify = Classifier(policy.analysis)
+        self._original = policy.analysis.history_mode == "original"
+        self._kinds = ORIGINAL_KINDS if self._original else TRACKED_KINDS
 
     # ------------------------------------------------------------------ dispatch
 
-    def owns(self, session_id: int) -> bool:
-        return session_id % self.instances == self.instance
+    def owns(self, session_id: int, shard: Any = None) -> bool:
+        """Routing: ``shard % N`` when the message has a shard, else ``session_id % N``."""
+        key = shard if type(shard) is int and shard >= 0 else session_id
+        return key % self.instances == self.instance
 
     def handle(self, msg: Envelope | tuple[str, dict[str, Any]], now_ns: int) -> Out:
         """Process one envelope (or one ``(topic, map)``); return what to publish."""
@@ -166,18 +114,21 @@ class Analyzer:
         """One sessionizer event: append the pass-through and any decision to ``out``."""
         counters = self.counters
         counters.events_in += 1
-        problem = _event_problem(ev)
+        problem = event_problem(ev)
         if problem:
             counters.events_malformed += 1
             log.warning("dropped a malformed sessionizer event | reason=%s", problem)
             return
         sid = ev["session_id"]
-        if sid % self.instances != self.instance:
+        if self.instances > 1 and not self.owns(sid, ev.get("shard")):
             return
         counters.events_owned += 1
         out.append((T.ANALYZER_EVENT, ev))
         kind = ev["kind"]
-        if kind not in TRACKED_KINDS:
+        if kind not in self._kinds:
+            return
+        if self._original and (ev.get("hidden") or (ev.get("role") and (kind == EXEC or kind == EXIT))):
+            counters.events_ignored += 1          # the original's sessionizer dropped these
             return
         if sid in self.closed:
             counters.events_late += 1
@@ -188,14 +139,7 @@ class Analyzer:
         else:
             tracked.last_message_ns, tracked.restored = now_ns, False
         try:
-            state = tracked.state
-            proc = state.fold(ev, self._classify.entry(ev))
-            history = self._history(tracked).flags(state.deleted_opens)
-            ctx = tracked.ctx
-            if kind == EXEC or kind == EXIT:
-                tracked.ctx = advance(ctx, kind, proc, state, self.policy.analysis, history)
-            elif history is not ctx.history:      # opens and connects change history flags only
-                tracked.ctx = Context(ctx.execution, ctx.capability, history)
+            self._fold(tracked, ev, kind, now_ns)
         except (TypeError, ValueError, KeyError, AttributeError) as exc:
             counters.events_malformed += 1
             log.warning("could not fold a sessionizer event | session_id=%d reason=%s", sid, exc)
@@ -204,15 +148,68 @@ class Analyzer:
         if decision is not None:
             out.append((T.ANALYZER_DECISION, decision))
 
-    def _history(self, tracked: Tracked) -> HistoryWindow:
-        """The session's running history state with the event just observed folded in."""
+    def _fold(self, tracked: Tracked, ev: dict[str, Any], kind: str, now_ns: int) -> None:
+        """Fold one event into the session and its tree; advance the context."""
+        state = tracked.state
+        entry = self._classify.entry(ev)
+        if not entry.resolved:
+            self.counters.unresolved_paths += 1
+        hidden = ev.get("hidden")
+        if hidden:                              # remembered by the tree only, never shown
+            proc = state.processes.get(entry.tgid) or ProcessState(tgid=entry.tgid)
+        else:
+            proc = state.fold(ev, entry)
+        tid = ev.get("tree_id")
+        tree = tracked.trees.get(tid if type(tid) is int and tid >= 0 else -1 - state.session_id)
+        if tree is None:
+            tree = self._tree(tracked, ev)
+        tree.last_ns = now_ns
+        marks = tracked.marks
+        tree.fold(entry, ev, proc, marks, hidden)
+        bits = marks.bits
+        if self._original:
+            bits = (bits & ~ORIGINAL_MASK) | self._window_bits(tracked, entry, hidden)
+        ctx = tracked.ctx
+        history = ctx.history
+        if bits != tracked.hbits:
+            history = HistoryFlags.from_bits(bits)
+            tracked.hbits = bits
+        if (kind == EXEC or kind == EXIT) and not hidden:
+            lifecycle_cap = state.lifecycle.get("root_cap_eff")
+            step = Step(self._classify.classes, marks.evidence,
+                        (entry.ts_ns, entry.tgid, kind, entry.path or entry.exe or proc.exec_path),
+                        text(ev.get("comm")), lifecycle_cap if type(lifecycle_cap) is int else None)
+            tracked.ctx = advance(ctx, kind, proc, state, self.policy.analysis, history, step)
+        elif history is not ctx.history:        # opens and connects change history flags only
+            tracked.ctx = Context(ctx.execution, ctx.capability, history)
+
+    def _tree(self, tracked: Tracked, ev: dict[str, Any]) -> TreeHistory:
+        sid = tracked.state.session_id
+        key = tree_key(ev, sid)
+        tree = tracked.trees.get(key)
+        if tree is None:                        # a tree with an open session is never dropped
+            shard = ev.get("shard")
+            tree = tracked.trees[key] = self.trees.get(key, shard if is_int(shard) else sid)
+            tree.sessions += 1
+        return tree
+
+    def _window_bits(self, tracked: Tracked, entry: RecentEvent, hidden: Any) -> int:
+        """Original mode: the eight window flags; a window flag that turns true without evidence
+        from the tree gets the event that completed it."""
         state, window = tracked.state, tracked.history
         if window is None:
             window = tracked.history = HistoryWindow.replay(state.recent, self.policy.analysis,
                                                             state.recent_limit)
-        elif state.recent:              # a zero-length window keeps nothing
+        elif state.recent and not hidden:       # a zero-length window keeps nothing
             window.push(state.recent[-1])
-        return window
+        bits = window.bits(state.deleted_opens)
+        new = bits & ~tracked.hbits
+        if new:
+            for name, bit in HISTORY_BIT.items():
+                if new & bit:
+                    tracked.marks.evidence.add("history." + name, ((entry.ts_ns, entry.tgid, entry.kind,
+                                                                    entry.path or entry.addr),))
+        return bits
 
     def _evaluate(self, tracked: Tracked, ev: dict[str, Any]) -> dict[str, Any] | None:
         if tracked.ctx is tracked.last_ctx and tracked.last_key is not None \
@@ -233,11 +230,13 @@ class Analyzer:
         return self._decision_map(tracked, ev, result)
 
     def _decision_map(self, tracked: Tracked, ev: dict[str, Any], r: Result) -> dict[str, Any]:
+        context = tracked.ctx.as_map()
         return {"kind": "decision", "session_id": tracked.state.session_id, "ts_ns": ev.get("ts_ns", 0),
                 "event": ev, "action": r.action.name, "score": r.score, "increment": r.increment,
                 "log_threshold": r.log_threshold, "alert_threshold": r.alert_threshold,
                 "triggered_rules": [{"name": x.name, "expr": x.expr, "weight": x.weight} for x in r.newly],
-                "context": tracked.ctx.as_map(), "rules_version": self.policy.version}
+                "context": context, "rules_version": self.policy.version,
+                "evidence": tracked.marks.evidence.for_fields(self.rule_fields.of(r.newly), context)}
 
     def _session(self, sid: int, now_ns: int, opened: bool) -> Tracked:
         tracked = self.sessions.get(sid)
@@ -252,25 +251,33 @@ class Analyzer:
         tracked.restored = False
         return tracked
 
+    def _forget(self, sid: int) -> None:
+        """A session closed (or was given up): drop it and release its trees."""
+        tracked = self.sessions.pop(sid)
+        for key in tracked.trees:
+            self.trees.release(key)
+
     # ------------------------------------------------------------------ lifecycle
 
     def handle_lifecycle(self, m: Any, now_ns: int) -> Out:
         self.counters.lifecycle_in += 1
-        if (not isinstance(m, dict) or not _is_int(m.get("session_id"))
+        if (not isinstance(m, dict) or not is_int(m.get("session_id"))
                 or not 0 <= m["session_id"] < INT64_LIMIT or not isinstance(m.get("state"), str)):
             self.counters.events_malformed += 1
             log.warning("dropped a malformed session lifecycle message | reason=needs session_id and state")
             return []
         sid, state = m["session_id"], m["state"]
-        if not self.owns(sid):
+        if not self.owns(sid, m.get("shard")):
             return []
         if sid in self.closed:
             return [(T.ANALYZER_SESSION, self._snapshot(None, m))]
         tracked = self._session(sid, now_ns, opened=state == "opened")
         tracked.state.lifecycle = m
+        if is_int(m.get("shard")):
+            tracked.shard = m["shard"]
         out = [(T.ANALYZER_SESSION, self._snapshot(tracked, m))]
         if state == "closed":                 # open -> closed: decision state is dropped (§10.7)
-            del self.sessions[sid]
+            self._forget(sid)
             self.closed.append(sid)
         return out
 
@@ -314,7 +321,8 @@ class Analyzer:
                 closed = {**t.state.lifecycle, "kind": "session", "state": "closed", "session_id": sid,
                           "closed_ns": t.state.updated_ns, "complete": False}
                 out.append((T.ANALYZER_SESSION, self._snapshot(t, closed)))
-                del self.sessions[sid]
+                self._forget(sid)
+        self.counters.trees_expired += self.trees.expire(now_ns)
         return out
 
     # ------------------------------------------------------------------ control
@@ -325,7 +333,7 @@ class Analyzer:
             return []
         if m.get("command") == "reload":
             self.reload()
-            self.counters.last_reload_id = m["id"] if _is_int(m.get("id")) else 0
+            self.counters.last_reload_id = m["id"] if is_int(m.get("id")) else 0
         else:
             self.counters.control_unknown += 1
         return [(T.ANALYZER_CONTROL, m)]
@@ -342,8 +350,8 @@ class Analyzer:
             log.error("%s; keeping the %d rules of version %s | reload=failed",
                       exc, len(self.policy.enabled_rules), self.policy.version)
             return False
-        self.policy, self.rules = policy, rules
-        self._classify = Classifier(policy.analysis)
+        self._use(policy, rules)
+        self.trees.reconfigure(policy.analysis, self._classify.classes)
         for tracked in self.sessions.values():
             tracked.state.reclassify(self._classify)
             tracked.history = None
@@ -356,51 +364,5 @@ class Analyzer:
         return {**self.counters.as_dict(), "rules_version": self.policy.version,
                 "sessions_open": len(self.sessions),
                 "rule_evaluations": self.rules.evaluations, "rule_cache_hits": self.rules.cache_hits,
-                "rule_eval_errors": self.rules.eval_errors}
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-_TEXT_FIELDS = ("path", "exe", "comm", "addr")
-_MISSING = object()
-
-
-def _event_problem(ev: Any) -> str | None:
-    """Why an event cannot be analysed (None: fine).
-
-    The first test is the one every well-formed event passes in a few type checks; anything it
-    does not accept gets the field-by-field check below, which says what is wrong.
-    """
-    if type(ev) is dict:
-        get = ev.get
-        sid = get("session_id")
-        if (type(get("kind")) is str and type(sid) is int and type(get("ts_ns")) is int
-                and type(get("tgid")) is int and 0 <= sid < INT64_LIMIT):
-            for name in _TEXT_FIELDS:
-                if type(get(name, "")) is not str:      # bytes too: the slow path accepts it
-                    break
-            else:
-                argv = get("argv", _MISSING)
-                if argv is _MISSING or type(argv) is list:
-                    return None
-    return _slow_event_problem(ev)
-
-
-def _slow_event_problem(ev: Any) -> str | None:
-    if not isinstance(ev, dict):
-        return f"event is {type(ev).__name__}, not a map"
-    if not isinstance(ev.get("kind"), str):
-        return "missing kind"
-    for name in ("session_id", "ts_ns", "tgid"):
-        if not _is_int(ev.get(name)):
-            return f"{ev['kind']}: field {name!r} must be an integer"
-    if not 0 <= ev["session_id"] < INT64_LIMIT:
-        return f"{ev['kind']}: session_id {ev['session_id']} is out of range"
-    for name in ("path", "exe", "comm", "addr"):
-        if name in ev and not isinstance(ev[name], (str, bytes)):
-            return f"{ev['kind']}: field {name!r} must be text"
-    if "argv" in ev and not isinstance(ev["argv"], list):
-        return f"{ev['kind']}: field 'argv' must be a list"
-    return None
+                "rule_eval_errors": self.rules.eval_errors, "trees_open": len(self.trees.trees),
+                "history_overflows": self.trees.stats.overflows}

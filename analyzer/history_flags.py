@@ -22,28 +22,27 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from analyzer.path_classes import BURST_KEPT, SENSITIVE, PathClasses, burst_ignorable_open
 from analyzer.paths import has_write_intent, is_sensitive
-from analyzer.session_state import CONNECT, EXEC, OPEN, RecentEvent, SessionState
+from analyzer.session_state import CONNECT, EXEC, EXIT, OPEN, RecentEvent, SessionState
 from policy import Analysis
 
 __all__ = ["HistoryFlags", "history_flags", "classify", "Classifier", "burst", "burst_ignorable_open",
-           "burst_ignorable_connect", "NS_PER_S"]
+           "burst_ignorable_connect", "NS_PER_S", "HISTORY_FIELDS", "HISTORY_BIT", "ORIGINAL_MASK"]
 
 NS_PER_S = 1_000_000_000
 
-_ROUTINE_OPEN_EXACT = frozenset({"/dev/null", "/dev/tty", "/dev/urandom", "/etc/localtime",
-                                 "/usr/lib/locale/locale-archive", "package.json",
-                                 "package-lock.json", "/etc/ld.so.cache", ""})
-# The original lists /home/ubuntu/.profile and .bashrc; any home's dotfile is routine here.
-_ROUTINE_OPEN_SUFFIXES = ("/package.json", "/package-lock.json", "/.profile", "/.bashrc")
-_ROUTINE_OPEN_PARTS = ("/.nvm/", "/.openclaw/")
-_LIB_DIRS = ("/lib/", "/usr/lib/", "/lib64/")
 _PRIVATE_V4 = tuple(ipaddress.ip_network(n) for n in
                     ("169.254.0.0/16", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
 
 
 @dataclass(frozen=True, slots=True)
 class HistoryFlags:
+    """Every history field rules can name. The first eight are the original's; in
+    ``history_mode: "original"`` they come from the window (this module, history_window.py),
+    in ``"indexed"`` from the per-tree indices (tree_history.py), which give all the others in
+    both modes."""
+
     connect_then_exec: bool = False
     sensitive_then_network: bool = False
     sensitive_then_execve: bool = False
@@ -52,9 +51,42 @@ class HistoryFlags:
     burst_exec: bool = False
     write_then_exec_same_path: bool = False
     opened_deleted_path: bool = False
+    overflow: bool = False
+    credential_access: bool = False
+    credential_then_network: bool = False
+    persistence_write: bool = False
+    setuid_created: bool = False
+    foreign_process_read: bool = False
+    log_tampering: bool = False
+    security_tool_discovery: bool = False
+    udp_exfil: bool = False
+    raw_socket: bool = False
+    bind_shell: bool = False
+    shell_network: bool = False
+    memfd_created: bool = False
+    written_then_interpreted: bool = False
 
     def as_map(self) -> dict[str, bool]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return {name: getattr(self, name) for name in HISTORY_FIELDS}
+
+    def bits(self) -> int:
+        return sum(1 << i for i, name in enumerate(HISTORY_FIELDS) if getattr(self, name))
+
+    @staticmethod
+    def from_bits(bits: int) -> "HistoryFlags":
+        """The flags of a bitmask (bit i = HISTORY_FIELDS[i]); one shared object per value."""
+        flags = _BY_BITS.get(bits)
+        if flags is None:
+            if len(_BY_BITS) >= 4096:
+                _BY_BITS.clear()
+            flags = _BY_BITS[bits] = HistoryFlags(*(bool(bits >> i & 1) for i in range(len(HISTORY_FIELDS))))
+        return flags
+
+
+HISTORY_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(HistoryFlags))
+HISTORY_BIT: dict[str, int] = {name: 1 << i for i, name in enumerate(HISTORY_FIELDS)}
+ORIGINAL_MASK = (1 << 8) - 1         # the eight original fields, in their original order
+_BY_BITS: dict[int, HistoryFlags] = {}
 
 
 def classify(e: RecentEvent, a: Analysis) -> RecentEvent:
@@ -132,17 +164,6 @@ def burst(times_ns: Sequence[int], threshold: int, window_ns: int) -> bool:
                for i in range(len(times_ns) - threshold + 1))
 
 
-def burst_ignorable_open(path: str) -> bool:
-    """Loader, runtime and routine-file opens that never count towards a burst."""
-    if path in _ROUTINE_OPEN_EXACT:
-        return True
-    if path.startswith(_LIB_DIRS) and ".so" in path:
-        return True
-    if path in ("/proc", "/sys") or path.startswith(("/proc/", "/sys/")):
-        return True
-    return path.endswith(_ROUTINE_OPEN_SUFFIXES) or any(p in path for p in _ROUTINE_OPEN_PARTS)
-
-
 def burst_ignorable_connect(addr: str, port: int) -> bool:
     """Loopback, link-local and private IPv4 (DNS to them included); unparsable is NOT ignored."""
     try:
@@ -169,28 +190,32 @@ class Classifier:
 
     An agent opens the same libraries, configs and sockets over and over; the prefix, pattern and
     routine-file tests (and parsing a connect's address) then run once per distinct path, not once
-    per event. Answers depend only on the path (address) and the analysis values, which are fixed
+    per event (analyzer/path_classes.py holds the per-path bitmask of every class the flags use).
+    Answers depend only on the path (address), the uid and the analysis values, which are fixed
     for the life of a Classifier (a reload makes a new one). Bounded: cleared when full.
     """
 
-    __slots__ = ("a", "cache_limit", "_opens", "_connects")
+    __slots__ = ("a", "cache_limit", "classes", "_connects", "unresolved")
 
-    CACHE_PATH_MAX = 512               # longer paths are classified every time, never stored
+    CACHE_PATH_MAX = PathClasses.CACHE_PATH_MAX
 
-    def __init__(self, a: Analysis, cache_limit: int = 8192) -> None:
+    def __init__(self, a: Analysis, cache_limit: int = 8192, classes: PathClasses | None = None) -> None:
         self.a, self.cache_limit = a, cache_limit
-        self._opens: dict[str, tuple[bool, bool]] = {}
+        self.classes = classes if classes is not None else PathClasses(a, cache_limit)
         self._connects: dict[str, bool] = {}
+        self.unresolved = 0            # relative paths the kernel could not resolve (counter)
 
     def __call__(self, e: RecentEvent) -> RecentEvent:
+        """Re-classify a window entry (after a reload or a restore; its uid is not kept)."""
         kind = e.kind
         if kind == OPEN:
-            sensitive, kept = self._open(e.path)
+            bits = self.classes.bits(e.path, -1)
             return RecentEvent(OPEN, e.tgid, e.ts_ns, e.path, e.exe, e.flags, e.mode, e.addr, e.port,
-                               sensitive, kept, has_write_intent(e.flags))
+                               bool(bits & SENSITIVE), bool(bits & BURST_KEPT),
+                               has_write_intent(e.flags), e.resolved, bits)
         if kind == CONNECT:
             return RecentEvent(CONNECT, e.tgid, e.ts_ns, e.path, e.exe, e.flags, e.mode, e.addr,
-                               e.port, False, self._connect(e.addr, e.port), False)
+                               e.port, False, self._connect(e.addr, e.port), False, e.resolved)
         kept = kind == EXEC
         if e.sensitive or e.write or e.burst_kept is not kept:
             return replace(e, sensitive=False, burst_kept=kept, write=False)
@@ -200,26 +225,28 @@ class Classifier:
         """The classified window entry of one event: built once and annotated in place before it
         enters any window (``self(RecentEvent.from_event(ev))`` would build it twice)."""
         e = RecentEvent.from_event(ev)
-        if e.kind == OPEN:
-            e.sensitive, e.burst_kept = self._open(e.path)
+        kind = e.kind
+        if kind == OPEN:
+            uid = ev.get("uid")
+            if type(uid) is not int:
+                uid = -1
+            cached = self.classes.by_uid.get(uid)     # the hit inline: opens are the hot path
+            bits = cached.get(e.path) if cached is not None else None
+            if bits is None:
+                bits = self.classes.bits(e.path, uid)
+            e.cls = bits
+            e.sensitive, e.burst_kept = bits & SENSITIVE != 0, bits & BURST_KEPT != 0
             e.write = has_write_intent(e.flags)
-        elif e.kind == CONNECT:
+        elif kind == CONNECT:
             e.burst_kept = self._connect(e.addr, e.port)
-        elif e.kind == EXEC:
+        elif kind == EXEC:
             e.burst_kept = True
+        elif kind != EXIT and e.path:        # rename, unlink, truncate, chmod
+            uid = ev.get("uid")
+            e.cls = self.classes.bits(e.path, uid if type(uid) is int else -1)
+        if not e.resolved:
+            self.unresolved += 1
         return e
-
-    def _open(self, path: str) -> tuple[bool, bool]:
-        hit = self._opens.get(path)
-        if hit is None:
-            a = self.a
-            hit = (is_sensitive(path, a.sensitive_path_prefixes, a.sensitive_path_patterns),
-                   not burst_ignorable_open(path))
-            if len(path) <= self.CACHE_PATH_MAX:
-                if len(self._opens) >= self.cache_limit:
-                    self._opens.clear()
-                self._opens[path] = hit
-        return hit
 
     def _connect(self, addr: str, port: int) -> bool:
         kept = self._connects.get(addr)

@@ -102,7 +102,7 @@ class HistoryWindow:
 
     __slots__ = ("limit", "seq", "to_net", "to_exec", "bursts", "connect_seq", "cte_p",
                  "written", "written_order", "wte_p", "_flags", "_key", "_moved", "_expires",
-                 "_always")
+                 "_always", "_bits")
 
     def __init__(self, a: Analysis, limit: int) -> None:
         self.limit = limit
@@ -120,6 +120,7 @@ class HistoryWindow:
         self.wte_p = _NONE
         self._flags = HistoryFlags()
         self._key: tuple[bool, ...] = (False,) * 8
+        self._bits = 0
         # flags() recomputes only when a hit moved since its last call, or when the window start
         # passed ``_expires`` (the oldest partner of a flag that is true), else nothing changed.
         self._moved = True
@@ -213,5 +214,11 @@ class HistoryWindow:
         if key != self._key:
             self._key = key
             self._flags = HistoryFlags(*key)
+            self._bits = sum(1 << i for i, on in enumerate(key) if on)
         return self._flags
+
+    def bits(self, deleted_opens: int) -> int:
+        """:meth:`flags` as a bitmask of the eight original fields (history_flags.HISTORY_BIT)."""
+        self.flags(deleted_opens)
+        return self._bits
 

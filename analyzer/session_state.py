@@ -19,13 +19,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from bus.paths import effective_path, is_normal_absolute
 from bus.text import from_wire, to_wire
 
-__all__ = ["RecentEvent", "ProcessState", "SessionState", "text", "basename", "int_field"]
+__all__ = ["RecentEvent", "ProcessState", "SessionState", "text", "basename", "int_field",
+           "event_path"]
 
 EXEC, OPEN, CONNECT, EXIT = "exec", "open", "connect", "exit"
+# Schema-2 kinds the history indices use (docs/bus.md §1); the original's four above.
+RENAME, UNLINK, TRUNCATE, CHMOD, SEND = "rename", "unlink", "truncate", "chmod", "send"
 DELETED_MARK = " (deleted)"    # appended by the kernel's d_path to unlinked files
-TRACKED_KINDS = frozenset({EXEC, OPEN, CONNECT, EXIT})
+ORIGINAL_KINDS = frozenset({EXEC, OPEN, CONNECT, EXIT})
+TRACKED_KINDS = ORIGINAL_KINDS | {RENAME, UNLINK, TRUNCATE, CHMOD, SEND}
+PATH_KINDS = frozenset({OPEN, EXEC, RENAME, UNLINK, TRUNCATE, CHMOD})
+ADDR_KINDS = frozenset({CONNECT, SEND})
 
 
 def text(value: Any) -> str:
@@ -72,18 +79,32 @@ class RecentEvent:
     sensitive: bool = False
     burst_kept: bool = False
     write: bool = False
+    # False: a relative path whose base the kernel could not resolve (compared as given).
+    resolved: bool = True
+    # analyzer.path_classes bits of ``path`` for the event's uid, set by Classifier.entry (not
+    # part of the window's value: a reload recomputes what the window needs).
+    cls: int = field(default=0, compare=False)
 
     @classmethod
     def from_event(cls, ev: dict[str, Any]) -> "RecentEvent":
         kind, get = ev["kind"], ev.get
-        tgid, ts = int_field(get("tgid")), int_field(get("ts_ns"))
+        tgid, ts = get("tgid"), get("ts_ns")
+        if type(tgid) is not int or type(ts) is not int:
+            tgid, ts = int_field(tgid), int_field(ts)
         if kind == OPEN:
-            return cls(OPEN, tgid, ts, text(get("path")).strip(), "", int_field(get("flags")),
-                       int_field(get("mode")))
+            path, resolved = event_path(ev)
+            flags, mode = get("flags", 0), get("mode", 0)
+            if type(flags) is not int or type(mode) is not int:
+                flags, mode = int_field(flags), int_field(mode)
+            return cls(OPEN, tgid, ts, path, "", flags, mode, resolved=resolved)
         if kind == EXEC:
-            return cls(EXEC, tgid, ts, text(get("path")).strip(), text(get("exe")).strip())
-        if kind == CONNECT:
-            return cls(CONNECT, tgid, ts, addr=text(get("addr")).strip(), port=int_field(get("port")))
+            path, resolved = event_path(ev)
+            return cls(EXEC, tgid, ts, path, text(get("exe")), resolved=resolved)
+        if kind == CONNECT or kind == SEND:
+            return cls(kind, tgid, ts, addr=text(get("addr")).strip(), port=int_field(get("port")))
+        if kind in PATH_KINDS:
+            path, resolved = event_path(ev)
+            return cls(kind, tgid, ts, path, flags=int_field(get("flags")), resolved=resolved)
         return cls(kind, tgid, ts)
 
     def to_map(self) -> dict[str, Any]:
@@ -98,9 +119,21 @@ class RecentEvent:
                 out["mode"] = self.mode
         elif self.kind == EXEC:
             out["path"] = to_wire(self.path)
-        elif self.kind == CONNECT:
+        elif self.kind == CONNECT or self.kind == SEND:
             out["addr"], out["port"] = to_wire(self.addr), self.port
+        elif self.path:
+            out["path"] = to_wire(self.path)
         return out
+
+
+def event_path(ev: dict[str, Any], key: str = "path") -> tuple[str, bool]:
+    """``bus.paths.effective_path`` with the common case (absolute, normal, no ``abspath``)
+    answered without the call: every flag compares this path."""
+    raw = ev.get(key)
+    if type(raw) is str and raw[:1] == "/" and ("abspath" if key == "path" else "new_abspath") not in ev \
+            and ("/." not in raw and "//" not in raw and raw[-1] != "/" or is_normal_absolute(raw)):
+        return raw, True
+    return effective_path(ev, key)
 
 
 
@@ -119,11 +152,27 @@ class ProcessState:
     depth: int = 0                          # the sessionizer's depth, used when lineage is absent
     cap_eff: int | None = None
     seccomp: int | None = None
-    opens: deque[str] = field(default_factory=deque)       # last N opened paths
-    connects: deque[tuple[str, int]] = field(default_factory=deque)
+    # last N opened paths / connects; made on first use (an empty deque costs 760 bytes, and
+    # most processes of an agent never connect)
+    opens: deque[str] | None = None
+    connects: deque[tuple[str, int]] | None = None
     first_seen_ns: int = 0
     last_seen_ns: int = 0
     exit_ns: int | None = None
+    exec_seen: bool = False       # an exec of this process is in the session (not fork-only)
+    role: str = ""                # the sessionizer's role of its latest exec (agent, wrapper, ...)
+    is_root: bool = False         # the agent root itself (tgid == the event's ``root``)
+    euid: int | None = None       # after the latest exec; prev_* before it (None: unknown)
+    prev_euid: int | None = None
+    prev_cap_eff: int | None = None
+    exec_resolved: bool = True    # False: a relative exec path the kernel could not resolve
+
+    @property
+    def tool(self) -> bool:
+        """One of the session's tool processes: exec'd here, and not as the runtime's own image
+        (an exec with a role). The agent root is one only for what it execs in place (a
+        memfd), never as a lineage name (see lineage_names)."""
+        return self.exec_seen and not self.role
 
     @property
     def name(self) -> str:
@@ -173,6 +222,8 @@ class SessionState:
         elif kind == EXEC:
             self._exec(proc, ev, entry)
         elif kind == CONNECT:
+            if proc.connects is None:
+                proc.connects = deque(maxlen=self.artifact_limit)
             proc.connects.append((entry.addr, entry.port))
         elif kind == EXIT and int_field(ev.get("tid"), proc.tgid) == proc.tgid:
             proc.exit_ns = ts
@@ -186,6 +237,8 @@ class SessionState:
     def _push_open(self, proc: ProcessState, path: str) -> None:
         """Append to the process's last-N opens, keeping ``deleted_opens`` exact."""
         opens = proc.opens
+        if opens is None:
+            opens = proc.opens = deque(maxlen=self.artifact_limit)
         if opens.maxlen is not None and len(opens) == opens.maxlen and DELETED_MARK in opens[0]:
             self.deleted_opens -= 1
         opens.append(path)
@@ -195,8 +248,7 @@ class SessionState:
     def _process(self, ev: dict[str, Any], tgid: int, ts: int) -> ProcessState:
         proc = self.processes.get(tgid)
         if proc is None:
-            proc = ProcessState(tgid=tgid, first_seen_ns=ts, opens=deque(maxlen=self.artifact_limit),
-                                connects=deque(maxlen=self.artifact_limit))
+            proc = ProcessState(tgid=tgid, first_seen_ns=ts, is_root=tgid == ev.get("root"))
             self.processes[tgid] = proc
         ppid, uid = ev.get("ppid"), ev.get("uid")
         if type(ppid) is not int:
@@ -211,6 +263,13 @@ class SessionState:
 
     def _exec(self, proc: ProcessState, ev: dict[str, Any], entry: RecentEvent) -> None:
         proc.exec_path, proc.exe = entry.path, entry.exe
+        proc.exec_seen, proc.exec_resolved = True, entry.resolved
+        role = ev.get("role")
+        proc.role = role if type(role) is str else ("?" if role else "")
+        if proc.role and (proc.exe.startswith("memfd:") or proc.exe.endswith(DELETED_MARK)):
+            proc.role = ""         # never the runtime's own image: a fileless exec is a tool's
+        proc.euid, proc.prev_euid = _opt_int(ev.get("euid")), _opt_int(ev.get("prev_euid"))
+        proc.prev_cap_eff = _opt_int(ev.get("prev_cap_eff"))
         argv = ev.get("argv")
         proc.args = tuple(text(a) for a in argv) if isinstance(argv, list) else ()
         lineage = ev.get("lineage")
@@ -223,11 +282,17 @@ class SessionState:
         proc.seccomp = sec if int_field(sec, -1) >= 0 else None
 
     def lineage_names(self, proc: ProcessState, max_depth: int) -> list[str]:
-        """Node names from ``proc`` up to the root, at most ``max_depth + 1`` nodes (§4 Lineage)."""
+        """Node names from ``proc`` up to the root, at most ``max_depth + 1`` nodes (§4 Lineage).
+
+        Only the session's tool processes name a node: one never seen in the session (the
+        gateway), a fork-only child (a subshell: its comm is its parent's), the agent root and
+        any process whose exec has a role (the runtime's own image, its shell wrapper, routine
+        execs) contribute an empty name (docs/rules.md, execution flags).
+        """
         names = []
         for tgid in proc.lineage_tgids[: max_depth + 1]:
             node = self.processes.get(tgid)
-            names.append(node.name if node else "")
+            names.append(node.name if node is not None and node.tool and not node.is_root else "")
         return names
 
     def lineage_depth(self, proc: ProcessState, max_depth: int) -> int:
@@ -235,3 +300,8 @@ class SessionState:
         if not proc.lineage_tgids:
             return max(0, min(proc.depth, max_depth))
         return max(0, min(len(proc.lineage_tgids), max_depth + 1) - 1)
+
+
+def _opt_int(value: Any) -> int | None:
+    """An optional non-negative integer field (None when absent, nil or malformed)."""
+    return value if type(value) is int and value >= 0 else None

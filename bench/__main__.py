@@ -54,6 +54,7 @@ TARGETS: dict[str, tuple[str, float] | None] = {
     "tracked_openatrel_slowdown": None,
     "tracked_connect_slowdown": None,
     "rss_mb_per_1000_sessions": None,
+    "history_mb_per_1000_sessions_at_cap": None,
     "startup_s": ("<=", 3.0),
 }
 
@@ -78,7 +79,8 @@ def plans(tiny: bool) -> dict[str, Callable[[Path], dict[str, Any]]]:
             "latency": lambda w: latency.run(latency.LatencySpec(rates=(500,), duration_s=1.5, warmup_s=0.2,
                                                                        real_probes=2), w),
             "overhead": lambda w: overhead.run(overhead.OverheadSpec(rounds=1, scale=0.005), w),
-            "memory": lambda w: memory.run(memory.MemorySpec(steps=(1, 5), churn_cycles=1, churn_sessions=5), w),
+            "memory": lambda w: memory.run(memory.MemorySpec(steps=(1, 5), churn_cycles=1, churn_sessions=5,
+                                                             history_trees=2, history_cap=64), w),
             "startup": lambda w: startup.run(startup.StartupSpec(repeats=1), w),
         }
     return {

@@ -10,6 +10,10 @@ if memory is bounded by configuration, RSS after the churn does not grow with th
 closed sessions.
 
 ``rss_mb_per_1000_sessions`` = sum over the stages of RSS(1,000 open) - RSS(1 open).
+
+``history_mb_per_1000_sessions_at_cap``: the analyzer's per-tree history with every index at its
+``history_index_cap`` (bench/history_memory.py: in-process, tracemalloc, scaled from a few full
+trees), the worst case the caps allow.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench import history_memory
 from bench.feeder import Feeder, batches
 from bench.pids import LivePids
 from bench.recording import close_sessions, expected_records, open_sessions
@@ -37,6 +42,8 @@ class MemorySpec:
     steps: tuple[int, ...] = (1, 100, 1000)
     churn_cycles: int = 3
     churn_sessions: int = 1000
+    history_trees: int = 10            # full trees measured (bench/history_memory.py)
+    history_cap: int | None = None     # None: the rules file's history_index_cap
 
 
 @dataclass(slots=True)
@@ -111,7 +118,9 @@ def run(spec: MemorySpec, workdir: Path) -> dict[str, Any]:
     after_close = [k for k in table if "closed" in k]
     growth = (sum(table[after_close[-1]].values()) - sum(table[after_close[0]].values())
               if len(after_close) > 1 else None)
+    history = history_memory.measure(spec.history_trees, spec.history_cap)
     return {"rss_mb_per_1000_sessions": round(per * scale, 1),
+            "history_mb_per_1000_sessions_at_cap": history["history_mb_per_1000_sessions_at_cap"],
             "detail": {"rss_mb": table, "churn_growth_mb": None if growth is None else round(growth, 1),
                        "records_expected": expected, "records_written": written,
-                       "loss_counters": losses}}
+                       "loss_counters": losses, "history_at_cap": history["detail"]}}

@@ -89,7 +89,14 @@ LIST_DEFAULTS: dict[str, tuple[str, ...]] = {
         "~/.bash_profile", "~/.bash_login", "~/.bash_logout", "~/.profile", "~/.zshrc",
         "~/.zprofile", "~/.zshenv", "~/.zlogin", "~/.config/fish/config.fish", "/etc/profile",
         "/etc/profile.d/*", "/etc/bash.bashrc", "/etc/environment", "~/.pam_environment",
-        "~/.ssh/authorized_keys", "~/.ssh/authorized_keys2", "~/.ssh/rc", "**/.git/hooks/*",
+        "~/.ssh/authorized_keys", "~/.ssh/authorized_keys2", "~/.ssh/rc",
+        # git runs a hook only under its exact name; `git init`/`clone` write inert *.sample files
+        *(f"**/.git/hooks/{h}" for h in (
+            "applypatch-msg", "pre-applypatch", "post-applypatch", "pre-commit", "pre-merge-commit",
+            "prepare-commit-msg", "commit-msg", "post-commit", "pre-rebase", "post-checkout",
+            "post-merge", "pre-push", "pre-receive", "update", "proc-receive", "post-receive",
+            "post-update", "reference-transaction", "push-to-checkout", "pre-auto-gc",
+            "post-rewrite", "sendemail-validate", "fsmonitor-watchman", "post-index-change")),
         "~/.gitconfig", "~/.config/systemd/user/**", "~/.local/share/systemd/user/**",
         "/etc/systemd/system/**", "/etc/systemd/user/**", "/lib/systemd/system/**",
         "/usr/lib/systemd/system/**", "/etc/ld.so.preload", "/etc/ld.so.conf", "/etc/ld.so.conf.d/*",

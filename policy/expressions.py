@@ -14,7 +14,7 @@ import logging
 import celpy
 from lark import Tree
 
-__all__ = ["FEATURES", "VARIABLES", "CelCheck", "check_expr"]
+__all__ = ["FEATURES", "VARIABLES", "CelCheck", "check_expr", "referenced_fields"]
 
 # Group -> field -> CEL type name, exactly what the analyzer builds (analyzer/context.py).
 FEATURES: dict[str, dict[str, str]] = {
@@ -129,3 +129,14 @@ def _fields(tree: Tree) -> set[tuple[str, str]]:
                 if group in FEATURES:
                     found.add((group, str(name)))
     return found
+
+
+def referenced_fields(expr: str) -> tuple[str, ...]:
+    """``group.field`` names a (compilable) expression selects, sorted; () if it does not compile.
+
+    The analyzer attaches the evidence of exactly these fields to a decision (docs/analyzer.md).
+    """
+    tree = check_expr(expr).tree
+    if tree is None:
+        return ()
+    return tuple(sorted(f"{g}.{f}" for g, f in _fields(tree) if f in FEATURES[g]))

@@ -78,6 +78,10 @@ class Bench:
         if self.sub is None:
             self.sub = bus.connect_subscriber(self.ctx, bus.analyzer_streams(instances), ["analyzer."],
                                               self.dir)
+        else:
+            # A restart: drop what the stopped analyzer sent last (its final heartbeat), so only a
+            # heartbeat of the new one counts as ready, i.e. our subscriber has reconnected to it.
+            self.receive(0.2)
         self._wait_ready(instances)
 
     def _spawn(self, i: int, env: dict[str, str], log: Any, checkpoint: bool) -> None:

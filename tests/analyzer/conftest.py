@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from analyzer.core import Analyzer
-from analyzer_sequences import CHECKOUT, Seq
+from analyzer_sequences import CHECKOUT, ORIGINAL_RULES, Seq
 from policy import Policy, load_policy
 
 
@@ -17,6 +17,12 @@ def bundled() -> Policy:
 @pytest.fixture(scope="session")
 def eval_policy() -> Policy:
     return load_policy(CHECKOUT / "config" / "rules.eval.json")
+
+
+@pytest.fixture(scope="session")
+def original() -> Policy:
+    """The exact original pack in history_mode "original" (config/rules.original.json)."""
+    return load_policy(ORIGINAL_RULES)
 
 
 @pytest.fixture

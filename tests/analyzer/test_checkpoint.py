@@ -169,3 +169,44 @@ def test_spread_checkpoint_equals_a_full_save_and_leaves_out_closed_sessions(bun
     assert sorted(s["session_id"] for s in doc["sessions"]) == [4, 5]
     assert doc["bus"][0]["seq"] == 11
     assert spread.step(core) is None                                   # nothing in progress
+
+
+def test_a_tree_outlives_its_closed_session_across_a_restart(bundled, tmp_path):
+    """Session 1 of tree 9 writes and closes; the analyzer restarts; session 2 of the tree runs
+    the file: still write->exec (the tree's indices are checkpointed, spread or at once)."""
+    tree = {"tree_id": 9, "shard": 9}
+    core = Analyzer(bundled)
+    first = Seq(session_id=1, common=tree).write(1, 201, "/tmp/d/p", ino=77, dev=5)
+    first.exec(1.5, 203, "/usr/bin/python3", ["python3", "job.py"])       # a pending script
+    run_events(core, first.events)
+    core.handle(("sessionizer.session", lifecycle(1, "closed", **tree)), 0)
+    for spread in (False, True):
+        ck = Checkpointer(tmp_path / f"a{spread}.json")
+        if spread:
+            ck.begin(core)
+            while ck.step(core, budget_s=0.0) is None:
+                pass
+        else:
+            assert ck.save(core)
+        restored = Analyzer(bundled)
+        ck.restore(restored, 0)
+        tree9 = restored.trees.trees[9]
+        assert list(tree9.scripts.items) == [203] and tree9.procs.items[203][1] == "/usr/bin/python3"
+        second = Seq(session_id=2, common=tree).exec(8, 202, "/tmp/d/q", exe="/tmp/d/q", ino=77, dev=5)
+        (d,) = decisions(run_events(restored, second.events))
+        assert {"write_then_exec_same_path", "write_then_exec_from_suspicious_path"} <= \
+            {r["name"] for r in d["triggered_rules"]}
+        write, _ = d["evidence"]["history.write_then_exec_same_path"]
+        assert (write["path"], write["tgid"], write["ts_ns"]) == ("/tmp/d/p", 201, 10**9)
+
+
+def test_restored_trees_of_other_instances_are_skipped(bundled, tmp_path):
+    core = Analyzer(bundled)
+    for t in (2, 3):
+        run_events(core, Seq(session_id=t, common={"tree_id": t, "shard": t}).write(1, 201, "/tmp/x").events)
+    ck = Checkpointer(tmp_path / "a.json")
+    ck.save(core)
+    other = Analyzer(bundled, 1, 2)
+    ck.restore(other, 0)
+    assert sorted(other.trees.trees) == [3] and sorted(other.sessions) == [3]
+    assert other.trees.trees[3].sessions == 1

@@ -10,7 +10,7 @@ import pytest
 
 from analyzer.core import Analyzer
 from analyzer.decisions import Action, DecisionState, decide
-from analyzer_sequences import CHECKOUT, Seq, decisions, lifecycle, run_events
+from analyzer_sequences import CHECKOUT, Seq, decisions, in_mode, lifecycle, run_events
 from bus import Envelope, from_wire, pack, unpack
 from policy import Rule, Thresholds, load_policy
 
@@ -262,14 +262,28 @@ def test_cel_or_absorbs_an_error_like_cel_go(tmp_path):
 
 
 def test_reload_reclassifies_the_window(bundled, eval_policy):
-    """After a reload that makes the fake fs sensitive, events already in the window count."""
-    policies = iter([eval_policy])
-    core = Analyzer(bundled, reload_policy=lambda: next(policies))
+    """history_mode "original": after a reload that makes the fake fs sensitive, events already
+    in the window count."""
+    policies = iter([in_mode(eval_policy, "original")])
+    core = Analyzer(in_mode(bundled, "original"), reload_policy=lambda: next(policies))
     s = Seq(session_id=8).open(1, 200, "/srv/casa-eval/fake_fs/casefiles/alpha/briefing.txt")
     run_events(core, s.events)
     assert not core.sessions[8].ctx.history.sensitive_then_network
     assert core.reload()
     (d,) = decisions(run_events(core, Seq(session_id=8).connect(2, 201, "10.9.9.9", 443).events))
+    assert d["triggered_rules"][0]["name"] == "sensitive_file_then_network"
+
+
+def test_reload_applies_to_later_events_in_indexed_mode(bundled, eval_policy):
+    """history_mode "indexed": the indices keep what past events were classified as; a reload
+    classifies what comes after it (docs/rules.md, Reload)."""
+    policies = iter([eval_policy])
+    core = Analyzer(bundled, reload_policy=lambda: next(policies))
+    briefing = "/srv/casa-eval/fake_fs/casefiles/alpha/briefing.txt"
+    run_events(core, Seq(session_id=8).open(1, 200, briefing).events)
+    assert core.reload()
+    assert not decisions(run_events(core, Seq(session_id=8).connect(2, 201, "10.9.9.9", 443).events))
+    (d,) = decisions(run_events(core, Seq(session_id=8).open(3, 200, briefing).events))
     assert d["triggered_rules"][0]["name"] == "sensitive_file_then_network"
 
 

@@ -6,7 +6,7 @@ import dataclasses
 
 from analyzer.capability_flags import dangerous_mask
 from analyzer.core import Analyzer
-from analyzer_sequences import Seq, context_after
+from analyzer_sequences import Seq, context_after, lifecycle
 
 CAP_SYS_ADMIN, CAP_NET_RAW, CAP_CHOWN = 1 << 21, 1 << 13, 1 << 0
 
@@ -121,3 +121,92 @@ def test_capability_only_on_exec(core, seq):
 
 def test_dangerous_mask_names():
     assert dangerous_mask((" cap_sys_admin ", "CAP_NOPE")) == CAP_SYS_ADMIN
+
+
+# ---------------------------------------------------------------- only the session's tool processes
+
+def test_role_execs_and_exits_contribute_no_flags_and_no_lineage_names(core, seq):
+    """The CLI's own self re-exec (role agent) and the runtime's wrapper (role wrapper)."""
+    seq.exec(1, 150, "/usr/bin/node", ["node", "/opt/openclaw/openclaw.mjs", "agent"], role="agent")
+    seq.exec(2, 200, "/bin/bash", ["bash", "-c", "ls"], parent=150, role="wrapper")
+    seq.exec(3, 201, "/usr/bin/ls", ["ls"], parent=200)
+    seq.exit(4, 201).exit(5, 200, role="wrapper").exit(6, 150, role="agent")
+    e = ex(core, seq)
+    assert not (e.interpreter_in_chain or e.shell_in_chain)
+
+
+def test_the_agent_root_names_no_lineage_node(core):
+    """Without roles (older recordings): the CLI root's own image is the runtime, not a tool."""
+    s = Seq(common={"root": 150})
+    s.exec(1, 150, "/usr/bin/node", ["node", "openclaw", "agent", "-m", "hi"], parent=50)  # the root
+    s.exec(2, 201, "/usr/bin/ls", ["ls"], parent=150).exit(3, 201).exit(4, 150)
+    assert not ex(core, s).interpreter_in_chain
+
+
+def test_the_root_exec_in_place_of_a_memfd_still_counts(core):
+    s = Seq(common={"root": 150}).exec(1, 150, "/proc/self/fd/3", ["payload"], parent=50,
+                                       exe="memfd:payload (deleted)")
+    assert ex(core, s).memfd_or_deleted_exec
+
+
+def test_a_forked_subshell_exit_never_sets_shell_in_chain(core, seq):
+    """``( cd x && make )``: the subshell is a fork of the hidden wrapper; its exit carries the
+    wrapper's comm, bash, but no exec of it was seen in the session."""
+    seq.comms[205] = "bash"
+    seq.parents[205] = 200
+    seq.exec(1, 206, "/usr/bin/make", ["make"], parent=205).exit(2, 206).exit(3, 205)
+    assert not ex(core, seq).shell_in_chain
+
+
+def test_a_real_shell_in_the_chain_still_counts(core, seq):
+    seq.exec(1, 205, "/bin/bash", ["bash", "./build.sh"]).exec(2, 206, "/usr/bin/make", parent=205)
+    assert ex(core, seq).shell_in_chain
+
+
+# ---------------------------------------------------------------- capabilities gained (issue 13)
+
+CAP_FULL = (1 << 41) - 1
+
+
+def caps(core: Analyzer, seq: Seq, root_cap_eff=None):
+    core.handle(("sessionizer.session", lifecycle(seq.session_id, "opened", root_cap_eff=root_cap_eff)), 0)
+    return context_after(core, seq).capability
+
+
+def test_root_agent_doing_ordinary_work_gains_nothing(core):
+    s = Seq(uid=0).exec(1, 201, "/usr/bin/ls", cap_eff=CAP_FULL, seccomp=0, euid=0, prev_euid=0,
+                        prev_cap_eff=CAP_FULL)
+    c = caps(core, s, root_cap_eff=CAP_FULL)
+    assert c.has_dangerous_caps and not c.gained_dangerous_caps and not c.privilege_gained
+
+
+def test_dangerous_caps_the_root_did_not_hold(core):
+    s = Seq().exec(1, 201, "/usr/bin/ping", cap_eff=CAP_NET_RAW, seccomp=0, euid=1000, prev_euid=1000,
+                   prev_cap_eff=0)
+    c = caps(core, s, root_cap_eff=0)
+    assert c.gained_dangerous_caps and c.privilege_gained        # file capabilities
+
+
+def test_gained_falls_back_to_prev_cap_eff_when_the_root_is_unknown(core):
+    s = Seq().exec(1, 201, "/tmp/x", cap_eff=CAP_SYS_ADMIN, seccomp=0, prev_cap_eff=0)
+    assert caps(core, s).gained_dangerous_caps
+    unknown = Seq(session_id=2).exec(1, 201, "/tmp/x", cap_eff=CAP_SYS_ADMIN, seccomp=0)
+    assert not caps(Analyzer(core.policy), unknown).gained_dangerous_caps
+
+
+def test_setuid_root_exec_is_privilege_gained(core):
+    s = Seq().exec(1, 201, "/tmp/suid-sh", cap_eff=0, seccomp=0, euid=0, prev_euid=1000, prev_cap_eff=0)
+    assert caps(core, s, root_cap_eff=0).privilege_gained
+
+
+def test_dropping_privilege_is_not_gaining_it(core):
+    s = Seq(uid=0).exec(1, 201, "/usr/sbin/runuser", cap_eff=0, seccomp=0, euid=1000, prev_euid=0,
+                        prev_cap_eff=CAP_FULL)
+    c = caps(core, s, root_cap_eff=CAP_FULL)
+    assert not c.privilege_gained and not c.gained_dangerous_caps
+
+
+def test_a_fileless_exec_is_never_the_runtime_image_whatever_its_role(core):
+    s = Seq(common={"root": 150}).exec(1, 150, "/proc/self/fd/3", ["node"], parent=50, role="agent",
+                                       exe="memfd:x (deleted)")
+    assert ex(core, s).memfd_or_deleted_exec

@@ -180,12 +180,25 @@ def test_deleted_mark_needs_the_space(core, seq):
 
 # ---------------------------------------------------------------- window
 
-def test_history_turns_false_when_events_leave_the_window(bundled):
+def test_history_turns_false_when_events_leave_the_window(original):
+    """history_mode "original": the last recent_event_limit events only."""
     small = Analyzer(dataclasses.replace(
-        bundled, analysis=dataclasses.replace(bundled.analysis, recent_event_limit=3)))
+        original, analysis=dataclasses.replace(original.analysis, recent_event_limit=3)))
     s = Seq().connect(1, 200, "1.1.1.1", 443).exec(2, 201, "/bin/ls")
     assert hist(small, s).connect_then_exec
     for i in range(3):
         small.handle(("sessionizer.event", Seq().open(3 + i, 200, f"/tmp/{i}").events[0]), 0)
     assert not small.sessions[1].ctx.history.connect_then_exec
     assert len(small.sessions[1].state.recent) == 3
+
+
+def test_indexed_history_is_sticky_and_not_pushed_out(bundled):
+    """history_mode "indexed": unrelated events never take a flag back (nor hide a pair)."""
+    small = Analyzer(dataclasses.replace(
+        bundled, analysis=dataclasses.replace(bundled.analysis, recent_event_limit=3)))
+    s = Seq().connect(1, 200, "1.1.1.1", 443)
+    for i in range(100):
+        s.open(1 + i * 0.001, 200, f"/tmp/{i}")
+    s.exec(2, 201, "/bin/ls")
+    assert hist(small, s).connect_then_exec
+    assert len(small.sessions[1].state.recent) == 3        # the snapshot window is still 3

@@ -109,12 +109,13 @@ def test_unchanged_flags_are_the_same_object(bundled: Policy):
     assert window.flags(0) is first
 
 
-def test_core_flags_match_the_rescan_across_a_reload(bundled: Policy):
-    """Through Analyzer: the window state is rebuilt after a reload that changes the window."""
-    narrow = dataclasses.replace(bundled, analysis=dataclasses.replace(
-        bundled.analysis, sensitive_history_window_seconds=1), version="narrow")
+def test_core_flags_match_the_rescan_across_a_reload(original: Policy):
+    """Through Analyzer (history_mode "original"): the window state is rebuilt after a reload
+    that changes the window."""
+    narrow = dataclasses.replace(original, analysis=dataclasses.replace(
+        original.analysis, sensitive_history_window_seconds=1), version="narrow")
     policies = iter([narrow])
-    core = Analyzer(bundled, reload_policy=lambda: next(policies))
+    core = Analyzer(original, reload_policy=lambda: next(policies))
     seq = Seq().open(1, 200, "/root/.netrc").connect(3, 200, "93.184.216.34", 443)
     assert context_after(core, seq).history.sensitive_then_network
     core.reload()

@@ -36,7 +36,7 @@ needs_root = pytest.mark.skipif(not ROOT, reason="attaches eBPF probes / starts 
 KEYS = {
     "throughput": ("e2e_events_per_s", "e2e_lost_events"),
     "latency": ("alert_p50_ms_at_5k", "alert_p99_ms_at_5k"),
-    "memory": ("rss_mb_per_1000_sessions",),
+    "memory": ("rss_mb_per_1000_sessions", "history_mb_per_1000_sessions_at_cap"),
     "overhead": ("untracked_openat_slowdown", "untracked_forkexec_slowdown", "tracked_openat_slowdown",
                  "tracked_forkexec_slowdown", "tracked_connect_slowdown"),
     "startup": ("startup_s",),
@@ -207,6 +207,8 @@ def test_latency_benchmark_runs(tmp_path: Path) -> None:
 def test_memory_benchmark_runs(tmp_path: Path) -> None:
     doc = run_tiny("memory", tmp_path)
     assert doc["rss_mb_per_1000_sessions"] is not None
+    assert doc["history_mb_per_1000_sessions_at_cap"] > 0
+    assert doc["detail"]["memory"]["history_at_cap"]["history_index_cap"] == 64
     table = doc["detail"]["memory"]["rss_mb"]
     assert set(table["1 open"]) == {"sessionizer", "analyzer", "sinks-jsonl"}
 

@@ -259,3 +259,28 @@ def test_rule_tags_must_be_attack_ids():
     assert any("not ATT&CK technique or tactic ids" in e and "'fileless'" in e for e in errors_of(d))
     d["rules"][0]["tags"] = "T1620"
     assert any("tags must be a list" in e for e in errors_of(d))
+
+
+def test_referenced_fields_names_the_declared_fields_an_expression_selects():
+    from policy.expressions import referenced_fields
+    expr = ("history.sensitive_then_network && (execution.shell_in_chain || execution.shell_in_chain"
+            " || capability.dangerous_count >= 2 || history.typo) && session_id > 0")
+    assert referenced_fields(expr) == ("capability.dangerous_count", "execution.shell_in_chain",
+                                       "history.sensitive_then_network")
+    assert referenced_fields("history.x &&") == ()
+
+
+def test_original_pack_is_the_bundled_twelve_in_original_mode():
+    """config/rules.original.json: today's rules and thresholds exactly, plus history_mode."""
+    root = Path(__file__).resolve().parents[2]
+    original = json.loads((root / "config" / "rules.original.json").read_text())
+    policy = load_policy(root / "config" / "rules.original.json")
+    assert policy.analysis.history_mode == "original" and len(policy.enabled_rules) == 12
+    assert (policy.thresholds.log, policy.thresholds.alert) == (4, 9)
+    assert [(r["name"], r["weight"]) for r in original["rules"]] == [
+        ("memfd_or_deleted_exec", 9), ("sensitive_file_then_network", 4),
+        ("sensitive_file_exfiltration_via_tooling", 5), ("sensitive_file_then_suspicious_exec", 6),
+        ("download_then_suspicious_exec", 6), ("download_then_shell_temp_exec", 4),
+        ("write_then_exec_same_path", 5), ("write_then_exec_from_suspicious_path", 4),
+        ("burst_network_scan", 6), ("burst_exec_from_shell", 4), ("opened_deleted_path", 5),
+        ("dangerous_caps_without_seccomp", 8)]
