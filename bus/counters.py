@@ -75,6 +75,7 @@ _SUBSCRIBER_PAIRS = {
     "lost_messages": (Kind.LOSS, "sequence gaps: messages published upstream and never received"),
     "lagging_messages": (Kind.PROBLEM, "messages read more than 2 s after they were sent"),
     "publisher_restarts": (Kind.PROBLEM, "upstream restarts seen (a new epoch); what it lost is counted there"),
+    "unknown_kind": (Kind.PROBLEM, "events of a kind the topic does not carry in this build (dropped)"),
 }
 SUBSCRIBER: tuple[CounterSpec, ...] = tuple(
     CounterSpec(name, kind, meaning) for name, (kind, meaning) in _SUBSCRIBER_PAIRS.items())
@@ -145,6 +146,9 @@ COLLECTOR = StageCounters("collector", (
     *RELOADING,
     *_specs(Kind.LOSS, ("kernel_drops", "events the kernel could not put in the ring buffer (total)"),
             ("malformed_records", "kernel records that could not be decoded (dropped)")),
+    *_specs(Kind.PROBLEM, ("truncated_paths", "paths cut at the kernel's length limit (path_truncated)"),
+            ("unresolved_paths", "relative paths whose base directory the kernel could not resolve"),
+            ("unresolved_*", "unresolved relative paths, by reason (docs/collector.md)")),
     *_specs(Kind.INFO, ("tracked_processes", "processes in the kernel's tracked map"),
             ("roots", "agent roots being traced"),
             ("dropped_provisional", "events of processes that turned out not to be agent roots"),
@@ -175,7 +179,8 @@ SESSIONIZER = StageCounters("sessionizer", (
             ("adopted", "processes adopted from an event of an untracked parent"),
             ("root_reimaged", "roots that exec'd another image"), ("roots", "roots seen"),
             ("forgotten_dead", "processes forgotten after their exit was lost"),
-            ("held", "events held until their session exists"), ("trees", "agent trees")),
+            ("held", "events held until their session exists"), ("trees", "agent trees"),
+            ("nested_profile_exec", "profile-matching execs inside a tree (never a new root)")),
 ))
 
 ANALYZER = StageCounters("analyzer", (
@@ -188,8 +193,9 @@ ANALYZER = StageCounters("analyzer", (
             ("loss_marks", "times upstream loss marked every open session incomplete"),
             ("rule_eval_errors", "rule evaluations that failed (the rule did not fire)"),
             ("control_unknown", "control maps with an unknown command (forwarded)"),
-            ("unknown_kind", "events of a kind this build does not know (dropped)")),
-    *_specs(Kind.INFO, ("events_in", ""), ("events_owned", "events of sessions this instance owns"),
+            ("unknown_kind", "events of a kind this build does not know (dropped)"),
+            ("unresolved_paths", "events whose relative path the kernel could not resolve")),
+    *_specs(Kind.INFO, ("events_in", ""), ("events_ignored", "role/hidden events not analysed (original history mode)"), ("events_owned", "events of sessions this instance owns"),
             ("evaluations_skipped", "context unchanged since the last evaluation"),
             ("decisions", ""), ("lifecycle_in", ""), ("sessions_open", ""),
             ("rule_evaluations", ""), ("rule_cache_hits", ""), ("sessions_restored", ""),

@@ -101,8 +101,11 @@ class ExecHandling:
             return AGENT, False, False, True
         if self._nested_profile(facts):
             self.counters["nested_profile_exec"] += 1
+        # the wrapper, spawned by the runtime's own image; or the wrapper replacing itself in
+        # place with another system shell -c (OpenClaw's spawn broker runs
+        # `/bin/sh -c '...; exec "$0" "$@"' /usr/bin/sh -c '<cmd>'`)
         if shell and s.shell_wrappers and is_wrapper_argv(facts.argv) and spawner is not None \
-                and (spawner.role == AGENT or spawner.runtime_image) \
+                and (spawner.role == AGENT or spawner.runtime_image or spawner.role == WRAPPER) \
                 and not self.tracker.shell_above(ppid, s.shell_names):
             return WRAPPER, True, True, False
         if system and routine_exec(facts.image, facts.argv, s.noise, s.system_dirs):

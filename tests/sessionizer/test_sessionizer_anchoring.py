@@ -107,6 +107,20 @@ def test_exec_of_a_shell_payload_replacing_the_wrapper_in_place_is_published(gw,
     assert [n["comm"] for n in events_of(out)[2]["lineage"]] == ["bash", "sh", "node", "node"]
 
 
+def test_the_wrapper_replacing_itself_with_another_system_shell_stays_the_wrapper(gw, ev):
+    """OpenClaw's spawn broker: `/bin/sh -c '...; exec "$0" "$@"' /usr/bin/sh -c '<cmd>'`. The
+    second shell is the same wrapper; only what it runs is the tool's (and a shell the command
+    itself starts below it is not the wrapper: a shell sits above it)."""
+    out = feed(gw, [ev.fork(WORKER, GATEWAY, 3000, ts=10),
+                    ev.exec(3000, WORKER, "/bin/sh", ["/bin/sh", "-c", 'exec "$0" "$@"', "/usr/bin/sh"], ts=10),
+                    ev.exec(3000, WORKER, "/usr/bin/sh", ["/usr/bin/sh", "-c", "sh -c id; ./x"], ts=10.1),
+                    ev.fork(3000, WORKER, 3001, ts=10.2),
+                    ev.exec(3001, 3000, "/bin/sh", ["sh", "-c", "id"], ts=10.3)])
+    assert published(out) == [("exec", "/bin/sh", "wrapper"), ("exec", "/usr/bin/sh", "wrapper"),
+                              ("exec", "/bin/sh", None)]
+    assert [n["comm"] for n in events_of(out)[2]["lineage"]] == ["sh", "node", "node"]
+
+
 def test_a_system_shell_started_by_a_tool_is_not_the_wrapper(gw, ev):
     out = feed(gw, [ev.fork(WORKER, GATEWAY, 3000, ts=10),
                     ev.exec(3000, WORKER, "/usr/bin/python3", ["python3", "x.py"], ts=10),
