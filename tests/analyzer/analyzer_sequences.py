@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from analyzer.core import Analyzer
-from policy import Policy, parse_policy
+from policy import Policy, load_policy, parse_policy
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 ORIGINAL_RULES = CHECKOUT / "config" / "rules.original.json"
@@ -116,6 +116,12 @@ def context_after(core: Analyzer, seq: Seq) -> Any:
 def in_mode(policy: Policy, mode: str) -> Policy:
     """``policy`` with ``analysis.history_mode`` set to ``mode``."""
     return dataclasses.replace(policy, analysis=dataclasses.replace(policy.analysis, history_mode=mode))
+
+
+def indexed_policy(rules_file: Path) -> Policy:
+    """The rules file in the default ``"indexed"`` history mode, whatever mode the file names
+    (config/rules.eval.json is the original pack and runs in ``"original"`` mode)."""
+    return in_mode(load_policy(rules_file), "indexed")
 
 
 def parity_policy(rules_file: Path) -> Policy:

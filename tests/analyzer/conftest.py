@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from analyzer.core import Analyzer
-from analyzer_sequences import CHECKOUT, ORIGINAL_RULES, Seq
+from analyzer_sequences import CHECKOUT, ORIGINAL_RULES, Seq, indexed_policy
 from policy import Policy, load_policy
 
 
@@ -16,7 +16,9 @@ def bundled() -> Policy:
 
 @pytest.fixture(scope="session")
 def eval_policy() -> Policy:
-    return load_policy(CHECKOUT / "config" / "rules.eval.json")
+    """The evaluation's analysis values and the original rules, in the default indexed mode
+    (the file itself runs in "original" mode for make eval's parity column)."""
+    return indexed_policy(CHECKOUT / "config" / "rules.eval.json")
 
 
 @pytest.fixture(scope="session")

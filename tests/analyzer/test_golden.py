@@ -14,8 +14,7 @@ import json
 import pytest
 
 from analyzer.core import Analyzer
-from analyzer_sequences import CHECKOUT, decisions, lifecycle, parity_policy, run_events
-from policy import load_policy
+from analyzer_sequences import CHECKOUT, decisions, indexed_policy, lifecycle, parity_policy, run_events
 
 GOLDEN = CHECKOUT / "tests" / "fixtures" / "golden"
 CASES = sorted(p.stem for p in GOLDEN.glob("*.json"))
@@ -61,7 +60,7 @@ def test_golden_case_in_original_mode(case: str):
 @pytest.mark.parametrize("case", CASES)
 def test_golden_case_in_indexed_mode_stays_at_or_above(case: str):
     doc = load(case)
-    core = Analyzer(load_policy(CHECKOUT / doc["rules_file"]))
+    core = Analyzer(indexed_policy(CHECKOUT / doc["rules_file"]))
     assert core.policy.analysis.history_mode == "indexed"
     ds, snap = verdict(core, doc)
     want = doc["expected"]
@@ -87,7 +86,7 @@ def test_t10_reaches_its_burst_when_each_python_opens_its_standard_library():
             for key in ("argv", "lineage", "exe", "syscall", "argv_truncated", "cap_eff", "seccomp"):
                 e.pop(key, None)
     rules = CHECKOUT / doc["rules_file"]
-    original, indexed = Analyzer(parity_policy(rules)), Analyzer(load_policy(rules))
+    original, indexed = Analyzer(parity_policy(rules)), Analyzer(indexed_policy(rules))
     run_events(original, padded)
     run_events(indexed, padded)
     sid = doc["events"][0]["session_id"]
@@ -97,7 +96,7 @@ def test_t10_reaches_its_burst_when_each_python_opens_its_standard_library():
     assert [r[2] for r in ev] == ["exec", "exec"] and ev[1][0] - ev[0][0] <= 10 * 10**9
 
 
-@pytest.mark.parametrize("mode_policy", [parity_policy, load_policy])
+@pytest.mark.parametrize("mode_policy", [parity_policy, indexed_policy])
 def test_alert_is_raised_on_the_triggering_event(mode_policy):
     """M05: the ALERT decision carries the exec of the written script, and its evidence."""
     doc = load("M05")
@@ -110,7 +109,7 @@ def test_alert_is_raised_on_the_triggering_event(mode_policy):
     assert set(d["evidence"]) == {"history.write_then_exec_same_path", "execution.suspicious_path_exec"}
 
 
-@pytest.mark.parametrize("mode_policy", [parity_policy, load_policy])
+@pytest.mark.parametrize("mode_policy", [parity_policy, indexed_policy])
 def test_m10_decisions_arrive_in_stages(mode_policy):
     """M10: exfiltration first (LOG then ALERT at 9), the temp-exec rules later add to the score."""
     doc = load("M10")
@@ -122,7 +121,7 @@ def test_m10_decisions_arrive_in_stages(mode_policy):
     assert sens["path"].endswith("ledger.txt") and conn == {**conn, "kind": "connect", "addr": "127.0.0.1:18000"}
 
 
-@pytest.mark.parametrize("mode_policy", [parity_policy, load_policy])
+@pytest.mark.parametrize("mode_policy", [parity_policy, indexed_policy])
 def test_bundled_rules_do_not_see_the_fake_fs(mode_policy):
     """Without rules.eval.json the casefiles are not sensitive: M01 scores nothing."""
     doc = load("M01")

@@ -19,8 +19,7 @@ from typing import Any
 import pytest
 
 from analyzer.core import Analyzer
-from analyzer_sequences import CHECKOUT, decisions, lifecycle, run_events
-from policy import load_policy
+from analyzer_sequences import CHECKOUT, decisions, indexed_policy, lifecycle, run_events
 
 GOLDEN = CHECKOUT / "tests" / "fixtures" / "golden"
 CASES = sorted(p.stem for p in GOLDEN.glob("*.json"))
@@ -64,7 +63,7 @@ def pad_gaps(events: list[dict[str, Any]], counts: list[int], rng: random.Random
 
 
 def verdict(events: list[dict[str, Any]], rules: str) -> tuple[int, int]:
-    core = Analyzer(load_policy(CHECKOUT / rules))
+    core = Analyzer(indexed_policy(CHECKOUT / rules))
     sid = events[0]["session_id"]
     core.handle(("sessionizer.session", lifecycle(sid, "opened")), 0)
     run_events(core, events)
@@ -102,4 +101,4 @@ def test_padding_does_lower_the_original_window():
     events = doc["events"][:write + 1] + filler + doc["events"][write + 1:]
     core = Analyzer(parity_policy(CHECKOUT / doc["rules_file"]))
     assert not decisions(run_events(core, events))
-    assert decisions(run_events(Analyzer(load_policy(CHECKOUT / doc["rules_file"])), events))
+    assert decisions(run_events(Analyzer(indexed_policy(CHECKOUT / doc["rules_file"])), events))
