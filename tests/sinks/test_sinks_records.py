@@ -1,4 +1,4 @@
-"""Golden tests: every record type of casa-original.md §11, exact key sets and values."""
+"""Golden tests of events.log and decision records: exact key sets and values (docs/sinks.md, FIELDS)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from bus.text import to_bytes
 from sinks import records
-from tests.sinks.sink_maps import README_ALERT_TS_NS, exec_event, readme_decision, session_map
+from tests.sinks.sink_maps import README_ALERT_TS_NS, exec_event, readme_decision
 
 TS = "2026-05-02T17:44:19.027509477-05:00"
 
@@ -115,61 +115,6 @@ def test_kinds_the_original_never_logged_give_no_record() -> None:
     assert records.event_record({"kind": "loss", "ts_ns": 1, "count": 3, "where": "kernel"}) is None
 
 
-def test_sessions_log_closed_golden(chicago: None) -> None:
-    recent = [
-        {"kind": "open", "ts_ns": README_ALERT_TS_NS, "tgid": 7, "path": "/tmp/a", "flags": 0x241,
-         "mode": 0o644},
-        {"kind": "open", "ts_ns": README_ALERT_TS_NS, "tgid": 7, "path": "/etc/os-release",
-         "flags": 0, "mode": 0},
-        exec_event(),
-        {"kind": "connect", "ts_ns": README_ALERT_TS_NS, "tgid": 9, "addr": "1.2.3.4", "port": 443},
-        {"kind": "exit", "ts_ns": README_ALERT_TS_NS, "tgid": 9},
-    ]
-    s = session_map("closed", closed_ns=README_ALERT_TS_NS + 2_000_000_000, recent_events=recent)
-    rec = roundtrip(records.session_record(s, README_ALERT_TS_NS + 3_000_000_000))
-    assert rec == {
-        "timestamp": "2026-05-02T17:44:22.027509477-05:00", "session_id": 25,
-        "reason": "session_closed",
-        "session": {
-            "created_at": "2026-05-02T17:44:17.027509477-05:00", "updated_at": TS,
-            "closed_at": "2026-05-02T17:44:21.027509477-05:00",
-            "recent_events": [
-                {"timestamp": TS, "type": "OPENAT", "pid": 7, "path": "/tmp/a", "flags": 0x241,
-                 "mode": 0o644},
-                {"timestamp": TS, "type": "OPENAT", "pid": 7, "path": "/etc/os-release"},
-                {"timestamp": TS, "type": "EXECVE", "pid": 4242, "path": "/tmp/openclaw-eval/helper.sh"},
-                {"timestamp": TS, "type": "CONNECT", "pid": 9, "addr": "1.2.3.4", "port": 443},
-                {"timestamp": TS, "type": "EXIT", "pid": 9}],
-            "complete": True, "lost_events": 0},
-    }
-
-
-@pytest.mark.parametrize("state,reason", [("flushed", "periodic_flush"), ("shutdown", "shutdown")])
-def test_sessions_log_open_snapshots_omit_closed_at(chicago: None, state: str, reason: str) -> None:
-    rec = roundtrip(records.session_record(session_map(state), README_ALERT_TS_NS))
-    assert rec["reason"] == reason
-    assert set(rec) == {"timestamp", "session_id", "reason", "session"}
-    assert set(rec["session"]) == {"created_at", "updated_at", "recent_events", "complete", "lost_events"}
-
-
-def test_sessions_log_opened_writes_nothing() -> None:
-    assert records.session_record(session_map("opened"), 1) is None
-
-
-def test_sessions_log_incomplete_from_analyzer_or_sink() -> None:
-    lossy = records.session_record(session_map("closed", complete=False, lost_events=12), 1)
-    assert lossy["session"]["complete"] is False and lossy["session"]["lost_events"] == 12
-    sink_lost = records.session_record(session_map("closed"), 1, sink_saw_loss=True)
-    assert sink_lost["session"]["complete"] is False
-
-
-def test_sessions_log_accepts_recent_events_already_in_original_shape() -> None:
-    s = session_map("flushed", recent_events=[{"timestamp": "T", "type": "EXECVE", "pid": 3,
-                                                "path": "/bin/true"}])
-    assert records.session_record(s, 1)["session"]["recent_events"] == [
-        {"timestamp": "T", "type": "EXECVE", "pid": 3, "path": "/bin/true"}]
-
-
 def test_non_utf8_and_newline_paths_escape_on_one_line_and_roundtrip() -> None:
     raw = b"/tmp/odd\xff\xfe\nname\r\twith \xe2\x80\xa8 sep"
     ev = exec_event(path=raw, exe=raw, argv=[raw, "caf\u00e9"], comm=b"b\xffsh")
@@ -205,13 +150,11 @@ def test_out_of_range_timestamp_is_a_record_error() -> None:
         records.event_record(exec_event(ts_ns=10**40))
 
 
-def test_malformed_decision_and_session_raise() -> None:
+def test_malformed_decision_raises() -> None:
     with pytest.raises(records.RecordError, match="'score' is missing"):
         records.audit_due(readme_decision(score=None))
     with pytest.raises(records.RecordError, match="decision event is NoneType"):
         records.decision_record(readme_decision(event=None))
-    with pytest.raises(records.RecordError, match="unknown session state 'weird'"):
-        records.session_record(session_map("weird"), 1)
 
 
 def test_rfc3339nano_remembered_second_gives_the_same_text(chicago: None) -> None:
@@ -227,3 +170,157 @@ def test_rfc3339nano_remembered_second_gives_the_same_text(chicago: None) -> Non
         local = _time.localtime(sec)
         frac = f".{ns:09d}".rstrip("0") if ns else ""
         assert records.rfc3339nano(ts) == _time.strftime("%Y-%m-%dT%H:%M:%S", local) + frac + "-05:00"
+
+
+# ---------------------------------------------------------------------- schema 2 (additive)
+
+COMMON = {"ts_ns": README_ALERT_TS_NS, "tgid": 7, "tid": 7, "ppid": 6, "uid": 1000, "comm": "sh",
+          "root": 1, "session_id": 25, "tree_id": 3, "shard": 3, "depth": 1}
+HEAD = {"timestamp": TS, "pid": 7, "tid": 7, "ppid": 6, "uid": 1000}
+
+
+def test_execve_with_schema_2_facts(chicago: None) -> None:
+    ev = exec_event(path="x.sh", abspath="/tmp/d/x.sh", path_truncated=False, role="wrapper",
+                    ino=12, dev=2049, euid=0, prev_euid=1000, prev_cap_eff=0, env_truncated=True,
+                    stdio=[{"type": "inet", "family": 2, "addr": "127.0.0.1", "port": 4444},
+                           {"type": "pipe", "ino": 77}, {"type": "tty"}],
+                    parent_stdio=["inet", "inet", "inet"], ld_env={"LD_PRELOAD": b"/tmp/\xffx.so"},
+                    argv=["x.sh"], exe="x.sh")
+    rec = roundtrip(records.event_record(ev))
+    assert rec == {"timestamp": TS, "pid": 4242, "tid": 4242, "ppid": 4200, "uid": 1000, "type": "EXECVE",
+                   "comm": "bash", "path": "x.sh", "args": ["x.sh"], "role": "wrapper",
+                   "abspath": "/tmp/d/x.sh", "stdio": ["inet", "pipe", "tty"],
+                   "parent_stdio": ["inet", "inet", "inet"], "ld_env": {"LD_PRELOAD": "/tmp/\udcffx.so"},
+                   "env_truncated": True, "euid": 0, "prev_euid": 1000}
+    assert list(rec)[:10] == ["timestamp", "pid", "tid", "ppid", "uid", "type", "comm", "path", "args", "role"]
+
+
+def test_execve_omits_absent_false_and_empty_facts(chicago: None) -> None:
+    rec = records.event_record(exec_event(ld_env={}, path_truncated=False, prev_euid=None, abspath=None))
+    assert set(rec) == {"timestamp", "pid", "tid", "ppid", "uid", "type", "comm", "path", "args"}
+
+
+def test_openat_with_abspath_truncation_and_proc_target(chicago: None) -> None:
+    ev = {**COMMON, "kind": "open", "syscall": "openat", "path": "mem", "abspath": "/proc/99/mem",
+          "flags": 0, "mode": 0, "ret": 3, "target_tgid": 99, "target_in_tree": False, "ino": 5, "dev": 3}
+    assert roundtrip(records.event_record(ev)) == {
+        **HEAD, "type": "OPENAT", "comm": "sh", "path": "mem", "flags": 0, "mode": 0,
+        "abspath": "/proc/99/mem", "target_tgid": 99, "target_in_tree": False}
+    cut = {**COMMON, "kind": "open", "path": "/tmp/" + "a" * 4089, "flags": 0, "mode": 0,
+           "path_truncated": True, "abspath": ""}
+    rec = records.event_record(cut)
+    assert rec["path_truncated"] is True and rec["abspath"] == ""   # "": relative, base unresolved
+
+
+NEW_KINDS = [
+    ({"kind": "chmod", "syscall": "fchmodat", "path": "x.sh", "abspath": "/tmp/x.sh", "dirfd": -100,
+      "mode": 0o4755, "flags": 0, "ret": 0},
+     {"type": "CHMOD", "syscall": "fchmodat", "ret": 0, "path": "x.sh", "mode": 0o4755, "abspath": "/tmp/x.sh"}),
+    ({"kind": "unlink", "syscall": "unlinkat", "path": "/var/log/auth.log", "dirfd": -100, "flags": 0, "ret": 0},
+     {"type": "UNLINK", "syscall": "unlinkat", "ret": 0, "path": "/var/log/auth.log", "flags": 0}),
+    ({"kind": "rename", "syscall": "renameat2", "path": "a", "abspath": "/tmp/a", "new_path": "/home/u/.bashrc",
+      "dirfd": -100, "new_dirfd": -100, "flags": 0, "ret": 0},
+     {"type": "RENAME", "syscall": "renameat2", "ret": 0, "path": "a", "new_path": "/home/u/.bashrc",
+      "flags": 0, "abspath": "/tmp/a"}),
+    ({"kind": "truncate", "syscall": "ftruncate", "path": "/home/u/.bash_history", "fd": 3, "length": 0, "ret": 0},
+     {"type": "TRUNCATE", "syscall": "ftruncate", "ret": 0, "path": "/home/u/.bash_history", "length": 0}),
+    ({"kind": "memfd", "syscall": "memfd_create", "name": "payload", "flags": 1, "ret": 3},
+     {"type": "MEMFD", "syscall": "memfd_create", "ret": 3, "name": "payload", "flags": 1}),
+    ({"kind": "ptrace", "syscall": "ptrace", "request": 16, "target": 777, "ret": -1, "target_in_tree": False},
+     {"type": "PTRACE", "syscall": "ptrace", "ret": -1, "request": 16, "target": 777, "target_in_tree": False}),
+    ({"kind": "vm_read", "syscall": "process_vm_readv", "target": 777, "ret": 4096},
+     {"type": "VM_READ", "syscall": "process_vm_readv", "ret": 4096, "target": 777}),
+    ({"kind": "send", "syscall": "sendto", "family": 2, "addr": "127.0.0.1", "port": 53, "bytes": 40,
+      "sock_type": 2, "messages": 1, "connected": False, "dns_qname_len": 22, "dns_qname_hash": 2**63 - 5,
+      "dns_qtype": 16, "ret": 40},
+     {"type": "SEND", "syscall": "sendto", "ret": 40, "addr": "127.0.0.1", "port": 53, "bytes": 40,
+      "dns_qname_len": 22, "dns_qname_hash": "0x7ffffffffffffffb"}),
+    ({"kind": "bind", "syscall": "bind", "family": 10, "addr": "::", "port": 4444, "ret": 0},
+     {"type": "BIND", "syscall": "bind", "ret": 0, "addr": "::", "port": 4444}),
+    ({"kind": "listen", "syscall": "listen", "family": 2, "addr": "0.0.0.0", "port": 4444, "backlog": 1, "ret": 0},
+     {"type": "LISTEN", "syscall": "listen", "ret": 0, "addr": "0.0.0.0", "port": 4444, "backlog": 1}),
+    ({"kind": "socket", "syscall": "socket", "family": 17, "type": 3, "protocol": 768, "ret": 5},
+     {"type": "SOCKET", "syscall": "socket", "ret": 5, "family": 17, "sock_type": 3, "protocol": 768}),
+    ({"kind": "setid", "syscall": "setresuid", "ids": [0, 0, -1], "euid": 0, "egid": 1000, "ret": 0},
+     {"type": "SETID", "syscall": "setresuid", "ret": 0, "ids": [0, 0, -1], "euid": 0}),
+    ({"kind": "capset", "syscall": "capset", "effective": 1 << 21, "permitted": 2**64 - 1,
+      "inheritable": 0, "pid": 0, "ret": -1},
+     {"type": "CAPSET", "syscall": "capset", "ret": -1, "effective": "0x200000",
+      "permitted": "0xffffffffffffffff", "inheritable": "0x0"}),
+]
+
+
+@pytest.mark.parametrize("wire,want", NEW_KINDS, ids=[w["kind"] for w, _ in NEW_KINDS])
+def test_events_log_schema_2_kinds_golden(chicago: None, wire: dict, want: dict) -> None:
+    """CONTRACT §1 kinds (fields the kernel adds beyond the contract, e.g. ``egid``, are not written)."""
+    rec = roundtrip(records.event_record({**COMMON, **wire}))
+    assert rec == {**HEAD, "type": want["type"], "comm": "sh", **want}
+    assert list(rec)[:7] == ["timestamp", "pid", "tid", "ppid", "uid", "type", "comm"]
+    assert records.event_line({**COMMON, **wire}) == records.encode_line(records.event_record({**COMMON, **wire}))
+    with_role = roundtrip(records.event_record({**COMMON, **wire, "role": "agent"}))
+    assert with_role["role"] == "agent"
+
+
+def test_every_contract_kind_has_a_type_name() -> None:
+    contract = ["chmod", "unlink", "rename", "truncate", "memfd", "ptrace", "vm_read", "send", "bind",
+                "listen", "socket", "setid", "capset"]
+    assert [records.TYPE_NAMES[k] for k in contract] == [
+        "CHMOD", "UNLINK", "RENAME", "TRUNCATE", "MEMFD", "PTRACE", "VM_READ", "SEND", "BIND", "LISTEN",
+        "SOCKET", "SETID", "CAPSET"]
+    assert {w["kind"] for w, _ in NEW_KINDS} == set(contract)
+
+
+def test_a_dns_send_never_carries_a_name(chicago: None) -> None:
+    """Only what the event carries: a payload or name field a publisher added is not written."""
+    wire = {**COMMON, **NEW_KINDS[7][0], "dns_qname": "c2VjcmV0.evil.example", "payload": b"\x00\x01secret"}
+    line = records.event_line(wire)
+    assert b"evil" not in line and b"secret" not in line
+
+
+def test_new_kinds_with_missing_fields_write_empty_values(chicago: None) -> None:
+    rec = records.event_record({**COMMON, "kind": "capset"})
+    assert (rec["syscall"], rec["ret"], rec["effective"]) == ("", 0, "0x0")
+    rec = records.event_record({**COMMON, "kind": "setid"})
+    assert rec["ids"] == [] and rec["euid"] == 0
+
+
+def test_decision_evidence_golden(chicago: None) -> None:
+    d = readme_decision(evidence={
+        "history.write_then_exec_same_path": [
+            {"ts_ns": README_ALERT_TS_NS - 2_000_000_000, "tgid": 4200, "kind": "open",
+             "path": b"/tmp/openclaw-eval/\xffhelper.sh"},
+            {"ts_ns": README_ALERT_TS_NS, "tgid": 4242, "kind": "exec", "path": "/tmp/openclaw-eval/helper.sh"}],
+        "history.credential_then_network": [
+            {"ts_ns": README_ALERT_TS_NS, "tgid": 9, "kind": "send", "addr": "[::1]:53"},
+            {"ts_ns": README_ALERT_TS_NS, "tgid": 9, "kind": "connect", "addr": "127.0.0.1:443"}]})
+    rec = roundtrip(records.decision_record(d))
+    assert list(rec["decision"]) == ["action", "score", "log_threshold", "alert_threshold",
+                                     "triggered_rules", "rules_version", "evidence"]
+    assert rec["decision"]["evidence"] == {
+        "history.write_then_exec_same_path": [
+            {"timestamp": "2026-05-02T17:44:17.027509477-05:00", "pid": 4200, "type": "OPENAT",
+             "path": "/tmp/openclaw-eval/\udcffhelper.sh"},
+            {"timestamp": TS, "pid": 4242, "type": "EXECVE", "path": "/tmp/openclaw-eval/helper.sh"}],
+        "history.credential_then_network": [
+            {"timestamp": TS, "pid": 9, "type": "SEND", "addr": "[::1]:53"},
+            {"timestamp": TS, "pid": 9, "type": "CONNECT", "addr": "127.0.0.1:443"}]}
+
+
+def test_decision_evidence_is_bounded_and_malformed_parts_are_left_out(chicago: None) -> None:
+    ref = {"ts_ns": README_ALERT_TS_NS, "tgid": 1, "kind": "exec", "path": "/x"}
+    evidence = {f"history.f{i}": [ref] * 6 for i in range(records.MAX_EVIDENCE_FIELDS + 2)}
+    evidence["history.f0"] = [ref, "junk", {"tgid": 1}, {**ref, "ts_ns": 10**40}, ref]
+    rec = records.decision_record(readme_decision(evidence=evidence))["decision"]
+    assert len(rec["evidence"]) == records.MAX_EVIDENCE_FIELDS
+    assert len(rec["evidence"]["history.f0"]) == 2 and len(rec["evidence"]["history.f1"]) == records.MAX_EVIDENCE_REFS
+    # f0: 3 malformed; f1..f15: 2 over the bound each; f16, f17: 6 each beyond the field bound
+    assert rec["evidence_omitted"] == 3 + 15 * 2 + 2 * 6
+    assert "evidence" not in records.decision_record(readme_decision())["decision"]
+    odd = records.decision_record(readme_decision(evidence=["not", "a", "map"]))["decision"]
+    assert "evidence" not in odd and odd["evidence_omitted"] == 1 and odd["action"] == "ALERT"
+
+
+def test_decision_event_carries_the_additive_fields(chicago: None) -> None:
+    d = readme_decision(event=exec_event(role="agent", abspath="/tmp/openclaw-eval/helper.sh"))
+    ev = roundtrip(records.decision_record(d))["event"]
+    assert ev["role"] == "agent" and ev["abspath"] == "/tmp/openclaw-eval/helper.sh"
