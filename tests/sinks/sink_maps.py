@@ -62,7 +62,8 @@ T0 = README_ALERT_TS_NS - 4_000_000_000        # session start: 4 s before the R
 MS = 1_000_000
 
 
-def _ev(kind: str, ts_ns: int, tgid: int, ppid: int, comm: str, **kw: Any) -> dict[str, Any]:
+def event(kind: str, ts_ns: int, tgid: int, ppid: int, comm: str, **kw: Any) -> dict[str, Any]:
+    """An analyzer.event map of session 25 (any kind; its own fields in ``kw``)."""
     return {"kind": kind, "ts_ns": ts_ns, "tgid": tgid, "tid": tgid, "ppid": ppid, "uid": 1000,
             "comm": comm, "root": 4000, "session_id": 25, "profile": "openclaw", **kw}
 
@@ -86,21 +87,21 @@ def readme_session() -> list[tuple[str, dict[str, Any]]]:
     odd = "/tmp/openclaw-eval/\udcffodd\nname"
     return [
         ("analyzer.session", session_map("opened", created_ns=t, updated_ns=t)),
-        ("analyzer.event", _ev("exec", t + 1 * MS, 4100, 4000, "node", path="/usr/bin/node",
+        ("analyzer.event", event("exec", t + 1 * MS, 4100, 4000, "node", path="/usr/bin/node",
                                argv=["node", "openclaw", "agent"], exe="/usr/bin/node", depth=1,
                                lineage=_lineage(NODE, GATEWAY))),
-        ("analyzer.event", _ev("exec", t + 2 * MS, 4200, 4100, "node", path="/bin/bash",
+        ("analyzer.event", event("exec", t + 2 * MS, 4200, 4100, "node", path="/bin/bash",
                                argv=["bash", "-c", "x"], exe="/bin/bash", depth=2,
                                lineage=_lineage(BASH, NODE, GATEWAY))),
-        ("analyzer.event", _ev("open", t + 3 * MS, 4200, 4100, "bash", path=odd, flags=0x241,
+        ("analyzer.event", event("open", t + 3 * MS, 4200, 4100, "bash", path=odd, flags=0x241,
                                mode=0o755, ret=3)),
         ("analyzer.event", exec_event(ts_ns=README_ALERT_TS_NS, depth=3,
                                       lineage=_lineage(HELPER, BASH, NODE, GATEWAY))),
         ("analyzer.decision", readme_decision()),
-        ("analyzer.event", _ev("exit", README_ALERT_TS_NS + 1 * MS, 4242, 4200, "helper.sh",
+        ("analyzer.event", event("exit", README_ALERT_TS_NS + 1 * MS, 4242, 4200, "helper.sh",
                                exit_code=0)),
-        ("analyzer.event", _ev("exit", README_ALERT_TS_NS + 2 * MS, 4200, 4100, "bash", exit_code=0)),
-        ("analyzer.event", _ev("connect", README_ALERT_TS_NS + 3 * MS, 4100, 4000, "node", family=2,
+        ("analyzer.event", event("exit", README_ALERT_TS_NS + 2 * MS, 4200, 4100, "bash", exit_code=0)),
+        ("analyzer.event", event("connect", README_ALERT_TS_NS + 3 * MS, 4100, 4000, "node", family=2,
                                addr="127.0.0.1", port=18000, ret=0)),
         ("analyzer.session", session_map(
             "closed", created_ns=t, updated_ns=README_ALERT_TS_NS + 3 * MS,
