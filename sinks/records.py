@@ -81,6 +81,8 @@ def _second(sec: int, ts_ns: int) -> tuple[str, str]:
 
 def text(value: Any) -> str:
     """A wire text value (str, or bytes when not UTF-8) as a stage-side str; None -> ""."""
+    if type(value) is str:
+        return value
     if value is None:
         return ""
     if isinstance(value, (str, bytes)):
@@ -118,6 +120,8 @@ def _text(value: Any, name: str) -> str:
 
 
 def _int(value: Any, name: str) -> int:
+    if type(value) is int:
+        return value
     if isinstance(value, bool) or not isinstance(value, int):
         raise RecordError(f"field {name!r} is {type(value).__name__}, not an integer")
     return value
@@ -142,7 +146,7 @@ def _bool(value: Any, name: str) -> bool:
 
 
 def _list(value: Any, name: str) -> list[Any]:
-    if not isinstance(value, list):
+    if type(value) is not list and not isinstance(value, list):
         raise RecordError(f"field {name!r} is {type(value).__name__}, not a list")
     return value
 
@@ -157,7 +161,12 @@ def _ints(value: Any, name: str) -> list[int]:
 
 def _stdio(value: Any, name: str) -> list[str]:
     """``[{"type": "pipe", "ino": 7}, ...]`` -> ``["pipe", ...]``: what a reader needs of fds 0-2."""
-    return [text(as_map(fd, f"an item of {name!r}").get("type")) for fd in _list(value, name)]
+    out = []
+    for fd in _list(value, name):
+        if type(fd) is not dict and not isinstance(fd, Mapping):
+            raise RecordError(f"an item of {name!r} is {type(fd).__name__}, not a map")
+        out.append(text(fd.get("type")))
+    return out
 
 
 def _ld_env(value: Any, name: str) -> Any:
@@ -228,7 +237,6 @@ KINDS: dict[str, KindSpec] = {
 # bus kind -> type name. Anything else is "OTHER", as in the original (fork, root, loss: no record).
 TYPE_NAMES = {kind: spec.type_name for kind, spec in KINDS.items()}
 _EMPTY = {_text: "", _int: 0, _hex: "0x0", _texts: [], _ints: []}     # a field the event lacks
-_EXTRA_NAMES = {kind: frozenset(name for _, name, _ in spec.extras) for kind, spec in KINDS.items()}
 
 
 def event_type(event: Mapping[str, Any]) -> str:
@@ -236,20 +244,17 @@ def event_type(event: Mapping[str, Any]) -> str:
     return TYPE_NAMES.get(event.get("kind"), "OTHER") if type(event.get("kind")) is str else "OTHER"
 
 
-def _extras(event: Mapping[str, Any], kind: str) -> list[tuple[str, Any]]:
-    """The additive fields ``event`` carries, in the spec's order (shared by both line builders).
-
-    Most events carry none (a tool's open), so that is answered first by one set test.
-    """
-    if _EXTRA_NAMES[kind].isdisjoint(event):
-        return []
+def _extras(event: Mapping[str, Any], kind: str) -> list[tuple[str, Any, Convert]]:
+    """The additive fields ``event`` carries, in the spec's order, each with its converter
+    (shared by both line builders: the fast one writes a value by its converter's type)."""
     out = []
+    get = event.get
     for out_name, name, convert in KINDS[kind].extras:
-        value = event.get(name)
+        value = get(name)
         if value is not None:
             value = convert(value, name)
             if value is not _OMIT:
-                out.append((out_name, value))
+                out.append((out_name, value, convert))
     return out
 
 
@@ -277,7 +282,7 @@ def event_body(event: Mapping[str, Any]) -> dict[str, Any]:
         exe = text(event.get("exe"))
         if exe and exe != body["path"]:
             body["exe"] = exe          # what really ran (fd and memfd execs)
-    body.update(_extras(event, event["kind"]))
+    body.update((name, value) for name, value, _ in _extras(event, event["kind"]))
     return body
 
 
@@ -366,7 +371,24 @@ def _event_tail(event: dict[str, Any], kind: str) -> str | None:
     extras = _extras(event, kind)
     if not extras:
         return head + "}\n"
-    return head + "".join(f',"{name}":{_encode(value)}' for name, value in extras) + "}\n"
+    return head + "".join([f',"{name}":{_WRITE[convert](value)}' for name, value, convert in extras]) + "}\n"
+
+
+def _strs(value: list[str]) -> str:
+    return "[" + ",".join(map(_quote, value)) + "]"
+
+
+def _str_map(value: dict[str, str]) -> str:
+    return "{" + ",".join([f"{_quote(k)}:{_quote(v)}" for k, v in value.items()]) + "}"
+
+
+# Each converter's result written as the encoder writes it (str: _quote; int: int.__repr__, as
+# json.encoder does), without building a new C encoder per value as JSONEncoder.encode does.
+_WRITE: dict[Convert, Callable[[Any], str]] = {
+    _text: _quote, _hex: _quote, _int: int.__repr__, _true: lambda v: "true",
+    _bool: lambda v: "true" if v else "false", _texts: _strs, _stdio: _strs,
+    _ints: lambda v: "[" + ",".join(map(int.__repr__, v)) + "]", _ld_env: _str_map,
+}
 
 
 _FAST_KINDS = frozenset({"exec", "open", "connect", "exit"})

@@ -99,13 +99,15 @@ def _escaped(s: str) -> str:
 
 
 def otel_value(value: Any) -> Any:
-    """A record value as an attribute value OTLP can carry (module doc)."""
-    if isinstance(value, str):
-        return _escaped(value)
-    if isinstance(value, bool) or isinstance(value, float):
-        return value
-    if isinstance(value, int):
+    """A record value as an attribute value OTLP can carry (module doc). Record values are exact
+    builtin types (records.py builds them), so exact type tests answer the common cases first."""
+    kind = type(value)
+    if kind is str:
+        return value if value.isascii() else _escaped(value)
+    if kind is int:
         return value if INT64_MIN <= value <= INT64_MAX else str(value)
+    if kind is bool or kind is float:
+        return value
     if isinstance(value, list):
         items = [otel_value(v) for v in value]
         return items if len({type(v) for v in items}) <= 1 else [str(v) for v in items]
