@@ -210,7 +210,7 @@ KINDS: dict[str, KindSpec] = {
         _ROLE, *_PATH_EXTRAS, ("target_tgid", "target_tgid", _int), _IN_TREE)),
     "connect": KindSpec("CONNECT", _ADDR, (_ROLE,)),
     "exit": KindSpec("EXIT", (), (_ROLE,)),
-    # schema 2: the detection signals (CONTRACT §1); syscall and ret lead, since a failed
+    # schema 2: the detection signals (docs/bus.md, Events); syscall and ret lead, since a failed
     # attempt (ptrace EPERM) reads differently from a done one.
     "chmod": KindSpec("CHMOD", (*_CALL, _PATH, ("mode", "mode", _int)), (_ROLE, *_PATH_EXTRAS)),
     "unlink": KindSpec("UNLINK", (*_CALL, _PATH, ("flags", "flags", _int)), (_ROLE, *_PATH_EXTRAS)),

@@ -252,7 +252,7 @@ NEW_KINDS = [
 
 @pytest.mark.parametrize("wire,want", NEW_KINDS, ids=[w["kind"] for w, _ in NEW_KINDS])
 def test_events_log_schema_2_kinds_golden(chicago: None, wire: dict, want: dict) -> None:
-    """CONTRACT §1 kinds (fields the kernel adds beyond the contract, e.g. ``egid``, are not written)."""
+    """The schema-2 kinds (fields the kernel adds beyond the bus contract, e.g. ``egid``, are not written)."""
     rec = roundtrip(records.event_record({**COMMON, **wire}))
     assert rec == {**HEAD, "type": want["type"], "comm": "sh", **want}
     assert list(rec)[:7] == ["timestamp", "pid", "tid", "ppid", "uid", "type", "comm"]
