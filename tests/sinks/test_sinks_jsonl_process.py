@@ -303,7 +303,7 @@ def schema_2_session() -> list[tuple[str, list[dict]]]:
     """A session with schema-2 traffic: role, a hidden write, abspath, a cut path, the exec's
     facts, every contract kind (tests/sinks/test_sinks_records.py NEW_KINDS), a decision with
     evidence and a lifecycle map with the tree fields."""
-    from tests.sinks.test_sinks_records import NEW_KINDS
+    from tests.sinks.sink_maps import NEW_KINDS
     t = README_ALERT_TS_NS
     base = {"tid": 4242, "ppid": 4200, "uid": 1000, "comm": "bash", "root": 4000, "session_id": 26,
             "profile": "openclaw", "depth": 2, "tree_id": 5, "shard": 5, "tgid": 4242}
@@ -335,7 +335,7 @@ def test_schema_2_traffic_becomes_the_additive_records(rig: Rig) -> None:
     kernel change adds them to bus/events.py); until then the subscriber drops them as
     ``unknown_kind``, counted -- either way nothing vanishes silently."""
     from bus.events import KINDS
-    from tests.sinks.test_sinks_records import NEW_KINDS
+    from tests.sinks.sink_maps import NEW_KINDS
     for topic, maps in schema_2_session():
         rig.analyzer.send(topic, maps)
     wait_for(lambda: lines(rig.log("sessions.log")), what="the closed snapshot")

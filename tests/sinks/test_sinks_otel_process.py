@@ -192,7 +192,7 @@ def test_a_child_session_links_to_its_parent_exported_by_an_earlier_sink_process
     import socket
     from bus.events import KINDS
     from sinks.trace_model import session_ids
-    from tests.sinks.test_sinks_trace import signal_session
+    from tests.sinks.sink_maps import signal_session
     for d in ("a", "b"):
         (tmp_path / d).mkdir()
     first = OtelRig(tmp_path / "a", receiver.url)

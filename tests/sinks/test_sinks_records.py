@@ -8,7 +8,7 @@ import pytest
 
 from bus.text import to_bytes
 from sinks import records
-from tests.sinks.sink_maps import README_ALERT_TS_NS, exec_event, readme_decision
+from tests.sinks.sink_maps import NEW_KINDS, README_ALERT_TS_NS, exec_event, readme_decision
 
 TS = "2026-05-02T17:44:19.027509477-05:00"
 
@@ -210,44 +210,6 @@ def test_openat_with_abspath_truncation_and_proc_target(chicago: None) -> None:
            "path_truncated": True, "abspath": ""}
     rec = records.event_record(cut)
     assert rec["path_truncated"] is True and rec["abspath"] == ""   # "": relative, base unresolved
-
-
-NEW_KINDS = [
-    ({"kind": "chmod", "syscall": "fchmodat", "path": "x.sh", "abspath": "/tmp/x.sh", "dirfd": -100,
-      "mode": 0o4755, "flags": 0, "ret": 0},
-     {"type": "CHMOD", "syscall": "fchmodat", "ret": 0, "path": "x.sh", "mode": 0o4755, "abspath": "/tmp/x.sh"}),
-    ({"kind": "unlink", "syscall": "unlinkat", "path": "/var/log/auth.log", "dirfd": -100, "flags": 0, "ret": 0},
-     {"type": "UNLINK", "syscall": "unlinkat", "ret": 0, "path": "/var/log/auth.log", "flags": 0}),
-    ({"kind": "rename", "syscall": "renameat2", "path": "a", "abspath": "/tmp/a", "new_path": "/home/u/.bashrc",
-      "dirfd": -100, "new_dirfd": -100, "flags": 0, "ret": 0},
-     {"type": "RENAME", "syscall": "renameat2", "ret": 0, "path": "a", "new_path": "/home/u/.bashrc",
-      "flags": 0, "abspath": "/tmp/a"}),
-    ({"kind": "truncate", "syscall": "ftruncate", "path": "/home/u/.bash_history", "fd": 3, "length": 0, "ret": 0},
-     {"type": "TRUNCATE", "syscall": "ftruncate", "ret": 0, "path": "/home/u/.bash_history", "length": 0}),
-    ({"kind": "memfd", "syscall": "memfd_create", "name": "payload", "flags": 1, "ret": 3},
-     {"type": "MEMFD", "syscall": "memfd_create", "ret": 3, "name": "payload", "flags": 1}),
-    ({"kind": "ptrace", "syscall": "ptrace", "request": 16, "target": 777, "ret": -1, "target_in_tree": False},
-     {"type": "PTRACE", "syscall": "ptrace", "ret": -1, "request": 16, "target": 777, "target_in_tree": False}),
-    ({"kind": "vm_read", "syscall": "process_vm_readv", "target": 777, "ret": 4096},
-     {"type": "VM_READ", "syscall": "process_vm_readv", "ret": 4096, "target": 777}),
-    ({"kind": "send", "syscall": "sendto", "family": 2, "addr": "127.0.0.1", "port": 53, "bytes": 40,
-      "sock_type": 2, "messages": 1, "connected": False, "dns_qname_len": 22, "dns_qname_hash": 2**63 - 5,
-      "dns_qtype": 16, "ret": 40},
-     {"type": "SEND", "syscall": "sendto", "ret": 40, "addr": "127.0.0.1", "port": 53, "bytes": 40,
-      "dns_qname_len": 22, "dns_qname_hash": "0x7ffffffffffffffb"}),
-    ({"kind": "bind", "syscall": "bind", "family": 10, "addr": "::", "port": 4444, "ret": 0},
-     {"type": "BIND", "syscall": "bind", "ret": 0, "addr": "::", "port": 4444}),
-    ({"kind": "listen", "syscall": "listen", "family": 2, "addr": "0.0.0.0", "port": 4444, "backlog": 1, "ret": 0},
-     {"type": "LISTEN", "syscall": "listen", "ret": 0, "addr": "0.0.0.0", "port": 4444, "backlog": 1}),
-    ({"kind": "socket", "syscall": "socket", "family": 17, "type": 3, "protocol": 768, "ret": 5},
-     {"type": "SOCKET", "syscall": "socket", "ret": 5, "family": 17, "sock_type": 3, "protocol": 768}),
-    ({"kind": "setid", "syscall": "setresuid", "ids": [0, 0, -1], "euid": 0, "egid": 1000, "ret": 0},
-     {"type": "SETID", "syscall": "setresuid", "ret": 0, "ids": [0, 0, -1], "euid": 0}),
-    ({"kind": "capset", "syscall": "capset", "effective": 1 << 21, "permitted": 2**64 - 1,
-      "inheritable": 0, "pid": 0, "ret": -1},
-     {"type": "CAPSET", "syscall": "capset", "ret": -1, "effective": "0x200000",
-      "permitted": "0xffffffffffffffff", "inheritable": "0x0"}),
-]
 
 
 @pytest.mark.parametrize("wire,want", NEW_KINDS, ids=[w["kind"] for w, _ in NEW_KINDS])

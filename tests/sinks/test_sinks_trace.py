@@ -14,8 +14,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from bus.envelope import Envelope
 from sinks.otel import OtelSettings, TraceSink, otel_text, resolve_endpoint
 from sinks.trace_model import session_ids
-from tests.sinks.sink_maps import (MS, README_ALERT_TS_NS, T0, event, exec_event, readme_decision,
-                                   readme_session, session_map)
+from tests.sinks.sink_maps import (MS, README_ALERT_TS_NS, T0, exec_event, readme_decision,
+                                   readme_session, session_map, signal_session)
 
 
 def envelope(topic: str, maps: list[dict[str, Any]], stream: str = "analyzer-0") -> Envelope:
@@ -217,51 +217,6 @@ def test_a_session_joined_midway_is_incomplete_and_counted(
 def play(sink: TraceSink, maps: list[tuple[str, dict[str, Any]]]) -> None:
     for topic, m in maps:
         sink.handle(envelope(topic, [m]))
-
-
-def signal_session() -> list[tuple[str, dict[str, Any]]]:
-    """A session with schema-2 facts: an agent exec with stdio and LD_PRELOAD, a hidden write,
-    a chmod, a DNS-like send, a raw socket, a capset with an all-ones mask, then a decision whose
-    evidence names the chmod (in this trace) and a write from an earlier session (not)."""
-    t = T0
-    return [
-        ("analyzer.session", session_map("opened", created_ns=t, updated_ns=t, tree_id=77,
-                                         parent_session_id=24)),
-        ("analyzer.event", event("exec", t + 1 * MS, 4100, 4000, "node", path="node", abspath="/usr/bin/node",
-                               argv=["node"], exe="/usr/bin/node", role="agent", euid=0, prev_euid=1000,
-                               stdio=[{"type": "inet", "family": 2, "addr": "127.0.0.1", "port": 4444},
-                                      {"type": "pipe", "ino": 9}, {"type": "tty"}],
-                               parent_stdio=["tty", "tty", "tty"],
-                               ld_env={"LD_PRELOAD": b"/tmp/\xffx.so"}, tree_id=77)),
-        ("analyzer.event", event("open", t + 2 * MS, 4100, 4000, "node", path="/home/u/.openclaw/s.json",
-                               flags=0x241, mode=0o600, role="agent", hidden="runtime_noise")),
-        ("analyzer.event", event("chmod", t + 3 * MS, 4100, 4000, "node", syscall="fchmodat", path="x.sh",
-                               abspath="/tmp/x.sh", mode=0o4755, ret=0, dirfd=-100, flags=0)),
-        ("analyzer.event", event("send", t + 4 * MS, 4100, 4000, "node", syscall="sendto", family=2,
-                               addr="127.0.0.1", port=53, bytes=40, dns_qname_len=22,
-                               dns_qname_hash=2**63 - 5, ret=40)),
-        ("analyzer.event", event("socket", t + 5 * MS, 4100, 4000, "node", syscall="socket", family=17,
-                               type=3, protocol=768, ret=5)),
-        ("analyzer.event", event("capset", t + 6 * MS, 4100, 4000, "node", syscall="capset",
-                               effective=2**64 - 1, permitted=0, inheritable=0, ret=-1)),
-        ("analyzer.event", event("ptrace", t + 7 * MS, 4100, 4000, "node", syscall="ptrace", request=16,
-                               target=2**64 - 1, ret=-1, target_in_tree=False)),
-        ("analyzer.decision", readme_decision(
-            ts_ns=t + 3 * MS, event=event("chmod", t + 3 * MS, 4100, 4000, "node", syscall="fchmodat",
-                                         path="x.sh", mode=0o4755, ret=0),
-            triggered_rules=[{"name": "setuid_made", "expr": "history.setuid_created", "weight": 9},
-                             {"name": "dropper", "expr": "history.written_then_interpreted && "
-                                                         "history.setuid_created", "weight": 1}],
-            evidence={"history.setuid_created": [
-                          {"ts_ns": t + 3 * MS, "tgid": 4100, "kind": "chmod", "path": "/tmp/x.sh"}],
-                      "history.written_then_interpreted": [
-                          {"ts_ns": t - 9 * MS, "tgid": 3999, "kind": "open", "path": b"/tmp/\xffw.sh"},
-                          {"ts_ns": t + 1 * MS, "tgid": 4100, "kind": "exec", "path": "/usr/bin/node"},
-                          "junk"]})),
-        ("analyzer.session", session_map("closed", created_ns=t, updated_ns=t + 7 * MS, closed_ns=t + 9 * MS,
-                                         tree_id=77, parent_session_id=24, complete=False,
-                                         incomplete_reason="bootstrap")),
-    ]
 
 
 def test_schema_2_kinds_become_span_events_with_their_fields(
