@@ -432,18 +432,25 @@ def alert_due(decision: Mapping[str, Any]) -> bool:
 
 
 def evidence_ref(ref: Any) -> dict[str, Any]:
-    """One analyzer reference ``{ts_ns, tgid, kind, path | addr}`` as a record:
-    ``{"timestamp", "pid", "type", "path" | "addr"}`` (addr is ``ip:port``); raises RecordError."""
+    """One analyzer reference ``{ts_ns, tgid, kind, <what>}`` as a record: ``{"timestamp", "pid",
+    "type", <what>}``, where <what> is the first the reference has of ``path`` (text), ``addr``
+    (``ip:port``), ``target`` (a pid: ptrace, vm_read) and ``detail`` (text: socket family/type,
+    the euid a setid gave, a capset mask). Raises RecordError for a malformed one."""
     ref = as_map(ref, "evidence reference")
     kind = ref.get("kind")
     out: dict[str, Any] = {"timestamp": rfc3339nano(int_field(ref, "ts_ns", None)),
                            "pid": int_field(ref, "tgid", None),
                            "type": TYPE_NAMES.get(kind, "OTHER") if type(kind) is str else "OTHER"}
-    if ref.get("addr") is not None:
-        out["addr"] = text(ref.get("addr"))
-    elif ref.get("path") is not None:
-        out["path"] = text(ref.get("path"))
+    for key in _REF_WHAT:
+        value = ref.get(key)
+        if value is not None:
+            out[key] = _int(value, key) if key == "target" and not isinstance(value, (str, bytes)) \
+                else text(value)
+            break
     return out
+
+
+_REF_WHAT = ("path", "addr", "target", "detail")      # what an evidence reference names
 
 
 def evidence_record(evidence: Any) -> tuple[dict[str, list[dict[str, Any]]], int]:

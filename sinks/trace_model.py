@@ -211,7 +211,7 @@ def evidence_refs(evidence: Any) -> dict[str, list[EvidenceRef]]:
                 rec = records.evidence_ref(ref)
             except records.RecordError:
                 continue
-            what = rec.get("path", rec.get("addr", ""))
+            what = next((rec[k] for k in ("path", "addr", "target", "detail") if k in rec), "")
             kept.append(EvidenceRef(ref["ts_ns"], ref["tgid"], ref["kind"] if type(ref["kind"]) is str else "",
                                     _escaped(f"{rec['timestamp']} {rec['type']} pid={rec['pid']} {what}".rstrip())))
         if kept:

@@ -286,3 +286,24 @@ def test_decision_event_carries_the_additive_fields(chicago: None) -> None:
     d = readme_decision(event=exec_event(role="agent", abspath="/tmp/openclaw-eval/helper.sh"))
     ev = roundtrip(records.decision_record(d))["event"]
     assert ev["role"] == "agent" and ev["abspath"] == "/tmp/openclaw-eval/helper.sh"
+
+
+def test_evidence_references_name_a_path_an_address_a_target_or_a_detail(chicago: None) -> None:
+    """The analyzer's reference shapes: path (exec, open, chmod, memfd:<name>), addr (connect,
+    send, bind, listen), target (ptrace, vm_read: a pid), detail (socket, setid, capset)."""
+    def ref(kind: str, **what: object) -> dict:
+        return {"ts_ns": README_ALERT_TS_NS, "tgid": 3, "kind": kind, **what}
+    refs = [ref("memfd", path="memfd:payload"), ref("listen", addr="0.0.0.0:4444"),
+            ref("ptrace", target=777), ref("vm_read", target="self"), ref("socket", detail="17/3/768"),
+            ref("capset", detail=b"0x\xff"), ref("exit")]
+    got = records.evidence_record({"history.x": refs[:4], "history.y": refs[4:]})[0]
+    base = {"timestamp": TS, "pid": 3}
+    assert got == {"history.x": [{**base, "type": "MEMFD", "path": "memfd:payload"},
+                                 {**base, "type": "LISTEN", "addr": "0.0.0.0:4444"},
+                                 {**base, "type": "PTRACE", "target": 777},
+                                 {**base, "type": "VM_READ", "target": "self"}],
+                   "history.y": [{**base, "type": "SOCKET", "detail": "17/3/768"},
+                                 {**base, "type": "CAPSET", "detail": "0x\udcff"},
+                                 {**base, "type": "EXIT"}]}
+    bad = records.evidence_record({"history.x": [ref("ptrace", target=1.5)]})
+    assert bad == ({}, 1)

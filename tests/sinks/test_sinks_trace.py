@@ -335,3 +335,16 @@ def test_hidden_events_never_open_a_trace(built: tuple[TraceSink, InMemorySpanEx
     sink, exporter = built
     sink.handle(envelope("analyzer.event", [exec_event(session_id=50, hidden="runtime_background")]))
     assert sink.sessions == {} and sink.counters()["hidden_events"] == 1
+
+
+def test_evidence_reference_text_names_what_the_reference_names(chicago: None) -> None:
+    from sinks.trace_model import evidence_refs
+    refs = evidence_refs({"history.foreign_process_read": [
+        {"ts_ns": README_ALERT_TS_NS, "tgid": 3, "kind": "ptrace", "target": 777},
+        {"ts_ns": README_ALERT_TS_NS, "tgid": 3, "kind": "exit"}, 5],
+        "history.raw_socket": [{"ts_ns": README_ALERT_TS_NS, "tgid": 3, "kind": "socket", "detail": "17/3"}],
+        "history.empty": ["junk"], 7: []})
+    assert [r.text for r in refs["history.foreign_process_read"]] == [
+        "2026-05-02T17:44:19.027509477-05:00 PTRACE pid=3 777", "2026-05-02T17:44:19.027509477-05:00 EXIT pid=3"]
+    assert refs["history.raw_socket"][0].text.endswith("SOCKET pid=3 17/3") and set(refs) == {
+        "history.foreign_process_read", "history.raw_socket"}
