@@ -6,7 +6,7 @@ The original's shape: ``{"timestamp", "session_id", "reason", "session": {"creat
 "updated_at", "closed_at", "recent_events"}}``. Additive: ``complete``, ``lost_events`` and,
 when the lifecycle map carries them, ``profile``, ``leader_tgid``, ``tree_id``,
 ``parent_session_id`` and ``incomplete_reason``; ``recent_events`` entries of the schema-2 kinds
-(CHMOD ... CAPSET) with their path or address (docs/sinks.md, FIELDS).
+(CHMOD ... CAPSET) with the path or address the analyzer kept of them (docs/sinks.md, FIELDS).
 """
 
 from __future__ import annotations
@@ -21,9 +21,6 @@ __all__ = ["SESSION_REASONS", "session_record", "recent_event"]
 # analyzer.session state -> sessions.log reason. "opened" writes nothing.
 SESSION_REASONS = {"flushed": "periodic_flush", "closed": "session_closed", "shutdown": "shutdown"}
 
-# recent_events entries: which types carry a path (omitted when empty) or an address.
-_PATH_TYPES = frozenset({"CHMOD", "UNLINK", "RENAME", "TRUNCATE"})
-_ADDR_TYPES = frozenset({"SEND", "BIND", "LISTEN"})
 # The lifecycle fields a snapshot adds when present: (name, is text).
 _LIFECYCLE_FIELDS = (("profile", True), ("leader_tgid", False), ("tree_id", False),
                      ("parent_session_id", False), ("incomplete_reason", True))
@@ -55,12 +52,12 @@ def recent_event(item: Mapping[str, Any]) -> dict[str, Any]:
     elif type_name == "CONNECT":
         out["addr"] = text(item.get("addr"))
         out["port"] = int_field(item, "port")
-    elif type_name in _PATH_TYPES:
+    elif type_name != "OTHER":                  # the schema-2 types: what the analyzer kept
         if item.get("path"):
             out["path"] = text(item.get("path"))
-    elif type_name in _ADDR_TYPES and item.get("addr") is not None:
-        out["addr"] = text(item.get("addr"))
-        out["port"] = int_field(item, "port")
+        if item.get("addr") is not None:
+            out["addr"] = text(item.get("addr"))
+            out["port"] = int_field(item, "port")
     return out
 
 

@@ -100,14 +100,15 @@ def test_recent_events_of_the_new_kinds(chicago: None) -> None:
         return {"kind": kind, "ts_ns": README_ALERT_TS_NS, "tgid": 5, **kw}
     recent = [ev("chmod", path="/tmp/x.sh"), ev("unlink", path=b"/var/log/\xff"), ev("rename", path="/h/.bashrc"),
               ev("truncate", path=""), ev("send", addr="127.0.0.1", port=53), ev("bind"), ev("memfd"),
-              ev("ptrace"), ev("newkind", path="/x")]
+              ev("ptrace"), ev("memfd", path="memfd:x"), ev("newkind", path="/x")]
     out = session_record(session_map("closed", recent_events=recent), 1)["session"]["recent_events"]
     base = {"timestamp": TS, "pid": 5}
     assert out == [{**base, "type": "CHMOD", "path": "/tmp/x.sh"},
                    {**base, "type": "UNLINK", "path": "/var/log/\udcff"},
                    {**base, "type": "RENAME", "path": "/h/.bashrc"}, {**base, "type": "TRUNCATE"},
                    {**base, "type": "SEND", "addr": "127.0.0.1", "port": 53}, {**base, "type": "BIND"},
-                   {**base, "type": "MEMFD"}, {**base, "type": "PTRACE"}, {**base, "type": "OTHER"}]
+                   {**base, "type": "MEMFD"}, {**base, "type": "PTRACE"},
+                   {**base, "type": "MEMFD", "path": "memfd:x"}, {**base, "type": "OTHER"}]
 
 
 def test_recent_events_odd_and_missing_fields(chicago: None) -> None:
