@@ -38,7 +38,7 @@ from typing import Any
 from bus.envelope import Envelope
 from sinks.logpaths import DEFAULT_LOG_DIR, LOG_GROUP, LogPaths, log_path_problem
 from bus.topics import ANALYZER_CONTROL, ANALYZER_DECISION, ANALYZER_EVENT, ANALYZER_SESSION, is_heartbeat
-from sinks import records, session_records
+from sinks import decision_records, records, session_records
 
 __all__ = ["LogPaths", "log_path_problem", "LogFile", "LogFileCounters", "JsonlSink", "FILE_MODE", "DIR_MODE",
            "BACKLOG_MAX_BYTES", "RETRY_INTERVAL_S", "DEFAULT_LOG_DIR"]
@@ -371,10 +371,10 @@ class JsonlSink:
             self.incomplete.discard(oldest)
 
     def _write_decision(self, item: Mapping[str, Any]) -> None:
-        audit, alert = records.audit_due(item), records.alert_due(item)
+        audit, alert = decision_records.audit_due(item), decision_records.alert_due(item)
         if not (audit or alert):
             return
-        line = records.encode_line(records.decision_record(item))
+        line = records.encode_line(decision_records.decision_record(item))
         if audit:
             self.audit.append(line)
         if alert:

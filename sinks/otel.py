@@ -37,7 +37,7 @@ from opentelemetry.sdk.trace import Span, TracerProvider
 
 from bus.envelope import Envelope
 from bus.topics import ANALYZER_CONTROL, ANALYZER_DECISION, ANALYZER_EVENT, ANALYZER_SESSION, is_heartbeat
-from sinks import records
+from sinks import decision_records, records
 from sinks.otel_export import (DEFAULT_SERVICE, SHUTDOWN_TIMEOUT_MS, BoundedProcessor, OtelSettings,
                                RetryingExporter, build_provider, resolve_endpoint)
 from sinks.trace_model import (COUNT_NAMES, EVENT_NAMES, PinnedIds, SessionTrace, event_attributes,
@@ -302,7 +302,7 @@ class TraceSink:
     def _emission_events(self, st: SessionTrace, d: Mapping[str, Any], base: dict[str, Any],
                          names: list[str], ts: int) -> None:
         """``audit emitted`` / ``alert emitted`` under the same conditions as audit.log/alert.log."""
-        for kind, due in (("audit", records.audit_due(d)), ("alert", records.alert_due(d))):
+        for kind, due in (("audit", decision_records.audit_due(d)), ("alert", decision_records.alert_due(d))):
             if due:
                 st.root.add_event(f"{kind} emitted", {
                     **base, f"casa.{kind}.kind": kind, f"casa.{kind}.triggered_rule_count": len(names),

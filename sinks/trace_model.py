@@ -33,7 +33,7 @@ from opentelemetry import trace as trace_api
 from opentelemetry.sdk.trace import Span
 from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
 
-from sinks import records
+from sinks import decision_records, records
 
 __all__ = ["ATTRIBUTE_NAMES", "EVENT_NAMES", "COUNT_NAMES", "otel_text", "otel_value",
            "event_attributes", "flag_attributes", "session_ids", "PinnedIds", "remote_context",
@@ -198,17 +198,17 @@ class EvidenceRef:
 
 def evidence_refs(evidence: Any) -> dict[str, list[EvidenceRef]]:
     """``{"group.field": [ref map, ...]}`` -> validated references, bounded as in the logs
-    (records.evidence_record: malformed ones and those beyond the bounds are left out)."""
+    (decision_records.evidence_record: malformed ones and those beyond the bounds are left out)."""
     out: dict[str, list[EvidenceRef]] = {}
     if not isinstance(evidence, Mapping):
         return out
     for name, refs in evidence.items():
-        if len(out) >= records.MAX_EVIDENCE_FIELDS or type(name) is not str or not isinstance(refs, list):
+        if len(out) >= decision_records.MAX_EVIDENCE_FIELDS or type(name) is not str or not isinstance(refs, list):
             continue
         kept = []
-        for ref in refs[:records.MAX_EVIDENCE_REFS]:
+        for ref in refs[:decision_records.MAX_EVIDENCE_REFS]:
             try:
-                rec = records.evidence_ref(ref)
+                rec = decision_records.evidence_ref(ref)
             except records.RecordError:
                 continue
             what = next((rec[k] for k in ("path", "addr", "target", "detail") if k in rec), "")

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from bus.text import to_bytes
-from sinks import records
+from sinks import decision_records, records
 from tests.sinks.sink_maps import NEW_KINDS, README_ALERT_TS_NS, exec_event, readme_decision
 
 TS = "2026-05-02T17:44:19.027509477-05:00"
@@ -38,8 +38,8 @@ def test_rfc3339nano_utc_is_z(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_readme_alert_record_golden(chicago: None) -> None:
     d = readme_decision()
-    assert records.audit_due(d) and records.alert_due(d)
-    assert roundtrip(records.decision_record(d)) == {
+    assert decision_records.audit_due(d) and decision_records.alert_due(d)
+    assert roundtrip(decision_records.decision_record(d)) == {
         "timestamp": TS,
         "session_id": 25,
         "event": {"pid": 4242, "tid": 4242, "ppid": 4200, "uid": 1000, "type": "EXECVE",
@@ -59,16 +59,16 @@ def test_readme_alert_record_golden(chicago: None) -> None:
 
 def test_decision_thresholds_choose_audit_and_alert() -> None:
     log_only = readme_decision(score=5, action="LOG")
-    assert records.audit_due(log_only) and not records.alert_due(log_only)
+    assert decision_records.audit_due(log_only) and not decision_records.alert_due(log_only)
     below = readme_decision(score=3, action="IGNORE")
-    assert not records.audit_due(below) and not records.alert_due(below)
+    assert not decision_records.audit_due(below) and not decision_records.alert_due(below)
     repeat = readme_decision(triggered_rules=[], action="IGNORE")   # §10: nothing new, nothing logged
-    assert not records.audit_due(repeat) and not records.alert_due(repeat)
+    assert not decision_records.audit_due(repeat) and not decision_records.alert_due(repeat)
 
 
 def test_rule_expr_and_weight_omitted_when_empty(chicago: None) -> None:
     d = readme_decision(triggered_rules=[{"name": "r", "expr": "", "weight": 0}])
-    assert roundtrip(records.decision_record(d))["decision"]["triggered_rules"] == [{"name": "r"}]
+    assert roundtrip(decision_records.decision_record(d))["decision"]["triggered_rules"] == [{"name": "r"}]
 
 
 def test_events_log_execve_golden(chicago: None) -> None:
@@ -152,9 +152,9 @@ def test_out_of_range_timestamp_is_a_record_error() -> None:
 
 def test_malformed_decision_raises() -> None:
     with pytest.raises(records.RecordError, match="'score' is missing"):
-        records.audit_due(readme_decision(score=None))
+        decision_records.audit_due(readme_decision(score=None))
     with pytest.raises(records.RecordError, match="decision event is NoneType"):
-        records.decision_record(readme_decision(event=None))
+        decision_records.decision_record(readme_decision(event=None))
 
 
 def test_rfc3339nano_remembered_second_gives_the_same_text(chicago: None) -> None:
@@ -255,7 +255,7 @@ def test_decision_evidence_golden(chicago: None) -> None:
         "history.credential_then_network": [
             {"ts_ns": README_ALERT_TS_NS, "tgid": 9, "kind": "send", "addr": "[::1]:53"},
             {"ts_ns": README_ALERT_TS_NS, "tgid": 9, "kind": "connect", "addr": "127.0.0.1:443"}]})
-    rec = roundtrip(records.decision_record(d))
+    rec = roundtrip(decision_records.decision_record(d))
     assert list(rec["decision"]) == ["action", "score", "log_threshold", "alert_threshold",
                                      "triggered_rules", "rules_version", "evidence"]
     assert rec["decision"]["evidence"] == {
@@ -270,21 +270,21 @@ def test_decision_evidence_golden(chicago: None) -> None:
 
 def test_decision_evidence_is_bounded_and_malformed_parts_are_left_out(chicago: None) -> None:
     ref = {"ts_ns": README_ALERT_TS_NS, "tgid": 1, "kind": "exec", "path": "/x"}
-    evidence = {f"history.f{i}": [ref] * 6 for i in range(records.MAX_EVIDENCE_FIELDS + 2)}
+    evidence = {f"history.f{i}": [ref] * 6 for i in range(decision_records.MAX_EVIDENCE_FIELDS + 2)}
     evidence["history.f0"] = [ref, "junk", {"tgid": 1}, {**ref, "ts_ns": 10**40}, ref]
-    rec = records.decision_record(readme_decision(evidence=evidence))["decision"]
-    assert len(rec["evidence"]) == records.MAX_EVIDENCE_FIELDS
-    assert len(rec["evidence"]["history.f0"]) == 2 and len(rec["evidence"]["history.f1"]) == records.MAX_EVIDENCE_REFS
+    rec = decision_records.decision_record(readme_decision(evidence=evidence))["decision"]
+    assert len(rec["evidence"]) == decision_records.MAX_EVIDENCE_FIELDS
+    assert len(rec["evidence"]["history.f0"]) == 2 and len(rec["evidence"]["history.f1"]) == decision_records.MAX_EVIDENCE_REFS
     # f0: 3 malformed; f1..f15: 2 over the bound each; f16, f17: 6 each beyond the field bound
     assert rec["evidence_omitted"] == 3 + 15 * 2 + 2 * 6
-    assert "evidence" not in records.decision_record(readme_decision())["decision"]
-    odd = records.decision_record(readme_decision(evidence=["not", "a", "map"]))["decision"]
+    assert "evidence" not in decision_records.decision_record(readme_decision())["decision"]
+    odd = decision_records.decision_record(readme_decision(evidence=["not", "a", "map"]))["decision"]
     assert "evidence" not in odd and odd["evidence_omitted"] == 1 and odd["action"] == "ALERT"
 
 
 def test_decision_event_carries_the_additive_fields(chicago: None) -> None:
     d = readme_decision(event=exec_event(role="agent", abspath="/tmp/openclaw-eval/helper.sh"))
-    ev = roundtrip(records.decision_record(d))["event"]
+    ev = roundtrip(decision_records.decision_record(d))["event"]
     assert ev["role"] == "agent" and ev["abspath"] == "/tmp/openclaw-eval/helper.sh"
 
 
@@ -296,7 +296,7 @@ def test_evidence_references_name_a_path_an_address_a_target_or_a_detail(chicago
     refs = [ref("memfd", path="memfd:payload"), ref("listen", addr="0.0.0.0:4444"),
             ref("ptrace", target=777), ref("vm_read", target="self"), ref("socket", detail="17/3/768"),
             ref("capset", detail=b"0x\xff"), ref("exit")]
-    got = records.evidence_record({"history.x": refs[:4], "history.y": refs[4:]})[0]
+    got = decision_records.evidence_record({"history.x": refs[:4], "history.y": refs[4:]})[0]
     base = {"timestamp": TS, "pid": 3}
     assert got == {"history.x": [{**base, "type": "MEMFD", "path": "memfd:payload"},
                                  {**base, "type": "LISTEN", "addr": "0.0.0.0:4444"},
@@ -305,5 +305,5 @@ def test_evidence_references_name_a_path_an_address_a_target_or_a_detail(chicago
                    "history.y": [{**base, "type": "SOCKET", "detail": "17/3/768"},
                                  {**base, "type": "CAPSET", "detail": "0x\udcff"},
                                  {**base, "type": "EXIT"}]}
-    bad = records.evidence_record({"history.x": [ref("ptrace", target=1.5)]})
+    bad = decision_records.evidence_record({"history.x": [ref("ptrace", target=1.5)]})
     assert bad == ({}, 1)
