@@ -2,10 +2,16 @@
 
     python -m bench.profile sessionizer [--sessions 500] [--top 25]
     python -m bench.profile analyzer    [--sessions 500] [--top 25]
+    python -m bench.profile sinks       [--sessions 500] [--top 25]
 
 Prints the core's events/s without sockets (the ceiling of the stage on one core, before the bus
 costs of decode/encode) and the top functions by own time. The analyzer is fed what the
 sessionizer core produces from the same recording. Use it before and after a change to a hot path.
+
+``sinks`` is the jsonl sink end to end except the socket: the analyzer core's output, packed into
+bus envelopes as the analyzer publishes them, decoded by a bus.Subscriber and written by the
+JsonlSink core to files in a temporary directory (bench/sink_profile.py: the schema-2 fields the
+collector adds are filled in, since the synthetic recording has none).
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ Out = list[tuple[str, dict[str, Any]]]
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.profile")
-    p.add_argument("stage", choices=["sessionizer", "analyzer"])
+    p.add_argument("stage", choices=["sessionizer", "analyzer", "sinks"])
     p.add_argument("--sessions", type=int, default=500)
     p.add_argument("--top", type=int, default=25)
     p.add_argument("--rules", default=str(CHECKOUT / "rules.json"))
@@ -67,6 +73,26 @@ def run_analyzer(core: Any, messages: Out) -> int:
     return n
 
 
+def run_analyzer_output(core: Any, events: list[dict[str, Any]], rules: str) -> Out:
+    """What the analyzer core publishes for the recording: (topic, map) in order, ending with the
+    ``closed`` snapshot of every session (with its recent_events), as when their roots exit and
+    the sessionizer's timers close them (the cores here are never ticked)."""
+    from analyzer.core import Analyzer
+    from policy import load_policy
+    analyzer = Analyzer(load_policy(rules))
+    out: Out = []
+    opened: list[dict[str, Any]] = []
+    for topic, m in run_sessionizer(core, events):
+        out += analyzer.handle((topic, m), m.get("ts_ns") or m.get("updated_ns") or 0)
+        if topic.endswith(".session") and m.get("state") == "opened":
+            opened.append(m)
+    end = max(e["ts_ns"] for e in events) + 1
+    for m in opened:
+        out += analyzer.handle(("sessionizer.session", {**m, "state": "closed", "closed_ns": end,
+                                                         "updated_ns": end, "ts_ns": end}), end)
+    return out
+
+
 def profiled(fn: Any, *args: Any) -> tuple[float, pstats.Stats]:
     prof = cProfile.Profile()
     t = time.perf_counter()
@@ -81,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     events = _stamped(args.sessions)
     sess = sessionizer_core(args.rules)
+    if args.stage == "sinks":
+        from bench.sink_profile import profile_sinks
+        return profile_sinks(run_analyzer_output(sess, events, args.rules), args.top)
     if args.stage == "sessionizer":
         t = time.perf_counter()
         run_sessionizer(sessionizer_core(args.rules), [dict(e) for e in events])

@@ -9,7 +9,7 @@ Two processes, separately restartable; each subscribes to ``analyzer.*`` on ever
 
 Settings come from the environment, after a ``.env`` file in the working directory (which never
 overrides it): log paths for ``jsonl`` (see sinks/jsonl.py), the OTLP endpoint for ``otel`` (see
-sinks/otel.py). Runs as the unprivileged ``casa`` user. SIGHUP reopens the log files (after
+sinks/otel_export.py). Runs as the unprivileged ``casa`` user. SIGHUP reopens the log files (after
 rotation); SIGTERM/SIGINT write what is queued, send a last heartbeat and exit.
 
 Caveat: ``otel`` with no endpoint configured logs that tracing is off and only heartbeats

@@ -1,6 +1,6 @@
 """The ``.env`` file: optional settings read from the working directory at start-up.
 
-Same rules as the original (casa-original.md §2.2): the file is read if present, and a value
+Same rules as the original CASA's: the file is read if present, and a value
 never overrides a variable that is already set in the environment. Syntax, one setting a line:
 
     # a comment

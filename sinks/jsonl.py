@@ -1,4 +1,4 @@
-"""The JSONL log sink: events.log, sessions.log, audit.log and alert.log (casa-original.md §11).
+"""The JSONL log sink: events.log, sessions.log, audit.log and alert.log (docs/sinks.md, FIELDS).
 
 Guarantees, and how they are kept:
 
@@ -38,7 +38,7 @@ from typing import Any
 from bus.envelope import Envelope
 from sinks.logpaths import DEFAULT_LOG_DIR, LOG_GROUP, LogPaths, log_path_problem
 from bus.topics import ANALYZER_CONTROL, ANALYZER_DECISION, ANALYZER_EVENT, ANALYZER_SESSION, is_heartbeat
-from sinks import records
+from sinks import decision_records, records, session_records
 
 __all__ = ["LogPaths", "log_path_problem", "LogFile", "LogFileCounters", "JsonlSink", "FILE_MODE", "DIR_MODE",
            "BACKLOG_MAX_BYTES", "RETRY_INTERVAL_S", "DEFAULT_LOG_DIR"]
@@ -264,7 +264,8 @@ class JsonlSink:
     alert: LogFile
     wall_clock_ns: Callable[[], int] = time.time_ns
     malformed: int = 0                 # bus maps that could not become records
-    skipped_kinds: int = 0             # events of kinds the original never logged (fork, ...)
+    skipped_kinds: int = 0             # events of kinds without a record (fork, root, loss, ...)
+    hidden_events: int = 0             # events a noise filter hid from the logs (by design)
     reloads_applied: int = 0
     joined_midway: int = 0             # sessions first seen after their start (marked incomplete)
     # session_id -> stream, for sessions that are open; loss on that stream marks them incomplete
@@ -308,6 +309,8 @@ class JsonlSink:
 
         Nearly every message is one of these, so session tracking is inlined here (a call only
         for a session not seen yet) and the line comes from records.event_line's fast path.
+        An event with ``hidden`` (runtime noise a sessionizer filter kept only for the analyzer)
+        still shows its session is open, but has no line: it is counted in ``hidden_events``.
         """
         closed, tracked, lines = self.closed_recent, self.open_sessions, []
         for item in events:
@@ -319,6 +322,9 @@ class JsonlSink:
                     self.late_messages += 1                # still written; not tracked again
                 elif sid not in tracked:
                     self._track_open(item, stream)
+                if item.get("hidden"):
+                    self.hidden_events += 1                # runtime noise: for the analyzer only
+                    continue
                 line = records.event_line(item)
                 if line is None:
                     self.skipped_kinds += 1
@@ -365,10 +371,10 @@ class JsonlSink:
             self.incomplete.discard(oldest)
 
     def _write_decision(self, item: Mapping[str, Any]) -> None:
-        audit, alert = records.audit_due(item), records.alert_due(item)
+        audit, alert = decision_records.audit_due(item), decision_records.alert_due(item)
         if not (audit or alert):
             return
-        line = records.encode_line(records.decision_record(item))
+        line = records.encode_line(decision_records.decision_record(item))
         if audit:
             self.audit.append(line)
         if alert:
@@ -382,7 +388,8 @@ class JsonlSink:
             self._remember(sid, stream)
         else:
             self._track_open(item, stream)
-        rec = records.session_record(item, self.wall_clock_ns(), sink_saw_loss=sid in self.incomplete)
+        rec = session_records.session_record(item, self.wall_clock_ns(),
+                                             sink_saw_loss=sid in self.incomplete)
         if rec is None:                                   # opened
             return
         self.sessions.append(records.encode_line(rec))
@@ -435,6 +442,7 @@ class JsonlSink:
     def counters(self) -> dict[str, int]:
         """Heartbeat counters: records written per file, write errors, backlog, lost."""
         out: dict[str, int] = {"malformed_maps": self.malformed, "skipped_kinds": self.skipped_kinds,
+                               "hidden_events": self.hidden_events,
                                "reloads_applied": self.reloads_applied,
                                "open_sessions": len(self.open_sessions),
                                "sessions_joined_midway": self.joined_midway,

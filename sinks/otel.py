@@ -1,328 +1,66 @@
-"""The OpenTelemetry sink: one trace per session, exported over OTLP/HTTP (casa-original.md §12).
+"""The OpenTelemetry sink: one trace per session, exported over OTLP/HTTP (docs/sinks.md).
 
-Enabled when ``CASA_OTEL_EXPORTER_OTLP_ENDPOINT`` (fallbacks ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``,
-``OTEL_EXPORTER_OTLP_ENDPOINT``) is set. An endpoint starting with ``http://`` or ``https://`` is
-a full URL (``http://127.0.0.1:4318/v1/traces``; a URL with no path gets ``/v1/traces``);
-anything else is ``host:port`` and becomes ``http://host:port/v1/traces`` (``https`` when
-``CASA_OTEL_EXPORTER_OTLP_INSECURE``/``OTEL_EXPORTER_OTLP_INSECURE`` is false). Service name:
-``CASA_OTEL_SERVICE_NAME``, then ``OTEL_SERVICE_NAME``, default ``casa``. Works unchanged
-against Jaeger all-in-one on :4318.
+    TraceSink.from_settings(OtelSettings.from_env())     # python -m sinks otel
 
-The trace of session N:
+The trace of session N (sinks/trace_model.py says what each span and attribute holds):
 
     session N                      root span: session start (created_ns) -> close (closed_ns)
-      span events                  process / file / network / exit, rule matched: <name>,
-                                   audit emitted, alert emitted (the original's names/attributes)
+      span events                  process / file / network / exit and the schema-2 kinds, each
+                                   numbered (casa.event.seq); rule matched: <name> with its
+                                   evidence, audit emitted, alert emitted
+      links                        the parent session's root span (parent_session_id); the
+                                   process spans where a rule's evidence happened
       process <name> (tgid)        one child span per exec'd process, exec -> exit, nested by the
-        process <name> (tgid)      exec lineage (a process under the nearest ancestor that has a span)
+        process <name> (tgid)      exec lineage (a process under the nearest ancestor with a span)
 
 Every span and span event carries the real event time (ns), never the export time. The root span
 ends with the final score and action, event counts, complete/lost_events and every context flag.
+Events with ``hidden`` (runtime noise a sessionizer filter kept for the analyzer) are not in the
+trace; they are counted (``hidden_events``).
 
-Export never blocks the pipeline: spans go to a BatchSpanProcessor (its own thread) behind a
-bounded admission count; failed exports are kept in a bounded retry buffer and re-sent when the
-receiver is back. Whatever is dropped is counted (``spans_dropped``) and reported in heartbeats.
-Non-UTF-8 text is sent with ``\\udcXX`` escapes (protobuf strings must be UTF-8).
+Export (sinks/otel_export.py) never blocks the pipeline: spans go to a bounded batch processor,
+failed exports to a bounded retry buffer; whatever is dropped is counted (``spans_dropped``).
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 from opentelemetry import trace as trace_api
 from opentelemetry.context import Context
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanLimits, SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace import Span, TracerProvider
 
 from bus.envelope import Envelope
 from bus.topics import ANALYZER_CONTROL, ANALYZER_DECISION, ANALYZER_EVENT, ANALYZER_SESSION, is_heartbeat
-from sinks import records
+from sinks import decision_records, records
+from sinks.otel_export import (DEFAULT_SERVICE, SHUTDOWN_TIMEOUT_MS, BoundedProcessor, OtelSettings,
+                               RetryingExporter, build_provider, resolve_endpoint)
+from sinks.trace_model import (COUNT_NAMES, EVENT_NAMES, PinnedIds, SessionTrace, event_attributes,
+                               evidence_refs, flag_attributes, otel_text, remote_context, rule_fields,
+                               session_ids)
 
-__all__ = ["OtelSettings", "resolve_endpoint", "RetryingExporter", "BoundedProcessor", "TraceSink",
-           "SessionTrace", "otel_text", "event_attributes", "flag_attributes", "TRACER_NAME"]
+__all__ = ["TraceSink", "OtelSettings", "resolve_endpoint", "RetryingExporter", "BoundedProcessor",
+           "SessionTrace", "otel_text", "event_attributes", "flag_attributes", "session_ids", "TRACER_NAME"]
 
 TRACER_NAME = "casa.sinks"
-DEFAULT_SERVICE = "casa"
-TRACES_PATH = "/v1/traces"
-EXPORT_TIMEOUT_S = 5.0              # one OTLP request, including the exporter's own retries
-QUEUE_MAX_SPANS = 2048              # ended spans waiting for the export thread
-RETRY_MAX_SPANS = 8192              # spans of failed exports kept for re-sending
-RETRY_INTERVAL_S = 2.0
-EXPORT_BATCH_SPANS = 256
-SCHEDULE_DELAY_MS = 500
-MAX_SPAN_EVENTS = 10_000            # span events kept on one root span (the rest counted by the SDK)
 MAX_OPEN_SESSIONS = 10_000
 TIME_FIELDS = ("ts_ns", "created_ns", "updated_ns", "closed_ns")
 TIME_LIMIT_NS = 1 << 64             # OTLP times are fixed64: one negative time fails a whole batch
 MAX_PROCESS_SPANS = 2_000           # process spans per session; further execs are span events only
+MAX_EVIDENCE_LINKS = 64             # evidence links per root span (the attributes name all refs)
 RECENTLY_CLOSED = 10_000            # closed ids remembered so late messages do not open a 2nd trace
-SHUTDOWN_TIMEOUT_MS = 5_000
-
 ACTION_RANK = {"IGNORE": 0, "LOG": 1, "ALERT": 2}
-EVENT_NAMES = {"EXECVE": "process", "OPENAT": "file", "CONNECT": "network", "EXIT": "exit"}
-COUNT_NAMES = {"EXECVE": "execve", "OPENAT": "openat", "CONNECT": "connect", "EXIT": "exit"}
 
 log = logging.getLogger("casa.sinks")
 
 
-def _truthy(value: str | None, default: bool) -> bool:
-    if value is None or value.strip() == "":
-        return default
-    return value.strip().lower() in ("1", "true", "yes", "on")
-
-
-def resolve_endpoint(value: str, insecure: bool = True) -> str:
-    """§12: a full http(s) URL is used as given (``/v1/traces`` added if it has no path);
-    anything else is ``host:port`` (optionally with a path)."""
-    value = value.strip()
-    if value.startswith(("http://", "https://")):
-        parts = urlsplit(value)
-        if not parts.netloc:
-            raise ValueError(f"OTLP endpoint {value!r} has no host")
-        return value if parts.path not in ("", "/") else value.rstrip("/") + TRACES_PATH
-    if not value or value.startswith("/"):
-        raise ValueError(f"OTLP endpoint {value!r} is neither a URL nor host:port")
-    scheme = "http" if insecure else "https"
-    return f"{scheme}://{value}" if "/" in value else f"{scheme}://{value}{TRACES_PATH}"
-
-
-@dataclass(frozen=True, slots=True)
-class OtelSettings:
-    """Where and as what to export."""
-
-    endpoint: str
-    service_name: str = DEFAULT_SERVICE
-    timeout_s: float = EXPORT_TIMEOUT_S
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "OtelSettings | None":
-        """None when no endpoint is set (tracing off). Raises ValueError for a bad endpoint."""
-        env = os.environ if environ is None else environ
-        raw = next((env[k] for k in ("CASA_OTEL_EXPORTER_OTLP_ENDPOINT",
-                                     "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
-                    if env.get(k, "").strip()), None)
-        if raw is None:
-            return None
-        insecure = _truthy(env.get("CASA_OTEL_EXPORTER_OTLP_INSECURE",
-                                   env.get("OTEL_EXPORTER_OTLP_INSECURE")), True)
-        service = (env.get("CASA_OTEL_SERVICE_NAME") or env.get("OTEL_SERVICE_NAME")
-                   or DEFAULT_SERVICE)
-        return cls(endpoint=resolve_endpoint(raw, insecure), service_name=service)
-
-
-class RetryingExporter(SpanExporter):
-    """Wraps the OTLP exporter: counts, and keeps failed batches (bounded) to re-send later.
-
-    Runs on the export thread and its own retry thread, never on the pipeline's thread.
-    """
-
-    def __init__(self, inner: SpanExporter, max_retry_spans: int = RETRY_MAX_SPANS,
-                 retry_interval_s: float = RETRY_INTERVAL_S) -> None:
-        self.inner = inner
-        self.max_retry_spans = max_retry_spans
-        self.received = 0          # spans handed to us by the batch processor
-        self.exported = 0          # spans the receiver accepted
-        self.failed_exports = 0    # export requests that failed (each is retried)
-        self.dropped = 0           # spans given up because the retry buffer was full
-        self.closing = False       # set at shutdown: after one failure, keep instead of retrying
-        self._last_failed = False
-        self._retry: deque[ReadableSpan] = deque()
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._retry_loop, args=(retry_interval_s,),
-                                        name="casa-otel-retry", daemon=True)
-        self._thread.start()
-
-    @property
-    def retry_backlog(self) -> int:
-        return len(self._retry)
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        with self._lock:
-            self.received += len(spans)
-            if self.closing and self._last_failed:     # shutting down and unreachable: no waiting
-                self._keep(list(spans))
-                return SpanExportResult.FAILURE
-            if self._retry and not self._send_backlog():
-                self._keep(list(spans))
-                return SpanExportResult.FAILURE
-            if self._send(list(spans)):
-                return SpanExportResult.SUCCESS
-            self._keep(list(spans))
-            return SpanExportResult.FAILURE
-
-    def _send(self, spans: list[ReadableSpan]) -> bool:
-        try:
-            ok = self.inner.export(spans) is SpanExportResult.SUCCESS
-        except Exception as exc:       # an exporter bug must not kill the export thread
-            log.error("span export raised | error=%s", exc)
-            ok = False
-        if ok:
-            self.exported += len(spans)
-        else:
-            self.failed_exports += 1
-        self._last_failed = not ok
-        return ok
-
-    def _send_backlog(self) -> bool:
-        """Re-send kept spans oldest first; stop at the first failure. True when all are sent."""
-        while self._retry:
-            chunk = [self._retry[i] for i in range(min(EXPORT_BATCH_SPANS, len(self._retry)))]
-            if not self._send(chunk):
-                return False
-            for _ in chunk:
-                self._retry.popleft()
-        log.info("trace receiver reachable again; kept spans sent | exported=%d dropped=%d",
-                 self.exported, self.dropped)
-        return True
-
-    def _keep(self, spans: list[ReadableSpan]) -> None:
-        self._retry.extend(spans)
-        over = len(self._retry) - self.max_retry_spans
-        for _ in range(max(over, 0)):
-            self._retry.popleft()       # the oldest go first; counted
-            self.dropped += 1
-        log.warning("span export failed; spans kept for retry | kept=%d dropped=%d",
-                    len(self._retry), self.dropped)
-
-    def _retry_loop(self, interval_s: float) -> None:
-        while not self._stop.wait(interval_s):
-            if self._retry:
-                with self._lock:
-                    if self._retry:
-                        self._send_backlog()
-
-    def shutdown(self) -> None:
-        self._stop.set()
-        with self._lock:
-            if self._retry and not self._last_failed:
-                self._send_backlog()
-            if self._retry:
-                log.error("trace receiver unreachable at shutdown; kept spans dropped | dropped=%d",
-                          len(self._retry))
-            self.dropped += len(self._retry)
-            self._retry.clear()
-        self.inner.shutdown()
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return True
-
-
-class BoundedProcessor(SpanProcessor):
-    """A BatchSpanProcessor behind an admission count we can read: at most ``max_queue`` ended
-    spans wait for export; beyond that a span is dropped here and counted, never blocking."""
-
-    def __init__(self, exporter: RetryingExporter, max_queue: int = QUEUE_MAX_SPANS) -> None:
-        self.exporter = exporter
-        self.max_queue = max_queue
-        self.submitted = 0
-        self.dropped = 0
-        self.batch = BatchSpanProcessor(exporter, max_queue_size=max_queue,
-                                        schedule_delay_millis=SCHEDULE_DELAY_MS,
-                                        max_export_batch_size=min(EXPORT_BATCH_SPANS, max_queue))
-
-    def on_start(self, span: Span, parent_context: Any = None) -> None:
-        return None
-
-    def on_end(self, span: ReadableSpan) -> None:
-        if self.submitted - self.exporter.received >= self.max_queue:
-            self.dropped += 1
-            return
-        self.submitted += 1
-        self.batch.on_end(span)
-
-    def shutdown(self, timeout_millis: int = SHUTDOWN_TIMEOUT_MS) -> None:
-        """Export what is queued; if the receiver is down, stop trying after the first failure."""
-        self.exporter.closing = True
-        self.batch.shutdown()
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return self.batch.force_flush(timeout_millis)
-
-
-def otel_text(value: Any) -> str:
-    """Wire text -> a valid UTF-8 str for protobuf: non-UTF-8 bytes become ``\\udcXX`` escapes."""
-    s = records.text(value)
-    try:
-        s.encode("utf-8")
-        return s
-    except UnicodeEncodeError:
-        return s.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-def event_attributes(event: Mapping[str, Any], session_id: int) -> dict[str, Any]:
-    """§12 span-event attributes of one accepted event."""
-    type_name = records.event_type(event)
-    ts_ns = int(event.get("ts_ns") or 0)
-    attrs: dict[str, Any] = {
-        "casa.session.id": session_id, "casa.event.type": type_name,
-        "casa.event.timestamp": records.rfc3339nano(ts_ns),
-        "process.pid": int(event.get("tgid") or 0), "process.parent_pid": int(event.get("ppid") or 0),
-        "thread.id": int(event.get("tid") or 0), "user.id": int(event.get("uid") or 0),
-    }
-    comm = otel_text(event.get("comm"))
-    if comm:
-        attrs["process.command"] = comm
-    if type_name == "EXECVE":
-        attrs["process.executable.path"] = otel_text(event.get("path"))
-        attrs["process.args"] = [otel_text(a) for a in event.get("argv") or []]
-        exe = otel_text(event.get("exe"))
-        if exe and exe != attrs["process.executable.path"]:
-            attrs["casa.process.exe"] = exe
-    elif type_name == "OPENAT":
-        attrs.update({"file.path": otel_text(event.get("path")),
-                      "file.flags": int(event.get("flags") or 0), "file.mode": int(event.get("mode") or 0)})
-    elif type_name == "CONNECT":
-        attrs.update({"server.address": otel_text(event.get("addr")),
-                      "server.port": int(event.get("port") or 0)})
-    return attrs
-
-
-def flag_attributes(context: Any) -> dict[str, Any]:
-    """``{"execution": {...}, ...}`` -> ``casa.execution.<flag>`` etc. (bool/int/float/str only)."""
-    out: dict[str, Any] = {}
-    if not isinstance(context, Mapping):
-        return out
-    for group in ("execution", "capability", "history"):
-        flags = context.get(group)
-        if isinstance(flags, Mapping):
-            for name, value in flags.items():
-                if isinstance(value, (bool, int, float, str)):
-                    out[f"casa.{group}.{name}"] = value
-    return out
-
-
 def _basename(path: str) -> str:
     return path.rstrip("/").rsplit("/", 1)[-1] or path
-
-
-@dataclass(slots=True)
-class SessionTrace:
-    """The live trace of one session: its root span, process spans and running totals."""
-
-    session_id: int
-    stream: str
-    root: Span
-    processes: dict[int, Span] = field(default_factory=dict)
-    parents: dict[int, Span] = field(default_factory=dict)   # tgid -> parent span of its span
-    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
-        ("accepted", "connect", "openat", "execve", "exit"), 0))
-    score: int | float = 0
-    action: str = "IGNORE"
-    audit_emitted: bool = False
-    alert_emitted: bool = False
-    context: Any = None
-    last_ts_ns: int = 0
-    complete: bool = True
 
 
 def _check_times(item: Mapping[str, Any]) -> None:
@@ -336,13 +74,23 @@ def _check_times(item: Mapping[str, Any]) -> None:
             raise records.RecordError(f"field {name!r} is not a time in ns: {value!r}")
 
 
+def _opt_int(m: Mapping[str, Any], name: str) -> int | None:
+    value = m.get(name)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 @dataclass(slots=True)
 class TraceSink:
-    """Pure-ish core: analyzer envelopes -> spans on an injected tracer provider."""
+    """Pure-ish core: analyzer envelopes -> spans on an injected tracer provider.
+
+    ``id_namespace`` is what session trace ids are derived from, with the session id
+    (trace_model.session_ids): the same in every process of this sink on this host.
+    """
 
     provider: TracerProvider
     processor: BoundedProcessor | None = None       # None in tests with their own processor
     wall_clock_ns: Callable[[], int] = time.time_ns
+    id_namespace: str = DEFAULT_SERVICE
     sessions: OrderedDict[int, SessionTrace] = field(default_factory=OrderedDict)
     closed: set[int] = field(default_factory=set)                # recently closed session ids
     closed_order: deque[int] = field(default_factory=deque)      # ... oldest first, for eviction
@@ -351,22 +99,19 @@ class TraceSink:
     late_messages: int = 0
     process_spans_skipped: int = 0
     joined_midway: int = 0             # sessions first seen after their start (marked incomplete)
+    hidden_events: int = 0             # events a noise filter hid from the logs: not in traces
     reloads_seen: int = 0
     tracer: Any = None
+    ids: PinnedIds = field(default_factory=PinnedIds)
 
     def __post_init__(self) -> None:
         self.tracer = self.provider.get_tracer(TRACER_NAME)
+        self.tracer.id_generator = self.ids           # root spans get derived ids (trace_model)
 
     @classmethod
     def from_settings(cls, settings: OtelSettings) -> "TraceSink":
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-        exporter = RetryingExporter(OTLPSpanExporter(endpoint=settings.endpoint,
-                                                     timeout=settings.timeout_s))
-        processor = BoundedProcessor(exporter)
-        provider = TracerProvider(resource=Resource.create({"service.name": settings.service_name}),
-                                  span_limits=SpanLimits(max_events=MAX_SPAN_EVENTS))
-        provider.add_span_processor(processor)
-        return cls(provider=provider, processor=processor)
+        provider, processor = build_provider(settings)
+        return cls(provider=provider, processor=processor, id_namespace=settings.id_namespace)
 
     # -- input -------------------------------------------------------------------------------
 
@@ -397,6 +142,9 @@ class TraceSink:
         if isinstance(item.get("event"), Mapping):
             _check_times(item["event"])
         if topic == ANALYZER_EVENT:
+            if item.get("hidden"):
+                self.hidden_events += 1           # runtime noise: for the analyzer only
+                return
             self._on_event(self._session(sid, stream, item, int(item.get("ts_ns") or 0)), item)
         elif topic == ANALYZER_DECISION:
             event = item.get("event") if isinstance(item.get("event"), Mapping) else {}
@@ -414,42 +162,64 @@ class TraceSink:
                                  "casa.session.created_at": records.rfc3339nano(start_ns)}
         if item.get("profile"):
             attrs["casa.session.profile"] = otel_text(item.get("profile"))
+        trace_id, first_root = session_ids(self.id_namespace, sid)
         links = []
         previous = self.suspended.pop(sid, None)
         if previous is not None:                  # continued after a pipeline restart
             attrs["casa.session.resumed"] = True
-            links.append(trace_api.Link(previous))
+            links.append(trace_api.Link(previous, {"casa.link.kind": "resumed_from"}))
+        elif not opened:                          # its first root span, if any, is not ours
+            links.append(trace_api.Link(remote_context(trace_id, first_root),
+                                        {"casa.link.kind": "earlier_part"}))
+        # The session's own trace; its first root span gets the derived id, a later part (resumed,
+        # joined midway) a random one in the same trace, so no two spans share an id.
+        self.ids.pin(trace_id, first_root if opened and previous is None else None)
         root = self.tracer.start_span(f"session {sid}", context=Context(), attributes=attrs,
                                       start_time=start_ns, kind=trace_api.SpanKind.INTERNAL,
                                       links=links)
         # A session first seen without its "opened" map (sink restart, lost lifecycle message)
         # began before this sink saw it: part of its data is missing here, so it is incomplete.
-        st = SessionTrace(session_id=sid, stream=stream, root=root, complete=opened or bool(links))
+        st = SessionTrace(session_id=sid, stream=stream, root=root, complete=opened or previous is not None)
         self.joined_midway += not st.complete
         self.sessions[sid] = st
+        self._link_parent(st, item)
         while len(self.sessions) > MAX_OPEN_SESSIONS:
             old = next(iter(self.sessions.values()))
             self._finish(old, max(old.last_ts_ns, 1), "evicted")
         return st
+
+    def _link_parent(self, st: SessionTrace, m: Mapping[str, Any]) -> None:
+        """A link to the parent session's first root span, computed from its id (it may have been
+        exported by an earlier process of this sink); once, from the first map that names it."""
+        parent = _opt_int(m, "parent_session_id")
+        if parent is None or st.parent_linked:
+            return
+        st.parent_linked = True
+        st.root.set_attribute("casa.session.parent_id", parent)
+        st.root.add_link(remote_context(*session_ids(self.id_namespace, parent)),
+                         {"casa.link.kind": "parent_session", "casa.session.parent_id": parent})
 
     def _on_event(self, st: SessionTrace, event: Mapping[str, Any]) -> None:
         type_name = records.event_type(event)
         if type_name == "OTHER":
             return
         ts = int(event.get("ts_ns") or 0)
+        attrs = event_attributes(event, st.session_id)
         st.last_ts_ns = max(st.last_ts_ns, ts)
         st.counts["accepted"] += 1
-        st.counts[COUNT_NAMES[type_name]] += 1
-        st.root.add_event(EVENT_NAMES[type_name], event_attributes(event, st.session_id), timestamp=ts)
+        st.counts[COUNT_NAMES[type_name]] = st.counts.get(COUNT_NAMES[type_name], 0) + 1
         tgid = int(event.get("tgid") or 0)
         if type_name == "EXECVE":
-            self._start_process(st, event, tgid, ts)
-        elif type_name == "EXIT" and tgid in st.processes:
+            self._start_process(st, event, tgid, ts, attrs)
+        attrs["casa.event.seq"] = st.remember(ts, tgid, str(event["kind"]), st.processes.get(tgid))
+        st.root.add_event(EVENT_NAMES[type_name], attrs, timestamp=ts)
+        if type_name == "EXIT" and tgid in st.processes:
             span = st.processes.pop(tgid)
             span.set_attribute("process.exit_code", int(event.get("exit_code") or 0))
             span.end(end_time=ts)
 
-    def _start_process(self, st: SessionTrace, event: Mapping[str, Any], tgid: int, ts: int) -> None:
+    def _start_process(self, st: SessionTrace, event: Mapping[str, Any], tgid: int, ts: int,
+                       event_attrs: dict[str, Any]) -> None:
         old = st.processes.pop(tgid, None)
         if old is not None:                       # the same process exec'd again: a new image
             old.set_attribute("casa.process.replaced_by_exec", True)
@@ -461,8 +231,7 @@ class TraceSink:
             self.process_spans_skipped += 1
             return
         path = otel_text(event.get("path"))
-        attrs = {k: v for k, v in event_attributes(event, st.session_id).items()
-                 if not k.startswith("casa.event.")}
+        attrs = {k: v for k, v in event_attrs.items() if not k.startswith("casa.event.")}
         if isinstance(event.get("depth"), int):
             attrs["casa.process.depth"] = event["depth"]
         span = self.tracer.start_span(f"process {_basename(path)}", attributes=attrs, start_time=ts,
@@ -484,7 +253,8 @@ class TraceSink:
 
     def _on_decision(self, st: SessionTrace, d: Mapping[str, Any], event: Mapping[str, Any],
                      ts: int) -> None:
-        """``rule matched: <name>`` per newly triggered rule, then ``audit/alert emitted`` (§12)."""
+        """``rule matched: <name>`` per newly triggered rule (with its evidence), then
+        ``audit/alert emitted`` under the same conditions as audit.log/alert.log."""
         rules = d.get("triggered_rules") or []
         if not isinstance(rules, list):
             raise records.RecordError("triggered_rules is not a list")
@@ -496,20 +266,43 @@ class TraceSink:
                     "casa.decision.log_threshold": d.get("log_threshold", 0),
                     "casa.decision.alert_threshold": d.get("alert_threshold", 0)}
         flags = flag_attributes(d.get("context"))
-        for r in rules:
-            attrs = {**base, "casa.rule.name": otel_text(r.get("name")),
-                     "casa.rule.expr": otel_text(r.get("expr")),
+        evidence = evidence_refs(d.get("evidence"))
+        for r, name in zip(rules, names):
+            attrs = {**base, "casa.rule.name": name, "casa.rule.expr": otel_text(r.get("expr")),
                      "casa.rule.weight": int(r.get("weight") or 0),
                      "casa.rule.triggered_rule_count": len(names),
-                     "casa.decision.triggered_rule_names": names, **decision, **flags}
-            st.root.add_event(f"rule matched: {otel_text(r.get('name'))}", attrs, timestamp=ts)
+                     "casa.decision.triggered_rule_names": names, **decision, **flags,
+                     **self._evidence(st, name, rule_fields(otel_text(r.get("expr")), evidence), evidence)}
+            st.root.add_event(f"rule matched: {name}", attrs, timestamp=ts)
+        if evidence:
+            decision["casa.decision.evidence_fields"] = list(evidence)
         self._emission_events(st, d, {**base, **decision}, names, ts)
         self._update_totals(st, d)
+
+    def _evidence(self, st: SessionTrace, rule: str, fields: list[str],
+                  evidence: Mapping[str, list[Any]]) -> dict[str, Any]:
+        """A rule's evidence as attributes: per field its references and the seq of each one's
+        span event in this trace (0: not here -- an earlier session, hidden, or beyond the index);
+        and a link from the root to the process span where each such event happened."""
+        attrs: dict[str, Any] = {"casa.evidence.fields": fields} if fields else {}
+        for name in fields:
+            seqs = []
+            for ref in evidence[name]:
+                seq, ctx = st.events.get((ref.ts_ns, ref.tgid, ref.kind), (0, None))
+                seqs.append(seq)
+                if ctx is not None and st.evidence_links < MAX_EVIDENCE_LINKS:
+                    st.evidence_links += 1
+                    st.root.add_link(ctx, {"casa.link.kind": "evidence", "casa.rule.name": rule,
+                                           "casa.evidence.field": name, "casa.evidence.ref": ref.text,
+                                           "casa.event.seq": seq})
+            attrs[f"casa.evidence.{name}"] = [ref.text for ref in evidence[name]]
+            attrs[f"casa.evidence.{name}.event_seq"] = seqs
+        return attrs
 
     def _emission_events(self, st: SessionTrace, d: Mapping[str, Any], base: dict[str, Any],
                          names: list[str], ts: int) -> None:
         """``audit emitted`` / ``alert emitted`` under the same conditions as audit.log/alert.log."""
-        for kind, due in (("audit", records.audit_due(d)), ("alert", records.alert_due(d))):
+        for kind, due in (("audit", decision_records.audit_due(d)), ("alert", decision_records.alert_due(d))):
             if due:
                 st.root.add_event(f"{kind} emitted", {
                     **base, f"casa.{kind}.kind": kind, f"casa.{kind}.triggered_rule_count": len(names),
@@ -532,6 +325,9 @@ class TraceSink:
         created = int(m.get("created_ns") or 0) or self.wall_clock_ns()
         leader = int(m.get("leader_tgid") or 0)
         st = self._session(sid, stream, m, created, leader=leader, opened=state == "opened")
+        self._link_parent(st, m)
+        if _opt_int(m, "tree_id") is not None:
+            st.root.set_attribute("casa.session.tree_id", m["tree_id"])
         if state == "opened":
             return
         if leader:
@@ -539,6 +335,8 @@ class TraceSink:
         self._update_totals(st, m)
         if m.get("complete") is False:
             st.complete = False
+        if m.get("incomplete_reason"):
+            st.root.set_attribute("casa.session.incomplete_reason", otel_text(m.get("incomplete_reason")))
         st.root.set_attribute("casa.session.lost_events", int(m.get("lost_events") or 0))
         if isinstance(m.get("triggered_rules"), list):
             st.root.set_attribute("casa.session.triggered_rules",
@@ -631,7 +429,8 @@ class TraceSink:
     def counters(self) -> dict[str, int]:
         out = {"tracing_enabled": 1, "open_sessions": len(self.sessions), "malformed_maps": self.malformed,
                "late_messages": self.late_messages, "process_spans_skipped": self.process_spans_skipped,
-               "reloads_seen": self.reloads_seen, "sessions_joined_midway": self.joined_midway}
+               "reloads_seen": self.reloads_seen, "sessions_joined_midway": self.joined_midway,
+               "hidden_events": self.hidden_events}
         if self.processor is not None:
             ex = self.processor.exporter
             out.update({"spans_exported": ex.exported, "spans_dropped": ex.dropped + self.processor.dropped,

@@ -1,14 +1,14 @@
-"""Bus maps -> the JSON records of the four logs (casa-original.md §11). Pure: no I/O, no clock.
+"""Bus maps -> the JSON records of events.log, audit.log and alert.log. Pure: no I/O, no clock.
 
-    events.log    event_record(analyzer.event map)
-    sessions.log  session_record(analyzer.session map, now_ns)   (flushed/closed/shutdown only)
-    audit.log     decision_record(analyzer.decision map) when audit_due(...)
-    alert.log     decision_record(analyzer.decision map) when alert_due(...)
+    events.log    event_line(analyzer.event map)  (== encode_line(event_record(map)), faster)
 
-Field names and meanings are the original's, so its consumers keep working. Additive fields
-(never a renamed or removed one): ``exe`` on EXECVE when it differs from ``path`` (an fd exec:
-``memfd:x (deleted)``), ``rules_version`` in decisions, ``complete`` and ``lost_events`` in
-session snapshots.
+The event of a decision is :func:`event_body` too (audit.log / alert.log:
+sinks/decision_records.py); sessions.log is sinks/session_records.py. Field names and meanings of the original's four kinds
+(EXECVE, OPENAT, CONNECT, EXIT) are the original's, so its consumers keep working; everything
+else is additive and written only when the event carries it (docs/sinks.md, FIELDS): ``role``,
+the schema-2 path fields (``abspath``, ``path_truncated``), the exec's ``stdio``/``ld_env``/
+``euid`` facts, the kinds of the detection signals (CHMOD ... CAPSET) and ``exe``. Events a noise filter ``hidden`` are not records at all: the
+sinks count them before they get here.
 
 Text arrives as ``str`` or, when it was not valid UTF-8, as ``bytes`` (bus/text.py); both become
 ``str`` with surrogateescape. :func:`encode_line` writes the surrogates as JSON ``\\udcXX``
@@ -20,20 +20,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from bus.text import from_wire
 
-__all__ = ["RecordError", "TYPE_NAMES", "rfc3339nano", "event_type", "event_record",
-           "event_body", "decision_record", "audit_due", "alert_due", "session_record",
-           "SESSION_REASONS", "encode_line", "event_line", "text"]
-
-# bus kind -> the original's event type name (§3.3). Anything else is "OTHER".
-TYPE_NAMES = {"exec": "EXECVE", "open": "OPENAT", "connect": "CONNECT", "exit": "EXIT"}
-
-# analyzer.session state -> sessions.log reason (§11.2). "opened" writes nothing.
-SESSION_REASONS = {"flushed": "periodic_flush", "closed": "session_closed", "shutdown": "shutdown"}
+__all__ = ["RecordError", "KindSpec", "KINDS", "TYPE_NAMES", "rfc3339nano", "event_type",
+           "event_record", "event_body", "encode_line", "event_line", "text", "int_field", "as_map"]
 
 NS_PER_S = 1_000_000_000
 
@@ -42,12 +36,14 @@ class RecordError(ValueError):
     """A bus map that cannot become a record (missing or mistyped field). Counted and dropped."""
 
 
+# --------------------------------------------------------------------------- times and fields
+
 def rfc3339nano(ts_ns: int) -> str:
     """Local time as Go's time.RFC3339Nano prints it: trailing fraction zeros trimmed, Z for UTC.
 
     ``2026-05-02T17:44:19.027509477-05:00``; ``...:19Z`` when the fraction is zero in UTC.
     Events arrive many per second, so the seconds part and zone of the last second are
-    remembered (localtime + strftime were ~10% of the sink's time per event).
+    remembered (localtime + strftime per event cost more than the rest of the timestamp).
     """
     sec, ns = divmod(ts_ns, NS_PER_S)
     last = _last_second
@@ -79,6 +75,8 @@ def _second(sec: int, ts_ns: int) -> tuple[str, str]:
 
 def text(value: Any) -> str:
     """A wire text value (str, or bytes when not UTF-8) as a stage-side str; None -> ""."""
+    if type(value) is str:
+        return value
     if value is None:
         return ""
     if isinstance(value, (str, bytes)):
@@ -86,7 +84,7 @@ def text(value: Any) -> str:
     raise RecordError(f"expected text, got {type(value).__name__}")
 
 
-def _int(m: Mapping[str, Any], name: str, default: int | None = 0) -> int:
+def int_field(m: Mapping[str, Any], name: str, default: int | None = 0) -> int:
     """An integer field; a missing one takes ``default`` (None: required)."""
     value = m.get(name)
     if value is None:
@@ -98,213 +96,196 @@ def _int(m: Mapping[str, Any], name: str, default: int | None = 0) -> int:
     return value
 
 
-def _map(m: Any, what: str) -> Mapping[str, Any]:
+def as_map(m: Any, what: str) -> Mapping[str, Any]:
     if not isinstance(m, Mapping):
         raise RecordError(f"{what} is {type(m).__name__}, not a map")
     return m
 
 
+# --------------------------------------------------------------------------- field converters
+# Each takes the wire value (never None: an absent field is handled by its caller) and the field
+# name, and returns what the record holds, or _OMIT.
+
+_OMIT: Any = object()
+
+
+def _text(value: Any, name: str) -> str:
+    return text(value)
+
+
+def _int(value: Any, name: str) -> int:
+    if type(value) is int:
+        return value
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise RecordError(f"field {name!r} is {type(value).__name__}, not an integer")
+    return value
+
+
+def _hex(value: Any, name: str) -> str:
+    """Capability masks and hashes: hex text (u64 values lose digits in JSON readers' doubles)."""
+    return f"{_int(value, name):#x}"
+
+
+def _true(value: Any, name: str) -> Any:
+    """A flag written only when true (absent = false on the bus)."""
+    if not isinstance(value, bool):
+        raise RecordError(f"field {name!r} is {type(value).__name__}, not a boolean")
+    return True if value else _OMIT
+
+
+def _bool(value: Any, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise RecordError(f"field {name!r} is {type(value).__name__}, not a boolean")
+    return value
+
+
+def _list(value: Any, name: str) -> list[Any]:
+    if type(value) is not list and not isinstance(value, list):
+        raise RecordError(f"field {name!r} is {type(value).__name__}, not a list")
+    return value
+
+
+def _texts(value: Any, name: str) -> list[str]:
+    return [text(v) for v in _list(value, name)]
+
+
+def _ints(value: Any, name: str) -> list[int]:
+    return [_int(v, name) for v in _list(value, name)]
+
+
+def _stdio(value: Any, name: str) -> list[str]:
+    """``[{"type": "pipe", "ino": 7}, ...]`` -> ``["pipe", ...]``: what a reader needs of fds 0-2."""
+    out = []
+    for fd in _list(value, name):
+        if type(fd) is not dict and not isinstance(fd, Mapping):
+            raise RecordError(f"an item of {name!r} is {type(fd).__name__}, not a map")
+        out.append(text(fd.get("type")))
+    return out
+
+
+def _ld_env(value: Any, name: str) -> Any:
+    """LD_* name -> value (the kernel reports three names, values up to 255 bytes); {} omitted."""
+    env = as_map(value, f"field {name!r}")
+    return {text(k): text(v) for k, v in env.items()} or _OMIT
+
+
+Convert = Callable[[Any, str], Any]
+Field = tuple[str, str, Convert]        # (record name, bus name, converter)
+
+
+@dataclass(frozen=True, slots=True)
+class KindSpec:
+    """How one bus kind becomes an events.log record.
+
+    ``fields`` are always written, in order (an absent one as "" / 0 / []): for the original's
+    four kinds exactly the original's. ``extras`` are written, in order, only when the event
+    carries them (and, for flags, only when true); ``role`` leads them for every kind.
+    """
+
+    type_name: str
+    fields: tuple[Field, ...] = ()
+    extras: tuple[Field, ...] = ()
+
+
+_ROLE: Field = ("role", "role", _text)
+_PATH_EXTRAS: tuple[Field, ...] = (("abspath", "abspath", _text), ("path_truncated", "path_truncated", _true))
+_IN_TREE: Field = ("target_in_tree", "target_in_tree", _bool)
+_CALL: tuple[Field, ...] = (("syscall", "syscall", _text), ("ret", "ret", _int))
+_PATH: Field = ("path", "path", _text)
+_ADDR: tuple[Field, ...] = (("addr", "addr", _text), ("port", "port", _int))
+
+KINDS: dict[str, KindSpec] = {
+    "exec": KindSpec("EXECVE", (_PATH, ("args", "argv", _texts)), (
+        _ROLE, *_PATH_EXTRAS, ("stdio", "stdio", _stdio), ("parent_stdio", "parent_stdio", _texts),
+        ("ld_env", "ld_env", _ld_env), ("ld_env_truncated", "ld_env_truncated", _true),
+        ("env_truncated", "env_truncated", _true), ("euid", "euid", _int),
+        ("prev_euid", "prev_euid", _int))),
+    "open": KindSpec("OPENAT", (_PATH, ("flags", "flags", _int), ("mode", "mode", _int)), (
+        _ROLE, *_PATH_EXTRAS, ("target_tgid", "target_tgid", _int), _IN_TREE)),
+    "connect": KindSpec("CONNECT", _ADDR, (_ROLE,)),
+    "exit": KindSpec("EXIT", (), (_ROLE,)),
+    # schema 2: the detection signals (docs/bus.md, Events); syscall and ret lead, since a failed
+    # attempt (ptrace EPERM) reads differently from a done one.
+    "chmod": KindSpec("CHMOD", (*_CALL, _PATH, ("mode", "mode", _int)), (_ROLE, *_PATH_EXTRAS)),
+    "unlink": KindSpec("UNLINK", (*_CALL, _PATH, ("flags", "flags", _int)), (_ROLE, *_PATH_EXTRAS)),
+    "rename": KindSpec("RENAME", (*_CALL, _PATH, ("new_path", "new_path", _text), ("flags", "flags", _int)), (
+        _ROLE, *_PATH_EXTRAS, ("new_abspath", "new_abspath", _text),
+        ("new_path_truncated", "new_path_truncated", _true))),
+    "truncate": KindSpec("TRUNCATE", (*_CALL, _PATH, ("length", "length", _int)), (_ROLE, *_PATH_EXTRAS)),
+    "memfd": KindSpec("MEMFD", (*_CALL, ("name", "name", _text), ("flags", "flags", _int)), (_ROLE,)),
+    "ptrace": KindSpec("PTRACE", (*_CALL, ("request", "request", _int), ("target", "target", _int)),
+                       (_ROLE, _IN_TREE)),
+    "vm_read": KindSpec("VM_READ", (*_CALL, ("target", "target", _int)), (_ROLE, _IN_TREE)),
+    "send": KindSpec("SEND", (*_CALL, *_ADDR, ("bytes", "bytes", _int)), (
+        _ROLE, ("dns_qname_len", "dns_qname_len", _int), ("dns_qname_hash", "dns_qname_hash", _hex))),
+    "bind": KindSpec("BIND", (*_CALL, *_ADDR), (_ROLE,)),
+    "listen": KindSpec("LISTEN", (*_CALL, *_ADDR, ("backlog", "backlog", _int)), (_ROLE,)),
+    "socket": KindSpec("SOCKET", (*_CALL, ("family", "family", _int), ("sock_type", "type", _int),
+                                  ("protocol", "protocol", _int)), (_ROLE,)),
+    "setid": KindSpec("SETID", (*_CALL, ("ids", "ids", _ints), ("euid", "euid", _int)), (_ROLE,)),
+    "capset": KindSpec("CAPSET", (*_CALL, ("effective", "effective", _hex),
+                                  ("permitted", "permitted", _hex), ("inheritable", "inheritable", _hex)),
+                       (_ROLE,)),
+}
+
+# bus kind -> type name. Anything else is "OTHER", as in the original (fork, root, loss: no record).
+TYPE_NAMES = {kind: spec.type_name for kind, spec in KINDS.items()}
+_EMPTY = {_text: "", _int: 0, _hex: "0x0", _texts: [], _ints: []}     # a field the event lacks
+
+
 def event_type(event: Mapping[str, Any]) -> str:
     """``exec`` -> ``EXECVE`` ...; unknown kinds are ``OTHER`` as in the original."""
-    return TYPE_NAMES.get(str(event.get("kind")), "OTHER")
+    return TYPE_NAMES.get(event.get("kind"), "OTHER") if type(event.get("kind")) is str else "OTHER"
 
 
-def _args(event: Mapping[str, Any]) -> list[str]:
-    argv = event.get("argv")
-    if argv is None:
-        return []
-    if not isinstance(argv, list):
-        raise RecordError(f"field 'argv' is {type(argv).__name__}, not a list")
-    return [text(a) for a in argv]
+def _extras(event: Mapping[str, Any], kind: str) -> list[tuple[str, Any, Convert]]:
+    """The additive fields ``event`` carries, in the spec's order, each with its converter
+    (shared by both line builders: the fast one writes a value by its converter's type)."""
+    out = []
+    get = event.get
+    for out_name, name, convert in KINDS[kind].extras:
+        value = get(name)
+        if value is not None:
+            value = convert(value, name)
+            if value is not _OMIT:
+                out.append((out_name, value, convert))
+    return out
 
+
+# --------------------------------------------------------------------------- events
 
 def event_body(event: Mapping[str, Any]) -> dict[str, Any]:
     """The event object shared by events.log and decisions: pid=tgid, tid, ppid, uid, type, comm, ...
 
-    Without ``timestamp`` (decisions carry it one level up).
+    Without ``timestamp`` (decisions carry it one level up). This is the definition of an
+    events.log record; :func:`event_line` is a faster way to the same bytes.
     """
-    event = _map(event, "event")
-    kind_name = event_type(event)
+    event = as_map(event, "event")
     body: dict[str, Any] = {
-        "pid": _int(event, "tgid", None), "tid": _int(event, "tid"), "ppid": _int(event, "ppid"),
-        "uid": _int(event, "uid"), "type": kind_name, "comm": text(event.get("comm")),
+        "pid": int_field(event, "tgid", None), "tid": int_field(event, "tid"),
+        "ppid": int_field(event, "ppid"), "uid": int_field(event, "uid"),
+        "type": event_type(event), "comm": text(event.get("comm")),
     }
-    if kind_name == "EXECVE":
-        path = text(event.get("path"))
-        body["path"] = path
-        body["args"] = _args(event)
+    spec = KINDS.get(event["kind"]) if body["type"] != "OTHER" else None
+    if spec is None:
+        return body
+    for out_name, name, convert in spec.fields:
+        value = event.get(name)
+        body[out_name] = _EMPTY[convert] if value is None else convert(value, name)
+    if spec.type_name == "EXECVE":
         exe = text(event.get("exe"))
-        if exe and exe != path:
-            body["exe"] = exe          # additive: what really ran (fd and memfd execs)
-    elif kind_name == "OPENAT":
-        body["path"] = text(event.get("path"))
-        body["flags"] = _int(event, "flags")
-        body["mode"] = _int(event, "mode")
-    elif kind_name == "CONNECT":
-        body["addr"] = text(event.get("addr"))
-        body["port"] = _int(event, "port")
+        if exe and exe != body["path"]:
+            body["exe"] = exe          # what really ran (fd and memfd execs)
+    body.update((name, value) for name, value, _ in _extras(event, event["kind"]))
     return body
 
 
 def event_record(event: Mapping[str, Any]) -> dict[str, Any] | None:
-    """One events.log line (§11.1), or None for kinds the original never logged (fork, root, loss)."""
-    event = _map(event, "event")
+    """One events.log line, or None for kinds that have no record (fork, root, loss, unknown)."""
+    event = as_map(event, "event")
     if event_type(event) == "OTHER":
         return None
-    return {"timestamp": rfc3339nano(_int(event, "ts_ns", None)), **event_body(event)}
-
-
-def _rules(decision: Mapping[str, Any]) -> list[dict[str, Any]]:
-    rules = decision.get("triggered_rules") or []
-    if not isinstance(rules, list):
-        raise RecordError("field 'triggered_rules' is not a list")
-    out = []
-    for r in rules:
-        r = _map(r, "triggered rule")
-        item: dict[str, Any] = {"name": text(r.get("name"))}
-        if r.get("expr"):
-            item["expr"] = text(r.get("expr"))         # omitted when empty, as in the original
-        if r.get("weight"):
-            item["weight"] = _int(r, "weight")         # omitted when zero
-        out.append(item)
-    return out
-
-
-def _score(decision: Mapping[str, Any], name: str) -> int | float:
-    value = decision.get(name)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise RecordError(f"field {name!r} is missing or not a number")
-    return value
-
-
-def audit_due(decision: Mapping[str, Any]) -> bool:
-    """§10: an audit record iff rules newly triggered and score >= log threshold."""
-    return bool(decision.get("triggered_rules")) and \
-        _score(decision, "score") >= _score(decision, "log_threshold")
-
-
-def alert_due(decision: Mapping[str, Any]) -> bool:
-    """§10: an alert record iff rules newly triggered and score >= alert threshold."""
-    return bool(decision.get("triggered_rules")) and \
-        _score(decision, "score") >= _score(decision, "alert_threshold")
-
-
-def decision_record(decision: Mapping[str, Any]) -> dict[str, Any]:
-    """One audit.log / alert.log line (§11.3, the README's alert shape) plus ``rules_version``."""
-    decision = _map(decision, "decision")
-    event = _map(decision.get("event"), "decision event")
-    return {
-        "timestamp": rfc3339nano(_int(event, "ts_ns", None)),
-        "session_id": _int(decision, "session_id", None),
-        "event": event_body(event),
-        "decision": {
-            "action": text(decision.get("action")),
-            "score": _score(decision, "score"),
-            "log_threshold": _score(decision, "log_threshold"),
-            "alert_threshold": _score(decision, "alert_threshold"),
-            "triggered_rules": _rules(decision),
-            "rules_version": text(decision.get("rules_version")),
-        },
-    }
-
-
-def _recent_event(item: Mapping[str, Any]) -> dict[str, Any]:
-    """A recent_events entry (§11.2): timestamp, type, pid, then per type.
-
-    Accepts a bus event map (``kind``, ``ts_ns``, ``tgid``) or an entry already in §11.2 shape.
-    A session snapshot carries up to 64 of them, so the well-typed bus map is built directly
-    (about 0.25 us per accepted event over the benchmark); anything else takes the general path.
-    """
-    if type(item) is dict:
-        kind, ts, pid = item.get("kind"), item.get("ts_ns"), item.get("tgid")
-        if type(kind) is str and type(ts) is int and type(pid) is int:
-            out = _typed_recent_event(item, TYPE_NAMES.get(kind, "OTHER"), ts, pid)
-            if out is not None:
-                return out
-    return _recent_event_general(item)
-
-
-def _typed_recent_event(item: dict[str, Any], kind_name: str, ts: int, pid: int) -> dict[str, Any] | None:
-    """The fast path of _recent_event; None when a per-type field is not of its exact type."""
-    get = item.get
-    out: dict[str, Any] = {"timestamp": rfc3339nano(ts), "type": kind_name, "pid": pid}
-    if kind_name == "OPENAT":
-        path, flags, mode = get("path"), get("flags"), get("mode")
-        if not ((path is None or type(path) is str) and (flags is None or type(flags) is int)
-                and (mode is None or type(mode) is int)):
-            return None
-        if path:
-            out["path"] = path
-        if flags:
-            out["flags"] = flags
-        if mode:
-            out["mode"] = mode
-    elif kind_name == "EXECVE":
-        path = get("path")
-        if type(path) is not str:
-            return None
-        out["path"] = path
-    elif kind_name == "CONNECT":
-        addr, port = get("addr"), get("port")
-        if type(addr) is not str or type(port) is not int:
-            return None
-        out["addr"], out["port"] = addr, port
-    return out
-
-
-def _recent_event_general(item: Mapping[str, Any]) -> dict[str, Any]:
-    """_recent_event for any map: bytes text, missing fields, the §11.2 shape; raises RecordError."""
-    item = _map(item, "recent event")
-    if "kind" in item:
-        kind_name, pid = event_type(item), _int(item, "tgid", None)
-        stamp = rfc3339nano(_int(item, "ts_ns", None))
-    else:
-        kind_name, pid = text(item.get("type")) or "OTHER", _int(item, "pid", None)
-        stamp = text(item.get("timestamp")) if "timestamp" in item else \
-            rfc3339nano(_int(item, "ts_ns", None))
-    out: dict[str, Any] = {"timestamp": stamp, "type": kind_name, "pid": pid}
-    if kind_name == "OPENAT":                  # each omitted when empty or zero
-        if item.get("path"):
-            out["path"] = text(item.get("path"))
-        for name in ("flags", "mode"):
-            if _int(item, name):
-                out[name] = _int(item, name)
-    elif kind_name == "EXECVE":
-        out["path"] = text(item.get("path"))
-    elif kind_name == "CONNECT":
-        out["addr"] = text(item.get("addr"))
-        out["port"] = _int(item, "port")
-    return out
-
-
-def session_record(session: Mapping[str, Any], now_ns: int, *,
-                   sink_saw_loss: bool = False) -> dict[str, Any] | None:
-    """One sessions.log line (§11.2) for a flushed/closed/shutdown map; None for ``opened``.
-
-    ``complete`` is false when the analyzer says so or when this sink itself lost analyzer
-    messages while the session was open (``sink_saw_loss``).
-    """
-    session = _map(session, "session")
-    state = text(session.get("state"))
-    if state == "opened":
-        return None
-    if state not in SESSION_REASONS:
-        raise RecordError(f"unknown session state {state!r}")
-    recent = session.get("recent_events") or []
-    if not isinstance(recent, list):
-        raise RecordError("field 'recent_events' is not a list")
-    body: dict[str, Any] = {
-        "created_at": rfc3339nano(_int(session, "created_ns", None)),
-        "updated_at": rfc3339nano(_int(session, "updated_ns", None)),
-    }
-    closed_ns = _int(session, "closed_ns")
-    if closed_ns:
-        body["closed_at"] = rfc3339nano(closed_ns)
-    body["recent_events"] = [_recent_event(e) for e in recent]
-    body["complete"] = bool(session.get("complete", True)) and not sink_saw_loss
-    body["lost_events"] = _int(session, "lost_events")
-    return {"timestamp": rfc3339nano(now_ns), "session_id": _int(session, "session_id", None),
-            "reason": SESSION_REASONS[state], "session": body}
+    return {"timestamp": rfc3339nano(int_field(event, "ts_ns", None)), **event_body(event)}
 
 
 # One encoder for every line: json.dumps with options builds a new JSONEncoder per call.
@@ -324,25 +305,31 @@ def encode_line(record: Mapping[str, Any]) -> bytes:
 # The C string encoder the JSONEncoder above uses itself for str (ensure_ascii=False), so a string
 # written by the fast path below is byte-for-byte what encode_line would write.
 _quote = json.encoder.encode_basestring
+_encode = _ENCODER.encode
 
 
 def event_line(event: Any) -> bytes | None:
-    """``encode_line(event_record(event))`` (None for kinds never logged), ~3x cheaper.
+    """``encode_line(event_record(event))`` (None for kinds without a record), about 2x cheaper.
 
-    Every accepted event passes here, so the common, well-typed map is written straight to JSON
-    text without building the record dict (decode + sink 7.8 -> 4.5 us per event on the
-    benchmark recording). Anything else (bytes text, missing or mistyped fields, unknown kinds)
-    takes the general path, which gives the same bytes or raises the same RecordError.
+    Every accepted event passes here, and building the record dict and encoding it is most of
+    the jsonl sink's cost (docs/performance.md, "sinks"), so the original's four kinds with their
+    fields of the exact wire types are written straight to JSON text. The additive fields come
+    from the same converters as :func:`event_body` (``_extras``), each value through the same
+    encoder. Anything else (bytes text in an original field, missing or mistyped fields, the
+    schema-2 kinds, other shapes) takes the general path, which gives the same bytes or raises
+    the same RecordError (tests/sinks/test_sinks_fast_path.py proves both).
     """
     if type(event) is dict:
         get = event.get
         kind, ts, tgid, tid, ppid, uid, comm = (get("kind"), get("ts_ns"), get("tgid"), get("tid"),
                                                 get("ppid"), get("uid"), get("comm"))
-        if type(kind) is str and type(ts) is int and type(tgid) is int and type(tid) is int \
-                and type(ppid) is int and type(uid) is int and type(comm) is str:
+        if type(ts) is int and type(tgid) is int and type(tid) is int and type(ppid) is int \
+                and type(uid) is int and type(comm) is str and type(kind) is str \
+                and kind in _FAST_KINDS:
+            stamp = rfc3339nano(ts)                  # first, as event_record raises it first
             tail = _event_tail(event, kind)
-            if tail is not None:              # an f-string: 0.14 us cheaper than str.format here
-                return (f'{{"timestamp":"{rfc3339nano(ts)}","pid":{tgid},"tid":{tid},"ppid":{ppid},'
+            if tail is not None:                     # an f-string: cheaper than str.format here
+                return (f'{{"timestamp":"{stamp}","pid":{tgid},"tid":{tid},"ppid":{ppid},'
                         f'"uid":{uid},"type":"{TYPE_NAMES[kind]}","comm":{_quote(comm)}{tail}'
                         ).encode("utf-8", "backslashreplace")
     record = event_record(event)
@@ -355,18 +342,47 @@ def _event_tail(event: dict[str, Any], kind: str) -> str | None:
     if kind == "open":
         path, flags, mode = get("path"), get("flags"), get("mode")
         if type(path) is str and type(flags) is int and type(mode) is int:
-            return f',"path":{_quote(path)},"flags":{flags},"mode":{mode}}}\n'
-    elif kind == "connect":
-        addr, port = get("addr"), get("port")
-        if type(addr) is str and type(port) is int:
-            return f',"addr":{_quote(addr)},"port":{port}}}\n'
-    elif kind == "exit":
-        return "}\n"
+            head = f',"path":{_quote(path)},"flags":{flags},"mode":{mode}'
+        else:
+            return None
     elif kind == "exec":
         path, argv, exe = get("path"), get("argv"), get("exe")
         if type(path) is str and type(argv) is list and (exe is None or type(exe) is str) \
                 and all(type(a) is str for a in argv):
             args = ",".join(map(_quote, argv))
             extra = f',"exe":{_quote(exe)}' if exe and exe != path else ""
-            return f',"path":{_quote(path)},"args":[{args}]{extra}}}\n'
-    return None
+            head = f',"path":{_quote(path)},"args":[{args}]{extra}'
+        else:
+            return None
+    elif kind == "connect":
+        addr, port = get("addr"), get("port")
+        if type(addr) is str and type(port) is int:
+            head = f',"addr":{_quote(addr)},"port":{port}'
+        else:
+            return None
+    else:                                            # exit: the common fields only
+        head = ""
+    extras = _extras(event, kind)
+    if not extras:
+        return head + "}\n"
+    return head + "".join([f',"{name}":{_WRITE[convert](value)}' for name, value, convert in extras]) + "}\n"
+
+
+def _strs(value: list[str]) -> str:
+    return "[" + ",".join(map(_quote, value)) + "]"
+
+
+def _str_map(value: dict[str, str]) -> str:
+    return "{" + ",".join([f"{_quote(k)}:{_quote(v)}" for k, v in value.items()]) + "}"
+
+
+# Each converter's result written as the encoder writes it (str: _quote; int: int.__repr__, as
+# json.encoder does), without building a new C encoder per value as JSONEncoder.encode does.
+_WRITE: dict[Convert, Callable[[Any], str]] = {
+    _text: _quote, _hex: _quote, _int: int.__repr__, _true: lambda v: "true",
+    _bool: lambda v: "true" if v else "false", _texts: _strs, _stdio: _strs,
+    _ints: lambda v: "[" + ",".join(map(int.__repr__, v)) + "]", _ld_env: _str_map,
+}
+
+
+_FAST_KINDS = frozenset({"exec", "open", "connect", "exit"})

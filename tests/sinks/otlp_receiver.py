@@ -43,7 +43,8 @@ def _attrs(kvs: Any) -> dict[str, Any]:
 
 
 def flatten(req: ExportTraceServiceRequest) -> list[dict[str, Any]]:
-    """Every span of a request as a dict: name, ids (hex), times (ns), attributes, events, resource."""
+    """Every span of a request as a dict: name, ids (hex), times (ns), attributes, events, links,
+    resource."""
     out = []
     for rs in req.resource_spans:
         resource = _attrs(rs.resource.attributes)
@@ -55,6 +56,8 @@ def flatten(req: ExportTraceServiceRequest) -> list[dict[str, Any]]:
                     "end_ns": sp.end_time_unix_nano, "attributes": _attrs(sp.attributes),
                     "events": [{"name": e.name, "time_ns": e.time_unix_nano,
                                 "attributes": _attrs(e.attributes)} for e in sp.events],
+                    "links": [{"trace_id": ln.trace_id.hex(), "span_id": ln.span_id.hex(),
+                               "attributes": _attrs(ln.attributes)} for ln in sp.links],
                     "dropped_events": sp.dropped_events_count, "resource": resource,
                     "scope": ss.scope.name})
     return out

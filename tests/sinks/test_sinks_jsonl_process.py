@@ -297,3 +297,67 @@ def test_a_sink_killed_with_its_backlog_in_memory_counts_it_after_the_restart(ri
     assert [e["pid"] for e in lines(rig.log("events.log"))] == [999]
     counters = wait_for(lambda: (c := rig.hb.poll()).get("lost_messages") and c, what="loss counted")
     assert counters["lost_messages"] == 5 and counters["sessions_joined_midway"] == 1
+
+
+def schema_2_session() -> list[tuple[str, list[dict]]]:
+    """A session with schema-2 traffic: role, a hidden write, abspath, a cut path, the exec's
+    facts, every contract kind (tests/sinks/test_sinks_records.py NEW_KINDS), a decision with
+    evidence and a lifecycle map with the tree fields."""
+    from tests.sinks.sink_maps import NEW_KINDS
+    t = README_ALERT_TS_NS
+    base = {"tid": 4242, "ppid": 4200, "uid": 1000, "comm": "bash", "root": 4000, "session_id": 26,
+            "profile": "openclaw", "depth": 2, "tree_id": 5, "shard": 5, "tgid": 4242}
+    cut = "/tmp/" + "a" * 4089
+    events = [
+        exec_event(session_id=26, ts_ns=t, role="agent", tree_id=5, shard=5, abspath="/tmp/openclaw-eval/helper.sh",
+                   stdio=[{"type": "inet", "family": 2, "addr": "127.0.0.1", "port": 4444}] * 3,
+                   parent_stdio=["tty", "tty", "tty"], ld_env={"LD_PRELOAD": "/tmp/x.so"}, euid=1000,
+                   prev_euid=1000),
+        {**base, "kind": "open", "ts_ns": t + 1, "syscall": "openat", "path": "/home/u/.openclaw/state.json",
+         "flags": 0x241, "mode": 0o600, "ret": 3, "role": "agent", "hidden": "runtime_noise"},
+        {**base, "kind": "open", "ts_ns": t + 2, "syscall": "openat", "path": "x.sh", "abspath": ODD_PATH,
+         "flags": 0x241, "mode": 0o755, "ret": 3},
+        {**base, "kind": "open", "ts_ns": t + 3, "syscall": "openat", "path": cut, "path_truncated": True,
+         "flags": 0, "mode": 0, "ret": -36},
+    ] + [{**base, **wire, "ts_ns": t + 10 + i} for i, (wire, _) in enumerate(NEW_KINDS)]
+    decision = readme_decision(session_id=26, evidence={"history.write_then_exec_same_path": [
+        {"ts_ns": t + 2, "tgid": 4242, "kind": "open", "path": to_bytes(ODD_PATH)},
+        {"ts_ns": t, "tgid": 4242, "kind": "exec", "path": "/tmp/openclaw-eval/helper.sh"}]})
+    return [(ANALYZER_SESSION, [session_map("opened", session_id=26, tree_id=5, parent_session_id=19)]),
+            (ANALYZER_EVENT, events), (ANALYZER_DECISION, [decision]),
+            (ANALYZER_SESSION, [session_map("closed", session_id=26, closed_ns=t + 99, tree_id=5,
+                                            parent_session_id=19, complete=False,
+                                            incomplete_reason="bootstrap")])]
+
+
+def test_schema_2_traffic_becomes_the_additive_records(rig: Rig) -> None:
+    """Through the real bus: the new kinds are written when this build's bus knows them (the
+    kernel change adds them to bus/events.py); until then the subscriber drops them as
+    ``unknown_kind``, counted -- either way nothing vanishes silently."""
+    from bus.events import KINDS
+    from tests.sinks.sink_maps import NEW_KINDS
+    for topic, maps in schema_2_session():
+        rig.analyzer.send(topic, maps)
+    wait_for(lambda: lines(rig.log("sessions.log")), what="the closed snapshot")
+    known = [want["type"] for wire, want in NEW_KINDS if wire["kind"] in KINDS]
+    events = lines(rig.log("events.log"))
+    assert [e["type"] for e in events] == ["EXECVE", "OPENAT", "OPENAT", *known]
+    ex, rel, cut = events[:3]
+    assert (ex["role"], ex["abspath"], ex["stdio"], ex["ld_env"]) == (
+        "agent", "/tmp/openclaw-eval/helper.sh", ["inet"] * 3, {"LD_PRELOAD": "/tmp/x.so"})
+    assert rel["path"] == "x.sh" and to_bytes(rel["abspath"]) == to_bytes(ODD_PATH)
+    assert cut["path_truncated"] is True and len(cut["path"]) == 4094
+    for record, (wire, want) in zip(events[3:], [k for k in NEW_KINDS if k[0]["kind"] in KINDS]):
+        assert {k: record[k] for k in want} == want
+    alert = lines(rig.log("alerts-from-env-file.log"))[0]
+    refs = alert["decision"]["evidence"]["history.write_then_exec_same_path"]
+    assert [r["type"] for r in refs] == ["OPENAT", "EXECVE"] and to_bytes(refs[0]["path"]) == to_bytes(ODD_PATH)
+    session = lines(rig.log("sessions.log"))[0]["session"]
+    assert (session["tree_id"], session["parent_session_id"], session["incomplete_reason"]) == (5, 19, "bootstrap")
+    assert session["complete"] is False
+    counters = wait_for(lambda: rig.hb.poll().get("sessions_written") == 1 and rig.hb.latest, what="counters")
+    assert counters["hidden_events"] == 1 and counters["malformed_maps"] == 0
+    assert counters["events_written"] == 3 + len(known)
+    assert counters.get("unknown_kind", 0) == len(NEW_KINDS) - len(known)
+    code, err = rig.close()
+    assert code == 0, err

@@ -182,3 +182,51 @@ def test_a_sink_killed_with_unexported_spans_counts_them_after_the_restart(tmp_p
     root = next(s for s in spans if s["name"] == "session 9")
     assert root["attributes"]["casa.session.complete"] is False
     assert code == 0, err
+
+
+def test_a_child_session_links_to_its_parent_exported_by_an_earlier_sink_process(
+        tmp_path: Path, receiver: OtlpReceiver) -> None:
+    """The parent's trace is exported by one sink process, which then stops; a second process
+    exports the child, whose root links to the parent's root span by ids it derives itself. The
+    child's evidence links and its schema-2 span events go through the real bus and exporter."""
+    import socket
+    from bus.events import KINDS
+    from sinks.trace_model import session_ids
+    from tests.sinks.sink_maps import signal_session
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
+    first = OtelRig(tmp_path / "a", receiver.url)
+    try:
+        first.play([("analyzer.session", session_map("opened", session_id=24, created_ns=T0, tree_id=77)),
+                    ("analyzer.session", session_map("closed", session_id=24, created_ns=T0,
+                                                     closed_ns=T0 + MS, tree_id=77))])
+        receiver.wait_for(lambda s: "session 24" in names(s))
+    finally:
+        code, err = first.close()
+    assert code == 0, err
+    second = OtelRig(tmp_path / "b", receiver.url)
+    try:
+        second.play(signal_session())
+        spans = receiver.wait_for(lambda s: "session 25" in names(s))
+        counters = wait_for(lambda: (c := second.hb.poll()).get("hidden_events") == 1 and c, what="hidden counted")
+    finally:
+        code, err = second.close()
+    assert code == 0, err
+    by = {s["name"]: s for s in spans}
+    parent, child, node = by["session 24"], by["session 25"], by["process node"]
+    namespace = f"casa-test@{socket.gethostname()}"
+    assert (int(parent["trace_id"], 16), int(parent["span_id"], 16)) == session_ids(namespace, 24)
+    assert int(child["trace_id"], 16) == session_ids(namespace, 25)[0]
+    links = {ln["attributes"]["casa.link.kind"]: ln for ln in child["links"]}
+    assert (links["parent_session"]["trace_id"], links["parent_session"]["span_id"]) == (
+        parent["trace_id"], parent["span_id"])
+    evidence = [ln for ln in child["links"] if ln["attributes"]["casa.link.kind"] == "evidence"]
+    assert evidence and all(ln["span_id"] == node["span_id"] for ln in evidence)
+    assert child["attributes"]["casa.session.parent_id"] == 24
+    assert child["resource"]["host.name"] == socket.gethostname()
+    kinds = [e["name"] for e in child["events"]]
+    expected = ["process"] + [k for k in ("chmod", "send", "socket", "capset", "ptrace") if k in KINDS]
+    assert kinds[:len(expected)] == expected                      # the hidden open is not there
+    rules = [e for e in child["events"] if e["name"].startswith("rule matched")]
+    assert rules[0]["attributes"]["casa.evidence.history.setuid_created"][0].endswith("CHMOD pid=4100 /tmp/x.sh")
+    assert counters.get("unknown_kind", 0) == 5 - (len(expected) - 1)

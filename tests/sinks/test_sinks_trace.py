@@ -1,18 +1,21 @@
-"""The trace builder (sinks/otel.py) on an in-memory exporter: names, nesting, times, attributes."""
+"""The trace builder (sinks/otel.py, sinks/trace_model.py) on an in-memory exporter: names,
+nesting, times, attributes, evidence, derived ids and links."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from bus.envelope import Envelope
 from sinks.otel import OtelSettings, TraceSink, otel_text, resolve_endpoint
+from sinks.trace_model import session_ids
 from tests.sinks.sink_maps import (MS, README_ALERT_TS_NS, T0, exec_event, readme_decision,
-                                   readme_session, session_map)
+                                   readme_session, session_map, signal_session)
 
 
 def envelope(topic: str, maps: list[dict[str, Any]], stream: str = "analyzer-0") -> Envelope:
@@ -137,7 +140,6 @@ def test_malformed_maps_are_counted(built: tuple[TraceSink, InMemorySpanExporter
 
 def test_times_otlp_cannot_carry_are_malformed_and_do_not_spoil_the_batch(
         built: tuple[TraceSink, InMemorySpanExporter]) -> None:
-    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
     sink, exporter = built
     sink.handle(envelope("analyzer.session", [session_map("opened", session_id=40, created_ns=-1)]))
     sink.handle(envelope("analyzer.event", [exec_event(session_id=41, ts_ns=-5),
@@ -207,3 +209,142 @@ def test_a_session_joined_midway_is_incomplete_and_counted(
     root = by_name(exporter.get_finished_spans())["session 31"]
     assert root.attributes["casa.session.complete"] is False
     assert sink.counters()["sessions_joined_midway"] == 1
+
+
+# ---------------------------------------------------------------------- schema 2
+
+
+def play(sink: TraceSink, maps: list[tuple[str, dict[str, Any]]]) -> None:
+    for topic, m in maps:
+        sink.handle(envelope(topic, [m]))
+
+
+def test_schema_2_kinds_become_span_events_with_their_fields(
+        built: tuple[TraceSink, InMemorySpanExporter]) -> None:
+    sink, exporter = built
+    play(sink, signal_session())
+    spans = exporter.get_finished_spans()
+    root, node = by_name(spans)["session 25"], by_name(spans)["process node"]
+    events = {e.name: e.attributes for e in root.events}
+    assert [e.name for e in root.events] == ["process", "chmod", "send", "socket", "capset", "ptrace",
+                                             "rule matched: setuid_made", "rule matched: dropper",
+                                             "audit emitted", "alert emitted"]
+    assert sink.hidden_events == 1                                 # the hidden write: not in the trace
+    p = events["process"]
+    assert (p["casa.process.role"], p["casa.process.executable.abspath"], p["process.executable.path"]) == (
+        "agent", "/usr/bin/node", "node")
+    assert p["casa.process.stdio"] == ("inet", "pipe", "tty") and p["casa.process.parent_stdio"] == ("tty",) * 3
+    assert p["casa.process.ld_env.LD_PRELOAD"] == "/tmp/\\udcffx.so"
+    assert (p["casa.process.euid"], p["casa.process.prev_euid"]) == (0, 1000)
+    assert node.attributes["casa.process.ld_env.LD_PRELOAD"] == "/tmp/\\udcffx.so"   # on the process span too
+    c = events["chmod"]
+    assert (c["file.path"], c["casa.file.abspath"], c["file.mode"], c["casa.event.syscall"], c["casa.event.ret"]) == (
+        "x.sh", "/tmp/x.sh", 0o4755, "fchmodat", 0)
+    s = events["send"]
+    assert (s["server.address"], s["server.port"], s["casa.send.bytes"], s["casa.dns.qname_len"]) == (
+        "127.0.0.1", 53, 40, 22)
+    assert s["casa.dns.qname_hash"] == "0x7ffffffffffffffb" and not any("qname\"" in k for k in s)
+    assert (events["socket"]["casa.socket.family"], events["socket"]["casa.socket.type"]) == (17, 3)
+    assert events["capset"]["casa.capset.effective"] == "0xffffffffffffffff"
+    assert events["ptrace"]["casa.target.pid"] == str(2**64 - 1)      # beyond int64: text
+    assert events["ptrace"]["casa.target.in_tree"] is False
+    assert [e.attributes["casa.event.seq"] for e in root.events[:6]] == [1, 2, 3, 4, 5, 6]
+    counts = {k.rsplit(".", 1)[1]: v for k, v in root.attributes.items() if ".event_count." in k}
+    assert counts == {"accepted": 6, "execve": 1, "openat": 0, "connect": 0, "exit": 0, "chmod": 1,
+                      "send": 1, "socket": 1, "capset": 1, "ptrace": 1}
+    assert encode_spans(spans).SerializeToString()                 # OTLP can carry all of it
+
+
+def test_rule_matched_events_carry_their_evidence_and_link_it(
+        built: tuple[TraceSink, InMemorySpanExporter]) -> None:
+    sink, exporter = built
+    play(sink, signal_session())
+    spans = by_name(exporter.get_finished_spans())
+    root, node = spans["session 25"], spans["process node"]
+    events = {e.name: e.attributes for e in root.events}
+    first, second = events["rule matched: setuid_made"], events["rule matched: dropper"]
+    assert first["casa.evidence.fields"] == ("history.setuid_created",)
+    ref = first["casa.evidence.history.setuid_created"][0]
+    assert ref.endswith(" CHMOD pid=4100 /tmp/x.sh") and first["casa.evidence.history.setuid_created.event_seq"] == (2,)
+    assert second["casa.evidence.fields"] == ("history.setuid_created", "history.written_then_interpreted")
+    refs = second["casa.evidence.history.written_then_interpreted"]
+    assert len(refs) == 2 and refs[0].endswith(" OPENAT pid=3999 /tmp/\\udcffw.sh")    # junk left out
+    assert second["casa.evidence.history.written_then_interpreted.event_seq"] == (0, 1)  # earlier session: 0
+    assert events["alert emitted"]["casa.decision.evidence_fields"] == (
+        "history.setuid_created", "history.written_then_interpreted")
+    evidence_links = [ln for ln in root.links if ln.attributes["casa.link.kind"] == "evidence"]
+    assert {(ln.attributes["casa.rule.name"], ln.attributes["casa.evidence.field"], ln.attributes["casa.event.seq"])
+            for ln in evidence_links} == {("setuid_made", "history.setuid_created", 2),
+                                          ("dropper", "history.setuid_created", 2),
+                                          ("dropper", "history.written_then_interpreted", 1)}
+    assert all(ln.context.span_id == node.context.span_id for ln in evidence_links)
+
+
+def test_trace_ids_are_derived_from_the_session_id_and_parents_are_linked(
+        built: tuple[TraceSink, InMemorySpanExporter]) -> None:
+    sink, exporter = built
+    play(sink, signal_session())
+    root = by_name(exporter.get_finished_spans())["session 25"]
+    assert (root.context.trace_id, root.context.span_id) == session_ids("casa", 25)
+    parent = [ln for ln in root.links if ln.attributes["casa.link.kind"] == "parent_session"]
+    assert len(parent) == 1 and (parent[0].context.trace_id, parent[0].context.span_id) == session_ids("casa", 24)
+    a = root.attributes
+    assert (a["casa.session.parent_id"], a["casa.session.tree_id"], a["casa.session.incomplete_reason"]) == (
+        24, 77, "bootstrap")
+    assert a["casa.session.complete"] is False
+    # another sink process (here: another core) derives the same ids; a namespace changes them
+    other = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(other))
+    play(TraceSink(provider=provider), [("analyzer.session", session_map("opened", session_id=24, created_ns=T0)),
+                                        ("analyzer.session", session_map("closed", session_id=24, created_ns=T0,
+                                                                         closed_ns=T0 + MS))])
+    parent_root = other.get_finished_spans()[0]
+    assert (parent_root.context.trace_id, parent_root.context.span_id) == session_ids("casa", 24)
+    assert session_ids("casa@host-a", 24) != session_ids("casa@host-b", 24)
+
+
+def test_a_parent_named_only_by_a_later_map_is_linked_once(
+        built: tuple[TraceSink, InMemorySpanExporter]) -> None:
+    sink, exporter = built
+    play(sink, [("analyzer.event", exec_event(session_id=30, ts_ns=T0)),           # joined midway
+                ("analyzer.session", session_map("flushed", session_id=30, created_ns=T0, parent_session_id=29)),
+                ("analyzer.session", session_map("closed", session_id=30, created_ns=T0, closed_ns=T0 + MS,
+                                                 parent_session_id=29))])
+    root = by_name(exporter.get_finished_spans())["session 30"]
+    kinds = [ln.attributes["casa.link.kind"] for ln in root.links]
+    assert kinds == ["earlier_part", "parent_session"]
+    trace_id, first_root = session_ids("casa", 30)
+    assert root.context.trace_id == trace_id and root.context.span_id != first_root   # a later part
+    assert root.links[0].context.span_id == first_root
+
+
+def test_a_resumed_session_stays_in_its_trace_with_a_new_root_span(
+        built: tuple[TraceSink, InMemorySpanExporter]) -> None:
+    sink, exporter = built
+    play(sink, [("analyzer.session", session_map("opened", created_ns=T0)),
+                ("analyzer.session", session_map("shutdown", created_ns=T0)),
+                ("analyzer.event", exec_event(ts_ns=T0 + 5 * MS)),
+                ("analyzer.session", session_map("closed", created_ns=T0, closed_ns=T0 + 9 * MS))])
+    first, second = [s for s in exporter.get_finished_spans() if s.name == "session 25"]
+    assert first.context.trace_id == second.context.trace_id == session_ids("casa", 25)[0]
+    assert first.context.span_id == session_ids("casa", 25)[1] != second.context.span_id
+
+
+def test_hidden_events_never_open_a_trace(built: tuple[TraceSink, InMemorySpanExporter]) -> None:
+    sink, exporter = built
+    sink.handle(envelope("analyzer.event", [exec_event(session_id=50, hidden="runtime_background")]))
+    assert sink.sessions == {} and sink.counters()["hidden_events"] == 1
+
+
+def test_evidence_reference_text_names_what_the_reference_names(chicago: None) -> None:
+    from sinks.trace_model import evidence_refs
+    refs = evidence_refs({"history.foreign_process_read": [
+        {"ts_ns": README_ALERT_TS_NS, "tgid": 3, "kind": "ptrace", "target": 777},
+        {"ts_ns": README_ALERT_TS_NS, "tgid": 3, "kind": "exit"}, 5],
+        "history.raw_socket": [{"ts_ns": README_ALERT_TS_NS, "tgid": 3, "kind": "socket", "detail": "17/3"}],
+        "history.empty": ["junk"], 7: []})
+    assert [r.text for r in refs["history.foreign_process_read"]] == [
+        "2026-05-02T17:44:19.027509477-05:00 PTRACE pid=3 777", "2026-05-02T17:44:19.027509477-05:00 EXIT pid=3"]
+    assert refs["history.raw_socket"][0].text.endswith("SOCKET pid=3 17/3") and set(refs) == {
+        "history.foreign_process_read", "history.raw_socket"}
