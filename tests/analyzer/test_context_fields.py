@@ -10,7 +10,6 @@ import pytest
 from analyzer.context import Context
 from analyzer.core import Analyzer
 from analyzer.evidence import MAX_REFS, Evidence
-from analyzer.pending_flags import PENDING
 from analyzer_sequences import Seq, decisions, lifecycle, run_events
 from policy import FEATURES, Policy, parse_policy
 
@@ -22,25 +21,6 @@ def test_every_declared_field_is_in_the_context_with_its_type():
         assert set(m[group]) == set(fields), group
         for name, cel_type in fields.items():
             assert type(m[group][name]) is {"bool": bool, "int": int}[cel_type], (group, name)
-
-
-def test_pending_fields_are_declared_and_stay_false(core: Analyzer):
-    assert all(name.partition(".")[2] in FEATURES[name.partition(".")[0]] for name in PENDING)
-    rng = random.Random(5)
-    s = Seq(uid=0)
-    for i in range(300):
-        t = 1 + i * 0.01
-        roll = rng.random()
-        if roll < 0.3:
-            s.exec(t, 200 + i % 7, rng.choice(["/bin/bash", "/tmp/x", "/usr/bin/nc", "/proc/self/fd/3"]),
-                   exe=rng.choice(["memfd:x (deleted)", "/usr/bin/nc"]))
-        elif roll < 0.8:
-            s.open(t, 200 + i % 7, rng.choice(["/proc/1/mem", "/etc/shadow", "/tmp/y"]), rng.choice([0, 0x241]))
-        else:
-            s.connect(t, 200 + i % 7, "93.184.216.34", 53)
-    run_events(core, s.events)
-    m = core.sessions[1].ctx.as_map()
-    assert not any(m[g][f] for g, _, f in (n.partition(".") for n in PENDING))
 
 
 def rules_naming_every_field() -> bytes:
