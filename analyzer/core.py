@@ -175,7 +175,7 @@ class Analyzer:
         ctx = tracked.ctx
         if marks.xbits != tracked.xbits:        # fields the tree set outside history
             tracked.xbits = marks.xbits
-            ctx = with_tree_fields(ctx, marks.xbits)
+            ctx = tracked.ctx = with_tree_fields(ctx, marks.xbits)
         history = ctx.history
         if bits != tracked.hbits:
             history = HistoryFlags.from_bits(bits)
@@ -188,8 +188,6 @@ class Analyzer:
             tracked.ctx = advance(ctx, kind, proc, state, self.policy.analysis, history, step)
         elif history is not ctx.history:        # other kinds change history flags only
             tracked.ctx = Context(ctx.execution, ctx.capability, history)
-        else:
-            tracked.ctx = ctx
 
     def _tree(self, tracked: Tracked, ev: dict[str, Any]) -> TreeHistory:
         sid = tracked.state.session_id

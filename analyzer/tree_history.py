@@ -194,8 +194,7 @@ class TreeHistory:
         key = path_key(path)
         self.remember(self.written, key, packed, ref, m)
         names = self.names
-        names.pop(key, None)
-        names[key] = path
+        names[key] = path                   # a rewrite keeps its place: "the last" is approximate
         if len(names) > _NAMES_KEPT:
             del names[next(iter(names))]
         if ".so" in path:
@@ -243,9 +242,9 @@ class TreeHistory:
         parent = self._parent_shellish(ev, proc) if family is not None and not proc.role else False
         self._exec_written(e, ev, exe, ref, m)
         self.scripts.pop(e.tgid)
-        stdout_pipe = sig.exec_signals(self, ev, proc, family, ref, m)
+        types, stdout_pipe = sig.exec_signals(self, ev, proc, family, ref, m)
         if proc.role != "routine":           # routine execs (uname -a) never pair, parent or connect
-            self._image(e.tgid, exe or e.path, name, ev, proc.role == "agent", stdout_pipe, ref, m)
+            self._image(e.tgid, exe or e.path, name, types, proc.role == "agent", stdout_pipe, ref, m)
         if proc.role:
             return                       # the runtime's own image, wrapper, routine: identity only
         if within(self.last_connect, ts, c.horizon_ns):
@@ -282,11 +281,10 @@ class TreeHistory:
                 return unpack(packed, path)
         return unpack(packed, "")
 
-    def _image(self, tgid: int, image: str, name: str, ev: dict[str, Any], agent: bool,
+    def _image(self, tgid: int, image: str, name: str, types: list[str], agent: bool,
                stdout_pipe: int | None, ref: Ref, m: SessionMarks) -> None:
         """Remember the process image: binary, flags, stdout pipe (and pair that pipe)."""
-        flags = (sig.P_AGENT if agent else 0) \
-            | (sig.P_NETFED if sig.netfed(self, name, sig.stdio_types(ev)[0]) else 0)
+        flags = (sig.P_AGENT if agent else 0) | (sig.P_NETFED if sig.netfed(self, name, types) else 0)
         old = self.procs.items.get(tgid)
         if old is not None and old[0] & sig.P_NETFED:
             flags |= sig.P_NETFED            # connected before this in-place exec

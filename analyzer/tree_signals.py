@@ -80,9 +80,9 @@ def stdio_types(ev: dict[str, Any]) -> tuple[list[str], list[Any]]:
 # ---------------------------------------------------------------- execs
 
 def exec_signals(tree: "TreeHistory", ev: dict[str, Any], proc: ProcessState, family: str | None,
-                 ref: Ref, m: SessionMarks) -> int | None:
+                 ref: Ref, m: SessionMarks) -> tuple[list[str], int | None]:
     """Reverse shell, loader hijack, bind shell and pipe pairing of one exec (role ones too);
-    returns the inode of its stdout pipe, if any, for the process image."""
+    returns the types of its fds 0-2 and the inode of its stdout pipe, if any."""
     types, maps = stdio_types(ev)
     if ev.get("env_truncated") is True:
         m.evidence.append("execution.env_truncated", ref)
@@ -92,7 +92,7 @@ def exec_signals(tree: "TreeHistory", ev: dict[str, Any], proc: ProcessState, fa
         if hijack:
             m.hit_x(_LOADER, (write, ref))
     if not types:
-        return None
+        return types, None
     parent = ev.get("parent_stdio")
     parent_inet = type(parent) is list and "inet" in parent
     if (family is not None and ("inet" in types or parent_inet)) or types[:2] == ["inet", "inet"]:
@@ -105,8 +105,8 @@ def exec_signals(tree: "TreeHistory", ev: dict[str, Any], proc: ProcessState, fa
         if program_source(family, proc.args)[0] == STDIN:
             _pipe_reader(tree, maps[0]["ino"], ref, m)
     if len(types) > 1 and types[1] == "pipe" and type(maps[1].get("ino")) is int:
-        return maps[1]["ino"]
-    return None
+        return types, maps[1]["ino"]
+    return types, None
 
 
 def netfed(tree: "TreeHistory", name: str, types: list[str]) -> bool:
