@@ -31,6 +31,7 @@ import stat
 from collections.abc import Iterable
 
 from analyzer.paths import is_memfd_or_deleted
+from bus.paths import normalise
 from analyzer.session_state import DELETED_MARK
 from policy import Analysis
 
@@ -203,7 +204,7 @@ class _UidPatterns:
         self.logs = _Globs(a.log_paths, homes)
         self.consumers = tuple(
             (rx, frozenset(n for n in names if not n.startswith("/")),
-             frozenset(n for n in names if n.startswith("/")))
+             frozenset(normalise(n) for n in names if n.startswith("/")))
             for pat, names in a.credential_consumers if (rx := compile_globs((pat,), homes)) is not None)
 
 

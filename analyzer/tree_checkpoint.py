@@ -35,7 +35,7 @@ def _rows(index: Index) -> list[list[Any]]:
 def dump_tree(key: int, tree: TreeHistory) -> dict[str, Any]:
     sig = tree.sig
     return {
-        "key": key, "route": tree.route, "last_ns": tree.last_ns,
+        "key": key, "v": 2, "route": tree.route, "last_ns": tree.last_ns,
         "overflowed": list(tree.overflowed) if tree.overflowed else None,
         "written": _rows(tree.written), "written_ids": _rows(tree.written_ids),
         "names": [[k, v] for k, v in tree.names.items()],
@@ -56,8 +56,10 @@ def _written_key(k: Any) -> int:
     return path_key(k) if isinstance(k, str) else int(k)
 
 
-def _image(v: list[Any]) -> tuple[Any, ...]:
-    return (int(v[0]), str(v[1])) if len(v) < 3 else (int(v[0]), str(v[1]), int(v[2]))
+def _image(v: list[Any], old: bool) -> tuple[Any, ...]:
+    """A process image; rows from before image flags held the pid in the low bits: cleared."""
+    packed = int(v[0]) & ~((1 << 25) - 1) if old else int(v[0])
+    return (packed, str(v[1])) if len(v) < 3 else (packed, str(v[1]), int(v[2]))
 
 
 def load_tree(raw: dict[str, Any], store: TreeStore) -> tuple[int, TreeHistory]:
@@ -70,7 +72,8 @@ def load_tree(raw: dict[str, Any], store: TreeStore) -> tuple[int, TreeHistory]:
     tree.names.update((int(k), str(v)) for k, v in raw.get("names", []))
     tree.names.update((path_key(k), k) for k, _ in raw.get("written", []) if isinstance(k, str))
     _fill(tree.written_ids, raw.get("written_ids", []), int, lambda v: int(v[0] if isinstance(v, list) else v))
-    _fill(tree.procs, raw.get("procs", []), int, _image)
+    old = raw.get("v") != 2
+    _fill(tree.procs, raw.get("procs", []), int, lambda v: _image(v, old))
     _fill(tree.scripts, raw.get("scripts", []), int,
           lambda v: (int(v[0]), str(v[1]), str(v[2]), None if v[3] is None else str(v[3])))
     if raw.get("readers") or raw.get("lib_dirs") or raw.get("last_listen"):

@@ -37,7 +37,7 @@ __all__ = ["TreeSignals", "P_AGENT", "P_NETFED", "exec_signals", "stdio_types", 
            "netfed", "writer_exec", "loader_hijack"]
 
 P_AGENT, P_NETFED = 1, 2      # process image flags (low bits of its packed value)
-SOCKETS = frozenset({"inet", "unix", "socket"})
+NET_SOCKETS = frozenset({"inet", "socket"})    # not unix: a local socket is no network shell
 _LD_FILES = ("LD_PRELOAD", "LD_AUDIT")
 S_ISUID_GID = 0o6000
 PTRACE_TRACEME = 0
@@ -97,7 +97,7 @@ def exec_signals(tree: "TreeHistory", ev: dict[str, Any], proc: ProcessState, fa
     parent_inet = type(parent) is list and "inet" in parent
     if (family is not None and ("inet" in types or parent_inet)) or types[:2] == ["inet", "inet"]:
         m.hit_x(_REVERSE, (ref,))
-    if family is not None and not SOCKETS.isdisjoint(types):
+    if family is not None and not NET_SOCKETS.isdisjoint(types):
         sig = tree.sig
         if sig is not None and within(sig.last_listen, ref[0], tree.c.horizon_ns):
             m.hit(_BIND, (sig.last_listen, ref))
