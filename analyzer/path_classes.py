@@ -35,7 +35,7 @@ from bus.paths import normalise
 from analyzer.session_state import DELETED_MARK
 from policy import Analysis
 
-__all__ = ["PathClasses", "glob_regex", "compile_globs", "home_dirs", "trusted_system_dirs",
+__all__ = ["PathClasses", "glob_regex", "compile_globs", "home_dirs", "trusted_system_dirs", "interpreter_ids",
            "SENSITIVE", "BURST_KEPT", "SUSPICIOUS", "MEMFD_DELETED", "DELETED", "CREDENTIAL",
            "PERSISTENCE", "LOG", "SECURITY_TOOL", "HIDDEN", "SYSTEM", "FOREIGN_PROC", "tokens",
            "burst_ignorable_open", "PROCESS_LISTERS", "proc_target"]
@@ -161,6 +161,20 @@ def home_dirs(uid: int) -> tuple[str, ...]:
     return tuple(dict.fromkeys(h.rstrip("/") or "/" for h in homes))
 
 
+def interpreter_ids(dirs: Iterable[str], names: Iterable[str]) -> dict[int, str]:
+    """The file identities of ``names`` found in ``dirs`` (symlinks followed: /bin/sh is dash)."""
+    ids: dict[int, str] = {}
+    for d in dirs:
+        for name in names:
+            try:
+                st = os.stat(os.path.join(d, name))
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                ids.setdefault((st.st_dev << 64) | st.st_ino, name)
+    return ids
+
+
 def trusted_system_dirs(dirs: Iterable[str]) -> tuple[str, ...]:
     """``dirs`` that exist, are owned by root and not group/world-writable (others: warning)."""
     kept = []
@@ -213,7 +227,7 @@ class PathClasses:
 
     __slots__ = ("a", "cache_limit", "system_dirs", "_system_prefixes", "_security", "_uids",
                  "by_uid", "_size", "_sens_prefixes", "_sens_patterns", "_susp_patterns",
-                 "_security_any")
+                 "_security_any", "interpreter_ids")
 
     CACHE_PATH_MAX = 512               # longer paths are classified every time, never stored
 
@@ -229,6 +243,9 @@ class PathClasses:
         self._susp_patterns = _contains_any(a.suspicious_path_patterns)
         self._security_any = _contains_any(a.security_tool_names)
         self._uids: dict[int, _UidPatterns] = {}
+        # (dev << 64 | ino) of each shell and interpreter in the system directories -> its name:
+        # a ``#!`` script's exec carries its interpreter's identity (mm->exe_file), not its name
+        self.interpreter_ids = interpreter_ids(self.system_dirs, a.shell_names + a.interpreter_names)
         # uid -> path -> bits: the remembered answers (read directly by Classifier.entry)
         self.by_uid: dict[int, dict[str, int]] = {}
         self._size = 0

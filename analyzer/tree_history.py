@@ -239,7 +239,8 @@ class TreeHistory:
         ref: Ref = (ts, e.tgid, EXEC, e.path or exe)
         name = basename(e.path) or basename(exe)
         family = self.family(name)
-        parent = self._parent_shellish(ev, proc) if family is not None and not proc.role else False
+        if not proc.role:
+            self._interpreter_burst(e, ev, proc, family, ref, m)
         self._exec_written(e, ev, exe, ref, m)
         self.scripts.pop(e.tgid)
         types, stdout_pipe = sig.exec_signals(self, ev, proc, family, ref, m)
@@ -259,7 +260,7 @@ class TreeHistory:
                 not c.security_tools.isdisjoint(tokens(a)) for a in proc.args):
             m.hit(STD, (ref,))
         if family is not None:
-            self._interpreted(e, proc, family, parent, ref, m)
+            self._interpreted(e, proc, family, ref, m)
 
     def _exec_written(self, e: RecentEvent, ev: dict[str, Any], exe: str, ref: Ref, m: SessionMarks) -> None:
         """write->exec: the exec's path, its real file, or its (dev, ino) was written."""
@@ -295,24 +296,42 @@ class TreeHistory:
         if stdout_pipe is not None:
             sig.writer_exec(self, stdout_pipe, flags, ref, m)
 
-    def _parent_shellish(self, ev: dict[str, Any], proc: ProcessState) -> bool:
-        """Its parent is a shell or interpreter (a role wrapper counts; the runtime's own image
-        does not): its image in the tree, else the comm it had before this exec (a fork)."""
-        parent = self.procs.items.get(int_field(ev.get("ppid"), -1))
-        if parent is not None:
-            return not parent[0] & sig.P_AGENT and self.family(basename(parent[1])) is not None
-        return self.family(text(ev.get("comm"))) is not None
-
-    def _interpreted(self, e: RecentEvent, proc: ProcessState, family: str, parent: bool,
-                     ref: Ref, m: SessionMarks) -> None:
-        """A shell or interpreter: its burst, and its script operand (absolute now; relative
-        when it opens the file: the kernel resolves that open)."""
-        kind, script = program_source(family, proc.args)
-        if parent and not (kind == SCRIPT and script and script.startswith("/")
-                           and self.classes.in_system_dir(normalise(script))):
-            hit = self.bursts[3].push(ref)      # an installed tool's script (npm) is not a step
+    def _interpreter_burst(self, e: RecentEvent, ev: dict[str, Any], proc: ProcessState,
+                           family: str | None, ref: Ref, m: SessionMarks) -> None:
+        """burst_interpreter_exec: a shell or interpreter (by name; or a ``#!`` script, whose
+        exec's (dev, ino) is a system interpreter's) started by a shell or interpreter. An
+        installed tool's script (``node /usr/bin/npm``, ``/usr/bin/pip``) is not a step."""
+        if family is not None:
+            kind, script = program_source(family, proc.args)
+            installed = kind == SCRIPT and bool(script) and script.startswith("/") \
+                and self.classes.in_system_dir(normalise(script))
+        else:
+            ident = _identity(ev)
+            if ident is None or ident not in self.classes.interpreter_ids:
+                return
+            installed = self.classes.in_system_dir(e.path)
+        if not installed and self._parent_shellish(ev):
+            hit = self.bursts[3].push(ref)
             if hit is not None:
                 m.hit(B_INTERP, hit)
+
+    def _parent_shellish(self, ev: dict[str, Any]) -> bool:
+        """Its parent is a shell or interpreter (a role wrapper counts; the runtime's own image
+        does not), or a program from outside system_dirs (a script run by its ``#!``, whatever
+        its name); unknown to the tree: the comm it had before this exec (a fork's is its
+        parent's)."""
+        parent = self.procs.items.get(int_field(ev.get("ppid"), -1))
+        if parent is not None:
+            image = parent[1]
+            return not parent[0] & sig.P_AGENT and (self.family(basename(image)) is not None
+                                                   or not self.classes.in_system_dir(image))
+        return self.family(text(ev.get("comm"))) is not None
+
+    def _interpreted(self, e: RecentEvent, proc: ProcessState, family: str, ref: Ref,
+                     m: SessionMarks) -> None:
+        """A shell or interpreter's script operand: absolute now; relative when it opens the
+        file (the kernel resolves that open)."""
+        kind, script = program_source(family, proc.args)
         if kind != SCRIPT or not script:
             return
         if script.startswith("/"):

@@ -4,6 +4,7 @@ flags they set: each true for the attack, false for the look-alike benign action
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any
 
 import pytest
@@ -281,3 +282,32 @@ def test_global_git_config_is_not_persistence(core):
     s.open(1.1, 201, "/root/.gitconfig.lock", 0xC1).event(
         "rename", 1.2, 201, syscall="rename", ret=0, path="/root/.gitconfig.lock", new_path="/root/.gitconfig")
     assert not hist(core, s).persistence_write
+
+
+def test_a_script_parent_of_any_name_counts(core):
+    """A ``#!`` script runs as its interpreter under its own name: a program from outside the
+    system directories starting shells counts as their shell parent, whatever it is called."""
+    s = wrapper_seq(0, ["true"])
+    s.exec(1.5, 320, "/tmp/d/loop", ["/tmp/d/loop"], parent=301)
+    for i in range(6):
+        s.exec(2 + i * 0.2, 330 + i, "/bin/sh", ["sh", "-c", f"echo {i}"], parent=320)
+    assert hist(core, s).burst_interpreter_exec
+
+
+def test_script_children_are_known_by_their_interpreter_identity(core):
+    """``./step`` (a ``#!/bin/sh`` script, any name) carries /bin/sh's (dev, ino): an interpreter
+    start; an installed ``#!`` tool (in a system directory) is not."""
+    st = os.stat("/bin/sh")
+    ident = {"ino": st.st_ino, "dev": st.st_dev}
+    s = wrapper_seq(0, ["true"])
+    for i in range(6):
+        s.exec(2 + i * 0.2, 330 + i, "/tmp/d/step", ["./step"], parent=301, **ident)
+    assert hist(core, s).burst_interpreter_exec
+    tool = wrapper_seq(0, ["true"])
+    for i in range(6):
+        tool.exec(2 + i * 0.2, 330 + i, "/usr/bin/step", ["step"], parent=301, **ident)
+    assert not hist(Analyzer(core.policy), tool).burst_interpreter_exec
+    elf = wrapper_seq(0, ["true"])
+    for i in range(6):
+        elf.exec(2 + i * 0.2, 330 + i, "/tmp/d/step", ["./step"], parent=301, ino=12345, dev=1)
+    assert not hist(Analyzer(core.policy), elf).burst_interpreter_exec
