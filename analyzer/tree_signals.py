@@ -82,7 +82,9 @@ def stdio_types(ev: dict[str, Any]) -> tuple[list[str], list[Any]]:
 def exec_signals(tree: "TreeHistory", ev: dict[str, Any], proc: ProcessState, family: str | None,
                  ref: Ref, m: SessionMarks) -> tuple[list[str], int | None]:
     """Reverse shell, loader hijack, bind shell and pipe pairing of one exec (role ones too);
-    returns the types of its fds 0-2 and the inode of its stdout pipe, if any."""
+    returns the types of its fds 0-2 and the inode of its stdout pipe, if any. A ``#!`` script
+    of any name whose interpreter is a system shell or interpreter (its exec's identity) is a
+    shell for the reverse and bind shell tests."""
     types, maps = stdio_types(ev)
     if ev.get("env_truncated") is True:
         m.evidence.append("execution.env_truncated", ref)
@@ -95,9 +97,10 @@ def exec_signals(tree: "TreeHistory", ev: dict[str, Any], proc: ProcessState, fa
         return types, None
     parent = ev.get("parent_stdio")
     parent_inet = type(parent) is list and "inet" in parent
-    if (family is not None and ("inet" in types or parent_inet)) or types[:2] == ["inet", "inet"]:
+    shell = family is not None or _interpreter_identity(tree, ev)
+    if (shell and ("inet" in types or parent_inet)) or types[:2] == ["inet", "inet"]:
         m.hit_x(_REVERSE, (ref,))
-    if family is not None and not NET_SOCKETS.isdisjoint(types):
+    if shell and not NET_SOCKETS.isdisjoint(types):
         sig = tree.sig
         if sig is not None and within(sig.last_listen, ref[0], tree.c.horizon_ns):
             m.hit(_BIND, (sig.last_listen, ref))
@@ -107,6 +110,11 @@ def exec_signals(tree: "TreeHistory", ev: dict[str, Any], proc: ProcessState, fa
     if len(types) > 1 and types[1] == "pipe" and type(maps[1].get("ino")) is int:
         return types, maps[1]["ino"]
     return types, None
+
+
+def _interpreter_identity(tree: "TreeHistory", ev: dict[str, Any]) -> bool:
+    ino, dev = ev.get("ino"), ev.get("dev")
+    return type(ino) is int and type(dev) is int and ((dev << 64) | ino) in tree.classes.interpreter_ids
 
 
 def netfed(tree: "TreeHistory", name: str, types: list[str]) -> bool:

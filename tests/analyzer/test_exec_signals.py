@@ -3,6 +3,7 @@ false for the look-alike benign action (docs/rules.md)."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
@@ -210,3 +211,13 @@ def test_a_failed_listen_is_nothing(core):
     s = seq().exec(1, 201, "/bin/zsh", ["zsh"])
     s.event("listen", 1.1, 201, syscall="listen", ret=-98, family=2, addr="0.0.0.0", port=22, backlog=1)
     assert not hist(core, s).bind_shell
+
+
+def test_a_script_of_any_name_run_by_a_shell_is_a_shell(core):
+    """``#!/bin/sh`` scripts exec with /bin/sh's identity: a socket on one of their fds is a
+    reverse shell whatever the script is called; an ELF of that name is not."""
+    st = os.stat("/bin/sh")
+    s = seq().exec(1, 201, "/tmp/d/update", ["update"], stdio=[INET, TTY, TTY], ino=st.st_ino, dev=st.st_dev)
+    assert ex(core, s).reverse_shell
+    elf = seq().exec(1, 201, "/tmp/d/update", ["update"], stdio=[INET, TTY, TTY], ino=1, dev=1)
+    assert not ex(Analyzer(core.policy), elf).reverse_shell
