@@ -12,10 +12,12 @@ Beyond the original (issue 13), capabilities *gained* inside the session:
   unknown, the process's own CapEff before the exec (``prev_cap_eff``); when both are unknown,
   nothing is gained (a root agent's children hold what the root held).
 * ``privilege_gained``: an exec raised the effective uid to 0 (``prev_euid`` != 0, ``euid`` == 0:
-  a setuid-root binary) or added capabilities over ``prev_cap_eff`` (file capabilities). The
-  setid/capset calls of the schema-2 kinds join later (analyzer/pending_flags.py).
+  a setuid-root binary) or added capabilities over ``prev_cap_eff`` (file capabilities); or a
+  successful ``setid``/``capset`` call did (:func:`privilege_call`: euid 0 from a process whose
+  euid was not 0, or effective capabilities beyond what it held).
 
-Only tool processes contribute (an exec with a role or of the agent root: nothing).
+Only tool processes contribute their exec (an exec with a role or of the agent root: nothing);
+a privilege-raising call counts whoever makes it.
 """
 
 from __future__ import annotations
@@ -23,10 +25,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from analyzer.session_state import ProcessState
+from typing import Any
+
+from analyzer.session_state import ProcessState, int_field
+from analyzer.tree_index import X_BIT, SessionMarks
 from policy import DANGEROUS_CAPABILITY_BITS, Analysis
 
-__all__ = ["CapabilityFlags", "capability_flags", "dangerous_mask", "CAPABILITY_FIELDS"]
+__all__ = ["CapabilityFlags", "capability_flags", "dangerous_mask", "CAPABILITY_FIELDS",
+           "privilege_call"]
 
 CAPABILITY_FIELDS = ("has_dangerous_caps", "dangerous_count", "seccomp_disabled",
                      "gained_dangerous_caps", "privilege_gained")
@@ -95,3 +101,34 @@ def _privilege_gained(proc: ProcessState) -> bool:
         return True
     return proc.prev_cap_eff is not None and proc.cap_eff is not None \
         and proc.cap_eff & ~proc.prev_cap_eff != 0
+
+
+_GAINED = X_BIT["capability.privilege_gained"]
+
+
+def privilege_call(kind: str, ev: dict[str, Any], proc: ProcessState, lifecycle: dict[str, Any],
+                   marks: SessionMarks) -> None:
+    """A successful ``setid`` that left euid 0 in a process whose euid was not 0, or a ``capset``
+    of its own effective set beyond what it held. "Held" is what its exec gave it (``euid``,
+    ``cap_eff`` of its exec in this session), else the agent root's (lifecycle ``root_uid``,
+    ``root_cap_eff``): a root process dropping to a user and back is not a gain. A setid by a
+    process with neither known counts when its real uid is not 0; a capset, not at all."""
+    if int_field(ev.get("ret"), 0) != 0:
+        return
+    ts, tgid = int_field(ev.get("ts_ns")), int_field(ev.get("tgid"))
+    if kind == "setid":
+        if int_field(ev.get("euid"), -1) != 0:
+            return
+        base = proc.euid if proc.euid is not None else lifecycle.get("root_uid")
+        if base is None or type(base) is not int:
+            base = int_field(ev.get("uid"), 0)
+        if base != 0:
+            marks.hit_x(_GAINED, ((ts, tgid, kind, "euid=0"),))
+        return
+    target = int_field(ev.get("pid"), 0)
+    if target not in (0, tgid):
+        return
+    base = proc.cap_eff if proc.cap_eff is not None else lifecycle.get("root_cap_eff")
+    effective = int_field(ev.get("effective"), 0)
+    if type(base) is int and effective & ~base:
+        marks.hit_x(_GAINED, ((ts, tgid, kind, f"effective={effective:#x}"),))

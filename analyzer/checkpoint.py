@@ -250,7 +250,7 @@ def dump_session(t: Tracked) -> dict[str, Any]:
         "decision": {"triggered": t.decision.triggered_order, "score": t.decision.score,
                      "worst": t.decision.worst.name},
         "last_message_ns": t.last_message_ns,
-        "marks": {"bits": t.marks.bits, "evidence": t.marks.evidence.dump()},
+        "marks": {"bits": t.marks.bits, "xbits": t.marks.xbits, "evidence": t.marks.evidence.dump()},
         "trees": list(t.trees), "shard": t.shard,
     }
 
@@ -295,6 +295,6 @@ def load_session(raw: dict[str, Any]) -> Tracked:
     shard = raw.get("shard")
     return Tracked(state=state, ctx=ctx, decision=decision, last_message_ns=int(raw["last_message_ns"]),
                    marks=SessionMarks(int(marks.get("bits", ctx.history.bits())),
-                                      Evidence.load(marks.get("evidence"))),
+                                      Evidence.load(marks.get("evidence")), int(marks.get("xbits", 0))),
                    shard=shard if isinstance(shard, int) and not isinstance(shard, bool) else None,
-                   hbits=ctx.history.bits())
+                   hbits=ctx.history.bits(), xbits=int(marks.get("xbits", 0)))

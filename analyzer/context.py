@@ -17,9 +17,10 @@ from analyzer.execution_flags import ExecutionFlags, execution_flags, exit_masqu
 from analyzer.history_flags import HistoryFlags, history_flags
 from analyzer.path_classes import PathClasses
 from analyzer.session_state import EXEC, EXIT, ProcessState, SessionState
+from analyzer.tree_index import X_BIT
 from policy import Analysis
 
-__all__ = ["Context", "advance", "Step"]
+__all__ = ["Context", "advance", "Step", "with_tree_fields"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,3 +81,21 @@ def advance(ctx: Context, kind: str, proc: ProcessState, session: SessionState, 
     if execution is ctx.execution and capability is ctx.capability and history is ctx.history:
         return ctx
     return Context(execution, capability, history)
+
+
+_TREE_FIELDS: dict[int, tuple[ExecutionFlags, CapabilityFlags]] = {}
+
+
+def with_tree_fields(ctx: Context, xbits: int) -> Context:
+    """``ctx`` with the execution and capability fields the tree set (``SessionMarks.xbits``,
+    tree_index.X_BIT) OR-ed in: sticky like the fields the session's own execs set."""
+    extra = _TREE_FIELDS.get(xbits)
+    if extra is None:
+        on = {name for name, bit in X_BIT.items() if xbits & bit}
+        extra = _TREE_FIELDS[xbits] = (
+            ExecutionFlags(**{f.partition(".")[2]: True for f in on if f.startswith("execution.")}),
+            CapabilityFlags(privilege_gained="capability.privilege_gained" in on))
+    execution, capability = ctx.execution.merge(extra[0]), ctx.capability.merge(extra[1])
+    if execution is ctx.execution and capability is ctx.capability:
+        return ctx
+    return Context(execution, capability, ctx.history)

@@ -27,15 +27,16 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from analyzer.context import Context, Step, advance
+from analyzer.capability_flags import privilege_call
+from analyzer.context import Context, Step, advance, with_tree_fields
 from analyzer.decisions import Action, Result, decide
 from analyzer.event_check import INT64_LIMIT, event_problem, is_int
 from analyzer.evidence import RuleFields
 from analyzer.history_flags import HISTORY_BIT, ORIGINAL_MASK, Classifier, HistoryFlags
 from analyzer.history_window import HistoryWindow
 from analyzer.rules import CompiledRules
-from analyzer.session_state import (EXEC, EXIT, ORIGINAL_KINDS, TRACKED_KINDS, ProcessState,
-                                    RecentEvent, SessionState, text)
+from analyzer.session_state import (CAPSET, EXEC, EXIT, ORIGINAL_KINDS, SETID, TRACKED_KINDS,
+                                    ProcessState, RecentEvent, SessionState, text)
 from analyzer.tracked import ClosedIds, Counters, Tracked
 from analyzer.tree_history import TreeHistory, TreeStore, tree_key
 from bus.envelope import Envelope
@@ -166,10 +167,15 @@ class Analyzer:
         tree.last_ns = now_ns
         marks = tracked.marks
         tree.fold(entry, ev, proc, marks, hidden)
+        if kind == SETID or kind == CAPSET:
+            privilege_call(kind, ev, proc, state.lifecycle, marks)
         bits = marks.bits
         if self._original:
             bits = (bits & ~ORIGINAL_MASK) | self._window_bits(tracked, entry, hidden)
         ctx = tracked.ctx
+        if marks.xbits != tracked.xbits:        # fields the tree set outside history
+            tracked.xbits = marks.xbits
+            ctx = tracked.ctx = with_tree_fields(ctx, marks.xbits)
         history = ctx.history
         if bits != tracked.hbits:
             history = HistoryFlags.from_bits(bits)
@@ -180,7 +186,7 @@ class Analyzer:
                         (entry.ts_ns, entry.tgid, kind, entry.path or entry.exe or proc.exec_path),
                         text(ev.get("comm")), lifecycle_cap if type(lifecycle_cap) is int else None)
             tracked.ctx = advance(ctx, kind, proc, state, self.policy.analysis, history, step)
-        elif history is not ctx.history:        # opens and connects change history flags only
+        elif history is not ctx.history:        # other kinds change history flags only
             tracked.ctx = Context(ctx.execution, ctx.capability, history)
 
     def _tree(self, tracked: Tracked, ev: dict[str, Any]) -> TreeHistory:

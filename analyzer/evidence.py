@@ -1,7 +1,9 @@
 """Evidence: which events made each context field true, as compact references.
 
 A reference (:data:`Ref`) is ``(ts_ns, tgid, kind, what)`` where ``what`` is the event's
-effective path (exec, open, rename target, ...) or ``addr:port`` (connect; ``[v6]:port``).
+effective path (exec, open, rename target, chmod, ...; ``memfd:<name>`` for memfd_create),
+``addr:port`` (connect, send, bind, listen; ``[v6]:port``), the target pid (ptrace, vm_read) or a
+short detail (socket: family/type/protocol, setid: the euid it gave, capset: the effective mask).
 Every field of a session keeps the references of the events that first made it true, at most
 :data:`MAX_REFS` (write->exec: the write and the exec; a burst: its first and last events; a
 single-event flag: that event). They are kept per session, set once (later completions of an
@@ -21,12 +23,17 @@ from bus.text import to_wire
 from policy import Rule
 from policy.expressions import referenced_fields
 
-__all__ = ["Ref", "MAX_REFS", "Evidence", "ref_map", "addr_text", "RuleFields"]
+__all__ = ["Ref", "MAX_REFS", "Evidence", "ref_map", "addr_text", "RuleFields", "ENV_TRUNCATED"]
 
 MAX_REFS = 4
 
 Ref = tuple[int, int, str, str]           # (ts_ns, tgid, kind, path or addr:port)
-_ADDR_KINDS = frozenset({"connect", "send", "bind", "listen"})
+_WHAT_KEY = {"connect": "addr", "send": "addr", "bind": "addr", "listen": "addr",
+             "ptrace": "target", "vm_read": "target", "socket": "detail", "setid": "detail",
+             "capset": "detail"}
+# Not a context field: the execs whose environment had more entries than the kernel checks
+# (an LD_* variable may have been past them). Shown with loader_hijack's evidence (rules.md).
+ENV_TRUNCATED = "execution.env_truncated"
 
 
 def addr_text(addr: str, port: int) -> str:
@@ -36,8 +43,10 @@ def addr_text(addr: str, port: int) -> str:
 def ref_map(ref: Ref) -> dict[str, Any]:
     """The wire shape of one reference (non-UTF-8 paths go back to bytes)."""
     ts, tgid, kind, what = ref
-    return {"ts_ns": ts, "tgid": tgid, "kind": kind,
-            ("addr" if kind in _ADDR_KINDS else "path"): to_wire(what)}
+    key = _WHAT_KEY.get(kind, "path")
+    if key == "target":
+        return {"ts_ns": ts, "tgid": tgid, "kind": kind, "target": int(what) if what.isdigit() else what}
+    return {"ts_ns": ts, "tgid": tgid, "kind": kind, key: to_wire(what)}
 
 
 class Evidence:
@@ -57,6 +66,12 @@ class Evidence:
             kept = kept[: MAX_REFS - 1] + kept[-1:]
         self.refs[name] = kept
 
+    def append(self, name: str, ref: Ref) -> None:
+        """One more reference for ``name``, up to :data:`MAX_REFS` (the first ones are kept)."""
+        have = self.refs.get(name, ())
+        if len(have) < MAX_REFS and ref not in have:
+            self.refs[name] = have + (ref,)
+
     def for_fields(self, names: Iterable[str], context: dict[str, dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
         """Evidence of those ``names`` that are true in ``context`` (a Context.as_map())."""
         out: dict[str, list[dict[str, Any]]] = {}
@@ -66,6 +81,8 @@ class Evidence:
             value = context.get(group, {}).get(fld)
             if refs and (value is True or (type(value) is int and value > 0)):
                 out[name] = [ref_map(r) for r in refs]
+            if name == "execution.loader_hijack" and self.refs.get(ENV_TRUNCATED):
+                out[ENV_TRUNCATED] = [ref_map(r) for r in self.refs[ENV_TRUNCATED]]
         return out
 
     def dump(self) -> dict[str, list[list[Any]]]:

@@ -65,6 +65,7 @@ class HistoryFlags:
     shell_network: bool = False
     memfd_created: bool = False
     written_then_interpreted: bool = False
+    burst_interpreter_exec: bool = False
 
     def as_map(self) -> dict[str, bool]:
         return {name: getattr(self, name) for name in HISTORY_FIELDS}

@@ -8,7 +8,11 @@ inside a root-owned system directory?). An agent opens the same files over and o
 
 Patterns (``credential_paths``, ``persistence_paths``, ``log_paths``, ``credential_consumers``)
 are globs: ``*`` and ``?`` stay inside one path component, ``**`` crosses components (``**/``
-also matches nothing, so ``**/.env`` matches ``/.env``). ``~/`` is the home directory of the
+also matches nothing, so ``**/.env`` matches ``/.env``). In the three path lists a pattern
+starting with ``!`` is an exclusion: a path it matches is not in the class (``!~/.ssh/*.pub``:
+public keys are not credentials). A ``credential_consumers`` reader is an executable basename,
+honoured inside ``system_dirs`` only, or an absolute path, matched exactly against the reader's
+resolved executable (``/home/u/.nvm/versions/node/v22.1.0/bin/node``). ``~/`` is the home directory of the
 process's own uid, from passwd; for uid 0, which can read every home, it is also every other
 passwd home (``/`` excluded). A uid without a passwd entry matches no ``~/`` pattern. Paths are
 compared as the absolute, normalised text ``bus.paths.effective_path`` gives (case-sensitive).
@@ -27,12 +31,14 @@ import stat
 from collections.abc import Iterable
 
 from analyzer.paths import is_memfd_or_deleted
+from bus.paths import normalise
 from analyzer.session_state import DELETED_MARK
 from policy import Analysis
 
-__all__ = ["PathClasses", "glob_regex", "compile_globs", "home_dirs", "trusted_system_dirs",
+__all__ = ["PathClasses", "glob_regex", "compile_globs", "home_dirs", "trusted_system_dirs", "interpreter_ids",
            "SENSITIVE", "BURST_KEPT", "SUSPICIOUS", "MEMFD_DELETED", "DELETED", "CREDENTIAL",
-           "PERSISTENCE", "LOG", "SECURITY_TOOL", "HIDDEN", "SYSTEM", "tokens", "burst_ignorable_open"]
+           "PERSISTENCE", "LOG", "SECURITY_TOOL", "HIDDEN", "SYSTEM", "FOREIGN_PROC", "tokens",
+           "burst_ignorable_open", "PROCESS_LISTERS", "proc_target"]
 
 log = logging.getLogger("casa.analyzer")
 
@@ -47,6 +53,13 @@ LOG = 1 << 7              # log_paths (uid-dependent)
 SECURITY_TOOL = 1 << 8    # a path component names a security tool
 HIDDEN = 1 << 9           # a component starts with "."
 SYSTEM = 1 << 10          # inside a trusted system directory
+FOREIGN_PROC = 1 << 11    # /proc/<pid>/{mem,environ,maps} (also under task/<tid>/): another process's
+
+_PROC_MEMORY = re.compile(r"/proc/(\d+)(?:/task/\d+)?/(mem|environ|maps)")
+# System process listers read every process's environ (``ps e``) or maps (``lsof``) as routine:
+# such reads (never of mem) by these names, run from inside system_dirs, are not foreign reads.
+PROCESS_LISTERS = frozenset({"ps", "top", "htop", "atop", "pgrep", "pkill", "pidof", "pstree",
+                             "w", "lsof", "procs", "btop"})
 
 _TOKEN_SPLIT = re.compile(r"[^A-Za-z0-9_-]+")
 
@@ -68,6 +81,12 @@ def burst_ignorable_open(path: str) -> bool:
     if path in ("/proc", "/sys") or path.startswith(("/proc/", "/sys/")):
         return True
     return path.endswith(_ROUTINE_OPEN_SUFFIXES) or any(p in path for p in _ROUTINE_OPEN_PARTS)
+
+
+def proc_target(path: str) -> tuple[int, str] | None:
+    """``(pid, "mem" | "environ" | "maps")`` of a /proc/<pid>/... memory or environment path."""
+    m = _PROC_MEMORY.fullmatch(path)
+    return (int(m.group(1)), m.group(2)) if m else None
 
 
 def tokens(text: str) -> set[str]:
@@ -142,6 +161,20 @@ def home_dirs(uid: int) -> tuple[str, ...]:
     return tuple(dict.fromkeys(h.rstrip("/") or "/" for h in homes))
 
 
+def interpreter_ids(dirs: Iterable[str], names: Iterable[str]) -> dict[int, str]:
+    """The file identities of ``names`` found in ``dirs`` (symlinks followed: /bin/sh is dash)."""
+    ids: dict[int, str] = {}
+    for d in dirs:
+        for name in names:
+            try:
+                st = os.stat(os.path.join(d, name))
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                ids.setdefault((st.st_dev << 64) | st.st_ino, name)
+    return ids
+
+
 def trusted_system_dirs(dirs: Iterable[str]) -> tuple[str, ...]:
     """``dirs`` that exist, are owned by root and not group/world-writable (others: warning)."""
     kept = []
@@ -158,17 +191,35 @@ def trusted_system_dirs(dirs: Iterable[str]) -> tuple[str, ...]:
     return tuple(kept)
 
 
+class _Globs:
+    """One path list: what it includes, less what its ``!`` patterns exclude."""
+
+    __slots__ = ("include", "exclude")
+
+    def __init__(self, patterns: Iterable[str], homes: tuple[str, ...]) -> None:
+        patterns = tuple(patterns)
+        self.include = compile_globs((p for p in patterns if not p.startswith("!")), homes)
+        self.exclude = compile_globs((p[1:] for p in patterns if p.startswith("!") and p[1:]), homes)
+
+    def fullmatch(self, path: str) -> bool:
+        return self.include is not None and self.include.fullmatch(path) is not None \
+            and (self.exclude is None or self.exclude.fullmatch(path) is None)
+
+
 class _UidPatterns:
-    """The uid-dependent pattern sets of one uid, compiled once."""
+    """The uid-dependent pattern sets of one uid, compiled once. ``consumers``: (pattern, exe
+    basenames honoured inside system_dirs, absolute executables honoured anywhere)."""
 
     __slots__ = ("credential", "persistence", "logs", "consumers")
 
     def __init__(self, a: Analysis, homes: tuple[str, ...]) -> None:
-        self.credential = compile_globs(a.credential_paths, homes)
-        self.persistence = compile_globs(a.persistence_paths, homes)
-        self.logs = compile_globs(a.log_paths, homes)
-        self.consumers = tuple((rx, frozenset(names)) for pat, names in a.credential_consumers
-                               if (rx := compile_globs((pat,), homes)) is not None)
+        self.credential = _Globs(a.credential_paths, homes)
+        self.persistence = _Globs(a.persistence_paths, homes)
+        self.logs = _Globs(a.log_paths, homes)
+        self.consumers = tuple(
+            (rx, frozenset(n for n in names if not n.startswith("/")),
+             frozenset(normalise(n) for n in names if n.startswith("/")))
+            for pat, names in a.credential_consumers if (rx := compile_globs((pat,), homes)) is not None)
 
 
 class PathClasses:
@@ -176,7 +227,7 @@ class PathClasses:
 
     __slots__ = ("a", "cache_limit", "system_dirs", "_system_prefixes", "_security", "_uids",
                  "by_uid", "_size", "_sens_prefixes", "_sens_patterns", "_susp_patterns",
-                 "_security_any")
+                 "_security_any", "interpreter_ids")
 
     CACHE_PATH_MAX = 512               # longer paths are classified every time, never stored
 
@@ -192,6 +243,9 @@ class PathClasses:
         self._susp_patterns = _contains_any(a.suspicious_path_patterns)
         self._security_any = _contains_any(a.security_tool_names)
         self._uids: dict[int, _UidPatterns] = {}
+        # (dev << 64 | ino) of each shell and interpreter in the system directories -> its name:
+        # a ``#!`` script's exec carries its interpreter's identity (mm->exe_file), not its name
+        self.interpreter_ids = interpreter_ids(self.system_dirs, a.shell_names + a.interpreter_names)
         # uid -> path -> bits: the remembered answers (read directly by Classifier.entry)
         self.by_uid: dict[int, dict[str, int]] = {}
         self._size = 0
@@ -225,15 +279,17 @@ class PathClasses:
         return path.startswith(self._system_prefixes)
 
     def legitimate_reader(self, path: str, uid: int, exe: str) -> bool:
-        """``exe`` (the reading process's real binary) is a listed consumer of ``path``.
+        """``exe`` (the reading process's real binary, resolved) is a listed consumer of ``path``.
 
-        Honoured only for an executable inside a trusted system directory: a copy named ``ssh``
-        in /tmp is not ssh.
+        A basename is honoured only for an executable inside a trusted system directory (a copy
+        named ``ssh`` in /tmp is not ssh); an absolute entry only for exactly that executable.
         """
-        if not exe or not self.in_system_dir(exe):
+        if not exe:
             return False
+        system = self.in_system_dir(exe)
         name = exe.rsplit("/", 1)[-1]
-        return any(name in names and rx.fullmatch(path) for rx, names in self.patterns(uid).consumers)
+        return any(((system and name in names) or exe in paths) and rx.fullmatch(path)
+                   for rx, names, paths in self.patterns(uid).consumers)
 
     def _classify(self, path: str, uid: int) -> int:
         if not path:
@@ -255,15 +311,17 @@ class PathClasses:
             bits |= SYSTEM
         if self._security_any and self._security_any.search(path) and not self._security.isdisjoint(tokens(path)):
             bits |= SECURITY_TOOL
+        if path.startswith("/proc/") and _PROC_MEMORY.fullmatch(path):
+            bits |= FOREIGN_PROC
         return bits | self._uid_bits(path, uid)
 
     def _uid_bits(self, path: str, uid: int) -> int:
         pats = self.patterns(uid)
         bits = 0
-        if pats.credential is not None and pats.credential.fullmatch(path):
+        if pats.credential.fullmatch(path):
             bits |= CREDENTIAL
-        if pats.persistence is not None and pats.persistence.fullmatch(path):
+        if pats.persistence.fullmatch(path):
             bits |= PERSISTENCE
-        if pats.logs is not None and pats.logs.fullmatch(path):
+        if pats.logs.fullmatch(path):
             bits |= LOG
         return bits

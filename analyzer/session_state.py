@@ -28,11 +28,13 @@ __all__ = ["RecentEvent", "ProcessState", "SessionState", "text", "basename", "i
 EXEC, OPEN, CONNECT, EXIT = "exec", "open", "connect", "exit"
 # Schema-2 kinds the history indices use (docs/bus.md §1); the original's four above.
 RENAME, UNLINK, TRUNCATE, CHMOD, SEND = "rename", "unlink", "truncate", "chmod", "send"
+BIND, LISTEN, SETID, CAPSET = "bind", "listen", "setid", "capset"
 DELETED_MARK = " (deleted)"    # appended by the kernel's d_path to unlinked files
 ORIGINAL_KINDS = frozenset({EXEC, OPEN, CONNECT, EXIT})
-TRACKED_KINDS = ORIGINAL_KINDS | {RENAME, UNLINK, TRUNCATE, CHMOD, SEND}
+TRACKED_KINDS = ORIGINAL_KINDS | {RENAME, UNLINK, TRUNCATE, CHMOD, SEND, BIND, LISTEN, SETID, CAPSET,
+                                  "memfd", "socket", "ptrace", "vm_read"}
 PATH_KINDS = frozenset({OPEN, EXEC, RENAME, UNLINK, TRUNCATE, CHMOD})
-ADDR_KINDS = frozenset({CONNECT, SEND})
+ADDR_KINDS = frozenset({CONNECT, SEND, BIND, LISTEN})
 
 
 def text(value: Any) -> str:
@@ -68,7 +70,7 @@ class RecentEvent:
     tgid: int
     ts_ns: int
     path: str = ""        # open: the opened path; exec: the exec path
-    exe: str = ""         # exec: the file that actually runs (memfd:..., "... (deleted)")
+    exe: str = ""         # exec: the file that actually runs (memfd:..., "... (deleted)"), else path
     flags: int = 0
     mode: int = 0
     addr: str = ""
@@ -99,8 +101,11 @@ class RecentEvent:
             return cls(OPEN, tgid, ts, path, "", flags, mode, resolved=resolved)
         if kind == EXEC:
             path, resolved = event_path(ev)
-            return cls(EXEC, tgid, ts, path, text(get("exe")), resolved=resolved)
-        if kind == CONNECT or kind == SEND:
+            exe, raw = get("exe"), get("path")
+            # not an fd exec: the file that runs is the (resolved) exec path itself
+            exe = path if exe == raw or not exe else text(exe)
+            return cls(EXEC, tgid, ts, path, exe, resolved=resolved)
+        if kind in ADDR_KINDS:
             return cls(kind, tgid, ts, addr=text(get("addr")).strip(), port=int_field(get("port")))
         if kind in PATH_KINDS:
             path, resolved = event_path(ev)
@@ -119,7 +124,7 @@ class RecentEvent:
                 out["mode"] = self.mode
         elif self.kind == EXEC:
             out["path"] = to_wire(self.path)
-        elif self.kind == CONNECT or self.kind == SEND:
+        elif self.kind in ADDR_KINDS:
             out["addr"], out["port"] = to_wire(self.addr), self.port
         elif self.path:
             out["path"] = to_wire(self.path)

@@ -93,3 +93,4 @@ class Tracked:
     trees: dict[int, TreeHistory] = field(default_factory=dict)  # tree key -> its history
     shard: int | None = None      # routing key (sessionizer ``shard``), None: session_id
     hbits: int = 0                # ctx.history as a bitmask (history_flags.HISTORY_BIT)
+    xbits: int = 0                # marks.xbits already merged into ctx (tree_index.X_BIT)

@@ -1,7 +1,8 @@
 """casa rules check FILE: validate a rules file the way every stage will load it.
 
 Prints each problem as ``FILE:LINE: what is wrong`` (rule name and field included) and exits 1,
-or prints warnings followed by a one-line OK summary and exits 0. Bad usage exits 2.
+or prints warnings and notes (a rule field left out, and the documented default that applies)
+followed by a one-line OK summary and exits 0. Bad usage exits 2.
 
 examples:
   casa rules check rules.json
@@ -23,7 +24,7 @@ def _parser() -> argparse.ArgumentParser:
                                 epilog=__doc__[__doc__.index("examples:"):],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("file", help="rules file to validate (rules.json schema)")
-    p.add_argument("-q", "--quiet", action="store_true", help="do not print warnings")
+    p.add_argument("-q", "--quiet", action="store_true", help="do not print warnings and notes")
     return p
 
 
@@ -40,6 +41,8 @@ def main(argv: list[str]) -> int:
     if not args.quiet:
         for warning in policy.warnings:
             print(f"warning: {warning}", file=sys.stderr)
+        for note in policy.notes:
+            print(f"note: {note}", file=sys.stderr)
     print(describe(policy) + (f" warnings={len(policy.warnings)}" if policy.warnings else ""))
     return 0
 

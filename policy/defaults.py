@@ -68,9 +68,10 @@ LIST_DEFAULTS: dict[str, tuple[str, ...]] = {
     "system_dirs": ("/bin", "/sbin", "/usr/bin", "/usr/sbin", "/usr/local/bin", "/usr/local/sbin",
                     "/usr/libexec", "/usr/lib", "/lib", "/lib64"),
     # Credential stores. "~/" is each process's own home (passwd of its uid); "*" stays inside
-    # one path component, "**" crosses components.
+    # one path component, "**" crosses components; "!" excludes (public keys are not secrets:
+    # `cat ~/.ssh/id_ed25519.pub` to paste a deploy key is ordinary).
     "credential_paths": (
-        "~/.ssh/id_*", "~/.ssh/*.pem", "~/.ssh/*_key", "~/.aws/credentials", "~/.aws/config",
+        "~/.ssh/id_*", "!~/.ssh/*.pub", "~/.ssh/*.pem", "~/.ssh/*_key", "~/.aws/credentials", "~/.aws/config",
         "~/.config/gcloud/**", "~/.azure/**", "~/.kube/config", "~/.docker/config.json",
         "~/.netrc", "~/.npmrc", "~/.pypirc", "~/.git-credentials", "~/.config/git/credentials",
         "~/.config/gh/hosts.yml", "~/.vault-token", "~/.terraform.d/credentials.tfrc.json",
@@ -82,7 +83,9 @@ LIST_DEFAULTS: dict[str, tuple[str, ...]] = {
         "~/.config/chromium/*/Cookies", "~/.openclaw/credentials/**",
         "~/.openclaw/**/auth-profiles.json", "~/.openclaw/openclaw.json", "**/.env",
         "/etc/shadow", "/etc/gshadow", "/var/run/secrets/**", "/run/secrets/**"),
-    # Persistence locations: writing (or renaming onto, or chmod of) one is a foothold.
+    # Persistence locations: writing (or renaming onto, or chmod of) one is a foothold. Not
+    # ~/.gitconfig: `git config --global` (identity, default branch) is an ordinary developer
+    # action, and what it could run (core.pager, aliases) runs only when the user runs git.
     "persistence_paths": (
         "/etc/crontab", "/etc/cron.d/*", "/etc/cron.hourly/*", "/etc/cron.daily/*",
         "/etc/cron.weekly/*", "/etc/cron.monthly/*", "/var/spool/cron/**", "~/.bashrc",
@@ -97,17 +100,17 @@ LIST_DEFAULTS: dict[str, tuple[str, ...]] = {
             "post-merge", "pre-push", "pre-receive", "update", "proc-receive", "post-receive",
             "post-update", "reference-transaction", "push-to-checkout", "pre-auto-gc",
             "post-rewrite", "sendemail-validate", "fsmonitor-watchman", "post-index-change")),
-        "~/.gitconfig", "~/.config/systemd/user/**", "~/.local/share/systemd/user/**",
+        "~/.config/systemd/user/**", "~/.local/share/systemd/user/**",
         "/etc/systemd/system/**", "/etc/systemd/user/**", "/lib/systemd/system/**",
         "/usr/lib/systemd/system/**", "/etc/ld.so.preload", "/etc/ld.so.conf", "/etc/ld.so.conf.d/*",
         "~/.config/autostart/*", "/etc/xdg/autostart/*", "/etc/rc.local", "/etc/init.d/*",
         "/etc/sudoers", "/etc/sudoers.d/*", "/etc/passwd", "/etc/shadow", "/etc/group"),
-    # Logs and histories: truncating, deleting or replacing one hides what happened.
+    # Logs and histories: truncating, deleting or replacing one hides what happened. Not
+    # ~/.lesshst and ~/.viminfo: less and vim replace them (rename over) on every exit.
     "log_paths": (
         "/var/log/**", "~/.bash_history", "~/.zsh_history", "~/.python_history",
         "~/.node_repl_history", "~/.local/share/fish/fish_history", "~/.mysql_history",
-        "~/.psql_history", "~/.lesshst", "~/.viminfo", "/var/run/utmp", "/run/utmp",
-        "/tmp/openclaw/*.log"),
+        "~/.psql_history", "/var/run/utmp", "/run/utmp", "/tmp/openclaw/*.log"),
     # Security tools an attacker looks for before acting (exec argv tokens, path components).
     "security_tool_names": (
         "falco", "auditd", "auditctl", "ausearch", "osqueryd", "osqueryi", "tetragon", "tracee",

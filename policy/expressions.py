@@ -1,10 +1,11 @@
 """The CEL vocabulary rules are written in (casa-original.md §8.7) and a compile-time check.
 
 Rules see exactly four variables: ``session_id`` (int) and the maps ``execution``, ``capability``
-and ``history``. cel-go, which the original used, rejects an undeclared variable at compile time;
-cel-python only parses, so :func:`check_expr` walks the parse tree to restore that check. A field
-that does not exist (``history.burst_opne``) is legal CEL but can never match (evaluation error ->
-no match, §9.2), so it is reported as a warning.
+and ``history``. cel-go, which the original used, type-checks against declared variables at
+compile time; cel-python only parses, so :func:`check_expr` walks the parse tree to restore that
+check: an undeclared variable, a field that does not exist (``execution.memfd_exec``), operands
+of the wrong type (``history.burst_exec > 3``) and an expression that is not a bool are errors
+(policy/cel_check.py): each would be a rule that silently never matches.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import logging
 
 import celpy
 from lark import Tree
+
+from policy.cel_check import check_types
 
 __all__ = ["FEATURES", "VARIABLES", "CelCheck", "check_expr", "referenced_fields"]
 
@@ -38,6 +41,7 @@ FEATURES: dict[str, dict[str, str]] = {
         "log_tampering": "bool", "security_tool_discovery": "bool", "udp_exfil": "bool",
         "raw_socket": "bool", "bind_shell": "bool", "shell_network": "bool",
         "memfd_created": "bool", "written_then_interpreted": "bool",
+        "burst_interpreter_exec": "bool",
     },
 }
 VARIABLES: frozenset[str] = frozenset({"session_id", *FEATURES})
@@ -75,11 +79,7 @@ def check_expr(expr: str) -> CelCheck:
     for name in sorted(_idents(out.tree) - VARIABLES - bound):
         out.errors.append(f"uses undeclared variable '{name}' (rules see session_id, execution, "
                           "capability, history)")
-    for group, fld in sorted(_fields(out.tree)):
-        if fld not in FEATURES[group]:
-            out.warnings.append(f"refers to {group}.{fld}, which the analyzer never sets, so that "
-                                f"part is always an evaluation error (no match); known: "
-                                f"{', '.join(FEATURES[group])}")
+    out.errors.extend(check_types(out.tree, FEATURES))
     return out
 
 

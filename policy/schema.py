@@ -12,35 +12,31 @@ keys are ignored as in the original, but reported in ``Policy.warnings`` so a ty
 Validation collects every problem before failing, so ``casa rules check`` can list them all.
 
 Caveats kept from the original on purpose: a rule without ``enabled`` is disabled (Go's zero
-value), missing thresholds are 0, and a 0 or empty heuristic silently means "code default".
-Deviation: a negative count or window is an error here instead of a silent fallback.
+value; ``Policy.notes`` says so, with the other documented rule defaults), missing thresholds are
+0, and a 0 or empty heuristic silently means "code default". Deviations: a negative count or
+window is an error here instead of a silent fallback, and a rule expression naming a field that
+does not exist or comparing values of different types is an error (policy/cel_check.py).
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
 import ipaddress
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from policy.defaults import (CHOICE_DEFAULTS, INT_DEFAULTS, LIST_DEFAULTS, MAP_DEFAULTS,
                              NO_DEFAULT_LISTS, PORT_LIST_FIELDS, REQUIRED_INTS, apply_default)
-from policy.expressions import check_expr
 from policy.locate import Locator
+from policy.rule_schema import Report, Rule, is_int, parse_rules, type_name
 
 __all__ = ["Analysis", "Thresholds", "Rule", "Policy", "PolicyError", "load_policy", "parse_policy",
            "VERSION_HEX_CHARS", "describe"]
 
 VERSION_HEX_CHARS = 12          # Policy.version: this many hex digits of sha256(file bytes)
-LEGACY_MATCHES = ("", "bool_true", "number_gte")
-RULE_KEYS = frozenset({"name", "description", "expr", "weight", "enabled", "feature", "match",
-                       "min_value", "tags"})
-# ATT&CK technique (T1059, T1059.004) or tactic (TA0002) ids, the vocabulary of rule tags.
-TAG_PATTERN = re.compile(r"^(T\d{4}(\.\d{3})?|TA\d{4})$")
 TOP_KEYS = frozenset({"analysis", "thresholds", "rules"})
 
 log = logging.getLogger("casa.policy")
@@ -108,19 +104,6 @@ class Thresholds:
 
 
 @dataclass(frozen=True, slots=True)
-class Rule:
-    """One rule; ``expr`` is the effective CEL (built from legacy feature/match/min_value if needed)."""
-
-    name: str
-    expr: str
-    weight: int
-    enabled: bool
-    description: str = ""
-    line: int | None = None
-    tags: tuple[str, ...] = ()       # ATT&CK technique/tactic ids
-
-
-@dataclass(frozen=True, slots=True)
 class Policy:
     """A validated rules.json. ``version`` identifies the exact file bytes (decisions carry it)."""
 
@@ -130,29 +113,11 @@ class Policy:
     version: str
     source: str = "rules.json"
     warnings: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()       # documented defaults that apply (casa rules check says them)
 
     @property
     def enabled_rules(self) -> tuple[Rule, ...]:
         return tuple(r for r in self.rules if r.enabled)
-
-
-@dataclass(slots=True)
-class _Report:
-    """Collects located problems while one document is validated."""
-
-    source: str
-    loc: Locator
-    errors: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-
-    def where(self, line: int | None) -> str:
-        return f"{self.source}:{line}" if line else self.source
-
-    def error(self, line: int | None, msg: str) -> None:
-        self.errors.append(f"{self.where(line)}: {msg}")
-
-    def warn(self, line: int | None, msg: str) -> None:
-        self.warnings.append(f"{self.where(line)}: {msg}")
 
 
 def load_policy(path: str | Path, log_warnings: bool = True) -> Policy:
@@ -176,20 +141,20 @@ def parse_policy(data: bytes, source: str = "rules.json") -> Policy:
     """Validate the bytes of a rules file (no I/O); ``source`` prefixes every message."""
     version = hashlib.sha256(data).hexdigest()[:VERSION_HEX_CHARS]
     doc, text = _decode(data, source)
-    rep = _Report(source, Locator.scan(text))
+    rep = Report(source, Locator.scan(text))
     if not isinstance(doc, dict):
         raise PolicyError(source, [f"{source}:1: top level must be an object with analysis, "
-                                   f"thresholds and rules, not {_type(doc)}"])
+                                   f"thresholds and rules, not {type_name(doc)}"])
     for key in sorted(set(doc) - TOP_KEYS):
         rep.warn(rep.loc.key_line(key), f"unknown top-level key '{key}' is ignored")
     analysis = _analysis(doc.get("analysis"), rep)
     thresholds = _thresholds(doc.get("thresholds"), rep)
-    rules = _rules(doc.get("rules"), rep)
+    rules = parse_rules(doc.get("rules"), rep)
     if rep.errors:
         raise PolicyError(source, rep.errors)
     assert analysis is not None and thresholds is not None
     return Policy(analysis=analysis, thresholds=thresholds, rules=rules, version=version,
-                  source=source, warnings=tuple(rep.warnings))
+                  source=source, warnings=tuple(rep.warnings), notes=tuple(rep.notes))
 
 
 def _decode(data: bytes, source: str) -> tuple[Any, str]:
@@ -207,24 +172,14 @@ def _decode(data: bytes, source: str) -> tuple[Any, str]:
         raise PolicyError(source, [f"{source}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}"]) from None
 
 
-def _type(value: Any) -> str:
-    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
-             int: "an integer", float: "a number", type(None): "null"}
-    return names.get(type(value), type(value).__name__)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 # ---------------------------------------------------------------- analysis
 
-def _analysis(raw: Any, rep: _Report) -> Analysis | None:
+def _analysis(raw: Any, rep: Report) -> Analysis | None:
     if raw is None:
         rep.error(None, "analysis is missing; it must at least set lineage_max_depth (> 0)")
         return None
     if not isinstance(raw, dict):
-        rep.error(rep.loc.key_line("analysis"), f"analysis must be an object, not {_type(raw)}")
+        rep.error(rep.loc.key_line("analysis"), f"analysis must be an object, not {type_name(raw)}")
         return None
     known = (set(REQUIRED_INTS) | set(INT_DEFAULTS) | set(LIST_DEFAULTS) | set(NO_DEFAULT_LISTS)
              | set(PORT_LIST_FIELDS) | set(CHOICE_DEFAULTS) | set(MAP_DEFAULTS))
@@ -243,7 +198,7 @@ def _analysis(raw: Any, rep: _Report) -> Analysis | None:
     depth = raw.get("lineage_max_depth")
     if depth is None:
         rep.error(rep.loc.key_line("analysis"), "analysis.lineage_max_depth is required and must be > 0")
-    elif _is_int(depth) and depth <= 0:
+    elif is_int(depth) and depth <= 0:
         rep.error(rep.loc.key_line("analysis", "lineage_max_depth"),
                   f"analysis.lineage_max_depth must be > 0, got {depth}")
     values["ignored_connect_ips"] = _parsable_ips(values["ignored_connect_ips"], rep)
@@ -253,11 +208,11 @@ def _analysis(raw: Any, rep: _Report) -> Analysis | None:
     return Analysis(**{k: apply_default(k, v) for k, v in values.items()})
 
 
-def _int_field(raw: dict[str, Any], name: str, rep: _Report) -> int:
+def _int_field(raw: dict[str, Any], name: str, rep: Report) -> int:
     value = raw.get(name, 0)
-    if not _is_int(value):
+    if not is_int(value):
         rep.error(rep.loc.key_line("analysis", name),
-                  f"analysis.{name} must be an integer, not {_type(value)}")
+                  f"analysis.{name} must be an integer, not {type_name(value)}")
         return 0
     if value < 0:
         rep.error(rep.loc.key_line("analysis", name),
@@ -265,7 +220,7 @@ def _int_field(raw: dict[str, Any], name: str, rep: _Report) -> int:
     return value
 
 
-def _str_list_field(raw: dict[str, Any], name: str, rep: _Report) -> tuple[str, ...]:
+def _str_list_field(raw: dict[str, Any], name: str, rep: Report) -> tuple[str, ...]:
     value = raw.get(name, [])
     line = rep.loc.key_line("analysis", name)
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
@@ -278,16 +233,16 @@ def _str_list_field(raw: dict[str, Any], name: str, rep: _Report) -> tuple[str, 
     return tuple(v for v in trimmed if v)
 
 
-def _port_list_field(raw: dict[str, Any], name: str, rep: _Report) -> tuple[int, ...]:
+def _port_list_field(raw: dict[str, Any], name: str, rep: Report) -> tuple[int, ...]:
     value = raw.get(name, [])
-    if not isinstance(value, list) or not all(_is_int(v) and 0 <= v <= 65535 for v in value):
+    if not isinstance(value, list) or not all(is_int(v) and 0 <= v <= 65535 for v in value):
         rep.error(rep.loc.key_line("analysis", name),
                   f"analysis.{name} must be a list of port numbers 0..65535")
         return ()
     return tuple(value)
 
 
-def _choice_field(raw: dict[str, Any], name: str, rep: _Report) -> str:
+def _choice_field(raw: dict[str, Any], name: str, rep: Report) -> str:
     value = raw.get(name, "")
     allowed = CHOICE_DEFAULTS[name][1]
     if not isinstance(value, str) or (value and value not in allowed):
@@ -297,7 +252,7 @@ def _choice_field(raw: dict[str, Any], name: str, rep: _Report) -> str:
     return value
 
 
-def _map_field(raw: dict[str, Any], name: str, rep: _Report) -> dict[str, tuple[str, ...]]:
+def _map_field(raw: dict[str, Any], name: str, rep: Report) -> dict[str, tuple[str, ...]]:
     value = raw.get(name, {})
     ok = isinstance(value, dict) and all(
         isinstance(k, str) and k.strip() and isinstance(v, list) and all(isinstance(x, str) and x.strip() for x in v)
@@ -309,7 +264,7 @@ def _map_field(raw: dict[str, Any], name: str, rep: _Report) -> dict[str, tuple[
     return {k.strip(): tuple(x.strip() for x in v) for k, v in value.items()}
 
 
-def _parsable_ips(values: tuple[str, ...], rep: _Report) -> tuple[str, ...]:
+def _parsable_ips(values: tuple[str, ...], rep: Report) -> tuple[str, ...]:
     kept = []
     for v in values:
         try:
@@ -320,7 +275,7 @@ def _parsable_ips(values: tuple[str, ...], rep: _Report) -> tuple[str, ...]:
     return tuple(kept)
 
 
-def _check_cidrs(values: tuple[str, ...], rep: _Report) -> None:
+def _check_cidrs(values: tuple[str, ...], rep: Report) -> None:
     for v in values:
         try:
             ipaddress.ip_network(v, strict=False)
@@ -331,19 +286,19 @@ def _check_cidrs(values: tuple[str, ...], rep: _Report) -> None:
 
 # ---------------------------------------------------------------- thresholds
 
-def _thresholds(raw: Any, rep: _Report) -> Thresholds | None:
+def _thresholds(raw: Any, rep: Report) -> Thresholds | None:
     if raw is None:
         rep.warn(None, "thresholds missing: log=0 and alert=0, so every newly triggered rule alerts")
         return Thresholds(0, 0)
     if not isinstance(raw, dict):
-        rep.error(rep.loc.key_line("thresholds"), f"thresholds must be an object, not {_type(raw)}")
+        rep.error(rep.loc.key_line("thresholds"), f"thresholds must be an object, not {type_name(raw)}")
         return None
     log_v, alert_v = raw.get("log", 0), raw.get("alert", 0)
     ok = True
     for name, value in (("log", log_v), ("alert", alert_v)):
         line = rep.loc.key_line("thresholds", name) or rep.loc.key_line("thresholds")
-        if not _is_int(value):
-            rep.error(line, f"thresholds.{name} must be an integer, not {_type(value)}")
+        if not is_int(value):
+            rep.error(line, f"thresholds.{name} must be an integer, not {type_name(value)}")
             ok = False
         elif value < 0:
             rep.error(line, f"thresholds.{name} must be >= 0, got {value}")
@@ -355,117 +310,6 @@ def _thresholds(raw: Any, rep: _Report) -> Thresholds | None:
     for key in sorted(set(raw) - {"log", "alert"}):
         rep.warn(rep.loc.key_line("thresholds", key), f"unknown thresholds field '{key}' is ignored")
     return Thresholds(log_v, alert_v) if ok else None
-
-
-# ---------------------------------------------------------------- rules
-
-def _rules(raw: Any, rep: _Report) -> tuple[Rule, ...]:
-    if raw is None:
-        rep.warn(None, "no rules: nothing will ever be scored")
-        return ()
-    if not isinstance(raw, list):
-        rep.error(rep.loc.key_line("rules"), f"rules must be an array, not {_type(raw)}")
-        return ()
-    rules: list[Rule] = []
-    seen: dict[str, int] = {}
-    for i, item in enumerate(raw):
-        name = item.get("name") if isinstance(item, dict) else None
-        if isinstance(name, str) and name in seen:
-            rep.error(rep.loc.rule_line(i), f"rule '{name}' (rule #{i + 1}): duplicate name; "
-                                            f"rule #{seen[name] + 1} already uses it")
-            continue
-        if isinstance(name, str):
-            seen[name] = i
-        rule = _rule(i, item, rep)
-        if rule is not None:
-            rules.append(rule)
-    return tuple(rules)
-
-
-def _rule(i: int, item: Any, rep: _Report) -> Rule | None:
-    line = rep.loc.rule_line(i)
-    if not isinstance(item, dict):
-        rep.error(line, f"rule #{i + 1} must be an object, not {_type(item)}")
-        return None
-    name = item.get("name")
-    if not isinstance(name, str) or not name.strip():
-        rep.error(rep.loc.rule_line(i, "name"), f"rule #{i + 1}: name is required (a non-empty string)")
-        return None
-    label = f"rule '{name}'"
-    n_errors = len(rep.errors)
-    for key in sorted(set(item) - RULE_KEYS):
-        rep.warn(rep.loc.rule_line(i, key), f"{label}: unknown field '{key}' is ignored")
-    description = _typed(item, "description", str, "", i, label, rep)
-    tags = _tags(item, i, label, rep)
-    weight = _typed(item, "weight", int, 0, i, label, rep)
-    enabled = _typed(item, "enabled", bool, False, i, label, rep)
-    if "enabled" not in item:
-        rep.warn(line, f"{label}: no 'enabled' field, so the rule is disabled (add \"enabled\": true)")
-    expr = _effective_expr(item, i, label, rep)
-    if enabled and expr is not None:
-        check = check_expr(expr)
-        for msg in check.errors:
-            rep.error(rep.loc.rule_line(i, "expr" if item.get("expr") else "feature"),
-                      f"{label} expr {msg}")
-        for msg in check.warnings:
-            rep.warn(rep.loc.rule_line(i, "expr"), f"{label} expr {msg}")
-    if len(rep.errors) > n_errors or expr is None:
-        return None
-    return Rule(name=name, expr=expr, weight=weight, enabled=enabled, description=description,
-                line=line, tags=tags)
-
-
-def _tags(item: dict[str, Any], i: int, label: str, rep: _Report) -> tuple[str, ...]:
-    """``tags``: ATT&CK ids (``T1059.004``, ``TA0011``); anything else is an error naming it."""
-    value = item.get("tags", [])
-    line = rep.loc.rule_line(i, "tags")
-    if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
-        rep.error(line, f"{label}: tags must be a list of ATT&CK ids such as \"T1059.004\"")
-        return ()
-    bad = [t for t in value if not TAG_PATTERN.match(t)]
-    if bad:
-        rep.error(line, f"{label}: tags {bad} are not ATT&CK technique or tactic ids "
-                        "(T1234, T1234.567 or TA1234)")
-        return ()
-    return tuple(value)
-
-
-def _typed(item: dict[str, Any], key: str, kind: type, default: Any, i: int, label: str,
-           rep: _Report) -> Any:
-    value = item.get(key, default)
-    ok = _is_int(value) if kind is int else isinstance(value, kind)
-    if not ok:
-        names = {int: "an integer", bool: "true or false", str: "a string"}
-        rep.error(rep.loc.rule_line(i, key), f"{label}: {key} must be {names[kind]}, not {_type(value)}")
-        return default
-    return value
-
-
-def _effective_expr(item: dict[str, Any], i: int, label: str, rep: _Report) -> str | None:
-    """``expr``, or the legacy feature/match/min_value form of §9.1."""
-    expr = item.get("expr", "")
-    if not isinstance(expr, str):
-        rep.error(rep.loc.rule_line(i, "expr"), f"{label}: expr must be a string, not {_type(expr)}")
-        return None
-    if expr.strip():
-        return expr.strip()
-    feature, match = item.get("feature", ""), item.get("match", "")
-    if not isinstance(feature, str) or not feature.strip():
-        rep.error(rep.loc.rule_line(i, "expr"), f"{label}: needs an expr (or a legacy feature)")
-        return None
-    if match not in LEGACY_MATCHES:
-        rep.error(rep.loc.rule_line(i, "match"), f"{label}: match must be one of \"\", "
-                                                 f"\"bool_true\", \"number_gte\", not {match!r}")
-        return None
-    if match == "number_gte":
-        min_value = item.get("min_value")
-        if isinstance(min_value, bool) or not isinstance(min_value, (int, float)):
-            rep.error(rep.loc.rule_line(i, "min_value") if "min_value" in item else rep.loc.rule_line(i, "match"),
-                      f"{label}: match \"number_gte\" requires a numeric min_value")
-            return None
-        bound = int(min_value) if float(min_value).is_integer() else min_value
-        return f"{feature.strip()} >= {bound}"
-    return feature.strip()
 
 
 def describe(policy: Policy) -> str:

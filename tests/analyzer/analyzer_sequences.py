@@ -59,8 +59,8 @@ class Seq:
 
     def open(self, t: float, tgid: int, path: str, flags: int = 0, **extra: Any) -> "Seq":
         ev = self._base("open", t, tgid)
-        ev.update(syscall="openat", path=path, flags=flags, mode=0o644 if flags & 0x40 else 0, ret=3,
-                  **extra)
+        ev.update(syscall="openat", path=path, flags=flags, mode=0o644 if flags & 0x40 else 0, ret=3)
+        ev.update(extra)
         self.events.append(ev)
         return self
 

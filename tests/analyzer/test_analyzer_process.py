@@ -7,6 +7,7 @@ import os
 import pwd
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -116,6 +117,36 @@ def test_reload_broken_then_valid(bench: Bench):
     (d,) = [m for t, m in got if t == "analyzer.decision"]
     assert d["score"] == 11 and d["rules_version"] != old_version
     assert f"rules reloaded | version={d['rules_version']} rules=12" in bench.logs()
+
+
+def _acknowledged(bench: Bench, reload_id: int, timeout_s: float = 15.0) -> dict[str, Any]:
+    """The counters of the first heartbeat that acknowledges reload ``reload_id``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for topic, env in bench.receive(0.1):
+            if topic == "analyzer.heartbeat" and (env.counters or {}).get("last_reload_id") == reload_id:
+                return dict(env.counters)
+    raise AssertionError(f"no heartbeat acknowledged reload {reload_id}: {bench.logs()[-800:]}")
+
+
+@pytest.mark.parametrize("expr, says", [
+    ("execution.memfd_exec", "names execution.memfd_exec, which is not a context field"),
+    ("history.burst_exec > 3", "compares history.burst_exec (a bool) with 3 (an int)")])
+def test_reload_of_a_rule_that_could_never_match_is_rejected(bench: Bench, expr: str, says: str):
+    """A misspelled field or a type error is an error: the reload is rejected (counted, the
+    heartbeat says so, so `casa reload` reports ERROR) and the old rules keep scoring."""
+    bench.start()
+    doc = json.loads(bench.rules.read_bytes())
+    doc["rules"][0]["expr"] = expr
+    bench.write_rules(json.dumps(doc, indent=2).encode())
+    bench.send("sessionizer.control", [{"kind": "control", "command": "reload", "id": 5, "requested_ns": 0}])
+    counters = _acknowledged(bench, 5)
+    assert counters["reloads_rejected"] == 1 and counters["reloads_applied"] == 0
+    logs = bench.logs()
+    assert f"rule 'memfd_or_deleted_exec' expr {says}" in logs and "reload=failed" in logs
+    feed(bench, {6: "M09"})                       # memfd exec: the old memfd rule still scores
+    (d,) = [m for t, m in bench.collect(closed(1)) if t == "analyzer.decision"]
+    assert d["triggered_rules"][0]["name"] == "memfd_or_deleted_exec"
 
 
 def test_malformed_messages_do_not_stop_the_analyzer(bench: Bench):

@@ -210,3 +210,48 @@ def test_restored_trees_of_other_instances_are_skipped(bundled, tmp_path):
     ck.restore(other, 0)
     assert sorted(other.trees.trees) == [3] and sorted(other.sessions) == [3]
     assert other.trees.trees[3].sessions == 1
+
+
+def test_signal_indices_survive_a_restart(bundled, tmp_path):
+    """A shell waiting on its pipe, a library directory and a listen, saved with the tree: the
+    other halves of pipe_to_shell, loader_hijack and bind_shell come after the restart."""
+    tree = {"tree_id": 6, "shard": 6}
+    core = Analyzer(bundled)
+    first = Seq(session_id=1, common=tree).exec(1, 202, "/bin/sh", ["sh"], stdio=[
+        {"type": "pipe", "ino": 44}, {"type": "tty"}, {"type": "tty"}])
+    first.write(1.1, 203, "/tmp/d/libz.so.1").exec(1.2, 204, "/usr/bin/python3", ["python3", "-"])
+    first.event("listen", 1.3, 204, ret=0, family=2, addr="0.0.0.0", port=5555, backlog=1)
+    run_events(core, first.events)
+    ck = Checkpointer(tmp_path / "a.json")
+    assert ck.save(core)
+    restored = Analyzer(bundled)
+    ck.restore(restored, 0)
+    second = Seq(session_id=2, common=tree)
+    second.exec(2, 205, "/usr/bin/curl", ["curl", "x"], stdio=[{"type": "tty"}, {"type": "pipe", "ino": 44},
+                                                              {"type": "tty"}])
+    second.exec(3, 206, "/usr/bin/id", ["id"], ld_env={"LD_LIBRARY_PATH": "/tmp/d"})
+    second.exec(4, 207, "/bin/sh", ["sh", "-i"], stdio=[{"type": "inet"}] * 3)
+    run_events(restored, second.events)
+    ctx = restored.sessions[2].ctx
+    assert ctx.execution.pipe_to_shell and ctx.execution.loader_hijack and ctx.history.bind_shell
+
+
+def test_tree_rows_of_the_previous_format_are_converted(bundled, tmp_path):
+    """Written paths keyed by their text, identities with their path, images with the pid in
+    their low bits (before image flags): loaded as the current keys, no flag misread."""
+    packed = (10**9 << 25) | (201 << 2)
+    row = {"key": 9, "route": 9, "last_ns": 0, "overflowed": None,
+           "written": [["/tmp/d/p", packed]], "written_ids": [[(5 << 64) | 77, [packed, "/tmp/d/p"]]],
+           "procs": [[201, [(10**9 << 25) | (201 << 2) | 2, "/usr/bin/curl"]]], "scripts": [],
+           "latest": {}}
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps({"v": 1, "clean": True, "instance": 0, "instances": 1, "sessions": [],
+                                "trees": [row], "closed": [], "bus": []}))
+    core = Analyzer(bundled)
+    Checkpointer(path).restore(core, 0)
+    tree = core.trees.trees[9]
+    assert tree.written_ref("/tmp/d/p", 2 * 10**9) == (10**9, 201, "open", "/tmp/d/p")
+    assert tree.procs.items[201][0] & ((1 << 25) - 1) == 0
+    s = Seq(session_id=3, common={"tree_id": 9, "shard": 9}).exec(2, 202, "/tmp/d/q", ino=77, dev=5)
+    run_events(core, s.events)
+    assert core.sessions[3].marks.evidence.refs["history.write_then_exec_same_path"][0][3] == "/tmp/d/p"

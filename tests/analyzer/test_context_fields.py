@@ -3,14 +3,13 @@ and the evidence decisions carry."""
 
 from __future__ import annotations
 
-import random
+import dataclasses
 
 import pytest
 
 from analyzer.context import Context
 from analyzer.core import Analyzer
 from analyzer.evidence import MAX_REFS, Evidence
-from analyzer.pending_flags import PENDING
 from analyzer_sequences import Seq, decisions, lifecycle, run_events
 from policy import FEATURES, Policy, parse_policy
 
@@ -24,23 +23,78 @@ def test_every_declared_field_is_in_the_context_with_its_type():
             assert type(m[group][name]) is {"bool": bool, "int": int}[cel_type], (group, name)
 
 
-def test_pending_fields_are_declared_and_stay_false(core: Analyzer):
-    assert all(name.partition(".")[2] in FEATURES[name.partition(".")[0]] for name in PENDING)
-    rng = random.Random(5)
-    s = Seq(uid=0)
-    for i in range(300):
-        t = 1 + i * 0.01
-        roll = rng.random()
-        if roll < 0.3:
-            s.exec(t, 200 + i % 7, rng.choice(["/bin/bash", "/tmp/x", "/usr/bin/nc", "/proc/self/fd/3"]),
-                   exe=rng.choice(["memfd:x (deleted)", "/usr/bin/nc"]))
-        elif roll < 0.8:
-            s.open(t, 200 + i % 7, rng.choice(["/proc/1/mem", "/etc/shadow", "/tmp/y"]), rng.choice([0, 0x241]))
-        else:
-            s.connect(t, 200 + i % 7, "93.184.216.34", 53)
+INET = {"type": "inet", "family": 2, "addr": "127.0.0.1", "port": 4444}
+PIPE = {"type": "pipe", "ino": 5}
+TTY = {"type": "tty"}
+
+
+def _steps(s: Seq, field: str) -> None:
+    """The shortest sequence of this project's semantics that makes ``field`` true (uid 0, tree 4)."""
+    ev, x = s.event, s.exec
+    {"execution.suspicious_path_exec": lambda: x(1, 201, "/tmp/d/x"),
+     "execution.deep_chain": lambda: [x(1 + i / 10, 201 + i, "/bin/true", parent=200 + i if i else 100)
+                                      for i in range(7)],
+     "execution.shell_in_chain": lambda: x(1, 201, "/bin/sh", ["sh", "-c", "x"]),
+     "execution.network_tool_in_chain": lambda: x(1, 201, "/usr/bin/curl"),
+     "execution.interpreter_in_chain": lambda: x(1, 201, "/usr/bin/python3"),
+     "execution.container_runtime_in_chain": lambda: x(1, 201, "/usr/bin/docker"),
+     "execution.memfd_or_deleted_exec": lambda: x(1, 201, "/proc/self/fd/3", exe="memfd:x (deleted)"),
+     "execution.reverse_shell": lambda: x(1, 201, "/bin/bash", ["bash", "-i"], stdio=[INET, INET, INET]),
+     "execution.pipe_to_shell": lambda: x(1, 201, "/usr/bin/curl", stdio=[TTY, PIPE, TTY]).exec(
+         1.1, 202, "/bin/sh", ["sh"], stdio=[PIPE, TTY, TTY]),
+     "execution.loader_hijack": lambda: x(1, 201, "/bin/ls", ld_env={"LD_PRELOAD": "/tmp/x.so"}),
+     "execution.masquerade": lambda: x(1, 201, "/tmp/d/sshd"),
+     "execution.hidden_path_exec": lambda: x(1, 201, "/tmp/.d/x"),
+     "execution.unresolved_exec": lambda: x(1, 201, "./x", abspath=""),
+     "capability.has_dangerous_caps": lambda: x(1, 201, "/bin/true", cap_eff=1 << 21),
+     "capability.dangerous_count": lambda: x(1, 201, "/bin/true", cap_eff=1 << 21),
+     "capability.seccomp_disabled": lambda: x(1, 201, "/bin/true", seccomp=0),
+     "capability.gained_dangerous_caps": lambda: x(1, 201, "/bin/true", cap_eff=1 << 21, prev_cap_eff=0),
+     "capability.privilege_gained": lambda: x(1, 201, "/tmp/su", euid=0, prev_euid=1000),
+     "history.connect_then_exec": lambda: s.connect(1, 200, "1.1.1.1", 443).exec(2, 201, "/bin/true"),
+     "history.sensitive_then_network": lambda: s.open(1, 200, "/etc/shadow").connect(2, 200, "1.1.1.1", 443),
+     "history.sensitive_then_execve": lambda: s.open(1, 200, "/etc/shadow").exec(2, 201, "/bin/true"),
+     "history.burst_open": lambda: [s.open(1 + i / 10, 200, f"/srv/f{i}") for i in range(10)],
+     "history.burst_connect": lambda: [s.connect(1 + i / 10, 200, f"1.1.1.{i}", 443) for i in range(5)],
+     "history.burst_exec": lambda: [x(1 + i / 10, 201 + i, "/bin/true") for i in range(5)],
+     "history.write_then_exec_same_path": lambda: s.write(1, 200, "/srv/x").exec(2, 201, "/srv/x"),
+     "history.opened_deleted_path": lambda: s.open(1, 200, "/tmp/a (deleted)"),
+     "history.overflow": lambda: None,
+     "history.credential_access": lambda: s.open(1, 200, "/root/.aws/credentials"),
+     "history.credential_then_network": lambda: s.open(1, 200, "/root/.netrc").connect(2, 200, "1.1.1.1", 443),
+     "history.persistence_write": lambda: s.write(1, 200, "/etc/cron.d/x"),
+     "history.setuid_created": lambda: ev("chmod", 1, 200, ret=0, path="/tmp/x", mode=0o4755),
+     "history.foreign_process_read": lambda: ev("vm_read", 1, 200, ret=1, target=1, target_in_tree=False),
+     "history.log_tampering": lambda: ev("unlink", 1, 200, ret=0, path="/var/log/auth.log"),
+     "history.security_tool_discovery": lambda: x(1, 201, "/usr/bin/pgrep", ["pgrep", "falco"]),
+     "history.udp_exfil": lambda: ev("send", 1, 200, ret=5000, addr="10.0.0.1", port=53, bytes=5000),
+     "history.raw_socket": lambda: ev("socket", 1, 200, ret=3, family=17, type=3, protocol=0),
+     "history.bind_shell": lambda: x(1, 201, "/bin/zsh").event("listen", 2, 201, ret=0, addr="0.0.0.0", port=1),
+     "history.shell_network": lambda: x(1, 201, "/bin/bash").connect(2, 201, "1.1.1.1", 80),
+     "history.memfd_created": lambda: ev("memfd", 1, 200, ret=3, name="x", flags=0),
+     "history.written_then_interpreted": lambda: s.write(1, 200, "/srv/x.py").exec(
+         2, 201, "/usr/bin/python3", ["python3", "/srv/x.py"]),
+     "history.burst_interpreter_exec": lambda: [x(1 + i / 10, 201 + i, "/bin/sh", ["sh", "-c", "x"],
+                                                  comm="bash") for i in range(5)],
+     }[field]()
+
+
+@pytest.mark.parametrize("field", [f"{g}.{f}" for g, fields in FEATURES.items() for f in fields])
+def test_every_declared_field_is_computed(bundled: Policy, field: str):
+    """No declared field is a placeholder: each one turns true for its pattern, with evidence."""
+    policy = bundled
+    if field == "history.overflow":
+        policy = dataclasses.replace(bundled, analysis=dataclasses.replace(bundled.analysis, history_index_cap=1))
+    core = Analyzer(policy)
+    s = Seq(uid=0, common={"tree_id": 4, "shard": 4})
+    _steps(s, field)
+    if field == "history.overflow":
+        s.write(1, 200, "/srv/a").write(2, 200, "/srv/b")
     run_events(core, s.events)
-    m = core.sessions[1].ctx.as_map()
-    assert not any(m[g][f] for g, _, f in (n.partition(".") for n in PENDING))
+    group, _, name = field.partition(".")
+    value = core.sessions[1].ctx.as_map()[group][name]
+    assert value is True or (type(value) is int and value > 0)
+    assert core.sessions[1].marks.evidence.refs.get(field), "no evidence"
 
 
 def rules_naming_every_field() -> bytes:

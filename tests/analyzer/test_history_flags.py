@@ -8,7 +8,7 @@ import pytest
 
 from analyzer.core import Analyzer
 from analyzer.history_flags import burst, burst_ignorable_connect, burst_ignorable_open
-from analyzer_sequences import Seq, context_after
+from analyzer_sequences import Seq, context_after, in_mode
 from policy import Policy
 
 SH = "/bin/sh"
@@ -150,9 +150,13 @@ def test_read_only_open_then_exec_does_not_count(core, seq):
     assert not hist(core, seq).write_then_exec_same_path
 
 
-def test_bash_script_is_not_same_path(core, seq):
+def test_bash_script_is_the_same_path_only_in_indexed_mode(core, seq):
+    """The original compared exec paths only (``bash /tmp/x.sh`` runs /bin/bash); the indexed
+    mode counts the script operand as what runs (docs/rules.md)."""
     seq.write(1, 200, "/tmp/x.sh").exec(2, 201, "/bin/bash", ["bash", "/tmp/x.sh"])
-    assert not hist(core, seq).write_then_exec_same_path
+    assert hist(core, seq).write_then_exec_same_path
+    original = Analyzer(in_mode(core.policy, "original"))
+    assert not hist(original, seq).write_then_exec_same_path
 
 
 def test_relative_and_absolute_paths_differ(core, seq):

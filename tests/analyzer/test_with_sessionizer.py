@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from analyzer.core import Analyzer
+from bus import events as bus_events
 from analyzer_sequences import CHECKOUT
 from policy import load_policy
 from sessionizer.core import Sessionizer
@@ -141,3 +142,87 @@ def test_sessionizer_to_analyzer(scenario, score, rules):
     assert all(not d["context"]["execution"]["shell_in_chain"] for d in ds)
     events = [m for t, m in out if t == "analyzer.event"]
     assert not any(e.get("port") == 4000 for e in events)
+
+
+# ---------------------------------------------------------------- bus schema 2, through the sessionizer
+
+INET = {"type": "inet", "family": 2, "addr": "127.0.0.1", "port": 4444}
+TTY = {"type": "tty"}
+
+
+def signal(r: Raw, kind: str, tgid: int, ppid: int, **fields: Any) -> None:
+    e = r._c(kind, tgid, ppid, "python3")
+    e.update(syscall=kind, ret=0, **fields)
+    r.events.append(e)
+
+
+def with_exec_fields(r: Raw, **fields: Any) -> None:
+    r.events[-1].update(fields)
+
+
+def exec_field_attacks(r: Raw) -> None:
+    def revshell(p: int, w: int) -> None:
+        with_exec_fields(r, stdio=[INET, INET, INET], parent_stdio=["pipe", "pipe", "pipe"])
+    r.tool(("/bin/bash", ["bash", "-i"], revshell))
+    r.tool(("/usr/bin/python3", ["python3", "-c", "..."], lambda p, w: r.open(p, w, "/proc/1/environ")))
+    r.tool(*[("/bin/sh", ["sh", "-c", f"echo step {i}"], None) for i in range(6)])
+
+
+def exec_field_look_alikes(r: Raw) -> None:
+    def pager(p: int, w: int) -> None:
+        with_exec_fields(r, stdio=[TTY, {"type": "pipe", "ino": 99}, TTY], parent_stdio=["pipe"] * 3)
+    r.tool(("/bin/bash", ["bash", "-c", "git log | less"], pager))
+    r.tool(("/usr/bin/ps", ["ps", "eww"], lambda p, w: r.open(p, w, "/proc/1/environ")))
+    r.tool(*[("/usr/bin/grep", ["grep", "-c", "x", f"f{i}"], None) for i in range(6)])
+
+
+def _context(out: list[tuple[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    closed = [m for t, m in out if t == "analyzer.session" and m["state"] == "closed"]
+    return closed[-1]["context"]
+
+
+def test_exec_fields_and_proc_reads_through_the_sessionizer():
+    """The sessionizer passes stdio through, annotates /proc/<pid> opens with target_in_tree, and
+    gives the runtime's wrapper its role (the parent shell of M07's sh -c)."""
+    out = pipeline(Raw().session(exec_field_attacks))
+    ctx = _context(out)
+    assert ctx["execution"]["reverse_shell"]
+    assert ctx["history"]["foreign_process_read"] and ctx["history"]["burst_interpreter_exec"]
+    (proc_open,) = [m for t, m in out if t == "analyzer.event" and m.get("path") == "/proc/1/environ"]
+    assert proc_open["target_in_tree"] is False
+    assert [m.get("role") for t, m in out if t == "analyzer.event" and m["kind"] == "exec"
+            and m["argv"][:1] == ["/bin/bash"]] == ["wrapper"] * 3
+
+
+def test_exec_field_look_alikes_through_the_sessionizer():
+    ctx = _context(pipeline(Raw().session(exec_field_look_alikes)))
+    assert not ctx["execution"]["reverse_shell"] and not ctx["history"]["foreign_process_read"]
+    assert not ctx["history"]["burst_interpreter_exec"] and ctx["history"]["burst_exec"]
+
+
+def kinds_attacks(r: Raw) -> None:
+    def reader(p: int, w: int) -> None:
+        signal(r, "ptrace", p, w, request=16, target=1)                 # pid 1: outside the tree
+        signal(r, "listen", p, w, family=2, addr="0.0.0.0", port=5555, backlog=1)
+        signal(r, "socket", p, w, family=17, type=3, protocol=768)
+    r.tool(("/usr/bin/python3", ["python3", "-c", "..."], reader))
+
+
+def kinds_look_alikes(r: Raw) -> None:
+    def own_child(p: int, w: int) -> None:
+        r.exec(p + 5, p, "/usr/bin/sleep", ["sleep", "1"])
+        signal(r, "ptrace", p, w, request=16, target=p + 5)             # gdb on its own child
+        r.exit(p + 5, p)
+    r.tool(("/usr/bin/gdb", ["gdb", "-p"], own_child))
+    r.tool(("/usr/bin/python3", ["python3", "-m", "http.server"],
+            lambda p, w: signal(r, "listen", p, w, family=2, addr="0.0.0.0", port=8000, backlog=5)))
+
+
+@pytest.mark.skipif("ptrace" not in bus_events.KINDS,
+                    reason="the bus-schema-2 kinds (bus/events.py) come with the collector's branch")
+def test_schema_2_kinds_through_the_sessionizer():
+    ctx = _context(pipeline(Raw().session(kinds_attacks)))
+    assert ctx["history"]["foreign_process_read"] and ctx["history"]["bind_shell"]
+    assert ctx["history"]["raw_socket"]
+    ctx = _context(pipeline(Raw().session(kinds_look_alikes)))
+    assert not ctx["history"]["foreign_process_read"] and not ctx["history"]["bind_shell"]

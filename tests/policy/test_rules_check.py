@@ -66,3 +66,19 @@ def test_runs_as_a_module_under_timeout():
                         str(ROOT / "config" / "rules.eval.json")], capture_output=True, text=True,
                        cwd=ROOT, check=False)
     assert r.returncode == 0 and ": OK | version=" in r.stdout
+
+
+def test_notes_say_which_default_applies_and_unknown_fields_fail(tmp_path, capsys):
+    doc = json.loads((ROOT / "rules.json").read_text())
+    doc["rules"][0].pop("enabled")
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(doc, indent=2))
+    assert main([str(path)]) == 0
+    err = capsys.readouterr().err
+    assert "note: " in err and "rule 'memfd_or_deleted_exec': no 'enabled', so the default false applies" in err
+    assert main(["-q", str(path)]) == 0 and "note:" not in capsys.readouterr().err
+    doc["rules"][1]["expr"] = "execution.memfd_exec"
+    path.write_text(json.dumps(doc, indent=2))
+    assert main([str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "rule 'sensitive_file_then_network' expr names execution.memfd_exec, which is not a context field" in err

@@ -125,20 +125,60 @@ def test_invalid_cel_names_rule_field_and_line():
     assert '"expr"' in json.dumps(d, indent=2).splitlines()[line - 1]
 
 
-def test_undeclared_variable_is_an_error_unknown_field_a_warning():
+def test_undeclared_variable_and_unknown_field_are_errors_naming_rule_and_field():
     d = doc()
     d["rules"][0]["expr"] = "proc.memfd"
     assert any("undeclared variable 'proc'" in m for m in errors_of(d))
     d["rules"][0]["expr"] = "execution.memfd_exec"
-    p = parse(d)
-    assert any("execution.memfd_exec, which the analyzer never sets" in w for w in p.warnings)
+    (msg,) = errors_of(d)
+    assert "rule 'memfd_or_deleted_exec' expr names execution.memfd_exec, which is not a context " \
+           "field (did you mean execution.memfd_or_deleted_exec?)" in msg
+    assert '"expr"' in json.dumps(d, indent=2).splitlines()[int(msg.split(":")[1]) - 1]
+    d["rules"][0]["expr"] = 'execution["memfd_exec"] || has(history.nope)'
+    problems = " ".join(errors_of(d))
+    assert "execution.memfd_exec" in problems and "history.nope" in problems
 
 
-def test_disabled_rules_are_not_compiled():
+@pytest.mark.parametrize("expr, fragment", [
+    ("history.burst_exec > 3", "compares history.burst_exec (a bool) with 3 (an int) using '>'"),
+    ("capability.dangerous_count == true", "compares capability.dangerous_count (an int) with true (a bool)"),
+    ("capability.dangerous_count >= 1.5", "(a double)"),
+    ("capability.dangerous_count", "is an int (capability.dangerous_count), but a rule matches only"),
+    ("!capability.dangerous_count", "'!' needs a bool, but capability.dangerous_count is an int"),
+    ("history.overflow && capability.dangerous_count", "&& needs a bool"),
+    ("history.overflow + 1 > 0", "'+' of history.overflow (a bool) and 1 (an int) is not defined"),
+    ("history.overflow.x", "selects .x of history.overflow, which is a bool"),
+    ("history.overflow ? 1 : 'x'", "?: gives an int (1) or a string"),
+])
+def test_wrong_types_are_errors(expr, fragment):
+    d = doc()
+    d["rules"][0]["expr"] = expr
+    assert any(fragment in m and "rule 'memfd_or_deleted_exec'" in m for m in errors_of(d)), errors_of(d)
+
+
+@pytest.mark.parametrize("expr", [
+    "capability.dangerous_count >= 2 && !history.overflow",
+    "history['overflow'] || execution.masquerade == true",
+    "session_id % 2 == 0 && capability.has_dangerous_caps",
+    "[1, 2].exists(x, x > 1) && history.udp_exfil",
+    "has(history.overflow) && (capability.dangerous_count > 0 ? true : false)",
+    "size('ab') == 2 && 'a' + 'b' == 'ab' && history.bind_shell",
+    "history.overflow != null && -capability.dangerous_count < 0",
+])
+def test_well_typed_expressions_pass(expr):
+    d = doc()
+    d["rules"][0]["expr"] = expr
+    assert parse(d).rules[0].expr == expr
+
+
+def test_disabled_rules_are_checked_but_only_warned_about():
     d = doc()
     d["rules"][0].update(expr="(((", enabled=False)
+    d["rules"][1].update(expr="execution.memfd_exec", enabled=False)
     p = parse(d)
-    assert not p.rules[0].enabled and len(p.enabled_rules) == 11
+    assert not p.rules[0].enabled and len(p.enabled_rules) == 10
+    assert any("rule 'memfd_or_deleted_exec' (disabled) expr does not compile" in w for w in p.warnings)
+    assert any("(disabled) expr names execution.memfd_exec" in w for w in p.warnings)
 
 
 def test_wrong_rule_field_types():
@@ -159,8 +199,19 @@ def test_missing_name_and_missing_enabled():
     d = doc()
     d["rules"][0].pop("enabled")
     p = parse(d)
-    assert not p.rules[0].enabled
-    assert any("no 'enabled' field, so the rule is disabled" in w for w in p.warnings)
+    assert not p.rules[0].enabled and not p.warnings
+    assert any("rule 'memfd_or_deleted_exec': no 'enabled', so the default false applies, so the "
+               "rule is disabled" in n for n in p.notes)
+
+
+@pytest.mark.parametrize("key, shown, value", [("weight", "0", 0), ("description", '""', ""),
+                                               ("tags", "[]", ())])
+def test_missing_fields_with_a_documented_default_are_notes(key, shown, value):
+    d = doc()
+    d["rules"][3].pop(key, None)
+    p = parse(d)
+    assert getattr(p.rules[3], key) == value and not p.warnings
+    assert any(f"no '{key}', so the default {shown} applies" in n for n in p.notes)
 
 
 def test_legacy_feature_match_min_value():

@@ -105,6 +105,12 @@ def test_reload_valid_then_invalid_without_restart_or_loss(stack: Stack) -> None
     assert "sessionizer: ERROR (rejected: old config kept" in bad.stderr
     for name in ("sessionizer", "analyzer-0"):
         assert "not valid JSON" in stack.stage_log(name), stack.stage_log(name)[-800:]
+    typo = json.loads(json.dumps(data))       # valid JSON, but a rule names a field that does not exist
+    typo["rules"][0]["expr"] = "execution.memfd_exec"
+    stack.rules.write_text(json.dumps(typo, indent=2))
+    bad = stack.casa("reload", "--pid-file", str(stack.pid_file))
+    assert bad.returncode == 1 and "analyzer-0: ERROR (rejected: old config kept" in bad.stderr
+    assert "names execution.memfd_exec, which is not a context field" in stack.stage_log("analyzer-0")
     assert agent.wait(30) == 0
     assert {n: stack.pid(n) for n in stack.names()} == pids          # nobody restarted
     closed = stack.wait_for_log("sessions.log", lambda r: r["reason"] == "session_closed" and any(
