@@ -54,8 +54,9 @@
 /* header + a 1-byte path, 8-aligned, + the ring buffer's 8-byte record header */
 #define MIN_OPEN_RECORD (((EVENT_HEADER_SIZE + 1 + 7) & ~7) + 8)
 
-#if !defined(OFF_SC_ARG0) || !defined(OFF_SC_ARG1) || !defined(OFF_SC_ARG2) || !defined(OFF_SC_ARG3)
-#error "OFF_SC_ARG0..3 (syscall argument registers in struct pt_regs) must come as -D cflags: collector/loader.py knows x86_64 and aarch64 only"
+#if !defined(OFF_SC_ARG0) || !defined(OFF_SC_ARG1) || !defined(OFF_SC_ARG2) || !defined(OFF_SC_ARG3) || \
+    !defined(OFF_SC_ARG4) || !defined(OFF_SC_ARG5)
+#error "OFF_SC_ARG0..5 (syscall argument registers in struct pt_regs) must come as -D cflags: collector/loader.py knows x86_64 and aarch64 only"
 #endif
 
 struct track {
@@ -80,6 +81,15 @@ BPF_ARRAY(self_tgid, u32, 1);
 BPF_PERCPU_ARRAY(drops, u64, 1);
 /* [0] = where records are built (too large for the 512-byte stack). */
 BPF_PERCPU_ARRAY(scratch, struct event, 1);
+/*
+ * [0] = where a rename record is built: its second path and that path's base-directory names are
+ * packed after the first path's (at most 2 * MAX_PATH_LEN + MAX_DIR_LEN bytes from `path`).
+ */
+struct two_path_record {
+	struct event e;
+	char more[2 * MAX_PATH_LEN + DIR_NAME_SLOT];
+};
+BPF_PERCPU_ARRAY(two_path_scratch, struct two_path_record, 1);
 /* tid -> exec record between sys_enter and sys_exit (LRU: a thread killed mid-call leaks none). */
 BPF_TABLE("lru_hash", u32, struct event, pending_exec, 256);
 
@@ -339,7 +349,8 @@ static __always_inline void exe_identity(struct event *e)
 
 /*
  * The walk from a directory up to the process's root (fs->root), writing each name passed,
- * leaf first and NUL-terminated, at area[0..]; e->dir_len counts the bytes written. Like the
+ * leaf first and NUL-terminated, at area[0..]; *cursor (e->dir_len, or e->dir2_len for a
+ * rename's new path) counts the bytes written. Like the
  * kernel's prepend_path (fs/d_path.c): at the root dentry of a mount it continues from the mount
  * point in the parent mount (struct mount, reached from the vfsmount by container_of); it stops
  * at the process's root, so a chroot or a container sees its own paths. One step is one name or
@@ -347,12 +358,12 @@ static __always_inline void exe_identity(struct event *e)
  *
  * Probe reads, not direct BTF loads: after a mount crossing the pointers come from struct mount,
  * which is reached by pointer arithmetic the verifier cannot type. The write cursor lives in the
- * record (e->dir_len, re-read every step), not in a register: a register cursor has a different
+ * record (*cursor, re-read every step), not in a register: a register cursor has a different
  * range after every sequence of names and crossings, and the verifier then explores each
  * sequence separately (over a million instructions at 32 steps); read back from map memory it is
  * the same bounded unknown every time, and the states of one step merge.
  */
-static __always_inline u32 walk_dir(struct event *e, char *area, void *fs, void *dentry, void *vfsmnt)
+static __always_inline u32 walk_dir(u16 *cursor, char *area, void *fs, void *dentry, void *vfsmnt)
 {
 	/* fs is a BTF pointer (resolve_base): the root is two direct loads */
 	void *root_dentry = *(void *volatile *)(fs + OFF_FS_ROOT + OFF_PATH_DENTRY);
@@ -404,7 +415,7 @@ static __always_inline u32 walk_dir(struct event *e, char *area, void *fs, void 
 		if (parent == dentry)
 			return DIR_OUTSIDE_ROOT;             /* a detached tree (memfd, pseudo files) */
 		nlen = (u32)(qstr[0] >> (8 * (OFF_DENTRY_NAME_LEN - OFF_DENTRY_QSTR)));
-		pos = *(volatile u16 *)&e->dir_len;
+		pos = *(volatile u16 *)cursor;
 		if (pos + nlen + 1 >= MAX_DIR_LEN)
 			return DIR_TOO_LONG;
 		n = bpf_probe_read_kernel_str(area + (pos & (MAX_DIR_LEN - 1)), DIR_NAME_SLOT, (void *)qstr[1]);
@@ -412,7 +423,7 @@ static __always_inline u32 walk_dir(struct event *e, char *area, void *fs, void 
 			return DIR_UNREADABLE;
 		if (pos + n >= MAX_DIR_LEN)
 			return DIR_TOO_LONG;                 /* renamed meanwhile to a longer name */
-		*(volatile u16 *)&e->dir_len = pos + n;
+		*(volatile u16 *)cursor = pos + n;
 		dentry = parent;
 	}
 	return mnt_root ? DIR_TOO_DEEP : DIR_UNREADABLE;
@@ -422,10 +433,10 @@ static __always_inline u32 walk_dir(struct event *e, char *area, void *fs, void 
  * Where a relative path starts: the cwd (fs->pwd) for AT_FDCWD, else the file behind dirfd,
  * which must be a directory unless `self` (execveat(fd, "", AT_EMPTY_PATH): the fd's own file,
  * whose name is then the first one written). A removed directory (unhashed dentry that is not a
- * root: the kernel's d_unlinked, what makes getcwd fail) is not walked. dir_len stays 0 unless
- * the walk reached the root.
+ * root: the kernel's d_unlinked, what makes getcwd fail) is not walked. *cursor (the record's
+ * dir_len or dir2_len) stays 0 unless the walk reached the root; *error is its enum dir_error.
  */
-static __always_inline void resolve_base(struct event *e, char *area, int dirfd, int self)
+static __always_inline void resolve_base_to(u16 *cursor, u16 *error, char *area, int dirfd, int self)
 {
 	/* task->fs and fs->pwd are direct BTF loads (fault-safe, like current_ppid) */
 	void *task = (void *)bpf_get_current_task_btf();
@@ -434,8 +445,8 @@ static __always_inline void resolve_base(struct event *e, char *area, int dirfd,
 	u16 mode = 0;
 	u32 err;
 
-	e->dir_error = DIR_UNREADABLE;
-	e->dir_len = 0;
+	*error = DIR_UNREADABLE;
+	*cursor = 0;
 	if (!fs)
 		return;
 	if (dirfd == AT_FDCWD_VAL && !self) {
@@ -444,14 +455,14 @@ static __always_inline void resolve_base(struct event *e, char *area, int dirfd,
 	} else {
 		file = fd_file(dirfd);
 		if (!file) {
-			e->dir_error = DIR_BAD_FD;
+			*error = DIR_BAD_FD;
 			return;
 		}
 		inode = read_ptr(file + OFF_FILE_INODE);
 		if (!inode || bpf_probe_read_kernel(&mode, sizeof(mode), inode + OFF_INODE_MODE))
 			return;
 		if (!self && (mode & S_IFMT_VAL) != S_IFDIR_VAL) {
-			e->dir_error = DIR_NOT_DIR;
+			*error = DIR_NOT_DIR;
 			return;
 		}
 		dentry = read_ptr(file + OFF_FILE_DENTRY);
@@ -460,13 +471,19 @@ static __always_inline void resolve_base(struct event *e, char *area, int dirfd,
 	if (!dentry)
 		return;
 	if (!read_ptr(dentry + OFF_DENTRY_HASH_PPREV) && read_ptr(dentry + OFF_DENTRY_PARENT) != dentry) {
-		e->dir_error = DIR_DELETED;
+		*error = DIR_DELETED;
 		return;
 	}
-	err = walk_dir(e, area, fs, dentry, vfsmnt);
-	e->dir_error = err;
+	err = walk_dir(cursor, area, fs, dentry, vfsmnt);
+	*error = err;
 	if (err != DIR_OK)
-		e->dir_len = 0;
+		*cursor = 0;
+}
+
+/* The base of the record's (first) path: its names go to e->dir_len / e->dir_error. */
+static __always_inline void resolve_base(struct event *e, char *area, int dirfd, int self)
+{
+	resolve_base_to(&e->dir_len, &e->dir_error, area, dirfd, self);
 }
 
 /* exe = dentry name of the file behind fd (task->files->fdt->fd[fd]->f_path.dentry->d_name). */
@@ -490,12 +507,28 @@ static __always_inline void resolve_fd(struct event *e, int fd)
 		e->status |= ST_EXE_DELETED;
 }
 
+#include "fds.bpf.c"     /* what fds 0-2 are (file_type, read_stdio), socket addresses */
+#include "env.bpf.c"     /* LD_* in the new image's environment, credentials around an exec */
+
 /* An exec record is sent up to its dir area plus the names written there. */
-#define EXEC_FIXED_SIZE (EVENT_HEADER_SIZE + MAX_PATH_LEN + MAX_EXE_LEN + ARGV_AREA)
+#define EXEC_FIXED_SIZE (__builtin_offsetof(struct event, dir))
 
 static __always_inline u64 exec_record_size(struct event *e)
 {
 	return EXEC_FIXED_SIZE + (e->dir_len & (MAX_DIR_LEN - 1));
+}
+
+/*
+ * What an exec record learns once the exec is done: euid (val[0]) always; after a successful
+ * exec also the fds 0-2 the new image has, the parent's fd types and the loader's LD_* variables.
+ */
+static __always_inline void after_exec(struct event *e, long ret)
+{
+	e->val[0] = (u32)cur_euid_egid();
+	if (ret != 0)
+		return;
+	read_stdio(e);
+	scan_env(e);
 }
 
 static __always_inline int exec_enter(u32 sc, int dirfd, const char *filename,
@@ -526,6 +559,7 @@ static __always_inline int exec_enter(u32 sc, int dirfd, const char *filename,
 	if (n == MAX_PATH_LEN && !bpf_probe_read_user(&more, 1, filename + MAX_PATH_LEN - 1) && more)
 		e->status |= ST_PATH_TRUNCATED;
 	read_argv(e, argv);
+	prev_creds(e);
 	if (sc == SC_EXECVEAT && (flags & AT_EMPTY_PATH_VAL) && n == 1) {
 		fd = dirfd;                            /* fexecve: the fd's own file runs */
 		resolve_base(e, e->dir, dirfd, 1);
@@ -552,6 +586,7 @@ static __always_inline int exec_exit(long ret)
 		read_security(e);
 		exe_identity(e);
 	}
+	after_exec(e, ret);
 	if (events.ringbuf_output(e, exec_record_size(e), 0))
 		count_drop();
 	pending_exec.delete(&tid);
@@ -578,48 +613,37 @@ TRACEPOINT_PROBE(syscalls, sys_exit_execveat)
 	return exec_exit(args->ret);
 }
 
-/* A non-leader thread that execs takes over the leader's pid (de_thread): move its record. */
-static __always_inline void move_pending_exec(u32 old_tid, u32 new_tid)
+/*
+ * A non-leader thread that execs takes over the leader's pid (de_thread): move its record.
+ * Returns whether the exec has a record from sys_enter at all.
+ */
+static __always_inline int move_pending_exec(u32 old_tid, u32 new_tid)
 {
-	struct event *e;
+	struct event *e = pending_exec.lookup(&old_tid);
 
-	if (old_tid == new_tid)
-		return;
-	e = pending_exec.lookup(&old_tid);
 	if (!e)
-		return;
-	pending_exec.update(&new_tid, e);
-	pending_exec.delete(&old_tid);
+		return 0;
+	if (old_tid != new_tid) {
+		pending_exec.update(&new_tid, e);
+		pending_exec.delete(&old_tid);
+	}
+	return 1;
 }
 
-/* A possible new root: track it provisionally and report its exec; user space confirms. */
-static __always_inline int provisional_root(const char *filename, u32 tgid)
+/*
+ * An exec record built at sched_process_exec, when the exec is done: path from the tracepoint,
+ * argv from the new image's args area (flat), base directory from the cwd (an exec does not
+ * change it), plus what after_exec reads. No sys_enter facts (prev_euid ...) exist here.
+ */
+static __always_inline void exec_at_sched(struct event *e, const char *filename)
 {
-	struct comm_key key = {};
-	struct track nt = {};
-	struct event *e;
 	void *task, *mm;
 	u64 start = 0, end = 0, len;
-	u32 zero = 0;
-	u32 *self;
 	char more = 0;
 
-	bpf_get_current_comm(key.comm, sizeof(key.comm));
-	if (!root_comms.lookup(&key))
-		return 0;
-	self = self_tgid.lookup(&zero);
-	if (self && *self == tgid)
-		return 0;
-	nt.root = tgid;
-	nt.provisional = 1;
-	tracked.update(&tgid, &nt);
-	e = scratch_event();
-	if (!e)
-		return 0;
-	fill_header(e, EV_EXEC, &nt);
 	e->syscall = SC_NONE;
 	e->exe[0] = 0;
-	__builtin_memcpy(e->new_comm, key.comm, COMM_LEN);
+	bpf_get_current_comm(e->new_comm, sizeof(e->new_comm));
 	len = bpf_probe_read_kernel_str(e->path, MAX_PATH_LEN, filename);
 	e->path_len = (long)len > 0 ? len : 0;
 	if (len == MAX_PATH_LEN && !bpf_probe_read_kernel(&more, 1, filename + MAX_PATH_LEN - 1) && more)
@@ -642,21 +666,66 @@ static __always_inline int provisional_root(const char *filename, u32 tgid)
 	e->status |= ST_ARGV_FLAT;
 	read_security(e);
 	exe_identity(e);
+	after_exec(e, 0);
 	if (events.ringbuf_output(e, exec_record_size(e), 0))
 		count_drop();
+}
+
+/* A possible new root: track it provisionally and report its exec; user space confirms. */
+static __always_inline int provisional_root(const char *filename, u32 tgid)
+{
+	struct comm_key key = {};
+	struct track nt = {};
+	struct event *e;
+	u32 zero = 0;
+	u32 *self;
+
+	bpf_get_current_comm(key.comm, sizeof(key.comm));
+	if (!root_comms.lookup(&key))
+		return 0;
+	self = self_tgid.lookup(&zero);
+	if (self && *self == tgid)
+		return 0;
+	nt.root = tgid;
+	nt.provisional = 1;
+	tracked.update(&tgid, &nt);
+	e = scratch_event();
+	if (!e)
+		return 0;
+	fill_header(e, EV_EXEC, &nt);
+	exec_at_sched(e, filename);
+	return 0;
+}
+
+/*
+ * A tracked process whose exec has no sys_enter record: the exec came in through a path the
+ * syscall tracepoints do not see (a 32-bit syscall, `int $0x80`, skips them on x86-64), or its
+ * record was evicted. It is built here instead, so no exec of a tracked process is unseen.
+ */
+static __always_inline int unseen_exec(struct track *t, const char *filename)
+{
+	struct event *e = scratch_event();
+
+	if (!e)
+		return 0;
+	fill_header(e, EV_EXEC, t);
+	exec_at_sched(e, filename);
 	return 0;
 }
 
 TRACEPOINT_PROBE(sched, sched_process_exec)
 {
 	u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct track *t = lookup_tracked(tgid);
+	/* data_loc: low 16 bits are the offset of the string in the record */
+	const char *filename = (const char *)args + (args->data_loc_filename & 0xFFFF);
 
-	if (lookup_tracked(tgid)) {
-		move_pending_exec((u32)args->old_pid, (u32)args->pid);
+	if (t) {
+		if (!move_pending_exec((u32)args->old_pid, (u32)args->pid))
+			return unseen_exec(t, filename);
 		return 0;
 	}
-	/* data_loc: low 16 bits are the offset of the string in the record */
-	return provisional_root((const char *)args + (args->data_loc_filename & 0xFFFF), tgid);
+	return provisional_root(filename, tgid);
 }
 
 /* ---- open ----------------------------------------------------------------------------- */
@@ -709,6 +778,35 @@ static __always_inline u64 lazy_wakeup(u64 size)
 	return used < WAKEUP_BYTES && used + rec >= WAKEUP_BYTES ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
 }
 
+/*
+ * A path argument (an open's, chmod's, unlink's ...): the caller's string into e->path (at most
+ * MAX_PATH_LEN - 2 bytes: the length mask below keeps the verifier's bound, MAX_PATH_LEN is 2^k),
+ * ST_PATH_TRUNCATED when it went on, and for a relative path its base directory's names right
+ * after the path's NUL (resolve_base against dirfd).
+ */
+static __always_inline void user_path(struct event *e, const char *upath, int dirfd)
+{
+	long n = bpf_probe_read_user_str(e->path, MAX_PATH_LEN - 1, upath);
+	u64 len = n > 0 ? ((u64)n & (MAX_PATH_LEN - 1)) : 0;
+	char more = 0;
+
+	e->path_len = len;
+	if (n == MAX_PATH_LEN - 1 && !bpf_probe_read_user(&more, 1, upath + MAX_PATH_LEN - 2) && more)
+		e->status |= ST_PATH_TRUNCATED;
+	if (len > 1 && e->path[0] != '/')
+		resolve_base(e, e->path + len, dirfd, 0);
+}
+
+/* A record of the open layout: the header, the path, its base-directory names. */
+static __always_inline int output_path_record(struct event *e)
+{
+	u64 len = (e->path_len & (MAX_PATH_LEN - 1)) + (e->dir_len & (MAX_DIR_LEN - 1));
+
+	if (events.ringbuf_output(e, EVENT_HEADER_SIZE + len, lazy_wakeup(EVENT_HEADER_SIZE + len)))
+		count_drop();
+	return 0;
+}
+
 static __always_inline int open_exit(u32 sc, long ret)
 {
 	u32 tgid = bpf_get_current_pid_tgid() >> 32;
@@ -717,9 +815,6 @@ static __always_inline int open_exit(u32 sc, long ret)
 	void *regs;
 	const char *filename;
 	u64 how[2] = {};   /* struct open_how { u64 flags; u64 mode; u64 resolve; } */
-	long n;
-	u64 len;
-	char more = 0;
 
 	if (!t)
 		return 0;
@@ -750,21 +845,10 @@ static __always_inline int open_exit(u32 sc, long ret)
 			e->mode = (u32)syscall_arg(regs, OFF_SC_ARG3);
 		}
 	}
-	/* MAX_PATH_LEN - 1 so the mask below keeps the verifier's bound (MAX_PATH_LEN is 2^k) */
-	n = bpf_probe_read_user_str(e->path, MAX_PATH_LEN - 1, filename);
-	len = n > 0 ? ((u64)n & (MAX_PATH_LEN - 1)) : 0;
-	e->path_len = len;
-	if (n == MAX_PATH_LEN - 1 && !bpf_probe_read_user(&more, 1, filename + MAX_PATH_LEN - 2) && more)
-		e->status |= ST_PATH_TRUNCATED;
-	/* a relative path: its base directory's names go right after the path's NUL */
-	if (len > 1 && e->path[0] != '/')
-		resolve_base(e, e->path + len, sc == SC_OPEN ? AT_FDCWD_VAL : e->dirfd, 0);
+	user_path(e, filename, sc == SC_OPEN ? AT_FDCWD_VAL : e->dirfd);
 	if (ret >= 0 && (e->flags & WRITE_INTENT_FLAGS))
 		file_identity(e, fd_file(ret));
-	len += e->dir_len & (MAX_DIR_LEN - 1);
-	if (events.ringbuf_output(e, EVENT_HEADER_SIZE + len, lazy_wakeup(EVENT_HEADER_SIZE + len)))
-		count_drop();
-	return 0;
+	return output_path_record(e);
 }
 
 TRACEPOINT_PROBE(syscalls, sys_exit_openat)
@@ -880,3 +964,116 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
 	tracked.delete(&tgid);
 	return 0;
 }
+
+/* ---- the detection signals: files, network, privilege (one file each, #included) --------- */
+
+/*
+ * The start of every probe below: the tracked lookup first (an untracked process pays that and
+ * nothing else), then, like an open, a drop without building anything while the ring buffer is
+ * full, then the record (the scratch map's, or the two-path one for rename) with its header,
+ * syscall and return value. A probe that filters on cheap facts first (send: the socket type)
+ * looks up and filters, then calls start_record.
+ */
+static __always_inline struct event *start_record(struct track *t, int two_paths, u32 kind, u32 sc,
+						  long ret)
+{
+	struct event *e;
+	u32 zero = 0;
+
+	if (ringbuf_full()) {
+		count_drop();
+		return 0;
+	}
+	if (two_paths) {
+		struct two_path_record *r = two_path_scratch.lookup(&zero);
+		e = r ? &r->e : 0;
+	} else {
+		e = scratch_event();
+	}
+	if (!e)
+		return 0;
+	fill_header(e, kind, t);
+	e->syscall = sc;
+	e->ret = ret;
+	return e;
+}
+
+static __always_inline struct track *current_tracked(void)
+{
+	return lookup_tracked(bpf_get_current_pid_tgid() >> 32);
+}
+
+static __always_inline struct event *tracked_record_in(int two_paths, u32 kind, u32 sc, long ret)
+{
+	struct track *t = current_tracked();
+
+	return t ? start_record(t, two_paths, kind, sc, ret) : 0;
+}
+
+static __always_inline struct event *tracked_record(u32 kind, u32 sc, long ret)
+{
+	return tracked_record_in(0, kind, sc, ret);
+}
+
+/* The saved user registers of the current task: syscall arguments at sys_exit (see open). */
+static __always_inline void *user_regs(void)
+{
+	return (void *)bpf_task_pt_regs(bpf_get_current_task_btf());
+}
+
+#define SC_ARG(regs, i) syscall_arg(regs, OFF_SC_ARG##i)
+
+/*
+ * Send `size` bytes of a record without waking the reader (lazy_wakeup). The included files call
+ * this rather than events.ringbuf_output: bcc rewrites map method calls only in the main file.
+ */
+static __always_inline int output_record(struct event *e, u64 size)
+{
+	if (events.ringbuf_output(e, size, lazy_wakeup(size)))
+		count_drop();
+	return 0;
+}
+
+/* A record with nothing after the header. */
+static __always_inline int output_header_record(struct event *e)
+{
+	return output_record(e, EVENT_HEADER_SIZE);
+}
+
+#include "files.bpf.c"       /* chmod, unlink, rename, truncate, memfd_create */
+#include "net.bpf.c"         /* send, bind, listen, socket */
+#include "privilege.bpf.c"   /* ptrace, process_vm_readv/writev, set*id, capset */
+
+/*
+ * The probes of the included files. bcc generates a tracepoint's `args` struct only for the
+ * TRACEPOINT_PROBEs it finds in this (the main) file, so they are all here, one line each.
+ */
+TRACEPOINT_PROBE(syscalls, sys_exit_chmod) { return chmod_at(SC_CHMOD, args->ret, AT_FDCWD_VAL, 0); }
+TRACEPOINT_PROBE(syscalls, sys_exit_fchmodat) { return chmod_at(SC_FCHMODAT, args->ret, 0, 1); }
+TRACEPOINT_PROBE(syscalls, sys_exit_fchmodat2) { return chmod_at(SC_FCHMODAT2, args->ret, 0, 1); }
+TRACEPOINT_PROBE(syscalls, sys_exit_fchmod) { return fchmod_exit(args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_exit_unlink) { return unlink_exit(SC_UNLINK, args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_exit_unlinkat) { return unlink_exit(SC_UNLINKAT, args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_exit_rmdir) { return unlink_exit(SC_RMDIR, args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_exit_rename) { return rename_exit(SC_RENAME, args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_exit_renameat) { return rename_exit(SC_RENAMEAT, args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_exit_renameat2) { return rename_exit(SC_RENAMEAT2, args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_exit_truncate) { return truncate_exit(args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_exit_ftruncate) { return ftruncate_exit(args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_exit_memfd_create) { return memfd_exit(args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_exit_sendto) { return send_exit(SC_SENDTO, args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_exit_sendmsg) { return send_exit(SC_SENDMSG, args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_exit_sendmmsg) { return send_exit(SC_SENDMMSG, args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_exit_bind) { return bind_exit(args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_exit_listen) { return listen_exit(args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_exit_socket) { return socket_exit(args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_exit_ptrace) { return ptrace_exit(args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_exit_process_vm_readv) { return vm_exit(SC_PROCESS_VM_READV, args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_exit_process_vm_writev) { return vm_exit(SC_PROCESS_VM_WRITEV, args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_exit_setuid) { return setid_exit(SC_SETUID, args->ret, 1); }
+TRACEPOINT_PROBE(syscalls, sys_exit_setreuid) { return setid_exit(SC_SETREUID, args->ret, 2); }
+TRACEPOINT_PROBE(syscalls, sys_exit_setresuid) { return setid_exit(SC_SETRESUID, args->ret, 3); }
+TRACEPOINT_PROBE(syscalls, sys_exit_setgid) { return setid_exit(SC_SETGID, args->ret, 1); }
+TRACEPOINT_PROBE(syscalls, sys_exit_setregid) { return setid_exit(SC_SETREGID, args->ret, 2); }
+TRACEPOINT_PROBE(syscalls, sys_exit_setresgid) { return setid_exit(SC_SETRESGID, args->ret, 3); }
+TRACEPOINT_PROBE(syscalls, sys_exit_capset) { return capset_exit(args->ret); }

@@ -30,6 +30,19 @@ TRACEPOINTS = (
     "syscalls/sys_exit_openat", "syscalls/sys_exit_openat2", "syscalls/sys_exit_open",
     "syscalls/sys_exit_connect",
     "sched/sched_process_exec", "sched/sched_process_exit", "task/task_newtask",
+    # the detection signals (bpf/files.bpf.c, net.bpf.c, privilege.bpf.c): sys_exit only
+    "syscalls/sys_exit_chmod", "syscalls/sys_exit_fchmod", "syscalls/sys_exit_fchmodat",
+    "syscalls/sys_exit_fchmodat2",
+    "syscalls/sys_exit_unlink", "syscalls/sys_exit_unlinkat", "syscalls/sys_exit_rmdir",
+    "syscalls/sys_exit_rename", "syscalls/sys_exit_renameat", "syscalls/sys_exit_renameat2",
+    "syscalls/sys_exit_truncate", "syscalls/sys_exit_ftruncate", "syscalls/sys_exit_memfd_create",
+    "syscalls/sys_exit_sendto", "syscalls/sys_exit_sendmsg", "syscalls/sys_exit_sendmmsg",
+    "syscalls/sys_exit_bind", "syscalls/sys_exit_listen", "syscalls/sys_exit_socket",
+    "syscalls/sys_exit_ptrace", "syscalls/sys_exit_process_vm_readv",
+    "syscalls/sys_exit_process_vm_writev",
+    "syscalls/sys_exit_setuid", "syscalls/sys_exit_setreuid", "syscalls/sys_exit_setresuid",
+    "syscalls/sys_exit_setgid", "syscalls/sys_exit_setregid", "syscalls/sys_exit_setresgid",
+    "syscalls/sys_exit_capset",
 )
 
 # -D name -> struct.member path in the running kernel's BTF
@@ -72,16 +85,33 @@ OFFSET_PATHS = {
     "OFF_INODE_SB": "inode.i_sb",
     "OFF_SB_DEV": "super_block.s_dev",
     "OFF_MM_EXE_FILE": "mm_struct.exe_file",
+    # exec: credentials around it, the new image's environment, what fds 0-2 are (bpf/fds.bpf.c)
+    "OFF_CRED_EUID": "cred.euid",
+    "OFF_CRED_EGID": "cred.egid",
+    "OFF_MM_START_STACK": "mm_struct.start_stack",
+    "OFF_INODE_RDEV": "inode.i_rdev",
+    "OFF_FILE_PRIVATE": "file.private_data",
+    "OFF_SOCKET_TYPE": "socket.type",
+    "OFF_SOCKET_SK": "socket.sk",
+    "OFF_SKC_FAMILY": "sock.__sk_common.skc_family",
+    "OFF_SKC_DADDR": "sock.__sk_common.skc_daddr",
+    "OFF_SKC_RCV_SADDR": "sock.__sk_common.skc_rcv_saddr",
+    "OFF_SKC_DPORT": "sock.__sk_common.skc_dport",
+    "OFF_SKC_NUM": "sock.__sk_common.skc_num",
+    "OFF_SKC_V6_DADDR": "sock.__sk_common.skc_v6_daddr",
+    "OFF_SKC_V6_RCV_SADDR": "sock.__sk_common.skc_v6_rcv_saddr",
 }
 
 
-# -D OFF_SC_ARG0..3 -> where syscall arguments 1-4 sit in the task's saved user registers
-# (struct pt_regs), per machine. The open and connect probes run at sys_exit only and read the
+# -D OFF_SC_ARG0..5 -> where syscall arguments 1-6 sit in the task's saved user registers
+# (struct pt_regs), per machine. Every probe but exec's runs at sys_exit only and reads the
 # arguments back from there; the syscall leaves these registers unchanged. On arm64 regs[0]
 # already holds the return value at sys_exit, so argument 1 comes from orig_x0.
 SYSCALL_ARG_REGS: dict[str, tuple[tuple[str, int], ...]] = {
-    "x86_64": (("pt_regs.di", 0), ("pt_regs.si", 0), ("pt_regs.dx", 0), ("pt_regs.r10", 0)),
-    "aarch64": (("pt_regs.orig_x0", 0), ("pt_regs.regs", 8), ("pt_regs.regs", 16), ("pt_regs.regs", 24)),
+    "x86_64": (("pt_regs.di", 0), ("pt_regs.si", 0), ("pt_regs.dx", 0), ("pt_regs.r10", 0),
+               ("pt_regs.r8", 0), ("pt_regs.r9", 0)),
+    "aarch64": (("pt_regs.orig_x0", 0), ("pt_regs.regs", 8), ("pt_regs.regs", 16), ("pt_regs.regs", 24),
+                ("pt_regs.regs", 32), ("pt_regs.regs", 40)),
 }
 
 
@@ -133,7 +163,7 @@ def cflags(limits: Limits, btf: Btf | None = None) -> list[str]:
 
 
 def syscall_arg_offsets(btf: Btf, machine: str | None = None) -> list[int]:
-    """Offsets of syscall arguments 1-4 in ``struct pt_regs`` of the running kernel (BTF)."""
+    """Offsets of syscall arguments 1-6 in ``struct pt_regs`` of the running kernel (BTF)."""
     machine = machine or platform.machine()
     regs = SYSCALL_ARG_REGS.get(machine)
     if regs is None:
