@@ -507,6 +507,24 @@ static __always_inline void resolve_fd(struct event *e, int fd)
 		e->status |= ST_EXE_DELETED;
 }
 
+/*
+ * [0] = the first ENV_BLOCK bytes of a new image's environment strings, copied with one probe
+ * read so the LD_* scan (env.bpf.c) can reject an entry by looking at memory, not with a helper
+ * call per entry. The slack lets the verifier bound a 3-byte look at any offset below ENV_BLOCK.
+ */
+struct env_block {
+	char b[ENV_BLOCK + 8];
+};
+BPF_PERCPU_ARRAY(env_scratch, struct env_block, 1);
+
+static __always_inline char *env_block(void)
+{
+	u32 zero = 0;
+	struct env_block *blk = env_scratch.lookup(&zero);
+
+	return blk ? blk->b : 0;
+}
+
 #include "fds.bpf.c"     /* what fds 0-2 are (file_type, read_stdio), socket addresses */
 #include "env.bpf.c"     /* LD_* in the new image's environment, credentials around an exec */
 

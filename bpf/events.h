@@ -45,6 +45,7 @@
 #ifndef MAX_ENV
 #define MAX_ENV 256            /* environment entries an exec's scan checks for LD_* variables */
 #endif
+#define ENV_BLOCK 8192         /* environment bytes the scan copies at once (a power of two) */
 #define LD_VARS 3              /* LD_PRELOAD, LD_LIBRARY_PATH, LD_AUDIT */
 #define LD_SLOTS (2 * LD_VARS) /* slot 2v: the first occurrence of variable v; 2v+1: the last */
 #define LD_VALUE_SLOT 256      /* a value's bytes kept, NUL included */

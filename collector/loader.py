@@ -89,6 +89,8 @@ OFFSET_PATHS = {
     "OFF_CRED_EUID": "cred.euid",
     "OFF_CRED_EGID": "cred.egid",
     "OFF_MM_START_STACK": "mm_struct.start_stack",
+    "OFF_MM_ENV_START": "mm_struct.env_start",
+    "OFF_MM_ENV_END": "mm_struct.env_end",
     "OFF_INODE_RDEV": "inode.i_rdev",
     "OFF_FILE_PRIVATE": "file.private_data",
     "OFF_SOCKET_TYPE": "socket.type",
