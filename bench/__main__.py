@@ -53,6 +53,12 @@ TARGETS: dict[str, tuple[str, float] | None] = {
     "tracked_forkexec_slowdown": ("<=", 1.25),
     "tracked_openatrel_slowdown": None,
     "tracked_connect_slowdown": None,
+    "untracked_chmod_slowdown": None,
+    "tracked_chmod_slowdown": None,
+    "untracked_unlink_slowdown": None,
+    "tracked_unlink_slowdown": None,
+    "untracked_sendto_slowdown": None,
+    "tracked_sendto_slowdown": None,
     "rss_mb_per_1000_sessions": None,
     "startup_s": ("<=", 3.0),
 }

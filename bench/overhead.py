@@ -5,8 +5,9 @@
 Workloads (bench/workloads/syscalls.c, built with gcc into a private directory): an openat flood,
 the same flood with a relative path (``openatrel``, run from a cwd RELATIVE_DEPTH directories
 below the work directory: every tracked relative open makes the kernel walk the cwd up to the
-root), a fork+exec loop of /bin/true, a loopback TCP connect loop, and a getppid loop (a syscall
-no probe watches). Each runs (a) untracked, under its own name, and (b) tracked: the same binary copied to
+root), a fork+exec loop of /bin/true, a loopback TCP connect loop, a getppid loop (a syscall
+no probe watches), and the detection signals' hot syscalls: a chmod flood, a link+unlink loop
+and a UDP sendto flood of DNS queries (absolute paths; the sends to a loopback socket). Each runs (a) untracked, under its own name, and (b) tracked: the same binary copied to
 the bench profile's root name ``casabenchroot`` (bench/stages.py), which the collector recognises
 at exec and tracks in-kernel, so every open/connect/fork/exec of the loop becomes an event.
 
@@ -44,7 +45,8 @@ from bench.stages import BenchDirs, HeartbeatWatch, StageSet
 __all__ = ["OverheadSpec", "run", "build_workload"]
 
 WORKLOADS: dict[str, int] = {"openat": 300_000, "openatrel": 300_000, "forkexec": 300, "connect": 15_000,
-                             "getppid": 2_000_000}
+                             "getppid": 2_000_000, "chmod": 300_000, "unlink": 150_000, "sendto": 300_000}
+CWD_WORKLOADS = ("chmod", "unlink")   # they make their file in the cwd: the work directory
 RELATIVE_DEPTH = 6            # openatrel's cwd: this many directories below the work directory
 MODES = ("none", "noop", "collector")
 TRACKED_DELAY_MS = 300        # lets the collector confirm the root before the loop starts
@@ -88,7 +90,7 @@ def relative_cwd(directory: Path) -> Path:
 
 def run_workload(binary: Path, mode: str, iterations: int, delay_ms: int) -> tuple[int, int]:
     """Run one loop; return its (wall, cpu) time in ns, as printed by the workload."""
-    cwd = relative_cwd(binary.parent) if mode == "openatrel" else None
+    cwd = relative_cwd(binary.parent) if mode == "openatrel" else binary.parent if mode in CWD_WORKLOADS else None
     out = subprocess.run([str(binary), mode, str(iterations), str(delay_ms)], capture_output=True,
                          text=True, check=False, timeout=300, cwd=cwd)
     if out.returncode != 0:
