@@ -4,8 +4,10 @@ usage: python -m collector [--config F] [--bus-dir D] [--pid-file F] [-p PID ...
 
 Runs as root (the only CASA stage that does). Attaches the tracepoints of bpf/collector.bpf.c,
 seeds the tracked set from /proc (processes matching a profile of config/casa.json, and their
-descendants), then publishes every exec/open/connect/exit/fork of tracked processes, plus
-``root`` and ``loss`` events, on ``collector.event`` (XPUB ipc://$CASA_BUS_DIR/collector.sock).
+descendants), then publishes every exec/open/connect/exit/fork of tracked processes and their
+detection signals (chmod, unlink, rename, truncate, memfd, ptrace, vm_read, send, bind, listen,
+socket, setid, capset), plus ``root`` and ``loss`` events, on ``collector.event``
+(XPUB ipc://$CASA_BUS_DIR/collector.sock).
 A heartbeat with counters goes out every second.
 
 Signals: SIGHUP re-reads the profiles (invalid: logged, old kept) and publishes a reload request
@@ -347,7 +349,7 @@ def run(args: argparse.Namespace, cfg: cconfig.CollectorConfig, extra: dict[int,
     scope.adopt_descendants(scan())        # children forked while the first scan ran
     write_pid_file(pid_file)
     tune_gc()
-    log.info("Tracing agent trees (exec, open, connect, exit, fork)... Ctrl-C to end. | roots=%d "
+    log.info("Tracing agent trees (exec, open, connect, exit, fork, detection signals)... Ctrl-C to end. | roots=%d "
              "tracked=%d bus=%s pid_file=%s", len(scope.roots), len(scope.kmap.items()),
              bus.endpoint(STAGE, directory), pid_file)
     try:
