@@ -3,20 +3,33 @@
  * collector.bpf.c - CASA kernel-side capture (bcc C; tracepoints only).
  *
  * What: exec, open, connect, exit and fork events of the processes in the `tracked` map (agent
- * roots and their descendants), sent to user space through the `events` ring buffer.
+ * roots and their descendants), and the detection signals (chmod, unlink, rename, truncate,
+ * memfd, ptrace, vm_read, send, bind, listen, socket, setid, capset), sent to user space through
+ * the `events` ring buffer.
  *
  * Hooks:
- *   syscalls:sys_enter/exit_execve, _execveat   path, argv, fd-backed exe, base directory of a
- *                                                relative path; ret; caps and ino/dev after exec
+ *   syscalls:sys_enter_execve, _execveat         path, argv, fd-backed exe, base directory of a
+ *                                                relative path, euid/CapEff before (one program:
+ *                                                exec_enter_family)
+ *   syscalls:sys_exit_execve, _execveat          ret; caps, ino/dev, euid after; then the tail call
+ *                                                exec_facts: fds 0-2, the parent's fd types, LD_*
  *   syscalls:sys_exit_openat, _openat2, _open    ret (fd / -errno); path, dirfd, flags, mode read
  *                                                back from the saved user registers (no enter probe);
  *                                                base directory of a relative path; ino/dev of a
- *                                                file opened for writing
+ *                                                file opened for writing (one program: open_family)
  *   syscalls:sys_exit_connect                    ret; AF_INET / AF_INET6 address and port read
  *                                                back through the saved sockaddr pointer
- *   sched:sched_process_exec                     new roots: post-exec comm in `root_comms`
+ *   sched:sched_process_exec                     new roots: post-exec comm in `root_comms`; and
+ *                                                tracked execs without a sys_enter record
  *   task:task_newtask                            new processes (not threads) inherit tracking
  *   sched:sched_process_exit                     whole-process exit (group_dead)
+ *   the detection signals' sys_exit tracepoints  files.bpf.c, net.bpf.c, privilege.bpf.c; the calls
+ *                                                with paths and the sends as families (path_family,
+ *                                                fd_path_family, rename_family, send_family)
+ *
+ * A family program serves several tracepoints (the loader attaches it to each, FAMILIES) and tells
+ * them apart by __syscall_nr: the path walk, the largest code here, is then compiled and verified
+ * once per family instead of once per tracepoint (the collector's start went from ~8 s to ~3 s).
  *
  * Kernel struct offsets (OFF_*) come from the running kernel's BTF as -D cflags
  * (collector/btf_offsets.py); the kernel headers bcc compiles with may not match the kernel.
@@ -58,6 +71,38 @@
     !defined(OFF_SC_ARG4) || !defined(OFF_SC_ARG5)
 #error "OFF_SC_ARG0..5 (syscall argument registers in struct pt_regs) must come as -D cflags: collector/loader.py knows x86_64 and aarch64 only"
 #endif
+
+/*
+ * The record of every syscalls:sys_enter_* / sys_exit_* tracepoint (tracefs format files): the
+ * common header (which a tracepoint program may not read), then __syscall_nr, then the arguments
+ * (8 bytes each) or the return value. The family programs below (one program for several
+ * tracepoints, attached by the loader) tell their tracepoints apart by __syscall_nr, compared
+ * with the numbers the loader passes as -DCASA_NR_<NAME> (-1: no such call on this machine).
+ */
+struct sys_enter_ctx {
+	u16 common_type;
+	u8 common_flags;
+	u8 common_preempt_count;
+	s32 common_pid;
+	s32 nr;
+	s32 pad;
+	u64 args[6];
+};
+
+struct sys_exit_ctx {
+	u16 common_type;
+	u8 common_flags;
+	u8 common_preempt_count;
+	s32 common_pid;
+	s32 nr;
+	s32 pad;
+	s64 ret;
+};
+
+#if !defined(CASA_NR_OPENAT) || !defined(CASA_NR_EXECVEAT) || !defined(CASA_NR_SENDTO)
+#error "CASA_NR_* (the families' syscall numbers) must come as -D cflags: collector/loader.py SYSCALL_NRS"
+#endif
+#define IS_SC(ctx, num) ((num) >= 0 && (ctx)->nr == (num))
 
 struct track {
 	u32 root;          /* tgid of the root this process descends from */
@@ -509,20 +554,20 @@ static __always_inline void resolve_fd(struct event *e, int fd)
 
 /*
  * [0] = the first ENV_BLOCK bytes of a new image's environment strings, copied with one probe
- * read so the LD_* scan (env.bpf.c) can reject an entry by looking at memory, not with a helper
- * call per entry. The slack lets the verifier bound a 3-byte look at any offset below ENV_BLOCK.
+ * read so the LD_* scan (env.bpf.c) can match an entry's name by looking at memory, not with a
+ * helper call per entry, and where the values it keeps start.
  */
 struct env_block {
-	char b[ENV_BLOCK + 8];
+	char b[ENV_BLOCK + 16];      /* the slack: a 16-byte look at any offset below ENV_BLOCK */
+	u64 value[LD_SLOTS];         /* user address of each kept LD_* value (0: none) */
 };
 BPF_PERCPU_ARRAY(env_scratch, struct env_block, 1);
 
-static __always_inline char *env_block(void)
+static __always_inline struct env_block *env_block(void)
 {
 	u32 zero = 0;
-	struct env_block *blk = env_scratch.lookup(&zero);
 
-	return blk ? blk->b : 0;
+	return env_scratch.lookup(&zero);
 }
 
 #include "fds.bpf.c"     /* what fds 0-2 are (file_type, read_stdio), socket addresses */
@@ -537,16 +582,29 @@ static __always_inline u64 exec_record_size(struct event *e)
 }
 
 /*
- * What an exec record learns once the exec is done: euid (val[0]) always; after a successful
- * exec also the fds 0-2 the new image has, the parent's fd types and the loader's LD_* variables.
+ * The facts of a successful exec that are costly to verify -- fds 0-2 (read_stdio) and the LD_*
+ * scan of the environment (scan_env) -- live in one program, exec_facts, that the exec probes
+ * tail-call (exec_tail[0], filled by the loader): verified once, not once per exec probe (four
+ * inlined copies took the verifier ~3 s at start-up, a third of the collector's start). It
+ * finishes the current thread's pending_exec record (an exec built at sched_process_exec is put
+ * there too), sends it and deletes it. When the tail call cannot run (the array slot is empty:
+ * never after a normal start) the caller sends the record without those facts.
  */
-static __always_inline void after_exec(struct event *e, long ret)
+BPF_PROG_ARRAY(exec_tail, 1);
+
+int exec_facts(void *ctx)
 {
-	e->val[0] = (u32)cur_euid_egid();
-	if (ret != 0)
-		return;
+	u32 tid = (u32)bpf_get_current_pid_tgid();
+	struct event *e = pending_exec.lookup(&tid);
+
+	if (!e)
+		return 0;
 	read_stdio(e);
 	scan_env(e);
+	if (events.ringbuf_output(e, exec_record_size(e), 0))
+		count_drop();
+	pending_exec.delete(&tid);
+	return 0;
 }
 
 static __always_inline int exec_enter(u32 sc, int dirfd, const char *filename,
@@ -591,7 +649,7 @@ static __always_inline int exec_enter(u32 sc, int dirfd, const char *filename,
 	return 0;
 }
 
-static __always_inline int exec_exit(long ret)
+static __always_inline int exec_exit(void *ctx, long ret)
 {
 	u32 tid = (u32)bpf_get_current_pid_tgid();
 	struct event *e = pending_exec.lookup(&tid);
@@ -599,36 +657,50 @@ static __always_inline int exec_exit(long ret)
 	if (!e)
 		return 0;
 	e->ret = ret;
+	e->val[0] = (u32)cur_euid_egid();
 	if (ret == 0) {
 		bpf_get_current_comm(e->new_comm, sizeof(e->new_comm));
 		read_security(e);
 		exe_identity(e);
+		exec_tail.call(ctx, 0);            /* exec_facts sends it; returns only if it cannot run */
 	}
-	after_exec(e, ret);
 	if (events.ringbuf_output(e, exec_record_size(e), 0))
 		count_drop();
 	pending_exec.delete(&tid);
 	return 0;
 }
 
-TRACEPOINT_PROBE(syscalls, sys_enter_execve)
+/*
+ * sys_enter_execve(filename, argv, envp), sys_enter_execveat(fd, filename, argv, envp, flags).
+ * The arguments are copied out of the record with a probe read: a direct load of execveat's 5th
+ * would make the program's context larger than execve's record, and the kernel then refuses to
+ * attach it there (PERF_EVENT_IOC_SET_BPF: EACCES).
+ */
+int exec_enter_family(struct sys_enter_ctx *ctx)
 {
-	return exec_enter(SC_EXECVE, AT_FDCWD_VAL, args->filename, args->argv, 0);
+	u64 a[5] = {};
+
+	if (!lookup_tracked(bpf_get_current_pid_tgid() >> 32))
+		return 0;                              /* untracked: the lookup, nothing else */
+	if (!IS_SC(ctx, CASA_NR_EXECVEAT)) {
+		/* execve: shift its (filename, argv) to execveat's places, AT_FDCWD, no flags */
+		bpf_probe_read_kernel(&a[1], 2 * sizeof(u64), ctx->args);
+		a[0] = (u64)AT_FDCWD_VAL;
+	} else {
+		bpf_probe_read_kernel(a, 5 * sizeof(u64), ctx->args);
+	}
+	return exec_enter(IS_SC(ctx, CASA_NR_EXECVEAT) ? SC_EXECVEAT : SC_EXECVE, (int)a[0],
+			  (const char *)a[1], (const char *const *)a[2], a[4]);
 }
 
 TRACEPOINT_PROBE(syscalls, sys_exit_execve)
 {
-	return exec_exit(args->ret);
-}
-
-TRACEPOINT_PROBE(syscalls, sys_enter_execveat)
-{
-	return exec_enter(SC_EXECVEAT, (int)args->fd, args->filename, args->argv, (u64)args->flags);
+	return exec_exit(args, args->ret);
 }
 
 TRACEPOINT_PROBE(syscalls, sys_exit_execveat)
 {
-	return exec_exit(args->ret);
+	return exec_exit(args, args->ret);
 }
 
 /*
@@ -651,16 +723,19 @@ static __always_inline int move_pending_exec(u32 old_tid, u32 new_tid)
 /*
  * An exec record built at sched_process_exec, when the exec is done: path from the tracepoint,
  * argv from the new image's args area (flat), base directory from the cwd (an exec does not
- * change it), plus what after_exec reads. No sys_enter facts (prev_euid ...) exist here.
+ * change it), then exec_facts (tail call) adds fds 0-2 and the LD_* variables and sends it. No
+ * sys_enter facts (prev_euid ...) exist here.
  */
-static __always_inline void exec_at_sched(struct event *e, const char *filename)
+static __always_inline int exec_at_sched(void *ctx, struct event *e, const char *filename)
 {
 	void *task, *mm;
 	u64 start = 0, end = 0, len;
 	char more = 0;
+	u32 tid;
 
 	e->syscall = SC_NONE;
 	e->exe[0] = 0;
+	e->val[0] = (u32)cur_euid_egid();
 	bpf_get_current_comm(e->new_comm, sizeof(e->new_comm));
 	len = bpf_probe_read_kernel_str(e->path, MAX_PATH_LEN, filename);
 	e->path_len = (long)len > 0 ? len : 0;
@@ -684,17 +759,21 @@ static __always_inline void exec_at_sched(struct event *e, const char *filename)
 	e->status |= ST_ARGV_FLAT;
 	read_security(e);
 	exe_identity(e);
-	after_exec(e, 0);
+	/* exec_facts works on the thread's pending record: put this one there (rare: a new root, or
+	 * an exec the syscall tracepoints missed; after de_thread the thread id is the leader's) */
+	tid = (u32)bpf_get_current_pid_tgid();
+	pending_exec.update(&tid, e);
+	exec_tail.call(ctx, 0);                    /* exec_facts sends it; returns only if it cannot run */
+	pending_exec.delete(&tid);
 	if (events.ringbuf_output(e, exec_record_size(e), 0))
 		count_drop();
+	return 0;
 }
 
-/* A possible new root: track it provisionally and report its exec; user space confirms. */
-static __always_inline int provisional_root(const char *filename, u32 tgid)
+/* A possible new root (post-exec comm in root_comms, not the collector): tracked provisionally. */
+static __always_inline int provisional_root(u32 tgid, struct track *nt)
 {
 	struct comm_key key = {};
-	struct track nt = {};
-	struct event *e;
 	u32 zero = 0;
 	u32 *self;
 
@@ -704,46 +783,42 @@ static __always_inline int provisional_root(const char *filename, u32 tgid)
 	self = self_tgid.lookup(&zero);
 	if (self && *self == tgid)
 		return 0;
-	nt.root = tgid;
-	nt.provisional = 1;
-	tracked.update(&tgid, &nt);
-	e = scratch_event();
-	if (!e)
-		return 0;
-	fill_header(e, EV_EXEC, &nt);
-	exec_at_sched(e, filename);
-	return 0;
+	nt->root = tgid;
+	nt->provisional = 1;
+	tracked.update(&tgid, nt);
+	return 1;
 }
 
 /*
- * A tracked process whose exec has no sys_enter record: the exec came in through a path the
- * syscall tracepoints do not see (a 32-bit syscall, `int $0x80`, skips them on x86-64), or its
- * record was evicted. It is built here instead, so no exec of a tracked process is unseen.
+ * Every exec of a tracked process has a record from sys_enter, which moves with a de_thread
+ * (move_pending_exec) and is sent at sys_exit. An exec is built here instead (exec_at_sched) for
+ * a new provisional root, which user space then confirms, and for a tracked process whose exec
+ * has no sys_enter record: it came in through a path the syscall tracepoints do not see (a 32-bit
+ * syscall, `int $0x80`, skips them on x86-64), or its record was evicted. So no exec of a tracked
+ * process is unseen.
  */
-static __always_inline int unseen_exec(struct track *t, const char *filename)
-{
-	struct event *e = scratch_event();
-
-	if (!e)
-		return 0;
-	fill_header(e, EV_EXEC, t);
-	exec_at_sched(e, filename);
-	return 0;
-}
-
 TRACEPOINT_PROBE(sched, sched_process_exec)
 {
 	u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct track *t = lookup_tracked(tgid);
+	struct track nt = {};
+	struct event *e;
 	/* data_loc: low 16 bits are the offset of the string in the record */
 	const char *filename = (const char *)args + (args->data_loc_filename & 0xFFFF);
 
 	if (t) {
-		if (!move_pending_exec((u32)args->old_pid, (u32)args->pid))
-			return unseen_exec(t, filename);
+		if (move_pending_exec((u32)args->old_pid, (u32)args->pid))
+			return 0;
+	} else if (provisional_root(tgid, &nt)) {
+		t = &nt;
+	} else {
 		return 0;
 	}
-	return provisional_root(filename, tgid);
+	e = scratch_event();
+	if (!e)
+		return 0;
+	fill_header(e, EV_EXEC, t);
+	return exec_at_sched(args, e, filename);
 }
 
 /* ---- open ----------------------------------------------------------------------------- */
@@ -869,19 +944,13 @@ static __always_inline int open_exit(u32 sc, long ret)
 	return output_path_record(e);
 }
 
-TRACEPOINT_PROBE(syscalls, sys_exit_openat)
+/* sys_exit_openat, _openat2, _open (x86-64 only) */
+int open_family(struct sys_exit_ctx *ctx)
 {
-	return open_exit(SC_OPENAT, args->ret);
-}
+	u32 sc = IS_SC(ctx, CASA_NR_OPENAT2) ? SC_OPENAT2 :
+		 IS_SC(ctx, CASA_NR_OPEN) ? SC_OPEN : SC_OPENAT;
 
-TRACEPOINT_PROBE(syscalls, sys_exit_openat2)
-{
-	return open_exit(SC_OPENAT2, args->ret);
-}
-
-TRACEPOINT_PROBE(syscalls, sys_exit_open)
-{
-	return open_exit(SC_OPEN, args->ret);
+	return open_exit(sc, ctx->ret);
 }
 
 /* ---- connect ------------------------------------------------------------------------- */
@@ -1064,24 +1133,38 @@ static __always_inline int output_header_record(struct event *e)
 
 /*
  * The probes of the included files. bcc generates a tracepoint's `args` struct only for the
- * TRACEPOINT_PROBEs it finds in this (the main) file, so they are all here, one line each.
+ * TRACEPOINT_PROBEs it finds in this (the main) file, so they are all here, one line each. The
+ * calls with a path (whose walk is the largest code) come as families, one program each for all
+ * the tracepoints of a family (attached by the loader, collector/loader.py FAMILIES): compiling
+ * and verifying a copy of the walk per tracepoint took the collector's start from ~3 s to ~8 s.
  */
-TRACEPOINT_PROBE(syscalls, sys_exit_chmod) { return chmod_at(SC_CHMOD, args->ret, AT_FDCWD_VAL, 0); }
-TRACEPOINT_PROBE(syscalls, sys_exit_fchmodat) { return chmod_at(SC_FCHMODAT, args->ret, 0, 1); }
-TRACEPOINT_PROBE(syscalls, sys_exit_fchmodat2) { return chmod_at(SC_FCHMODAT2, args->ret, 0, 1); }
-TRACEPOINT_PROBE(syscalls, sys_exit_fchmod) { return fchmod_exit(args->ret); }
-TRACEPOINT_PROBE(syscalls, sys_exit_unlink) { return unlink_exit(SC_UNLINK, args->ret); }
-TRACEPOINT_PROBE(syscalls, sys_exit_unlinkat) { return unlink_exit(SC_UNLINKAT, args->ret); }
-TRACEPOINT_PROBE(syscalls, sys_exit_rmdir) { return unlink_exit(SC_RMDIR, args->ret); }
-TRACEPOINT_PROBE(syscalls, sys_exit_rename) { return rename_exit(SC_RENAME, args->ret); }
-TRACEPOINT_PROBE(syscalls, sys_exit_renameat) { return rename_exit(SC_RENAMEAT, args->ret); }
-TRACEPOINT_PROBE(syscalls, sys_exit_renameat2) { return rename_exit(SC_RENAMEAT2, args->ret); }
-TRACEPOINT_PROBE(syscalls, sys_exit_truncate) { return truncate_exit(args->ret); }
-TRACEPOINT_PROBE(syscalls, sys_exit_ftruncate) { return ftruncate_exit(args->ret); }
+int path_family(struct sys_exit_ctx *ctx)
+{
+	return path_call_exit(ctx->nr, ctx->ret);
+}
+
+int fd_path_family(struct sys_exit_ctx *ctx)
+{
+	return fd_call_exit(ctx->nr, ctx->ret);
+}
+
+int rename_family(struct sys_exit_ctx *ctx)
+{
+	u32 sc = IS_SC(ctx, CASA_NR_RENAMEAT2) ? SC_RENAMEAT2 :
+		 IS_SC(ctx, CASA_NR_RENAMEAT) ? SC_RENAMEAT : SC_RENAME;
+
+	return rename_exit(sc, ctx->ret);
+}
+
+int send_family(struct sys_exit_ctx *ctx)
+{
+	u32 sc = IS_SC(ctx, CASA_NR_SENDMSG) ? SC_SENDMSG :
+		 IS_SC(ctx, CASA_NR_SENDMMSG) ? SC_SENDMMSG : SC_SENDTO;
+
+	return send_exit(sc, ctx->ret);
+}
+
 TRACEPOINT_PROBE(syscalls, sys_exit_memfd_create) { return memfd_exit(args->ret); }
-TRACEPOINT_PROBE(syscalls, sys_exit_sendto) { return send_exit(SC_SENDTO, args->ret); }
-TRACEPOINT_PROBE(syscalls, sys_exit_sendmsg) { return send_exit(SC_SENDMSG, args->ret); }
-TRACEPOINT_PROBE(syscalls, sys_exit_sendmmsg) { return send_exit(SC_SENDMMSG, args->ret); }
 TRACEPOINT_PROBE(syscalls, sys_exit_bind) { return bind_exit(args->ret); }
 TRACEPOINT_PROBE(syscalls, sys_exit_listen) { return listen_exit(args->ret); }
 TRACEPOINT_PROBE(syscalls, sys_exit_socket) { return socket_exit(args->ret); }

@@ -12,10 +12,11 @@
  *
  * The scan is a plain bounded loop over at most MAX_ENV entries: envp pointers are read 8 at a
  * time, and the first ENV_BLOCK bytes of the strings (mm->env_start..env_end) are copied once,
- * so an entry that does not start with "LD_" is passed over with three byte loads; only an
- * "LD_" entry (or one past the block) costs probe reads of its own. (A helper call per entry
- * cost ~2 us per exec with a 35-entry environment, bpf_stats.) bpf_loop (helper 181) would allow
- * a much larger bound,
+ * so an entry's name is matched with two 8-byte loads from that copy (a probe read per entry
+ * cost ~2 us per exec with a 35-entry environment, bpf_stats); only an entry past the copy costs
+ * a probe read of its own. The loop only notes where kept values start; they are read after it,
+ * so the loop body stays small for the verifier. bpf_loop (helper 181) would allow a much larger
+ * bound,
  * but bcc 0.26 does not relocate the callback: the program loads with a 0 in place of the
  * function pointer and the verifier refuses it ("R2 type=scalar expected=func"). An environment
  * with more entries than MAX_ENV sets ST_ENV_TRUNCATED, so padding the environment to push an
@@ -56,26 +57,46 @@ static __always_inline int ld_var(const u64 *w, u32 *skip)
 	return -1;
 }
 
-/* The value of one LD_* entry into its slot (first occurrence, else the last one). */
-static __always_inline void keep_ld_value(struct event *e, int var, const char *value)
+/*
+ * Remember where an LD_* entry's value starts, in the slot of its first occurrence, else of its
+ * last one (a third occurrence overwrites the last and sets ST_LD_ENV_CUT). Memory only: the
+ * values are read after the scan (read_ld_values).
+ */
+static __always_inline void note_ld_value(struct event *e, u64 *value, int var, u64 start)
 {
 	u32 slot = 2 * var;
-	long n;
-	char more = 0;
 
-	if (*(volatile u16 *)&e->ld_len[slot]) {
+	if (slot > LD_SLOTS - 2)
+		return;
+	if (*(volatile u64 *)&value[slot]) {
 		slot += 1;
-		if (*(volatile u16 *)&e->ld_len[slot])
+		if (*(volatile u64 *)&value[slot])
 			e->status |= ST_LD_ENV_CUT;      /* a middle occurrence is not kept */
 	}
-	if (slot > LD_SLOTS - 1)
-		return;
-	n = bpf_probe_read_user_str(e->ld_env + slot * LD_VALUE_SLOT, LD_VALUE_SLOT, value);
-	if (n <= 0)
-		return;
-	e->ld_len[slot] = n;
-	if (n == LD_VALUE_SLOT && !bpf_probe_read_user(&more, 1, value + LD_VALUE_SLOT - 1) && more)
-		e->status |= ST_LD_ENV_CUT;
+	value[slot] = start;
+}
+
+/* The kept values into the record's LD_* slots (ld_len: bytes, NUL included; 0: none). */
+static __always_inline void read_ld_values(struct event *e, const u64 *value)
+{
+	const char *v;
+	char more;
+	long n;
+	int i;
+
+#pragma clang loop unroll(disable)
+	for (i = 0; i < LD_SLOTS; i++) {
+		v = (const char *)value[i];
+		if (!v)
+			continue;
+		n = bpf_probe_read_user_str(e->ld_env + i * LD_VALUE_SLOT, LD_VALUE_SLOT, v);
+		if (n <= 0)
+			continue;
+		e->ld_len[i] = n;
+		more = 0;
+		if (n == LD_VALUE_SLOT && !bpf_probe_read_user(&more, 1, v + LD_VALUE_SLOT - 1) && more)
+			e->status |= ST_LD_ENV_CUT;
+	}
 }
 
 /*
@@ -88,7 +109,7 @@ static __always_inline u64 copy_env_block(char *blk, void *mm, u64 *start)
 	u64 len;
 
 	*start = *(volatile u64 *)(mm + OFF_MM_ENV_START);
-	if (!blk || end <= *start)
+	if (end <= *start)
 		return 0;
 	len = end - *start;
 	if (len > ENV_BLOCK)
@@ -96,15 +117,24 @@ static __always_inline u64 copy_env_block(char *blk, void *mm, u64 *start)
 	return bpf_probe_read_user(blk, len, (void *)*start) ? 0 : len;
 }
 
-/* Whether the string at p can be an LD_* entry: "LD_" in the block, or outside it (unknown). */
-static __always_inline int maybe_ld(const char *blk, u64 len, u64 start, u64 p)
+/*
+ * The first 16 bytes of the string at p into w: from the block when they lie in it (two loads),
+ * else with a probe read (an environment past ENV_BLOCK bytes). Returns 0 when p is too short
+ * to be an LD_* entry. Bytes after the string's NUL may be the next string's: harmless, since
+ * every name compared ends with '=' before any NUL.
+ */
+static __always_inline int entry_prefix(const char *blk, u64 len, u64 start, u64 p, u64 *w)
 {
 	u64 off = p - start;
 
-	if (off + 3 > len)
+	if (off + 16 <= len) {
+		off &= ENV_BLOCK - 1;
+		w[0] = *(const u64 *)(blk + off);
+		w[1] = *(const u64 *)(blk + off + 8);
 		return 1;
-	off &= ENV_BLOCK - 1;
-	return blk[off] == 'L' && blk[off + 1] == 'D' && blk[off + 2] == '_';
+	}
+	w[0] = w[1] = w[2] = 0;
+	return bpf_probe_read_user_str(w, 17, (const char *)p) >= 10;   /* "LD_AUDIT=" + NUL */
 }
 
 /* ST_ENV_READ: the LD_* entries among the first MAX_ENV of the current (new) image's environment. */
@@ -112,43 +142,45 @@ static __always_inline void scan_env(struct event *e)
 {
 	void *task = (void *)bpf_get_current_task_btf();
 	void *mm = *(void *volatile *)(task + OFF_TASK_MM);
-	char *blk = env_block();
+	struct env_block *blk = env_block();
 	u64 ptrs[ENV_CHUNK] = {};
 	u64 w[3];
 	u64 sp, argc = 0, envp, start = 0, len;
-	const char *p = 0;
+	u64 p = 0;
 	u32 skip;
 	int i, var;
 
 	__builtin_memset(e->ld_len, 0, sizeof(e->ld_len));
-	if (!mm)
+	if (!mm || !blk)
 		return;
+	__builtin_memset(blk->value, 0, sizeof(blk->value));
 	sp = *(volatile u64 *)(mm + OFF_MM_START_STACK);
 	if (!sp || bpf_probe_read_user(&argc, sizeof(argc), (void *)sp))
 		return;
 	envp = sp + 8 * (argc + 2);            /* past argc, argv[argc] and its NULL */
-	len = copy_env_block(blk, mm, &start);
+	len = copy_env_block(blk->b, mm, &start);
 	e->status |= ST_ENV_READ;
+#pragma clang loop unroll(disable)
 	for (i = 0; i < MAX_ENV; i++) {
 		if (i % ENV_CHUNK == 0 &&
 		    bpf_probe_read_user(ptrs, sizeof(ptrs), (void *)(envp + 8 * i)))
-			return;
-		p = (const char *)ptrs[i % ENV_CHUNK];
+			break;
+		p = ptrs[i % ENV_CHUNK];
 		if (!p)
-			return;
-		if (blk && !maybe_ld(blk, len, start, (u64)p))
-			continue;
-		w[0] = w[1] = w[2] = 0;
-		if (bpf_probe_read_user_str(w, 17, p) < 10)   /* shorter than "LD_AUDIT=" */
+			break;
+		if (!entry_prefix(blk->b, len, start, p, w))
 			continue;
 		var = ld_var(w, &skip);
 		if (var >= 0)
-			keep_ld_value(e, var, p + skip);
+			note_ld_value(e, blk->value, var, p + skip);
 	}
-	p = 0;
-	bpf_probe_read_user(&p, sizeof(p), (void *)(envp + 8 * MAX_ENV));
-	if (p)
-		e->status |= ST_ENV_TRUNCATED;
+	if (i == MAX_ENV) {
+		p = 0;
+		bpf_probe_read_user(&p, sizeof(p), (void *)(envp + 8 * MAX_ENV));
+		if (p)
+			e->status |= ST_ENV_TRUNCATED;
+	}
+	read_ld_values(e, blk->value);
 }
 
 /* exec: euid and CapEff of the caller, before the exec (direct BTF loads: task->cred). */

@@ -12,7 +12,10 @@
  *   memfd_create(name, flags)
  * A path is read and resolved as an open's is (user_path: the caller's string, its base
  * directory's names for a relative path). For fchmod and ftruncate the path is the fd's file
- * (fd_path). Failed calls are reported too (`ret` < 0): an attempt is a fact.
+ * (fd_path). Failed calls are reported too (`ret` < 0): an attempt is a fact. The calls come in
+ * families (path_call_exit, fd_call_exit, rename_exit), one program each (collector.bpf.c), and
+ * every family reads and walks its path(s) in one place: a copy of the walk per syscall made the
+ * collector's start three times slower.
  */
 
 /*
@@ -33,68 +36,106 @@ static __always_inline void fd_path(struct event *e, int fd)
 	resolve_base(e, e->path + len, fd, 1);
 }
 
-/* ---- chmod ------------------------------------------------------------------------------ */
+/* ---- chmod, unlink, truncate: one path each ---------------------------------------------- */
 
-static __always_inline int chmod_at(u32 sc, long ret, int dirfd, int path_arg)
+/* What a path call asked for: the syscall's arguments, sorted out by path_family. */
+struct path_call {
+	const char *path;
+	u64 val;               /* truncate: the length */
+	u32 kind;
+	u32 sc;
+	u32 mode;              /* chmod */
+	u32 flags;             /* fchmodat2, unlinkat */
+	s32 dirfd;
+};
+
+/*
+ * The arguments of chmod(path, mode), fchmodat(dfd, path, mode), fchmodat2(dfd, path, mode,
+ * flags), unlink(path), unlinkat(dfd, path, flags), rmdir(path), truncate(path, length) into c;
+ * 0 for another syscall. Only argument reads: the path is read and walked once, by the caller.
+ */
+static __always_inline int path_call_args(void *regs, s32 nr, struct path_call *c)
 {
-	struct event *e = tracked_record(EV_CHMOD, sc, ret);
+	c->dirfd = AT_FDCWD_VAL;
+	if (nr == CASA_NR_FCHMODAT || nr == CASA_NR_FCHMODAT2 || nr == CASA_NR_UNLINKAT) {
+		c->dirfd = (s32)SC_ARG(regs, 0);
+		c->path = (const char *)SC_ARG(regs, 1);
+		if (nr == CASA_NR_UNLINKAT) {
+			c->kind = EV_UNLINK;
+			c->sc = SC_UNLINKAT;
+			c->flags = (u32)SC_ARG(regs, 2);
+			return 1;
+		}
+		c->kind = EV_CHMOD;
+		c->sc = nr == CASA_NR_FCHMODAT ? SC_FCHMODAT : SC_FCHMODAT2;
+		c->mode = (u32)SC_ARG(regs, 2);
+		c->flags = nr == CASA_NR_FCHMODAT2 ? (u32)SC_ARG(regs, 3) : 0;
+		return 1;
+	}
+	c->path = (const char *)SC_ARG(regs, 0);
+	if (nr == CASA_NR_CHMOD && nr >= 0) {
+		c->kind = EV_CHMOD;
+		c->sc = SC_CHMOD;
+		c->mode = (u32)SC_ARG(regs, 1);
+	} else if ((nr == CASA_NR_UNLINK || nr == CASA_NR_RMDIR) && nr >= 0) {
+		c->kind = EV_UNLINK;
+		c->sc = nr == CASA_NR_UNLINK ? SC_UNLINK : SC_RMDIR;
+	} else if (nr == CASA_NR_TRUNCATE) {
+		c->kind = EV_TRUNCATE;
+		c->sc = SC_TRUNCATE;
+		c->val = SC_ARG(regs, 1);
+	} else {
+		return 0;
+	}
+	return 1;
+}
+
+static __always_inline int path_call_exit(s32 nr, long ret)
+{
+	struct track *t = current_tracked();
+	struct path_call c = {};
+	struct event *e;
 	void *regs;
+
+	if (!t)
+		return 0;
+	regs = user_regs();
+	if (!path_call_args(regs, nr, &c))
+		return 0;
+	e = start_record(t, 0, c.kind, c.sc, ret);
+	if (!e)
+		return 0;
+	e->dirfd = c.dirfd;
+	e->mode = c.mode;
+	e->flags = c.flags;
+	e->val[0] = c.val;
+	user_path(e, c.path, c.dirfd);
+	return output_path_record(e);
+}
+
+/* fchmod(fd, mode) and ftruncate(fd, length): the path is the fd's file (fd_path). */
+static __always_inline int fd_call_exit(s32 nr, long ret)
+{
+	int truncate = nr == CASA_NR_FTRUNCATE;
+	struct event *e = tracked_record(truncate ? EV_TRUNCATE : EV_CHMOD,
+					 truncate ? SC_FTRUNCATE : SC_FCHMOD, ret);
+	void *regs;
+	s32 fd;
 
 	if (!e)
 		return 0;
 	regs = user_regs();
-	e->dirfd = dirfd == AT_FDCWD_VAL ? dirfd : (s32)SC_ARG(regs, 0);
-	if (path_arg == 0) {
+	fd = (s32)SC_ARG(regs, 0);
+	if (truncate) {
+		e->val[0] = SC_ARG(regs, 1);           /* length */
+		e->val[1] = fd;
+	} else {
+		e->val[0] = fd;
 		e->mode = (u32)SC_ARG(regs, 1);
-		user_path(e, (const char *)SC_ARG(regs, 0), e->dirfd);
-	} else {
-		e->mode = (u32)SC_ARG(regs, 2);
-		if (sc == SC_FCHMODAT2)
-			e->flags = (u32)SC_ARG(regs, 3);
-		user_path(e, (const char *)SC_ARG(regs, 1), e->dirfd);
 	}
+	fd_path(e, fd);
 	return output_path_record(e);
 }
-
-
-
-
-static __always_inline int fchmod_exit(long ret)
-{
-	struct event *e = tracked_record(EV_CHMOD, SC_FCHMOD, ret);
-	void *regs;
-
-	if (!e)
-		return 0;
-	regs = user_regs();
-	e->val[0] = (s32)SC_ARG(regs, 0);
-	e->mode = (u32)SC_ARG(regs, 1);
-	fd_path(e, (s32)SC_ARG(regs, 0));
-	return output_path_record(e);
-}
-
-/* ---- unlink ----------------------------------------------------------------------------- */
-
-static __always_inline int unlink_exit(u32 sc, long ret)
-{
-	struct event *e = tracked_record(EV_UNLINK, sc, ret);
-	void *regs;
-
-	if (!e)
-		return 0;
-	regs = user_regs();
-	if (sc == SC_UNLINKAT) {
-		e->dirfd = (s32)SC_ARG(regs, 0);
-		e->flags = (u32)SC_ARG(regs, 2);
-		user_path(e, (const char *)SC_ARG(regs, 1), e->dirfd);
-	} else {
-		user_path(e, (const char *)SC_ARG(regs, 0), AT_FDCWD_VAL);
-	}
-	return output_path_record(e);
-}
-
-
-
 
 /* ---- rename ----------------------------------------------------------------------------- */
 
@@ -144,35 +185,6 @@ static __always_inline int rename_exit(u32 sc, long ret)
 
 
 
-
-/* ---- truncate --------------------------------------------------------------------------- */
-
-static __always_inline int truncate_exit(long ret)
-{
-	struct event *e = tracked_record(EV_TRUNCATE, SC_TRUNCATE, ret);
-	void *regs;
-
-	if (!e)
-		return 0;
-	regs = user_regs();
-	e->val[0] = SC_ARG(regs, 1);
-	user_path(e, (const char *)SC_ARG(regs, 0), AT_FDCWD_VAL);
-	return output_path_record(e);
-}
-
-static __always_inline int ftruncate_exit(long ret)
-{
-	struct event *e = tracked_record(EV_TRUNCATE, SC_FTRUNCATE, ret);
-	void *regs;
-
-	if (!e)
-		return 0;
-	regs = user_regs();
-	e->val[0] = SC_ARG(regs, 1);
-	e->val[1] = (s32)SC_ARG(regs, 0);
-	fd_path(e, (s32)SC_ARG(regs, 0));
-	return output_path_record(e);
-}
 
 /* ---- memfd_create ------------------------------------------------------------------------ */
 
