@@ -51,7 +51,7 @@ from bench.stages import BenchDirs, HeartbeatWatch, StageSet
 
 __all__ = ["OverheadSpec", "run", "build_workload"]
 
-WORKLOADS: dict[str, int] = {"openat": 300_000, "openatrel": 300_000, "forkexec": 300, "connect": 15_000,
+WORKLOADS: dict[str, int] = {"openat": 300_000, "openatrel": 300_000, "forkexec": 1_000, "connect": 15_000,
                              "getppid": 2_000_000, "chmod": 300_000, "unlink": 150_000, "sendto": 300_000}
 CWD_WORKLOADS = ("chmod", "unlink")   # they make their file in the cwd: the work directory
 RELATIVE_DEPTH = 6            # openatrel's cwd: this many directories below the work directory
