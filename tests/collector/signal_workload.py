@@ -11,7 +11,6 @@ action and expects no event at all). Every action writes only under DIR, talks o
 from __future__ import annotations
 
 import ctypes
-import errno
 import json
 import os
 import platform

@@ -5,7 +5,6 @@ exact bus events (docs/bus.md §5.14-§5.16, §5.21-§5.22).
 
 from __future__ import annotations
 
-import os
 
 import pytest
 
