@@ -5,8 +5,9 @@
 Workloads (bench/workloads/syscalls.c, built with gcc into a private directory): an openat flood,
 the same flood with a relative path (``openatrel``, run from a cwd RELATIVE_DEPTH directories
 below the work directory: every tracked relative open makes the kernel walk the cwd up to the
-root), a fork+exec loop of /bin/true, a loopback TCP connect loop, and a getppid loop (a syscall
-no probe watches). Each runs (a) untracked, under its own name, and (b) tracked: the same binary copied to
+root), a fork+exec loop of /bin/true, a loopback TCP connect loop, a getppid loop (a syscall
+no probe watches), and the detection signals' hot syscalls: a chmod flood, a link+unlink loop
+and a UDP sendto flood of DNS queries (absolute paths; the sends to a loopback socket). Each runs (a) untracked, under its own name, and (b) tracked: the same binary copied to
 the bench profile's root name ``casabenchroot`` (bench/stages.py), which the collector recognises
 at exec and tracks in-kernel, so every open/connect/fork/exec of the loop becomes an event.
 
@@ -17,7 +18,14 @@ collector, publishing to a draining subscriber). Before every measurement the co
 subscriber must have been idle for IDLE_QUIET_S, so the backlog of a tracked flood (the kernel
 ring buffer fills and drops; user space drains what it holds) is not charged to the next run.
 Reported: median loop time per cell, and the ratios noop/none (floor) and collector/none
-(slowdown). The result keys (``*_slowdown``, ``*_floor``) are ratios of the workload's CPU time
+(slowdown).
+
+**Other monitors.** On a shared machine another process may attach syscall tracepoints of its own
+(another collector under test) at any time, and then every process, in every mode, pays the
+tracing slow path: a ``none`` cell stops being none. Each measurement notes whether tracepoint
+programs of a process other than this attachment's were attached before or after it
+(``bpftool perf show``); a ratio is computed from the clean measurements of both cells when each
+has at least MIN_CLEAN, else from all of them, and the detail says which (``clean_samples``). The result keys (``*_slowdown``, ``*_floor``) are ratios of the workload's CPU time
 (user + system of the loop, children included): that includes every probe's cost inside the
 workload's syscalls, and stays meaningful on a shared machine where other tenants make wall
 time swing by +-30% between runs. Wall-time ratios (``*_wall_slowdown``, ``*_wall_floor``:
@@ -43,14 +51,16 @@ from bench.stages import BenchDirs, HeartbeatWatch, StageSet
 
 __all__ = ["OverheadSpec", "run", "build_workload"]
 
-WORKLOADS: dict[str, int] = {"openat": 300_000, "openatrel": 300_000, "forkexec": 300, "connect": 15_000,
-                             "getppid": 2_000_000}
+WORKLOADS: dict[str, int] = {"openat": 300_000, "openatrel": 300_000, "forkexec": 1_000, "connect": 15_000,
+                             "getppid": 2_000_000, "chmod": 300_000, "unlink": 150_000, "sendto": 300_000}
+CWD_WORKLOADS = ("chmod", "unlink")   # they make their file in the cwd: the work directory
 RELATIVE_DEPTH = 6            # openatrel's cwd: this many directories below the work directory
 MODES = ("none", "noop", "collector")
 TRACKED_DELAY_MS = 300        # lets the collector confirm the root before the loop starts
 IDLE_QUIET_S = 0.3            # the collector counts as idle after this long without CPU time
 IDLE_TIMEOUT_S = 30.0
 ATTACH_TIMEOUT_S = 30.0
+MIN_CLEAN = 3                 # clean measurements per cell needed to use only the clean ones
 SOURCE = Path(__file__).resolve().parent / "workloads" / "syscalls.c"
 
 
@@ -88,13 +98,25 @@ def relative_cwd(directory: Path) -> Path:
 
 def run_workload(binary: Path, mode: str, iterations: int, delay_ms: int) -> tuple[int, int]:
     """Run one loop; return its (wall, cpu) time in ns, as printed by the workload."""
-    cwd = relative_cwd(binary.parent) if mode == "openatrel" else None
+    cwd = relative_cwd(binary.parent) if mode == "openatrel" else binary.parent if mode in CWD_WORKLOADS else None
     out = subprocess.run([str(binary), mode, str(iterations), str(delay_ms)], capture_output=True,
                          text=True, check=False, timeout=300, cwd=cwd)
     if out.returncode != 0:
         raise RuntimeError(f"workload {binary.name} {mode} failed ({out.returncode}): {out.stderr.strip()}")
     fields = out.stdout.split()
     return int(fields[2]), int(fields[3])
+
+
+def foreign_tracepoints(own: set[int]) -> int:
+    """Tracepoint programs attached by processes not in ``own`` (another monitor on the machine);
+    -1 when bpftool cannot tell."""
+    try:
+        out = subprocess.run(["bpftool", "perf", "show", "--json"], capture_output=True, text=True,
+                             timeout=10, check=False)
+        links = json.loads(out.stdout or "[]")
+    except (OSError, subprocess.TimeoutExpired, ValueError):
+        return -1
+    return sum(1 for link in links if link.get("fd_type") == "tracepoint" and link.get("pid") not in own)
 
 
 def cpu_ticks(pid: int) -> int:
@@ -161,6 +183,11 @@ class Attachment:
                                         "--pid-file", str(self.dirs.pid_file)])
         self.stages.wait_ready(["collector"], ATTACH_TIMEOUT_S)
 
+    def own_pids(self) -> set[int]:
+        """The processes whose tracepoint programs are this attachment's own."""
+        pids = {p.pid for p in self.stages.procs.values()}
+        return pids | ({self.noop.pid} if self.noop is not None else set())
+
     def settle(self) -> None:
         """Before a measurement: let the collector and its subscriber finish any backlog."""
         if self.mode == "collector":
@@ -191,7 +218,16 @@ class Attachment:
                 self.report["drain"] = json.loads(out.strip().splitlines()[-1]) if out.strip() else {}
 
 
-Cells = dict[tuple[str, str, bool], list[tuple[int, int]]]
+# (mode, workload, tracked) -> [(wall ns, cpu ns, clean)]: clean = no other monitor attached
+Cells = dict[tuple[str, str, bool], list[tuple[int, int, bool]]]
+
+
+def _measure(att: Attachment, binary: Path, wl: str, n: int, delay_ms: int) -> tuple[int, int, bool]:
+    att.settle()
+    own = att.own_pids()
+    before = foreign_tracepoints(own)
+    wall, cpu = run_workload(binary, wl, n, delay_ms)
+    return wall, cpu, before == 0 and foreign_tracepoints(own) == 0
 
 
 def _cells(spec: OverheadSpec, dirs: BenchDirs, plain: Path, tracked: Path) -> tuple[Cells, list[dict[str, Any]]]:
@@ -203,19 +239,26 @@ def _cells(spec: OverheadSpec, dirs: BenchDirs, plain: Path, tracked: Path) -> t
             with Attachment(mode, dirs) as att:
                 for wl, n in WORKLOADS.items():
                     n = max(1, int(n * spec.scale))
-                    att.settle()
-                    times.setdefault((mode, wl, False), []).append(run_workload(plain, wl, n, 0))
-                    att.settle()
+                    times.setdefault((mode, wl, False), []).append(_measure(att, plain, wl, n, 0))
                     times.setdefault((mode, wl, True), []).append(
-                        run_workload(tracked, wl, n, TRACKED_DELAY_MS))
+                        _measure(att, tracked, wl, n, TRACKED_DELAY_MS))
             if att.report:
                 reports.append({"round": r, **att.report})
     return times, reports
 
 
+def _samples(times: Cells, mode: str, wl: str, tracked: bool) -> tuple[list[tuple[int, int, bool]], list[tuple[int, int, bool]]]:
+    """(none, mode) measurements: the clean ones when both cells have MIN_CLEAN, else all."""
+    base, other = times.get(("none", wl, tracked), []), times.get((mode, wl, tracked), [])
+    clean_base, clean_other = [t for t in base if t[2]], [t for t in other if t[2]]
+    if len(clean_base) >= MIN_CLEAN and len(clean_other) >= MIN_CLEAN:
+        return clean_base, clean_other
+    return base, other
+
+
 def _ratio(times: Cells, mode: str, wl: str, tracked: bool, which: int = 0) -> float | None:
     """median(mode) / median(none) of wall (which=0) or cpu (which=1) time."""
-    base, other = times.get(("none", wl, tracked)), times.get((mode, wl, tracked))
+    base, other = _samples(times, mode, wl, tracked)
     if not base or not other:
         return None
     return round(statistics.median(t[which] for t in other) / statistics.median(t[which] for t in base), 3)
@@ -239,8 +282,10 @@ def run(spec: OverheadSpec, workdir: Path) -> dict[str, Any]:
     medians = {f"{m}/{wl}/{'tracked' if tr else 'untracked'}": [statistics.median(t[0] for t in v),
                                                                  statistics.median(t[1] for t in v)]
                for (m, wl, tr), v in sorted(times.items())}
+    clean = {f"{m}/{wl}/{'tracked' if tr else 'untracked'}": sum(t[2] for t in v)
+             for (m, wl, tr), v in sorted(times.items())}
     iterations = {wl: max(1, int(n * spec.scale)) for wl, n in WORKLOADS.items()}
     result["detail"] = {"rounds": spec.rounds, "iterations": iterations,
-                        "median_loop_ns_wall_cpu": medians,
-                        "collector_runs": reports}
+                        "median_loop_ns_wall_cpu": medians, "clean_samples": clean,
+                        "min_clean": MIN_CLEAN, "collector_runs": reports}
     return result

@@ -3,20 +3,33 @@
  * collector.bpf.c - CASA kernel-side capture (bcc C; tracepoints only).
  *
  * What: exec, open, connect, exit and fork events of the processes in the `tracked` map (agent
- * roots and their descendants), sent to user space through the `events` ring buffer.
+ * roots and their descendants), and the detection signals (chmod, unlink, rename, truncate,
+ * memfd, ptrace, vm_read, send, bind, listen, socket, setid, capset), sent to user space through
+ * the `events` ring buffer.
  *
  * Hooks:
- *   syscalls:sys_enter/exit_execve, _execveat   path, argv, fd-backed exe, base directory of a
- *                                                relative path; ret; caps and ino/dev after exec
+ *   syscalls:sys_enter_execve, _execveat         path, argv, fd-backed exe, base directory of a
+ *                                                relative path, euid/CapEff before (one program:
+ *                                                exec_enter_family)
+ *   syscalls:sys_exit_execve, _execveat          ret; caps, ino/dev, euid after; then the tail call
+ *                                                exec_facts: fds 0-2, the parent's fd types, LD_*
  *   syscalls:sys_exit_openat, _openat2, _open    ret (fd / -errno); path, dirfd, flags, mode read
  *                                                back from the saved user registers (no enter probe);
  *                                                base directory of a relative path; ino/dev of a
- *                                                file opened for writing
+ *                                                file opened for writing (one program: open_family)
  *   syscalls:sys_exit_connect                    ret; AF_INET / AF_INET6 address and port read
  *                                                back through the saved sockaddr pointer
- *   sched:sched_process_exec                     new roots: post-exec comm in `root_comms`
+ *   sched:sched_process_exec                     new roots: post-exec comm in `root_comms`; and
+ *                                                tracked execs without a sys_enter record
  *   task:task_newtask                            new processes (not threads) inherit tracking
  *   sched:sched_process_exit                     whole-process exit (group_dead)
+ *   the detection signals' sys_exit tracepoints  files.bpf.c, net.bpf.c, privilege.bpf.c; the calls
+ *                                                with paths and the sends as families (path_family,
+ *                                                fd_path_family, rename_family, send_family)
+ *
+ * A family program serves several tracepoints (the loader attaches it to each, FAMILIES) and tells
+ * them apart by __syscall_nr: the path walk, the largest code here, is then compiled and verified
+ * once per family instead of once per tracepoint (the collector's start went from ~8 s to ~3 s).
  *
  * Kernel struct offsets (OFF_*) come from the running kernel's BTF as -D cflags
  * (collector/btf_offsets.py); the kernel headers bcc compiles with may not match the kernel.
@@ -54,9 +67,42 @@
 /* header + a 1-byte path, 8-aligned, + the ring buffer's 8-byte record header */
 #define MIN_OPEN_RECORD (((EVENT_HEADER_SIZE + 1 + 7) & ~7) + 8)
 
-#if !defined(OFF_SC_ARG0) || !defined(OFF_SC_ARG1) || !defined(OFF_SC_ARG2) || !defined(OFF_SC_ARG3)
-#error "OFF_SC_ARG0..3 (syscall argument registers in struct pt_regs) must come as -D cflags: collector/loader.py knows x86_64 and aarch64 only"
+#if !defined(OFF_SC_ARG0) || !defined(OFF_SC_ARG1) || !defined(OFF_SC_ARG2) || !defined(OFF_SC_ARG3) || \
+    !defined(OFF_SC_ARG4) || !defined(OFF_SC_ARG5)
+#error "OFF_SC_ARG0..5 (syscall argument registers in struct pt_regs) must come as -D cflags: collector/loader.py knows x86_64 and aarch64 only"
 #endif
+
+/*
+ * The record of every syscalls:sys_enter_* / sys_exit_* tracepoint (tracefs format files): the
+ * common header (which a tracepoint program may not read), then __syscall_nr, then the arguments
+ * (8 bytes each) or the return value. The family programs below (one program for several
+ * tracepoints, attached by the loader) tell their tracepoints apart by __syscall_nr, compared
+ * with the numbers the loader passes as -DCASA_NR_<NAME> (-1: no such call on this machine).
+ */
+struct sys_enter_ctx {
+	u16 common_type;
+	u8 common_flags;
+	u8 common_preempt_count;
+	s32 common_pid;
+	s32 nr;
+	s32 pad;
+	u64 args[6];
+};
+
+struct sys_exit_ctx {
+	u16 common_type;
+	u8 common_flags;
+	u8 common_preempt_count;
+	s32 common_pid;
+	s32 nr;
+	s32 pad;
+	s64 ret;
+};
+
+#if !defined(CASA_NR_OPENAT) || !defined(CASA_NR_EXECVEAT) || !defined(CASA_NR_SENDTO)
+#error "CASA_NR_* (the families' syscall numbers) must come as -D cflags: collector/loader.py SYSCALL_NRS"
+#endif
+#define IS_SC(ctx, num) ((num) >= 0 && (ctx)->nr == (num))
 
 struct track {
 	u32 root;          /* tgid of the root this process descends from */
@@ -80,6 +126,15 @@ BPF_ARRAY(self_tgid, u32, 1);
 BPF_PERCPU_ARRAY(drops, u64, 1);
 /* [0] = where records are built (too large for the 512-byte stack). */
 BPF_PERCPU_ARRAY(scratch, struct event, 1);
+/*
+ * [0] = where a rename record is built: its second path and that path's base-directory names are
+ * packed after the first path's (at most 2 * MAX_PATH_LEN + MAX_DIR_LEN bytes from `path`).
+ */
+struct two_path_record {
+	struct event e;
+	char more[2 * MAX_PATH_LEN + DIR_NAME_SLOT];
+};
+BPF_PERCPU_ARRAY(two_path_scratch, struct two_path_record, 1);
 /* tid -> exec record between sys_enter and sys_exit (LRU: a thread killed mid-call leaks none). */
 BPF_TABLE("lru_hash", u32, struct event, pending_exec, 256);
 
@@ -339,7 +394,8 @@ static __always_inline void exe_identity(struct event *e)
 
 /*
  * The walk from a directory up to the process's root (fs->root), writing each name passed,
- * leaf first and NUL-terminated, at area[0..]; e->dir_len counts the bytes written. Like the
+ * leaf first and NUL-terminated, at area[0..]; *cursor (e->dir_len, or e->dir2_len for a
+ * rename's new path) counts the bytes written. Like the
  * kernel's prepend_path (fs/d_path.c): at the root dentry of a mount it continues from the mount
  * point in the parent mount (struct mount, reached from the vfsmount by container_of); it stops
  * at the process's root, so a chroot or a container sees its own paths. One step is one name or
@@ -347,12 +403,12 @@ static __always_inline void exe_identity(struct event *e)
  *
  * Probe reads, not direct BTF loads: after a mount crossing the pointers come from struct mount,
  * which is reached by pointer arithmetic the verifier cannot type. The write cursor lives in the
- * record (e->dir_len, re-read every step), not in a register: a register cursor has a different
+ * record (*cursor, re-read every step), not in a register: a register cursor has a different
  * range after every sequence of names and crossings, and the verifier then explores each
  * sequence separately (over a million instructions at 32 steps); read back from map memory it is
  * the same bounded unknown every time, and the states of one step merge.
  */
-static __always_inline u32 walk_dir(struct event *e, char *area, void *fs, void *dentry, void *vfsmnt)
+static __always_inline u32 walk_dir(u16 *cursor, char *area, void *fs, void *dentry, void *vfsmnt)
 {
 	/* fs is a BTF pointer (resolve_base): the root is two direct loads */
 	void *root_dentry = *(void *volatile *)(fs + OFF_FS_ROOT + OFF_PATH_DENTRY);
@@ -404,7 +460,7 @@ static __always_inline u32 walk_dir(struct event *e, char *area, void *fs, void 
 		if (parent == dentry)
 			return DIR_OUTSIDE_ROOT;             /* a detached tree (memfd, pseudo files) */
 		nlen = (u32)(qstr[0] >> (8 * (OFF_DENTRY_NAME_LEN - OFF_DENTRY_QSTR)));
-		pos = *(volatile u16 *)&e->dir_len;
+		pos = *(volatile u16 *)cursor;
 		if (pos + nlen + 1 >= MAX_DIR_LEN)
 			return DIR_TOO_LONG;
 		n = bpf_probe_read_kernel_str(area + (pos & (MAX_DIR_LEN - 1)), DIR_NAME_SLOT, (void *)qstr[1]);
@@ -412,7 +468,7 @@ static __always_inline u32 walk_dir(struct event *e, char *area, void *fs, void 
 			return DIR_UNREADABLE;
 		if (pos + n >= MAX_DIR_LEN)
 			return DIR_TOO_LONG;                 /* renamed meanwhile to a longer name */
-		*(volatile u16 *)&e->dir_len = pos + n;
+		*(volatile u16 *)cursor = pos + n;
 		dentry = parent;
 	}
 	return mnt_root ? DIR_TOO_DEEP : DIR_UNREADABLE;
@@ -422,10 +478,10 @@ static __always_inline u32 walk_dir(struct event *e, char *area, void *fs, void 
  * Where a relative path starts: the cwd (fs->pwd) for AT_FDCWD, else the file behind dirfd,
  * which must be a directory unless `self` (execveat(fd, "", AT_EMPTY_PATH): the fd's own file,
  * whose name is then the first one written). A removed directory (unhashed dentry that is not a
- * root: the kernel's d_unlinked, what makes getcwd fail) is not walked. dir_len stays 0 unless
- * the walk reached the root.
+ * root: the kernel's d_unlinked, what makes getcwd fail) is not walked. *cursor (the record's
+ * dir_len or dir2_len) stays 0 unless the walk reached the root; *error is its enum dir_error.
  */
-static __always_inline void resolve_base(struct event *e, char *area, int dirfd, int self)
+static __always_inline void resolve_base_to(u16 *cursor, u16 *error, char *area, int dirfd, int self)
 {
 	/* task->fs and fs->pwd are direct BTF loads (fault-safe, like current_ppid) */
 	void *task = (void *)bpf_get_current_task_btf();
@@ -434,8 +490,8 @@ static __always_inline void resolve_base(struct event *e, char *area, int dirfd,
 	u16 mode = 0;
 	u32 err;
 
-	e->dir_error = DIR_UNREADABLE;
-	e->dir_len = 0;
+	*error = DIR_UNREADABLE;
+	*cursor = 0;
 	if (!fs)
 		return;
 	if (dirfd == AT_FDCWD_VAL && !self) {
@@ -444,14 +500,14 @@ static __always_inline void resolve_base(struct event *e, char *area, int dirfd,
 	} else {
 		file = fd_file(dirfd);
 		if (!file) {
-			e->dir_error = DIR_BAD_FD;
+			*error = DIR_BAD_FD;
 			return;
 		}
 		inode = read_ptr(file + OFF_FILE_INODE);
 		if (!inode || bpf_probe_read_kernel(&mode, sizeof(mode), inode + OFF_INODE_MODE))
 			return;
 		if (!self && (mode & S_IFMT_VAL) != S_IFDIR_VAL) {
-			e->dir_error = DIR_NOT_DIR;
+			*error = DIR_NOT_DIR;
 			return;
 		}
 		dentry = read_ptr(file + OFF_FILE_DENTRY);
@@ -460,13 +516,19 @@ static __always_inline void resolve_base(struct event *e, char *area, int dirfd,
 	if (!dentry)
 		return;
 	if (!read_ptr(dentry + OFF_DENTRY_HASH_PPREV) && read_ptr(dentry + OFF_DENTRY_PARENT) != dentry) {
-		e->dir_error = DIR_DELETED;
+		*error = DIR_DELETED;
 		return;
 	}
-	err = walk_dir(e, area, fs, dentry, vfsmnt);
-	e->dir_error = err;
+	err = walk_dir(cursor, area, fs, dentry, vfsmnt);
+	*error = err;
 	if (err != DIR_OK)
-		e->dir_len = 0;
+		*cursor = 0;
+}
+
+/* The base of the record's (first) path: its names go to e->dir_len / e->dir_error. */
+static __always_inline void resolve_base(struct event *e, char *area, int dirfd, int self)
+{
+	resolve_base_to(&e->dir_len, &e->dir_error, area, dirfd, self);
 }
 
 /* exe = dentry name of the file behind fd (task->files->fdt->fd[fd]->f_path.dentry->d_name). */
@@ -490,12 +552,59 @@ static __always_inline void resolve_fd(struct event *e, int fd)
 		e->status |= ST_EXE_DELETED;
 }
 
+/*
+ * [0] = the first ENV_BLOCK bytes of a new image's environment strings, copied with one probe
+ * read so the LD_* scan (env.bpf.c) can match an entry's name by looking at memory, not with a
+ * helper call per entry, and where the values it keeps start.
+ */
+struct env_block {
+	char b[ENV_BLOCK + 16];      /* the slack: a 16-byte look at any offset below ENV_BLOCK */
+	u64 value[LD_SLOTS];         /* user address of each kept LD_* value (0: none) */
+};
+BPF_PERCPU_ARRAY(env_scratch, struct env_block, 1);
+
+static __always_inline struct env_block *env_block(void)
+{
+	u32 zero = 0;
+
+	return env_scratch.lookup(&zero);
+}
+
+#include "fds.bpf.c"     /* what fds 0-2 are (file_type, read_stdio), socket addresses */
+#include "env.bpf.c"     /* LD_* in the new image's environment, credentials around an exec */
+
 /* An exec record is sent up to its dir area plus the names written there. */
-#define EXEC_FIXED_SIZE (EVENT_HEADER_SIZE + MAX_PATH_LEN + MAX_EXE_LEN + ARGV_AREA)
+#define EXEC_FIXED_SIZE (__builtin_offsetof(struct event, dir))
 
 static __always_inline u64 exec_record_size(struct event *e)
 {
 	return EXEC_FIXED_SIZE + (e->dir_len & (MAX_DIR_LEN - 1));
+}
+
+/*
+ * The facts of a successful exec that are costly to verify -- fds 0-2 (read_stdio) and the LD_*
+ * scan of the environment (scan_env) -- live in one program, exec_facts, that the exec probes
+ * tail-call (exec_tail[0], filled by the loader): verified once, not once per exec probe (four
+ * inlined copies took the verifier ~3 s at start-up, a third of the collector's start). It
+ * finishes the current thread's pending_exec record (an exec built at sched_process_exec is put
+ * there too), sends it and deletes it. When the tail call cannot run (the array slot is empty:
+ * never after a normal start) the caller sends the record without those facts.
+ */
+BPF_PROG_ARRAY(exec_tail, 1);
+
+int exec_facts(void *ctx)
+{
+	u32 tid = (u32)bpf_get_current_pid_tgid();
+	struct event *e = pending_exec.lookup(&tid);
+
+	if (!e)
+		return 0;
+	read_stdio(e);
+	scan_env(e);
+	if (events.ringbuf_output(e, exec_record_size(e), 0))
+		count_drop();
+	pending_exec.delete(&tid);
+	return 0;
 }
 
 static __always_inline int exec_enter(u32 sc, int dirfd, const char *filename,
@@ -526,6 +635,7 @@ static __always_inline int exec_enter(u32 sc, int dirfd, const char *filename,
 	if (n == MAX_PATH_LEN && !bpf_probe_read_user(&more, 1, filename + MAX_PATH_LEN - 1) && more)
 		e->status |= ST_PATH_TRUNCATED;
 	read_argv(e, argv);
+	prev_creds(e);
 	if (sc == SC_EXECVEAT && (flags & AT_EMPTY_PATH_VAL) && n == 1) {
 		fd = dirfd;                            /* fexecve: the fd's own file runs */
 		resolve_base(e, e->dir, dirfd, 1);
@@ -539,7 +649,7 @@ static __always_inline int exec_enter(u32 sc, int dirfd, const char *filename,
 	return 0;
 }
 
-static __always_inline int exec_exit(long ret)
+static __always_inline int exec_exit(void *ctx, long ret)
 {
 	u32 tid = (u32)bpf_get_current_pid_tgid();
 	struct event *e = pending_exec.lookup(&tid);
@@ -547,10 +657,12 @@ static __always_inline int exec_exit(long ret)
 	if (!e)
 		return 0;
 	e->ret = ret;
+	e->val[0] = (u32)cur_euid_egid();
 	if (ret == 0) {
 		bpf_get_current_comm(e->new_comm, sizeof(e->new_comm));
 		read_security(e);
 		exe_identity(e);
+		exec_tail.call(ctx, 0);            /* exec_facts sends it; returns only if it cannot run */
 	}
 	if (events.ringbuf_output(e, exec_record_size(e), 0))
 		count_drop();
@@ -558,68 +670,73 @@ static __always_inline int exec_exit(long ret)
 	return 0;
 }
 
-TRACEPOINT_PROBE(syscalls, sys_enter_execve)
+/*
+ * sys_enter_execve(filename, argv, envp), sys_enter_execveat(fd, filename, argv, envp, flags).
+ * The arguments are copied out of the record with a probe read: a direct load of execveat's 5th
+ * would make the program's context larger than execve's record, and the kernel then refuses to
+ * attach it there (PERF_EVENT_IOC_SET_BPF: EACCES).
+ */
+int exec_enter_family(struct sys_enter_ctx *ctx)
 {
-	return exec_enter(SC_EXECVE, AT_FDCWD_VAL, args->filename, args->argv, 0);
+	u64 a[5] = {};
+
+	if (!lookup_tracked(bpf_get_current_pid_tgid() >> 32))
+		return 0;                              /* untracked: the lookup, nothing else */
+	if (!IS_SC(ctx, CASA_NR_EXECVEAT)) {
+		/* execve: shift its (filename, argv) to execveat's places, AT_FDCWD, no flags */
+		bpf_probe_read_kernel(&a[1], 2 * sizeof(u64), ctx->args);
+		a[0] = (u64)AT_FDCWD_VAL;
+	} else {
+		bpf_probe_read_kernel(a, 5 * sizeof(u64), ctx->args);
+	}
+	return exec_enter(IS_SC(ctx, CASA_NR_EXECVEAT) ? SC_EXECVEAT : SC_EXECVE, (int)a[0],
+			  (const char *)a[1], (const char *const *)a[2], a[4]);
 }
 
 TRACEPOINT_PROBE(syscalls, sys_exit_execve)
 {
-	return exec_exit(args->ret);
-}
-
-TRACEPOINT_PROBE(syscalls, sys_enter_execveat)
-{
-	return exec_enter(SC_EXECVEAT, (int)args->fd, args->filename, args->argv, (u64)args->flags);
+	return exec_exit(args, args->ret);
 }
 
 TRACEPOINT_PROBE(syscalls, sys_exit_execveat)
 {
-	return exec_exit(args->ret);
+	return exec_exit(args, args->ret);
 }
 
-/* A non-leader thread that execs takes over the leader's pid (de_thread): move its record. */
-static __always_inline void move_pending_exec(u32 old_tid, u32 new_tid)
+/*
+ * A non-leader thread that execs takes over the leader's pid (de_thread): move its record.
+ * Returns whether the exec has a record from sys_enter at all.
+ */
+static __always_inline int move_pending_exec(u32 old_tid, u32 new_tid)
 {
-	struct event *e;
+	struct event *e = pending_exec.lookup(&old_tid);
 
-	if (old_tid == new_tid)
-		return;
-	e = pending_exec.lookup(&old_tid);
 	if (!e)
-		return;
-	pending_exec.update(&new_tid, e);
-	pending_exec.delete(&old_tid);
+		return 0;
+	if (old_tid != new_tid) {
+		pending_exec.update(&new_tid, e);
+		pending_exec.delete(&old_tid);
+	}
+	return 1;
 }
 
-/* A possible new root: track it provisionally and report its exec; user space confirms. */
-static __always_inline int provisional_root(const char *filename, u32 tgid)
+/*
+ * An exec record built at sched_process_exec, when the exec is done: path from the tracepoint,
+ * argv from the new image's args area (flat), base directory from the cwd (an exec does not
+ * change it), then exec_facts (tail call) adds fds 0-2 and the LD_* variables and sends it. No
+ * sys_enter facts (prev_euid ...) exist here.
+ */
+static __always_inline int exec_at_sched(void *ctx, struct event *e, const char *filename)
 {
-	struct comm_key key = {};
-	struct track nt = {};
-	struct event *e;
 	void *task, *mm;
 	u64 start = 0, end = 0, len;
-	u32 zero = 0;
-	u32 *self;
 	char more = 0;
+	u32 tid;
 
-	bpf_get_current_comm(key.comm, sizeof(key.comm));
-	if (!root_comms.lookup(&key))
-		return 0;
-	self = self_tgid.lookup(&zero);
-	if (self && *self == tgid)
-		return 0;
-	nt.root = tgid;
-	nt.provisional = 1;
-	tracked.update(&tgid, &nt);
-	e = scratch_event();
-	if (!e)
-		return 0;
-	fill_header(e, EV_EXEC, &nt);
 	e->syscall = SC_NONE;
 	e->exe[0] = 0;
-	__builtin_memcpy(e->new_comm, key.comm, COMM_LEN);
+	e->val[0] = (u32)cur_euid_egid();
+	bpf_get_current_comm(e->new_comm, sizeof(e->new_comm));
 	len = bpf_probe_read_kernel_str(e->path, MAX_PATH_LEN, filename);
 	e->path_len = (long)len > 0 ? len : 0;
 	if (len == MAX_PATH_LEN && !bpf_probe_read_kernel(&more, 1, filename + MAX_PATH_LEN - 1) && more)
@@ -642,21 +759,66 @@ static __always_inline int provisional_root(const char *filename, u32 tgid)
 	e->status |= ST_ARGV_FLAT;
 	read_security(e);
 	exe_identity(e);
+	/* exec_facts works on the thread's pending record: put this one there (rare: a new root, or
+	 * an exec the syscall tracepoints missed; after de_thread the thread id is the leader's) */
+	tid = (u32)bpf_get_current_pid_tgid();
+	pending_exec.update(&tid, e);
+	exec_tail.call(ctx, 0);                    /* exec_facts sends it; returns only if it cannot run */
+	pending_exec.delete(&tid);
 	if (events.ringbuf_output(e, exec_record_size(e), 0))
 		count_drop();
 	return 0;
 }
 
+/* A possible new root (post-exec comm in root_comms, not the collector): tracked provisionally. */
+static __always_inline int provisional_root(u32 tgid, struct track *nt)
+{
+	struct comm_key key = {};
+	u32 zero = 0;
+	u32 *self;
+
+	bpf_get_current_comm(key.comm, sizeof(key.comm));
+	if (!root_comms.lookup(&key))
+		return 0;
+	self = self_tgid.lookup(&zero);
+	if (self && *self == tgid)
+		return 0;
+	nt->root = tgid;
+	nt->provisional = 1;
+	tracked.update(&tgid, nt);
+	return 1;
+}
+
+/*
+ * Every exec of a tracked process has a record from sys_enter, which moves with a de_thread
+ * (move_pending_exec) and is sent at sys_exit. An exec is built here instead (exec_at_sched) for
+ * a new provisional root, which user space then confirms, and for a tracked process whose exec
+ * has no sys_enter record: it came in through a path the syscall tracepoints do not see (a 32-bit
+ * syscall, `int $0x80`, skips them on x86-64), or its record was evicted. So no exec of a tracked
+ * process is unseen.
+ */
 TRACEPOINT_PROBE(sched, sched_process_exec)
 {
 	u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct track *t = lookup_tracked(tgid);
+	struct track nt = {};
+	struct event *e;
+	/* data_loc: low 16 bits are the offset of the string in the record */
+	const char *filename = (const char *)args + (args->data_loc_filename & 0xFFFF);
 
-	if (lookup_tracked(tgid)) {
-		move_pending_exec((u32)args->old_pid, (u32)args->pid);
+	if (t) {
+		if (move_pending_exec((u32)args->old_pid, (u32)args->pid))
+			return 0;
+	} else if (provisional_root(tgid, &nt)) {
+		t = &nt;
+	} else {
 		return 0;
 	}
-	/* data_loc: low 16 bits are the offset of the string in the record */
-	return provisional_root((const char *)args + (args->data_loc_filename & 0xFFFF), tgid);
+	e = scratch_event();
+	if (!e)
+		return 0;
+	fill_header(e, EV_EXEC, t);
+	return exec_at_sched(args, e, filename);
 }
 
 /* ---- open ----------------------------------------------------------------------------- */
@@ -709,6 +871,35 @@ static __always_inline u64 lazy_wakeup(u64 size)
 	return used < WAKEUP_BYTES && used + rec >= WAKEUP_BYTES ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
 }
 
+/*
+ * A path argument (an open's, chmod's, unlink's ...): the caller's string into e->path (at most
+ * MAX_PATH_LEN - 2 bytes: the length mask below keeps the verifier's bound, MAX_PATH_LEN is 2^k),
+ * ST_PATH_TRUNCATED when it went on, and for a relative path its base directory's names right
+ * after the path's NUL (resolve_base against dirfd).
+ */
+static __always_inline void user_path(struct event *e, const char *upath, int dirfd)
+{
+	long n = bpf_probe_read_user_str(e->path, MAX_PATH_LEN - 1, upath);
+	u64 len = n > 0 ? ((u64)n & (MAX_PATH_LEN - 1)) : 0;
+	char more = 0;
+
+	e->path_len = len;
+	if (n == MAX_PATH_LEN - 1 && !bpf_probe_read_user(&more, 1, upath + MAX_PATH_LEN - 2) && more)
+		e->status |= ST_PATH_TRUNCATED;
+	if (len > 1 && e->path[0] != '/')
+		resolve_base(e, e->path + len, dirfd, 0);
+}
+
+/* A record of the open layout: the header, the path, its base-directory names. */
+static __always_inline int output_path_record(struct event *e)
+{
+	u64 len = (e->path_len & (MAX_PATH_LEN - 1)) + (e->dir_len & (MAX_DIR_LEN - 1));
+
+	if (events.ringbuf_output(e, EVENT_HEADER_SIZE + len, lazy_wakeup(EVENT_HEADER_SIZE + len)))
+		count_drop();
+	return 0;
+}
+
 static __always_inline int open_exit(u32 sc, long ret)
 {
 	u32 tgid = bpf_get_current_pid_tgid() >> 32;
@@ -717,9 +908,6 @@ static __always_inline int open_exit(u32 sc, long ret)
 	void *regs;
 	const char *filename;
 	u64 how[2] = {};   /* struct open_how { u64 flags; u64 mode; u64 resolve; } */
-	long n;
-	u64 len;
-	char more = 0;
 
 	if (!t)
 		return 0;
@@ -750,36 +938,19 @@ static __always_inline int open_exit(u32 sc, long ret)
 			e->mode = (u32)syscall_arg(regs, OFF_SC_ARG3);
 		}
 	}
-	/* MAX_PATH_LEN - 1 so the mask below keeps the verifier's bound (MAX_PATH_LEN is 2^k) */
-	n = bpf_probe_read_user_str(e->path, MAX_PATH_LEN - 1, filename);
-	len = n > 0 ? ((u64)n & (MAX_PATH_LEN - 1)) : 0;
-	e->path_len = len;
-	if (n == MAX_PATH_LEN - 1 && !bpf_probe_read_user(&more, 1, filename + MAX_PATH_LEN - 2) && more)
-		e->status |= ST_PATH_TRUNCATED;
-	/* a relative path: its base directory's names go right after the path's NUL */
-	if (len > 1 && e->path[0] != '/')
-		resolve_base(e, e->path + len, sc == SC_OPEN ? AT_FDCWD_VAL : e->dirfd, 0);
+	user_path(e, filename, sc == SC_OPEN ? AT_FDCWD_VAL : e->dirfd);
 	if (ret >= 0 && (e->flags & WRITE_INTENT_FLAGS))
 		file_identity(e, fd_file(ret));
-	len += e->dir_len & (MAX_DIR_LEN - 1);
-	if (events.ringbuf_output(e, EVENT_HEADER_SIZE + len, lazy_wakeup(EVENT_HEADER_SIZE + len)))
-		count_drop();
-	return 0;
+	return output_path_record(e);
 }
 
-TRACEPOINT_PROBE(syscalls, sys_exit_openat)
+/* sys_exit_openat, _openat2, _open (x86-64 only) */
+int open_family(struct sys_exit_ctx *ctx)
 {
-	return open_exit(SC_OPENAT, args->ret);
-}
+	u32 sc = IS_SC(ctx, CASA_NR_OPENAT2) ? SC_OPENAT2 :
+		 IS_SC(ctx, CASA_NR_OPEN) ? SC_OPEN : SC_OPENAT;
 
-TRACEPOINT_PROBE(syscalls, sys_exit_openat2)
-{
-	return open_exit(SC_OPENAT2, args->ret);
-}
-
-TRACEPOINT_PROBE(syscalls, sys_exit_open)
-{
-	return open_exit(SC_OPEN, args->ret);
+	return open_exit(sc, ctx->ret);
 }
 
 /* ---- connect ------------------------------------------------------------------------- */
@@ -880,3 +1051,130 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
 	tracked.delete(&tgid);
 	return 0;
 }
+
+/* ---- the detection signals: files, network, privilege (one file each, #included) --------- */
+
+/*
+ * The start of every probe below: the tracked lookup first (an untracked process pays that and
+ * nothing else), then, like an open, a drop without building anything while the ring buffer is
+ * full, then the record (the scratch map's, or the two-path one for rename) with its header,
+ * syscall and return value. A probe that filters on cheap facts first (send: the socket type)
+ * looks up and filters, then calls start_record.
+ */
+static __always_inline struct event *start_record(struct track *t, int two_paths, u32 kind, u32 sc,
+						  long ret)
+{
+	struct event *e;
+	u32 zero = 0;
+
+	if (ringbuf_full()) {
+		count_drop();
+		return 0;
+	}
+	if (two_paths) {
+		struct two_path_record *r = two_path_scratch.lookup(&zero);
+		e = r ? &r->e : 0;
+	} else {
+		e = scratch_event();
+	}
+	if (!e)
+		return 0;
+	fill_header(e, kind, t);
+	e->syscall = sc;
+	e->ret = ret;
+	return e;
+}
+
+static __always_inline struct track *current_tracked(void)
+{
+	return lookup_tracked(bpf_get_current_pid_tgid() >> 32);
+}
+
+static __always_inline struct event *tracked_record_in(int two_paths, u32 kind, u32 sc, long ret)
+{
+	struct track *t = current_tracked();
+
+	return t ? start_record(t, two_paths, kind, sc, ret) : 0;
+}
+
+static __always_inline struct event *tracked_record(u32 kind, u32 sc, long ret)
+{
+	return tracked_record_in(0, kind, sc, ret);
+}
+
+/* The saved user registers of the current task: syscall arguments at sys_exit (see open). */
+static __always_inline void *user_regs(void)
+{
+	return (void *)bpf_task_pt_regs(bpf_get_current_task_btf());
+}
+
+#define SC_ARG(regs, i) syscall_arg(regs, OFF_SC_ARG##i)
+
+/*
+ * Send `size` bytes of a record without waking the reader (lazy_wakeup). The included files call
+ * this rather than events.ringbuf_output: bcc rewrites map method calls only in the main file.
+ */
+static __always_inline int output_record(struct event *e, u64 size)
+{
+	if (events.ringbuf_output(e, size, lazy_wakeup(size)))
+		count_drop();
+	return 0;
+}
+
+/* A record with nothing after the header. */
+static __always_inline int output_header_record(struct event *e)
+{
+	return output_record(e, EVENT_HEADER_SIZE);
+}
+
+#include "files.bpf.c"       /* chmod, unlink, rename, truncate, memfd_create */
+#include "net.bpf.c"         /* send, bind, listen, socket */
+#include "privilege.bpf.c"   /* ptrace, process_vm_readv/writev, set*id, capset */
+
+/*
+ * The probes of the included files. bcc generates a tracepoint's `args` struct only for the
+ * TRACEPOINT_PROBEs it finds in this (the main) file, so they are all here, one line each. The
+ * calls with a path (whose walk is the largest code) come as families, one program each for all
+ * the tracepoints of a family (attached by the loader, collector/loader.py FAMILIES): compiling
+ * and verifying a copy of the walk per tracepoint took the collector's start from ~3 s to ~8 s.
+ */
+int path_family(struct sys_exit_ctx *ctx)
+{
+	return path_call_exit(ctx->nr, ctx->ret);
+}
+
+int fd_path_family(struct sys_exit_ctx *ctx)
+{
+	return fd_call_exit(ctx->nr, ctx->ret);
+}
+
+int rename_family(struct sys_exit_ctx *ctx)
+{
+	u32 sc = IS_SC(ctx, CASA_NR_RENAMEAT2) ? SC_RENAMEAT2 :
+		 IS_SC(ctx, CASA_NR_RENAMEAT) ? SC_RENAMEAT : SC_RENAME;
+
+	return rename_exit(sc, ctx->ret);
+}
+
+int send_family(struct sys_exit_ctx *ctx)
+{
+	u32 sc = IS_SC(ctx, CASA_NR_SENDMSG) ? SC_SENDMSG :
+		 IS_SC(ctx, CASA_NR_SENDMMSG) ? SC_SENDMMSG : SC_SENDTO;
+
+	return send_exit(sc, ctx->ret);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_memfd_create) { return memfd_exit(args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_exit_bind) { return bind_exit(args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_exit_listen) { return listen_exit(args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_exit_socket) { return socket_exit(args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_exit_ptrace) { return ptrace_exit(args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_exit_process_vm_readv) { return vm_exit(SC_PROCESS_VM_READV, args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_exit_process_vm_writev) { return vm_exit(SC_PROCESS_VM_WRITEV, args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_exit_setuid) { return setid_exit(SC_SETUID, args->ret, 1); }
+TRACEPOINT_PROBE(syscalls, sys_exit_setreuid) { return setid_exit(SC_SETREUID, args->ret, 2); }
+TRACEPOINT_PROBE(syscalls, sys_exit_setresuid) { return setid_exit(SC_SETRESUID, args->ret, 3); }
+TRACEPOINT_PROBE(syscalls, sys_exit_setgid) { return setid_exit(SC_SETGID, args->ret, 1); }
+TRACEPOINT_PROBE(syscalls, sys_exit_setregid) { return setid_exit(SC_SETREGID, args->ret, 2); }
+TRACEPOINT_PROBE(syscalls, sys_exit_setresgid) { return setid_exit(SC_SETRESGID, args->ret, 3); }
+TRACEPOINT_PROBE(syscalls, sys_exit_capset) { return capset_exit(args->ret); }

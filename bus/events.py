@@ -10,7 +10,8 @@ in older recordings or when they do not apply, e.g. ``abspath`` of an absolute n
 OPTIONAL_FIELDS: checked for their type when present.
 
 Schema 2 (SCHEMA, carried as the envelope key ``schema``) added the optional path and identity
-fields (docs/bus.md §5.9). A subscriber drops events whose kind it does not know for their topic
+fields (docs/bus.md §5.9), the exec's fd, environment and credential fields, and the kinds of
+the detection signals (chmod ... capset, §5.10-§5.22). A subscriber drops events whose kind it does not know for their topic
 and counts them as ``unknown_kind`` (not malformed): a newer publisher's new kinds are expected,
 not damage (:func:`known_kinds`, used by bus.Subscriber).
 """
@@ -21,12 +22,19 @@ from typing import Any
 
 __all__ = ["SCHEMA", "KINDS", "COMMON_FIELDS", "KIND_FIELDS", "OPTIONAL_FIELDS", "STAGE_FIELDS",
            "TOPIC_KINDS", "validate_event", "known_kinds", "EXEC", "OPEN", "CONNECT", "EXIT",
-           "FORK", "ROOT", "LOSS"]
+           "FORK", "ROOT", "LOSS", "SIGNAL_KINDS", "FD_TYPES", "TEXT_FIELDS"]
 
 SCHEMA = 2          # event schema version; publishers put it in every envelope (``schema``)
 
 EXEC, OPEN, CONNECT, EXIT, FORK, ROOT, LOSS = "exec", "open", "connect", "exit", "fork", "root", "loss"
-KINDS = (EXEC, OPEN, CONNECT, EXIT, FORK, ROOT, LOSS)
+# schema 2: the detection signals (docs/bus.md §5.10-§5.22)
+SIGNAL_KINDS = ("chmod", "unlink", "rename", "truncate", "memfd", "ptrace", "vm_read", "send",
+                "bind", "listen", "socket", "setid", "capset")
+KINDS = (EXEC, OPEN, CONNECT, EXIT, FORK, ROOT, LOSS, *SIGNAL_KINDS)
+# what an exec's fds 0-2 are (stdio[i]["type"], parent_stdio[i])
+FD_TYPES = ("none", "file", "dir", "pipe", "tty", "char", "inet", "unix", "socket", "other")
+# top-level text fields of any kind (str, or bytes when not UTF-8); ld_env's values are text too
+TEXT_FIELDS = ("comm", "path", "exe", "abspath", "new_path", "new_abspath", "name")
 
 TEXT = (str, bytes)
 OPT_INT = (int, type(None))
@@ -87,6 +95,72 @@ KIND_FIELDS: dict[str, dict[str, tuple[type, ...]]] = {
         "count": (int,),         # events lost since the previous loss event
         "where": (str,),         # "kernel" (ring buffer reserve failed) | "collector" (bus full)
     },
+    # ---- schema 2: the detection signals; every one has syscall and ret ----
+    "chmod": {
+        "syscall": (str,), "ret": (int,),
+        "path": TEXT,            # as passed; fchmod: the fd's file (full path, or its name)
+        "dirfd": (int,),         # fchmodat/fchmodat2 dirfd; -100 (AT_FDCWD) otherwise
+        "mode": (int,),          # the new mode (S_ISUID 0o4000, S_ISGID 0o2000, ...)
+        "flags": (int,),         # fchmodat2 flags; 0 otherwise
+    },
+    "unlink": {
+        "syscall": (str,), "ret": (int,),   # unlink | unlinkat | rmdir
+        "path": TEXT, "dirfd": (int,),
+        "flags": (int,),         # unlinkat flags (AT_REMOVEDIR 0x200); 0 otherwise
+    },
+    "rename": {
+        "syscall": (str,), "ret": (int,),   # rename | renameat | renameat2
+        "path": TEXT, "new_path": TEXT, "dirfd": (int,), "new_dirfd": (int,),
+        "flags": (int,),         # renameat2 flags (RENAME_NOREPLACE 1, RENAME_EXCHANGE 2, ...)
+    },
+    "truncate": {
+        "syscall": (str,), "ret": (int,),   # truncate | ftruncate
+        "path": TEXT,            # ftruncate: the fd's file
+        "length": (int,),        # bytes
+    },
+    "memfd": {
+        "syscall": (str,), "ret": (int,),   # memfd_create; ret: the new fd
+        "name": TEXT, "flags": (int,),      # MFD_CLOEXEC 1, MFD_ALLOW_SEALING 2, MFD_EXEC 0x10 ...
+    },
+    "ptrace": {
+        "syscall": (str,), "ret": (int,),
+        "request": (int,),       # PTRACE_ATTACH 16, PTRACE_SEIZE 0x4206, PTRACE_PEEKDATA 2, ...
+        "target": (int,),        # pid argument
+    },
+    "vm_read": {
+        "syscall": (str,), "ret": (int,),   # process_vm_readv | process_vm_writev
+        "target": (int,),
+    },
+    "send": {
+        "syscall": (str,), "ret": (int,),   # sendto | sendmsg | sendmmsg
+        "family": (int,), "addr": (str,), "port": (int,),
+        "bytes": (int,),         # datagram bytes (sent, or asked for when the call failed)
+        "sock_type": (int,),     # SOCK_DGRAM 2, SOCK_RAW 3, ...
+        "messages": (int,),      # 1, or sendmmsg's message count
+        "connected": (bool,),    # no address given: the destination is the socket's peer
+    },
+    "bind": {"syscall": (str,), "ret": (int,), "family": (int,), "addr": (str,), "port": (int,)},
+    "listen": {
+        "syscall": (str,), "ret": (int,),
+        "family": (int,), "addr": (str,), "port": (int,),   # the socket's own address
+        "backlog": (int,),
+    },
+    "socket": {
+        "syscall": (str,), "ret": (int,),
+        "family": (int,),        # AF_PACKET 17, AF_INET 2, AF_INET6 10, ...
+        "type": (int,),          # SOCK_RAW 3, SOCK_DGRAM 2, SOCK_PACKET 10 (| SOCK_NONBLOCK ...)
+        "protocol": (int,),
+    },
+    "setid": {
+        "syscall": (str,), "ret": (int,),   # setuid ... setresgid
+        "ids": (list,),          # the ids asked for, in argument order; -1 = unchanged
+        "euid": (int,), "egid": (int,),     # after the call
+    },
+    "capset": {
+        "syscall": (str,), "ret": (int,),
+        "effective": (int,), "permitted": (int,), "inheritable": (int,),   # u64 masks asked for
+        "pid": (int,),           # the header's target pid (0: itself)
+    },
 }
 
 # Schema 2: paths and identity (docs/bus.md §5.9). Absent means: abspath -- ``path`` already is
@@ -97,9 +171,25 @@ _PATH_FIELDS: dict[str, tuple[type, ...]] = {
     "ino": (int,),             # inode number (exec: mm->exe_file; open: the opened file)
     "dev": (int,),             # device as stat(2) st_dev reports it
 }
+_SIGNAL_PATH = {"abspath": TEXT, "path_truncated": (bool,)}
 OPTIONAL_FIELDS: dict[str, dict[str, tuple[type, ...]]] = {
-    EXEC: dict(_PATH_FIELDS),
+    EXEC: {**_PATH_FIELDS,
+           "stdio": (list,),           # 3 maps {"type", "ino"?, "family"?, "addr"?, "port"?}
+           "parent_stdio": (list,),    # 3 type names
+           "ld_env": (dict,),          # LD_PRELOAD / LD_LIBRARY_PATH / LD_AUDIT -> text
+           "env_truncated": (bool,),   # more environment entries than the kernel checks
+           "ld_env_truncated": (bool,),  # a value cut at 255 bytes, or 3+ occurrences of one
+           "euid": (int,),             # effective uid after the exec
+           "prev_euid": OPT_INT,       # ... before it (None: the exec was built after the fact)
+           "prev_cap_eff": OPT_INT},   # CapEff before the exec (None: as prev_euid)
     OPEN: {**_PATH_FIELDS, "dirfd": (int,)},   # dirfd: absent in recordings from before it
+    "chmod": {**_SIGNAL_PATH, "fd": (int,)},   # fd: fchmod
+    "unlink": dict(_SIGNAL_PATH),
+    "rename": {**_SIGNAL_PATH, "new_abspath": TEXT, "new_path_truncated": (bool,)},
+    "truncate": {**_SIGNAL_PATH, "fd": (int,)},   # fd: ftruncate
+    "send": {"dns_qname_len": (int,),   # a DNS query: the first question's name, dotted, its length
+             "dns_qname_hash": (int,),  # ... and a 63-bit hash of it (never the name itself)
+             "dns_qtype": (int,)},      # ... and its QTYPE (1 A, 16 TXT, 28 AAAA, ...)
 }
 
 # Topic suffix -> the kinds a map on it may have (§6); anything else is an unknown kind.
@@ -148,4 +238,26 @@ def validate_event(event: Any) -> list[str]:
     if kind in (EXEC, ROOT) and isinstance(event.get("argv"), list):
         if not all(isinstance(a, TEXT) for a in event["argv"]):
             problems.append(f"{kind}: argv items must be text")
+    if kind == EXEC:
+        problems.extend(_exec_problems(event))
+    elif kind == "setid" and isinstance(event.get("ids"), list):
+        if not all(isinstance(i, int) and not isinstance(i, bool) for i in event["ids"]):
+            problems.append("setid: ids must be ints")
+    return problems
+
+
+def _exec_problems(event: dict[str, Any]) -> list[str]:
+    """stdio, parent_stdio and ld_env beyond their container types."""
+    problems = []
+    stdio = event.get("stdio")
+    if isinstance(stdio, list) and (len(stdio) != 3 or not all(
+            isinstance(fd, dict) and fd.get("type") in FD_TYPES for fd in stdio)):
+        problems.append("exec: stdio must be 3 maps with a known type")
+    parent = event.get("parent_stdio")
+    if isinstance(parent, list) and (len(parent) != 3 or not all(t in FD_TYPES for t in parent)):
+        problems.append("exec: parent_stdio must be 3 known types")
+    ld_env = event.get("ld_env")
+    if isinstance(ld_env, dict) and not all(isinstance(k, str) and isinstance(v, TEXT)
+                                            for k, v in ld_env.items()):
+        problems.append("exec: ld_env must map names to text")
     return problems

@@ -4,8 +4,10 @@ usage: python -m collector [--config F] [--bus-dir D] [--pid-file F] [-p PID ...
 
 Runs as root (the only CASA stage that does). Attaches the tracepoints of bpf/collector.bpf.c,
 seeds the tracked set from /proc (processes matching a profile of config/casa.json, and their
-descendants), then publishes every exec/open/connect/exit/fork of tracked processes, plus
-``root`` and ``loss`` events, on ``collector.event`` (XPUB ipc://$CASA_BUS_DIR/collector.sock).
+descendants), then publishes every exec/open/connect/exit/fork of tracked processes and their
+detection signals (chmod, unlink, rename, truncate, memfd, ptrace, vm_read, send, bind, listen,
+socket, setid, capset), plus ``root`` and ``loss`` events, on ``collector.event``
+(XPUB ipc://$CASA_BUS_DIR/collector.sock).
 A heartbeat with counters goes out every second.
 
 Signals: SIGHUP re-reads the profiles (invalid: logged, old kept) and publishes a reload request
@@ -31,8 +33,9 @@ from typing import Any
 import zmq
 
 import bus
+import bus.events
 from bus.runtime import tune_gc
-from bpf import EVENTS_H
+from bpf import EVENTS_H, PARTS
 from bus.topics import COLLECTOR_CONTROL, COLLECTOR_EVENT
 from collector import config as cconfig
 from collector import loader
@@ -78,12 +81,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 class Counters:
     """Published in every heartbeat and logged at exit."""
 
-    events: dict[str, int] = field(default_factory=lambda: {k: 0 for k in
-                                   ("exec", "open", "connect", "exit", "fork", "root", "loss")})
+    events: dict[str, int] = field(default_factory=lambda: {k: 0 for k in bus.KINDS})
     malformed_records: int = 0
-    unresolved_paths: int = 0        # exec/open records whose abspath is "" (as they arrive)
+    unresolved_paths: int = 0        # paths published with abspath "" (as records arrive)
     unresolved: dict[str, int] = field(default_factory=lambda: {k: 0 for k in DIR_ERRORS.values()})
     truncated_paths: int = 0         # paths cut at the kernel buffer (path_truncated)
+    env_truncated: int = 0           # execs whose environment had more than MAX_ENV entries
+    ld_env_truncated: int = 0        # execs with an LD_* value cut or occurring 3+ times
+    dns_queries: int = 0             # send events whose datagram parsed as a DNS query
+    dns_unparsed: int = 0            # send events that looked like DNS in the kernel, but did not parse
     kernel_drops: int = 0
     tracked_processes: int = 0
     reloads: int = 0                 # reload requests sent downstream (one per SIGHUP)
@@ -96,6 +102,8 @@ class Counters:
         out.update({f"unresolved_{k}": v for k, v in self.unresolved.items()})
         out.update(malformed_records=self.malformed_records, kernel_drops=self.kernel_drops,
                    unresolved_paths=self.unresolved_paths, truncated_paths=self.truncated_paths,
+                   env_truncated=self.env_truncated, ld_env_truncated=self.ld_env_truncated,
+                   dns_queries=self.dns_queries, dns_unparsed=self.dns_unparsed,
                    tracked_processes=self.tracked_processes, roots=len(scope.roots),
                    dropped_provisional=scope.dropped_events, reloads=self.reloads,
                    reloads_applied=self.reloads_applied, reloads_rejected=self.reloads_rejected,
@@ -128,12 +136,20 @@ class Collector:
 
     def count_paths(self, d: Decoded) -> None:
         """Unresolved (abspath "") and truncated paths, by reason: never silent (docs/collector.md)."""
-        if d.dir_error != DIR_NONE:
-            self.counters.unresolved_paths += 1
-            reason = DIR_ERRORS.get(d.dir_error, "unreadable")
-            self.counters.unresolved[reason] += 1
-        if "path_truncated" in d.event:
-            self.counters.truncated_paths += 1
+        for error in (d.dir_error, d.new_dir_error):
+            if error != DIR_NONE:
+                self.counters.unresolved_paths += 1
+                self.counters.unresolved[DIR_ERRORS.get(error, "unreadable")] += 1
+        ev = d.event
+        if "path_truncated" in ev or "new_path_truncated" in ev:
+            self.counters.truncated_paths += ("path_truncated" in ev) + ("new_path_truncated" in ev)
+        kind = ev["kind"]
+        if kind == "exec":
+            self.counters.env_truncated += "env_truncated" in ev
+            self.counters.ld_env_truncated += "ld_env_truncated" in ev
+        elif kind == "send":
+            self.counters.dns_queries += "dns_qname_hash" in ev
+            self.counters.dns_unparsed += d.dns_unparsed
 
     def on_record(self, _ctx: Any, data: Any, size: int) -> int:
         """Ring-buffer callback: never raises (bcc would only print it).
@@ -216,11 +232,13 @@ class Collector:
 def _wire(ev: dict[str, Any]) -> dict[str, Any]:
     """Text fields as the bus carries them (str, or bytes when not UTF-8). In place: the
     collector owns its event dicts, and a copy per event is measurable at 200k events/s."""
-    for k in ("comm", "path", "exe", "abspath"):
+    for k in bus.events.TEXT_FIELDS:
         if k in ev and isinstance(ev[k], str):
             ev[k] = bus.to_wire(ev[k])
     if "argv" in ev:
         ev["argv"] = [bus.to_wire(a) for a in ev["argv"]]
+    if ev.get("ld_env"):
+        ev["ld_env"] = {k: bus.to_wire(v) for k, v in ev["ld_env"].items()}
     return ev
 
 
@@ -270,10 +288,11 @@ def with_buffer_pages(cfg: cconfig.CollectorConfig, pages: int | None) -> cconfi
 
 
 def print_ebpf(cfg: cconfig.CollectorConfig) -> int:
-    """The program exactly as bcc compiles it: cflags, the included events.h, the probes."""
+    """The program exactly as bcc compiles it: cflags, the included files, the probes."""
     print(f"// cflags: {' '.join(loader.cflags(cfg.limits))}")
-    print(f"// ---- {EVENTS_H.name} (#include \"events.h\") ----")
-    print(EVENTS_H.read_text())
+    for part in (EVENTS_H, *PARTS):
+        print(f"// ---- {part.name} (#include \"{part.name}\") ----")
+        print(part.read_text())
     print(f"// ---- {loader.SOURCE.name} ----")
     print(loader.SOURCE.read_text())
     return 0
@@ -335,7 +354,7 @@ def run(args: argparse.Namespace, cfg: cconfig.CollectorConfig, extra: dict[int,
     scope.adopt_descendants(scan())        # children forked while the first scan ran
     write_pid_file(pid_file)
     tune_gc()
-    log.info("Tracing agent trees (exec, open, connect, exit, fork)... Ctrl-C to end. | roots=%d "
+    log.info("Tracing agent trees (exec, open, connect, exit, fork, detection signals)... Ctrl-C to end. | roots=%d "
              "tracked=%d bus=%s pid_file=%s", len(scope.roots), len(scope.kmap.items()),
              bus.endpoint(STAGE, directory), pid_file)
     try:

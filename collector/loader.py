@@ -1,9 +1,10 @@
 """Compile and attach bpf/collector.bpf.c with bcc: cflags from config and kernel BTF, maps.
 
-Build-time values (limits, ring-buffer pages, kernel struct offsets) go in as ``-D`` cflags;
-run-time values (tracked tgids, root comms, the collector's own tgid) go in maps. The C text is
-never edited. bcc attaches every ``TRACEPOINT_PROBE`` on load; :func:`check_tracepoints` runs
-first so a missing hook is named instead of failing inside bcc.
+Build-time values (limits, ring-buffer pages, kernel struct offsets, tracepoint ids) go in as
+``-D`` cflags; run-time values (tracked tgids, root comms, the collector's own tgid) go in maps.
+The C text is never edited. bcc attaches every ``TRACEPOINT_PROBE`` on load; the family programs
+(one program for several tracepoints, FAMILIES) and the exec tail call are set up here after it.
+:func:`check_tracepoints` runs first so a missing hook is named instead of failing inside bcc.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from typing import Any
 from bpf import BPF_DIR
 from collector.btf_offsets import Btf, load_vmlinux
 
-__all__ = ["Limits", "LoaderError", "TRACEPOINTS", "OFFSET_PATHS", "SYSCALL_ARG_REGS", "SOURCE",
-           "cflags", "syscall_arg_offsets", "check_tracepoints", "load", "tracefs_root", "comm_key",
+__all__ = ["Limits", "LoaderError", "TRACEPOINTS", "OPTIONAL_TRACEPOINTS", "FAMILIES", "OFFSET_PATHS",
+           "SYSCALL_ARG_REGS", "SYSCALL_NRS", "SOURCE", "cflags", "syscall_arg_offsets",
+           "syscall_numbers", "check_tracepoints", "load", "tracefs_root", "comm_key",
            "set_root_comms", "KernelTrackedMap", "kernel_drops"]
 
 SOURCE = BPF_DIR / "collector.bpf.c"
@@ -30,7 +32,55 @@ TRACEPOINTS = (
     "syscalls/sys_exit_openat", "syscalls/sys_exit_openat2", "syscalls/sys_exit_open",
     "syscalls/sys_exit_connect",
     "sched/sched_process_exec", "sched/sched_process_exit", "task/task_newtask",
+    # the detection signals (bpf/files.bpf.c, net.bpf.c, privilege.bpf.c): sys_exit only
+    "syscalls/sys_exit_chmod", "syscalls/sys_exit_fchmod", "syscalls/sys_exit_fchmodat",
+    "syscalls/sys_exit_fchmodat2",
+    "syscalls/sys_exit_unlink", "syscalls/sys_exit_unlinkat", "syscalls/sys_exit_rmdir",
+    "syscalls/sys_exit_rename", "syscalls/sys_exit_renameat", "syscalls/sys_exit_renameat2",
+    "syscalls/sys_exit_truncate", "syscalls/sys_exit_ftruncate", "syscalls/sys_exit_memfd_create",
+    "syscalls/sys_exit_sendto", "syscalls/sys_exit_sendmsg", "syscalls/sys_exit_sendmmsg",
+    "syscalls/sys_exit_bind", "syscalls/sys_exit_listen", "syscalls/sys_exit_socket",
+    "syscalls/sys_exit_ptrace", "syscalls/sys_exit_process_vm_readv",
+    "syscalls/sys_exit_process_vm_writev",
+    "syscalls/sys_exit_setuid", "syscalls/sys_exit_setreuid", "syscalls/sys_exit_setresuid",
+    "syscalls/sys_exit_setgid", "syscalls/sys_exit_setregid", "syscalls/sys_exit_setresgid",
+    "syscalls/sys_exit_capset",
 )
+
+# Legacy syscalls that arm64 never had (only the *at forms): hooked where they exist.
+OPTIONAL_TRACEPOINTS = frozenset({
+    "syscalls/sys_exit_open", "syscalls/sys_exit_chmod", "syscalls/sys_exit_unlink",
+    "syscalls/sys_exit_rmdir", "syscalls/sys_exit_rename",
+})
+
+# program -> the tracepoints it serves. One program per family of calls instead of one per
+# tracepoint: the path calls inline the dentry walk, and a copy per tracepoint made compiling and
+# verifying the collector take ~8 s instead of ~3 s. A family program tells its tracepoints apart
+# by the record's __syscall_nr, compared with -DCASA_NR_<NAME> (SYSCALL_NRS; a tracepoint program may
+# not read the record's common header, where the tracepoint's own id is).
+FAMILIES: dict[str, tuple[str, ...]] = {
+    "exec_enter_family": ("syscalls/sys_enter_execve", "syscalls/sys_enter_execveat"),
+    "open_family": ("syscalls/sys_exit_openat", "syscalls/sys_exit_openat2", "syscalls/sys_exit_open"),
+    "path_family": ("syscalls/sys_exit_chmod", "syscalls/sys_exit_fchmodat", "syscalls/sys_exit_fchmodat2",
+                    "syscalls/sys_exit_unlink", "syscalls/sys_exit_unlinkat", "syscalls/sys_exit_rmdir",
+                    "syscalls/sys_exit_truncate"),
+    "fd_path_family": ("syscalls/sys_exit_fchmod", "syscalls/sys_exit_ftruncate"),
+    "rename_family": ("syscalls/sys_exit_rename", "syscalls/sys_exit_renameat", "syscalls/sys_exit_renameat2"),
+    "send_family": ("syscalls/sys_exit_sendto", "syscalls/sys_exit_sendmsg", "syscalls/sys_exit_sendmmsg"),
+}
+
+# -D CASA_NR_<NAME> -> syscall numbers of the families' calls, per machine (arch/x86/entry/syscalls/
+# syscall_64.tbl; arm64: include/uapi/asm-generic/unistd.h). -1: the machine has no such call.
+SYSCALL_NRS: dict[str, dict[str, int]] = {
+    "x86_64": {"execve": 59, "execveat": 322, "openat": 257, "openat2": 437, "open": 2, "chmod": 90,
+               "fchmodat": 268, "fchmodat2": 452, "unlink": 87, "unlinkat": 263, "rmdir": 84,
+               "truncate": 76, "fchmod": 91, "ftruncate": 77, "rename": 82, "renameat": 264,
+               "renameat2": 316, "sendto": 44, "sendmsg": 46, "sendmmsg": 307},
+    "aarch64": {"execve": 221, "execveat": 281, "openat": 56, "openat2": 437, "open": -1, "chmod": -1,
+                "fchmodat": 53, "fchmodat2": 452, "unlink": -1, "unlinkat": 35, "rmdir": -1,
+                "truncate": 45, "fchmod": 52, "ftruncate": 46, "rename": -1, "renameat": 38,
+                "renameat2": 276, "sendto": 206, "sendmsg": 211, "sendmmsg": 269},
+}
 
 # -D name -> struct.member path in the running kernel's BTF
 OFFSET_PATHS = {
@@ -72,16 +122,35 @@ OFFSET_PATHS = {
     "OFF_INODE_SB": "inode.i_sb",
     "OFF_SB_DEV": "super_block.s_dev",
     "OFF_MM_EXE_FILE": "mm_struct.exe_file",
+    # exec: credentials around it, the new image's environment, what fds 0-2 are (bpf/fds.bpf.c)
+    "OFF_CRED_EUID": "cred.euid",
+    "OFF_CRED_EGID": "cred.egid",
+    "OFF_MM_START_STACK": "mm_struct.start_stack",
+    "OFF_MM_ENV_START": "mm_struct.env_start",
+    "OFF_MM_ENV_END": "mm_struct.env_end",
+    "OFF_INODE_RDEV": "inode.i_rdev",
+    "OFF_FILE_PRIVATE": "file.private_data",
+    "OFF_SOCKET_TYPE": "socket.type",
+    "OFF_SOCKET_SK": "socket.sk",
+    "OFF_SKC_FAMILY": "sock.__sk_common.skc_family",
+    "OFF_SKC_DADDR": "sock.__sk_common.skc_daddr",
+    "OFF_SKC_RCV_SADDR": "sock.__sk_common.skc_rcv_saddr",
+    "OFF_SKC_DPORT": "sock.__sk_common.skc_dport",
+    "OFF_SKC_NUM": "sock.__sk_common.skc_num",
+    "OFF_SKC_V6_DADDR": "sock.__sk_common.skc_v6_daddr",
+    "OFF_SKC_V6_RCV_SADDR": "sock.__sk_common.skc_v6_rcv_saddr",
 }
 
 
-# -D OFF_SC_ARG0..3 -> where syscall arguments 1-4 sit in the task's saved user registers
-# (struct pt_regs), per machine. The open and connect probes run at sys_exit only and read the
+# -D OFF_SC_ARG0..5 -> where syscall arguments 1-6 sit in the task's saved user registers
+# (struct pt_regs), per machine. Every probe but exec's runs at sys_exit only and reads the
 # arguments back from there; the syscall leaves these registers unchanged. On arm64 regs[0]
 # already holds the return value at sys_exit, so argument 1 comes from orig_x0.
 SYSCALL_ARG_REGS: dict[str, tuple[tuple[str, int], ...]] = {
-    "x86_64": (("pt_regs.di", 0), ("pt_regs.si", 0), ("pt_regs.dx", 0), ("pt_regs.r10", 0)),
-    "aarch64": (("pt_regs.orig_x0", 0), ("pt_regs.regs", 8), ("pt_regs.regs", 16), ("pt_regs.regs", 24)),
+    "x86_64": (("pt_regs.di", 0), ("pt_regs.si", 0), ("pt_regs.dx", 0), ("pt_regs.r10", 0),
+               ("pt_regs.r8", 0), ("pt_regs.r9", 0)),
+    "aarch64": (("pt_regs.orig_x0", 0), ("pt_regs.regs", 8), ("pt_regs.regs", 16), ("pt_regs.regs", 24),
+                ("pt_regs.regs", 32), ("pt_regs.regs", 40)),
 }
 
 
@@ -113,9 +182,10 @@ def check_tracepoints() -> None:
         raise LoaderError("tracefs is not mounted: mount -t tracefs nodev /sys/kernel/tracing "
                           "(setup.sh does this)")
     for tp in TRACEPOINTS:
-        if not (root / "events" / tp).is_dir():
+        if not (root / "events" / tp).is_dir() and tp not in OPTIONAL_TRACEPOINTS:
             raise LoaderError(f"tracepoint {tp.replace('/', ':')} is missing on this kernel "
                               f"({root / 'events' / tp} does not exist)")
+
 
 
 def cflags(limits: Limits, btf: Btf | None = None) -> list[str]:
@@ -129,11 +199,23 @@ def cflags(limits: Limits, btf: Btf | None = None) -> list[str]:
         flags.append(f"-D{name}={btf.offset(path)}")
     for i, off in enumerate(syscall_arg_offsets(btf)):
         flags.append(f"-DOFF_SC_ARG{i}={off}")
+    for name, nr in syscall_numbers().items():
+        flags.append(f"-DCASA_NR_{name.upper()}={nr}")
     return flags
 
 
+def syscall_numbers(machine: str | None = None) -> dict[str, int]:
+    """The families' syscall numbers on this machine (SYSCALL_NRS)."""
+    machine = machine or platform.machine()
+    nrs = SYSCALL_NRS.get(machine)
+    if nrs is None:
+        raise LoaderError(f"machine {machine!r} is not supported: the collector knows syscall numbers "
+                          f"of {', '.join(sorted(SYSCALL_NRS))} only")
+    return nrs
+
+
 def syscall_arg_offsets(btf: Btf, machine: str | None = None) -> list[int]:
-    """Offsets of syscall arguments 1-4 in ``struct pt_regs`` of the running kernel (BTF)."""
+    """Offsets of syscall arguments 1-6 in ``struct pt_regs`` of the running kernel (BTF)."""
     machine = machine or platform.machine()
     regs = SYSCALL_ARG_REGS.get(machine)
     if regs is None:
@@ -162,7 +244,35 @@ def load(limits: Limits, self_tgid: int, root_comms: set[str]) -> Any:
         raise LoaderError(f"cannot load {SOURCE.name}: {exc}") from None
     b[b"self_tgid"][ctypes.c_int(0)] = ctypes.c_uint32(self_tgid)
     set_root_comms(b, root_comms)
+    install_tail_calls(b)
+    attach_families(b)
     return b
+
+
+def attach_families(b: Any) -> None:
+    """Attach each family program to its tracepoints that exist on this kernel."""
+    root = tracefs_root()
+    for fn, tps in FAMILIES.items():
+        for tp in tps:
+            if root is not None and not (root / "events" / tp).is_dir():
+                continue                     # an OPTIONAL_TRACEPOINTS one (check_tracepoints)
+            try:
+                b.attach_tracepoint(tp=tp.replace("/", ":").encode(), fn_name=fn.encode())
+            except Exception as exc:   # bcc raises bare Exception (verifier, attach)
+                raise LoaderError(f"cannot attach {fn} of {SOURCE.name} to {tp}: {exc}") from None
+
+
+def install_tail_calls(b: Any) -> None:
+    """Put exec_facts (fds 0-2 and LD_* of a new image) where the exec probes tail-call it.
+
+    Loaded here, not attached: it runs only as the tail of the exec probes (bpf/collector.bpf.c).
+    """
+    from bcc import BPF
+    try:
+        fn = b.load_func(b"exec_facts", BPF.TRACEPOINT)
+    except Exception as exc:   # bcc raises bare Exception when the verifier refuses a program
+        raise LoaderError(f"cannot load exec_facts of {SOURCE.name}: {exc}") from None
+    b[b"exec_tail"][ctypes.c_int(0)] = ctypes.c_int(fn.fd)
 
 
 def set_root_comms(b: Any, comms: set[str]) -> None:

@@ -11,6 +11,12 @@
  *   forkexec  fork + execve("/bin/true") + waitpid     (the fork+exec loop)
  *   connect   TCP connect to a loopback listener + accept + close both (the connect loop)
  *   getppid   getppid()                                 (a syscall no probe watches: the floor)
+ *   chmod     chmod(<cwd>/casa-bench-file, 0600 / 0644 alternately)   (absolute path)
+ *   unlink    link(<cwd>/casa-bench-file, <cwd>/casa-bench-link) + unlink(the link)
+ *             (link has no probe: the difference between modes is unlink's)
+ *   sendto    UDP sendto of a 29-byte DNS query (example.com, A) to a loopback socket of its own,
+ *             never read (the kernel drops what does not fit; sendto still succeeds): the
+ *             collector's worst case, a datagram it reads and hands on for DNS parsing
  *
  * DELAY_MS (default 0) sleeps before the loop, so a monitor has time to confirm this process
  * as a tracked root before measurement starts. Prints one line:
@@ -29,6 +35,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -132,11 +139,86 @@ static int loop_getppid(long n)
 	return 0;
 }
 
+/* <cwd>/name into buf (the chmod and unlink loops use absolute paths, like the openat one) */
+static int cwd_path(char *buf, size_t size, const char *name)
+{
+	size_t n;
+
+	if (!getcwd(buf, size - strlen(name) - 2))
+		return perror("getcwd"), -1;
+	n = strlen(buf);
+	snprintf(buf + n, size - n, "/%s", name);
+	return 0;
+}
+
+static int bench_file(char *path, size_t size)
+{
+	int fd;
+
+	if (cwd_path(path, size, "casa-bench-file"))
+		return -1;
+	fd = open(path, O_WRONLY | O_CREAT, 0600);
+	if (fd < 0)
+		return perror("create casa-bench-file"), -1;
+	close(fd);
+	return 0;
+}
+
+static int loop_chmod(long n)
+{
+	char path[4096];
+
+	if (bench_file(path, sizeof(path)))
+		return 1;
+	for (long i = 0; i < n; i++)
+		if (chmod(path, (i & 1) ? 0644 : 0600))
+			return perror("chmod"), 1;
+	return 0;
+}
+
+static int loop_unlink(long n)
+{
+	char path[4096], link_path[4096];
+
+	if (bench_file(path, sizeof(path)) || cwd_path(link_path, sizeof(link_path), "casa-bench-link"))
+		return 1;
+	unlink(link_path);
+	for (long i = 0; i < n; i++) {
+		if (link(path, link_path))
+			return perror("link"), 1;
+		if (unlink(link_path))
+			return perror("unlink"), 1;
+	}
+	return 0;
+}
+
+static int loop_sendto(long n)
+{
+	/* a standard query for example.com, type A, class IN */
+	static const unsigned char query[] = {0x12, 0x34, 0x01, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00,
+					      0x00, 0x00, 7, 'e', 'x', 'a', 'm', 'p', 'l', 'e', 3, 'c',
+					      'o', 'm', 0, 0x00, 0x01, 0x00, 0x01};
+	struct sockaddr_in addr = {.sin_family = AF_INET};
+	socklen_t len = sizeof(addr);
+	int rx = socket(AF_INET, SOCK_DGRAM, 0), tx = socket(AF_INET, SOCK_DGRAM, 0);
+
+	addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (rx < 0 || tx < 0 || bind(rx, (struct sockaddr *)&addr, sizeof(addr)) ||
+	    getsockname(rx, (struct sockaddr *)&addr, &len))
+		return perror("loopback UDP socket"), 1;
+	for (long i = 0; i < n; i++)
+		if (sendto(tx, query, sizeof(query), 0, (struct sockaddr *)&addr, sizeof(addr)) < 0)
+			return perror("sendto"), 1;
+	close(tx);
+	close(rx);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 3) {
-		fprintf(stderr, "usage: %s openat|openatrel|forkexec|connect|getppid ITERATIONS [DELAY_MS]\n",
-			argv[0]);
+		fprintf(stderr, "usage: %s openat|openatrel|forkexec|connect|getppid|chmod|unlink|sendto "
+			"ITERATIONS [DELAY_MS]\n", argv[0]);
 		return 2;
 	}
 	long n = atol(argv[2]);
@@ -146,7 +228,10 @@ int main(int argc, char **argv)
 			    !strcmp(argv[1], "openatrel") ? loop_openatrel :
 			    !strcmp(argv[1], "forkexec") ? loop_forkexec :
 			    !strcmp(argv[1], "connect")  ? loop_connect :
-			    !strcmp(argv[1], "getppid")  ? loop_getppid : NULL;
+			    !strcmp(argv[1], "getppid")  ? loop_getppid :
+			    !strcmp(argv[1], "chmod")    ? loop_chmod :
+			    !strcmp(argv[1], "unlink")   ? loop_unlink :
+			    !strcmp(argv[1], "sendto")   ? loop_sendto : NULL;
 	if (!loop || n <= 0) {
 		fprintf(stderr, "%s: unknown mode %s or bad iteration count\n", argv[0], argv[1]);
 		return 2;

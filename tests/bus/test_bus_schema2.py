@@ -30,18 +30,18 @@ SCHEMA2_KNOWN = [
     {**SAMPLE_EVENTS["open"], "path": "deep/p", "abspath": "", "dirfd": -100},
     {**SAMPLE_EVENTS["open"], "path": "/tmp/" + "a" * 4089, "path_truncated": True},
 ]
+# ... the exec's new fields (fds 0-2, the loader's environment, credentials) ...
+SCHEMA2_KNOWN.append({**SAMPLE_EVENTS["exec"], "euid": 0, "prev_euid": 1000, "prev_cap_eff": 0,
+                      "stdio": [{"type": "inet", "ino": 5, "family": 2, "addr": "127.0.0.1", "port": 4444},
+                                {"type": "pipe", "ino": 9}, {"type": "tty"}],
+                      "parent_stdio": ["inet", "inet", "inet"], "ld_env": {"LD_PRELOAD": b"/tmp/\xff.so"},
+                      "env_truncated": True})
 # ... and kinds of the detection round (CONTRACT.md §1) a schema-1 build has never heard of.
+SCHEMA2_NEW = [SAMPLE_EVENTS[k] for k in ("chmod", "rename", "memfd", "setid", "send")]
+# Kinds no build knows: what a newer publisher may send one day.
 _C = {k: SAMPLE_EVENTS["open"][k] for k in ("ts_ns", "tgid", "tid", "ppid", "uid", "comm", "root")}
-SCHEMA2_NEW = [
-    {**_C, "kind": "chmod", "syscall": "fchmodat", "path": "p.sh", "abspath": "/tmp/p.sh",
-     "dirfd": -100, "mode": 0o4755, "ret": 0},
-    {**_C, "kind": "rename", "syscall": "renameat2", "path": "a", "abspath": "/tmp/a",
-     "new_path": "b", "new_abspath": "/tmp/b", "dirfd": -100, "new_dirfd": -100, "flags": 0, "ret": 0},
-    {**_C, "kind": "memfd", "syscall": "memfd_create", "name": "x", "flags": 1, "ret": 3},
-    {**_C, "kind": "setid", "syscall": "setresuid", "ids": [0, 0, -1], "euid": 0, "ret": 0},
-    {**_C, "kind": "send", "syscall": "sendto", "family": 2, "addr": "127.0.0.1", "port": 53,
-     "bytes": 40, "dns_qname_len": 30, "dns_qname_hash": 77, "ret": 40},
-]
+FUTURE = [{**_C, "kind": "teleport", "syscall": "teleport", "ret": 0},
+          {**_C, "kind": "mount", "syscall": "mount", "path": "/mnt", "ret": 0}]
 
 
 class Capture:
@@ -54,14 +54,14 @@ class Capture:
         self.sent.append(frames)
 
 
-def schema2_traffic() -> list[list[bytes]]:
+def schema2_traffic(new: list[dict[str, Any]] = SCHEMA2_NEW) -> list[list[bytes]]:
     """What a schema-2 collector sends: a mixed batch, a batch of only new kinds, a heartbeat."""
     sock = Capture()
     pub = Publisher(sock, "collector", clock=lambda: 10**18)
-    for ev in SCHEMA2_KNOWN + SCHEMA2_NEW[:2]:
+    for ev in SCHEMA2_KNOWN + new[:2]:
         pub.publish("collector.event", ev)
     pub.flush()
-    pub.publish_now("collector.event", SCHEMA2_NEW[2:])
+    pub.publish_now("collector.event", new[2:])
     pub.heartbeat({"events_exec": 1})
     return sock.sent
 
@@ -96,15 +96,23 @@ def test_optional_fields_are_type_checked_when_present(field: str, value: Any) -
 
 def test_subscriber_drops_unknown_kinds_as_unknown_kind_not_malformed() -> None:
     sub = Subscriber(sock=None, topics=["collector.event"])
-    envs = [sub.handle_frames(frames) for frames in schema2_traffic()]
+    envs = [sub.handle_frames(frames) for frames in schema2_traffic(SCHEMA2_NEW[:2] + FUTURE)]
     assert all(env is not None for env in envs)
     mixed, only_new, heartbeat = envs
-    assert mixed.events == SCHEMA2_KNOWN and mixed.body is None        # no pass-through of it
+    assert mixed.events == SCHEMA2_KNOWN + SCHEMA2_NEW[:2] and mixed.body is not None
     assert only_new.events == []
     assert heartbeat.counters["events_exec"] == 1
-    assert sub.counters.unknown_kind == len(SCHEMA2_NEW)
+    assert sub.counters.unknown_kind == len(FUTURE)
     assert sub.counters.malformed == 0 and sub.counters.lost_messages == 0
-    assert sub.counters.as_dict()["unknown_kind"] == len(SCHEMA2_NEW)
+    assert sub.counters.as_dict()["unknown_kind"] == len(FUTURE)
+
+
+def test_the_detection_kinds_are_known_and_valid() -> None:
+    sub = Subscriber(sock=None, topics=["collector.event"])
+    envs = [sub.handle_frames(frames) for frames in schema2_traffic()]
+    assert [e for env in envs[:2] for e in env.events] == SCHEMA2_KNOWN + SCHEMA2_NEW
+    assert sub.counters.unknown_kind == 0
+    assert all(validate_event(ev) == [] for ev in SCHEMA2_KNOWN + SCHEMA2_NEW)
 
 
 def test_damage_is_left_to_the_stage_and_clean_batches_keep_their_body() -> None:

@@ -30,6 +30,7 @@ from typing import Any
 import zmq
 
 import bus
+from bus.events import TEXT_FIELDS
 from bus.topics import COLLECTOR_CONTROL, COLLECTOR_EVENT
 
 __all__ = ["CollectorProcess", "EventTap", "test_config", "make_test_root", "running_collector",
@@ -211,11 +212,13 @@ def running_collector(tmp: Path, **config: Any) -> Iterator[tuple[CollectorProce
 
 def _from_wire(ev: dict[str, Any]) -> dict[str, Any]:
     out = dict(ev)
-    for k in ("comm", "path", "exe", "abspath"):
+    for k in TEXT_FIELDS:
         if isinstance(out.get(k), bytes):
             out[k] = bus.from_wire(out[k])
     if isinstance(out.get("argv"), list):
         out["argv"] = [bus.from_wire(a) for a in out["argv"]]
+    if isinstance(out.get("ld_env"), dict):
+        out["ld_env"] = {k: bus.from_wire(v) for k, v in out["ld_env"].items()}
     return out
 
 

@@ -111,6 +111,6 @@ def test_syscall_argument_registers_resolve_and_other_machines_are_refused_by_na
     btf = load_vmlinux()
     if platform.machine() == "x86_64":
         regs = _bpftool_members("pt_regs")
-        assert syscall_arg_offsets(btf) == [regs["di"], regs["si"], regs["dx"], regs["r10"]]
+        assert syscall_arg_offsets(btf) == [regs["di"], regs["si"], regs["dx"], regs["r10"], regs["r8"], regs["r9"]]
     with pytest.raises(LoaderError, match="'riscv64' is not supported"):
         syscall_arg_offsets(btf, "riscv64")

@@ -139,8 +139,18 @@ def _probes(source: Path) -> set[str]:
 
 
 def test_loader_checks_exactly_the_probed_tracepoints_and_the_noop_floor_mirrors_them():
-    # the overhead floor (bench/noop_probes.bpf.c) is only honest with the collector's probe set
+    # the overhead floor (bench/noop_probes.bpf.c) is only honest with the collector's probe set:
+    # the TRACEPOINT_PROBEs of the source plus the tracepoints of the family programs
     from collector import loader
-    assert _probes(loader.SOURCE) == set(loader.TRACEPOINTS)
+    families = [tp for tps in loader.FAMILIES.values() for tp in tps]
+    assert len(families) == len(set(families))                    # one program per tracepoint
+    assert not _probes(loader.SOURCE) & set(families)
+    assert _probes(loader.SOURCE) | set(families) == set(loader.TRACEPOINTS)
     assert _probes(CHECKOUT / "bench" / "noop_probes.bpf.c") == set(loader.TRACEPOINTS)
+    assert loader.OPTIONAL_TRACEPOINTS <= set(families)           # attached only where present
     assert not {tp for tp in loader.TRACEPOINTS if tp.startswith("syscalls/sys_enter_open")}
+    for fn in loader.FAMILIES:
+        assert re.search(rf"^int {fn}\(", loader.SOURCE.read_text(), re.M), fn
+    for machine in loader.SYSCALL_NRS:
+        names = {tp.split("_", 2)[2] for tp in families}              # sys_exit_chmod -> chmod
+        assert names == set(loader.syscall_numbers(machine)), machine

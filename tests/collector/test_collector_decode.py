@@ -15,7 +15,7 @@ from bpf import EVENTS_H
 from collector.decode import (DIR_OK, EV_CONNECT, EV_EXEC, EV_EXIT, EV_FORK, EV_OPEN, HEADER,
                               HEADER_SIZE, ST_ARGV_FLAT, ST_ARGV_TRUNCATED, ST_CAPS_VALID,
                               ST_EXE_DELETED, ST_EXE_RESOLVED, ST_IDENTITY, ST_PATH_TRUNCATED,
-                              ST_PROVISIONAL, DecodeError, decode, event_struct)
+                              ST_PROVISIONAL, DecodeError, decode, event_struct, layout)
 
 MAX_ARGS, MAX_ARG_LEN, MAX_PATH_LEN = 4, 32, 256
 BOOT = 1_700_000_000_000_000_000
@@ -27,20 +27,41 @@ def record(kind: int, *, sc: int = 0, flags: int = 0, cap: int = 0, tgid: int = 
            family: int = 0, port: int = 0, addr: bytes = b"", argc: int = 0, status: int = 0,
            comm: bytes = b"bash", new_comm: bytes = b"", path: bytes = b"", exe: bytes = b"",
            argv: bytes = b"", dirs: tuple[bytes, ...] = (), dir_error: int = 0, ino: int = 0,
-           dev: int = 0) -> bytes:
+           dev: int = 0, path2: bytes | None = None, dirs2: tuple[bytes, ...] = (),
+           dir2_error: int = 0, val: tuple[int, int, int, int] = (0, 0, 0, 0),
+           fd_info: bytes = b"", ld_env: bytes = b"", payload: bytes | None = None) -> bytes:
     """A record as the kernel writes it; ``dirs`` are base-directory names, root first (the
-    record holds them leaf first), which also sets dir_error to DIR_OK unless given."""
+    record holds them leaf first), which also sets dir_error to DIR_OK unless given (``dirs2``
+    and ``dir2_error``: a rename's new path). ``payload`` replaces the path area (memfd, send)."""
     names = b"".join(n + b"\0" for n in reversed(dirs))
+    names2 = b"".join(n + b"\0" for n in reversed(dirs2))
     if dirs and not dir_error:
         dir_error = DIR_OK
+    if dirs2 and not dir2_error:
+        dir2_error = DIR_OK
+    if payload is not None:
+        path_len = len(payload)
+    else:
+        path_len = len(path) + 1 if path or kind in (EV_OPEN, *range(6, 10)) else 0
+    path2_len = len(path2) + 1 if path2 is not None else 0
     head = HEADER.pack(5_000, flags, cap, kind, sc, tgid, tid, ppid, uid, root, depth, ret, dirfd,
                        mode, exit_code, child, seccomp, family, port, addr.ljust(16, b"\0"), argc,
-                       len(path) + 1 if path or kind == EV_OPEN else 0, status, comm, new_comm,
-                       len(names), dir_error, ino, dev)
+                       path_len, status, comm, new_comm, len(names), dir_error, ino, dev,
+                       path2_len, len(names2), dir2_error, *val)
+    if payload is not None:
+        return head + payload
     if kind != EV_EXEC:
-        return head + (path + b"\0" if path or kind == EV_OPEN else b"") + names
-    return (head + path.ljust(MAX_PATH_LEN, b"\0") + exe.ljust(256, b"\0")
-            + argv.ljust(MAX_ARGS * MAX_ARG_LEN, b"\0") + names)
+        tail = path + b"\0" if path_len else b""
+        return head + tail + names + (path2 + b"\0" + names2 if path2 is not None else b"")
+    lay = layout(MAX_ARGS, MAX_ARG_LEN, MAX_PATH_LEN)
+    body = bytearray(lay.dir)
+    body[:len(head)] = head
+    body[HEADER_SIZE:HEADER_SIZE + len(path)] = path
+    body[lay.exe:lay.exe + len(exe)] = exe
+    body[lay.argv:lay.argv + len(argv)] = argv
+    body[lay.fd_info:lay.fd_info + len(fd_info)] = fd_info
+    body[lay.ld_env:lay.ld_env + len(ld_env)] = ld_env
+    return bytes(body) + names
 
 
 def dec(raw: bytes):
@@ -135,11 +156,13 @@ def _header_comment_offsets() -> dict[str, int]:
 def test_ctypes_mirror_matches_events_h_and_header_struct():
     cls = event_struct(16, 128, 4096)
     documented = _header_comment_offsets()
-    assert len(documented) >= 29
+    assert len(documented) >= 34
     assert {name: getattr(cls, name).offset for name in documented} == documented
-    assert cls.path.offset == HEADER_SIZE == 160
-    assert re.search(r"#define EVENT_HEADER_SIZE 160\b", EVENTS_H.read_text())
-    assert ctypes.sizeof(cls) == 160 + 4096 + 256 + 16 * 128 + 4096 + 256
+    assert cls.path.offset == HEADER_SIZE == 200
+    assert re.search(r"#define EVENT_HEADER_SIZE 200\b", EVENTS_H.read_text())
+    fd_info = 3 * 8 + 48 + 6 + 6 + 3 + 3 + 6 * 2 + 6 * 256
+    unpadded = 200 + 4096 + 256 + 16 * 128 + fd_info + 4096 + 256
+    assert ctypes.sizeof(cls) == (unpadded + 7) // 8 * 8       # u64 members: 8-byte alignment
 
 
 @pytest.mark.root

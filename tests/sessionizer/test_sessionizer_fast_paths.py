@@ -12,12 +12,13 @@ from typing import Any
 
 import pytest
 
-from bus.events import KIND_FIELDS, validate_event
+from bus.events import KIND_FIELDS, OPTIONAL_FIELDS, SIGNAL_KINDS, validate_event
 from sessionizer.core import _plainly_valid
 from sessionizer.gates import canonical_ip, is_loopback
 from sessionizer.noise import LOADER, MISSING, NoiseLists, PathFacts, path_fact
 
 from synthetic_events import S, T0, Events
+from tests.bus.bus_samples import SAMPLE_EVENTS
 
 T0_PLUS = T0 + 7 * S      # the wall clock at receipt of the tests' events at ts=7..8
 
@@ -27,6 +28,9 @@ VALID: list[dict[str, Any]] = [
     {**ev.exec(5, 4, "/x"), "cap_eff": None, "seccomp": None, "extra": object()},
     ev.open(5, 4, "/etc/shadow"), ev.connect(5, 4, "::1", 80), ev.exit(5, 4), ev.fork(5, 4, 6),
     ev.root(5, 4, "openclaw-gateway"), {**ev.open(5, 4, "/a"), "comm": b"\xffc"},
+    # schema 2: the detection kinds, required fields only (the fast path checks those)
+    *({f: v for f, v in SAMPLE_EVENTS[k].items() if f not in OPTIONAL_FIELDS.get(k, {})}
+      for k in SIGNAL_KINDS),
 ]
 
 
