@@ -215,7 +215,22 @@ def build_core(kind: str, backlog_max_kb: int | None = None) -> SinkCore | None:
     if settings is None:
         return None
     log.info("exporting traces | endpoint=%s service=%s", settings.endpoint, settings.service_name)
-    return TraceSink.from_settings(settings)
+    return TraceSink.from_settings(settings, logs=build_otel_logs(settings))
+
+
+def build_otel_logs(settings: Any) -> Any:
+    """The decisions' OTLP log records next to the traces (sinks/otel_logs.py); None when
+    casa.json turns them off (notify.otel_logs.enabled)."""
+    from sinks.notify_config import load_notify
+    from sinks.otel_logs import build_decision_logs, logs_endpoint
+    config = load_notify().otel_logs
+    if not config.enabled:
+        log.info("decision log records off | field=notify.otel_logs.enabled")
+        return None
+    endpoint = logs_endpoint(settings.endpoint, os.environ)
+    log.info("exporting decisions as OTLP log records | endpoint=%s min_action=%s", endpoint, config.min_action)
+    return build_decision_logs(endpoint, settings.service_name, settings.host, settings.id_namespace,
+                               config.min_action, settings.timeout_s)
 
 
 class TracingOff:
