@@ -11,7 +11,7 @@ requests from anyone else's. The secret is never logged, and neither is the URL'
 (a chat webhook's URL often is its token): log lines name ``scheme://host:port`` only.
 
 Delivery (:class:`WebhookSender`): a 2xx answer is delivered. A connection error, a timeout
-(``timeout_s`` on each socket operation: connect, send, every read), 408, 429 and 5xx are retried
+(``timeout_s`` for the whole request, connect to the end of the answer), 408, 425, 429 and 5xx are retried
 after ``backoff_initial_s``, doubling up to ``backoff_max_s``, at most ``retries`` more times and
 never past ``deadline_s`` after the decision arrived; other answers (400, 401, 404, a redirect:
 never followed) are given up at once, since repeating the same request cannot change them. A
@@ -26,6 +26,7 @@ import hmac
 import http.client
 import logging
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -54,18 +55,44 @@ def signature(secret: bytes, body: bytes) -> str:
 
 
 def http_post(url: str, body: bytes, headers: Mapping[str, str], timeout_s: float) -> int:
-    """One POST; returns the status. Raises OSError (refused, timeout) or HTTPException."""
+    """One POST within ``timeout_s`` in all; returns the status. Raises OSError (refused,
+    timeout) or HTTPException.
+
+    The socket timeout bounds each operation; a watchdog bounds the whole request, since a
+    server that answers a byte at a time would otherwise reset the socket timeout forever."""
     parts = urlsplit(url)
     cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
     conn = cls(parts.hostname or "", parts.port, timeout=timeout_s)
+    expired = threading.Event()
+    watchdog = threading.Timer(timeout_s, _abort, (conn, expired))
+    watchdog.daemon = True
+    watchdog.start()
     try:
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         conn.request("POST", path, body=body, headers=dict(headers))
         resp = conn.getresponse()
         resp.read(MAX_RESPONSE_BYTES)
+        if expired.is_set():
+            raise TimeoutError(f"no complete answer within {timeout_s:g} s")
         return resp.status
+    except (OSError, http.client.HTTPException):
+        if expired.is_set():
+            raise TimeoutError(f"no complete answer within {timeout_s:g} s") from None
+        raise
     finally:
+        watchdog.cancel()
         conn.close()
+
+
+def _abort(conn: http.client.HTTPConnection, expired: threading.Event) -> None:
+    """The watchdog: end a request that outlived its timeout (the blocked read returns at once)."""
+    expired.set()
+    sock = conn.sock
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
 
 @dataclass(slots=True)

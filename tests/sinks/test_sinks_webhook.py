@@ -19,7 +19,7 @@ from sinks.notify import NotifySink, due_action, encode, notification
 from sinks.notify_config import NotifyConfigError, WebhookSettings, load_notify, parse_notify
 from sinks.webhook import SIGNATURE_HEADER, WebhookSender, build_webhook_sink, signature
 from tests.sinks.sink_maps import exec_event, readme_decision
-from tests.sinks.webhook_receiver import HangingServer, WebhookReceiver, refused_url
+from tests.sinks.webhook_receiver import HangingServer, TricklingServer, WebhookReceiver, refused_url
 
 SECRET = b"fake-webhook-secret-for-tests"
 
@@ -137,6 +137,19 @@ def test_a_server_that_never_answers_times_out_and_the_deadline_bounds_the_retri
         assert len(hang.conns) >= 2                           # connected, sent, waited, again
     assert 1.2 <= elapsed <= 4.0
     assert 2 <= s.counters()["notify_attempt_failures"] < 50
+
+
+def test_the_timeout_bounds_the_whole_request_even_when_every_read_succeeds() -> None:
+    with TricklingServer() as slow:
+        s = sink(slow.url, timeout_s=0.6, retries=0, deadline_s=30.0)
+        t0 = time.monotonic()
+        try:
+            s.handle(env(readme_decision()))
+            wait(lambda: s.counters()["notify_gave_up"] == 1, timeout_s=10)
+            elapsed = time.monotonic() - t0
+        finally:
+            s.close()
+    assert 0.5 <= elapsed <= 2.5 and s.counters()["notify_delivered"] == 0
 
 
 def test_decisions_below_min_action_do_not_notify_and_log_lowers_it() -> None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-__all__ = ["WebhookReceiver", "HangingServer", "Received", "refused_url"]
+__all__ = ["WebhookReceiver", "HangingServer", "TricklingServer", "Received", "refused_url"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +127,31 @@ class HangingServer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class TricklingServer(HangingServer):
+    """Answers a 200 status line, then one header byte every 0.1 s, forever: every single read
+    succeeds in time, the answer never ends."""
+
+    def _accept(self) -> None:
+        self.sock.settimeout(0.1)
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.conns.append(conn)
+            threading.Thread(target=self._trickle, args=(conn,), daemon=True).start()
+
+    def _trickle(self, conn: socket.socket) -> None:
+        try:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+            while not self._stop.is_set():
+                conn.sendall(b"a")
+                time.sleep(0.1)
+        except OSError:
+            return
 
 
 def refused_url() -> str:
