@@ -65,4 +65,4 @@ def test_casa_status_shows_every_notify_loss_and_problem_counter(stream: str) ->
 def test_a_disabled_sink_shows_nothing_but_that_it_is_off() -> None:
     text = "\n".join(render(collect([ProcessInfo("sinks-webhook", "sinks-webhook", "RUNNING", 1, 1, "")],
                                     Listener("sinks-webhook", {"notify_enabled": 0, "received_events": 0}))))  # type: ignore[arg-type]
-    assert "none" in text and "notify" not in text
+    assert "off (not configured in casa.json notify)" in text and "notify_" not in text

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from tests.sinks.webhook_receiver import WebhookReceiver
+from tests.sinks.webhook_receiver import WebhookReceiver, refused_url
 from tests.stack.stack import Stack, read_jsonl
 from tests.stack.test_stack_supervisord import WRITE_THEN_EXEC
 
@@ -48,3 +48,20 @@ def test_a_real_alert_is_posted_to_the_webhook_and_piped_to_the_program() -> Non
     text = " ".join(status.stdout.split())
     assert "sinks-webhook RUNNING" in text and "sinks-program RUNNING" in text
     assert counters["sinks-webhook"]["notify_gave_up"] == 0
+
+
+def test_casa_status_shows_a_webhook_that_gave_up_and_a_sink_that_is_off() -> None:
+    """A receiver that is down: the real alert is retried, given up at the deadline, and the
+    loss is in `casa status`; sinks-program, not configured, is RUNNING and says it is off."""
+    notify = {"webhook": {"url": refused_url(), "retries": 2, "backoff_initial_s": 0.1, "deadline_s": 3}}
+    with Stack(config_extra={"notify": notify}) as st:
+        done = st.run_agent(WRITE_THEN_EXEC)
+        assert done.returncode == 0, done.stderr
+        st.wait_for_log("alert.log", lambda r: r["decision"]["action"] == "ALERT")
+        st.counters(["sinks-webhook"], lambda c: c.get("sinks-webhook", {}).get("notify_gave_up"))
+        status = st.casa("status", "--url", st.url)
+        log = st.stage_log("sinks-webhook")
+    lines = {line.split()[0]: line for line in status.stdout.splitlines() if line.strip()}
+    assert "notify_gave_up=1" in lines["sinks-webhook"] and "notify_attempt_failures=3" in lines["sinks-webhook"]
+    assert "RUNNING" in lines["sinks-program"] and "off (not configured" in lines["sinks-program"]
+    assert "webhook request failed" in log and "ConnectionRefusedError" in log
