@@ -38,6 +38,7 @@ __all__ = ["Deliverer", "DeliveryCounters", "NotifySink", "NotifyOff", "notifica
            "encode", "SHUTDOWN_WAIT_S"]
 
 SHUTDOWN_WAIT_S = 5.0            # at a stop: the longest to keep delivering what is queued
+JOIN_WAIT_S = 1.0                # then the longest to wait for the delivery thread
 PRIORITY = {"ALERT": "Critical", "LOG": "Warning"}     # Falcosidekick's priority names
 
 log = logging.getLogger("casa.sinks")
@@ -217,7 +218,11 @@ class NotifySink:
                 self._lock.wait(0.05)
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=self.shutdown_wait_s + 5)
+            # Retries and program writes see the stop at once; a request in flight may take up to
+            # its timeout. It is not waited for beyond this: it is counted lost below (it may yet
+            # arrive: the count errs towards loss), and the stop stays within supervisord's
+            # stopwaitsecs whatever timeout_s is.
+            self._thread.join(timeout=JOIN_WAIT_S)
         with self._lock:
             left = len(self._pending)
             self.counts["dropped_shutdown"] += left
