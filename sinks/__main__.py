@@ -45,6 +45,7 @@ from sinks.envfile import load_env_file
 POLL_TIMEOUT_MS = 200
 SINK_STAGE = "sinks"
 ANALYZER_TOPICS = ["analyzer."]
+NOTIFY_TOPICS = ["analyzer.decision"]      # (+ analyzer.heartbeat, added by the subscriber)
 
 log = logging.getLogger("casa.sinks")
 
@@ -278,7 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         log.error("cannot start the %s sink | reason=%s", args.kind, exc)
         return 1
-    topics = ANALYZER_TOPICS
+    # The notification sinks read decisions only: the event flood is never even decoded there.
+    topics = NOTIFY_TOPICS if args.kind in ("webhook", "program") else ANALYZER_TOPICS
     if core is None and args.kind in ("webhook", "program"):
         from sinks.notify import NotifyOff
         core, topics = NotifyOff(), ["analyzer.heartbeat"]

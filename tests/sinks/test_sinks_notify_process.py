@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 
-from bus.topics import ANALYZER_DECISION
+from bus.topics import ANALYZER_DECISION, ANALYZER_EVENT
 from tests.sinks.bus_harness import HeartbeatListener, StandInAnalyzer, shared_dir, start_sink, stop, wait_for
-from tests.sinks.sink_maps import readme_decision
+from tests.sinks.sink_maps import exec_event, readme_decision
 from tests.sinks.webhook_receiver import HangingServer, WebhookReceiver
 
 SECRET = "fake-secret-from-dot-env"
@@ -70,6 +70,7 @@ def test_the_webhook_process_posts_a_signed_alert_with_the_secret_from_dot_env(t
         rig = Rig(tmp_path, "webhook", {"webhook": {"url": rx.url, "backoff_initial_s": 0.1}},
                   dot_env=f"CASA_WEBHOOK_SECRET={SECRET}\n")
         try:
+            rig.analyzer.send(ANALYZER_EVENT, [exec_event(), exec_event()])    # not even decoded here
             rig.decisions(25)
             (got,) = rx.wait_for(1)
             c = wait_for(lambda: (c := rig.hb.poll()).get("notify_delivered") == 1 and c, what="delivered")
@@ -79,6 +80,7 @@ def test_the_webhook_process_posts_a_signed_alert_with_the_secret_from_dot_env(t
     assert got.headers["x-casa-signature"] == "sha256=" + hmac.new(SECRET.encode(), got.body, hashlib.sha256).hexdigest()
     assert json.loads(got.body)["session_id"] == 25
     assert c["notify_attempt_failures"] == 1 and c["notify_enabled"] == 1
+    assert c["received_events"] == 1                                     # the decision only
     assert SECRET not in err and "s3cr3t-in-url" not in err        # neither the secret nor the URL's token
     assert "webhook request failed" in err and "HTTP 502" in err
 
