@@ -232,6 +232,7 @@ SINKS = StageCounters("sinks", (
     *_specs(Kind.LOSS, ("notify_dropped_full", "decisions refused because the notification queue was full"),
             ("notify_gave_up", "notifications given up: every attempt failed or the deadline passed"),
             ("notify_dropped_shutdown", "notifications still queued when the stop's bounded wait ended"),
+            ("notify_unread_at_exit", "program: lines written to the command that it died without reading"),
             ("log_records_dropped", "OTLP decision log records not exported: queue full or export failed")),
     *_specs(Kind.PROBLEM, ("notify_attempt_failures", "failed delivery attempts (retried until the deadline)"),
             ("notify_backlog", "notifications queued or in flight (bounded by queue_size)"),

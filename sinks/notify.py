@@ -60,6 +60,7 @@ class DeliveryCounters:
 
     attempt_failures: int = 0     # failed attempts, each retried until the deadline
     restarts: int = 0             # program: the command died and was started again
+    unread_at_exit: int = 0       # program: lines written that the command died without reading
 
 
 def due_action(decision: Mapping[str, Any], min_action: str) -> str | None:
@@ -205,7 +206,8 @@ class NotifySink:
             out = {f"notify_{k}": v for k, v in self.counts.items()}
             out["notify_backlog"] = len(self._pending)
         out.update(notify_enabled=1, notify_attempt_failures=self.dcounters.attempt_failures,
-                   notify_restarts=self.dcounters.restarts, malformed_maps=self.malformed)
+                   notify_restarts=self.dcounters.restarts,
+                   notify_unread_at_exit=self.dcounters.unread_at_exit, malformed_maps=self.malformed)
         return out
 
     def close(self) -> None:

@@ -17,19 +17,26 @@ off from ``restart_backoff_initial_s``, doubling up to ``restart_backoff_max_s``
 delivery thread past the deadline: a command that stops reading is, at the deadline, killed and
 restarted, so a half-written line can never run into the next one.
 
-Caveat: a pipe cannot say whether the reader consumed a line. A command that exits without
-reading what was already written to it loses those lines unseen; a command meant to handle one
-decision and exit is still fed correctly, one line per start, as long as it reads its line.
+A command that dies without reading lines already written to it: when the sink finds it dead,
+the bytes still in the pipe (``FIONREAD``) tell how many whole lines it never read; those are
+counted lost (``notify_unread_at_exit``) -- a command that fails at start (a wrong argument, a
+missing interpreter) is not silent. Caveat: lines a command read into its own buffer and then
+died without handling cannot be seen from outside; a command meant to handle one decision and
+exit is fed correctly, one line per start, as long as it reads only its line.
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import select
+import struct
 import subprocess
+import termios
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -40,6 +47,7 @@ __all__ = ["ProgramPipe", "build_program_sink", "child_environment"]
 
 POLL_S = 0.2
 STOP_WAIT_S = 2.0
+SIZES_KEPT = 4096                # lengths of the last lines written to the command (for FIONREAD)
 
 log = logging.getLogger("casa.sinks")
 
@@ -59,6 +67,7 @@ class ProgramPipe:
     clock: Callable[[], float] = time.monotonic
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
+    _sizes: deque[int] = field(default_factory=lambda: deque(maxlen=SIZES_KEPT))
 
     def deliver(self, body: bytes, deadline: float, stop: threading.Event) -> bool:
         line = body + b"\n"
@@ -86,6 +95,7 @@ class ProgramPipe:
             self._reap()
             return f"{type(exc).__name__}: {exc.strerror or exc}"
         if written == len(line):
+            self._sizes.append(written)
             return None
         self._kill("it stopped reading" if written else "it did not read in time")
         return f"wrote {written} of {len(line)} bytes before the deadline"
@@ -114,11 +124,15 @@ class ProgramPipe:
             self.proc.kill()
         self._reap()
 
-    def _reap(self) -> None:
-        """Forget a command that died (or is being replaced): close its pipe, collect its status."""
+    def _reap(self, measure: bool = True) -> None:
+        """Forget a command that died (or is being replaced): count the lines it never read,
+        close its pipe, collect its status."""
         proc, self.proc = self.proc, None
         if proc is None:
             return
+        if measure and proc.stdin is not None:
+            self._count_unread(proc.stdin.fileno())
+        self._sizes.clear()
         if proc.stdin is not None:
             try:
                 proc.stdin.close()
@@ -130,9 +144,27 @@ class ProgramPipe:
             proc.kill()
             proc.wait()
 
+    def _count_unread(self, fd: int) -> None:
+        """Whole lines still in the pipe were never read: counted lost, loudly."""
+        try:
+            unread = struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
+        except OSError:
+            return
+        lines, total = 0, 0
+        for size in reversed(self._sizes):
+            if total + size > unread:
+                break
+            total += size
+            lines += 1
+        if lines:
+            self.counters.unread_at_exit += lines
+            log.error("the program ended without reading decisions written to it; counted lost | "
+                      "argv0=%s lines=%d unread_bytes=%d", self.settings.argv[0], lines, unread)
+
     def close(self) -> None:
-        """Close its stdin (end of input: the command may finish its last line), then reap."""
-        self._reap()
+        """Close its stdin (end of input: the command may finish its last line), then reap.
+        Lines left in the pipe of a command that already died are counted."""
+        self._reap(measure=self.proc is not None and self.proc.poll() is not None)
 
 
 def _write_all(fd: int, data: bytes, deadline: float, stop: threading.Event) -> int:

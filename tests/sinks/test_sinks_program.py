@@ -145,3 +145,35 @@ def test_the_command_does_not_see_the_webhook_secret(tmp_path: Path) -> None:
     finally:
         s.close()
     assert "KEEP_ME" in names and "CASA_WEBHOOK_SECRET" not in names
+
+
+def test_lines_a_command_died_without_reading_are_counted_lost(tmp_path: Path) -> None:
+    """A command that fails at start (here: exits after 0.3 s, reading nothing) is not silent."""
+    s = sink([sys.executable, "-c", "import sys, time; time.sleep(0.3); sys.exit(3)"])
+    pipe = s.deliverer
+    assert isinstance(pipe, ProgramPipe)
+    try:
+        for sid in (1, 2):
+            s.handle(env(readme_decision(session_id=sid)))
+            wait(lambda: s.counters()["notify_delivered"] == sid)     # written into its pipe ...
+            proc = pipe.proc
+            assert proc is not None
+            proc.wait(timeout=10)                                     # ... and it died unread
+    finally:
+        s.close()
+    c = s.counters()
+    assert c["notify_unread_at_exit"] == 2 and c["notify_restarts"] == 1
+
+
+def test_lines_a_command_read_are_not_counted_unread(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    s = sink([sys.executable, script(tmp_path, "one.py", ONE_LINE), str(out)])
+    try:
+        s.handle(env(readme_decision(session_id=1)))
+        wait(lambda: len(lines(out)) == 1)
+        pipe = s.deliverer
+        assert isinstance(pipe, ProgramPipe) and pipe.proc is not None
+        pipe.proc.wait(timeout=10)
+    finally:
+        s.close()
+    assert s.counters()["notify_unread_at_exit"] == 0
