@@ -68,6 +68,7 @@ class ProgramPipe:
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
     _sizes: deque[int] = field(default_factory=lambda: deque(maxlen=SIZES_KEPT))
+    _partial: int = 0                # bytes of a line cut at its deadline, last in the pipe
 
     def deliver(self, body: bytes, deadline: float, stop: threading.Event) -> bool:
         line = body + b"\n"
@@ -97,6 +98,7 @@ class ProgramPipe:
         if written == len(line):
             self._sizes.append(written)
             return None
+        self._partial = written          # the tail of the pipe: not a line the command skipped
         self._kill("it stopped reading" if written else "it did not read in time")
         return f"wrote {written} of {len(line)} bytes before the deadline"
 
@@ -133,6 +135,7 @@ class ProgramPipe:
         if measure and proc.stdin is not None:
             self._count_unread(proc.stdin.fileno())
         self._sizes.clear()
+        self._partial = 0
         if proc.stdin is not None:
             try:
                 proc.stdin.close()
@@ -150,6 +153,7 @@ class ProgramPipe:
             unread = struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
         except OSError:
             return
+        unread, self._partial = max(unread - self._partial, 0), 0
         lines, total = 0, 0
         for size in reversed(self._sizes):
             if total + size > unread:

@@ -128,6 +128,7 @@ def test_a_command_that_stops_reading_is_killed_at_the_deadline(tmp_path: Path) 
         s.close()
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)                                      # killed and reaped, not left behind
+    assert s.counters()["notify_unread_at_exit"] == 0        # the cut line is given up, not "unread"
 
 
 def test_the_command_does_not_see_the_webhook_secret(tmp_path: Path) -> None:
