@@ -105,6 +105,8 @@ def _loss(stream: str, counters: dict[str, Any]) -> str:
         return "no heartbeat"
     spec = for_stream(stream)
     shown = spec.shown(counters) if spec else {}
+    if not shown and counters.get("notify_enabled") == 0:
+        return "off (not configured in casa.json notify)"      # sinks-webhook / sinks-program
     return " ".join(f"{k}={v}" for k, v in shown.items())
 
 

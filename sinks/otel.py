@@ -103,15 +103,16 @@ class TraceSink:
     reloads_seen: int = 0
     tracer: Any = None
     ids: PinnedIds = field(default_factory=PinnedIds)
+    logs: Any = None                   # DecisionLogs (sinks/otel_logs.py): decisions as OTLP log records
 
     def __post_init__(self) -> None:
         self.tracer = self.provider.get_tracer(TRACER_NAME)
         self.tracer.id_generator = self.ids           # root spans get derived ids (trace_model)
 
     @classmethod
-    def from_settings(cls, settings: OtelSettings) -> "TraceSink":
+    def from_settings(cls, settings: OtelSettings, logs: Any = None) -> "TraceSink":
         provider, processor = build_provider(settings)
-        return cls(provider=provider, processor=processor, id_namespace=settings.id_namespace)
+        return cls(provider=provider, processor=processor, id_namespace=settings.id_namespace, logs=logs)
 
     # -- input -------------------------------------------------------------------------------
 
@@ -278,6 +279,8 @@ class TraceSink:
             decision["casa.decision.evidence_fields"] = list(evidence)
         self._emission_events(st, d, {**base, **decision}, names, ts)
         self._update_totals(st, d)
+        if self.logs is not None:
+            self.logs.emit(d, st.session_id, ts)       # the alert now, not when the trace closes
 
     def _evidence(self, st: SessionTrace, rule: str, fields: list[str],
                   evidence: Mapping[str, list[Any]]) -> dict[str, Any]:
@@ -396,16 +399,19 @@ class TraceSink:
     # -- loop hooks --------------------------------------------------------------------------
 
     def accepted(self) -> tuple[int, ...]:
-        """Ended spans handed to the export queue so far (sinks/checkpoint.py: durable positions)."""
-        return (self.processor.submitted if self.processor is not None else 0,)
+        """Ended spans handed to the export queue so far (sinks/checkpoint.py: durable positions),
+        and decision log records likewise."""
+        spans = self.processor.submitted if self.processor is not None else 0
+        return (spans, self.logs.accepted()) if self.logs is not None else (spans,)
 
     def resolved(self) -> tuple[int, ...]:
         """Spans exported, or dropped and counted. Resolution is in queue order: the batch
-        processor exports oldest first, and a failed batch is re-sent before any newer one."""
-        if self.processor is None:
-            return (0,)
-        ex = self.processor.exporter
-        return (ex.exported + ex.dropped,)
+        processor exports oldest first, and a failed batch is re-sent before any newer one.
+        Log records likewise (a failed batch is dropped and counted)."""
+        spans = 0
+        if self.processor is not None:
+            spans = self.processor.exporter.exported + self.processor.exporter.dropped
+        return (spans, self.logs.resolved()) if self.logs is not None else (spans,)
 
     def held(self) -> int:
         """Events in traces still open: they leave the process only when their session closes."""
@@ -425,6 +431,8 @@ class TraceSink:
         if self.processor is not None:
             self.processor.shutdown(SHUTDOWN_TIMEOUT_MS)
         self.provider.shutdown()
+        if self.logs is not None:
+            self.logs.shutdown()
 
     def counters(self) -> dict[str, int]:
         out = {"tracing_enabled": 1, "open_sessions": len(self.sessions), "malformed_maps": self.malformed,
@@ -436,4 +444,6 @@ class TraceSink:
             out.update({"spans_exported": ex.exported, "spans_dropped": ex.dropped + self.processor.dropped,
                         "spans_retry_backlog": ex.retry_backlog, "export_failures": ex.failed_exports,
                         "spans_queued": self.processor.submitted - ex.received})
+        if self.logs is not None:
+            out.update(self.logs.counters())
         return out
