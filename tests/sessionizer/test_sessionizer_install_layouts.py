@@ -61,6 +61,7 @@ def cli_shapes(lay: Layout) -> list[tuple[str, str, list[str]]]:
         ("node", lay.node, [lay.node, "--disable-warning=ExperimentalWarning", lay.bin, "agent", "-m", "hi"]),
         ("node", lay.node, ["node", f"{lay.pkg}/openclaw.mjs", "agent", "-m", "hi"]),
         ("node", lay.node, [lay.node, f"{lay.pkg}/dist/index.js", "agent", "-m", "hi"]),
+        ("node", lay.node, ["node", lay.bin, "agent", "--local", "--message-file", "/home/alice/prompt.txt"]),
     ]
 
 
