@@ -44,7 +44,10 @@ def generations(path: Path) -> list[Path]:
     rotated = [path.parent / n for n in names
                if n.startswith(path.name) and _ROTATED.match(n[len(path.name):])]
     rotated.sort(key=lambda p: (_mtime(p), -_generation(p)))
-    live = [path] if path.is_file() else []
+    try:
+        live = [path] if path.is_file() else []
+    except OSError:                                  # listable but not searchable: lines() says why
+        live = [path]
     return rotated + live
 
 
@@ -121,9 +124,24 @@ class LogReader:
     bad_lines: int = 0
     errors: list[str] = field(default_factory=list)
 
+    def generations(self, path: Path) -> list[Path]:
+        """:func:`generations`, noting a directory that exists but cannot be read (the logs are
+        casa:casa 0750: root or the casa group only), so "no session" is never a silent denial."""
+        found = generations(path)
+        if not found:
+            try:
+                os.listdir(path.parent)
+            except PermissionError:
+                note = f"{path.parent}: permission denied (the logs are readable by root and the casa group)"
+                if note not in self.errors:
+                    self.errors.append(note)
+            except OSError:
+                pass                                 # missing: nothing written yet
+        return found
+
     def records(self, path: Path) -> Iterator[dict[str, Any]]:
         """Every JSON object of every generation of ``path``, oldest first."""
-        for gen in generations(path):
+        for gen in self.generations(path):
             for raw in self.lines(gen):
                 record = self._decode(raw)
                 if record is not None:
@@ -132,7 +150,7 @@ class LogReader:
     def session_events(self, path: Path, session_id: int) -> Iterator[dict[str, Any]]:
         """events.log lines of one session: the line's tail names it (sinks/records.py writes
         ``session_id`` last), so other sessions' lines are skipped without a JSON parse."""
-        for gen in generations(path):
+        for gen in self.generations(path):
             for raw in self.lines(gen):
                 m = SID_TAIL.search(raw)
                 if m and int(m.group(1)) == session_id:

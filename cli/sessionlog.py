@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cli.logs import SID_TAIL, LogReader, LogSet, generations, parse_time_ns
+from cli.logs import SID_TAIL, LogReader, LogSet, parse_time_ns
 
 __all__ = ["ACTIONS", "SessionSummary", "EventStats", "Decision", "load_decisions",
            "event_stats", "summaries", "action_rank"]
@@ -117,7 +117,7 @@ def event_stats(reader: LogReader, path: Path) -> dict[int, EventStats]:
     tail only (the sink writes ``timestamp`` first and ``session_id`` last): events.log is the
     big one."""
     stats: dict[int, EventStats] = {}
-    for gen in generations(path):
+    for gen in reader.generations(path):
         for raw in reader.lines(gen):
             tail = SID_TAIL.search(raw)
             if tail is None:

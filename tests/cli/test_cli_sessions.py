@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -100,3 +101,12 @@ def test_colour_only_when_asked_or_on_a_terminal(logs: Path) -> None:
     assert "\x1b[1;31mALERT" in casa("sessions", "--log-dir", str(logs), "--color", "always").stdout
     env = {"NO_COLOR": "1", "PATH": "/usr/bin:/bin"}
     assert "\x1b" not in casa("sessions", "--log-dir", str(logs), env=env).stdout
+
+
+def test_logs_the_user_may_not_read_are_an_error_not_an_empty_list(tmp_path: Path) -> None:
+    write_logs(tmp_path / "logs", attack_session(25, T0))
+    os.chmod(tmp_path / "logs", 0o750)                     # root:root here: nobody may not enter
+    os.chmod(tmp_path, 0o755)
+    out = subprocess.run([sys.executable, "-m", "cli", "sessions", "--log-dir", str(tmp_path / "logs")],
+                         capture_output=True, text=True, timeout=60, cwd=CHECKOUT, user="nobody")
+    assert out.returncode == 1 and "permission denied" in out.stderr, out.stderr
