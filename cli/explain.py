@@ -85,22 +85,24 @@ def describe_event(ev: dict[str, Any]) -> str:
     return ""
 
 
-def _proc_line(p: Proc) -> str:
+def _proc_line(p: Proc, leader: int | None) -> str:
     if p.execs:
         last = p.execs[-1]
         argv = " ".join(safe(a) for a in last["args"]) or safe(last["path"])
         what = f"{safe(last['path'])}  argv: {argv}"
+    elif p.pid == leader:
+        what = f"({safe(p.comm)}, the session's leader: its own start opened the session)"
     else:
         what = f"({safe(p.comm)}, no exec seen)"
     ended = "" if p.exit_ns is not None else "  (no exit seen)"
     return f"{p.pid} {what}{ended}"
 
 
-def render_tree(tops: list[Proc]) -> list[str]:
+def render_tree(tops: list[Proc], leader: int | None = None) -> list[str]:
     lines: list[str] = []
 
     def walk(p: Proc, prefix: str, last: bool, top: bool) -> None:
-        lines.append(("  " if top else f"  {prefix}{'└─ ' if last else '├─ '}") + _proc_line(p))
+        lines.append(("  " if top else f"  {prefix}{'└─ ' if last else '├─ '}") + _proc_line(p, leader))
         child_prefix = "" if top else prefix + ("   " if last else "│  ")
         for i, c in enumerate(p.children):
             walk(c, child_prefix, i == len(p.children) - 1, False)
@@ -197,7 +199,7 @@ def _verdict(x: Explanation, c: Palette) -> list[str]:
 
 
 def render(x: Explanation, max_events: int, c: Palette) -> list[str]:
-    return (_header(x, c) + ["", c.bold("process tree")] + render_tree(x.tree)
+    return (_header(x, c) + ["", c.bold("process tree")] + render_tree(x.tree, x.summary.leader)
             + ["", c.bold("timeline") + c.dim("  (seconds from the session's start)")]
             + render_timeline(x, max_events, c) + [""] + _verdict(x, c))
 

@@ -96,13 +96,14 @@ def _complete(s: SessionSummary) -> str:
 
 
 def render(rows: list[SessionSummary], colours: Palette) -> list[str]:
-    lines = [f"{'ID':>8}  {'PROFILE':<18}{'LEADER':>8}  {'START':<19}  {'DURATION':>9}"
+    w = max([8] + [len(str(s.session_id)) for s in rows])     # ids come from a persistent counter
+    lines = [f"{'ID':>{w}}  {'PROFILE':<18}{'LEADER':>8}  {'START':<19}  {'DURATION':>9}"
              f"{'EVENTS':>8}{'SCORE':>7}  {'ACTION':<7}COMPLETE"]
     for s in rows:
         # an open session: its duration so far
         duration = format_duration(s.duration_s) + ("+" if not s.closed and s.duration_s is not None else "")
         score = "-" if s.score is None else f"{s.score:g}"
-        lines.append(f"{s.session_id:>8}  {safe(s.profile or '-'):<18}{s.leader or '-':>8}  "
+        lines.append(f"{s.session_id:>{w}}  {safe(s.profile or '-'):<18}{s.leader or '-':>8}  "
                      f"{format_time(s.start_ns):<19}  {duration:>9}{s.events if s.events is not None else '-':>8}"
                      f"{score:>7}  {colours.action(f'{s.action:<7}')}{_complete(s)}")
     return lines

@@ -63,6 +63,7 @@ def test_status_sessions_and_explain_on_the_real_stack() -> None:
         assert "\x1b" not in plain                                # only our own colours were there
         lines = plain.splitlines()
         assert lines[0].startswith(f"session {sid}  profile {TEST_PROFILE}")
+        assert "the session's leader: its own start opened the session" in plain
         assert [ln.split()[:2] for ln in lines if ln.startswith("verdict:")] == [["verdict:", "ALERT"]]
         assert not any(ln.startswith("verdict: IGNORE") for ln in lines)
         assert "▶ rule write_then_exec_same_path  +5" in plain
