@@ -76,17 +76,17 @@ def read_roots(bus_dir: Path, heartbeat_pid: int | None) -> RootsView:
 def _since(ns: Any) -> str:
     if type(ns) is not int:
         return "-"
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ns // 1_000_000_000))
+    return time.strftime("%m-%d %H:%M:%S", time.localtime(ns // 1_000_000_000))
 
 
 def render_roots(view: RootsView) -> list[str]:
     lines = ["", f"AGENT ROOTS watched: {view.total}"]
     if view.roots:
-        lines.append(f"{'PROFILE':<20}{'PID':>8}  {'USER':<12}{'SINCE':<21}{'SESSIONS':>8}  EXECUTABLE")
+        lines.append(f"{'PROFILE':<17}{'PID':>8}  {'USER':<10}{'SINCE':<15}{'SESSIONS':>8}  EXECUTABLE")
         for r in view.roots:
             found = " (found running at start)" if r.get("bootstrap") else ""
-            lines.append(f"{safe(r.get('profile', '?')):<20}{safe(r.get('tgid', '?')):>8}  "
-                         f"{safe(r['user']):<12}{_since(r.get('since_ns')):<21}"
+            lines.append(f"{safe(r.get('profile', '?')):<17}{safe(r.get('tgid', '?')):>8}  "
+                         f"{safe(r['user']):<10}{_since(r.get('since_ns')):<15}"
                          f"{safe(r.get('open_sessions', 0)):>8}  {safe(r.get('exe') or '-')}{found}")
         if view.total > len(view.roots):
             lines.append(f"... and {view.total - len(view.roots)} more")

@@ -74,10 +74,11 @@ def select(rows: list[SessionSummary], *, action: str | None = None, min_action:
     return out[:limit] if limit else out
 
 
-def format_time(ts_ns: int | None) -> str:
+def format_time(ts_ns: int | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
+    """Local time of ``ts_ns``; the table uses ``%m-%d %H:%M`` to stay under 80 columns."""
     if ts_ns is None:
         return "-"
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts_ns // 1_000_000_000))
+    return time.strftime(fmt, time.localtime(ts_ns // 1_000_000_000))
 
 
 def format_duration(seconds: float | None) -> str:
@@ -96,16 +97,18 @@ def _complete(s: SessionSummary) -> str:
 
 
 def render(rows: list[SessionSummary], colours: Palette) -> list[str]:
-    w = max([8] + [len(str(s.session_id)) for s in rows])     # ids come from a persistent counter
-    lines = [f"{'ID':>{w}}  {'PROFILE':<18}{'LEADER':>8}  {'START':<19}  {'DURATION':>9}"
-             f"{'EVENTS':>8}{'SCORE':>7}  {'ACTION':<7}COMPLETE"]
+    """The table, under 80 columns for ids up to 4 digits (wider ids widen the first column)."""
+    w = max([4] + [len(str(s.session_id)) for s in rows])     # ids come from a persistent counter
+    lines = [f"{'ID':>{w}} {'PROFILE':<16} {'LEADER':>7} {'START':<11}{'DURATION':>9}{'EVENTS':>7}"
+             f"{'SCORE':>6} {'ACTION':<6} COMPLETE"]
     for s in rows:
         # an open session: its duration so far
         duration = format_duration(s.duration_s) + ("+" if not s.closed and s.duration_s is not None else "")
         score = "-" if s.score is None else f"{s.score:g}"
-        lines.append(f"{s.session_id:>{w}}  {safe(s.profile or '-'):<18}{s.leader or '-':>8}  "
-                     f"{format_time(s.start_ns):<19}  {duration:>9}{s.events if s.events is not None else '-':>8}"
-                     f"{score:>7}  {colours.action(f'{s.action:<7}')}{_complete(s)}")
+        lines.append(f"{s.session_id:>{w}} {safe(s.profile or '-')[:16]:<16} {s.leader or '-':>7} "
+                     f"{format_time(s.start_ns, '%m-%d %H:%M'):<11}{duration:>9}"
+                     f"{s.events if s.events is not None else '-':>7}{score:>6} "
+                     f"{colours.action(f'{s.action:<6}')} {_complete(s)}")
     return lines
 
 

@@ -39,11 +39,12 @@ def test_rows_are_newest_first_with_every_column(logs: Path) -> None:
                                 "ACTION", "COMPLETE"]
     assert [int(line.split()[0]) for line in lines[1:]] == [28, 27, 26, 25]
     row25 = lines[-1].split()
-    start = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(T0 // S)).split()
+    start = time.strftime("%m-%d %H:%M", time.localtime(T0 // S)).split()
     assert row25 == ["25", "openclaw-cli", "100", *start, "8.0s", "7", "9", "ALERT", "yes"]
     row27 = lines[2].split()
     assert row27[0] == "27" and row27[-4:] == ["5", "LOG", "no", "(loss)"] and row27[5].endswith("+")  # open
     assert "\x1b" not in out.stdout                          # no colour into a pipe
+    assert all(len(line) < 80 for line in lines if "(loss)" not in line)
 
 
 def test_action_filters_exact_and_at_least(logs: Path) -> None:
