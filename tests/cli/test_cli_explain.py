@@ -156,3 +156,20 @@ def test_an_unknown_session_is_an_error(logs: Path) -> None:
     out = casa("explain", "999", "--log-dir", str(logs))
     assert out.returncode == 1 and "no session 999" in out.stderr
     assert casa("explain", "abc").returncode == 2
+
+
+def test_logs_from_before_events_had_a_session_id_fall_back_to_the_snapshot(tmp_path: Path) -> None:
+    """An older sink wrote events.log without ``session_id``: the timeline is the snapshot's
+    recent_events, and the verdict says so; the rules and evidence are whole."""
+    msgs = attack_session(25, T0)
+    recent = [{k: v for k, v in e.items() if k != "session_id"} for e in msgs[1][1]]
+    closed = [{**msgs[3][1][0], "recent_events": recent}]
+    write_logs(tmp_path, [msgs[0], msgs[1], msgs[2], ("analyzer.session", closed)])
+    events = tmp_path / "events.log"
+    events.write_bytes(re.sub(rb',"session_id":\d+\}\n', b"}\n", events.read_bytes()))   # the older format
+    x = explain(LogReader(), LogSet.resolve(tmp_path), 25)
+    assert x is not None and x.events_source == "recent_events" and len(x.events) == 7
+    assert [p.pid for p in x.tree] == [100, 101, 102, 103]         # no ppid in recent_events: flat
+    out = casa("explain", "25", "--log-dir", str(tmp_path), "--color", "never").stdout
+    assert "timeline from the snapshot's recent_events only" in out and "verdict: ALERT" in out
+    assert casa("sessions", "--log-dir", str(tmp_path)).stdout.splitlines()[1].split()[-4] == "-"   # events unknown
