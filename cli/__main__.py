@@ -3,7 +3,9 @@
 usage: casa <verb> [options]      casa help [verb]
 
 verbs:
-  status        each stage: supervisor state, pid, event rate and loss counters (from heartbeats)
+  status        each stage: supervisor state, pid, event rate and loss counters; the agent roots watched
+  sessions      recent sessions from the logs, newest first (--action ALERT, --since 10m)
+  explain ID    one session as a person reads it: process tree, timeline, rules with evidence, verdict
   reload        reload rules.json and config in every stage, in band, and report each stage's result
   tap           print bus messages as JSON lines
   record FILE   record bus traffic to a .casarec file
@@ -26,6 +28,8 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_NOT_RUNNING = 0, 1, 2, 3
 # verb -> module whose main(argv) -> int implements it
 VERBS: dict[str, str] = {
     "status": "cli.status",
+    "sessions": "cli.sessions",
+    "explain": "cli.explain",
     "reload": "cli.reload",
     "tap": "cli.tap",
     "record": "cli.record",
