@@ -1,0 +1,124 @@
+"""What /proc says about processes, as plain data the target selection can be tested on.
+
+The responder never trusts a pid alone: it needs each process's parent (to walk the ancestry to
+the session's anchor), its real uid (CASA's own user is never a target), its state (a stopped
+process is frozen) and its **start time** (a pid whose process started after the session first
+saw that pid is a recycled pid). One :class:`Snapshot` is one pass over /proc; the selection
+works on a snapshot, and every pid it picks is read again after its pidfd is open
+(responder/signals.py), so a process that changed between the two is never signalled.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+
+__all__ = ["ProcInfo", "Snapshot", "read_proc", "snapshot", "boot_wall_ns", "TICK_NS"]
+
+TICK_NS = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True, slots=True)
+class ProcInfo:
+    """One process: the fields of /proc/<pid>/stat and status the responder decides on."""
+
+    pid: int
+    ppid: int
+    uid: int
+    state: str          # R, S, D, T (stopped), t, Z, ...
+    start_ticks: int    # field 22 of stat: clock ticks after boot
+    comm: str = ""
+
+    def start_wall_ns(self, boot_ns: int) -> int:
+        return boot_ns + self.start_ticks * TICK_NS
+
+
+@dataclass(slots=True)
+class Snapshot:
+    """pid -> ProcInfo for every process at one moment, and the children of each."""
+
+    procs: dict[int, ProcInfo]
+    boot_ns: int
+    children: dict[int, list[int]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.children:
+            for p in self.procs.values():
+                self.children.setdefault(p.ppid, []).append(p.pid)
+
+    def ancestry(self, pid: int, limit: int = 4096) -> list[int]:
+        """``pid`` and its ancestors up to pid 0, as far as the snapshot knows them."""
+        out: list[int] = []
+        cur = pid
+        while cur > 0 and len(out) < limit:
+            out.append(cur)
+            info = self.procs.get(cur)
+            if info is None:
+                break
+            cur = info.ppid
+        return out
+
+    def descendants(self, pid: int) -> list[int]:
+        """Every process below ``pid`` (not itself), parents before children."""
+        out: list[int] = []
+        todo = list(self.children.get(pid, ()))
+        while todo:
+            cur = todo.pop()
+            out.append(cur)
+            todo.extend(self.children.get(cur, ()))
+        return out
+
+
+def boot_wall_ns() -> int:
+    """Wall-clock ns of boot, to the precision of the clocks (stat's start time counts from it)."""
+    return time.time_ns() - time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+
+
+def _read(path: str) -> bytes | None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        return os.read(fd, 4096)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def read_proc(pid: int, proc: str = "/proc") -> ProcInfo | None:
+    """/proc/<pid> as a ProcInfo; None when the process is gone (or not readable). The uid is
+    status's real uid (the directory's owner follows the effective uid and dumpability)."""
+    stat = _read(f"{proc}/{pid}/stat")
+    status = _read(f"{proc}/{pid}/status") if stat is not None else None
+    if stat is None or status is None:
+        return None
+    return parse_proc(pid, stat, status)
+
+
+def parse_proc(pid: int, stat: bytes, status: bytes) -> ProcInfo | None:
+    """Parse stat (the comm may hold spaces and ')': split after the last ')') and status."""
+    close = stat.rfind(b")")
+    if close < 0:
+        return None
+    comm = stat[stat.find(b"(") + 1:close].decode("utf-8", "replace")
+    rest = stat[close + 2:].split()
+    if len(rest) < 20:
+        return None
+    at = status.find(b"\nUid:")
+    uid = int(status[at + 5:].split(None, 1)[0]) if at >= 0 else -1
+    return ProcInfo(pid=pid, ppid=int(rest[1]), uid=uid, state=rest[0].decode(),
+                    start_ticks=int(rest[19]), comm=comm)
+
+
+def snapshot(proc: str = "/proc") -> Snapshot:
+    """Every process now (processes that exit during the scan are simply absent)."""
+    procs: dict[int, ProcInfo] = {}
+    for name in os.listdir(proc):
+        if name.isdigit():
+            info = read_proc(int(name), proc)
+            if info is not None:
+                procs[info.pid] = info
+    return Snapshot(procs, boot_wall_ns())
