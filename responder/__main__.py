@@ -113,7 +113,7 @@ def serve(args: argparse.Namespace) -> int:
     state_dir = args.state_dir or Path(os.environ.get("CASA_STATE_DIR", "/var/lib/casa"))
     core = Responder(guard, state_dir)
     ctx = zmq.Context()
-    topics = [T.ANALYZER_DECISION]
+    topics = bus.Subscriber.subscriptions([T.ANALYZER_DECISION])
     sub_sock = bus.connect_subscriber(ctx, bus.analyzer_streams(args.instances), topics, args.bus_dir)
     sub = bus.Subscriber(sub_sock, topics)
     pub = bus.Publisher(bus.bind_publisher(ctx, STAGE, args.bus_dir), STAGE)
@@ -131,7 +131,9 @@ def serve(args: argparse.Namespace) -> int:
             if pub.heartbeat_due(time.monotonic()):
                 pub.heartbeat({**core.counters, **sub.counters.as_dict()}, time.monotonic())
     finally:
-        pub.heartbeat({**core.counters, **sub.counters.as_dict()}, time.monotonic())
+        final = {**core.counters, **sub.counters.as_dict()}
+        pub.heartbeat(final, time.monotonic())
+        log.info("responder stopped | %s", " ".join(f"{k}={v}" for k, v in final.items()))
         sub_sock.close(0)
         pub.sock.close(linger=500)
         ctx.term()

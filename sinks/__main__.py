@@ -40,6 +40,7 @@ from sinks.envfile import load_env_file
 POLL_TIMEOUT_MS = 200
 SINK_STAGE = "sinks"
 ANALYZER_TOPICS = ["analyzer."]
+RESPONDER_PREFIX = "responder."
 
 log = logging.getLogger("casa.sinks")
 
@@ -138,6 +139,8 @@ def serve(core: SinkCore, stream: str, args: argparse.Namespace, flags: Flags,
     """The poll loop: analyzer envelopes -> core; heartbeats; signals. Returns the exit code."""
     ctx = zmq.Context()
     streams = bus.analyzer_streams(args.instances)
+    if any(t.startswith(RESPONDER_PREFIX) for t in topics):
+        streams.append("responder")            # its results go to alert.log (jsonl)
     sub_sock = bus.connect_subscriber(ctx, streams, topics, args.bus_dir)
     sub = bus.Subscriber(sub_sock, topics, on_loss=core.on_loss)
     positions = SinkPositions(position_store(stream, args), clock)
@@ -237,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         log.error("cannot start the %s sink | reason=%s", args.kind, exc)
         return 1
-    topics = ANALYZER_TOPICS
+    topics = ANALYZER_TOPICS + [RESPONDER_PREFIX] if args.kind == "jsonl" else ANALYZER_TOPICS
     if core is None:
         log.warning("tracing is off: no OTLP endpoint set | variables=CASA_OTEL_EXPORTER_OTLP_ENDPOINT,"
                     "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,OTEL_EXPORTER_OTLP_ENDPOINT")

@@ -188,7 +188,7 @@ class Stack:
 
     def names(self) -> list[str]:
         return ["collector", "sessionizer", *[f"analyzer-{i}" for i in range(self.analyzers)],
-                "sinks-jsonl", "sinks-otel"]
+                "responder", "sinks-jsonl", "sinks-otel"]
 
     def wait_until(self, cond: Callable[[], Any], timeout_s: float, what: str) -> Any:
         deadline = time.monotonic() + timeout_s
