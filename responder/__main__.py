@@ -59,14 +59,20 @@ class Responder:
         for d in env.events:
             if d.get("action") != "ALERT" or "response" not in d:
                 continue
-            try:
-                req = Request.from_decision(d)
-            except RequestError as exc:
-                self.counters["requests_malformed"] += 1
-                log.warning("ignored a malformed response request | reason=%s", exc)
-                continue
-            out.append(self.respond(req, d))
+            result = self.respond_map(d)
+            if result is not None:
+                out.append(result)
         return out
+
+    def respond_map(self, d: dict[str, Any]) -> dict[str, Any] | None:
+        """Carry out the ``response`` of one decision map; None when it cannot be read."""
+        try:
+            req = Request.from_decision(d)
+        except RequestError as exc:
+            self.counters["requests_malformed"] += 1
+            log.warning("ignored a malformed response request | reason=%s", exc)
+            return None
+        return self.respond(req, d)
 
     def respond(self, req: Request, d: dict[str, Any]) -> dict[str, Any]:
         sender = PidfdSender()
