@@ -32,11 +32,14 @@ from bus import topics as T
 from responder.act import Outcome, carry_out
 from responder.frozen import FrozenSession, save
 from responder.guard import SUPERVISORD_PID_FILE, casa_guard
-from responder.procfs import snapshot
+from responder.procfs import lazy_snapshot, snapshot
 from responder.signals import PidfdSender
 from responder.targets import Guard, Request, RequestError
 
 STAGE = "responder"
+# How root starts the responder (supervisord.conf spells the same): as casa, with CAP_KILL alone.
+SETPRIV = ("/usr/bin/setpriv", "--reuid", "casa", "--regid", "casa", "--init-groups", "--no-new-privs",
+           "--inh-caps=-all,+kill", "--ambient-caps=-all,+kill", "--bounding-set=-all,+kill")
 RESULT_TOPIC = T.RESPONDER_RESULT
 POLL_TIMEOUT_MS = 200
 
@@ -75,9 +78,10 @@ class Responder:
         return self.respond(req, d)
 
     def respond(self, req: Request, d: dict[str, Any]) -> dict[str, Any]:
+        received_ns = time.time_ns()
         sender = PidfdSender()
         try:
-            outcome = carry_out(req, self.guard, sender, snapshot, time.time_ns)
+            outcome = carry_out(req, self.guard, sender, snapshot, time.time_ns, lazy_snapshot)
         finally:
             sender.close()
         self._count(outcome)
@@ -86,6 +90,8 @@ class Responder:
                                                [(p.pid, p.start_ticks) for p in outcome.frozen],
                                                time.time_ns()))
         result = outcome.as_map()
+        # the pipeline's share of latency_ms (event -> decision here); the rest is the responder's
+        result["received_ms"] = round((received_ns - req.event_ts_ns) / 1e6, 3) if req.event_ts_ns else None
         log.info("responded to an alert | session_id=%d action=%s dry_run=%s pids=%s refused=%d "
                  "errors=%d latency_ms=%s", req.session_id, req.action, req.dry_run, result["pids"],
                  len(outcome.refused), len(outcome.errors), result["latency_ms"])

@@ -68,16 +68,19 @@ def _signal(out: Outcome, sender: Sender, target: ProcInfo, sig: int,
     return True
 
 
-def _freeze(out: Outcome, req: Request, guard: Guard, sender: Sender,
-            snap: Callable[[], Snapshot], clock_ns: Callable[[], int]) -> list[ProcInfo]:
+def _freeze(out: Outcome, req: Request, guard: Guard, sender: Sender, snap: Callable[[], Snapshot],
+            clock_ns: Callable[[], int], quick: Callable[[], Snapshot] | None) -> list[ProcInfo]:
     """SIGSTOP the session's tree round after round until no new process appears."""
     stopped: dict[tuple[int, int], ProcInfo] = {}
-    for _ in range(MAX_ROUNDS):
+    for n in range(MAX_ROUNDS):
         out.rounds += 1
-        sel = select(req, snap(), guard)
+        # round 0 stops the processes the session named, read one by one (fast: the first signal
+        # does not wait for a scan of /proc); every later round scans all of /proc for children
+        sel = select(req, quick(), guard, descendants=False) if n == 0 and quick else \
+            select(req, snap(), guard)
         _note_refusals(out, sel)
         new = [t for t in sel.targets if (t.pid, t.start_ticks) not in stopped]
-        if not new:
+        if not new and n > 0:
             return list(stopped.values())
         for t in new:
             if _signal(out, sender, t, signal.SIGSTOP, clock_ns):
@@ -87,8 +90,11 @@ def _freeze(out: Outcome, req: Request, guard: Guard, sender: Sender,
 
 
 def carry_out(req: Request, guard: Guard, sender: Sender, snap: Callable[[], Snapshot],
-              clock_ns: Callable[[], int]) -> Outcome:
-    """Do what ``req`` asks, within what ``guard`` allows; never raises for a process's sake."""
+              clock_ns: Callable[[], int], quick: Callable[[], Snapshot] | None = None) -> Outcome:
+    """Do what ``req`` asks, within what ``guard`` allows; never raises for a process's sake.
+
+    ``snap`` is a full /proc snapshot; ``quick`` (optional) a lazy one, for kill_process and the
+    first freeze round, which need only the named pids and their ancestors."""
     out = Outcome(req)
     if req.dry_run:
         sel = select(req, snap(), guard)
@@ -97,13 +103,13 @@ def carry_out(req: Request, guard: Guard, sender: Sender, snap: Callable[[], Sna
         out.pids = [t.pid for t in sel.targets]
         return out
     if req.action == "kill_process":
-        sel = select(req, snap(), guard)
+        sel = select(req, (quick or snap)(), guard)
         out.rounds = 1
         _note_refusals(out, sel)
         out.pids = [t.pid for t in sel.targets
                     if _signal(out, sender, t, signal.SIGKILL, clock_ns)]
         return out
-    frozen = _freeze(out, req, guard, sender, snap, clock_ns)
+    frozen = _freeze(out, req, guard, sender, snap, clock_ns, quick)
     out.pids = [t.pid for t in frozen]
     if req.action == "freeze_session":
         out.frozen = frozen

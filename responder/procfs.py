@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-__all__ = ["ProcInfo", "Snapshot", "read_proc", "snapshot", "boot_wall_ns", "TICK_NS"]
+__all__ = ["ProcInfo", "Snapshot", "read_proc", "snapshot", "lazy_snapshot", "boot_wall_ns", "TICK_NS"]
 
 TICK_NS = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
 
@@ -36,16 +37,44 @@ class ProcInfo:
 
 @dataclass(slots=True)
 class Snapshot:
-    """pid -> ProcInfo for every process at one moment, and the children of each."""
+    """pid -> ProcInfo at one moment, and the children of each.
+
+    A full snapshot (:func:`snapshot`) read every process; a lazy one (:func:`lazy_snapshot`)
+    reads a process the first time it is asked for (the targets a request names and their
+    ancestors: a handful of reads instead of the whole of /proc), and knows no children."""
 
     procs: dict[int, ProcInfo]
     boot_ns: int
+    loader: Callable[[int], ProcInfo | None] | None = None
     children: dict[int, list[int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not self.children:
+        if self.loader is None and not self.children:
             for p in self.procs.values():
                 self.children.setdefault(p.ppid, []).append(p.pid)
+
+    def get(self, pid: int) -> ProcInfo | None:
+        info = self.procs.get(pid)
+        if info is None and self.loader is not None and pid > 0:
+            info = self.loader(pid)
+            if info is not None:
+                self.procs[pid] = info
+        return info
+
+    def uid(self, pid: int) -> int:
+        """The real uid (a full scan reads stat only; status is read here, for candidates)."""
+        info = self.get(pid)
+        if info is None:
+            return -1
+        if info.uid < 0:
+            status = _read(f"/proc/{pid}/status")
+            at = status.find(b"\nUid:") if status else -1
+            if status is None or at < 0:
+                return -1
+            info = ProcInfo(info.pid, info.ppid, int(status[at + 5:].split(None, 1)[0]), info.state,
+                            info.start_ticks, info.comm)
+            self.procs[pid] = info
+        return info.uid
 
     def ancestry(self, pid: int, limit: int = 4096) -> list[int]:
         """``pid`` and its ancestors up to pid 0, as far as the snapshot knows them."""
@@ -53,14 +82,14 @@ class Snapshot:
         cur = pid
         while cur > 0 and len(out) < limit:
             out.append(cur)
-            info = self.procs.get(cur)
+            info = self.get(cur)
             if info is None:
                 break
             cur = info.ppid
         return out
 
     def descendants(self, pid: int) -> list[int]:
-        """Every process below ``pid`` (not itself), parents before children."""
+        """Every process below ``pid`` (not itself), parents before children (full snapshots)."""
         out: list[int] = []
         todo = list(self.children.get(pid, ()))
         while todo:
@@ -88,11 +117,12 @@ def _read(path: str) -> bytes | None:
         os.close(fd)
 
 
-def read_proc(pid: int, proc: str = "/proc") -> ProcInfo | None:
+def read_proc(pid: int, proc: str = "/proc", with_uid: bool = True) -> ProcInfo | None:
     """/proc/<pid> as a ProcInfo; None when the process is gone (or not readable). The uid is
-    status's real uid (the directory's owner follows the effective uid and dumpability)."""
+    status's real uid (the directory's owner follows the effective uid and dumpability);
+    without ``with_uid`` it is -1 until :meth:`Snapshot.uid` reads it."""
     stat = _read(f"{proc}/{pid}/stat")
-    status = _read(f"{proc}/{pid}/status") if stat is not None else None
+    status = _read(f"{proc}/{pid}/status") if stat is not None and with_uid else b""
     if stat is None or status is None:
         return None
     return parse_proc(pid, stat, status)
@@ -118,7 +148,12 @@ def snapshot(proc: str = "/proc") -> Snapshot:
     procs: dict[int, ProcInfo] = {}
     for name in os.listdir(proc):
         if name.isdigit():
-            info = read_proc(int(name), proc)
+            info = read_proc(int(name), proc, with_uid=False)
             if info is not None:
                 procs[info.pid] = info
     return Snapshot(procs, boot_wall_ns())
+
+
+def lazy_snapshot(proc: str = "/proc") -> Snapshot:
+    """A snapshot that reads each process when first asked for (no children)."""
+    return Snapshot({}, boot_wall_ns(), loader=lambda pid: read_proc(pid, proc))

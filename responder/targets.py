@@ -99,7 +99,7 @@ def refusal(pid: int, snap: Snapshot, guard: Guard, req: Request,
     """Why ``pid`` must not be signalled for ``req``; None when it may be."""
     if pid <= 1:
         return "pid 1 or invalid"
-    info = snap.procs.get(pid)
+    info = snap.get(pid)
     if info is None:
         return "gone"
     if pid == 2 or info.ppid == 2:
@@ -109,7 +109,7 @@ def refusal(pid: int, snap: Snapshot, guard: Guard, req: Request,
     chain = snap.ancestry(pid)
     if guard.protected_pids.intersection(chain):
         return "CASA process"
-    if info.uid in guard.protected_uids:
+    if snap.uid(pid) in guard.protected_uids:
         return "CASA user"
     if req.anchor <= 1 or req.anchor not in chain:
         return "outside the session tree"
@@ -120,8 +120,10 @@ def refusal(pid: int, snap: Snapshot, guard: Guard, req: Request,
     return None
 
 
-def select(req: Request, snap: Snapshot, guard: Guard) -> Selection:
-    """The processes ``req`` may signal now, and why each other named pid is refused."""
+def select(req: Request, snap: Snapshot, guard: Guard, descendants: bool = True) -> Selection:
+    """The processes ``req`` may signal now, and why each other named pid is refused.
+
+    ``descendants`` (session actions, full snapshots): add the unreported children too."""
     out = Selection()
     why = refusal(req.anchor, snap, guard, req, req.first_seen.get(req.anchor))
     if why is not None and why != "gone":
@@ -145,7 +147,7 @@ def select(req: Request, snap: Snapshot, guard: Guard) -> Selection:
             out.refused.append((pid, reason))
         else:
             taken[pid] = snap.procs[pid]
-    if req.action in SESSION_ACTIONS:
+    if descendants and req.action in SESSION_ACTIONS:
         _add_descendants(taken, snap, guard, req, out)
     out.targets = list(taken.values())
     return out
