@@ -39,6 +39,11 @@ __all__ = ["run"]
 
 RULES = CHECKOUT / "config" / "rules.original.json"
 DRAIN_AFTER_S = 3.0
+# One alert (and one killed tree) every 100 ms on top of 5k events/s: each kill_session scans
+# /proc once after its first signal (~13 ms of CPU with the bench's ~1,000 idle processes), so
+# the latency bench's one alert per 20 ms would measure the responder's scans starving the
+# pipeline on 2 cores, not the response path. docs/operating.md gives the cost.
+PROBE_INTERVAL_S = 0.1
 
 
 class Results(threading.Thread):
@@ -91,7 +96,7 @@ def _start_responder(dirs: BenchDirs) -> subprocess.Popen[bytes]:
 def one_rate(rate: int, spec: LatencySpec, root: Path) -> dict[str, Any]:
     dirs = BenchDirs.create(root, rules=_rules(root))
     feeder = Feeder.bind("collector", dirs.bus)
-    rec, n_probes = _sessions_needed(rate, spec)
+    rec, n_probes = _sessions_needed(rate, spec, PROBE_INTERVAL_S)
     with StageSet(dirs) as stages:
         for name in ("sinks-jsonl", "analyzer", "sessionizer"):
             stages.start(name)
@@ -104,18 +109,29 @@ def one_rate(rate: int, spec: LatencySpec, root: Path) -> dict[str, Any]:
             stages.wait_ready(["sessionizer", "analyzer"], 30.0)
             feeder.wait_for_subscribers(1)
             time.sleep(SETTLE_S)
-            probes = _pace(feeder, rate, spec, pids)
+            probes = _pace(feeder, rate, spec, pids, PROBE_INTERVAL_S)
             feeder.heartbeat()
             time.sleep(DRAIN_AFTER_S)
             stages.check_alive()
             alive = responder.poll() is None
+            cpu_s = _cpu_s(responder.pid) if alive else None
         finally:
             pool.__exit__()
             results.close()
             responder.terminate()
             responder.wait(10)
             feeder.close()
-    return _report(rate, probes, results.maps, alive)
+    return {**_report(rate, probes, results.maps, alive), "responder_cpu_s": cpu_s,
+            "probe_interval_s": PROBE_INTERVAL_S}
+
+
+def _cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of the responder so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return round((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), 2)
 
 
 def _report(rate: int, probes: dict[int, int], maps: list[dict[str, Any]], alive: bool) -> dict[str, Any]:
