@@ -240,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         log.error("cannot start the %s sink | reason=%s", args.kind, exc)
         return 1
-    topics = ANALYZER_TOPICS + [RESPONDER_PREFIX] if args.kind == "jsonl" else ANALYZER_TOPICS
+    topics = ANALYZER_TOPICS + [RESPONDER_PREFIX]     # the responder's results: alert.log, trace
     if core is None:
         log.warning("tracing is off: no OTLP endpoint set | variables=CASA_OTEL_EXPORTER_OTLP_ENDPOINT,"
                     "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,OTEL_EXPORTER_OTLP_ENDPOINT")

@@ -54,3 +54,31 @@ def test_a_dry_run_record_says_what_would_have_been_signalled(tmp_path: Path) ->
     (rec,) = lines(tmp_path / "alert.log")
     assert rec["response"]["dry_run"] is True and rec["response"]["would_signal"] == [4242, 4243]
     assert "pids" not in rec["response"] and rec["response"]["latency_ms"] is None
+
+
+def test_the_trace_gets_a_response_span_event_at_the_first_signal() -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from sink_maps import MS, readme_session
+    from sinks.otel import TraceSink
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    sink = TraceSink(provider=provider, wall_clock_ns=lambda: README_ALERT_TS_NS + 99 * MS)
+    maps = readme_session()
+    at = [t for t, _ in maps].index("analyzer.decision") + 1
+    maps.insert(at, (RESPONDER_RESULT, result()))
+    for topic, m in maps:
+        sink.handle(Envelope(topic, "responder" if topic == RESPONDER_RESULT else "analyzer-0", 1, 1, 0, [m]))
+    sink.handle(Envelope(RESPONDER_RESULT, "responder", 1, 2, 0, [result()]))      # closed: late
+    (root,) = [s for s in exporter.get_finished_spans() if s.name == "session 25"]
+    (ev,) = [e for e in root.events if e.name.startswith("response")]
+    assert ev.name == "response: kill_session"
+    assert ev.timestamp == README_ALERT_TS_NS + int(3.25 * MS)
+    assert list(ev.attributes["casa.response.pids"]) == [4242, 4243]
+    assert ev.attributes["casa.response.latency_ms"] == 3.25
+    assert list(ev.attributes["casa.response.refused"]) == ["1: pid 1 or invalid", "77: outside the session tree"]
+    assert sink.counters()["late_messages"] == 1
