@@ -135,7 +135,7 @@ def _cpu_s(pid: int) -> float | None:
 
 
 def _report(rate: int, probes: dict[int, int], maps: list[dict[str, Any]], alive: bool) -> dict[str, Any]:
-    first, last, received, errors, empty = [], [], [], 0, 0
+    first, last, received, own, errors, empty = [], [], [], [], 0, 0
     for m in maps:
         r = m.get("response", {})
         if (m.get("event") or {}).get("tgid") not in probes:
@@ -147,10 +147,12 @@ def _report(rate: int, probes: dict[int, int], maps: list[dict[str, Any]], alive
         first.append(r["latency_ms"])
         if r.get("received_ms") is not None:
             received.append(r["received_ms"])
+            own.append(r["latency_ms"] - r["received_ms"])     # the responder's own share
         last.append(r["done_ms"])
     return {"offered_events_per_s": rate, "probes": len(probes), "responses": len(first) + empty,
             "responses_without_signal": empty, "errors": errors, "responder_alive": alive,
-            "decision_received": _summary(received), "first_signal": _summary(first),
+            "decision_received": _summary(received), "responder_share": _summary(own),
+            "first_signal": _summary(first),
             "last_signal": _summary(last)}
 
 
