@@ -60,3 +60,37 @@ def test_a_log_decision_carries_no_response():
     s.exec(3, 201, "/home/u/helper.sh", parent=200)     # 5 points: LOG, not ALERT
     out = decisions(run_events(Analyzer(policy_with({"on_alert": "kill_session"})), s.events))
     assert out and all(d["action"] != "ALERT" and "response" not in d for d in out)
+
+
+def test_a_reload_with_an_unknown_action_keeps_the_old_response(tmp_path, caplog):
+    from policy import load_policy
+
+    good = policy_with({"on_alert": "kill_process"})
+    path = tmp_path / "rules.json"
+    doc = json.loads(ORIGINAL_RULES.read_text())
+    doc["response"] = {"on_alert": "obliterate"}
+    path.write_text(json.dumps(doc, indent=2))
+    core = Analyzer(good, reload_policy=lambda: load_policy(path))
+    core.handle(("sessionizer.control", {"kind": "control", "command": "reload", "id": 1,
+                                         "requested_ns": 0}), 0)
+    assert core.policy is good and core.counters.reloads_rejected == 1
+    assert "response.on_alert must be one of" in caplog.text
+    (d,) = decisions(run_events(core, attack().events))
+    assert d["response"]["action"] == "kill_process"
+
+
+def test_a_reload_applies_a_new_response_to_later_alerts(tmp_path):
+    from policy import load_policy
+
+    path = tmp_path / "rules.json"
+    doc = json.loads(ORIGINAL_RULES.read_text())
+    doc["analysis"]["history_mode"] = "indexed"
+    doc["response"] = {"on_alert": "freeze_session", "dry_run": True}
+    path.write_text(json.dumps(doc, indent=2))
+    core = Analyzer(policy_with(), reload_policy=lambda: load_policy(path))
+    (d,) = decisions(run_events(core, attack(1).events))
+    assert "response" not in d
+    core.handle(("sessionizer.control", {"kind": "control", "command": "reload", "id": 1,
+                                         "requested_ns": 0}), 0)
+    (d,) = decisions(run_events(core, attack(2).events))
+    assert (d["response"]["action"], d["response"]["dry_run"]) == ("freeze_session", True)

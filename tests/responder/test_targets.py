@@ -179,3 +179,21 @@ def clock():
         t[0] += 1_000_000
         return t[0]
     return now
+
+
+def test_the_first_freeze_round_reads_only_the_named_pids_then_scans_for_children():
+    sent: list = []
+    full = host(p(303, 302, 12.7))
+    reads: list[int] = []
+
+    def lazy() -> Snapshot:
+        def load(pid: int):
+            reads.append(pid)
+            return full.procs.get(pid)
+        return Snapshot({}, BOOT, loader=load)
+    out = carry_out(req(), GUARD, Recorder(sent), lambda: host(p(303, 302, 12.7)), clock(), lazy)
+    first_round = [pid for pid, s in sent if s == signal.SIGSTOP][:3]
+    assert sorted(first_round) == [300, 301, 302]                  # the named ones, first
+    assert (303, signal.SIGSTOP) in sent and (303, signal.SIGKILL) in sent   # found by the scan
+    assert set(reads) <= {300, 301, 302, 200, 1}                   # named pids and ancestors only
+    assert out.as_map()["latency_ms"] == 1.0 and out.rounds == 3
