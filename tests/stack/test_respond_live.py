@@ -97,6 +97,26 @@ def test_kill_session_stops_the_payload_before_its_next_step_and_spares_a_benign
     assert all(benign.pid not in x.get("response", {}).get("pids", []) for x in stack.log("alert.log"))
 
 
+def test_kill_session_catches_a_tree_that_forks_in_a_loop(stack: Stack) -> None:
+    """The attacker expects to be killed and forks as fast as it can (400 children that each
+    wait 2 s, then write a marker; bounded, so it stops by itself): freezing round after round
+    until the tree stops growing, then killing, leaves no child to write anything."""
+    use_response(stack, {"on_alert": "kill_session"})
+    marks = stack.work / "bomb-marks"
+    marks.mkdir(mode=0o777)
+    marks.chmod(0o777)
+    body = (f"#!/bin/sh\\ni=0\\nwhile [ $i -lt 400 ]; do (sleep 2; touch {marks}/m.$i) & "
+            f"i=$((i+1)); done\\nwait\\n")
+    agent = stack.start_agent(f"printf '{body}' > bomb.sh; chmod +x bomb.sh; ./bomb.sh; echo after")
+    alert, done = response_of(stack, "bomb")
+    r = done["response"]
+    assert r["dry_run"] is False and r["errors"] == [], r
+    assert agent.wait(15) == -signal.SIGKILL
+    time.sleep(4)                                   # a surviving child would have written by now
+    assert sorted(p.name for p in marks.iterdir()) == []
+    assert len(r["pids"]) >= 3, r
+
+
 def _state(pid: int) -> str:
     stat = Path(f"/proc/{pid}/stat").read_text()
     return stat[stat.rfind(")") + 2]
