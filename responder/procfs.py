@@ -15,7 +15,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-__all__ = ["ProcInfo", "Snapshot", "read_proc", "snapshot", "lazy_snapshot", "boot_wall_ns", "TICK_NS"]
+__all__ = ["ProcInfo", "Snapshot", "read_proc", "read_service_cgroup", "snapshot", "lazy_snapshot",
+           "boot_wall_ns", "TICK_NS"]
 
 TICK_NS = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
 
@@ -47,6 +48,7 @@ class Snapshot:
     boot_ns: int
     loader: Callable[[int], ProcInfo | None] | None = None
     children: dict[int, list[int]] = field(default_factory=dict)
+    cgroups: dict[int, str | None] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.loader is None and not self.children:
@@ -75,6 +77,12 @@ class Snapshot:
                             info.start_ticks, info.comm)
             self.procs[pid] = info
         return info.uid
+
+    def cgroup(self, pid: int) -> str | None:
+        """The service cgroup of ``pid`` (read_service_cgroup), read once per snapshot."""
+        if pid not in self.cgroups:
+            self.cgroups[pid] = read_service_cgroup(pid)
+        return self.cgroups[pid]
 
     def ancestry(self, pid: int, limit: int = 4096) -> list[int]:
         """``pid`` and its ancestors up to pid 0, as far as the snapshot knows them."""
@@ -141,6 +149,18 @@ def parse_proc(pid: int, stat: bytes, status: bytes) -> ProcInfo | None:
     uid = int(status[at + 5:].split(None, 1)[0]) if at >= 0 else -1
     return ProcInfo(pid=pid, ppid=int(rest[1]), uid=uid, state=rest[0].decode(),
                     start_ticks=int(rest[19]), comm=comm)
+
+
+def read_service_cgroup(pid: int, proc: str = "/proc") -> str | None:
+    """The cgroup a service manager put ``pid`` in: the unified (``0::``) and ``name=systemd``
+    paths, joined; None when unreadable. Controller-only v1 hierarchies are left out: they say
+    how resources are shared, not which service a process belongs to."""
+    raw = _read(f"{proc}/{pid}/cgroup")
+    if raw is None:
+        return None
+    keep = [line.split(b":", 2)[2] for line in raw.splitlines()
+            if line.startswith(b"0::") or b":name=systemd:" in line]
+    return b"|".join(keep).decode("utf-8", "replace")
 
 
 def snapshot(proc: str = "/proc") -> Snapshot:

@@ -8,7 +8,8 @@ responder (which holds CAP_KILL) against a process outside the agent's tree:
 
 * never pid 1, pid 0, kernel threads, zombies, or a pid /proc does not show;
 * never a CASA process: one whose ancestry holds a protected pid (supervisord, the responder
-  itself: every stage descends from supervisord), or whose real uid is a protected uid (casa);
+  itself: every stage descends from supervisord), whose real uid is a protected uid (casa), or
+  that is in CASA's own service cgroup (when supervisord has one that pid 1 does not share);
 * only processes whose /proc ancestry reaches the anchor (and the agent root, when the request
   names one): a pid of some other tree is refused even if the request lists it;
 * a pid the session saw is taken only if its process started no later than the session first
@@ -85,6 +86,9 @@ class Guard:
     protected_pids: frozenset[int]     # they and every process below them are CASA's
     protected_uids: frozenset[int]     # CASA's own user
     slack_ns: int = RECYCLE_SLACK_NS
+    # CASA's service cgroup, when it has one of its own (not pid 1's): under systemd every
+    # process of the casa service, even one that left supervisord's tree, is in it
+    protected_cgroup: str | None = None
 
 
 @dataclass(slots=True)
@@ -111,6 +115,8 @@ def refusal(pid: int, snap: Snapshot, guard: Guard, req: Request,
         return "CASA process"
     if snap.uid(pid) in guard.protected_uids:
         return "CASA user"
+    if guard.protected_cgroup is not None and snap.cgroup(pid) == guard.protected_cgroup:
+        return "CASA cgroup"
     if req.anchor <= 1 or req.anchor not in chain:
         return "outside the session tree"
     if req.root > 1 and req.root not in chain:

@@ -197,3 +197,22 @@ def test_the_first_freeze_round_reads_only_the_named_pids_then_scans_for_childre
     assert (303, signal.SIGSTOP) in sent and (303, signal.SIGKILL) in sent   # found by the scan
     assert set(reads) <= {300, 301, 302, 200, 1}                   # named pids and ancestors only
     assert out.as_map()["latency_ms"] == 1.0 and out.rounds == 3
+
+
+def test_a_process_in_casas_own_service_cgroup_is_refused_even_outside_its_tree():
+    guard = Guard(protected_pids=frozenset({100}), protected_uids=frozenset({CASA_UID}),
+                  protected_cgroup="/system.slice/casa.service")
+    snap = host()
+    snap.cgroups.update({300: "/user.slice/agent", 301: "/user.slice/agent",
+                         302: "/system.slice/casa.service"})      # a CASA helper that got here
+    sel = select(req(), snap, guard)
+    assert (302, "CASA cgroup") in sel.refused
+    assert sorted(t.pid for t in sel.targets) == [300, 301]
+
+
+def test_the_service_cgroup_is_read_from_the_unified_and_systemd_lines(tmp_path):
+    from responder.procfs import read_service_cgroup
+    (tmp_path / "7").mkdir()
+    (tmp_path / "7" / "cgroup").write_text("4:memory:/x\n1:name=systemd:/system.slice/casa.service\n0::/\n")
+    assert read_service_cgroup(7, str(tmp_path)) == "/system.slice/casa.service|/"
+    assert read_service_cgroup(8, str(tmp_path)) is None
