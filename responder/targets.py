@@ -1,7 +1,7 @@
 """Which processes a response may signal: the pure core of the responder's safety.
 
 A request (the ``response`` map of an ALERT decision, analyzer/response.py) *claims* a session:
-its anchor (the session leader, else the agent root), the pids the session saw with the time it
+its anchor (the session leader, else the triggering process), the pids the session saw with the time it
 first saw each, and the pid that triggered the alert. The bus is CASA's own, but a claim is
 still checked against /proc, so that neither a bug upstream nor a forged request can turn the
 responder (which holds CAP_KILL) against a process outside the agent's tree:
@@ -54,7 +54,9 @@ class Request:
     dry_run: bool
     rules: tuple[str, ...]
     trigger_tgid: int
-    anchor: int                    # the session leader, else the agent root
+    # the session leader; when the analyzer does not know it (it joined the session mid-way),
+    # the triggering process: never the agent root, which may be a runtime shared by sessions
+    anchor: int
     root: int                      # the agent root (0: unknown)
     first_seen: dict[int, int]     # pid -> wall ns the session first saw it
     event_ts_ns: int
@@ -75,7 +77,8 @@ class Request:
         leader, root = _int(r, "leader_tgid"), _int(r, "root")
         return cls(session_id=_int(d, "session_id"), action=action, dry_run=r.get("dry_run") is True,
                    rules=tuple(str(x) for x in r.get("rules") or ()),
-                   trigger_tgid=_int(r, "trigger_tgid"), anchor=leader or root, root=root,
+                   trigger_tgid=_int(r, "trigger_tgid"), anchor=leader or _int(r, "trigger_tgid"),
+                   root=root,
                    first_seen=seen, event_ts_ns=_int(d, "ts_ns"))
 
 

@@ -216,3 +216,14 @@ def test_the_service_cgroup_is_read_from_the_unified_and_systemd_lines(tmp_path)
     (tmp_path / "7" / "cgroup").write_text("4:memory:/x\n1:name=systemd:/system.slice/casa.service\n0::/\n")
     assert read_service_cgroup(7, str(tmp_path)) == "/system.slice/casa.service|/"
     assert read_service_cgroup(8, str(tmp_path)) is None
+
+
+def test_without_a_known_leader_the_anchor_is_the_trigger_not_the_agent_root():
+    d = {"session_id": 7, "ts_ns": 1, "action": "ALERT",
+         "response": {"action": "kill_session", "dry_run": False, "rules": ["r"], "trigger_tgid": 302,
+                      "leader_tgid": 0, "root": 300, "tgids": [[300, seen(10.5)], [302, seen(12.5)]]}}
+    r = Request.from_decision(d)
+    assert r.anchor == 302 and r.root == 300
+    sel = select(r, host(p(303, 302, 12.7), p(310, 300, 12.8)), GUARD)
+    assert sorted(t.pid for t in sel.targets) == [302, 303]          # not the root, not 310
+    assert (300, "outside the session tree") in sel.refused
