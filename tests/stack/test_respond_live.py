@@ -117,6 +117,17 @@ def test_kill_session_catches_a_tree_that_forks_in_a_loop(stack: Stack) -> None:
     assert len(r["pids"]) >= 3, r
 
 
+def test_kill_process_kills_the_trigger_and_leaves_the_rest_of_the_tree(stack: Stack) -> None:
+    use_response(stack, {"on_alert": "kill_process"})
+    agent, marker = payload(stack, "single")
+    alert, done = response_of(stack, "single")
+    r = done["response"]
+    assert r["pids"] == [alert["event"]["pid"]] != [agent.pid] and r["errors"] == []
+    assert agent.wait(15) == 0                      # the agent's shell went on: "echo after"
+    time.sleep(2.5)
+    assert not marker.exists()                      # the script that would write it was killed
+
+
 def _state(pid: int) -> str:
     stat = Path(f"/proc/{pid}/stat").read_text()
     return stat[stat.rfind(")") + 2]
