@@ -35,6 +35,7 @@ from responder.guard import SUPERVISORD_PID_FILE, casa_guard
 from responder.procfs import lazy_snapshot, snapshot
 from responder.signals import PidfdSender
 from responder.targets import Guard, Request, RequestError
+from trust import strict_modes
 
 STAGE = "responder"
 # How root starts the responder (supervisord.conf spells the same): as casa, with CAP_KILL alone.
@@ -160,7 +161,28 @@ def main(argv: list[str] | None = None) -> int:
         log.error("refusing to run as root | why=least privilege: run as casa with CAP_KILL "
                   "(supervisord.conf uses setpriv); --allow-root overrides")
         return 2
+    refused = strict_modes_refusal()
+    if refused:
+        log.error("refusing to run with CAP_KILL | %s", refused)
+        return 1
     return serve(args)
+
+
+def strict_modes_refusal() -> str | None:
+    """With any capability (CAP_KILL under supervisord), the code that holds it must be root's
+    alone, as the collector's is (trust/strict_modes.py): otherwise the casa user could edit the
+    responder and signal anything. None when there is no capability or nothing is wrong."""
+    status = Path("/proc/self/status").read_text()
+    cap_eff = next((int(line.split()[1], 16) for line in status.splitlines()
+                    if line.startswith("CapEff:")), 0)
+    if not cap_eff:
+        return None
+    findings = strict_modes.check(strict_modes.code_paths(), [])
+    if not findings:
+        return None
+    f = findings[0]
+    return (f"{f.unsafe.sentence(f.what)}; fix: chown root {f.unsafe.path} and chmod go-w "
+            f"{f.unsafe.path}" + (f" ({len(findings) - 1} more)" if len(findings) > 1 else ""))
 
 
 if __name__ == "__main__":
