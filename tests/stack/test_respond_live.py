@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from bus.counters import for_stream
 from responder.__main__ import Responder
 from responder.guard import casa_guard
 from tests.stack.stack import CHECKOUT, Stack
@@ -126,6 +127,10 @@ def test_kill_process_kills_the_trigger_and_leaves_the_rest_of_the_tree(stack: S
     assert agent.wait(15) == 0                      # the agent's shell went on: "echo after"
     time.sleep(2.5)
     assert not marker.exists()                      # the script that would write it was killed
+    beats = stack.counters(["responder"], lambda c: c.get("responder", {}).get("signalled_processes", 0) >= 1)
+    assert for_stream("responder").undeclared(beats["responder"]) == []
+    status = stack.casa("status", "--url", stack.url)
+    assert "\nresponder" in "\n" + status.stdout and "RUNNING" in status.stdout, status.stdout
 
 
 def _state(pid: int) -> str:
