@@ -251,7 +251,19 @@ SINKS = StageCounters("sinks", (
             ("log_records_queued", "OTLP log records waiting for the export thread")),
 ))
 
-STAGES: dict[str, StageCounters] = {s.stage: s for s in (COLLECTOR, SESSIONIZER, ANALYZER, SINKS)}
+RESPONDER = StageCounters("responder", (
+    *PUBLISHER,
+    *SUBSCRIBER,
+    *_specs(Kind.PROBLEM, ("refused_targets", "pids a response named that failed a check (not signalled)"),
+            ("response_errors", "signals that failed for another reason than the process being gone"),
+            ("requests_malformed", "response maps that could not be read (ignored)")),
+    *_specs(Kind.INFO, ("responses", "ALERT responses carried out (dry runs included)"),
+            ("responses_dry_run", "of which dry runs"),
+            ("signalled_processes", "processes signalled (SIGKILL, or SIGSTOP then SIGKILL)")),
+))
+
+STAGES: dict[str, StageCounters] = {s.stage: s for s in (COLLECTOR, SESSIONIZER, ANALYZER, SINKS,
+                                                         RESPONDER)}
 
 
 def for_stage(stage: str) -> StageCounters | None:

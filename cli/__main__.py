@@ -11,6 +11,7 @@ verbs:
   record FILE   record bus traffic to a .casarec file
   replay FILE   feed a recording's collector events into the pipeline in place of the collector
   rules check   validate a rules.json without touching the running stack
+  thaw ID       resume a session the responder froze (freeze_session)
 
 exit status (LSB): 0 ok, 1 error, 2 bad arguments, 3 not running.
 """
@@ -35,6 +36,7 @@ VERBS: dict[str, str] = {
     "record": "cli.record",
     "replay": "cli.replay",
     "rules check": "cli.rules_check",
+    "thaw": "cli.thaw",
 }
 
 

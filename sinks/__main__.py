@@ -46,6 +46,7 @@ POLL_TIMEOUT_MS = 200
 SINK_STAGE = "sinks"
 ANALYZER_TOPICS = ["analyzer."]
 NOTIFY_TOPICS = ["analyzer.decision"]      # (+ analyzer.heartbeat, added by the subscriber)
+RESPONDER_PREFIX = "responder."
 
 log = logging.getLogger("casa.sinks")
 
@@ -145,6 +146,8 @@ def serve(core: SinkCore, stream: str, args: argparse.Namespace, flags: Flags,
     """The poll loop: analyzer envelopes -> core; heartbeats; signals. Returns the exit code."""
     ctx = zmq.Context()
     streams = bus.analyzer_streams(args.instances)
+    if any(t.startswith(RESPONDER_PREFIX) for t in topics):
+        streams.append("responder")            # its results go to alert.log (jsonl)
     sub_sock = bus.connect_subscriber(ctx, streams, topics, args.bus_dir)
     sub = bus.Subscriber(sub_sock, topics, on_loss=core.on_loss)
     positions = SinkPositions(position_store(stream, args), clock)
@@ -280,7 +283,8 @@ def main(argv: list[str] | None = None) -> int:
         log.error("cannot start the %s sink | reason=%s", args.kind, exc)
         return 1
     # The notification sinks read decisions only: the event flood is never even decoded there.
-    topics = NOTIFY_TOPICS if args.kind in ("webhook", "program") else ANALYZER_TOPICS
+    # The log and trace sinks also read the responder's results (alert.log, the trace).
+    topics = NOTIFY_TOPICS if args.kind in ("webhook", "program") else ANALYZER_TOPICS + [RESPONDER_PREFIX]
     if core is None and args.kind in ("webhook", "program"):
         from sinks.notify import NotifyOff
         core, topics = NotifyOff(), ["analyzer.heartbeat"]

@@ -36,8 +36,9 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import Span, TracerProvider
 
 from bus.envelope import Envelope
-from bus.topics import ANALYZER_CONTROL, ANALYZER_DECISION, ANALYZER_EVENT, ANALYZER_SESSION, is_heartbeat
-from sinks import decision_records, records
+from bus.topics import (ANALYZER_CONTROL, ANALYZER_DECISION, ANALYZER_EVENT, ANALYZER_SESSION,
+                        RESPONDER_RESULT, is_heartbeat)
+from sinks import decision_records, response_records, records
 from sinks.otel_export import (DEFAULT_SERVICE, SHUTDOWN_TIMEOUT_MS, BoundedProcessor, OtelSettings,
                                RetryingExporter, build_provider, resolve_endpoint)
 from sinks.trace_model import (COUNT_NAMES, EVENT_NAMES, PinnedIds, SessionTrace, event_attributes,
@@ -153,6 +154,30 @@ class TraceSink:
             self._on_decision(self._session(sid, stream, item, ts), item, event, ts)
         elif topic == ANALYZER_SESSION:
             self._on_lifecycle(sid, stream, item)
+        elif topic == RESPONDER_RESULT:
+            self._on_response(sid, item)
+
+    def _on_response(self, sid: int, item: Mapping[str, Any]) -> None:
+        """``response: <action>`` on the session's root span, at the time of the first signal
+        (the triggering event's time in a dry run); a session not open here is late."""
+        st = self.sessions.get(sid)
+        if st is None:
+            self.late_messages += 1
+            return
+        r = response_records.response_record(item)["response"]
+        ts = int(item.get("ts_ns") or 0)
+        if r["latency_ms"] is not None:
+            ts += int(r["latency_ms"] * 1e6)
+        attrs = {"casa.session.id": sid, "casa.response.action": r["action"],
+                 "casa.response.dry_run": r["dry_run"], "casa.response.rules": r["rules"],
+                 "casa.response.pids": r.get("pids") or r.get("would_signal") or [],
+                 "casa.response.refused": [f"{x['pid']}: {x['reason']}" for x in r["refused"]],
+                 "casa.response.errors": r["errors"]}
+        for key in ("latency_ms", "done_ms"):
+            if r[key] is not None:
+                attrs[f"casa.response.{key}"] = r[key]
+        st.root.add_event(f"response: {r['action']}" + (" (dry run)" if r["dry_run"] else ""),
+                          attrs, timestamp=ts)
 
     def _session(self, sid: int, stream: str, item: Mapping[str, Any], start_ns: int,
                  leader: int = 0, opened: bool = False) -> SessionTrace:

@@ -192,7 +192,7 @@ class Stack:
 
     def names(self) -> list[str]:
         return ["collector", "sessionizer", *[f"analyzer-{i}" for i in range(self.analyzers)],
-                "sinks-jsonl", "sinks-otel", "sinks-webhook", "sinks-program"]
+                "responder", "sinks-jsonl", "sinks-otel", "sinks-webhook", "sinks-program"]
 
     def wait_until(self, cond: Callable[[], Any], timeout_s: float, what: str) -> Any:
         deadline = time.monotonic() + timeout_s
