@@ -40,7 +40,7 @@ _NAME = {bit: "history." + name for name, bit in HISTORY_BIT.items()}
 X_BIT: dict[str, int] = {name: 1 << i for i, name in enumerate((
     "execution.reverse_shell", "execution.pipe_to_shell", "execution.loader_hijack",
     "execution.suspicious_path_exec", "execution.hidden_path_exec", "execution.masquerade",
-    "capability.privilege_gained"))}
+    "capability.privilege_gained", "execution.preload_injection"))}
 _X_NAME = {bit: name for name, bit in X_BIT.items()}
 
 COMPACT_MIN = 256             # deletions before a dict is compacted, at least

@@ -28,6 +28,7 @@ FEATURES: dict[str, dict[str, str]] = {
         # beyond the original (docs/rules.md)
         "reverse_shell": "bool", "pipe_to_shell": "bool", "loader_hijack": "bool",
         "masquerade": "bool", "hidden_path_exec": "bool", "unresolved_exec": "bool",
+        "preload_injection": "bool",
     },
     "capability": {"has_dangerous_caps": "bool", "dangerous_count": "int", "seccomp_disabled": "bool",
                    "gained_dangerous_caps": "bool", "privilege_gained": "bool"},

@@ -43,6 +43,7 @@ def _steps(s: Seq, field: str) -> None:
      "execution.pipe_to_shell": lambda: x(1, 201, "/usr/bin/curl", stdio=[TTY, PIPE, TTY]).exec(
          1.1, 202, "/bin/sh", ["sh"], stdio=[PIPE, TTY, TTY]),
      "execution.loader_hijack": lambda: x(1, 201, "/bin/ls", ld_env={"LD_PRELOAD": "/tmp/x.so"}),
+     "execution.preload_injection": lambda: x(1, 201, "/bin/ls", ld_env={"LD_PRELOAD": "/tmp/x.so"}),
      "execution.masquerade": lambda: x(1, 201, "/tmp/d/sshd"),
      "execution.hidden_path_exec": lambda: x(1, 201, "/tmp/.d/x"),
      "execution.unresolved_exec": lambda: x(1, 201, "./x", abspath=""),
