@@ -66,6 +66,7 @@ class HistoryFlags:
     memfd_created: bool = False
     written_then_interpreted: bool = False
     burst_interpreter_exec: bool = False
+    inline_network_spawn: bool = False
 
     def as_map(self) -> dict[str, bool]:
         return {name: getattr(self, name) for name in HISTORY_FIELDS}

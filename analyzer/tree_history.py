@@ -40,7 +40,7 @@ from analyzer.history_flags import HISTORY_BIT
 from analyzer.path_classes import (CREDENTIAL, DELETED, FOREIGN_PROC, HIDDEN, LOG, PERSISTENCE,
                                    SECURITY_TOOL, SUSPICIOUS, SYSTEM, PathClasses, tokens)
 from analyzer.paths import O_ACCMODE, O_TRUNC, O_WRONLY
-from analyzer.scripts import SCRIPT, program_source
+from analyzer.scripts import INLINE, SCRIPT, program_source
 from analyzer.session_state import (CHMOD, CONNECT, EXEC, EXIT, OPEN, RENAME, SEND, TRUNCATE,
                                     UNLINK, ProcessState, RecentEvent, basename, event_path,
                                     int_field, text)
@@ -59,9 +59,14 @@ WTE, ODP, OVF = _BIT["write_then_exec_same_path"], _BIT["opened_deleted_path"], 
 CA, CTN, PW = _BIT["credential_access"], _BIT["credential_then_network"], _BIT["persistence_write"]
 LT, STD = _BIT["log_tampering"], _BIT["security_tool_discovery"]
 SN, WTI = _BIT["shell_network"], _BIT["written_then_interpreted"]
+INS = _BIT["inline_network_spawn"]
 _OPEN_CLASSES = DELETED | SECURITY_TOOL | CREDENTIAL | FOREIGN_PROC
 _X_SUSPICIOUS, _X_HIDDEN = X_BIT["execution.suspicious_path_exec"], X_BIT["execution.hidden_path_exec"]
 _X_MASQUERADE = X_BIT["execution.masquerade"]
+_X_PRELOAD = X_BIT["execution.preload_injection"]
+# The dynamic loader's system-wide preload list: every program started after a write to it loads
+# the libraries it names, with no LD_* variable an exec could show.
+LD_SO_PRELOAD = "/etc/ld.so.preload"
 _NAMES_KEPT = 256             # written paths remembered by text, for the evidence of (dev, ino) matches
 _SIGNAL_KINDS = frozenset({"memfd", "socket", "ptrace", "vm_read", "listen", "bind"})
 
@@ -187,6 +192,8 @@ class TreeHistory:
             self.remember(self.written_ids, ident, packed, ref, m)
         if e.cls & PERSISTENCE:
             m.hit(PW, (ref,))
+            if e.path == LD_SO_PRELOAD:
+                m.hit_x(_X_PRELOAD, (ref,))
         if e.cls & LOG and e.flags & O_TRUNC:
             m.hit(LT, (ref,))
 
@@ -245,9 +252,12 @@ class TreeHistory:
         self.scripts.pop(e.tgid)
         types, stdout_pipe = sig.exec_signals(self, ev, proc, family, ref, m)
         if proc.role != "routine":           # routine execs (uname -a) never pair, parent or connect
-            self._image(e.tgid, exe or e.path, name, types, proc.role == "agent", stdout_pipe, ref, m)
+            inline = family is not None and program_source(family, proc.args)[0] == INLINE
+            self._image(e.tgid, exe or e.path, name, types, proc.role == "agent", stdout_pipe, ref, m,
+                        inline)
         if proc.role:
             return                       # the runtime's own image, wrapper, routine: identity only
+        self._spawned_by_inline_network_code(ev, ref, m)
         if within(self.last_connect, ts, c.horizon_ns):
             m.hit(CTE, (self.last_connect, ref))
         if within(self.last_sensitive, ts, c.sensitive_ns):
@@ -283,9 +293,10 @@ class TreeHistory:
         return unpack(packed, "")
 
     def _image(self, tgid: int, image: str, name: str, types: list[str], agent: bool,
-               stdout_pipe: int | None, ref: Ref, m: SessionMarks) -> None:
+               stdout_pipe: int | None, ref: Ref, m: SessionMarks, inline: bool = False) -> None:
         """Remember the process image: binary, flags, stdout pipe (and pair that pipe)."""
-        flags = (sig.P_AGENT if agent else 0) | (sig.P_NETFED if sig.netfed(self, name, types) else 0)
+        flags = (sig.P_AGENT if agent else 0) | (sig.P_NETFED if sig.netfed(self, name, types) else 0) \
+            | (sig.P_INLINE if inline else 0)
         old = self.procs.items.get(tgid)
         if old is not None and old[0] & sig.P_NETFED:
             flags |= sig.P_NETFED            # connected before this in-place exec
@@ -295,6 +306,19 @@ class TreeHistory:
         self.remember(self.procs, tgid, value, ref, m)
         if stdout_pipe is not None:
             sig.writer_exec(self, stdout_pipe, flags, ref, m)
+
+    def _spawned_by_inline_network_code(self, ev: dict[str, Any], ref: Ref, m: SessionMarks) -> None:
+        """inline_network_spawn: the parent is a shell or interpreter running inline code
+        (``python3 -c``, ``perl -e``, ``node -e``, ``sh -c``) that connected out or sent before
+        this exec: code that fetches and then runs programs without a file an exec could name
+        (``exec(urlopen(...).read())`` starting ``id``). A network tool's own children, or a
+        script file's, are not this (their code is on disk for write->exec and the operand)."""
+        if m.bits & INS:
+            return
+        parent = self.procs.items.get(int_field(ev.get("ppid"), -1))
+        want = sig.P_INLINE | sig.P_NETFED
+        if parent is not None and parent[0] & want == want and not parent[0] & sig.P_AGENT:
+            m.hit(INS, ((parent[0] >> 25, int_field(ev.get("ppid"), -1), EXEC, parent[1]), ref))
 
     def _interpreter_burst(self, e: RecentEvent, ev: dict[str, Any], proc: ProcessState,
                            family: str | None, ref: Ref, m: SessionMarks) -> None:
@@ -396,6 +420,8 @@ class TreeHistory:
                 self._remember_write(new_path, pack(e.ts_ns, e.tgid, RENAME), ref, m)
             if new_bits & PERSISTENCE:
                 m.hit(PW, (ref,))
+                if new_path == LD_SO_PRELOAD:
+                    m.hit_x(_X_PRELOAD, (ref,))
             if (bits | new_bits) & LOG:
                 m.hit(LT, (ref,))
         elif kind in (UNLINK, TRUNCATE) and bits & LOG:

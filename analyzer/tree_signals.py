@@ -32,11 +32,11 @@ from bus.paths import normalise
 if TYPE_CHECKING:
     from analyzer.tree_history import TreeHistory
 
-__all__ = ["TreeSignals", "P_AGENT", "P_NETFED", "exec_signals", "stdio_types", "signal_event",
+__all__ = ["TreeSignals", "P_AGENT", "P_NETFED", "P_INLINE", "exec_signals", "stdio_types", "signal_event",
            "connected", "foreign_open", "library_written", "is_loopback", "udp_send", "setuid_chmod",
            "netfed", "writer_exec", "loader_hijack", "preload_injection"]
 
-P_AGENT, P_NETFED = 1, 2      # process image flags (low bits of its packed value)
+P_AGENT, P_NETFED, P_INLINE = 1, 2, 4   # process image flags (low bits of its packed value)
 NET_SOCKETS = frozenset({"inet", "socket"})    # not unix: a local socket is no network shell
 _LD_FILES = ("LD_PRELOAD", "LD_AUDIT")
 S_ISUID_GID = 0o6000

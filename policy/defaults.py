@@ -82,7 +82,10 @@ LIST_DEFAULTS: dict[str, tuple[str, ...]] = {
         "~/.config/google-chrome/*/Cookies", "~/.config/chromium/*/Login Data",
         "~/.config/chromium/*/Cookies", "~/.openclaw/credentials/**",
         "~/.openclaw/**/auth-profiles.json", "~/.openclaw/openclaw.json", "**/.env",
-        "/etc/shadow", "/etc/gshadow", "/var/run/secrets/**", "/run/secrets/**"),
+        "/etc/shadow", "/etc/gshadow", "/var/run/secrets/**", "/run/secrets/**",
+        # shell and REPL histories: typed passwords, tokens on command lines (T1552.003)
+        "~/.bash_history", "~/.zsh_history", "~/.local/share/fish/fish_history", "~/.python_history",
+        "~/.node_repl_history", "~/.mysql_history", "~/.psql_history", "~/.sqlite_history"),
     # Persistence locations: writing (or renaming onto, or chmod of) one is a foothold. Not
     # ~/.gitconfig: `git config --global` (identity, default branch) is an ordinary developer
     # action, and what it could run (core.pager, aliases) runs only when the user runs git.
@@ -132,6 +135,12 @@ MAP_DEFAULTS: dict[str, dict[str, tuple[str, ...]]] = {
         "~/.pypirc": ("twine",),
         "~/.git-credentials": ("git", "git-credential-store"),
         "~/.config/gh/hosts.yml": ("gh",),
+        # a history's own program reads it back (an interactive shell, a REPL)
+        "~/.bash_history": ("bash",), "~/.zsh_history": ("zsh",),
+        "~/.local/share/fish/fish_history": ("fish",),
+        "~/.python_history": ("python3", "python", "python3.11", "python3.12", "python3.13"),
+        "~/.node_repl_history": ("node",), "~/.mysql_history": ("mysql", "mariadb"),
+        "~/.psql_history": ("psql",), "~/.sqlite_history": ("sqlite3",),
     },
 }
 

@@ -197,6 +197,32 @@ def test_curl_connect_is_not_shell_network(core):
     assert not hist(core, s).shell_network
 
 
+# ---------------------------------------------------------------- inline_network_spawn
+
+def test_inline_code_that_connects_then_starts_a_program(core):
+    """python3 -c "exec(urlopen(...).read())": the fetched code runs `id`; no file to name."""
+    s = root_seq().exec(1, 201, "/usr/bin/python3", ["python3", "-c", "from urllib.request import urlopen"])
+    s.connect(1.1, 201, "127.0.0.1", 8080)
+    s.exec(1.2, 202, "/usr/bin/id", ["id"], parent=201)
+    assert hist(core, s).inline_network_spawn
+
+
+@pytest.mark.parametrize("argv", [["python3", "/srv/app/fetch.py"], ["python3", "-m", "pip", "download", "x"]])
+def test_a_script_or_module_that_connects_then_spawns_is_not_inline(core, argv):
+    s = root_seq().exec(1, 201, "/usr/bin/python3", argv)
+    s.connect(1.1, 201, "127.0.0.1", 8080)
+    s.exec(1.2, 202, "/usr/bin/git", ["git", "status"], parent=201)
+    assert not hist(core, s).inline_network_spawn
+
+
+def test_inline_code_that_spawns_without_connecting_or_a_sibling_that_connects(core):
+    s = root_seq().exec(1, 201, "/bin/sh", ["sh", "-c", "curl -O x; ls"])
+    s.exec(1.1, 202, "/usr/bin/curl", ["curl", "-O", "x"], parent=201)
+    s.connect(1.2, 202, "127.0.0.1", 8080)                # curl connects, not the shell
+    s.exec(1.3, 203, "/usr/bin/ls", ["ls"], parent=201)
+    assert not hist(core, s).inline_network_spawn
+
+
 # ---------------------------------------------------------------- execution: masquerade, hidden, unresolved
 
 @pytest.mark.parametrize("path, argv", [("/tmp/d/id", ["id"]), ("/tmp/d/x", ["sshd"]),
