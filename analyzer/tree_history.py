@@ -255,9 +255,10 @@ class TreeHistory:
             inline = family is not None and program_source(family, proc.args)[0] == INLINE
             self._image(e.tgid, exe or e.path, name, types, proc.role == "agent", stdout_pipe, ref, m,
                         inline)
+        if proc.role != "agent":             # `id` (a routine exec) run by fetched code counts
+            self._spawned_by_inline_network_code(ev, ref, m)
         if proc.role:
             return                       # the runtime's own image, wrapper, routine: identity only
-        self._spawned_by_inline_network_code(ev, ref, m)
         if within(self.last_connect, ts, c.horizon_ns):
             m.hit(CTE, (self.last_connect, ref))
         if within(self.last_sensitive, ts, c.sensitive_ns):
