@@ -35,6 +35,8 @@ import sys
 from typing import Any
 
 from analyzer import tree_signals as sig
+from analyzer import tree_spawns as spawns
+from analyzer.activity_bursts import ActivityBursts
 from analyzer.evidence import Ref, addr_text
 from analyzer.history_flags import HISTORY_BIT
 from analyzer.path_classes import (CREDENTIAL, DELETED, FOREIGN_PROC, HIDDEN, LOG, PERSISTENCE,
@@ -49,17 +51,16 @@ from analyzer.tree_index import (X_BIT, Burst, Index, SessionMarks, TreeConfig, 
 from bus.paths import normalise
 from policy import Analysis
 
-__all__ = ["TreeHistory", "TreeStore", "SessionMarks", "TreeConfig", "tree_key"]
+__all__ = ["TreeHistory", "TreeStore", "SessionMarks", "TreeConfig", "tree_key", "identity"]
 
 _BIT = HISTORY_BIT
 CTE, STN, STE = _BIT["connect_then_exec"], _BIT["sensitive_then_network"], _BIT["sensitive_then_execve"]
 B_OPEN, B_CONNECT, B_EXEC = _BIT["burst_open"], _BIT["burst_connect"], _BIT["burst_exec"]
-B_INTERP = _BIT["burst_interpreter_exec"]
 WTE, ODP, OVF = _BIT["write_then_exec_same_path"], _BIT["opened_deleted_path"], _BIT["overflow"]
 CA, CTN, PW = _BIT["credential_access"], _BIT["credential_then_network"], _BIT["persistence_write"]
 LT, STD = _BIT["log_tampering"], _BIT["security_tool_discovery"]
 SN, WTI = _BIT["shell_network"], _BIT["written_then_interpreted"]
-INS = _BIT["inline_network_spawn"]
+DSC, BRP = _BIT["discovery_burst"], _BIT["bulk_replace"]
 _OPEN_CLASSES = DELETED | SECURITY_TOOL | CREDENTIAL | FOREIGN_PROC
 _X_SUSPICIOUS, _X_HIDDEN = X_BIT["execution.suspicious_path_exec"], X_BIT["execution.hidden_path_exec"]
 _X_MASQUERADE = X_BIT["execution.masquerade"]
@@ -76,7 +77,7 @@ class TreeHistory:
 
     __slots__ = ("c", "classes", "written", "written_ids", "names", "procs", "scripts", "sig",
                  "last_connect", "last_exec", "last_sensitive", "last_credential", "bursts",
-                 "overflowed", "stats", "last_ns", "sessions", "route")
+                 "overflowed", "stats", "last_ns", "sessions", "route", "acts")
 
     def __init__(self, c: TreeConfig, classes: PathClasses, stats: "TreeStats | None" = None) -> None:
         self.c, self.classes = c, classes
@@ -98,6 +99,12 @@ class TreeHistory:
         self.last_ns = 0              # analyzer clock of the latest event (expiry)
         self.sessions = 0             # open sessions using this tree
         self.route = 0                # its shard (else its session id): who owns it on restore
+        self.acts: ActivityBursts | None = None   # discovery and bulk replacement (made on use)
+
+    def activity(self) -> ActivityBursts:
+        if self.acts is None:
+            self.acts = ActivityBursts(self.c.burst_ns)
+        return self.acts
 
     def new_bursts(self) -> tuple[Burst, Burst, Burst, Burst]:
         th, window = self.c.thresholds, self.c.burst_ns
@@ -187,7 +194,7 @@ class TreeHistory:
         """A write-intent open (hidden ones too): remembered by path and identity."""
         packed = pack(ref[0], ref[1], OPEN)
         self._remember_write(e.path, packed, ref, m)
-        ident = _identity(ev)
+        ident = identity(ev)
         if ident is not None:
             self.remember(self.written_ids, ident, packed, ref, m)
         if e.cls & PERSISTENCE:
@@ -196,6 +203,8 @@ class TreeHistory:
                 m.hit_x(_X_PRELOAD, (ref,))
         if e.cls & LOG and e.flags & O_TRUNC:
             m.hit(LT, (ref,))
+        if "." in e.path:
+            self.activity().written(e.path, ref[0])
 
     def _remember_write(self, path: str, packed: int, ref: Ref, m: SessionMarks) -> None:
         key = path_key(path)
@@ -226,9 +235,14 @@ class TreeHistory:
         if bits & CREDENTIAL and e.flags & O_ACCMODE != O_WRONLY:
             if not self.classes.legitimate_reader(e.path, proc.uid, self.image_of(e.tgid, proc)):
                 m.hit(CA, (ref,))
-                if within(self.last_connect, e.ts_ns, self.c.sensitive_ns):
-                    m.hit(CTN, (ref, self.last_connect))
-                self.last_credential = ref
+                self.secret_read(ref, m)
+
+    def secret_read(self, ref: Ref, m: SessionMarks) -> None:
+        """A credential read, or another process's memory or environment read: paired with a
+        connect either side of it for ``credential_then_network``."""
+        if within(self.last_connect, ref[0], self.c.sensitive_ns):
+            m.hit(CTN, (ref, self.last_connect))
+        self.last_credential = ref
 
     def _script_opened(self, e: RecentEvent, proc: ProcessState, ref: Ref, m: SessionMarks) -> None:
         """An interpreter opened the script it was given (``sh x.sh`` opens ``x.sh``)."""
@@ -247,7 +261,7 @@ class TreeHistory:
         name = basename(e.path) or basename(exe)
         family = self.family(name)
         if not proc.role:
-            self._interpreter_burst(e, ev, proc, family, ref, m)
+            spawns.interpreter_burst(self, e, ev, proc, family, ref, m)
         self._exec_written(e, ev, exe, ref, m)
         self.scripts.pop(e.tgid)
         types, stdout_pipe = sig.exec_signals(self, ev, proc, family, ref, m)
@@ -256,7 +270,11 @@ class TreeHistory:
             self._image(e.tgid, exe or e.path, name, types, proc.role == "agent", stdout_pipe, ref, m,
                         inline)
         if proc.role != "agent":             # `id` (a routine exec) run by fetched code counts
-            self._spawned_by_inline_network_code(ev, ref, m)
+            spawns.inline_network_spawn(self, ev, ref, m)
+            if name in c.discovery and not m.bits & DSC:
+                hit = self.activity().discovered(name, ref, c.discovery_threshold)
+                if hit is not None:
+                    m.hit(DSC, hit)
         if proc.role:
             return                       # the runtime's own image, wrapper, routine: identity only
         if within(self.last_connect, ts, c.horizon_ns):
@@ -279,7 +297,7 @@ class TreeHistory:
         written = (self.written_ref(e.path, ts) if e.path else None) \
             or (self.written_ref(exe, ts) if exe and exe != e.path else None)
         if written is None:
-            ident = _identity(ev)
+            ident = identity(ev)
             by_id = self.written_ids.get(ident, ts, self.c.horizon_ns) if ident is not None else None
             if by_id is not None:
                 written = self._named(by_id)
@@ -307,50 +325,6 @@ class TreeHistory:
         self.remember(self.procs, tgid, value, ref, m)
         if stdout_pipe is not None:
             sig.writer_exec(self, stdout_pipe, flags, ref, m)
-
-    def _spawned_by_inline_network_code(self, ev: dict[str, Any], ref: Ref, m: SessionMarks) -> None:
-        """inline_network_spawn: the parent is a shell or interpreter running inline code
-        (``python3 -c``, ``perl -e``, ``node -e``, ``sh -c``) that connected out or sent before
-        this exec: code that fetches and then runs programs without a file an exec could name
-        (``exec(urlopen(...).read())`` starting ``id``). A network tool's own children, or a
-        script file's, are not this (their code is on disk for write->exec and the operand)."""
-        if m.bits & INS:
-            return
-        parent = self.procs.items.get(int_field(ev.get("ppid"), -1))
-        want = sig.P_INLINE | sig.P_NETFED
-        if parent is not None and parent[0] & want == want and not parent[0] & sig.P_AGENT:
-            m.hit(INS, ((parent[0] >> 25, int_field(ev.get("ppid"), -1), EXEC, parent[1]), ref))
-
-    def _interpreter_burst(self, e: RecentEvent, ev: dict[str, Any], proc: ProcessState,
-                           family: str | None, ref: Ref, m: SessionMarks) -> None:
-        """burst_interpreter_exec: a shell or interpreter (by name; or a ``#!`` script, whose
-        exec's (dev, ino) is a system interpreter's) started by a shell or interpreter. An
-        installed tool's script (``node /usr/bin/npm``, ``/usr/bin/pip``) is not a step."""
-        if family is not None:
-            kind, script = program_source(family, proc.args)
-            installed = kind == SCRIPT and bool(script) and script.startswith("/") \
-                and self.classes.in_system_dir(normalise(script))
-        else:
-            ident = _identity(ev)
-            if ident is None or ident not in self.classes.interpreter_ids:
-                return
-            installed = self.classes.in_system_dir(e.path)
-        if not installed and self._parent_shellish(ev):
-            hit = self.bursts[3].push(ref)
-            if hit is not None:
-                m.hit(B_INTERP, hit)
-
-    def _parent_shellish(self, ev: dict[str, Any]) -> bool:
-        """Its parent is a shell or interpreter (a role wrapper counts; the runtime's own image
-        does not), or a program from outside system_dirs (a script run by its ``#!``, whatever
-        its name); unknown to the tree: the comm it had before this exec (a fork's is its
-        parent's)."""
-        parent = self.procs.items.get(int_field(ev.get("ppid"), -1))
-        if parent is not None:
-            image = parent[1]
-            return not parent[0] & sig.P_AGENT and (self.family(basename(image)) is not None
-                                                   or not self.classes.in_system_dir(image))
-        return self.family(text(ev.get("comm"))) is not None
 
     def _interpreted(self, e: RecentEvent, proc: ProcessState, family: str, ref: Ref,
                      m: SessionMarks) -> None:
@@ -431,6 +405,10 @@ class TreeHistory:
             if bits & PERSISTENCE:
                 m.hit(PW, (ref,))
             sig.setuid_chmod(ev, ref, m)
+        if kind == UNLINK and self.acts is not None and int_field(ev.get("ret"), 0) >= 0:
+            hit = self.acts.unlinked(e.path, ref, self.c.replace_threshold)
+            if hit is not None:
+                m.hit(BRP, hit)
 
 
 def _signal_ref(e: RecentEvent, ev: dict[str, Any]) -> Ref:
@@ -448,7 +426,7 @@ def _signal_ref(e: RecentEvent, ev: dict[str, Any]) -> Ref:
     return (e.ts_ns, e.tgid, kind, what)
 
 
-def _identity(ev: dict[str, Any]) -> int | None:
+def identity(ev: dict[str, Any]) -> int | None:
     """(dev, ino) of a write-intent open or an exec, as one int (dev << 64 | ino)."""
     ino, dev = ev.get("ino"), ev.get("dev")
     if type(ino) is int and type(dev) is int and ino > 0 and dev >= 0:

@@ -243,9 +243,11 @@ def signal_event(tree: "TreeHistory", kind: str, ev: dict[str, Any], proc: Proce
     elif kind == "ptrace":
         if int_field(ev.get("request"), -1) != PTRACE_TRACEME and _foreign(tree, ev, ev.get("target")):
             m.hit(_FOREIGN, (ref,))
+            tree.secret_read(ref, m)
     elif kind == "vm_read":
         if _foreign(tree, ev, ev.get("target")):
             m.hit(_FOREIGN, (ref,))
+            tree.secret_read(ref, m)
     elif kind == "listen" or kind == "bind":
         _listening(tree, kind, ev, proc, ref, m)
 
@@ -276,6 +278,7 @@ def foreign_open(tree: "TreeHistory", path: str, ev: dict[str, Any], exe: str, m
     if target[1] != "mem" and basename(exe) in PROCESS_LISTERS and tree.classes.in_system_dir(exe):
         return
     m.hit(_FOREIGN, (ref,))
+    tree.secret_read(ref, m)                      # its secrets pair with a connect like a key's
 
 
 def _listening(tree: "TreeHistory", kind: str, ev: dict[str, Any], proc: ProcessState, ref: Ref,

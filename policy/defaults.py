@@ -36,6 +36,10 @@ INT_DEFAULTS: dict[str, int] = {
     "udp_exfil_bytes": 4096,
     "udp_exfil_names": 20,
     "udp_exfil_window_seconds": 60,
+    # distinct discovery programs, and distinct files replaced by a derived copy, that make a
+    # burst within burst_window_seconds (analyzer/activity_bursts.py)
+    "discovery_threshold": 5,
+    "bulk_replace_threshold": 5,
 }
 
 # String heuristics with a fixed set of values: field -> (default, allowed values).
@@ -114,6 +118,12 @@ LIST_DEFAULTS: dict[str, tuple[str, ...]] = {
         "/var/log/**", "~/.bash_history", "~/.zsh_history", "~/.python_history",
         "~/.node_repl_history", "~/.local/share/fish/fish_history", "~/.mysql_history",
         "~/.psql_history", "/var/run/utmp", "/run/utmp", "/tmp/openclaw/*.log"),
+    # System discovery programs (ATT&CK Discovery): who am I, what host, what network, what runs.
+    "discovery_tool_names": (
+        "id", "whoami", "groups", "users", "who", "w", "last", "lastlog", "uname", "hostname",
+        "hostnamectl", "lsb_release", "ip", "ifconfig", "ss", "netstat", "route", "arp", "nmcli",
+        "iptables", "nft", "ps", "pstree", "env", "printenv", "lsof", "lscpu", "lsblk", "lsmod",
+        "lspci", "lsusb", "dmidecode", "df", "mount", "getent", "crontab"),
     # Security tools an attacker looks for before acting (exec argv tokens, path components).
     "security_tool_names": (
         "falco", "auditd", "auditctl", "ausearch", "osqueryd", "osqueryi", "tetragon", "tracee",

@@ -43,6 +43,7 @@ FEATURES: dict[str, dict[str, str]] = {
         "raw_socket": "bool", "bind_shell": "bool", "shell_network": "bool",
         "memfd_created": "bool", "written_then_interpreted": "bool",
         "burst_interpreter_exec": "bool", "inline_network_spawn": "bool",
+        "discovery_burst": "bool", "bulk_replace": "bool",
     },
 }
 VARIABLES: frozenset[str] = frozenset({"session_id", *FEATURES})
