@@ -232,7 +232,8 @@ class TreeHistory:
             m.hit(STD, (ref,))
         if bits & FOREIGN_PROC:
             sig.foreign_open(self, e.path, ev, self.image_of(e.tgid, proc), m, ref)
-        if bits & CREDENTIAL and e.flags & O_ACCMODE != O_WRONLY:
+        if bits & CREDENTIAL and e.flags & O_ACCMODE != O_WRONLY and int_field(ev.get("ret"), 0) >= 0:
+            # a refused or missing file read nothing (npm probing an absent ~/.npmrc)
             if not self.classes.legitimate_reader(e.path, proc.uid, self.image_of(e.tgid, proc)):
                 m.hit(CA, (ref,))
                 self.secret_read(ref, m)

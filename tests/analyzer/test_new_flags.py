@@ -223,6 +223,15 @@ def test_inline_code_that_spawns_without_connecting_or_a_sibling_that_connects(c
     assert not hist(core, s).inline_network_spawn
 
 
+def test_a_credential_open_that_failed_read_nothing(core):
+    s = root_seq().exec(1, 201, "/usr/bin/cat", ["cat", "/root/.npmrc"])
+    s.open(1.1, 201, "/root/.npmrc", ret=-2).connect(1.2, 201, "1.1.1.1", 443)
+    h = hist(core, s)
+    assert not h.credential_access and not h.credential_then_network
+    ok = root_seq().exec(1, 201, "/usr/bin/cat", ["cat", "/root/.npmrc"]).open(1.1, 201, "/root/.npmrc")
+    assert hist(Analyzer(core.policy), ok).credential_access
+
+
 def test_another_process_memory_read_then_a_connect_is_credential_then_network(core):
     """python3 reads /proc/<pid>/mem of a process outside the tree and posts what it found."""
     s = root_seq().exec(1, 201, "/usr/bin/python3", ["python3", "-"])
