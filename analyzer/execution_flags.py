@@ -61,6 +61,7 @@ class ExecutionFlags:
     masquerade: bool = False
     hidden_path_exec: bool = False
     unresolved_exec: bool = False
+    preload_injection: bool = False   # set by the tree (tree_signals.loader_hijack)
 
     def merge(self, other: "ExecutionFlags") -> "ExecutionFlags":
         """Sticky OR across the session's processes; ``self`` itself when nothing turns true."""

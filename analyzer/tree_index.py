@@ -40,7 +40,7 @@ _NAME = {bit: "history." + name for name, bit in HISTORY_BIT.items()}
 X_BIT: dict[str, int] = {name: 1 << i for i, name in enumerate((
     "execution.reverse_shell", "execution.pipe_to_shell", "execution.loader_hijack",
     "execution.suspicious_path_exec", "execution.hidden_path_exec", "execution.masquerade",
-    "capability.privilege_gained"))}
+    "capability.privilege_gained", "execution.preload_injection"))}
 _X_NAME = {bit: name for name, bit in X_BIT.items()}
 
 COMPACT_MIN = 256             # deletions before a dict is compacted, at least
@@ -92,6 +92,9 @@ class TreeConfig:
     udp_names: int = 20
     operand_flags: bool = True                # "indexed" mode: a script operand is what runs
     known: frozenset[str] = WELL_KNOWN_BINARIES    # system names (masquerade), shells included
+    discovery: frozenset[str] = frozenset()
+    discovery_threshold: int = 5
+    replace_threshold: int = 5
 
     @classmethod
     def of(cls, a: Analysis) -> "TreeConfig":
@@ -101,7 +104,8 @@ class TreeConfig:
                    frozenset(a.shell_names), frozenset(a.interpreter_names),
                    frozenset(a.security_tool_names), frozenset(a.network_tool_names),
                    a.udp_exfil_window_seconds * NS_PER_S, a.udp_exfil_bytes, a.udp_exfil_names,
-                   a.history_mode != "original", WELL_KNOWN_BINARIES.union(a.shell_names))
+                   a.history_mode != "original", WELL_KNOWN_BINARIES.union(a.shell_names),
+                   frozenset(a.discovery_tool_names), a.discovery_threshold, a.bulk_replace_threshold)
 
     @property
     def procs_cap(self) -> int:

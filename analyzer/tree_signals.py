@@ -32,11 +32,11 @@ from bus.paths import normalise
 if TYPE_CHECKING:
     from analyzer.tree_history import TreeHistory
 
-__all__ = ["TreeSignals", "P_AGENT", "P_NETFED", "exec_signals", "stdio_types", "signal_event",
+__all__ = ["TreeSignals", "P_AGENT", "P_NETFED", "P_INLINE", "exec_signals", "stdio_types", "signal_event",
            "connected", "foreign_open", "library_written", "is_loopback", "udp_send", "setuid_chmod",
-           "netfed", "writer_exec", "loader_hijack"]
+           "netfed", "writer_exec", "loader_hijack", "preload_injection"]
 
-P_AGENT, P_NETFED = 1, 2      # process image flags (low bits of its packed value)
+P_AGENT, P_NETFED, P_INLINE = 1, 2, 4   # process image flags (low bits of its packed value)
 NET_SOCKETS = frozenset({"inet", "socket"})    # not unix: a local socket is no network shell
 _LD_FILES = ("LD_PRELOAD", "LD_AUDIT")
 S_ISUID_GID = 0o6000
@@ -47,6 +47,7 @@ _SETUID, _FOREIGN = HISTORY_BIT["setuid_created"], HISTORY_BIT["foreign_process_
 _UDP, _BIND = HISTORY_BIT["udp_exfil"], HISTORY_BIT["bind_shell"]
 _REVERSE, _PIPE = X_BIT["execution.reverse_shell"], X_BIT["execution.pipe_to_shell"]
 _LOADER = X_BIT["execution.loader_hijack"]
+_PRELOAD = X_BIT["execution.preload_injection"]
 
 
 class TreeSignals:
@@ -93,6 +94,8 @@ def exec_signals(tree: "TreeHistory", ev: dict[str, Any], proc: ProcessState, fa
         hijack, write = loader_hijack(tree, ld_env, ref[0])
         if hijack:
             m.hit_x(_LOADER, (write, ref))
+            if preload_injection(tree, ld_env, _lib_path(ld_env), ref[0])[0]:
+                m.hit_x(_PRELOAD, (write, ref))
     if not types:
         return types, None
     parent = ev.get("parent_stdio")
@@ -164,11 +167,41 @@ def connected(tree: "TreeHistory", tgid: int, ref: Ref, m: SessionMarks) -> None
 def loader_hijack(tree: "TreeHistory", ld_env: dict[str, Any], ts: int) -> tuple[bool, Ref | None]:
     """Is this exec's loader environment a hijack, and the write behind it (evidence, or None):
     an ``LD_PRELOAD``/``LD_AUDIT`` library that is relative, outside system_dirs or written by the
-    tree; a bare library name while ``LD_LIBRARY_PATH`` leaves the system directories; an
-    ``LD_LIBRARY_PATH`` directory the tree wrote a shared library into (a relative or empty
-    entry, resolved against a cwd the analyzer does not know: any such write)."""
-    lib_path = text(ld_env.get("LD_LIBRARY_PATH")).replace(";", ":").split(":") \
-        if "LD_LIBRARY_PATH" in ld_env else []
+    tree (:func:`preload_injection`); an ``LD_LIBRARY_PATH`` directory the tree wrote a shared
+    library into (a relative or empty entry, resolved against a cwd the analyzer does not know:
+    any such write)."""
+    lib_path = _lib_path(ld_env)
+    hijack, write = preload_injection(tree, ld_env, lib_path, ts)
+    if hijack:
+        return True, write
+    sig = tree.sig
+    if sig is None or not sig.lib_dirs.items:
+        return False, None
+    for d in lib_path:
+        if d.startswith("/"):
+            hit = sig.lib_dirs.get(path_key(normalise(d)), ts, tree.c.horizon_ns)
+            if hit is not None:
+                return True, _write_ref(hit, normalise(d))
+        else:
+            latest = next(reversed(sig.lib_dirs.items.values()))
+            if abs(ts - (latest >> 25)) <= tree.c.horizon_ns:
+                return True, _write_ref(latest, d or ".")
+    return False, None
+
+
+def _lib_path(ld_env: dict[str, Any]) -> list[str]:
+    if "LD_LIBRARY_PATH" not in ld_env:
+        return []
+    return text(ld_env.get("LD_LIBRARY_PATH")).replace(";", ":").split(":")
+
+
+def preload_injection(tree: "TreeHistory", ld_env: dict[str, Any], lib_path: list[str],
+                      ts: int) -> tuple[bool, Ref | None]:
+    """An ``LD_PRELOAD``/``LD_AUDIT`` library that is relative, outside system_dirs or written by
+    the tree, or a bare library name while ``LD_LIBRARY_PATH`` leaves the system directories:
+    code forced into a program that did not ask for it. ``execution.preload_injection`` keeps
+    this apart from an ``LD_LIBRARY_PATH`` pointing at a fresh build (a developer running a
+    program against its own library), so a rule can weigh the two differently."""
     in_system = tree.classes.in_system_dir
     for var in _LD_FILES:
         for entry in text(ld_env.get(var)).replace(":", " ").split():
@@ -182,18 +215,6 @@ def loader_hijack(tree: "TreeHistory", ld_env: dict[str, Any], ts: int) -> tuple
             written = tree.written_ref(path, ts)
             if written is not None or not in_system(path):
                 return True, written
-    sig = tree.sig
-    if sig is None or not sig.lib_dirs.items:
-        return False, None
-    for d in lib_path:
-        if d.startswith("/"):
-            hit = sig.lib_dirs.get(path_key(normalise(d)), ts, tree.c.horizon_ns)
-            if hit is not None:
-                return True, _write_ref(hit, normalise(d))
-        else:
-            latest = next(reversed(sig.lib_dirs.items.values()))
-            if abs(ts - (latest >> 25)) <= tree.c.horizon_ns:
-                return True, _write_ref(latest, d or ".")
     return False, None
 
 
@@ -222,9 +243,11 @@ def signal_event(tree: "TreeHistory", kind: str, ev: dict[str, Any], proc: Proce
     elif kind == "ptrace":
         if int_field(ev.get("request"), -1) != PTRACE_TRACEME and _foreign(tree, ev, ev.get("target")):
             m.hit(_FOREIGN, (ref,))
+            tree.secret_read(ref, m)
     elif kind == "vm_read":
         if _foreign(tree, ev, ev.get("target")):
             m.hit(_FOREIGN, (ref,))
+            tree.secret_read(ref, m)
     elif kind == "listen" or kind == "bind":
         _listening(tree, kind, ev, proc, ref, m)
 
@@ -255,6 +278,7 @@ def foreign_open(tree: "TreeHistory", path: str, ev: dict[str, Any], exe: str, m
     if target[1] != "mem" and basename(exe) in PROCESS_LISTERS and tree.classes.in_system_dir(exe):
         return
     m.hit(_FOREIGN, (ref,))
+    tree.secret_read(ref, m)                      # its secrets pair with a connect like a key's
 
 
 def _listening(tree: "TreeHistory", kind: str, ev: dict[str, Any], proc: ProcessState, ref: Ref,

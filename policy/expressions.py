@@ -28,6 +28,7 @@ FEATURES: dict[str, dict[str, str]] = {
         # beyond the original (docs/rules.md)
         "reverse_shell": "bool", "pipe_to_shell": "bool", "loader_hijack": "bool",
         "masquerade": "bool", "hidden_path_exec": "bool", "unresolved_exec": "bool",
+        "preload_injection": "bool",
     },
     "capability": {"has_dangerous_caps": "bool", "dangerous_count": "int", "seccomp_disabled": "bool",
                    "gained_dangerous_caps": "bool", "privilege_gained": "bool"},
@@ -41,7 +42,8 @@ FEATURES: dict[str, dict[str, str]] = {
         "log_tampering": "bool", "security_tool_discovery": "bool", "udp_exfil": "bool",
         "raw_socket": "bool", "bind_shell": "bool", "shell_network": "bool",
         "memfd_created": "bool", "written_then_interpreted": "bool",
-        "burst_interpreter_exec": "bool",
+        "burst_interpreter_exec": "bool", "inline_network_spawn": "bool",
+        "discovery_burst": "bool", "bulk_replace": "bool",
     },
 }
 VARIABLES: frozenset[str] = frozenset({"session_id", *FEATURES})

@@ -11,7 +11,7 @@ import pytest
 
 from analyzer.core import Analyzer
 from analyzer.decisions import Action, DecisionState, decide
-from analyzer_sequences import CHECKOUT, Seq, decisions, in_mode, lifecycle, run_events
+from analyzer_sequences import CHECKOUT, ORIGINAL_RULES, Seq, decisions, in_mode, lifecycle, run_events
 from bus import Envelope, from_wire, pack, unpack
 from policy import Rule, Thresholds, load_policy
 
@@ -143,10 +143,10 @@ def test_bad_instance_numbers(bundled):
         Analyzer(bundled, 2, 2)
 
 
-def test_reload_swaps_rules_and_keeps_decision_state(bundled, tmp_path, caplog):
+def test_reload_swaps_rules_and_keeps_decision_state(original, tmp_path, caplog):
     path = tmp_path / "rules.json"
-    path.write_bytes((CHECKOUT / "rules.json").read_bytes())
-    core = Analyzer(bundled, reload_policy=lambda: load_policy(path))
+    path.write_bytes((ORIGINAL_RULES).read_bytes())
+    core = Analyzer(original, reload_policy=lambda: load_policy(path))
     run_events(core, readme_example().events)
     doc = json.loads(path.read_text())
     doc["rules"].append({"name": "any_exec_shell", "expr": "execution.shell_in_chain", "weight": 1,
@@ -161,21 +161,21 @@ def test_reload_swaps_rules_and_keeps_decision_state(bundled, tmp_path, caplog):
     # state kept: the next event re-evaluates with the new rules; only the new rule is new
     (d,) = decisions(run_events(core, Seq(session_id=25).open(4, 200, "/tmp/x").events))
     assert [r["name"] for r in d["triggered_rules"]] == ["any_exec_shell"] and d["score"] == 10
-    assert d["rules_version"] == core.policy.version != bundled.version
+    assert d["rules_version"] == core.policy.version != original.version
 
 
-def test_reload_with_broken_rules_keeps_old_policy(bundled, tmp_path, caplog):
+def test_reload_with_broken_rules_keeps_old_policy(original, tmp_path, caplog):
     path = tmp_path / "rules.json"
-    doc = json.loads((CHECKOUT / "rules.json").read_text())
+    doc = json.loads((ORIGINAL_RULES).read_text())
     doc["rules"][3]["expr"] = "history.sensitive_then_execve &&"
     path.write_text(json.dumps(doc, indent=2))
-    core = Analyzer(bundled, reload_policy=lambda: load_policy(path))
+    core = Analyzer(original, reload_policy=lambda: load_policy(path))
     out = core.handle(("sessionizer.control", {"kind": "control", "command": "reload", "id": 1,
                                                "requested_ns": 0}), 0)
     assert out[0][0] == "analyzer.control"
-    assert core.policy is bundled and core.counters.reloads_rejected == 1
+    assert core.policy is original and core.counters.reloads_rejected == 1
     assert "rule 'sensitive_file_then_suspicious_exec' expr does not compile" in caplog.text
-    assert f"keeping the 12 rules of version {bundled.version}" in caplog.text
+    assert f"keeping the 12 rules of version {original.version}" in caplog.text
 
 
 @pytest.mark.parametrize("bad", [

@@ -129,7 +129,7 @@ def test_ld_preload_of_a_library_the_tree_built(core):
     s = seq().exec(1, 201, "/usr/bin/gcc", ["gcc", "-shared", "-o", "/tmp/libhook.so"])
     s.open(1.5, 201, "/tmp/libhook.so", O_WRONLY_CREAT_TRUNC)
     s.exec(2, 202, "/usr/bin/ls", ["ls", "/"], ld_env={"LD_PRELOAD": "/tmp/libhook.so"})
-    assert ex(core, s).loader_hijack
+    assert ex(core, s).loader_hijack and ex(core, s).preload_injection
     write, exec_ = core.sessions[1].marks.evidence.refs["execution.loader_hijack"]
     assert (write[2], write[3], exec_[3]) == ("open", "/tmp/libhook.so", "/usr/bin/ls")
 
@@ -138,7 +138,8 @@ def test_ld_preload_of_a_library_the_tree_built(core):
                                     {"LD_PRELOAD": "libx.so", "LD_LIBRARY_PATH": "/home/u/lib"},
                                     {"LD_PRELOAD": "/usr/lib/../../tmp/x.so"}])
 def test_ld_preload_or_audit_outside_the_system_directories(core, ld_env):
-    assert ex(core, seq().exec(1, 202, "/usr/bin/ls", ["ls"], ld_env=ld_env)).loader_hijack
+    flags = ex(core, seq().exec(1, 202, "/usr/bin/ls", ["ls"], ld_env=ld_env))
+    assert flags.loader_hijack and flags.preload_injection
 
 
 @pytest.mark.parametrize("ld_env", [{"LD_PRELOAD": "/usr/lib/libjemalloc.so.2"},
@@ -146,16 +147,34 @@ def test_ld_preload_or_audit_outside_the_system_directories(core, ld_env):
                                     {"LD_LIBRARY_PATH": "/home/u/.local/lib"},
                                     {"LD_PRELOAD": "libjemalloc.so.2", "LD_LIBRARY_PATH": "/usr/lib"}])
 def test_system_libraries_and_directories_are_not_hijacks(core, ld_env):
-    assert not ex(core, seq().exec(1, 202, "/usr/bin/ls", ["ls"], ld_env=ld_env)).loader_hijack
+    flags = ex(core, seq().exec(1, 202, "/usr/bin/ls", ["ls"], ld_env=ld_env))
+    assert not flags.loader_hijack and not flags.preload_injection
 
 
 def test_ld_library_path_to_a_directory_the_tree_put_a_library_in(core):
     s = seq().open(1, 201, "/tmp/d/libc.so.6", O_WRONLY_CREAT_TRUNC)
     s.exec(2, 202, "/usr/bin/id", ["id"], role="routine", ld_env={"LD_LIBRARY_PATH": "/tmp/d/"})
-    assert ex(core, s).loader_hijack
+    flags = ex(core, s)
+    assert flags.loader_hijack and not flags.preload_injection   # a fresh build's library dir too
     other = seq().open(1, 201, "/tmp/d/notes.txt", O_WRONLY_CREAT_TRUNC)
     other.exec(2, 202, "/usr/bin/id", ["id"], ld_env={"LD_LIBRARY_PATH": "/tmp/d"})
     assert not ex(Analyzer(core.policy), other).loader_hijack
+
+
+@pytest.mark.parametrize("how", ["open", "rename"])
+def test_writing_the_system_wide_preload_list_is_preload_injection(core, how):
+    """/etc/ld.so.preload: every later program loads the library, no LD_* variable to see."""
+    s = seq().open(1, 201, "/var/tmp/.l/libx.so", O_WRONLY_CREAT_TRUNC)
+    if how == "open":
+        s.open(2, 201, "/etc/ld.so.preload", O_WRONLY_CREAT_TRUNC)
+    else:
+        s.event("rename", 2, 201, path="/etc/.p.tmp", new_path="/etc/ld.so.preload", syscall="rename", ret=0,
+                dirfd=-100, new_dirfd=-100, flags=0)
+    s.exec(3, 202, "/bin/true", ["true"])
+    flags = ex(core, s)
+    assert flags.preload_injection and not flags.loader_hijack
+    other = seq().open(1, 201, "/etc/ld.so.conf.d/x.conf", O_WRONLY_CREAT_TRUNC).exec(3, 202, "/bin/true", ["true"])
+    assert not ex(Analyzer(core.policy), other).preload_injection
 
 
 def test_truncated_environment_is_evidence_not_a_hijack():

@@ -14,11 +14,26 @@ from cli.rules_check import main
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_bundled_rules_ok(capsys):
-    assert main([str(ROOT / "rules.json")]) == 0
+@pytest.mark.parametrize("name", ["rules.json", "config/rules.original.json", "config/rules.eval.json"])
+def test_bundled_rules_ok(capsys, name):
+    doc = json.loads((ROOT / name).read_text())
+    n = len(doc["rules"])
+    assert main([str(ROOT / name)]) == 0
     out = capsys.readouterr().out
-    assert out.startswith(f"{ROOT / 'rules.json'}: OK | version=") and "rules=12 enabled=12 log=4 alert=9" in out
+    assert out.startswith(f"{ROOT / name}: OK | version=") and f"rules={n} enabled={n} log=4 alert=9" in out
     assert out.count("\n") == 1
+
+
+def test_default_pack_keeps_the_original_names_and_tags_every_rule():
+    """The default pack extends the original twelve (by name) and every rule says what it maps to."""
+    pack = json.loads((ROOT / "rules.json").read_text())["rules"]
+    original = json.loads((ROOT / "config/rules.original.json").read_text())["rules"]
+    names = [r["name"] for r in pack]
+    assert len(original) == 12 and {r["name"] for r in original} <= set(names)
+    assert len(names) > 12 and len(set(names)) == len(names)
+    for r in pack:
+        assert r.get("tags") and all(t.startswith(("T", "TA")) for t in r["tags"]), r["name"]
+        assert len(r.get("description", "")) > 40, r["name"]
 
 
 def test_errors_are_located_and_exit_1(tmp_path, capsys):

@@ -102,7 +102,10 @@ def test_relative_paths_of_write_like_kinds_use_the_kernels_abspath(gw, ev):
 def test_the_runtimes_own_rare_kinds_open_a_session_its_sends_are_background(core, ev):
     feed(core, [ev.root(GATEWAY, 1, "openclaw-gateway", exe=NODE, reason="exec",
                         argv=["node", f"{OC}/openclaw.mjs", "gateway"])])
-    out = feed(core, [ev.other("send", GATEWAY, 1, 1, family=2, addr="10.0.0.2", port=53, bytes=40,
+    out = feed(core, [ev.other("send", GATEWAY, 1, 0.5, family=2, addr="10.0.0.2", port=53, bytes=40,
+                                     sock_type=2, messages=1, connected=False)])
+    assert out == [] and core.dropped["runtime_dns"] == 1  # its own name lookup, like a connect's
+    out = feed(core, [ev.other("send", GATEWAY, 1, 1, family=2, addr="10.0.0.2", port=4500, bytes=40,
                                      sock_type=2, messages=1, connected=False)])
     assert out == []                                       # held like its connects
     out = feed(core, [ev.other("ptrace", GATEWAY, 1, 10, request=16, target=1)])
