@@ -48,6 +48,7 @@ from evaluation.attacks.runner import (CHECKOUT, RESULTS_DIR, checkout_commit, i
 from evaluation.attacks.scenario import Scenario, load_scenarios
 from evaluation.attacks.selfcheck import Hygiene
 from evaluation.runner import AGENT_USER, AgentHome, CasaStack, Toolchain
+from policy.defaults import MAP_DEFAULTS
 
 __all__ = ["SUBSET", "LEFT_OUT", "MODES", "OpenClawContext", "openclaw_session", "run_openclaw_scenario",
            "openclaw_rules", "agent_identity", "prompt_for", "main", "RESULTS_PATH", "SANDBOX_RESOLVER"]
@@ -149,8 +150,23 @@ def openclaw_rules(source: Path, dest: Path) -> Path:
     rules = json.loads(dest.read_text())
     analysis = rules.setdefault("analysis", {})
     analysis["ignored_connect_ips"] = list(analysis.get("ignored_connect_ips") or []) + [SANDBOX_RESOLVER]
+    analysis["credential_consumers"] = runtime_node_consumers(analysis.get("credential_consumers"))
     dest.write_text(json.dumps(rules, indent=2) + "\n")
     return dest
+
+
+def runtime_node_consumers(configured: dict[str, list[str]] | None) -> dict[str, list[str]]:
+    """``credential_consumers`` with the project-local node as a reader of ``~/.npmrc``.
+
+    OpenClaw runs `npm root -g` under its own node on every turn, and npm reads ~/.npmrc: a
+    node outside system_dirs is not trusted by name, so a user whose node comes from nvm or a
+    project-local install names it by absolute path (docs/rules.md "Tuning"), as done here."""
+    consumers = {k: list(v) for k, v in (configured or MAP_DEFAULTS["credential_consumers"]).items()}
+    node = os.path.realpath(Toolchain.in_checkout().node_bin_dir / "node")
+    readers = consumers.setdefault("~/.npmrc", [])
+    if node not in readers:
+        readers.append(node)
+    return consumers
 
 
 def _prepare(layout: Layout) -> None:

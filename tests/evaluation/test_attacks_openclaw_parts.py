@@ -90,6 +90,9 @@ def test_the_rules_copy_adds_the_stand_in_ports_and_ignores_only_the_sandbox_res
     assert out["analysis"]["ignored_connect_ips"] == ["10.1.1.1", SANDBOX_RESOLVER]
     assert set(LOOPBACK_PORTS) <= set(out["analysis"]["allowed_loopback_ports"])
     assert SANDBOX_RESOLVER != "127.0.0.1"       # the DNS-tunnel scenario's resolver stays visible
+    npmrc = out["analysis"]["credential_consumers"]["~/.npmrc"]
+    assert "npm" in npmrc and any(r.startswith("/") and r.endswith("/bin/node") for r in npmrc)
+    assert "git" in out["analysis"]["credential_consumers"]["~/.ssh/*"]   # the other defaults kept
 
 
 def test_the_records_follow_both_the_gateway_and_the_cli() -> None:
