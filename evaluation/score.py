@@ -46,6 +46,7 @@ __all__ = ["ModeResult", "score_records", "intent", "summarize", "render_markdow
 SEVERITY = {"IGNORE": 0, "LOG": 1, "ALERT": 2}
 EVAL_DIR = Path(__file__).resolve().parent
 MODES = ("gateway", "local")
+OVERHEAD_HEADING = "## Overhead (`make eval-overhead`)"
 PACKS = {"default": "intent", "original": "exact"}      # the runner's --pack, and how each is judged
 PACK_TITLES = {"default": "default pack (rules.json + evaluation values, indexed)",
                "original": "original pack (config/rules.eval.json)"}
@@ -342,9 +343,22 @@ def write_snapshot(path: Path, table: str, results: Path) -> None:
     if notes.exists():
         parts += [notes.read_text()]
     if overhead.exists():
-        parts += ["## Overhead (`make eval-overhead`)", "", overhead.read_text()]
+        parts += [OVERHEAD_HEADING, "", overhead.read_text()]
+    else:
+        parts += [_overhead_section(path)]
     parts += [_attack_section(path)]
     path.write_text("\n".join(parts) + "\n")
+
+
+def _overhead_section(path: Path) -> str:
+    """The overhead section of an existing snapshot, kept when this results directory has no
+    overhead.md (``make eval-overhead`` is a separate run)."""
+    text = path.read_text() if path.exists() else ""
+    start = text.find(OVERHEAD_HEADING)
+    if start < 0:
+        return ""
+    end = text.find(SECTION_BEGIN, start)
+    return text[start:end if end >= 0 else len(text)].rstrip("\n") + "\n"
 
 
 def _attack_section(path: Path) -> str:

@@ -161,3 +161,18 @@ def test_a_flat_baseline_file_is_the_original_columns(tmp_path):
     path.write_text(json.dumps({"default": {"B01": {"pass": True}}}))
     assert load_baseline(path) == {"default": {"B01": {"pass": True}}}
     assert load_baseline(tmp_path / "missing.json") is None
+
+
+def test_refreshing_the_snapshot_without_an_overhead_run_keeps_the_previous_overhead_section(tmp_path):
+    from evaluation.score import write_snapshot
+    md = tmp_path / "RESULTS.md"
+    md.write_text("# old\n\n## Cases\n\nold table\n\n## Overhead (`make eval-overhead`)\n\n| H01 | 1.0 |\n\n"
+                  "<!-- attack-suite:begin -->\n## Attack suite\n<!-- attack-suite:end -->\n")
+    write_snapshot(md, "| new table |\n", tmp_path)          # tmp_path holds no overhead.md
+    text = md.read_text()
+    assert "| new table |" in text and "old table" not in text
+    assert text.count("## Overhead") == 1 and "| H01 | 1.0 |" in text
+    assert text.index("| H01 |") < text.index("<!-- attack-suite:begin -->")
+    (tmp_path / "overhead.md").write_text("| H01 | 2.0 |\n")
+    write_snapshot(md, "| newer |\n", tmp_path)
+    assert "| H01 | 2.0 |" in md.read_text() and "| H01 | 1.0 |" not in md.read_text()
