@@ -309,7 +309,8 @@ def pack_rules(pack: str) -> dict[str, Any]:
 
 def eval_rules(dest: Path, ignore_resolvers: bool = True, pack: str = "original",
                source: Path | None = None) -> Path:
-    """The column's rules (pack_rules; or the file ``source``, as the attack suite passes), with this machine's DNS resolvers in ``ignored_connect_ips``.
+    """The column's rules (pack_rules; or the file ``source``, as the attack suite passes), with
+    this machine's DNS resolvers in ``ignored_connect_ips``.
 
     The OpenClaw gateway looks names up by itself now and then (its model catalog host, offline).
     Where the resolver is on loopback (127.0.0.53, as on the original's machines) CASA drops that

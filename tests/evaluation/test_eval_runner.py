@@ -90,8 +90,8 @@ def test_machine_resolvers_are_the_non_loopback_nameservers(tmp_path: Path):
     assert runner.machine_resolvers(tmp_path / "missing") == []
 
 
-def test_default_pack_column_is_rules_json_with_the_eval_analysis_values_in_indexed_mode(tmp_path: Path,
-                                                                                         monkeypatch: pytest.MonkeyPatch):
+def test_default_pack_column_is_rules_json_with_the_eval_analysis_values_in_indexed_mode(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """The default column runs rules.json's rules (not the original twelve) with the evaluation's
     sensitive files and stand-in ports, in rules.json's history mode; the original column runs
     config/rules.eval.json untouched. Both get the machine's resolvers, and nothing else changes."""
