@@ -267,7 +267,7 @@ def _process(p: ProcessState) -> dict[str, Any]:
             "connects": [list(c) for c in p.connects or ()], "first_seen_ns": p.first_seen_ns,
             "last_seen_ns": p.last_seen_ns, "exit_ns": p.exit_ns, "exec_seen": p.exec_seen,
             "role": p.role, "is_root": p.is_root, "euid": p.euid, "prev_euid": p.prev_euid,
-            "prev_cap_eff": p.prev_cap_eff, "exec_resolved": p.exec_resolved}
+            "prev_cap_eff": p.prev_cap_eff, "exec_resolved": p.exec_resolved, "reimaged": p.reimaged}
 
 
 def load_session(raw: dict[str, Any]) -> Tracked:

@@ -35,7 +35,7 @@ from analyzer.evidence import RuleFields
 from analyzer.history_flags import HISTORY_BIT, ORIGINAL_MASK, Classifier, HistoryFlags
 from analyzer.history_window import HistoryWindow
 from analyzer.rules import CompiledRules
-from analyzer.session_state import (CAPSET, EXEC, EXIT, ORIGINAL_KINDS, SETID, TRACKED_KINDS,
+from analyzer.session_state import (CAPSET, EXEC, EXIT, OPEN, ORIGINAL_KINDS, SETID, TRACKED_KINDS,
                                     ProcessState, RecentEvent, SessionState, text)
 from analyzer.tracked import ClosedIds, Counters, Tracked
 from analyzer.tree_history import TreeHistory, TreeStore, tree_key
@@ -128,8 +128,12 @@ class Analyzer:
         kind = ev["kind"]
         if kind not in self._kinds:
             return
-        if self._original and (ev.get("hidden") or (ev.get("role") and (kind == EXEC or kind == EXIT))):
-            counters.events_ignored += 1          # the original's sessionizer dropped these
+        if self._original and (ev.get("hidden") or (ev.get("role") and (kind == EXEC or kind == EXIT))
+                               or (kind == OPEN and ev.get("target_tgid") is not None)):
+            # the original's sessionizer dropped these (every /proc open among them: `openclaw
+            # agent --local` reads /proc/<pid>/stat of each process, 100 opens that would push
+            # the first tool call out of the 64-event window)
+            counters.events_ignored += 1
             return
         if sid in self.closed:
             counters.events_late += 1

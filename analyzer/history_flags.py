@@ -66,6 +66,9 @@ class HistoryFlags:
     memfd_created: bool = False
     written_then_interpreted: bool = False
     burst_interpreter_exec: bool = False
+    inline_network_spawn: bool = False
+    discovery_burst: bool = False
+    bulk_replace: bool = False
 
     def as_map(self) -> dict[str, bool]:
         return {name: getattr(self, name) for name in HISTORY_FIELDS}

@@ -171,6 +171,7 @@ class ProcessState:
     prev_euid: int | None = None
     prev_cap_eff: int | None = None
     exec_resolved: bool = True    # False: a relative exec path the kernel could not resolve
+    reimaged: bool = False        # a root that exec'd another image in place (sessionizer ``reimaged``)
 
     @property
     def tool(self) -> bool:
@@ -269,6 +270,7 @@ class SessionState:
     def _exec(self, proc: ProcessState, ev: dict[str, Any], entry: RecentEvent) -> None:
         proc.exec_path, proc.exe = entry.path, entry.exe
         proc.exec_seen, proc.exec_resolved = True, entry.resolved
+        proc.reimaged = proc.reimaged or ev.get("reimaged") is True
         role = ev.get("role")
         proc.role = role if type(role) is str else ("?" if role else "")
         if proc.role and (proc.exe.startswith("memfd:") or proc.exe.endswith(DELETED_MARK)):
@@ -292,12 +294,15 @@ class SessionState:
         Only the session's tool processes name a node: one never seen in the session (the
         gateway), a fork-only child (a subshell: its comm is its parent's), the agent root and
         any process whose exec has a role (the runtime's own image, its shell wrapper, routine
-        execs) contribute an empty name (docs/rules.md, execution flags).
+        execs) contribute an empty name (docs/rules.md, execution flags). A root that exec'd
+        another image in place (published without a role: ``bash -c`` running its last command,
+        ``curl``, in place) names its own node, for itself: it is no longer the runtime.
         """
         names = []
         for tgid in proc.lineage_tgids[: max_depth + 1]:
             node = self.processes.get(tgid)
-            names.append(node.name if node is not None and node.tool and not node.is_root else "")
+            names.append(node.name if node is not None and node.tool
+                         and (not node.is_root or (node is proc and node.reimaged)) else "")
         return names
 
     def lineage_depth(self, proc: ProcessState, max_depth: int) -> int:

@@ -35,12 +35,14 @@ import sys
 from typing import Any
 
 from analyzer import tree_signals as sig
+from analyzer import tree_spawns as spawns
+from analyzer.activity_bursts import ActivityBursts
 from analyzer.evidence import Ref, addr_text
 from analyzer.history_flags import HISTORY_BIT
 from analyzer.path_classes import (CREDENTIAL, DELETED, FOREIGN_PROC, HIDDEN, LOG, PERSISTENCE,
                                    SECURITY_TOOL, SUSPICIOUS, SYSTEM, PathClasses, tokens)
 from analyzer.paths import O_ACCMODE, O_TRUNC, O_WRONLY
-from analyzer.scripts import SCRIPT, program_source
+from analyzer.scripts import INLINE, SCRIPT, program_source
 from analyzer.session_state import (CHMOD, CONNECT, EXEC, EXIT, OPEN, RENAME, SEND, TRUNCATE,
                                     UNLINK, ProcessState, RecentEvent, basename, event_path,
                                     int_field, text)
@@ -49,19 +51,23 @@ from analyzer.tree_index import (X_BIT, Burst, Index, SessionMarks, TreeConfig, 
 from bus.paths import normalise
 from policy import Analysis
 
-__all__ = ["TreeHistory", "TreeStore", "SessionMarks", "TreeConfig", "tree_key"]
+__all__ = ["TreeHistory", "TreeStore", "SessionMarks", "TreeConfig", "tree_key", "identity"]
 
 _BIT = HISTORY_BIT
 CTE, STN, STE = _BIT["connect_then_exec"], _BIT["sensitive_then_network"], _BIT["sensitive_then_execve"]
 B_OPEN, B_CONNECT, B_EXEC = _BIT["burst_open"], _BIT["burst_connect"], _BIT["burst_exec"]
-B_INTERP = _BIT["burst_interpreter_exec"]
 WTE, ODP, OVF = _BIT["write_then_exec_same_path"], _BIT["opened_deleted_path"], _BIT["overflow"]
 CA, CTN, PW = _BIT["credential_access"], _BIT["credential_then_network"], _BIT["persistence_write"]
 LT, STD = _BIT["log_tampering"], _BIT["security_tool_discovery"]
 SN, WTI = _BIT["shell_network"], _BIT["written_then_interpreted"]
+DSC, BRP = _BIT["discovery_burst"], _BIT["bulk_replace"]
 _OPEN_CLASSES = DELETED | SECURITY_TOOL | CREDENTIAL | FOREIGN_PROC
 _X_SUSPICIOUS, _X_HIDDEN = X_BIT["execution.suspicious_path_exec"], X_BIT["execution.hidden_path_exec"]
 _X_MASQUERADE = X_BIT["execution.masquerade"]
+_X_PRELOAD = X_BIT["execution.preload_injection"]
+# The dynamic loader's system-wide preload list: every program started after a write to it loads
+# the libraries it names, with no LD_* variable an exec could show.
+LD_SO_PRELOAD = "/etc/ld.so.preload"
 _NAMES_KEPT = 256             # written paths remembered by text, for the evidence of (dev, ino) matches
 _SIGNAL_KINDS = frozenset({"memfd", "socket", "ptrace", "vm_read", "listen", "bind"})
 
@@ -71,7 +77,7 @@ class TreeHistory:
 
     __slots__ = ("c", "classes", "written", "written_ids", "names", "procs", "scripts", "sig",
                  "last_connect", "last_exec", "last_sensitive", "last_credential", "bursts",
-                 "overflowed", "stats", "last_ns", "sessions", "route")
+                 "overflowed", "stats", "last_ns", "sessions", "route", "acts")
 
     def __init__(self, c: TreeConfig, classes: PathClasses, stats: "TreeStats | None" = None) -> None:
         self.c, self.classes = c, classes
@@ -93,6 +99,12 @@ class TreeHistory:
         self.last_ns = 0              # analyzer clock of the latest event (expiry)
         self.sessions = 0             # open sessions using this tree
         self.route = 0                # its shard (else its session id): who owns it on restore
+        self.acts: ActivityBursts | None = None   # discovery and bulk replacement (made on use)
+
+    def activity(self) -> ActivityBursts:
+        if self.acts is None:
+            self.acts = ActivityBursts(self.c.burst_ns)
+        return self.acts
 
     def new_bursts(self) -> tuple[Burst, Burst, Burst, Burst]:
         th, window = self.c.thresholds, self.c.burst_ns
@@ -182,13 +194,17 @@ class TreeHistory:
         """A write-intent open (hidden ones too): remembered by path and identity."""
         packed = pack(ref[0], ref[1], OPEN)
         self._remember_write(e.path, packed, ref, m)
-        ident = _identity(ev)
+        ident = identity(ev)
         if ident is not None:
             self.remember(self.written_ids, ident, packed, ref, m)
         if e.cls & PERSISTENCE:
             m.hit(PW, (ref,))
+            if e.path == LD_SO_PRELOAD:
+                m.hit_x(_X_PRELOAD, (ref,))
         if e.cls & LOG and e.flags & O_TRUNC:
             m.hit(LT, (ref,))
+        if "." in e.path:
+            self.activity().written(e.path, ref[0])
 
     def _remember_write(self, path: str, packed: int, ref: Ref, m: SessionMarks) -> None:
         key = path_key(path)
@@ -216,12 +232,18 @@ class TreeHistory:
             m.hit(STD, (ref,))
         if bits & FOREIGN_PROC:
             sig.foreign_open(self, e.path, ev, self.image_of(e.tgid, proc), m, ref)
-        if bits & CREDENTIAL and e.flags & O_ACCMODE != O_WRONLY:
+        if bits & CREDENTIAL and e.flags & O_ACCMODE != O_WRONLY and int_field(ev.get("ret"), 0) >= 0:
+            # a refused or missing file read nothing (npm probing an absent ~/.npmrc)
             if not self.classes.legitimate_reader(e.path, proc.uid, self.image_of(e.tgid, proc)):
                 m.hit(CA, (ref,))
-                if within(self.last_connect, e.ts_ns, self.c.sensitive_ns):
-                    m.hit(CTN, (ref, self.last_connect))
-                self.last_credential = ref
+                self.secret_read(ref, m)
+
+    def secret_read(self, ref: Ref, m: SessionMarks) -> None:
+        """A credential read, or another process's memory or environment read: paired with a
+        connect either side of it for ``credential_then_network``."""
+        if within(self.last_connect, ref[0], self.c.sensitive_ns):
+            m.hit(CTN, (ref, self.last_connect))
+        self.last_credential = ref
 
     def _script_opened(self, e: RecentEvent, proc: ProcessState, ref: Ref, m: SessionMarks) -> None:
         """An interpreter opened the script it was given (``sh x.sh`` opens ``x.sh``)."""
@@ -240,12 +262,20 @@ class TreeHistory:
         name = basename(e.path) or basename(exe)
         family = self.family(name)
         if not proc.role:
-            self._interpreter_burst(e, ev, proc, family, ref, m)
+            spawns.interpreter_burst(self, e, ev, proc, family, ref, m)
         self._exec_written(e, ev, exe, ref, m)
         self.scripts.pop(e.tgid)
         types, stdout_pipe = sig.exec_signals(self, ev, proc, family, ref, m)
         if proc.role != "routine":           # routine execs (uname -a) never pair, parent or connect
-            self._image(e.tgid, exe or e.path, name, types, proc.role == "agent", stdout_pipe, ref, m)
+            inline = family is not None and program_source(family, proc.args)[0] == INLINE
+            self._image(e.tgid, exe or e.path, name, types, proc.role == "agent", stdout_pipe, ref, m,
+                        inline)
+        if proc.role != "agent":             # `id` (a routine exec) run by fetched code counts
+            spawns.inline_network_spawn(self, ev, ref, m)
+            if name in c.discovery and not m.bits & DSC:
+                hit = self.activity().discovered(name, ref, c.discovery_threshold)
+                if hit is not None:
+                    m.hit(DSC, hit)
         if proc.role:
             return                       # the runtime's own image, wrapper, routine: identity only
         if within(self.last_connect, ts, c.horizon_ns):
@@ -268,7 +298,7 @@ class TreeHistory:
         written = (self.written_ref(e.path, ts) if e.path else None) \
             or (self.written_ref(exe, ts) if exe and exe != e.path else None)
         if written is None:
-            ident = _identity(ev)
+            ident = identity(ev)
             by_id = self.written_ids.get(ident, ts, self.c.horizon_ns) if ident is not None else None
             if by_id is not None:
                 written = self._named(by_id)
@@ -283,9 +313,10 @@ class TreeHistory:
         return unpack(packed, "")
 
     def _image(self, tgid: int, image: str, name: str, types: list[str], agent: bool,
-               stdout_pipe: int | None, ref: Ref, m: SessionMarks) -> None:
+               stdout_pipe: int | None, ref: Ref, m: SessionMarks, inline: bool = False) -> None:
         """Remember the process image: binary, flags, stdout pipe (and pair that pipe)."""
-        flags = (sig.P_AGENT if agent else 0) | (sig.P_NETFED if sig.netfed(self, name, types) else 0)
+        flags = (sig.P_AGENT if agent else 0) | (sig.P_NETFED if sig.netfed(self, name, types) else 0) \
+            | (sig.P_INLINE if inline else 0)
         old = self.procs.items.get(tgid)
         if old is not None and old[0] & sig.P_NETFED:
             flags |= sig.P_NETFED            # connected before this in-place exec
@@ -295,37 +326,6 @@ class TreeHistory:
         self.remember(self.procs, tgid, value, ref, m)
         if stdout_pipe is not None:
             sig.writer_exec(self, stdout_pipe, flags, ref, m)
-
-    def _interpreter_burst(self, e: RecentEvent, ev: dict[str, Any], proc: ProcessState,
-                           family: str | None, ref: Ref, m: SessionMarks) -> None:
-        """burst_interpreter_exec: a shell or interpreter (by name; or a ``#!`` script, whose
-        exec's (dev, ino) is a system interpreter's) started by a shell or interpreter. An
-        installed tool's script (``node /usr/bin/npm``, ``/usr/bin/pip``) is not a step."""
-        if family is not None:
-            kind, script = program_source(family, proc.args)
-            installed = kind == SCRIPT and bool(script) and script.startswith("/") \
-                and self.classes.in_system_dir(normalise(script))
-        else:
-            ident = _identity(ev)
-            if ident is None or ident not in self.classes.interpreter_ids:
-                return
-            installed = self.classes.in_system_dir(e.path)
-        if not installed and self._parent_shellish(ev):
-            hit = self.bursts[3].push(ref)
-            if hit is not None:
-                m.hit(B_INTERP, hit)
-
-    def _parent_shellish(self, ev: dict[str, Any]) -> bool:
-        """Its parent is a shell or interpreter (a role wrapper counts; the runtime's own image
-        does not), or a program from outside system_dirs (a script run by its ``#!``, whatever
-        its name); unknown to the tree: the comm it had before this exec (a fork's is its
-        parent's)."""
-        parent = self.procs.items.get(int_field(ev.get("ppid"), -1))
-        if parent is not None:
-            image = parent[1]
-            return not parent[0] & sig.P_AGENT and (self.family(basename(image)) is not None
-                                                   or not self.classes.in_system_dir(image))
-        return self.family(text(ev.get("comm"))) is not None
 
     def _interpreted(self, e: RecentEvent, proc: ProcessState, family: str, ref: Ref,
                      m: SessionMarks) -> None:
@@ -396,6 +396,8 @@ class TreeHistory:
                 self._remember_write(new_path, pack(e.ts_ns, e.tgid, RENAME), ref, m)
             if new_bits & PERSISTENCE:
                 m.hit(PW, (ref,))
+                if new_path == LD_SO_PRELOAD:
+                    m.hit_x(_X_PRELOAD, (ref,))
             if (bits | new_bits) & LOG:
                 m.hit(LT, (ref,))
         elif kind in (UNLINK, TRUNCATE) and bits & LOG:
@@ -404,6 +406,10 @@ class TreeHistory:
             if bits & PERSISTENCE:
                 m.hit(PW, (ref,))
             sig.setuid_chmod(ev, ref, m)
+        if kind == UNLINK and self.acts is not None and int_field(ev.get("ret"), 0) >= 0:
+            hit = self.acts.unlinked(e.path, ref, self.c.replace_threshold)
+            if hit is not None:
+                m.hit(BRP, hit)
 
 
 def _signal_ref(e: RecentEvent, ev: dict[str, Any]) -> Ref:
@@ -421,7 +427,7 @@ def _signal_ref(e: RecentEvent, ev: dict[str, Any]) -> Ref:
     return (e.ts_ns, e.tgid, kind, what)
 
 
-def _identity(ev: dict[str, Any]) -> int | None:
+def identity(ev: dict[str, Any]) -> int | None:
     """(dev, ino) of a write-intent open or an exec, as one int (dev << 64 | ino)."""
     ino, dev = ev.get("ino"), ev.get("dev")
     if type(ino) is int and type(dev) is int and ino > 0 and dev >= 0:

@@ -92,6 +92,9 @@ class TreeConfig:
     udp_names: int = 20
     operand_flags: bool = True                # "indexed" mode: a script operand is what runs
     known: frozenset[str] = WELL_KNOWN_BINARIES    # system names (masquerade), shells included
+    discovery: frozenset[str] = frozenset()
+    discovery_threshold: int = 5
+    replace_threshold: int = 5
 
     @classmethod
     def of(cls, a: Analysis) -> "TreeConfig":
@@ -101,7 +104,8 @@ class TreeConfig:
                    frozenset(a.shell_names), frozenset(a.interpreter_names),
                    frozenset(a.security_tool_names), frozenset(a.network_tool_names),
                    a.udp_exfil_window_seconds * NS_PER_S, a.udp_exfil_bytes, a.udp_exfil_names,
-                   a.history_mode != "original", WELL_KNOWN_BINARIES.union(a.shell_names))
+                   a.history_mode != "original", WELL_KNOWN_BINARIES.union(a.shell_names),
+                   frozenset(a.discovery_tool_names), a.discovery_threshold, a.bulk_replace_threshold)
 
     @property
     def procs_cap(self) -> int:

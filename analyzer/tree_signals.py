@@ -32,11 +32,11 @@ from bus.paths import normalise
 if TYPE_CHECKING:
     from analyzer.tree_history import TreeHistory
 
-__all__ = ["TreeSignals", "P_AGENT", "P_NETFED", "exec_signals", "stdio_types", "signal_event",
+__all__ = ["TreeSignals", "P_AGENT", "P_NETFED", "P_INLINE", "exec_signals", "stdio_types", "signal_event",
            "connected", "foreign_open", "library_written", "is_loopback", "udp_send", "setuid_chmod",
            "netfed", "writer_exec", "loader_hijack", "preload_injection"]
 
-P_AGENT, P_NETFED = 1, 2      # process image flags (low bits of its packed value)
+P_AGENT, P_NETFED, P_INLINE = 1, 2, 4   # process image flags (low bits of its packed value)
 NET_SOCKETS = frozenset({"inet", "socket"})    # not unix: a local socket is no network shell
 _LD_FILES = ("LD_PRELOAD", "LD_AUDIT")
 S_ISUID_GID = 0o6000
@@ -243,9 +243,11 @@ def signal_event(tree: "TreeHistory", kind: str, ev: dict[str, Any], proc: Proce
     elif kind == "ptrace":
         if int_field(ev.get("request"), -1) != PTRACE_TRACEME and _foreign(tree, ev, ev.get("target")):
             m.hit(_FOREIGN, (ref,))
+            tree.secret_read(ref, m)
     elif kind == "vm_read":
         if _foreign(tree, ev, ev.get("target")):
             m.hit(_FOREIGN, (ref,))
+            tree.secret_read(ref, m)
     elif kind == "listen" or kind == "bind":
         _listening(tree, kind, ev, proc, ref, m)
 
@@ -276,6 +278,7 @@ def foreign_open(tree: "TreeHistory", path: str, ev: dict[str, Any], exe: str, m
     if target[1] != "mem" and basename(exe) in PROCESS_LISTERS and tree.classes.in_system_dir(exe):
         return
     m.hit(_FOREIGN, (ref,))
+    tree.secret_read(ref, m)                      # its secrets pair with a connect like a key's
 
 
 def _listening(tree: "TreeHistory", kind: str, ev: dict[str, Any], proc: ProcessState, ref: Ref,

@@ -36,6 +36,10 @@ INT_DEFAULTS: dict[str, int] = {
     "udp_exfil_bytes": 4096,
     "udp_exfil_names": 20,
     "udp_exfil_window_seconds": 60,
+    # distinct discovery programs, and distinct files replaced by a derived copy, that make a
+    # burst within burst_window_seconds (analyzer/activity_bursts.py)
+    "discovery_threshold": 5,
+    "bulk_replace_threshold": 5,
 }
 
 # String heuristics with a fixed set of values: field -> (default, allowed values).
@@ -82,7 +86,10 @@ LIST_DEFAULTS: dict[str, tuple[str, ...]] = {
         "~/.config/google-chrome/*/Cookies", "~/.config/chromium/*/Login Data",
         "~/.config/chromium/*/Cookies", "~/.openclaw/credentials/**",
         "~/.openclaw/**/auth-profiles.json", "~/.openclaw/openclaw.json", "**/.env",
-        "/etc/shadow", "/etc/gshadow", "/var/run/secrets/**", "/run/secrets/**"),
+        "/etc/shadow", "/etc/gshadow", "/var/run/secrets/**", "/run/secrets/**",
+        # shell and REPL histories: typed passwords, tokens on command lines (T1552.003)
+        "~/.bash_history", "~/.zsh_history", "~/.local/share/fish/fish_history", "~/.python_history",
+        "~/.node_repl_history", "~/.mysql_history", "~/.psql_history", "~/.sqlite_history"),
     # Persistence locations: writing (or renaming onto, or chmod of) one is a foothold. Not
     # ~/.gitconfig: `git config --global` (identity, default branch) is an ordinary developer
     # action, and what it could run (core.pager, aliases) runs only when the user runs git.
@@ -111,6 +118,12 @@ LIST_DEFAULTS: dict[str, tuple[str, ...]] = {
         "/var/log/**", "~/.bash_history", "~/.zsh_history", "~/.python_history",
         "~/.node_repl_history", "~/.local/share/fish/fish_history", "~/.mysql_history",
         "~/.psql_history", "/var/run/utmp", "/run/utmp", "/tmp/openclaw/*.log"),
+    # System discovery programs (ATT&CK Discovery): who am I, what host, what network, what runs.
+    "discovery_tool_names": (
+        "id", "whoami", "groups", "users", "who", "w", "last", "lastlog", "uname", "hostname",
+        "hostnamectl", "lsb_release", "ip", "ifconfig", "ss", "netstat", "route", "arp", "nmcli",
+        "iptables", "nft", "ps", "pstree", "env", "printenv", "lsof", "lscpu", "lsblk", "lsmod",
+        "lspci", "lsusb", "dmidecode", "df", "mount", "getent", "crontab"),
     # Security tools an attacker looks for before acting (exec argv tokens, path components).
     "security_tool_names": (
         "falco", "auditd", "auditctl", "ausearch", "osqueryd", "osqueryi", "tetragon", "tracee",
@@ -132,6 +145,12 @@ MAP_DEFAULTS: dict[str, dict[str, tuple[str, ...]]] = {
         "~/.pypirc": ("twine",),
         "~/.git-credentials": ("git", "git-credential-store"),
         "~/.config/gh/hosts.yml": ("gh",),
+        # a history's own program reads it back (an interactive shell, a REPL)
+        "~/.bash_history": ("bash",), "~/.zsh_history": ("zsh",),
+        "~/.local/share/fish/fish_history": ("fish",),
+        "~/.python_history": ("python3", "python", "python3.11", "python3.12", "python3.13"),
+        "~/.node_repl_history": ("node",), "~/.mysql_history": ("mysql", "mariadb"),
+        "~/.psql_history": ("psql",), "~/.sqlite_history": ("sqlite3",),
     },
 }
 

@@ -42,7 +42,8 @@ FEATURES: dict[str, dict[str, str]] = {
         "log_tampering": "bool", "security_tool_discovery": "bool", "udp_exfil": "bool",
         "raw_socket": "bool", "bind_shell": "bool", "shell_network": "bool",
         "memfd_created": "bool", "written_then_interpreted": "bool",
-        "burst_interpreter_exec": "bool",
+        "burst_interpreter_exec": "bool", "inline_network_spawn": "bool",
+        "discovery_burst": "bool", "bulk_replace": "bool",
     },
 }
 VARIABLES: frozenset[str] = frozenset({"session_id", *FEATURES})

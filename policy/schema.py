@@ -90,6 +90,9 @@ class Analysis:
     persistence_paths: tuple[str, ...] = LIST_DEFAULTS["persistence_paths"]
     log_paths: tuple[str, ...] = LIST_DEFAULTS["log_paths"]
     security_tool_names: tuple[str, ...] = LIST_DEFAULTS["security_tool_names"]
+    discovery_tool_names: tuple[str, ...] = LIST_DEFAULTS["discovery_tool_names"]
+    discovery_threshold: int = 5
+    bulk_replace_threshold: int = 5
     # pattern -> legitimate readers, as (pattern, names) pairs (hashable)
     credential_consumers: tuple[tuple[str, tuple[str, ...]], ...] = tuple(
         (k, v) for k, v in MAP_DEFAULTS["credential_consumers"].items())

@@ -140,6 +140,7 @@ class ExecHandling:
             self._refresh_root(root, facts, event)                 # env -> node
             return "root_exec"
         proc.foreign, proc.role, proc.runtime_image = True, None, False
+        event["reimaged"] = True           # the analyzer: this root now names its own node
         self.counters["root_reimaged"] += 1
         log.info("agent root exec'd an image its profile does not match; published "
                  "| tgid=%d profile=%s comm=%r", proc.tgid, root.profile if root else "?", facts.name)

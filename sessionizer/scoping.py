@@ -12,7 +12,8 @@
 * chmod, unlink, rename, truncate: only runtime noise applies (they are all write-like), so they
   are either kept or kept ``hidden``; a rename is runtime noise only when both of its paths are;
 * connects: the connect filters (gates.py), then the runtime's own configured endpoints and DNS
-  lookups, for ``role: agent`` processes only;
+  lookups, for ``role: agent`` processes only; sends (UDP): only the latter two, for ``role:
+  agent`` processes (a tool's sends, DNS to a loopback resolver included, are all kept);
 * ptrace, vm_read: ``target_in_tree``; every other kind passes.
 """
 
@@ -77,6 +78,8 @@ class EventScoping:
             return self._connect_gate(event, proc, root)
         if kind in WRITE_KINDS:
             return self._write_gate(event, kind, proc, root)
+        if kind == "send" and proc.role == AGENT:
+            return self._runtime_endpoint(event, root)
         if kind in TARGET_KINDS:
             target = event.get("target")
             return {"target_in_tree": self._in_tree(target, proc)} if type(target) is int else None
@@ -130,6 +133,11 @@ class EventScoping:
         reason = connect_drop_reason(event, self.settings.connect)
         if reason or proc.role != AGENT:
             return reason
+        return self._runtime_endpoint(event, root)
+
+    def _runtime_endpoint(self, event: dict[str, Any], root: Root) -> str | None:
+        """The runtime's own image talking to its configured endpoints or, for a runtime
+        profile, looking names up: a connect, or a UDP send (its resolver queries)."""
         port = int(event.get("port", 0))
         if self.endpoints.matches(str(event.get("addr", "")), port):
             return "configured_connect"

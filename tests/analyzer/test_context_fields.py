@@ -59,6 +59,13 @@ def _steps(s: Seq, field: str) -> None:
      "history.burst_connect": lambda: [s.connect(1 + i / 10, 200, f"1.1.1.{i}", 443) for i in range(5)],
      "history.burst_exec": lambda: [x(1 + i / 10, 201 + i, "/bin/true") for i in range(5)],
      "history.write_then_exec_same_path": lambda: s.write(1, 200, "/srv/x").exec(2, 201, "/srv/x"),
+     "history.discovery_burst": lambda: [x(1 + i / 10, 201 + i, f"/usr/bin/{n}", [n])
+                                         for i, n in enumerate(("id", "uname", "ip", "ps", "env"))],
+     "history.bulk_replace": lambda: [s.write(1 + i / 10, 200, f"/srv/f{i}.locked").event(
+         "unlink", 1.05 + i / 10, 200, path=f"/srv/f{i}", syscall="unlink", ret=0, dirfd=-100, flags=0)
+                                      for i in range(5)],
+     "history.inline_network_spawn": lambda: x(1, 201, "/usr/bin/python3", ["python3", "-c", "..."]).connect(
+         1.1, 201, "1.1.1.1", 443).exec(1.2, 202, "/usr/bin/id", ["id"], parent=201),
      "history.opened_deleted_path": lambda: s.open(1, 200, "/tmp/a (deleted)"),
      "history.overflow": lambda: None,
      "history.credential_access": lambda: s.open(1, 200, "/root/.aws/credentials"),

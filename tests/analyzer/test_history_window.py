@@ -154,3 +154,18 @@ def test_classifier_entry_equals_classify_of_the_event(bundled: Policy):
             ev["flags"] = True                                   # not an int: read as 0
         want = classify(RecentEvent.from_event(ev), a)
         assert classifier.entry(ev) == want
+
+
+def test_original_mode_leaves_other_processes_proc_opens_out_of_the_window(original):
+    """`openclaw agent --local` reads /proc/<pid>/stat of every process between two tool calls;
+    the original's sessionizer dropped /proc opens, so its 64-event window never saw them."""
+    s = Seq(session_id=1).open(1, 200, "/etc/shadow")
+    for i in range(100):
+        s.open(1.01 + i / 1000, 200, f"/proc/{3000 + i}/stat", target_tgid=3000 + i)
+    s.connect(1.5, 200, "93.184.216.34", 443)
+    assert context_after(Analyzer(original), s).history.sensitive_then_network
+    flooded = Seq(session_id=1).open(1, 200, "/etc/shadow")
+    for i in range(100):
+        flooded.open(1.01 + i / 1000, 200, f"/srv/data/{i}.csv")
+    flooded.connect(1.5, 200, "93.184.216.34", 443)
+    assert not context_after(Analyzer(original), flooded).history.sensitive_then_network

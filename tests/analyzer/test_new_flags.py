@@ -197,6 +197,100 @@ def test_curl_connect_is_not_shell_network(core):
     assert not hist(core, s).shell_network
 
 
+# ---------------------------------------------------------------- inline_network_spawn
+
+def test_inline_code_that_connects_then_starts_a_program(core):
+    """python3 -c "exec(urlopen(...).read())": the fetched code runs `id`; no file to name."""
+    s = root_seq().exec(1, 201, "/usr/bin/python3", ["python3", "-c", "from urllib.request import urlopen"])
+    s.connect(1.1, 201, "127.0.0.1", 8080)
+    s.exec(1.2, 202, "/usr/bin/id", ["id"], parent=201, role="routine")   # a routine exec counts too
+    assert hist(core, s).inline_network_spawn
+
+
+@pytest.mark.parametrize("argv", [["python3", "/srv/app/fetch.py"], ["python3", "-m", "pip", "download", "x"]])
+def test_a_script_or_module_that_connects_then_spawns_is_not_inline(core, argv):
+    s = root_seq().exec(1, 201, "/usr/bin/python3", argv)
+    s.connect(1.1, 201, "127.0.0.1", 8080)
+    s.exec(1.2, 202, "/usr/bin/git", ["git", "status"], parent=201)
+    assert not hist(core, s).inline_network_spawn
+
+
+def test_inline_code_that_spawns_without_connecting_or_a_sibling_that_connects(core):
+    s = root_seq().exec(1, 201, "/bin/sh", ["sh", "-c", "curl -O x; ls"])
+    s.exec(1.1, 202, "/usr/bin/curl", ["curl", "-O", "x"], parent=201)
+    s.connect(1.2, 202, "127.0.0.1", 8080)                # curl connects, not the shell
+    s.exec(1.3, 203, "/usr/bin/ls", ["ls"], parent=201)
+    assert not hist(core, s).inline_network_spawn
+
+
+def test_a_credential_open_that_failed_read_nothing(core):
+    s = root_seq().exec(1, 201, "/usr/bin/cat", ["cat", "/root/.npmrc"])
+    s.open(1.1, 201, "/root/.npmrc", ret=-2).connect(1.2, 201, "1.1.1.1", 443)
+    h = hist(core, s)
+    assert not h.credential_access and not h.credential_then_network
+    ok = root_seq().exec(1, 201, "/usr/bin/cat", ["cat", "/root/.npmrc"]).open(1.1, 201, "/root/.npmrc")
+    assert hist(Analyzer(core.policy), ok).credential_access
+
+
+def test_another_process_memory_read_then_a_connect_is_credential_then_network(core):
+    """python3 reads /proc/<pid>/mem of a process outside the tree and posts what it found."""
+    s = root_seq().exec(1, 201, "/usr/bin/python3", ["python3", "-"])
+    s.open(1.1, 201, "/proc/1/mem").connect(1.5, 201, "127.0.0.1", 8080)
+    h = hist(core, s)
+    assert h.foreign_process_read and h.credential_then_network and not h.credential_access
+
+
+# ---------------------------------------------------------------- discovery_burst, bulk_replace
+
+def _run(s, t, tgid, name, role=None):
+    extra = {"role": role} if role else {}
+    return s.exec(t, tgid, f"/usr/bin/{name}", [name], **extra)
+
+
+def test_a_sweep_of_distinct_discovery_programs(core):
+    s = root_seq()
+    for i, name in enumerate(("id", "uname", "ip", "ss", "ps")):
+        _run(s, 1 + i / 10, 201 + i, name, role="routine" if name == "id" else None)
+    assert hist(core, s).discovery_burst
+
+
+def test_the_same_program_again_or_a_slow_sweep_is_no_burst(core):
+    s = root_seq()
+    for i in range(8):
+        _run(s, 1 + i / 10, 201 + i, "ps")                   # one program, eight times
+    _run(s, 2, 220, "id").exec(2.1, 221, "/usr/bin/uname", ["uname", "-a"])
+    assert not hist(core, s).discovery_burst
+    slow = root_seq()
+    for i, name in enumerate(("id", "uname", "ip", "ss", "ps")):
+        _run(slow, 1 + 3 * i, 201 + i, name)                  # 12 s: outside the 10 s window
+    assert not hist(Analyzer(core.policy), slow).discovery_burst
+
+
+def _replace(s, t, i, unlink=True):
+    s.write(t, 200, f"/home/u/p/f{i}.py.locked")
+    if unlink:
+        s.event("unlink", t + 0.01, 200, path=f"/home/u/p/f{i}.py", syscall="unlink", ret=0, dirfd=-100, flags=0)
+
+
+def test_files_replaced_by_derived_copies_in_a_burst(core):
+    s = root_seq()
+    for i in range(5):
+        _replace(s, 1 + i / 10, i)
+    assert hist(core, s).bulk_replace
+
+
+def test_copies_kept_beside_their_originals_or_too_few_are_not_bulk_replace(core):
+    kept = root_seq()                                         # gzip -k, openssl without rm
+    for i in range(8):
+        _replace(kept, 1 + i / 10, i, unlink=False)
+    assert not hist(core, kept).bulk_replace
+    few = root_seq()
+    for i in range(4):
+        _replace(few, 1 + i / 10, i)
+    few.event("unlink", 2, 200, path="/home/u/p/other.py", syscall="unlink", ret=0, dirfd=-100, flags=0)
+    assert not hist(Analyzer(core.policy), few).bulk_replace
+
+
 # ---------------------------------------------------------------- execution: masquerade, hidden, unresolved
 
 @pytest.mark.parametrize("path, argv", [("/tmp/d/id", ["id"]), ("/tmp/d/x", ["sshd"]),

@@ -35,7 +35,7 @@ def gw(core: Sessionizer, ev: Events) -> Sessionizer:
 
 def every_kind(ev: Events, tgid: int, ppid: int, ts: float) -> list[dict[str, Any]]:
     return [
-        ev.other("chmod", tgid, ppid, ts, path="/tmp/d/p", dirfd=-100, mode=0o4755),
+        ev.other("chmod", tgid, ppid, ts, path="/tmp/d/p", dirfd=-100, mode=0o4755, flags=0),
         ev.other("unlink", tgid, ppid, ts, path="/var/log/auth.log", dirfd=-100, flags=0),
         ev.other("rename", tgid, ppid, ts, path="/tmp/d/a", new_path="/tmp/d/b", dirfd=-100,
                  new_dirfd=-100, flags=0),
@@ -43,12 +43,13 @@ def every_kind(ev: Events, tgid: int, ppid: int, ts: float) -> list[dict[str, An
         ev.other("memfd", tgid, ppid, ts, name="payload", flags=1),
         ev.other("ptrace", tgid, ppid, ts, request=16, target=1),
         ev.other("vm_read", tgid, ppid, ts, target=GATEWAY),
-        ev.other("send", tgid, ppid, ts, family=2, addr="10.0.0.2", port=53, bytes=60),
+        ev.other("send", tgid, ppid, ts, family=2, addr="10.0.0.2", port=53, bytes=60, sock_type=2,
+                 messages=1, connected=False),
         ev.other("bind", tgid, ppid, ts, family=2, addr="0.0.0.0", port=4444),
         ev.other("listen", tgid, ppid, ts, family=2, addr="0.0.0.0", port=4444, backlog=1),
         ev.other("socket", tgid, ppid, ts, family=17, type=3, protocol=768),
-        ev.other("setid", tgid, ppid, ts, ids=[0, -1, -1], euid=0),
-        ev.other("capset", tgid, ppid, ts, effective=1 << 21, permitted=1 << 21, inheritable=0),
+        ev.other("setid", tgid, ppid, ts, ids=[0, -1, -1], euid=0, egid=1000),
+        ev.other("capset", tgid, ppid, ts, effective=1 << 21, permitted=1 << 21, inheritable=0, pid=0),
     ]
 
 
@@ -76,10 +77,10 @@ def test_write_like_kinds_of_the_runtime_in_its_state_are_hidden_elsewhere_publi
         ev.other("rename", GATEWAY, 1, 3.1, path=f"{state}/s.tmp", new_path="/tmp/d/p.sh",
                  dirfd=-100, new_dirfd=-100, flags=0),                # out of its state: shown
         ev.other("unlink", GATEWAY, 1, 3.2, path="/var/tmp/etilqs_1", dirfd=-100, flags=0),
-        ev.other("chmod", GATEWAY, 1, 3.3, path=f"{OC}/p.sh", dirfd=-100, mode=0o755),
-        ev.other("chmod", GATEWAY, 1, 3.4, path="/tmp/d/p.sh", dirfd=-100, mode=0o755),
+        ev.other("chmod", GATEWAY, 1, 3.3, path=f"{OC}/p.sh", dirfd=-100, mode=0o755, flags=0),
+        ev.other("chmod", GATEWAY, 1, 3.4, path="/tmp/d/p.sh", dirfd=-100, mode=0o755, flags=0),
         ev.other("truncate", GATEWAY, 1, 3.5, path=f"{HOME}/.bashrc", length=0),   # rc: shown
-        ev.other("chmod", 3000, GATEWAY, 3.6, path=f"{OC}/p.sh", dirfd=-100, mode=0o755),  # a tool
+        ev.other("chmod", 3000, GATEWAY, 3.6, path=f"{OC}/p.sh", dirfd=-100, mode=0o755, flags=0),  # a tool
     ])
     assert [(e["kind"], e.get("hidden"), e.get("role")) for e in events_of(out)] == [
         ("rename", "runtime_noise", "agent"), ("rename", None, "agent"),
@@ -89,8 +90,8 @@ def test_write_like_kinds_of_the_runtime_in_its_state_are_hidden_elsewhere_publi
 
 def test_relative_paths_of_write_like_kinds_use_the_kernels_abspath(gw, ev):
     out = feed(gw, [
-        ev.other("chmod", GATEWAY, 1, 3, path="p.sh", abspath=f"{OC}/p.sh", dirfd=-100, mode=0o755),
-        ev.other("chmod", GATEWAY, 1, 3.1, path="p.sh", abspath="", dirfd=-100, mode=0o755),
+        ev.other("chmod", GATEWAY, 1, 3, path="p.sh", abspath=f"{OC}/p.sh", dirfd=-100, mode=0o755, flags=0),
+        ev.other("chmod", GATEWAY, 1, 3.1, path="p.sh", abspath="", dirfd=-100, mode=0o755, flags=0),
         ev.other("rename", GATEWAY, 1, 3.2, path="a", abspath=f"{OC}/a", new_path="b",
                  new_abspath="/tmp/d/b", dirfd=-100, new_dirfd=-100, flags=0),
     ])
@@ -101,7 +102,11 @@ def test_relative_paths_of_write_like_kinds_use_the_kernels_abspath(gw, ev):
 def test_the_runtimes_own_rare_kinds_open_a_session_its_sends_are_background(core, ev):
     feed(core, [ev.root(GATEWAY, 1, "openclaw-gateway", exe=NODE, reason="exec",
                         argv=["node", f"{OC}/openclaw.mjs", "gateway"])])
-    out = feed(core, [ev.other("send", GATEWAY, 1, 1, family=2, addr="10.0.0.2", port=53, bytes=40)])
+    out = feed(core, [ev.other("send", GATEWAY, 1, 0.5, family=2, addr="10.0.0.2", port=53, bytes=40,
+                                     sock_type=2, messages=1, connected=False)])
+    assert out == [] and core.dropped["runtime_dns"] == 1  # its own name lookup, like a connect's
+    out = feed(core, [ev.other("send", GATEWAY, 1, 1, family=2, addr="10.0.0.2", port=4500, bytes=40,
+                                     sock_type=2, messages=1, connected=False)])
     assert out == []                                       # held like its connects
     out = feed(core, [ev.other("ptrace", GATEWAY, 1, 10, request=16, target=1)])
     (opened,) = lifecycle_of(out)
