@@ -9,6 +9,10 @@ when ANY matcher matches, and a matcher matches when ALL of its fields do:
     argv_contains      every one of these tokens appears in argv[1:]
     argv_any           at least one of these tokens appears in argv[1:]
     argv_basename_any  some argv[1:] item not starting with '-' has one of these basenames
+    argv_suffix_any    some argv[1:] item not starting with '-' ends with one of these path
+                       suffixes; each starts with '/' and names at least three components
+                       (``/openclaw/dist/index.js``): a script anchored in its package, for
+                       entry points whose own basename (``index.js``) says nothing
 
 Profile kinds (sessionizer/sessions.py gives them meaning):
 
@@ -33,7 +37,9 @@ __all__ = ["Matcher", "Profile", "ProfileError", "load_config", "load_profiles",
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config" / "casa.json"
 KINDS = ("runtime", "invocation")
-_MATCHER_FIELDS = ("comm", "exe_basename", "exe_contains", "argv_contains", "argv_any", "argv_basename_any")
+_MATCHER_FIELDS = ("comm", "exe_basename", "exe_contains", "argv_contains", "argv_any", "argv_basename_any",
+                   "argv_suffix_any")
+MIN_SUFFIX_COMPONENTS = 3
 
 
 class ProfileError(ValueError):
@@ -48,6 +54,7 @@ class Matcher:
     argv_contains: tuple[str, ...] = ()
     argv_any: tuple[str, ...] = ()
     argv_basename_any: tuple[str, ...] = ()
+    argv_suffix_any: tuple[str, ...] = ()
 
     def matches(self, comm: str, exe: str, argv: list[str] | tuple[str, ...]) -> bool:
         args = list(argv[1:])
@@ -63,6 +70,9 @@ class Matcher:
             return False
         if self.argv_basename_any and not any(
                 not a.startswith("-") and os.path.basename(a) in self.argv_basename_any for a in args):
+            return False
+        if self.argv_suffix_any and not any(
+                not a.startswith("-") and a.endswith(self.argv_suffix_any) for a in args):
             return False
         return True
 
@@ -117,7 +127,14 @@ def _matcher(where: str, raw: Any) -> Matcher:
     unknown = set(raw) - set(_MATCHER_FIELDS)
     if unknown:
         raise ProfileError(f"{where}: unknown field(s) {sorted(unknown)}; known: {list(_MATCHER_FIELDS)}")
-    return Matcher(**{k: _strings(f"{where}.{k}", v) for k, v in raw.items()})
+    fields = {k: _strings(f"{where}.{k}", v) for k, v in raw.items()}
+    for suffix in fields.get("argv_suffix_any", ()):
+        parts = suffix.split("/")
+        if not suffix.startswith("/") or len(parts) - 1 < MIN_SUFFIX_COMPONENTS or "" in parts[1:]:
+            raise ProfileError(f"{where}.argv_suffix_any: {suffix!r} must be an anchored path suffix "
+                               f"of at least {MIN_SUFFIX_COMPONENTS} components, like "
+                               "'/openclaw/dist/index.js' (a lone basename is not)")
+    return Matcher(**fields)
 
 
 def _number(where: str, value: Any) -> float:

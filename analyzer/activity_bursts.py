@@ -8,8 +8,9 @@
   alone is routine for the sessionizer's shortcuts, not for this): the names are of programs
   from anywhere, so a renamed copy counts as what it claims to be.
 * ``history.bulk_replace``: ``bulk_replace_threshold`` distinct files each replaced by a derived
-  copy within ``burst_window_seconds``: the tree wrote ``X.<ext>`` and then deleted ``X``
-  (encrypting ransomware: ``openssl enc -in f -out f.locked && rm f``). ``gzip`` of many files
+  copy within ``burst_window_seconds``: the tree wrote ``X.<ext>`` and then deleted ``X``, a file
+  it had not written itself within the horizon (encrypting ransomware: ``openssl enc -in f -out
+  f.locked && rm f``; a program rotating its own database or temp files is not this). ``gzip`` of many files
   without ``-k`` has the same shape (docs/rules.md says how to tune).
 
 Both are kept in small bounded maps, not in the checkpoint: after an analyzer restart a burst

@@ -34,6 +34,7 @@ from analyzer.event_check import INT64_LIMIT, event_problem, is_int
 from analyzer.evidence import RuleFields
 from analyzer.history_flags import HISTORY_BIT, ORIGINAL_MASK, Classifier, HistoryFlags
 from analyzer.history_window import HistoryWindow
+from analyzer.response import response_request
 from analyzer.rules import CompiledRules
 from analyzer.session_state import (CAPSET, EXEC, EXIT, OPEN, ORIGINAL_KINDS, SETID, TRACKED_KINDS,
                                     ProcessState, RecentEvent, SessionState, text)
@@ -42,6 +43,7 @@ from analyzer.tree_history import TreeHistory, TreeStore, tree_key
 from bus.envelope import Envelope
 from bus import topics as T
 from policy import Policy, PolicyError
+from policy.response import choose
 
 __all__ = ["Analyzer", "ClosedIds", "Counters", "Tracked", "CLOSED_MEMORY", "STALE_SESSION_S", "ORPHAN_AFTER_S"]
 
@@ -77,6 +79,7 @@ class Analyzer:
         self._classify = Classifier(policy.analysis)
         self._original = policy.analysis.history_mode == "original"
         self._kinds = ORIGINAL_KINDS if self._original else TRACKED_KINDS
+        self._responses = {r.name: r.response for r in policy.rules}
 
     # ------------------------------------------------------------------ dispatch
 
@@ -246,7 +249,18 @@ class Analyzer:
                 "log_threshold": r.log_threshold, "alert_threshold": r.alert_threshold,
                 "triggered_rules": [{"name": x.name, "expr": x.expr, "weight": x.weight} for x in r.newly],
                 "context": context, "rules_version": self.policy.version,
-                "evidence": tracked.marks.evidence.for_fields(self.rule_fields.of(r.newly), context)}
+                "evidence": tracked.marks.evidence.for_fields(self.rule_fields.of(r.newly), context),
+                **self._response(tracked, ev, r)}
+
+    def _response(self, tracked: Tracked, ev: dict[str, Any], r: Result) -> dict[str, Any]:
+        """``{"response": ...}`` for an ALERT whose policy asks for one (analyzer/response.py)."""
+        if r.action is not Action.ALERT:
+            return {}
+        chosen = choose(self.policy.response, ((name, self._responses.get(name))
+                                               for name in tracked.decision.triggered_order))
+        if chosen.action == "none":
+            return {}
+        return {"response": response_request(chosen, tracked.state, ev)}
 
     def _session(self, sid: int, now_ns: int, opened: bool) -> Tracked:
         tracked = self.sessions.get(sid)

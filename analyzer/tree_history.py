@@ -406,7 +406,8 @@ class TreeHistory:
             if bits & PERSISTENCE:
                 m.hit(PW, (ref,))
             sig.setuid_chmod(ev, ref, m)
-        if kind == UNLINK and self.acts is not None and int_field(ev.get("ret"), 0) >= 0:
+        if kind == UNLINK and self.acts is not None and int_field(ev.get("ret"), 0) >= 0 \
+                and self.written_ref(e.path, e.ts_ns) is None:      # not a file the tree made itself
             hit = self.acts.unlinked(e.path, ref, self.c.replace_threshold)
             if hit is not None:
                 m.hit(BRP, hit)

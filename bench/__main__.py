@@ -33,12 +33,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import latency, memory, overhead, startup, throughput
+from bench import latency, memory, overhead, response, startup, throughput
 from bench.recording import RecordingSpec
 from bench.stages import CHECKOUT
 
 RESULTS = CHECKOUT / "bench" / "results" / "latest.json"
-BENCHMARKS = ("throughput", "latency", "overhead", "memory", "startup")
+BENCHMARKS = ("throughput", "latency", "overhead", "memory", "startup", "response")
 
 # key -> (comparison, target) ; None: reported, no target
 TARGETS: dict[str, tuple[str, float] | None] = {
@@ -62,6 +62,8 @@ TARGETS: dict[str, tuple[str, float] | None] = {
     "rss_mb_per_1000_sessions": None,
     "history_mb_per_1000_sessions_at_cap": None,
     "startup_s": ("<=", 3.0),
+    "response_p50_ms": None,
+    "response_p99_ms": ("<=", 20.0),
 }
 
 
@@ -88,6 +90,8 @@ def plans(tiny: bool) -> dict[str, Callable[[Path], dict[str, Any]]]:
             "memory": lambda w: memory.run(memory.MemorySpec(steps=(1, 5), churn_cycles=1, churn_sessions=5,
                                                              history_trees=2, history_cap=64), w),
             "startup": lambda w: startup.run(startup.StartupSpec(repeats=1), w),
+            "response": lambda w: response.run(latency.LatencySpec(rates=(500,), duration_s=1.5,
+                                                                   warmup_s=0.2, real_probes=0), w),
         }
     return {
         "throughput": lambda w: throughput.run(throughput.ThroughputSpec(), w),
@@ -95,6 +99,7 @@ def plans(tiny: bool) -> dict[str, Callable[[Path], dict[str, Any]]]:
         "overhead": lambda w: overhead.run(overhead.OverheadSpec(), w),
         "memory": lambda w: memory.run(memory.MemorySpec(), w),
         "startup": lambda w: startup.run(startup.StartupSpec(), w),
+        "response": lambda w: response.run(latency.LatencySpec(rates=(5_000,)), w),
     }
 
 

@@ -63,16 +63,18 @@ def percentile(values: list[float], p: float) -> float | None:
     return s[k]
 
 
-def _sessions_needed(rate: int, spec: LatencySpec) -> tuple[RecordingSpec, int]:
+def _sessions_needed(rate: int, spec: LatencySpec,
+                     probe_interval_s: float = PROBE_INTERVAL_S) -> tuple[RecordingSpec, int]:
     """The background recording for ``rate`` and the number of probe sessions."""
     n_events = int(rate * spec.duration_s)
     rec = RecordingSpec(sessions=max(50, n_events // 230 + 50), concurrent=200, seed=rate)
-    return rec, int(spec.duration_s / PROBE_INTERVAL_S) + 10
+    return rec, int(spec.duration_s / probe_interval_s) + 10
 
 
-def _pace(feeder: Feeder, rate: int, spec: LatencySpec, pids: list[int]) -> dict[int, int]:
+def _pace(feeder: Feeder, rate: int, spec: LatencySpec, pids: list[int],
+          probe_interval_s: float = PROBE_INTERVAL_S) -> dict[int, int]:
     """Send background + probes at ``rate`` for the duration; return {probe tgid: ts_ns}."""
-    rec, n_probes = _sessions_needed(rate, spec)
+    rec, n_probes = _sessions_needed(rate, spec, probe_interval_s)
     background = iter(rebase_roots(generate(rec), pids[:rec.sessions]))
     probe_pids = pids[rec.sessions:]
     probes: dict[int, int] = {}
@@ -88,7 +90,7 @@ def _pace(feeder: Feeder, rate: int, spec: LatencySpec, pids: list[int]) -> dict
         if now >= next_probe:
             session = rebase_roots(alert_session(probe_no), [probe_pids[probe_no]])
             probe_no += 1
-            next_probe += PROBE_INTERVAL_S
+            next_probe += probe_interval_s
             batch += session
             if elapsed >= spec.warmup_s:
                 probes[alert_trigger(session)["tgid"]] = 0

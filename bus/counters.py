@@ -232,9 +232,38 @@ SINKS = StageCounters("sinks", (
             ("*_written", "records written, per file"), ("*_write_errors", "per file"),
             ("*_backlog", "per file"), ("*_lost", "per file (their sum is lost_records)"),
             ("*_reopens", "per file")),
+    # the notification sinks (sinks-webhook, sinks-program; sinks/notify.py) and the OTLP log
+    # records of sinks-otel (sinks/otel_logs.py)
+    *_specs(Kind.LOSS, ("notify_dropped_full", "decisions refused because the notification queue was full"),
+            ("notify_gave_up", "notifications given up: every attempt failed or the deadline passed"),
+            ("notify_dropped_shutdown", "notifications still queued when the stop's bounded wait ended"),
+            ("notify_unread_at_exit", "program: lines written to the command that it died without reading"),
+            ("log_records_dropped", "OTLP decision log records not exported: queue full or export failed")),
+    *_specs(Kind.PROBLEM, ("notify_attempt_failures", "failed delivery attempts (retried until the deadline)"),
+            ("notify_backlog", "notifications queued or in flight (bounded by queue_size)"),
+            ("notify_restarts", "program: the command died and was started again"),
+            ("log_export_failures", "failed OTLP log export requests")),
+    *_specs(Kind.INFO, ("notify_enabled", "0: not configured in casa.json (the stage only heartbeats)"),
+            ("notify_accepted", "decisions at or above min_action, queued or refused"),
+            ("notify_delivered", "notifications delivered"),
+            ("notify_skipped", "decisions below min_action"),
+            ("log_records_exported", "OTLP log records of decisions the receiver accepted"),
+            ("log_records_queued", "OTLP log records waiting for the export thread")),
 ))
 
-STAGES: dict[str, StageCounters] = {s.stage: s for s in (COLLECTOR, SESSIONIZER, ANALYZER, SINKS)}
+RESPONDER = StageCounters("responder", (
+    *PUBLISHER,
+    *SUBSCRIBER,
+    *_specs(Kind.PROBLEM, ("refused_targets", "pids a response named that failed a check (not signalled)"),
+            ("response_errors", "signals that failed for another reason than the process being gone"),
+            ("requests_malformed", "response maps that could not be read (ignored)")),
+    *_specs(Kind.INFO, ("responses", "ALERT responses carried out (dry runs included)"),
+            ("responses_dry_run", "of which dry runs"),
+            ("signalled_processes", "processes signalled (SIGKILL, or SIGSTOP then SIGKILL)")),
+))
+
+STAGES: dict[str, StageCounters] = {s.stage: s for s in (COLLECTOR, SESSIONIZER, ANALYZER, SINKS,
+                                                         RESPONDER)}
 
 
 def for_stage(stage: str) -> StageCounters | None:

@@ -19,6 +19,8 @@ ANALYZER_DECISION = "analyzer.decision"      # a rule newly matched: score, acti
 ANALYZER_SESSION = "analyzer.session"        # lifecycle plus recent events, score and context
 ANALYZER_CONTROL = "analyzer.control"        # reload requests forwarded in band
 
+RESPONDER_RESULT = "responder.result"        # what a response did (or would do, dry run)
+
 HEARTBEAT_SUFFIX = ".heartbeat"
 
 

@@ -3,12 +3,15 @@
 usage: casa <verb> [options]      casa help [verb]
 
 verbs:
-  status        each stage: supervisor state, pid, event rate and loss counters (from heartbeats)
+  status        each stage: supervisor state, pid, event rate and loss counters; the agent roots watched
+  sessions      recent sessions from the logs, newest first (--action ALERT, --since 10m)
+  explain ID    one session as a person reads it: process tree, timeline, rules with evidence, verdict
   reload        reload rules.json and config in every stage, in band, and report each stage's result
   tap           print bus messages as JSON lines
   record FILE   record bus traffic to a .casarec file
   replay FILE   feed a recording's collector events into the pipeline in place of the collector
   rules check   validate a rules.json without touching the running stack
+  thaw ID       resume a session the responder froze (freeze_session)
 
 exit status (LSB): 0 ok, 1 error, 2 bad arguments, 3 not running.
 """
@@ -26,11 +29,14 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_NOT_RUNNING = 0, 1, 2, 3
 # verb -> module whose main(argv) -> int implements it
 VERBS: dict[str, str] = {
     "status": "cli.status",
+    "sessions": "cli.sessions",
+    "explain": "cli.explain",
     "reload": "cli.reload",
     "tap": "cli.tap",
     "record": "cli.record",
     "replay": "cli.replay",
     "rules check": "cli.rules_check",
+    "thaw": "cli.thaw",
 }
 
 

@@ -1,4 +1,5 @@
-"""casa status: each stage's supervisor state and pid, its event rate and loss counters.
+"""casa status: each stage's supervisor state and pid, its event rate and loss counters, and the
+agent roots being watched.
 
 usage: casa status [NAME ...] [-w SECONDS] [--json]
 
@@ -7,6 +8,9 @@ States come from supervisord's XML-RPC socket (root only); rates and counters fr
 heartbeats on the bus, listened to until every stage sent two (a rate), at most ``-w`` seconds. A
 stage whose heartbeat did not arrive shows ``no heartbeat``. The loss column lists the stage's
 non-zero loss counters, then its non-zero problem counters, as bus/counters.py classifies them.
+When the sessionizer is selected, the agent roots it tracks follow (profile, pid, user, since, open
+sessions; from its roots file in the bus directory), with a WARNING when there is none: then CASA
+watches no agent. ``--json`` puts them on the sessionizer's object (``agent_roots``, ...).
 
 exit status: 0 all selected stages RUNNING, 3 supervisord unreachable or a stage not running,
 2 bad arguments.
@@ -25,6 +29,7 @@ from bus import bus_dir
 from bus.counters import for_stream
 from cli.discovery import live_streams, stream_sort_key
 from cli.heartbeats import HeartbeatListener, event_rate
+from cli.roots import RootsView, read_roots, render_roots
 from cli.supervisor import ProcessInfo, SupervisorUnavailable, default_url, process_info
 
 __all__ = ["main", "parse_args", "StageStatus", "collect", "select"]
@@ -35,6 +40,7 @@ EXAMPLES = """examples:
   casa status                   # every stage
   casa status analyzer:*        # the analyzer instances
   casa status collector --json  # one JSON object per line
+  casa status sessionizer       # the agent roots being watched, and its rate
 """
 
 
@@ -105,6 +111,8 @@ def _loss(stream: str, counters: dict[str, Any]) -> str:
         return "no heartbeat"
     spec = for_stream(stream)
     shown = spec.shown(counters) if spec else {}
+    if not shown and counters.get("notify_enabled") == 0:
+        return "off (not configured in casa.json notify)"      # sinks-webhook / sinks-program
     return " ".join(f"{k}={v}" for k, v in shown.items())
 
 
@@ -126,6 +134,15 @@ def render(rows: list[StageStatus]) -> list[str]:
 def _bus_only(directory: Path) -> list[ProcessInfo]:
     """Without supervisord: the live streams, state unknown."""
     return [ProcessInfo(s, s.split("-", 1)[0], "UNKNOWN", 0, 0, "") for s in live_streams(directory)]
+
+
+def _roots(rows: list[StageStatus], directory: Path) -> RootsView | None:
+    """The agent roots, when the sessionizer is among the rows shown."""
+    row = next((r for r in rows if r.name == "sessionizer"), None)
+    if row is None:
+        return None
+    pid = row.counters.get("pid") if isinstance(row.counters.get("pid"), int) else None
+    return read_roots(directory, pid or row.pid or None)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -150,11 +167,13 @@ def run(args: argparse.Namespace) -> int:
         if listener:
             listener.close()
     rows = collect(procs, listener)
+    roots = _roots(rows, directory)
     if args.json:
         for r in rows:
-            sys.stdout.write(json.dumps(asdict(r), default=str) + "\n")
+            extra = roots.to_json() if roots is not None and r.name == "sessionizer" else {}
+            sys.stdout.write(json.dumps({**asdict(r), **extra}, default=str) + "\n")
     else:
-        sys.stdout.write("\n".join(render(rows)) + "\n")
+        sys.stdout.write("\n".join(render(rows) + (render_roots(roots) if roots else [])) + "\n")
     if unknown:
         return EXIT_USAGE
     if not supervised or not rows or any(r.state != "RUNNING" for r in rows):

@@ -26,7 +26,7 @@ __all__ = ["Rule", "Report", "parse_rules", "type_name", "is_int", "RULE_KEYS", 
 
 LEGACY_MATCHES = ("", "bool_true", "number_gte")
 RULE_KEYS = frozenset({"name", "description", "expr", "weight", "enabled", "feature", "match",
-                       "min_value", "tags"})
+                       "min_value", "tags", "response"})
 # ATT&CK technique (T1059, T1059.004) or tactic (TA0002) ids, the vocabulary of rule tags.
 TAG_PATTERN = re.compile(r"^(T\d{4}(\.\d{3})?|TA\d{4})$")
 # field -> (default, what it means), as docs/rules.md documents them
@@ -49,6 +49,7 @@ class Rule:
     description: str = ""
     line: int | None = None
     tags: tuple[str, ...] = ()       # ATT&CK technique/tactic ids
+    response: Any = None             # policy.response.Response of this rule; None: the top level's
 
 
 @dataclass(slots=True)
@@ -128,12 +129,17 @@ def _rule(i: int, item: Any, rep: Report) -> Rule | None:
     weight = _typed(item, "weight", int, 0, i, label, rep)
     enabled = _typed(item, "enabled", bool, False, i, label, rep)
     expr = _effective_expr(item, i, label, rep)
+    response = None
+    if "response" in item:
+        from policy.response import parse_response     # response imports this module
+        response = parse_response(item["response"], f"{label}: response",
+                                  rep.loc.rule_line(i, "response") or line, rep)
     if expr is not None:
         _check(expr, enabled, item, i, label, rep)
     if len(rep.errors) > n_errors or expr is None:
         return None
     return Rule(name=name, expr=expr, weight=weight, enabled=enabled, description=description,
-                line=line, tags=tags)
+                line=line, tags=tags, response=response)
 
 
 def _shown(default: Any) -> str:

@@ -31,13 +31,14 @@ from typing import Any
 from policy.defaults import (CHOICE_DEFAULTS, INT_DEFAULTS, LIST_DEFAULTS, MAP_DEFAULTS,
                              NO_DEFAULT_LISTS, PORT_LIST_FIELDS, REQUIRED_INTS, apply_default)
 from policy.locate import Locator
+from policy.response import NO_RESPONSE, Response, parse_response
 from policy.rule_schema import Report, Rule, is_int, parse_rules, type_name
 
 __all__ = ["Analysis", "Thresholds", "Rule", "Policy", "PolicyError", "load_policy", "parse_policy",
            "VERSION_HEX_CHARS", "describe"]
 
 VERSION_HEX_CHARS = 12          # Policy.version: this many hex digits of sha256(file bytes)
-TOP_KEYS = frozenset({"analysis", "thresholds", "rules"})
+TOP_KEYS = frozenset({"analysis", "thresholds", "rules", "response"})
 
 log = logging.getLogger("casa.policy")
 
@@ -117,6 +118,7 @@ class Policy:
     source: str = "rules.json"
     warnings: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()       # documented defaults that apply (casa rules check says them)
+    response: Response = NO_RESPONSE  # top-level response to an ALERT (policy/response.py)
 
     @property
     def enabled_rules(self) -> tuple[Rule, ...]:
@@ -153,11 +155,16 @@ def parse_policy(data: bytes, source: str = "rules.json") -> Policy:
     analysis = _analysis(doc.get("analysis"), rep)
     thresholds = _thresholds(doc.get("thresholds"), rep)
     rules = parse_rules(doc.get("rules"), rep)
+    response = NO_RESPONSE
+    if "response" in doc:
+        response = parse_response(doc["response"], "response", rep.loc.key_line("response"), rep) \
+            or NO_RESPONSE
     if rep.errors:
         raise PolicyError(source, rep.errors)
     assert analysis is not None and thresholds is not None
     return Policy(analysis=analysis, thresholds=thresholds, rules=rules, version=version,
-                  source=source, warnings=tuple(rep.warnings), notes=tuple(rep.notes))
+                  source=source, warnings=tuple(rep.warnings), notes=tuple(rep.notes),
+                  response=response)
 
 
 def _decode(data: bytes, source: str) -> tuple[Any, str]:
@@ -319,5 +326,16 @@ def describe(policy: Policy) -> str:
     """One-line summary used by ``casa rules check`` and reload logs."""
     enabled = len(policy.enabled_rules)
     return (f"{policy.source}: OK | version={policy.version} rules={len(policy.rules)} "
-            f"enabled={enabled} log={policy.thresholds.log} alert={policy.thresholds.alert}")
+            f"enabled={enabled} log={policy.thresholds.log} alert={policy.thresholds.alert}"
+            + _describe_response(policy))
+
+
+def _describe_response(policy: Policy) -> str:
+    """`` response=kill_session(dry_run)`` when any response is configured, else nothing."""
+    overrides = sum(1 for r in policy.rules if r.response is not None)
+    r = policy.response
+    if r.on_alert == "none" and not overrides:
+        return ""
+    shown = f" response={r.on_alert}" + ("(dry_run)" if r.dry_run else "")
+    return shown + (f" rule_responses={overrides}" if overrides else "")
 

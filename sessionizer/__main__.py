@@ -29,7 +29,7 @@ from typing import Any
 
 import zmq
 
-from bus import BusError, Envelope, Publisher, Subscriber, bind_publisher, connect_subscriber
+from bus import BusError, Envelope, Publisher, Subscriber, bind_publisher, bus_dir, connect_subscriber
 from bus.runtime import tune_gc
 from bus.topics import (COLLECTOR_CONTROL, COLLECTOR_EVENT, SESSIONIZER_CONTROL, SESSIONIZER_EVENT,
                         SESSIONIZER_SESSION)
@@ -37,6 +37,7 @@ from policy import rules_path
 from sessionizer.checkpoint import TREE_IDS, StateStore, input_positions, state_dir
 from sessionizer.connect_filter import ConfiguredEndpoints
 from sessionizer.core import FLUSH_INTERVAL_S, Out, Sessionizer
+from sessionizer.roots_file import FILE_NAME as ROOTS_FILE, RootsFile, roots_snapshot
 from sessionizer.sessions import SessionIds
 from sessionizer.settings import Settings, SettingsError, load_settings
 
@@ -110,6 +111,7 @@ class Stage:
         topics = Subscriber.subscriptions(list(DATA_TOPICS))
         self.sub = Subscriber(connect_subscriber(self.ctx, ["collector"], topics), topics,
                               on_loss=self._on_bus_loss)
+        self.roots_file = RootsFile(bus_dir() / ROOTS_FILE)     # for `casa status` (roots_file.py)
         self.stop = False
         self.reload_requested = False
         self.reloads = {"reloads_applied": 0, "reloads_rejected": 0, "last_reload_id": 0,
@@ -190,6 +192,7 @@ class Stage:
                 self.checkpoint()
             if self.pub.heartbeat_due():
                 self.pub.heartbeat(self.counters())
+                self.roots_file.update(roots_snapshot(self.core.tracker, self.core.sessions), time.time_ns())
         return self.finish()
 
     def _drain(self, max_messages: int = 256) -> None:
@@ -295,6 +298,7 @@ class Stage:
         self.emit(self.core.shutdown(time.time_ns()))
         self.pub.flush()
         self.pub.heartbeat(self.counters())
+        self.roots_file.remove()
         self.endpoints.stop()
         summary = " ".join(f"{k}={v}" for k, v in sorted(self.counters().items()))
         log.info("sessionizer stopped | %s", summary)

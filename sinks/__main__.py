@@ -1,19 +1,24 @@
 """CASA sinks: write what the analyzers publish to the JSONL logs, or export it as traces.
 
-usage: python -m sinks jsonl [--instances N] [--bus-dir DIR] [--backlog-max-kb KB]
-       python -m sinks otel  [--instances N] [--bus-dir DIR]
+usage: python -m sinks jsonl   [--instances N] [--bus-dir DIR] [--backlog-max-kb KB]
+       python -m sinks otel    [--instances N] [--bus-dir DIR]
+       python -m sinks webhook [--instances N] [--bus-dir DIR]
+       python -m sinks program [--instances N] [--bus-dir DIR]
 
-Two processes, separately restartable; each subscribes to ``analyzer.*`` on every analyzer stream
+Separately restartable processes; each subscribes to ``analyzer.*`` on every analyzer stream
 (``analyzer-0`` .. ``analyzer-(N-1)``) and publishes its own heartbeat (topic
-``sinks.heartbeat``, stream ``sinks-jsonl`` / ``sinks-otel``) with its counters every second.
+``sinks.heartbeat``, stream ``sinks-<kind>``) with its counters every second.
 
 Settings come from the environment, after a ``.env`` file in the working directory (which never
 overrides it): log paths for ``jsonl`` (see sinks/jsonl.py), the OTLP endpoint for ``otel`` (see
-sinks/otel_export.py). Runs as the unprivileged ``casa`` user. SIGHUP reopens the log files (after
+sinks/otel_export.py); the notification sinks read the ``notify`` section of config/casa.json
+(sinks/notify_config.py). Runs as the unprivileged ``casa`` user. SIGHUP reopens the log files (after
 rotation); SIGTERM/SIGINT write what is queued, send a last heartbeat and exit.
 
 Caveat: ``otel`` with no endpoint configured logs that tracing is off and only heartbeats
-(``tracing_enabled=0``), so a supervisor does not restart it in a loop.
+(``tracing_enabled=0``), and ``webhook`` / ``program`` without a url / argv log that they are
+disabled and only heartbeat (``notify_enabled=0``), so a supervisor neither restarts them in a
+loop nor shows them as failed.
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ from sinks.envfile import load_env_file
 POLL_TIMEOUT_MS = 200
 SINK_STAGE = "sinks"
 ANALYZER_TOPICS = ["analyzer."]
+NOTIFY_TOPICS = ["analyzer.decision"]      # (+ analyzer.heartbeat, added by the subscriber)
+RESPONDER_PREFIX = "responder."
 
 log = logging.getLogger("casa.sinks")
 
@@ -65,8 +72,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         epilog="examples:\n"
                "  python -m sinks jsonl                 # logs under /var/log/casa\n"
                "  CASA_LOG_DIR=/tmp/casa python -m sinks jsonl\n"
-               "  CASA_OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318/v1/traces python -m sinks otel\n")
-    parser.add_argument("kind", choices=["jsonl", "otel"], help="which sink to run")
+               "  CASA_OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318/v1/traces python -m sinks otel\n"
+               "  CASA_CONFIG_PATH=/etc/casa.json python -m sinks webhook   # notify.webhook.url\n")
+    parser.add_argument("kind", choices=["jsonl", "otel", "webhook", "program"], help="which sink to run")
     parser.add_argument("--instances", type=int, default=None,
                         help="number of analyzer instances (default $CASA_ANALYZER_INSTANCES or 1)")
     parser.add_argument("--bus-dir", type=Path, default=None, help="bus directory (default $CASA_BUS_DIR)")
@@ -138,6 +146,8 @@ def serve(core: SinkCore, stream: str, args: argparse.Namespace, flags: Flags,
     """The poll loop: analyzer envelopes -> core; heartbeats; signals. Returns the exit code."""
     ctx = zmq.Context()
     streams = bus.analyzer_streams(args.instances)
+    if any(t.startswith(RESPONDER_PREFIX) for t in topics):
+        streams.append("responder")            # its results go to alert.log (jsonl)
     sub_sock = bus.connect_subscriber(ctx, streams, topics, args.bus_dir)
     sub = bus.Subscriber(sub_sock, topics, on_loss=core.on_loss)
     positions = SinkPositions(position_store(stream, args), clock)
@@ -172,8 +182,28 @@ def serve(core: SinkCore, stream: str, args: argparse.Namespace, flags: Flags,
     return 0
 
 
+def build_notify_core(kind: str) -> SinkCore | None:
+    """The webhook or program sink; None when casa.json does not configure it (disabled)."""
+    from sinks.notify_config import config_path, load_notify
+    config = load_notify()                 # NotifyConfigError (a ValueError): the sink does not start
+    if kind == "webhook":
+        if not config.webhook.enabled:
+            log.warning("webhook sink disabled | reason=no url config=%s field=notify.webhook.url", config_path())
+            return None
+        from sinks.webhook import build_webhook_sink
+        return build_webhook_sink(config.webhook)
+    if not config.program.enabled:
+        log.warning("program sink disabled | reason=no argv config=%s field=notify.program.argv", config_path())
+        return None
+    from sinks.program import build_program_sink
+    return build_program_sink(config.program, secrets=(config.webhook.secret_env,))
+
+
 def build_core(kind: str, backlog_max_kb: int | None = None) -> SinkCore | None:
-    """The sink core for ``kind``; None when it has nothing to do (otel without an endpoint)."""
+    """The sink core for ``kind``; None when it has nothing to do (otel without an endpoint,
+    webhook/program not configured)."""
+    if kind in ("webhook", "program"):
+        return build_notify_core(kind)
     if kind == "jsonl":
         from sinks.jsonl import BACKLOG_MAX_BYTES, JsonlSink, LogPaths
         paths = LogPaths.from_env()
@@ -189,7 +219,22 @@ def build_core(kind: str, backlog_max_kb: int | None = None) -> SinkCore | None:
     if settings is None:
         return None
     log.info("exporting traces | endpoint=%s service=%s", settings.endpoint, settings.service_name)
-    return TraceSink.from_settings(settings)
+    return TraceSink.from_settings(settings, logs=build_otel_logs(settings))
+
+
+def build_otel_logs(settings: Any) -> Any:
+    """The decisions' OTLP log records next to the traces (sinks/otel_logs.py); None when
+    casa.json turns them off (notify.otel_logs.enabled)."""
+    from sinks.notify_config import load_notify
+    from sinks.otel_logs import build_decision_logs, logs_endpoint
+    config = load_notify().otel_logs
+    if not config.enabled:
+        log.info("decision log records off | field=notify.otel_logs.enabled")
+        return None
+    endpoint = logs_endpoint(settings.endpoint, os.environ)
+    log.info("exporting decisions as OTLP log records | endpoint=%s min_action=%s", endpoint, config.min_action)
+    return build_decision_logs(endpoint, settings.service_name, settings.host, settings.id_namespace,
+                               config.min_action, settings.timeout_s)
 
 
 class TracingOff:
@@ -237,8 +282,13 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         log.error("cannot start the %s sink | reason=%s", args.kind, exc)
         return 1
-    topics = ANALYZER_TOPICS
-    if core is None:
+    # The notification sinks read decisions only: the event flood is never even decoded there.
+    # The log and trace sinks also read the responder's results (alert.log, the trace).
+    topics = NOTIFY_TOPICS if args.kind in ("webhook", "program") else ANALYZER_TOPICS + [RESPONDER_PREFIX]
+    if core is None and args.kind in ("webhook", "program"):
+        from sinks.notify import NotifyOff
+        core, topics = NotifyOff(), ["analyzer.heartbeat"]
+    elif core is None:
         log.warning("tracing is off: no OTLP endpoint set | variables=CASA_OTEL_EXPORTER_OTLP_ENDPOINT,"
                     "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,OTEL_EXPORTER_OTLP_ENDPOINT")
         core, topics = TracingOff(), ["analyzer.heartbeat"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from sinks.response_records import chosen_response
 from sinks.records import TYPE_NAMES, RecordError, as_map, event_body, int_field, rfc3339nano, text
 
 __all__ = ["decision_record", "evidence_record", "evidence_ref", "audit_due", "alert_due",
@@ -129,6 +130,9 @@ def decision_record(decision: Mapping[str, Any]) -> dict[str, Any]:
         body["evidence"] = evidence
     if omitted:
         body["evidence_omitted"] = omitted
+    chosen = chosen_response(decision)
+    if chosen is not None:
+        body["response"] = chosen
     return {"timestamp": rfc3339nano(int_field(event, "ts_ns", None)),
             "session_id": int_field(decision, "session_id", None),
             "event": event_body(event), "decision": body}

@@ -15,7 +15,8 @@ reported (file and line number) and skipped. Values are never logged: they may b
 (``CASA_LOG_DIR``, ``CASA_{EVENTS,SESSIONS,AUDIT,ALERT}_LOG_PATH`` and the aliases
 ``CASA_EVENTS_LOG``, ``CASA_SESSIONS_LOG``), the trace export (``CASA_OTEL_EXPORTER_OTLP_ENDPOINT``,
 ``CASA_OTEL_EXPORTER_OTLP_INSECURE``, ``CASA_OTEL_SERVICE_NAME``, ``OTEL_SERVICE_NAME`` and the
-OTLP exporter's ``OTEL_EXPORTER_OTLP_*``). Anything else -- the bus and state directories, the
+OTLP exporter's ``OTEL_EXPORTER_OTLP_*``), and the webhook's signing secret (``CASA_WEBHOOK_*``;
+sinks/webhook.py). Anything else -- the bus and state directories, the
 analyzer count, the rules and config paths, ``PYTHONPATH``, ``LD_PRELOAD`` ... -- is reported by
 name and ignored: those belong to supervisord.conf, and a file next to the code must not move
 the pipeline's sockets or load code. Log paths are further checked by sinks/jsonl.py (a path
@@ -39,7 +40,9 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 ALLOWED = ("CASA_LOG_DIR", "CASA_EVENTS_LOG_PATH", "CASA_EVENTS_LOG", "CASA_SESSIONS_LOG_PATH",
            "CASA_SESSIONS_LOG", "CASA_AUDIT_LOG_PATH", "CASA_ALERT_LOG_PATH",
            "CASA_OTEL_EXPORTER_OTLP_ENDPOINT", "CASA_OTEL_EXPORTER_OTLP_INSECURE",
-           "CASA_OTEL_SERVICE_NAME", "OTEL_SERVICE_NAME", "OTEL_EXPORTER_OTLP_*")
+           "CASA_OTEL_SERVICE_NAME", "OTEL_SERVICE_NAME", "OTEL_EXPORTER_OTLP_*",
+           "CASA_OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+           "CASA_WEBHOOK_*")     # the webhook's signing secret (notify.webhook.secret_env)
 
 
 def allowed(key: str) -> bool:

@@ -37,8 +37,9 @@ from typing import Any
 
 from bus.envelope import Envelope
 from sinks.logpaths import DEFAULT_LOG_DIR, LOG_GROUP, LogPaths, log_path_problem
-from bus.topics import ANALYZER_CONTROL, ANALYZER_DECISION, ANALYZER_EVENT, ANALYZER_SESSION, is_heartbeat
-from sinks import decision_records, records, session_records
+from bus.topics import (ANALYZER_CONTROL, ANALYZER_DECISION, ANALYZER_EVENT, ANALYZER_SESSION,
+                        RESPONDER_RESULT, is_heartbeat)
+from sinks import decision_records, records, response_records, session_records
 
 __all__ = ["LogPaths", "log_path_problem", "LogFile", "LogFileCounters", "JsonlSink", "FILE_MODE", "DIR_MODE",
            "BACKLOG_MAX_BYTES", "RETRY_INTERVAL_S", "DEFAULT_LOG_DIR"]
@@ -296,6 +297,8 @@ class JsonlSink:
             return
         if env.topic == ANALYZER_EVENT:
             self._write_events(env.stream, env.events)
+        elif env.topic == RESPONDER_RESULT:
+            self._write_responses(env.stream, env.events)
         else:
             for item in env.events:
                 try:
@@ -333,6 +336,14 @@ class JsonlSink:
             except (records.RecordError, TypeError, ValueError, OverflowError) as exc:
                 self._dropped(ANALYZER_EVENT, stream, exc)
         self.events.extend(lines)
+
+    def _write_responses(self, stream: str, results: list[Any]) -> None:
+        """alert.log lines for what the responder did (sinks/response_records.py)."""
+        for item in results:
+            try:
+                self.alert.append(records.encode_line(response_records.response_record(item)))
+            except (records.RecordError, TypeError, ValueError, OverflowError) as exc:
+                self._dropped(RESPONDER_RESULT, stream, exc)
 
     def _dropped(self, topic: str, stream: str, exc: Exception) -> None:
         self.malformed += 1

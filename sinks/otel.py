@@ -36,8 +36,9 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import Span, TracerProvider
 
 from bus.envelope import Envelope
-from bus.topics import ANALYZER_CONTROL, ANALYZER_DECISION, ANALYZER_EVENT, ANALYZER_SESSION, is_heartbeat
-from sinks import decision_records, records
+from bus.topics import (ANALYZER_CONTROL, ANALYZER_DECISION, ANALYZER_EVENT, ANALYZER_SESSION,
+                        RESPONDER_RESULT, is_heartbeat)
+from sinks import decision_records, response_records, records
 from sinks.otel_export import (DEFAULT_SERVICE, SHUTDOWN_TIMEOUT_MS, BoundedProcessor, OtelSettings,
                                RetryingExporter, build_provider, resolve_endpoint)
 from sinks.trace_model import (COUNT_NAMES, EVENT_NAMES, PinnedIds, SessionTrace, event_attributes,
@@ -103,15 +104,16 @@ class TraceSink:
     reloads_seen: int = 0
     tracer: Any = None
     ids: PinnedIds = field(default_factory=PinnedIds)
+    logs: Any = None                   # DecisionLogs (sinks/otel_logs.py): decisions as OTLP log records
 
     def __post_init__(self) -> None:
         self.tracer = self.provider.get_tracer(TRACER_NAME)
         self.tracer.id_generator = self.ids           # root spans get derived ids (trace_model)
 
     @classmethod
-    def from_settings(cls, settings: OtelSettings) -> "TraceSink":
+    def from_settings(cls, settings: OtelSettings, logs: Any = None) -> "TraceSink":
         provider, processor = build_provider(settings)
-        return cls(provider=provider, processor=processor, id_namespace=settings.id_namespace)
+        return cls(provider=provider, processor=processor, id_namespace=settings.id_namespace, logs=logs)
 
     # -- input -------------------------------------------------------------------------------
 
@@ -152,6 +154,30 @@ class TraceSink:
             self._on_decision(self._session(sid, stream, item, ts), item, event, ts)
         elif topic == ANALYZER_SESSION:
             self._on_lifecycle(sid, stream, item)
+        elif topic == RESPONDER_RESULT:
+            self._on_response(sid, item)
+
+    def _on_response(self, sid: int, item: Mapping[str, Any]) -> None:
+        """``response: <action>`` on the session's root span, at the time of the first signal
+        (the triggering event's time in a dry run); a session not open here is late."""
+        st = self.sessions.get(sid)
+        if st is None:
+            self.late_messages += 1
+            return
+        r = response_records.response_record(item)["response"]
+        ts = int(item.get("ts_ns") or 0)
+        if r["latency_ms"] is not None:
+            ts += int(r["latency_ms"] * 1e6)
+        attrs = {"casa.session.id": sid, "casa.response.action": r["action"],
+                 "casa.response.dry_run": r["dry_run"], "casa.response.rules": r["rules"],
+                 "casa.response.pids": r.get("pids") or r.get("would_signal") or [],
+                 "casa.response.refused": [f"{x['pid']}: {x['reason']}" for x in r["refused"]],
+                 "casa.response.errors": r["errors"]}
+        for key in ("latency_ms", "done_ms"):
+            if r[key] is not None:
+                attrs[f"casa.response.{key}"] = r[key]
+        st.root.add_event(f"response: {r['action']}" + (" (dry run)" if r["dry_run"] else ""),
+                          attrs, timestamp=ts)
 
     def _session(self, sid: int, stream: str, item: Mapping[str, Any], start_ns: int,
                  leader: int = 0, opened: bool = False) -> SessionTrace:
@@ -278,6 +304,8 @@ class TraceSink:
             decision["casa.decision.evidence_fields"] = list(evidence)
         self._emission_events(st, d, {**base, **decision}, names, ts)
         self._update_totals(st, d)
+        if self.logs is not None:
+            self.logs.emit(d, st.session_id, ts)       # the alert now, not when the trace closes
 
     def _evidence(self, st: SessionTrace, rule: str, fields: list[str],
                   evidence: Mapping[str, list[Any]]) -> dict[str, Any]:
@@ -396,16 +424,19 @@ class TraceSink:
     # -- loop hooks --------------------------------------------------------------------------
 
     def accepted(self) -> tuple[int, ...]:
-        """Ended spans handed to the export queue so far (sinks/checkpoint.py: durable positions)."""
-        return (self.processor.submitted if self.processor is not None else 0,)
+        """Ended spans handed to the export queue so far (sinks/checkpoint.py: durable positions),
+        and decision log records likewise."""
+        spans = self.processor.submitted if self.processor is not None else 0
+        return (spans, self.logs.accepted()) if self.logs is not None else (spans,)
 
     def resolved(self) -> tuple[int, ...]:
         """Spans exported, or dropped and counted. Resolution is in queue order: the batch
-        processor exports oldest first, and a failed batch is re-sent before any newer one."""
-        if self.processor is None:
-            return (0,)
-        ex = self.processor.exporter
-        return (ex.exported + ex.dropped,)
+        processor exports oldest first, and a failed batch is re-sent before any newer one.
+        Log records likewise (a failed batch is dropped and counted)."""
+        spans = 0
+        if self.processor is not None:
+            spans = self.processor.exporter.exported + self.processor.exporter.dropped
+        return (spans, self.logs.resolved()) if self.logs is not None else (spans,)
 
     def held(self) -> int:
         """Events in traces still open: they leave the process only when their session closes."""
@@ -425,6 +456,8 @@ class TraceSink:
         if self.processor is not None:
             self.processor.shutdown(SHUTDOWN_TIMEOUT_MS)
         self.provider.shutdown()
+        if self.logs is not None:
+            self.logs.shutdown()
 
     def counters(self) -> dict[str, int]:
         out = {"tracing_enabled": 1, "open_sessions": len(self.sessions), "malformed_maps": self.malformed,
@@ -436,4 +469,6 @@ class TraceSink:
             out.update({"spans_exported": ex.exported, "spans_dropped": ex.dropped + self.processor.dropped,
                         "spans_retry_backlog": ex.retry_backlog, "export_failures": ex.failed_exports,
                         "spans_queued": self.processor.submitted - ex.received})
+        if self.logs is not None:
+            out.update(self.logs.counters())
         return out

@@ -285,7 +285,10 @@ def event_record(event: Mapping[str, Any]) -> dict[str, Any] | None:
     event = as_map(event, "event")
     if event_type(event) == "OTHER":
         return None
-    return {"timestamp": rfc3339nano(int_field(event, "ts_ns", None)), **event_body(event)}
+    record = {"timestamp": rfc3339nano(int_field(event, "ts_ns", None)), **event_body(event)}
+    if event.get("session_id") is not None:
+        record["session_id"] = int_field(event, "session_id")     # last: additive (casa explain)
+    return record
 
 
 # One encoder for every line: json.dumps with options builds a new JSONEncoder per call.
@@ -362,10 +365,17 @@ def _event_tail(event: dict[str, Any], kind: str) -> str | None:
             return None
     else:                                            # exit: the common fields only
         head = ""
+    sid = get("session_id")
+    if sid is None:
+        end = "}\n"
+    elif type(sid) is int:
+        end = f',"session_id":{sid}}}\n'
+    else:
+        return None                                  # the general path words the error
     extras = _extras(event, kind)
     if not extras:
-        return head + "}\n"
-    return head + "".join([f',"{name}":{_WRITE[convert](value)}' for name, value, convert in extras]) + "}\n"
+        return head + end
+    return head + "".join([f',"{name}":{_WRITE[convert](value)}' for name, value, convert in extras]) + end
 
 
 def _strs(value: list[str]) -> str:

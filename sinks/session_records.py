@@ -5,7 +5,8 @@
 The original's shape: ``{"timestamp", "session_id", "reason", "session": {"created_at",
 "updated_at", "closed_at", "recent_events"}}``. Additive: ``complete``, ``lost_events`` and,
 when the lifecycle map carries them, ``profile``, ``leader_tgid``, ``tree_id``,
-``parent_session_id`` and ``incomplete_reason``; ``recent_events`` entries of the schema-2 kinds
+``parent_session_id`` and ``incomplete_reason``, and the analyzer's verdict so far (``score``,
+``action``, ``triggered_rules``: what ``casa sessions`` lists); ``recent_events`` entries of the schema-2 kinds
 (CHMOD ... CAPSET) with the path or address the analyzer kept of them (docs/sinks.md, FIELDS).
 """
 
@@ -73,6 +74,22 @@ def _lifecycle(session: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _verdict(session: Mapping[str, Any]) -> dict[str, Any]:
+    """The analyzer's verdict so far, when the map carries it: ``score``, ``action`` and the
+    names of the rules matched (a sessionizer-only map has none of them)."""
+    out: dict[str, Any] = {}
+    if session.get("score") is not None:
+        out["score"] = int_field(session, "score")
+    if session.get("action") is not None:
+        out["action"] = text(session.get("action"))
+    rules = session.get("triggered_rules")
+    if rules is not None:
+        if not isinstance(rules, list):
+            raise RecordError("field 'triggered_rules' is not a list")
+        out["triggered_rules"] = [text(r) for r in rules]
+    return out
+
+
 def session_record(session: Mapping[str, Any], now_ns: int, *,
                    sink_saw_loss: bool = False) -> dict[str, Any] | None:
     """One sessions.log line for a flushed/closed/shutdown map; None for ``opened``.
@@ -100,6 +117,7 @@ def session_record(session: Mapping[str, Any], now_ns: int, *,
     body["complete"] = bool(session.get("complete", True)) and not sink_saw_loss
     body["lost_events"] = int_field(session, "lost_events")
     body.update(_lifecycle(session))
+    body.update(_verdict(session))
     return {"timestamp": rfc3339nano(now_ns), "session_id": int_field(session, "session_id", None),
             "reason": SESSION_REASONS[state], "session": body}
 

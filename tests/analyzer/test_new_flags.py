@@ -289,6 +289,13 @@ def test_copies_kept_beside_their_originals_or_too_few_are_not_bulk_replace(core
         _replace(few, 1 + i / 10, i)
     few.event("unlink", 2, 200, path="/home/u/p/other.py", syscall="unlink", ret=0, dirfd=-100, flags=0)
     assert not hist(Analyzer(core.policy), few).bulk_replace
+    own = root_seq()                                          # a runtime cycling its own cache files
+    for i in range(8):
+        own.write(1 + i / 10, 200, f"/home/u/.cache/db{i}.sqlite")
+        own.write(1.05 + i / 10, 200, f"/home/u/.cache/db{i}.sqlite.bak")
+        own.event("unlink", 1.06 + i / 10, 200, path=f"/home/u/.cache/db{i}.sqlite", syscall="unlink", ret=0,
+                  dirfd=-100, flags=0)
+    assert not hist(Analyzer(core.policy), own).bulk_replace
 
 
 # ---------------------------------------------------------------- execution: masquerade, hidden, unresolved

@@ -15,7 +15,7 @@ from cli.status import collect, render
 from cli.supervisor import ProcessInfo
 
 STREAM_OF = {"collector": "collector", "sessionizer": "sessionizer", "analyzer": "analyzer-1",
-             "sinks": "sinks-jsonl"}
+             "sinks": "sinks-jsonl", "responder": "responder"}
 
 
 def _example(name: str) -> str:
@@ -138,3 +138,12 @@ def test_the_publisher_warns_once_about_an_undeclared_counter(caplog: pytest.Log
         pub.heartbeat({"events_in": 2, "lost_widgets": 2})
     warnings = [r.getMessage() for r in caplog.records if "not declared" in r.getMessage()]
     assert len(warnings) == 1 and "counters=lost_widgets" in warnings[0], warnings
+
+
+def test_the_responder_publishes_only_declared_counters() -> None:
+    from bus.subscriber import SubscriberCounters
+    from responder.__main__ import Responder
+    from responder.targets import Guard
+    keys = {**Responder(Guard(frozenset(), frozenset()), None).counters, **SubscriberCounters().as_dict(),
+            "sent_events": 0, "undelivered_events": 0, "undelivered_messages": 0, "pid": 1}
+    assert STAGES["responder"].undeclared(keys) == []

@@ -61,7 +61,10 @@ class StandInAnalyzer:
         """Block until a subscriber has subscribed (XPUB shows subscriptions), else fail."""
         deadline = time.monotonic() + timeout_s
         while (left := deadline - time.monotonic()) > 0 and self.sock.poll(int(left * 1000)):
-            if self.sock.recv()[:1] == b"\x01":        # a subscription, not a departed one's goodbye
+            msg = self.sock.recv()
+            # a subscription to this analyzer's topics (not a departed one's goodbye, nor the
+            # sink's other prefix, responder., which every SUB socket of the sink sends too)
+            if msg[:1] == b"\x01" and msg[1:].startswith(b"analyzer"):
                 return
         raise TimeoutError("no subscriber connected to the stand-in analyzer")
 

@@ -6,6 +6,9 @@ JSON, gzip or deflate aware) and keeps the spans as plain dicts.
         ...
         spans = rx.wait_for(lambda s: any(x["name"] == "session 1" for x in s))
 
+It also accepts OTLP log records on POST /v1/logs (ExportLogsServiceRequest):
+``rx.log_records()`` / ``rx.wait_for_logs(pred)``, each record a dict with its trace and span ids.
+
 Reusable by other suites (stack, evaluation): import ``tests.sinks.otlp_receiver``. Restart on the
 same port with ``OtlpReceiver(port=old.port)`` to test a receiver that was down.
 """
@@ -23,9 +26,13 @@ from typing import Any
 from google.protobuf import json_format
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest, ExportTraceServiceResponse)
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+    ExportLogsServiceRequest, ExportLogsServiceResponse)
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
-__all__ = ["OtlpReceiver", "any_value", "flatten"]
+__all__ = ["OtlpReceiver", "any_value", "flatten", "flatten_logs", "LOGS_PATH"]
+
+LOGS_PATH = "/v1/logs"
 
 
 def any_value(v: AnyValue) -> Any:
@@ -63,12 +70,28 @@ def flatten(req: ExportTraceServiceRequest) -> list[dict[str, Any]]:
     return out
 
 
+def flatten_logs(req: ExportLogsServiceRequest) -> list[dict[str, Any]]:
+    """Every log record of a request as a dict: time, severity, body, attributes, ids (hex)."""
+    out = []
+    for rl in req.resource_logs:
+        resource = _attrs(rl.resource.attributes)
+        for sl in rl.scope_logs:
+            for r in sl.log_records:
+                out.append({"time_ns": r.time_unix_nano, "severity_number": r.severity_number,
+                            "severity_text": r.severity_text, "body": any_value(r.body),
+                            "attributes": _attrs(r.attributes), "trace_id": r.trace_id.hex(),
+                            "span_id": r.span_id.hex(), "event_name": r.event_name,
+                            "resource": resource, "scope": sl.scope.name})
+    return out
+
+
 class OtlpReceiver:
     """A ThreadingHTTPServer accepting POST /v1/traces; thread-safe accessors."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, path: str = "/v1/traces") -> None:
         self.path = path
         self.requests: list[ExportTraceServiceRequest] = []
+        self.log_requests: list[ExportLogsServiceRequest] = []
         self.encodings: list[str] = []
         self._lock = threading.Lock()
         receiver = self
@@ -99,7 +122,7 @@ class OtlpReceiver:
                 body = gzip.decompress(body)
             elif encoding == "deflate":
                 body = zlib.decompress(body)
-            req = ExportTraceServiceRequest()
+            req = ExportLogsServiceRequest() if h.path == LOGS_PATH else ExportTraceServiceRequest()
             if "json" in (h.headers.get("Content-Type") or ""):
                 json_format.Parse(body.decode(), req)
             else:
@@ -109,14 +132,18 @@ class OtlpReceiver:
             h.end_headers()
             h.wfile.write(str(exc).encode())
             return
-        if h.path != self.path:
+        if h.path not in (self.path, LOGS_PATH):
             h.send_response(404)
             h.end_headers()
             return
         with self._lock:
-            self.requests.append(req)
-            self.encodings.append(encoding or "identity")
-        payload = ExportTraceServiceResponse().SerializeToString()
+            if isinstance(req, ExportLogsServiceRequest):
+                self.log_requests.append(req)
+                payload = ExportLogsServiceResponse().SerializeToString()
+            else:
+                self.requests.append(req)
+                self.encodings.append(encoding or "identity")
+                payload = ExportTraceServiceResponse().SerializeToString()
         h.send_response(200)
         h.send_header("Content-Type", "application/x-protobuf")
         h.send_header("Content-Length", str(len(payload)))
@@ -137,6 +164,22 @@ class OtlpReceiver:
                 return spans
             time.sleep(0.05)
         raise AssertionError(f"OTLP receiver: condition not met; got {[s['name'] for s in self.spans()]}")
+
+    def log_records(self) -> list[dict[str, Any]]:
+        with self._lock:
+            reqs = list(self.log_requests)
+        return [r for req in reqs for r in flatten_logs(req)]
+
+    def wait_for_logs(self, pred: Callable[[list[dict[str, Any]]], Any],
+                      timeout_s: float = 20.0) -> list[dict[str, Any]]:
+        """Log records once ``pred(records)`` is true; AssertionError on timeout."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            got = self.log_records()
+            if pred(got):
+                return got
+            time.sleep(0.05)
+        raise AssertionError(f"OTLP receiver: log condition not met; got {len(self.log_records())} records")
 
     def close(self) -> None:
         self.server.shutdown()

@@ -148,7 +148,7 @@ def test_every_field_was_written_by_both_paths(chicago: None, monkeypatch: pytes
             general_fields.setdefault(rec["type"], set()).update(rec)
     for kind, spec in records.KINDS.items():
         want = {"timestamp", "pid", "tid", "ppid", "uid", "type", "comm"} | \
-            {out for out, _, _ in spec.fields + spec.extras} | ({"exe"} if kind == "exec" else set())
+            {out for out, _, _ in spec.fields + spec.extras} | ({"exe"} if kind == "exec" else set()) | {"session_id"}
         assert general_fields[spec.type_name] == want, kind
         if kind in FAST_KINDS:
             assert fast_fields[spec.type_name] == want, kind

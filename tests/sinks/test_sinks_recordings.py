@@ -27,8 +27,9 @@ from sinks.jsonl import JsonlSink, LogPaths
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 WRITE_TIME_NS = 1_800_000_000_000_000_000
 # Fields schema 2 added to records (docs/sinks.md, FIELDS): where they may appear.
-ADDED = {"events": {"role"}, "alert": {"evidence"}, "audit": {"evidence"}}
-ADDED_SESSION = {"profile", "leader_tgid", "tree_id", "parent_session_id", "incomplete_reason"}
+ADDED = {"events": {"role", "session_id"}, "alert": {"evidence"}, "audit": {"evidence"}}
+ADDED_SESSION = {"profile", "leader_tgid", "tree_id", "parent_session_id", "incomplete_reason",
+                 "score", "action", "triggered_rules"}
 
 
 @pytest.fixture

@@ -75,14 +75,15 @@ def test_events_log_execve_golden(chicago: None) -> None:
     assert roundtrip(records.event_record(exec_event())) == {
         "timestamp": TS, "pid": 4242, "tid": 4242, "ppid": 4200, "uid": 1000, "type": "EXECVE",
         "comm": "bash", "path": "/tmp/openclaw-eval/helper.sh",
-        "args": ["/tmp/openclaw-eval/helper.sh"]}
+        "args": ["/tmp/openclaw-eval/helper.sh"], "session_id": 25}
 
 
 def test_events_log_execve_adds_exe_when_it_differs(chicago: None) -> None:
     ev = exec_event(path="/proc/self/fd/3", exe="memfd:payload (deleted)", argv=["x"])
     rec = roundtrip(records.event_record(ev))
     assert rec["path"] == "/proc/self/fd/3" and rec["exe"] == "memfd:payload (deleted)"
-    assert set(rec) == {"timestamp", "pid", "tid", "ppid", "uid", "type", "comm", "path", "args", "exe"}
+    assert set(rec) == {"timestamp", "pid", "tid", "ppid", "uid", "type", "comm", "path", "args", "exe",
+                        "session_id"}
 
 
 def test_events_log_openat_golden(chicago: None) -> None:
@@ -91,7 +92,7 @@ def test_events_log_openat_golden(chicago: None) -> None:
           "flags": 0x241, "mode": 0o644, "ret": 3, "session_id": 25, "depth": 1, "profile": "p"}
     assert roundtrip(records.event_record(ev)) == {
         "timestamp": TS, "pid": 7, "tid": 8, "ppid": 6, "uid": 0, "type": "OPENAT", "comm": "sh",
-        "path": "/tmp/openclaw-eval/helper.sh", "flags": 0x241, "mode": 0o644}
+        "path": "/tmp/openclaw-eval/helper.sh", "flags": 0x241, "mode": 0o644, "session_id": 25}
 
 
 def test_events_log_connect_golden(chicago: None) -> None:
@@ -100,14 +101,15 @@ def test_events_log_connect_golden(chicago: None) -> None:
           "ret": -115, "session_id": 25}
     assert roundtrip(records.event_record(ev)) == {
         "timestamp": TS, "pid": 7, "tid": 7, "ppid": 6, "uid": 1000, "type": "CONNECT",
-        "comm": "curl", "addr": "127.0.0.1", "port": 18000}
+        "comm": "curl", "addr": "127.0.0.1", "port": 18000, "session_id": 25}
 
 
 def test_events_log_exit_has_common_fields_only(chicago: None) -> None:
     ev = {"kind": "exit", "ts_ns": README_ALERT_TS_NS, "tgid": 7, "tid": 7, "ppid": 6, "uid": 1,
           "comm": "curl", "root": 1, "exit_code": 0, "session_id": 25}
     assert roundtrip(records.event_record(ev)) == {
-        "timestamp": TS, "pid": 7, "tid": 7, "ppid": 6, "uid": 1, "type": "EXIT", "comm": "curl"}
+        "timestamp": TS, "pid": 7, "tid": 7, "ppid": 6, "uid": 1, "type": "EXIT", "comm": "curl",
+        "session_id": 25}
 
 
 def test_kinds_the_original_never_logged_give_no_record() -> None:
@@ -191,13 +193,13 @@ def test_execve_with_schema_2_facts(chicago: None) -> None:
                    "comm": "bash", "path": "x.sh", "args": ["x.sh"], "role": "wrapper",
                    "abspath": "/tmp/d/x.sh", "stdio": ["inet", "pipe", "tty"],
                    "parent_stdio": ["inet", "inet", "inet"], "ld_env": {"LD_PRELOAD": "/tmp/\udcffx.so"},
-                   "env_truncated": True, "euid": 0, "prev_euid": 1000}
+                   "env_truncated": True, "euid": 0, "prev_euid": 1000, "session_id": 25}
     assert list(rec)[:10] == ["timestamp", "pid", "tid", "ppid", "uid", "type", "comm", "path", "args", "role"]
 
 
 def test_execve_omits_absent_false_and_empty_facts(chicago: None) -> None:
     rec = records.event_record(exec_event(ld_env={}, path_truncated=False, prev_euid=None, abspath=None))
-    assert set(rec) == {"timestamp", "pid", "tid", "ppid", "uid", "type", "comm", "path", "args"}
+    assert set(rec) == {"timestamp", "pid", "tid", "ppid", "uid", "type", "comm", "path", "args", "session_id"}
 
 
 def test_openat_with_abspath_truncation_and_proc_target(chicago: None) -> None:
@@ -205,7 +207,7 @@ def test_openat_with_abspath_truncation_and_proc_target(chicago: None) -> None:
           "flags": 0, "mode": 0, "ret": 3, "target_tgid": 99, "target_in_tree": False, "ino": 5, "dev": 3}
     assert roundtrip(records.event_record(ev)) == {
         **HEAD, "type": "OPENAT", "comm": "sh", "path": "mem", "flags": 0, "mode": 0,
-        "abspath": "/proc/99/mem", "target_tgid": 99, "target_in_tree": False}
+        "abspath": "/proc/99/mem", "target_tgid": 99, "target_in_tree": False, "session_id": 25}
     cut = {**COMMON, "kind": "open", "path": "/tmp/" + "a" * 4089, "flags": 0, "mode": 0,
            "path_truncated": True, "abspath": ""}
     rec = records.event_record(cut)
@@ -216,7 +218,7 @@ def test_openat_with_abspath_truncation_and_proc_target(chicago: None) -> None:
 def test_events_log_schema_2_kinds_golden(chicago: None, wire: dict, want: dict) -> None:
     """The schema-2 kinds (fields the kernel adds beyond the bus contract, e.g. ``egid``, are not written)."""
     rec = roundtrip(records.event_record({**COMMON, **wire}))
-    assert rec == {**HEAD, "type": want["type"], "comm": "sh", **want}
+    assert rec == {**HEAD, "type": want["type"], "comm": "sh", **want, "session_id": 25}
     assert list(rec)[:7] == ["timestamp", "pid", "tid", "ppid", "uid", "type", "comm"]
     assert records.event_line({**COMMON, **wire}) == records.encode_line(records.event_record({**COMMON, **wire}))
     with_role = roundtrip(records.event_record({**COMMON, **wire, "role": "agent"}))

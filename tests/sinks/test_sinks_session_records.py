@@ -48,7 +48,8 @@ def test_sessions_log_closed_golden(chicago: None) -> None:
                 {"timestamp": TS, "type": "CONNECT", "pid": 9, "addr": "1.2.3.4", "port": 443},
                 {"timestamp": TS, "type": "EXIT", "pid": 9}],
             "complete": True, "lost_events": 0,
-            "profile": "openclaw", "leader_tgid": 4100, "tree_id": 24, "parent_session_id": 19},
+            "profile": "openclaw", "leader_tgid": 4100, "tree_id": 24, "parent_session_id": 19,
+            "score": 9, "action": "ALERT", "triggered_rules": ["write_then_exec_same_path"]},
     }
     assert list(rec["session"])[:6] == ["created_at", "updated_at", "closed_at", "recent_events",
                                         "complete", "lost_events"]      # the original's first
@@ -60,11 +61,12 @@ def test_sessions_log_open_snapshots_omit_closed_at(chicago: None, state: str, r
     assert rec["reason"] == reason
     assert set(rec) == {"timestamp", "session_id", "reason", "session"}
     assert set(rec["session"]) == {"created_at", "updated_at", "recent_events", "complete", "lost_events",
-                                   "profile", "leader_tgid"}
+                                   "profile", "leader_tgid", "score", "action", "triggered_rules"}
 
 
 def test_lifecycle_fields_are_written_only_when_present(chicago: None) -> None:
-    bare = {k: v for k, v in session_map("closed").items() if k not in ("profile", "leader_tgid")}
+    bare = {k: v for k, v in session_map("closed").items()
+            if k not in ("profile", "leader_tgid", "score", "action", "triggered_rules")}
     assert set(session_record(bare, 1)["session"]) == {"created_at", "updated_at", "recent_events",
                                                        "complete", "lost_events"}
     none = session_record(session_map("closed", parent_session_id=None, incomplete_reason="", tree_id=3), 1)
@@ -138,3 +140,12 @@ def test_malformed_recent_events_raise(bad: Any, reason: str) -> None:
 def test_unknown_state_raises() -> None:
     with pytest.raises(records.RecordError, match="unknown session state 'weird'"):
         session_record(session_map("weird"), 1)
+
+
+def test_the_verdict_so_far_is_written_when_the_map_carries_it(chicago: None) -> None:
+    """score, action and the matched rules' names: what ``casa sessions`` lists."""
+    rec = session_record(session_map("flushed", score=4, action="LOG", triggered_rules=["a", b"\xffb"]), 1)
+    assert (rec["session"]["score"], rec["session"]["action"]) == (4, "LOG")
+    assert rec["session"]["triggered_rules"] == ["a", "\udcffb"]
+    with pytest.raises(records.RecordError, match="'triggered_rules' is not a list"):
+        session_record(session_map("closed", triggered_rules="a"), 1)

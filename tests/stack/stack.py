@@ -66,7 +66,8 @@ class Stack:
 
     def __init__(self, base: Path | None = None, *, analyzers: int = 1, rules: Path | None = None,
                  config_profiles: list[dict[str, Any]] | None = None, env: dict[str, str] | None = None,
-                 records_tmpfs_kb: int | None = None, jsonl_backlog_kb: int | None = None) -> None:
+                 records_tmpfs_kb: int | None = None, jsonl_backlog_kb: int | None = None,
+                 config_extra: dict[str, Any] | None = None) -> None:
         self.root = Path("/tmp") / f"casa-stack-{uuid.uuid4().hex[:8]}"
         self.bus_dir = self.root / "run"
         self.root_run = self.root / "run-root"     # supervisord's socket and pid, the collector's pid
@@ -84,6 +85,7 @@ class Stack:
         self._env = env or {}                     # added to supervisord's environment= (every program)
         self._records_tmpfs_kb = records_tmpfs_kb  # the JSONL records on a tmpfs this small
         self._jsonl_backlog_kb = jsonl_backlog_kb  # sinks-jsonl --backlog-max-kb
+        self._config_extra = config_extra or {}     # top-level casa.json sections (e.g. "notify")
         self.proc: subprocess.Popen[bytes] | None = None
         self.agent: Path | None = None
         self._agents: list[subprocess.Popen[bytes]] = []     # start_agent's, killed at exit
@@ -116,6 +118,8 @@ class Stack:
         profiles = self._profiles or [{"name": TEST_PROFILE, "kind": "invocation",
                                        "match": [{"comm": [self.agent_comm]}]}]
         test_config(self.config, pid_file=self.pid_file, profiles=profiles)
+        if self._config_extra:
+            self.config.write_text(json.dumps({**json.loads(self.config.read_text()), **self._config_extra}))
         shutil.copy(self._rules_src, self.rules)
         os.chmod(self.config, 0o644)
         os.chmod(self.rules, 0o644)
@@ -188,7 +192,7 @@ class Stack:
 
     def names(self) -> list[str]:
         return ["collector", "sessionizer", *[f"analyzer-{i}" for i in range(self.analyzers)],
-                "sinks-jsonl", "sinks-otel"]
+                "responder", "sinks-jsonl", "sinks-otel", "sinks-webhook", "sinks-program"]
 
     def wait_until(self, cond: Callable[[], Any], timeout_s: float, what: str) -> Any:
         deadline = time.monotonic() + timeout_s

@@ -58,7 +58,7 @@ RESTART_COUNTED_BY = {
 
 class Owners:
     """Which session each agent got, and which analyzer owns it: a tap on analyzer.session of both
-    instances (lifecycle maps carry session_id and leader_tgid; events.log lines carry neither)."""
+    instances (lifecycle maps carry session_id and leader_tgid; events.log lines carry no leader_tgid)."""
 
     def __init__(self, bus_dir: Path) -> None:
         self.ctx = zmq.Context()

@@ -109,7 +109,8 @@ def stack() -> Iterator[Stack]:
 def test_every_socket_has_its_owner_and_mode(stack: Stack) -> None:
     want = {"collector.sock": ("root", "casa", 0o660), "sessionizer.sock": ("casa", "casa", 0o660),
             "analyzer-0.sock": ("casa", "casa", 0o660), "sinks-jsonl.sock": ("casa", "casa", 0o660),
-            "sinks-otel.sock": ("casa", "casa", 0o660)}
+            "sinks-otel.sock": ("casa", "casa", 0o660), "sinks-webhook.sock": ("casa", "casa", 0o660),
+            "sinks-program.sock": ("casa", "casa", 0o660), "responder.sock": ("casa", "casa", 0o660)}
     got = {p.name: _owner(p) for p in stack.bus_dir.iterdir() if stat.S_ISSOCK(os.lstat(p).st_mode)}
     assert got == want
     assert _owner(stack.root_run / "supervisord.sock") == ("root", "root", 0o700)

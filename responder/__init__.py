@@ -1,0 +1,1 @@
+"""The opt-in responder: stops what an ALERT's response policy names (docs/operating.md)."""
