@@ -10,7 +10,7 @@ import re
 import pytest
 
 from tests.collector.harness import TEST_PROFILE
-from tests.stack.stack import Stack
+from tests.stack.stack import CHECKOUT, Stack
 
 pytestmark = [pytest.mark.root, pytest.mark.stack, pytest.mark.timeout(240)]
 
@@ -66,7 +66,9 @@ def test_status_sessions_and_explain_on_the_real_stack() -> None:
         assert "the session's leader: its own start opened the session" in plain
         assert [ln.split()[:2] for ln in lines if ln.startswith("verdict:")] == [["verdict:", "ALERT"]]
         assert not any(ln.startswith("verdict: IGNORE") for ln in lines)
-        assert "▶ rule write_then_exec_same_path  +5" in plain
+        weight = next(r["weight"] for r in json.loads((CHECKOUT / "rules.json").read_text())["rules"]
+                      if r["name"] == "write_then_exec_same_path")
+        assert f"▶ rule write_then_exec_same_path  +{weight}" in plain
         evidence = plain[plain.index("history.write_then_exec_same_path because:"):]
         assert re.search(r"pid \d+  OPENAT  \S*" + re.escape(ESCAPED), evidence)
         assert re.search(r"pid \d+  EXECVE  \S*" + re.escape(ESCAPED), evidence)

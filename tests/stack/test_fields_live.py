@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.root, pytest.mark.stack]
 
 SO = ("cat > /tmp/h.c <<'C'\n__attribute__((constructor)) static void i(void) {}\nC\n"
       "gcc -shared -fPIC -o /tmp/libh.so /tmp/h.c\n")
-SIX = "for f in a b c d e f; do echo data > ~/project/$f.txt; done\n"
+PROJECT_FILES = "~/project/app/*.py ~/project/tests/*.py ~/project/config/* ~/project/README.md"
 
 # field -> (servers, attack script, look-alike script)
 CASES: dict[str, tuple[tuple[str, ...], str, str]] = {
@@ -61,8 +61,9 @@ CASES: dict[str, tuple[tuple[str, ...], str, str]] = {
                                      "subprocess.run([\"id\"])\\n' > /tmp/fetch.py\npython3 /tmp/fetch.py\n"),
     "history.discovery_burst": ((), "id; uname -a; ip -br addr; ss -tan; ps -ef; env > /dev/null\n",
                                 "uname -a; id\n"),
-    "history.bulk_replace": ((), SIX + "for f in ~/project/?.txt; do gzip \"$f\"; done\n",
-                             SIX + "for f in ~/project/?.txt; do gzip -k \"$f\"; done\n"),
+    # the project's own files (the sandbox's layout), not files the run itself just wrote
+    "history.bulk_replace": ((), f"for f in {PROJECT_FILES}; do gzip \"$f\"; done\n",
+                             f"for f in {PROJECT_FILES}; do gzip -k \"$f\"; done\n"),
     # under a shell of the tree (the launcher is the agent itself, like OpenClaw's node)
     "history.burst_interpreter_exec": ((), "bash -c 'for i in 1 2 3 4 5 6; do sh -c \"echo $i\"; done'\n",
                                        "bash -c 'for i in 1 2 3 4 5 6; do ls > /dev/null; done'\n"),
