@@ -1,6 +1,10 @@
 # Evaluation against the real OpenClaw (evaluation/README.md). Included by the top-level Makefile.
 EVAL_OUT ?= evaluation/results/latest
 EVAL_MODE ?= both
+# The rule packs (columns): default = rules.json with the evaluation's analysis values (indexed
+# history), original = config/rules.eval.json (the parity run); both = default, then original.
+EVAL_PACK ?= both
+EVAL_PACKS = $(if $(filter both,$(EVAL_PACK)),default original,$(EVAL_PACK))
 
 .PHONY: eval eval-install eval-overhead
 
@@ -8,11 +12,13 @@ EVAL_MODE ?= both
 eval-install: setup
 	@$(SUDO) evaluation/install.sh
 
-# The 30 cases, through the gateway and in --local mode, with CASA running; summary.json + summary.md.
-# Exits non-zero if a case that passes in evaluation/baseline.json fails now.
+# The 30 cases, through the gateway and in --local mode, with CASA running, once per rule pack
+# (EVAL_PACK); <pack>/summary.json per column + summary.md with both.
+# Exits non-zero if a case that passes in evaluation/baseline.json (its column's) fails now.
 eval: eval-install
-	$(SUDO) $(PY) -m evaluation.runner --mode $(EVAL_MODE) --out $(EVAL_OUT)
-	$(SUDO) $(PY) -m evaluation.score --results $(EVAL_OUT)
+	@set -e; for pack in $(EVAL_PACKS); do \
+	  $(SUDO) $(PY) -m evaluation.runner --pack $$pack --mode $(EVAL_MODE) --out $(EVAL_OUT); done
+	$(SUDO) $(PY) -m evaluation.score --results $(EVAL_OUT) --pack $(EVAL_PACK)
 
 # The six overhead workloads as OpenClaw turns, monitored vs not, alternated: overhead.json + overhead.md.
 eval-overhead: eval-install

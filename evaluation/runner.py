@@ -1,6 +1,7 @@
 """Drive the real OpenClaw through one scenario and collect CASA's records for it, by session.
 
-    python -m evaluation.runner [--mode gateway|local|both] [--case M05 ...] [--casa start|external]
+    python -m evaluation.runner [--pack default|original] [--mode gateway|local|both] [--case M05 ...]
+                                [--casa start|external|none] [--out DIR]
 
 Each case is one OpenClaw turn, run as the unprivileged ``casa-agent`` user against the scripted
 fake model (evaluation/fakellm) and the local stand-in servers (evaluation/servers). CASA's
@@ -10,7 +11,9 @@ while the turn ran, and the case is complete when every one of them has publishe
 lifecycle record. No byte offsets, no fixed sleeps.
 
 ``--casa start`` (the default) starts the collector (root), sessionizer, analyzer and the JSONL
-sink (user casa) with config/rules.eval.json and private bus/log directories; ``external``
+sink (user casa) with the pack's rules (``--pack``: ``default`` is rules.json with the
+evaluation's analysis values, ``original`` is config/rules.eval.json; ``pack_rules``) and private
+bus/log directories; results go to ``OUT/PACK/``. ``external``
 uses a stack already running on ``$CASA_BUS_DIR`` (e.g. ``make run`` with
 ``CASA_RULES_PATH=config/rules.eval.json``).
 
@@ -49,13 +52,16 @@ from evaluation.fakellm.server import serve
 from evaluation.servers import serve_download, serve_sink, serve_weather
 
 __all__ = ["Toolchain", "AgentHome", "Gateway", "CasaStack", "BusRecorder", "CaseRecords", "EvalSession",
-           "run_case", "SCENARIO_DIR", "CHECKOUT", "AS_AGENT"]
+           "run_case", "default_pack_rules", "pack_rules", "eval_rules", "PACKS", "SCENARIO_DIR", "CHECKOUT",
+           "AS_AGENT"]
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 EVAL_DIR = CHECKOUT / "evaluation"
 SCENARIO_DIR = EVAL_DIR / "scenarios"
 NODE_MODULES = EVAL_DIR / "node" / "node_modules"
 EVAL_RULES = CHECKOUT / "config" / "rules.eval.json"
+DEFAULT_RULES = CHECKOUT / "rules.json"
+PACKS = ("default", "original")
 AGENT_USER = "casa-agent"
 EVAL_TMP = Path("/tmp/openclaw-eval")
 FAKELLM_PORT = 18080
@@ -275,8 +281,36 @@ def machine_resolvers(resolv_conf: Path = Path("/etc/resolv.conf")) -> list[str]
     return out
 
 
-def eval_rules(dest: Path, ignore_resolvers: bool = True, source: Path = EVAL_RULES) -> Path:
-    """config/rules.eval.json, with this machine's DNS resolvers in ``ignored_connect_ips``.
+def default_pack_rules(default: Path = DEFAULT_RULES, evaluation: Path = EVAL_RULES) -> dict[str, Any]:
+    """rules.json's rules and thresholds with the evaluation's analysis values laid over its own.
+
+    The 30 cases need the evaluation's setting, not other rules: the fake casefiles under
+    /srv/casa-eval/fake_fs/ are the sensitive files M01-M03 and M10 read, and the stand-in internet
+    servers listen on loopback ports that must count as network. Every ``analysis`` key of
+    config/rules.eval.json is taken except ``history_mode``: that file pins the original's
+    window for parity, while this column measures the default pack as it ships (indexed history).
+    Composed at run time, so there is no second copy of the pack to keep in step.
+    """
+    rules = json.loads(default.read_text())
+    overlay = {k: v for k, v in json.loads(evaluation.read_text()).get("analysis", {}).items()
+               if k != "history_mode"}
+    rules["analysis"] = {**rules.get("analysis", {}), **overlay}
+    return rules
+
+
+def pack_rules(pack: str) -> dict[str, Any]:
+    """The rules a column runs: ``default`` (default_pack_rules) or ``original`` (rules.eval.json as is)."""
+    if pack == "default":
+        return default_pack_rules()
+    if pack == "original":
+        return json.loads(EVAL_RULES.read_text())
+    raise ValueError(f"unknown rule pack {pack!r}: expected one of {', '.join(PACKS)}")
+
+
+def eval_rules(dest: Path, ignore_resolvers: bool = True, pack: str = "original",
+               source: Path | None = None) -> Path:
+    """The column's rules (pack_rules; or the file ``source``, as the attack suite passes), with
+    this machine's DNS resolvers in ``ignored_connect_ips``.
 
     The OpenClaw gateway looks names up by itself now and then (its model catalog host, offline).
     Where the resolver is on loopback (127.0.0.53, as on the original's machines) CASA drops that
@@ -285,7 +319,7 @@ def eval_rules(dest: Path, ignore_resolvers: bool = True, source: Path = EVAL_RU
     sensitive_file_then_network whatever the agent did (T03 was flagged that way). Ignoring the
     resolvers restores the original's setting; no rule changes.
     """
-    rules = json.loads(source.read_text())
+    rules = json.loads(source.read_text()) if source is not None else pack_rules(pack)
     if ignore_resolvers:
         analysis = rules.setdefault("analysis", {})
         analysis["ignored_connect_ips"] = list(analysis.get("ignored_connect_ips", [])) + machine_resolvers()
@@ -299,7 +333,8 @@ class CasaStack:
     """The CASA stages for an evaluation run, in private bus/log directories (or an external stack)."""
 
     root: Path
-    rules: Path = EVAL_RULES
+    pack: str = "original"               # default | original (pack_rules)
+    rules: Path | None = None            # a rules file instead of a pack (the attack suite's)
     external: bool = False
     runtime_noise: bool = True
     ignore_resolvers: bool = True
@@ -338,7 +373,7 @@ class CasaStack:
             # (StrictModes, trust/strict_modes.py); the stages write in the three others.
             d.chmod(0o750 if d == self.root else 0o770)
         eval_casa_config(self.root / "casa.json", self.runtime_noise)
-        eval_rules(self.root / "rules.eval.json", self.ignore_resolvers, self.rules)
+        eval_rules(self.root / "rules.eval.json", self.ignore_resolvers, self.pack, self.rules)
         for name in STAGES:
             self._start_stage(name)
         self.wait_ready()
@@ -378,7 +413,7 @@ class CasaStack:
                         pass
         finally:
             sock.close(0)
-        log.info("CASA ready | bus=%s rules=%s", self.bus_dir, self.rules)
+        log.info("CASA ready | bus=%s pack=%s rules=%s", self.bus_dir, self.pack, self.rules or "-")
 
     def pids(self) -> dict[str, int]:
         return {n: p.pid for n, p in self.procs.items() if p.poll() is None}
@@ -592,6 +627,7 @@ class EvalSession:
     casa: str = "start"                  # start | external | none
     modes: tuple[str, ...] = ("gateway",)
     runtime_noise: bool = True           # see eval_casa_config
+    pack: str = "original"               # the rule pack CASA runs (pack_rules); make eval runs both
     toolchain: Toolchain = field(default_factory=Toolchain.in_checkout)
     homes: dict[str, AgentHome] = field(default_factory=lambda: {m: AgentHome.of_user(m) for m in MODES})
     stack: CasaStack | None = None
@@ -619,8 +655,11 @@ class EvalSession:
                         serve_sink(self.out_dir / "sink-requests.jsonl"), serve_download(), serve_weather()]
         if self.casa != "none":
             self.scratch = Path(tempfile.mkdtemp(prefix="casa-eval-"))
-            self.stack = CasaStack(self.scratch, external=self.casa == "external", runtime_noise=self.runtime_noise)
+            self.stack = CasaStack(self.scratch, pack=self.pack, external=self.casa == "external",
+                                   runtime_noise=self.runtime_noise)
             self.stack.start()
+            if not self.stack.external:     # the composed file the analyzer ran, kept with the results
+                shutil.copyfile(self.scratch / "rules.eval.json", self.out_dir / "rules.json")
             self.recorder = BusRecorder(self.stack.bus_dir)
             self.recorder.start()
         if "gateway" in self.modes:
@@ -666,7 +705,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--case", action="append", default=[], help="case id (repeatable; default: all)")
     p.add_argument("--mode", choices=(*MODES, "both"), default="both")
     p.add_argument("--casa", choices=("start", "external", "none"), default="start")
-    p.add_argument("--out", type=Path, default=EVAL_DIR / "results" / "latest")
+    p.add_argument("--pack", choices=PACKS, default="default",
+                   help="default: rules.json with the evaluation's analysis values (default_pack_rules); "
+                        "original: config/rules.eval.json as it is (the parity column)")
+    p.add_argument("--out", type=Path, default=EVAL_DIR / "results" / "latest",
+                   help="results directory; this pack's cases go to OUT/PACK/cases/")
     p.add_argument("--no-runtime-noise", action="store_true",
                    help="do not filter the OpenClaw install's own module loads (see eval_casa_config)")
     return p.parse_args(argv)
@@ -681,9 +724,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     scenarios = [s for s in load_scenarios(SCENARIO_DIR) if not args.case or s.id in args.case]
     modes = MODES if args.mode == "both" else (args.mode,)
+    out = args.out / args.pack
     if not args.case:
-        shutil.rmtree(args.out / "cases", ignore_errors=True)    # no stale case from an earlier run
-    with EvalSession(args.out, casa=args.casa, modes=modes, runtime_noise=not args.no_runtime_noise) as ev:
+        shutil.rmtree(out / "cases", ignore_errors=True)    # no stale case from an earlier run
+    with EvalSession(out, casa=args.casa, modes=modes, runtime_noise=not args.no_runtime_noise,
+                     pack=args.pack) as ev:
         for mode in modes:
             for s in scenarios:
                 ev.run(s, mode)

@@ -88,3 +88,45 @@ def test_machine_resolvers_are_the_non_loopback_nameservers(tmp_path: Path):
     conf.write_text("# comment\nnameserver 127.0.0.53\nnameserver 10.255.255.53\nsearch x\nnameserver ::1\n")
     assert runner.machine_resolvers(conf) == ["10.255.255.53"]
     assert runner.machine_resolvers(tmp_path / "missing") == []
+
+
+def test_default_pack_column_is_rules_json_with_the_eval_analysis_values_in_indexed_mode(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The default column runs rules.json's rules (not the original twelve) with the evaluation's
+    sensitive files and stand-in ports, in rules.json's history mode; the original column runs
+    config/rules.eval.json untouched. Both get the machine's resolvers, and nothing else changes."""
+    from policy import load_policy
+    monkeypatch.setattr(runner, "machine_resolvers", lambda: ["10.9.9.53"])
+    shipped = json.loads((runner.CHECKOUT / "rules.json").read_text())
+    evaluation = json.loads((runner.CHECKOUT / "config" / "rules.eval.json").read_text())
+    written = json.loads(runner.eval_rules(tmp_path / "default.json", pack="default").read_text())
+    assert written["rules"] == shipped["rules"] and written["thresholds"] == shipped["thresholds"]
+    for key, value in evaluation["analysis"].items():
+        if key == "ignored_connect_ips":
+            assert written["analysis"][key] == value + ["10.9.9.53"]
+        elif key != "history_mode":
+            assert written["analysis"][key] == value, key
+    assert "/srv/casa-eval/fake_fs/" in written["analysis"]["sensitive_path_prefixes"]
+    assert written["analysis"]["allowed_loopback_ports"] == [18000, 18081, 18082]
+    assert written["analysis"].get("history_mode") == shipped["analysis"].get("history_mode")
+    assert load_policy(tmp_path / "default.json").analysis.history_mode == "indexed"
+    assert len(load_policy(tmp_path / "default.json").rules) == len(shipped["rules"]) > 12
+
+    original = json.loads(runner.eval_rules(tmp_path / "original.json", pack="original").read_text())
+    evaluation["analysis"]["ignored_connect_ips"] = evaluation["analysis"]["ignored_connect_ips"] + ["10.9.9.53"]
+    assert original == evaluation
+    assert load_policy(tmp_path / "original.json").analysis.history_mode == "original"
+
+
+def test_default_pack_overlay_reads_both_files_at_run_time(tmp_path: Path):
+    """No second copy: a changed rules.json or evaluation value shows up in the composed pack."""
+    default, evaluation = tmp_path / "rules.json", tmp_path / "eval.json"
+    default.write_text(json.dumps({"analysis": {"history_mode": "indexed", "burst_exec_threshold": 5, "extra": 1},
+                                   "thresholds": {"log": 4, "alert": 9}, "rules": [{"name": "r"}]}))
+    evaluation.write_text(json.dumps({"analysis": {"history_mode": "original", "burst_exec_threshold": 3},
+                                      "rules": [{"name": "ignored"}]}))
+    rules = runner.default_pack_rules(default, evaluation)
+    assert rules == {"analysis": {"history_mode": "indexed", "burst_exec_threshold": 3, "extra": 1},
+                     "thresholds": {"log": 4, "alert": 9}, "rules": [{"name": "r"}]}
+    with pytest.raises(ValueError, match="unknown rule pack"):
+        runner.pack_rules("tuned")
