@@ -5,7 +5,9 @@
 #
 # What it does, in order:
 #   1. apt: bcc (bpfcc-tools python3-bpfcc libbpfcc), bpftool, python3-venv, iproute2, gcc (the
-#      benchmark workloads are small C programs).
+#      benchmark workloads are small C programs), and the tools the attack suite's scenarios and
+#      developer tasks run inside their sandboxes (curl, wget, git, patch, zip/unzip, sqlite3,
+#      ssh-keygen, openssl, perl, setcap): a minimal Debian has few of them.
 #   2. Kernel headers for the running kernel: linux-headers-$(uname -r) when Debian has it; otherwise
 #      (custom kernels, e.g. Firecracker VMs) the newest Debian 6.12 amd64 headers are unpacked into
 #      /opt/casa/kernel-headers and linked as /lib/modules/$(uname -r)/{build,source}. bcc only needs
@@ -48,7 +50,8 @@ apt_install() {
 
 install_packages() {
   apt_install ca-certificates bpfcc-tools python3-bpfcc libbpfcc bpftool python3 python3-venv \
-    iproute2 procps util-linux gcc libc6-dev
+    iproute2 procps util-linux gcc libc6-dev \
+    curl wget git patch zip unzip sqlite3 openssh-client openssl perl libcap2-bin
 }
 
 install_kernel_headers() {

@@ -47,7 +47,7 @@ from evaluation.attacks.servers import LOOPBACK_PORTS
 from tests.stack.stack import Stack
 
 __all__ = ["SuiteContext", "suite_rules", "suite_session", "run_sandboxed", "run_scenario", "run_identity", "invalid_reason", "checkout_commit", "run_keeper", "kill_namespace", "keeper_spec", "CHECKOUT",
-           "RESULTS_DIR"]
+           "RESULTS_DIR", "sandbox_unavailable"]
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 RESULTS_DIR = CHECKOUT / "evaluation" / "results" / "attacks"
@@ -114,6 +114,19 @@ def kill_namespace(keeper_pid: int) -> int:
         except OSError:
             continue
     return killed
+
+
+def sandbox_unavailable() -> str | None:
+    """Why this machine cannot build the scenarios' sandbox, or None.
+
+    The keeper's ``unshare --mount --propagation private`` makes ``/`` private in its new mount
+    namespace, so that its read-only mounts never reach the host; the kernel refuses that
+    (EINVAL) when ``/`` is not a mount point, as inside a plain chroot. A real machine, a VM or a
+    container always has ``/`` mounted."""
+    if not os.path.ismount("/"):
+        return ("the attack sandbox needs / to be a mount point (unshare --propagation private "
+                "makes it private); here it is not, as inside a plain chroot")
+    return None
 
 
 def run_keeper(spec_path: Path, timeout_s: float, module: str = "evaluation.attacks.keeper"

@@ -20,10 +20,11 @@ import pytest
 from evaluation.attacks.openclaw import (OpenClawContext, agent_identity, openclaw_rules, openclaw_session,
                                          run_openclaw_scenario)
 from evaluation.attacks.results import ScenarioResult
-from evaluation.attacks.runner import CHECKOUT
+from evaluation.attacks.runner import CHECKOUT, sandbox_unavailable
 from evaluation.attacks.scenario import load_scenarios
 
-pytestmark = [pytest.mark.root, pytest.mark.stack, pytest.mark.openclaw, pytest.mark.timeout(300)]
+SANDBOX = pytest.mark.skipif(sandbox_unavailable() is not None, reason=sandbox_unavailable() or "")
+pytestmark = [pytest.mark.root, pytest.mark.stack, pytest.mark.openclaw, pytest.mark.timeout(300), SANDBOX]
 
 TABLE = {s.id: s for s in load_scenarios()}
 RUNS = [("atk-curl-pipe-sh", "gateway"), ("dev-own-script", "local")]

@@ -21,10 +21,11 @@ from evaluation.attacks.identity import Identity, identities
 from evaluation.attacks.keeper import alive
 from evaluation.attacks.launcher import build_implant, install_launchers
 from evaluation.attacks.layout import Layout
-from evaluation.attacks.runner import keeper_spec, run_keeper, run_sandboxed
+from evaluation.attacks.runner import keeper_spec, run_keeper, run_sandboxed, sandbox_unavailable
 from evaluation.attacks.scenario import Scenario, load_scenarios
 
-pytestmark = pytest.mark.root
+SANDBOX = pytest.mark.skipif(sandbox_unavailable() is not None, reason=sandbox_unavailable() or "")
+pytestmark = [pytest.mark.root, SANDBOX]
 
 
 def _probe() -> Scenario:

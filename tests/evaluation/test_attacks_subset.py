@@ -18,10 +18,12 @@ import pytest
 
 from evaluation.attacks.identity import identities
 from evaluation.attacks.results import ScenarioResult
-from evaluation.attacks.runner import CHECKOUT, SuiteContext, run_scenario, suite_rules, suite_session
+from evaluation.attacks.runner import (CHECKOUT, SuiteContext, run_scenario, suite_rules, suite_session,
+                                    sandbox_unavailable)
 from evaluation.attacks.scenario import Scenario, load_scenarios
 
-pytestmark = [pytest.mark.root, pytest.mark.stack]
+SANDBOX = pytest.mark.skipif(sandbox_unavailable() is not None, reason=sandbox_unavailable() or "")
+pytestmark = [pytest.mark.root, pytest.mark.stack, SANDBOX]
 
 TABLE = {s.id: s for s in load_scenarios(include_probes=True)}
 USER_CASES = ["atk-revshell-bash-devtcp", "atk-curl-pipe-sh", "atk-exfil-ssh-key-curl", "atk-dns-tunnel",
