@@ -123,10 +123,21 @@ def sandbox_unavailable() -> str | None:
     namespace, so that its read-only mounts never reach the host; the kernel refuses that
     (EINVAL) when ``/`` is not a mount point, as inside a plain chroot. A real machine, a VM or a
     container always has ``/`` mounted."""
-    if not os.path.ismount("/"):
+    if not root_is_a_mount():
         return ("the attack sandbox needs / to be a mount point (unshare --propagation private "
                 "makes it private); here it is not, as inside a plain chroot")
     return None
+
+
+def root_is_a_mount(mountinfo: Path = Path("/proc/self/mountinfo")) -> bool:
+    """Whether this process's / is a mount point. ``os.path.ismount("/")`` cannot tell inside a
+    chroot (``/..`` is ``/``); the mount table, seen from the process's root, lists a mount whose
+    mount point (field 5) is ``/`` only when it is one."""
+    try:
+        lines = mountinfo.read_text().splitlines()
+    except OSError:
+        return True                    # no /proc: assume a real root and let unshare say more
+    return any(len(f) > 4 and f[4] == "/" for f in (line.split() for line in lines))
 
 
 def run_keeper(spec_path: Path, timeout_s: float, module: str = "evaluation.attacks.keeper"
