@@ -18,8 +18,10 @@
 #      JSONL records, casa:casa 0750), /var/lib/casa (stage checkpoints, casa:casa 0750), and the two
 #      only root writes: /run/casa-root (supervisord's socket and pid, root 0755) and
 #      /var/log/casa-root (supervisord's and every stage's own log, root:casa 0750).
-#   5. .venv with the pinned requirements.txt, made able to import Debian's bcc (and nothing else
-#      from dist-packages) through a .pth file.
+#   5. .venv with the hash-pinned requirements.txt (runtime) and requirements-test.txt (pytest),
+#      installed with --require-hashes, made able to import Debian's bcc (and nothing else from
+#      dist-packages) through a .pth file. The venv is rebuilt when either lock or pyproject.toml
+#      changes (a stamp of their hashes in .venv).
 #   6. Lets the `casa` user traverse to this checkout (o+x on parent directories that lack it, and
 #      says so) and read the code, the configuration and the venv (o+rX on those only). Removes
 #      group/other write from them: the collector runs this code as root, and refuses to start
@@ -111,11 +113,14 @@ create_user_and_dirs() {
 
 create_venv() {
   local stamp="$VENV/.requirements.sha256"
-  local want; want=$(sha256sum "$ROOT/requirements.txt" "$ROOT/pyproject.toml" | sha256sum | cut -d' ' -f1)
+  local locks=("$ROOT/requirements.txt" "$ROOT/requirements-test.txt")
+  local want; want=$(sha256sum "${locks[@]}" "$ROOT/pyproject.toml" | sha256sum | cut -d' ' -f1)
   if [ -x "$VENV/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then return 0; fi
   say "creating $VENV with pinned requirements"
   [ -x "$VENV/bin/python" ] || /usr/bin/python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q --disable-pip-version-check -r "$ROOT/requirements.txt"
+  # Every package, transitive ones included, must match a hash in the locks (make lock writes them).
+  "$VENV/bin/pip" install -q --disable-pip-version-check --require-hashes \
+    -r "$ROOT/requirements.txt" -r "$ROOT/requirements-test.txt"
   # Debian's bcc, alone: a directory holding only a link to the bcc package, put on sys.path by .pth.
   local site; site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
   mkdir -p "$VENV/debian-bcc"
@@ -125,14 +130,14 @@ create_venv() {
   echo "$ROOT" > "$site/casa-checkout.pth"
   printf '#!/bin/sh\nexec "%s" -m cli "$@"\n' "$VENV/bin/python" > "$VENV/bin/casa"
   chmod 0755 "$VENV/bin/casa"
-  "$VENV/bin/python" -c 'import bcc, zmq, msgpack, celpy, opentelemetry.sdk' \
+  "$VENV/bin/python" -c 'import bcc, zmq, msgpack, celpy, opentelemetry.sdk, pytest' \
     || die "the virtualenv at $VENV cannot import its dependencies"
   echo "$want" > "$stamp"
 }
 
 # What the unprivileged stages (and the tests that run them as casa) read of the checkout.
 CODE_PATHS=(agents analyzer bench bpf bus cli collector config evaluation policy sessionizer sinks
-  trust tests rules.json pyproject.toml requirements.txt .venv)
+  trust tests rules.json pyproject.toml requirements.txt requirements-test.txt .venv)
 
 grant_read() {
   local d="$ROOT"
