@@ -1,4 +1,4 @@
-"""capability.* flags (casa-original.md §8.5): from the security snapshot on exec events.
+"""capability.* flags (docs/original.md §8.5): from the security snapshot on exec events.
 
 The collector reads ``CapEff`` and the seccomp mode right after each exec and carries them as
 ``cap_eff``/``seccomp`` (None when unreadable). A process without a complete snapshot contributes

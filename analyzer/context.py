@@ -1,4 +1,4 @@
-"""The derived context of a session and the CEL feature map rules see (casa-original.md §8.7).
+"""The derived context of a session and the CEL feature map rules see (docs/original.md §8.7).
 
 ``execution`` and ``capability`` are sticky aggregates updated on exec (and exit) events;
 ``history`` comes from the per-tree indices (``history_mode: "indexed"``) or, for the original

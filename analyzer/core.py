@@ -300,7 +300,7 @@ class Analyzer:
         if is_int(m.get("shard")):
             tracked.shard = m["shard"]
         out = [(T.ANALYZER_SESSION, self._snapshot(tracked, m))]
-        if state == "closed":                 # open -> closed: decision state is dropped (§10.7)
+        if state == "closed":                 # open -> closed: decision state is dropped (docs/original.md §10, step 7)
             self._forget(sid)
             self.closed.append(sid)
         return out

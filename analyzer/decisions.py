@@ -1,4 +1,4 @@
-"""The decision engine of casa-original.md §10: per-session dedupe and cumulative score.
+"""The decision engine of docs/original.md §10: per-session dedupe and cumulative score.
 
 Each rule scores once per session. On an evaluation, ``newly = matched - already triggered``;
 with nothing new the action is IGNORE whatever the score (a repeat logs nothing). Otherwise the

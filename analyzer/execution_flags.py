@@ -1,4 +1,4 @@
-"""execution.* flags (casa-original.md §8.4): per process, OR-ed into a sticky session value.
+"""execution.* flags (docs/original.md §8.4): per process, OR-ed into a sticky session value.
 
 Computed for the exec'ing process on each exec (and merged again on its exit). Beyond the
 original: the exec event's ``exe`` (the file behind an fd exec, e.g. ``memfd:payload (deleted)``)

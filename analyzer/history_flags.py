@@ -1,4 +1,4 @@
-"""history.* flags (casa-original.md §8.3): recomputed from scratch over the session's window.
+"""history.* flags (docs/original.md §8.3): recomputed from scratch over the session's window.
 
 The window is the session's last ``recent_event_limit`` accepted events, in arrival order, across
 all its processes. So history flags can turn false again when old events leave the window (a rule

@@ -1,4 +1,4 @@
-"""Path predicates of casa-original.md §8.2, on raw syscall strings (trimmed only, no realpath).
+"""Path predicates of docs/original.md §8.2, on raw syscall strings (trimmed only, no realpath).
 
 Matching is exact and case-sensitive: ``/TMP/x`` is not suspicious, ``/tmp/../etc/shadow`` is
 sensitive only through its literal text. This is the original's behaviour, kept on purpose.

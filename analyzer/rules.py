@@ -83,7 +83,7 @@ class CompiledRules:
         for prog in self.programs:
             try:
                 value = prog.runner.evaluate(activation)
-            except Exception:  # noqa: BLE001 - any evaluation error is "no match" (§9.2)
+            except Exception:  # noqa: BLE001 - any evaluation error is "no match" (docs/original.md §9.2)
                 self.eval_errors += 1
                 continue
             if isinstance(value, celtypes.BoolType) and bool(value):

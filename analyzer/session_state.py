@@ -1,4 +1,4 @@
-"""Per-session state the context flags are derived from (casa-original.md §7).
+"""Per-session state the context flags are derived from (docs/original.md §7).
 
 A session holds its processes (keyed by tgid) and a bounded FIFO of its last
 ``recent_event_limit`` accepted events, in arrival order. Only what the flags and the

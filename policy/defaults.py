@@ -1,4 +1,4 @@
-"""Built-in heuristic defaults of the original (casa-original.md §8.1), and how config overrides them.
+"""Built-in heuristic defaults of the original (docs/original.md §8.1), and how config overrides them.
 
 The original maps every ``analysis`` field onto its heuristics with one rule: a value that is
 missing, zero or an empty list falls back to the built-in default, so a zero threshold or an empty

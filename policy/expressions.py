@@ -1,4 +1,4 @@
-"""The CEL vocabulary rules are written in (casa-original.md §8.7) and a compile-time check.
+"""The CEL vocabulary rules are written in (docs/original.md §8.7) and a compile-time check.
 
 Rules see exactly four variables: ``session_id`` (int) and the maps ``execution``, ``capability``
 and ``history``. cel-go, which the original used, type-checks against declared variables at

@@ -183,7 +183,7 @@ def _typed(item: dict[str, Any], key: str, kind: type, default: Any, i: int, lab
 
 
 def _effective_expr(item: dict[str, Any], i: int, label: str, rep: Report) -> str | None:
-    """``expr``, or the legacy feature/match/min_value form of §9.1."""
+    """``expr``, or the legacy feature/match/min_value form (docs/original.md §9.1)."""
     expr = item.get("expr", "")
     if not isinstance(expr, str):
         rep.error(rep.loc.rule_line(i, "expr"), f"{label}: expr must be a string, not {type_name(expr)}")

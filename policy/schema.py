@@ -1,4 +1,4 @@
-"""rules.json: schema, validation and loading (casa-original.md §9.1, §8.1, §13).
+"""rules.json: schema, validation and loading (docs/original.md §9.1, §8.1, §13).
 
 Usage::
 
@@ -101,7 +101,7 @@ class Analysis:
 
 @dataclass(frozen=True, slots=True)
 class Thresholds:
-    """Cumulative-score thresholds of §10: LOG at ``log``, ALERT at ``alert`` (alert >= log >= 0)."""
+    """Cumulative-score thresholds of docs/original.md §10: LOG at ``log``, ALERT at ``alert`` (alert >= log >= 0)."""
 
     log: int
     alert: int

@@ -1,7 +1,7 @@
 """Configured endpoints (LLM providers, chat channels, known CIDRs): the runtime's own traffic.
 
 A CONNECT to one of these by the agent runtime itself (tracker depth 0) is not a security event
-(casa-original.md §6.4a); the same endpoint contacted by a tool child is kept. URLs are parsed as
+(docs/original.md §6.4a); the same endpoint contacted by a tool child is kept. URLs are parsed as
 in the original (host lower-cased; the explicit port, else 443 whatever the scheme) and resolved
 by DNS in a background thread, every ``configured_connect_refresh_seconds`` and immediately after
 a reload (the original only resolved at start). ``matches()`` never blocks: it reads an immutable

@@ -5,7 +5,7 @@
     for topic, msg in core.tick(now_ns): publish(topic, msg)        # every poll-loop pass
 
 No sockets, no clocks: ``now_ns`` is passed in (wall clock at receipt for ``handle``, wall clock
-for ``tick``). Order of work per event (casa-original.md §6, adapted to several sessions):
+for ``tick``). Order of work per event (docs/original.md §6, adapted to several sessions):
 
 1. validate (malformed events are counted and dropped; unknown kinds too, as ``unknown_kind``);
 2. lifecycle first: ``root`` events and profile-matching execs outside every tree register roots

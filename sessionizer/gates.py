@@ -1,4 +1,4 @@
-"""Noise lists and the connect filters (casa-original.md §6.4b), re-scoped and anchored.
+"""Noise lists and the connect filters (docs/original.md §6.4b), re-scoped and anchored.
 
 Two kinds of path noise, with different scopes (docs/sessionizer.md "Gates"):
 

@@ -1,6 +1,6 @@
 """Lineage of an exec: the chain of tracked processes from the exec'ing process up to its root.
 
-As in the original's final ``BuildLineage`` (casa-original.md §4): walk the tracker cache only
+As in the original's final ``BuildLineage`` (docs/original.md §4): walk the tracker cache only
 (no /proc), from the process to its tracked parent, at most ``max_depth + 1`` steps; stop at an
 untracked pid or after the root (the root is included, last); transparent entries (runtime shell
 wrappers, routine execs) are walked through but not emitted. Nodes are

@@ -1,6 +1,6 @@
 """The process tracker: which processes belong to an agent tree, their depth and their root.
 
-Semantics of the original (casa-original.md §4), adapted to several roots of several profiles:
+Semantics of the original (docs/original.md §4), adapted to several roots of several profiles:
 
 * A **root** (depth 0) is a process matched by an agent profile: announced by the collector's
   ``root`` event (bootstrap scan or exec) or matched here on its exec.

@@ -1,4 +1,5 @@
-"""The pure core: decisions (§10), lifecycle snapshots, ownership, reload, loss, bad input."""
+"""The pure core: decisions (docs/original.md §10), lifecycle snapshots, ownership, reload, loss,
+bad input."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""execution.* and capability.* flags (casa-original.md §8.4, §8.5)."""
+"""execution.* and capability.* flags (docs/original.md §8.4, §8.5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Golden sequences: the original's 30 evaluation cases (§14.2) through the pure core.
+"""Golden sequences: the original's 30 evaluation cases (docs/original.md §14.2) through the pure core.
 
 Fixtures are tests/fixtures/golden/<ID>.json (built by build.py beside them); ``expected`` holds
 the rules, score and action by the rule arithmetic, with a note where that differs from the

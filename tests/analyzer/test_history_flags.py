@@ -1,4 +1,4 @@
-"""history.* flags (casa-original.md §8.3): windows, order, exact paths, noise, window eviction."""
+"""history.* flags (docs/original.md §8.3): windows, order, exact paths, noise, window eviction."""
 
 from __future__ import annotations
 

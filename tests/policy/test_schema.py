@@ -1,4 +1,4 @@
-"""rules.json loading and validation (casa-original.md §9.1, §8.1, §13)."""
+"""rules.json loading and validation (docs/original.md §9.1, §8.1, §13)."""
 
 from __future__ import annotations
 

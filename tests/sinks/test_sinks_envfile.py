@@ -1,4 +1,5 @@
-"""The .env file: §2.2 syntax, never overrides the environment, never crashes on bad lines."""
+"""The .env file: the original's syntax (docs/original.md §2.2), never overrides the environment,
+never crashes on bad lines."""
 
 from __future__ import annotations
 

@@ -62,7 +62,7 @@ def test_decision_thresholds_choose_audit_and_alert() -> None:
     assert decision_records.audit_due(log_only) and not decision_records.alert_due(log_only)
     below = readme_decision(score=3, action="IGNORE")
     assert not decision_records.audit_due(below) and not decision_records.alert_due(below)
-    repeat = readme_decision(triggered_rules=[], action="IGNORE")   # §10: nothing new, nothing logged
+    repeat = readme_decision(triggered_rules=[], action="IGNORE")   # original §10: nothing new, nothing logged
     assert not decision_records.audit_due(repeat) and not decision_records.alert_due(repeat)
 
 
