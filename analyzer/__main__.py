@@ -168,8 +168,8 @@ def forward_unchanged(pub: Publisher, env: Envelope, out: list[tuple[str, dict]]
     """Forward a sessionizer batch as the bytes it arrived in, when the output is exactly that
     batch passed through (every event owned and well formed, no decision in between).
 
-    Packing every event map again was ~0.8 us of the analyzer's per-event CPU, and the per-event
-    publish calls about as much; most batches qualify. Anything else (a decision, another
+    Packing every event map again would cost about as much per-event CPU as the per-event publish
+    calls (docs/performance.md, section 7); most batches qualify. Anything else (a decision, another
     instance's sessions, a malformed event) goes through :func:`publish` map by map, which keeps
     each decision right after its triggering event.
     """

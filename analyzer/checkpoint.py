@@ -66,8 +66,8 @@ class Checkpointer:
 
     ``save()`` writes everything at once (shutdown, tests). The periodic checkpoint is spread
     over loop passes instead (``begin()`` then ``step()`` on every pass): serializing 300 busy
-    sessions takes ~80 ms of CPU, which, done in one go, stalled every event behind it and was
-    the p99 of the alert latency. ``step()`` serializes sessions for at most ``SLICE_BUDGET_S``
+    sessions takes ~80 ms of CPU, which, done in one go, would stall every event behind it and
+    set the p99 of the alert latency. ``step()`` serializes sessions for at most ``SLICE_BUDGET_S``
     per pass and writes the file when all are done. The input positions are those at ``begin()``:
     the sessions serialized later may include a few later messages, so after a restore the gap is
     counted from the earlier position (more messages reported lost than were, never fewer).

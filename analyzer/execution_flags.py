@@ -9,7 +9,7 @@ Only the session's **tool processes** contribute (docs/rules.md): an exec with a
 runtime's own image, its shell wrapper, routine execs) sets nothing and names no lineage node;
 the agent root names no lineage node (its image is the runtime; what it execs in place, a memfd
 payload, still sets the path flags); and an exit counts only for a process whose exec the
-session saw (a forked subshell's exit carries its parent's comm, ``bash``, and used to set
+session saw (a forked subshell's exit carries its parent's comm, ``bash``, and would set
 ``shell_in_chain``).
 
 Paths are the absolute, normalised ones (``bus.paths.effective_path``): ``./.x86`` run from

@@ -1,7 +1,7 @@
 """history.* flags kept up to date per event in O(1), equal to ``history_flags()`` at every step.
 
 ``history_flags()`` rescans the whole window (the last ``recent_event_limit`` events) on every
-event; at 64 events that was ~40% of the analyzer's time. This module keeps, per session, just
+event; at 64 events that is ~40% of the analyzer's time. This module keeps, per session, just
 enough running state to give the same eight flags without the scan. ``history_flags()`` stays the
 definition; tests/analyzer/test_history_window.py checks equality after every event of many random
 sequences.

@@ -29,7 +29,7 @@
  *
  * A family program serves several tracepoints (the loader attaches it to each, FAMILIES) and tells
  * them apart by __syscall_nr: the path walk, the largest code here, is then compiled and verified
- * once per family instead of once per tracepoint (the collector's start went from ~8 s to ~3 s).
+ * once per family instead of once per tracepoint, which more than halves the collector's start.
  *
  * Kernel struct offsets (OFF_*) come from the running kernel's BTF as -D cflags
  * (collector/btf_offsets.py); the kernel headers bcc compiles with may not match the kernel.
@@ -851,9 +851,9 @@ static __always_inline int ringbuf_full(void)
 }
 
 /*
- * Waking the reader costs the traced process a self-IPI and a context switch (~20 us per record
- * on the project's VMs: a tracked fork+exec loop ran 1.30x with a wakeup per record, 1.03x
- * without). So only exec records wake a waiting reader (flag 0: adaptive); open, connect, fork
+ * Waking the reader costs the traced process a self-IPI and a context switch (~20 us per record;
+ * with a wakeup per record the tracked fork+exec target is out of reach: docs/performance.md,
+ * section 7). So only exec records wake a waiting reader (flag 0: adaptive); open, connect, fork
  * and exit records wait for the reader's next pass -- it polls at least every 5 ms
  * (collector POLL_TIMEOUT_MS) -- except the record that makes the waiting data cross
  * WAKEUP_BYTES, which wakes it at once, so a burst does not sit in the buffer until it

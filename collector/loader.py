@@ -54,8 +54,8 @@ OPTIONAL_TRACEPOINTS = frozenset({
 })
 
 # program -> the tracepoints it serves. One program per family of calls instead of one per
-# tracepoint: the path calls inline the dentry walk, and a copy per tracepoint made compiling and
-# verifying the collector take ~8 s instead of ~3 s. A family program tells its tracepoints apart
+# tracepoint: the path calls inline the dentry walk, and a copy per tracepoint would more than
+# double the time to compile and verify the collector (docs/performance.md, section 7). A family program tells its tracepoints apart
 # by the record's __syscall_nr, compared with -DCASA_NR_<NAME> (SYSCALL_NRS; a tracepoint program may
 # not read the record's common header, where the tracepoint's own id is).
 FAMILIES: dict[str, tuple[str, ...]] = {

@@ -46,8 +46,8 @@ POLL_TIMEOUT_MS = 5
 CHECKPOINT_INTERVAL_S = 5.0
 # A root or session appearing triggers a checkpoint at once, but at most this often: each one
 # serialises every open session and tracked process (about 3-6 ms with the bench's ~500 sessions
-# open or in grace), and with a new session every ~6 ms under load the stage spent more time
-# writing checkpoints than handling events (11.2 -> 5.8 us of CPU per event, one message per pass).
+# open or in grace), and with a new session every ~6 ms under load the stage would spend more
+# time writing checkpoints than handling events (docs/performance.md, section 7).
 STRUCTURE_CHECKPOINT_MIN_S = 0.2
 LIVENESS_INTERVAL_S = 2.0
 DEAD_SWEEP_INTERVAL_S = 30.0

@@ -127,7 +127,7 @@ class SessionTable:
     :meth:`for_root` finds none). ``sessions`` keeps id order (ids only grow).
 
     Deadlines sit in a heap of (deadline, id) entries, so closing a session looks at the due
-    entries only instead of every session (with ~500 sessions open or in grace, the scan cost
+    entries only instead of every session (with ~500 sessions open or in grace, a scan costs
     ~100 us per close). A deadline only moves later (an idle session's last event; OPEN ->
     CLOSING sets one), so every session with a deadline has an entry at or before it; an entry
     found early is pushed again at the session's current deadline, one of a closed session is
