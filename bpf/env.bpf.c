@@ -13,8 +13,8 @@
  * The scan is a plain bounded loop over at most MAX_ENV entries: envp pointers are read 8 at a
  * time, and the first ENV_BLOCK bytes of the strings (mm->env_start..env_end) are copied once,
  * so an entry's name is matched with two 8-byte loads from that copy (a probe read per entry
- * would cost about twice as much per exec: docs/performance.md, section 7); only an entry past the copy costs
- * a probe read of its own. The loop only notes where kept values start; they are read after it,
+ * doubles the scan's cost per exec: docs/performance.md, section 7); only an entry past the
+ * copy costs a probe read of its own. The loop only notes where kept values start; they are read after it,
  * so the loop body stays small for the verifier. bpf_loop (helper 181) would allow a much larger
  * bound,
  * but bcc 0.26 does not relocate the callback: the program loads with a 0 in place of the
