@@ -1,6 +1,6 @@
 """Issue 11's eight evasions, at the core: each must ALERT with the bundled rules.json.
 
-Events are what the sessionizer publishes under bus schema 2 (docs/bus.md §1, CONTRACT §1):
+Events are what the sessionizer publishes under bus schema 2 (docs/bus.md §5, §13):
 ``tree_id``/``shard`` on every event, ``abspath`` for relative paths, ``role`` on the runtime's
 own execs, ``hidden`` on writes a noise filter hides. write_then_exec_same_path (5) +
 write_then_exec_from_suspicious_path (4) = 9 = ALERT. Where the original window lost the pair,

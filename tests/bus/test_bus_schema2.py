@@ -36,7 +36,7 @@ SCHEMA2_KNOWN.append({**SAMPLE_EVENTS["exec"], "euid": 0, "prev_euid": 1000, "pr
                                 {"type": "pipe", "ino": 9}, {"type": "tty"}],
                       "parent_stdio": ["inet", "inet", "inet"], "ld_env": {"LD_PRELOAD": b"/tmp/\xff.so"},
                       "env_truncated": True})
-# ... and kinds of the detection round (CONTRACT.md §1) a schema-1 build has never heard of.
+# ... and kinds of the detection round (docs/bus.md §5.10-§5.22) a schema-1 build has never heard of.
 SCHEMA2_NEW = [SAMPLE_EVENTS[k] for k in ("chmod", "rename", "memfd", "setid", "send")]
 # Kinds no build knows: what a newer publisher may send one day.
 _C = {k: SAMPLE_EVENTS["open"][k] for k in ("ts_ns", "tgid", "tid", "ppid", "uid", "comm", "root")}

@@ -101,8 +101,8 @@ def profiles_only(data: dict[str, Any]) -> Settings:
     return settings_from(load_profiles(data=data))
 
 
-# The schema-2 kinds of the working contract (CONTRACT.md §1), for tests that run before the
-# bus tables have them: the ``schema2_kinds`` fixture adds whichever are missing.
+# The schema-2 kinds (docs/bus.md §5.10-§5.22), for tests that run where the bus tables lack
+# them: the ``schema2_kinds`` fixture adds whichever are missing.
 SCHEMA2_KINDS: dict[str, dict[str, tuple[type, ...]]] = {
     "chmod": {"syscall": (str,), "path": (str, bytes), "dirfd": (int,), "mode": (int,), "ret": (int,)},
     "unlink": {"syscall": (str,), "path": (str, bytes), "dirfd": (int,), "flags": (int,), "ret": (int,)},

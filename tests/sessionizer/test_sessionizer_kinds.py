@@ -1,4 +1,4 @@
-"""The collector's new kinds (CONTRACT.md §1) through the sessionizer: tree gate, session
+"""The collector's new kinds (docs/bus.md §5.10-§5.22) through the sessionizer: tree gate, session
 attribution, no noise filter unless a path filter applies (then ``hidden``), targets."""
 
 from __future__ import annotations
