@@ -78,31 +78,28 @@
  * (8 bytes each) or the return value. The family programs below (one program for several
  * tracepoints, attached by the loader) tell their tracepoints apart by __syscall_nr, compared
  * with the numbers the loader passes as -DCASA_NR_<NAME> (-1: no such call on this machine).
+ * The enter and exit records differ only in what follows __syscall_nr.
  */
-struct sys_enter_ctx {
+struct syscall_ctx {
 	u16 common_type;
 	u8 common_flags;
 	u8 common_preempt_count;
 	s32 common_pid;
 	s32 nr;
 	s32 pad;
-	u64 args[6];
-};
-
-struct sys_exit_ctx {
-	u16 common_type;
-	u8 common_flags;
-	u8 common_preempt_count;
-	s32 common_pid;
-	s32 nr;
-	s32 pad;
-	s64 ret;
+	union {
+		u64 args[6];   /* sys_enter_* */
+		s64 ret;       /* sys_exit_* */
+	};
 };
 
 #if !defined(CASA_NR_OPENAT) || !defined(CASA_NR_EXECVEAT) || !defined(CASA_NR_SENDTO)
 #error "CASA_NR_* (the families' syscall numbers) must come as -D cflags: collector/loader.py SYSCALL_NRS"
 #endif
 #define IS_SC(ctx, num) ((num) >= 0 && (ctx)->nr == (num))
+/* A three-call family's SC_<name>: the first of a, b that is this tracepoint's call, else c. */
+#define SC_OF(ctx, a, b, c) \
+	(IS_SC(ctx, CASA_NR_##a) ? SC_##a : IS_SC(ctx, CASA_NR_##b) ? SC_##b : SC_##c)
 
 struct track {
 	u32 root;          /* tgid of the root this process descends from */
@@ -150,6 +147,11 @@ static __always_inline void *read_ptr(void *addr)
  * against the running kernel's BTF and turns it into a fault-safe load (a bad pointer reads 0),
  * so this costs two loads instead of two bpf_probe_read_kernel calls on every event.
  */
+static __always_inline void *btf_ptr(void *base, u64 off)
+{
+	return *(void *volatile *)(base + off);
+}
+
 static __always_inline u32 current_ppid(void)
 {
 	void *task = (void *)bpf_get_current_task_btf();
@@ -193,6 +195,21 @@ static __always_inline struct event *scratch_event(void)
 {
 	u32 zero = 0;
 	return scratch.lookup(&zero);
+}
+
+/* The scratch record with the header of a `kind` event of tracked process t (0: no slot). */
+static __always_inline struct event *new_record(struct track *t, u32 kind)
+{
+	struct event *e = scratch_event();
+
+	if (e)
+		fill_header(e, kind, t);
+	return e;
+}
+
+static __always_inline struct track *current_tracked(void)
+{
+	return lookup_tracked(bpf_get_current_pid_tgid() >> 32);
 }
 
 /* Capabilities and seccomp mode of the current task (called after the exec committed creds). */
@@ -375,16 +392,10 @@ static __always_inline void exe_identity(struct event *e)
 	void *task = (void *)bpf_get_current_task_btf();
 	void *mm, *file, *inode, *sb;
 
-	mm = *(void *volatile *)(task + OFF_TASK_MM);
-	if (!mm)
-		return;
-	file = *(void *volatile *)(mm + OFF_MM_EXE_FILE);
-	if (!file)
-		return;
-	inode = *(void *volatile *)(file + OFF_FILE_INODE);
-	if (!inode)
-		return;
-	sb = *(void *volatile *)(inode + OFF_INODE_SB);
+	mm = btf_ptr(task, OFF_TASK_MM);
+	file = mm ? btf_ptr(mm, OFF_MM_EXE_FILE) : 0;
+	inode = file ? btf_ptr(file, OFF_FILE_INODE) : 0;
+	sb = inode ? btf_ptr(inode, OFF_INODE_SB) : 0;
 	if (!sb)
 		return;
 	e->ino = *(volatile u64 *)(inode + OFF_INODE_INO);
@@ -581,6 +592,15 @@ static __always_inline u64 exec_record_size(struct event *e)
 	return EXEC_FIXED_SIZE + (e->dir_len & (MAX_DIR_LEN - 1));
 }
 
+/* Send an exec record (flag 0: it wakes the reader) and forget thread tid's pending one. */
+static __always_inline int send_exec(struct event *e, u32 *tid)
+{
+	if (events.ringbuf_output(e, exec_record_size(e), 0))
+		count_drop();
+	pending_exec.delete(tid);
+	return 0;
+}
+
 /*
  * The facts of a successful exec that are costly to verify -- fds 0-2 (read_stdio) and the LD_*
  * scan of the environment (scan_env) -- live in one program, exec_facts, that the exec probes
@@ -601,10 +621,7 @@ int exec_facts(void *ctx)
 		return 0;
 	read_stdio(e);
 	scan_env(e);
-	if (events.ringbuf_output(e, exec_record_size(e), 0))
-		count_drop();
-	pending_exec.delete(&tid);
-	return 0;
+	return send_exec(e, &tid);
 }
 
 static __always_inline int exec_enter(u32 sc, int dirfd, const char *filename,
@@ -620,10 +637,9 @@ static __always_inline int exec_enter(u32 sc, int dirfd, const char *filename,
 
 	if (!t)
 		return 0;
-	e = scratch_event();
+	e = new_record(t, EV_EXEC);
 	if (!e)
 		return 0;
-	fill_header(e, EV_EXEC, t);
 	e->syscall = sc;
 	e->dirfd = dirfd;
 	e->flags = flags;
@@ -664,10 +680,7 @@ static __always_inline int exec_exit(void *ctx, long ret)
 		exe_identity(e);
 		exec_tail.call(ctx, 0);            /* exec_facts sends it; returns only if it cannot run */
 	}
-	if (events.ringbuf_output(e, exec_record_size(e), 0))
-		count_drop();
-	pending_exec.delete(&tid);
-	return 0;
+	return send_exec(e, &tid);
 }
 
 /*
@@ -676,7 +689,7 @@ static __always_inline int exec_exit(void *ctx, long ret)
  * would make the program's context larger than execve's record, and the kernel then refuses to
  * attach it there (PERF_EVENT_IOC_SET_BPF: EACCES).
  */
-int exec_enter_family(struct sys_enter_ctx *ctx)
+int exec_enter_family(struct syscall_ctx *ctx)
 {
 	u64 a[5] = {};
 
@@ -764,10 +777,7 @@ static __always_inline int exec_at_sched(void *ctx, struct event *e, const char 
 	tid = (u32)bpf_get_current_pid_tgid();
 	pending_exec.update(&tid, e);
 	exec_tail.call(ctx, 0);                    /* exec_facts sends it; returns only if it cannot run */
-	pending_exec.delete(&tid);
-	if (events.ringbuf_output(e, exec_record_size(e), 0))
-		count_drop();
-	return 0;
+	return send_exec(e, &tid);                  /* the scratch copy; the pending one goes */
 }
 
 /* A possible new root (post-exec comm in root_comms, not the collector): tracked provisionally. */
@@ -814,10 +824,9 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
 	} else {
 		return 0;
 	}
-	e = scratch_event();
+	e = new_record(t, EV_EXEC);
 	if (!e)
 		return 0;
-	fill_header(e, EV_EXEC, t);
 	return exec_at_sched(args, e, filename);
 }
 
@@ -834,6 +843,14 @@ static __always_inline u64 syscall_arg(void *regs, u32 off)
 {
 	return *(volatile u64 *)(regs + off);
 }
+
+/* The saved user registers of the current task: syscall arguments at sys_exit (see above). */
+static __always_inline void *user_regs(void)
+{
+	return (void *)bpf_task_pt_regs(bpf_get_current_task_btf());
+}
+
+#define SC_ARG(regs, i) syscall_arg(regs, OFF_SC_ARG##i)
 
 /*
  * The ring buffer cannot take even the smallest open record: the caller drops (and counts) the
@@ -872,6 +889,23 @@ static __always_inline u64 lazy_wakeup(u64 size)
 }
 
 /*
+ * Send `size` bytes of a record without waking the reader (lazy_wakeup). The included files call
+ * this rather than events.ringbuf_output: bcc rewrites map method calls only in the main file.
+ */
+static __always_inline int output_record(struct event *e, u64 size)
+{
+	if (events.ringbuf_output(e, size, lazy_wakeup(size)))
+		count_drop();
+	return 0;
+}
+
+/* A record with nothing after the header. */
+static __always_inline int output_header_record(struct event *e)
+{
+	return output_record(e, EVENT_HEADER_SIZE);
+}
+
+/*
  * A path argument (an open's, chmod's, unlink's ...): the caller's string into e->path (at most
  * MAX_PATH_LEN - 2 bytes: the length mask below keeps the verifier's bound, MAX_PATH_LEN is 2^k),
  * ST_PATH_TRUNCATED when it went on, and for a relative path its base directory's names right
@@ -895,169 +929,13 @@ static __always_inline int output_path_record(struct event *e)
 {
 	u64 len = (e->path_len & (MAX_PATH_LEN - 1)) + (e->dir_len & (MAX_DIR_LEN - 1));
 
-	if (events.ringbuf_output(e, EVENT_HEADER_SIZE + len, lazy_wakeup(EVENT_HEADER_SIZE + len)))
-		count_drop();
-	return 0;
+	return output_record(e, EVENT_HEADER_SIZE + len);
 }
-
-static __always_inline int open_exit(u32 sc, long ret)
-{
-	u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	struct track *t = lookup_tracked(tgid);
-	struct event *e;
-	void *regs;
-	const char *filename;
-	u64 how[2] = {};   /* struct open_how { u64 flags; u64 mode; u64 resolve; } */
-
-	if (!t)
-		return 0;
-	if (ringbuf_full()) {
-		count_drop();
-		return 0;
-	}
-	e = scratch_event();
-	if (!e)
-		return 0;
-	fill_header(e, EV_OPEN, t);
-	e->syscall = sc;
-	e->ret = ret;
-	regs = (void *)bpf_task_pt_regs(bpf_get_current_task_btf());
-	if (sc == SC_OPEN) {
-		filename = (const char *)syscall_arg(regs, OFF_SC_ARG0);
-		e->flags = (u32)syscall_arg(regs, OFF_SC_ARG1);
-		e->mode = (u32)syscall_arg(regs, OFF_SC_ARG2);
-	} else {
-		e->dirfd = (s32)syscall_arg(regs, OFF_SC_ARG0);
-		filename = (const char *)syscall_arg(regs, OFF_SC_ARG1);
-		if (sc == SC_OPENAT2) {
-			bpf_probe_read_user(how, sizeof(how), (void *)syscall_arg(regs, OFF_SC_ARG2));
-			e->flags = how[0];
-			e->mode = (u32)how[1];
-		} else {
-			e->flags = (u32)syscall_arg(regs, OFF_SC_ARG2);
-			e->mode = (u32)syscall_arg(regs, OFF_SC_ARG3);
-		}
-	}
-	user_path(e, filename, sc == SC_OPEN ? AT_FDCWD_VAL : e->dirfd);
-	if (ret >= 0 && (e->flags & WRITE_INTENT_FLAGS))
-		file_identity(e, fd_file(ret));
-	return output_path_record(e);
-}
-
-/* sys_exit_openat, _openat2, _open (x86-64 only) */
-int open_family(struct sys_exit_ctx *ctx)
-{
-	u32 sc = IS_SC(ctx, CASA_NR_OPENAT2) ? SC_OPENAT2 :
-		 IS_SC(ctx, CASA_NR_OPEN) ? SC_OPEN : SC_OPENAT;
-
-	return open_exit(sc, ctx->ret);
-}
-
-/* ---- connect ------------------------------------------------------------------------- */
 
 /*
- * At sys_exit only, like opens: the destination is read back through the sockaddr pointer in
- * the saved user registers (connect(fd, uservaddr, addrlen)). Families other than AF_INET and
- * AF_INET6 are not reported.
- */
-TRACEPOINT_PROBE(syscalls, sys_exit_connect)
-{
-	u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	struct track *t = lookup_tracked(tgid);
-	struct event *e;
-	void *regs;
-	u8 *sa;
-	u16 family = 0, port = 0;
-
-	if (!t)
-		return 0;
-	regs = (void *)bpf_task_pt_regs(bpf_get_current_task_btf());
-	sa = (u8 *)syscall_arg(regs, OFF_SC_ARG1);
-	if (bpf_probe_read_user(&family, sizeof(family), sa))
-		return 0;
-	if (family != AF_INET_VAL && family != AF_INET6_VAL)
-		return 0;
-	e = scratch_event();
-	if (!e)
-		return 0;
-	fill_header(e, EV_CONNECT, t);
-	e->syscall = SC_CONNECT;
-	e->family = family;
-	if (family == AF_INET_VAL)
-		bpf_probe_read_user(e->addr, 4, sa + 4);        /* sockaddr_in.sin_addr */
-	else
-		bpf_probe_read_user(e->addr, 16, sa + 8);       /* sockaddr_in6.sin6_addr */
-	bpf_probe_read_user(&port, sizeof(port), sa + 2);  /* sin_port / sin6_port */
-	e->port = (port >> 8) | (port << 8);
-	e->ret = args->ret;
-	if (events.ringbuf_output(e, EVENT_HEADER_SIZE, lazy_wakeup(EVENT_HEADER_SIZE)))
-		count_drop();
-	return 0;
-}
-
-/* ---- lineage ------------------------------------------------------------------------- */
-
-/* Runs in the parent before the child can run, so the child's first syscall is already tracked. */
-TRACEPOINT_PROBE(task, task_newtask)
-{
-	u32 tgid, child;
-	struct track *t;
-	struct track nt = {};
-	struct event *e;
-
-	if (args->clone_flags & CLONE_THREAD_VAL)
-		return 0;
-	tgid = bpf_get_current_pid_tgid() >> 32;
-	t = lookup_tracked(tgid);
-	if (!t)
-		return 0;
-	child = (u32)args->pid;
-	nt.root = t->root;
-	nt.depth = t->depth + 1;
-	nt.provisional = t->provisional;
-	tracked.update(&child, &nt);
-	e = scratch_event();
-	if (!e)
-		return 0;
-	fill_header(e, EV_FORK, t);
-	e->child_tgid = child;
-	if (events.ringbuf_output(e, EVENT_HEADER_SIZE, lazy_wakeup(EVENT_HEADER_SIZE)))
-		count_drop();
-	return 0;
-}
-
-/* Fires per thread; group_dead marks the last thread of the process (whole-process exit). */
-TRACEPOINT_PROBE(sched, sched_process_exit)
-{
-	u32 tgid;
-	struct track *t;
-	struct event *e;
-	void *task;
-
-	if (!args->group_dead)
-		return 0;
-	tgid = bpf_get_current_pid_tgid() >> 32;
-	t = lookup_tracked(tgid);
-	if (!t)
-		return 0;
-	e = scratch_event();
-	if (e) {
-		fill_header(e, EV_EXIT, t);
-		task = (void *)bpf_get_current_task();
-		bpf_probe_read_kernel(&e->exit_code, sizeof(e->exit_code), task + OFF_TASK_EXIT_CODE);
-		if (events.ringbuf_output(e, EVENT_HEADER_SIZE, lazy_wakeup(EVENT_HEADER_SIZE)))
-			count_drop();
-	}
-	tracked.delete(&tgid);
-	return 0;
-}
-
-/* ---- the detection signals: files, network, privilege (one file each, #included) --------- */
-
-/*
- * The start of every probe below: the tracked lookup first (an untracked process pays that and
- * nothing else), then, like an open, a drop without building anything while the ring buffer is
- * full, then the record (the scratch map's, or the two-path one for rename) with its header,
+ * The start of an open and of every detection-signal probe: the tracked lookup first (an
+ * untracked process pays that and nothing else), then a drop without building anything while
+ * the ring buffer is full (ringbuf_full), then the record (the scratch map's, or the two-path one for rename) with its header,
  * syscall and return value. A probe that filters on cheap facts first (send: the socket type)
  * looks up and filters, then calls start_record.
  */
@@ -1085,10 +963,149 @@ static __always_inline struct event *start_record(struct track *t, int two_paths
 	return e;
 }
 
-static __always_inline struct track *current_tracked(void)
+static __always_inline int open_exit(u32 sc, long ret)
 {
-	return lookup_tracked(bpf_get_current_pid_tgid() >> 32);
+	struct track *t = current_tracked();
+	struct event *e;
+	void *regs;
+	const char *filename;
+	u64 how[2] = {};   /* struct open_how { u64 flags; u64 mode; u64 resolve; } */
+
+	if (!t)
+		return 0;
+	e = start_record(t, 0, EV_OPEN, sc, ret);
+	if (!e)
+		return 0;
+	regs = user_regs();
+	if (sc == SC_OPEN) {
+		filename = (const char *)SC_ARG(regs, 0);
+		e->flags = (u32)SC_ARG(regs, 1);
+		e->mode = (u32)SC_ARG(regs, 2);
+	} else {
+		e->dirfd = (s32)SC_ARG(regs, 0);
+		filename = (const char *)SC_ARG(regs, 1);
+		if (sc == SC_OPENAT2) {
+			bpf_probe_read_user(how, sizeof(how), (void *)SC_ARG(regs, 2));
+			e->flags = how[0];
+			e->mode = (u32)how[1];
+		} else {
+			e->flags = (u32)SC_ARG(regs, 2);
+			e->mode = (u32)SC_ARG(regs, 3);
+		}
+	}
+	user_path(e, filename, sc == SC_OPEN ? AT_FDCWD_VAL : e->dirfd);
+	if (ret >= 0 && (e->flags & WRITE_INTENT_FLAGS))
+		file_identity(e, fd_file(ret));
+	return output_path_record(e);
 }
+
+/* sys_exit_openat, _openat2, _open (x86-64 only) */
+int open_family(struct syscall_ctx *ctx)
+{
+	return open_exit(SC_OF(ctx, OPENAT2, OPEN, OPENAT), ctx->ret);
+}
+
+/* ---- connect ------------------------------------------------------------------------- */
+
+/*
+ * At sys_exit only, like opens: the destination is read back through the sockaddr pointer in
+ * the saved user registers (connect(fd, uservaddr, addrlen)). Families other than AF_INET and
+ * AF_INET6 are not reported.
+ */
+static __always_inline int inet_family(u16 family)
+{
+	return family == AF_INET_VAL || family == AF_INET6_VAL;
+}
+
+/* The address and port of a user sockaddr whose family (AF_INET or AF_INET6) is known. */
+static __always_inline void user_inet_addr(struct event *e, const u8 *sa, u16 family)
+{
+	e->family = family;
+	if (family == AF_INET_VAL)
+		bpf_probe_read_user(e->addr, 4, sa + 4);        /* sockaddr_in.sin_addr */
+	else
+		bpf_probe_read_user(e->addr, 16, sa + 8);       /* sockaddr_in6.sin6_addr */
+	/* sin_port / sin6_port, network order; the header was zeroed, so a failed read leaves 0 */
+	bpf_probe_read_user(&e->port, sizeof(e->port), sa + 2);
+	e->port = (e->port >> 8) | (e->port << 8);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_connect)
+{
+	struct track *t = current_tracked();
+	struct event *e;
+	u8 *sa;
+	u16 family = 0;
+
+	if (!t)
+		return 0;
+	sa = (u8 *)SC_ARG(user_regs(), 1);
+	if (bpf_probe_read_user(&family, sizeof(family), sa))
+		return 0;
+	if (!inet_family(family))
+		return 0;
+	e = new_record(t, EV_CONNECT);
+	if (!e)
+		return 0;
+	e->syscall = SC_CONNECT;
+	user_inet_addr(e, sa, family);
+	e->ret = args->ret;
+	return output_header_record(e);
+}
+
+/* ---- lineage ------------------------------------------------------------------------- */
+
+/* Runs in the parent before the child can run, so the child's first syscall is already tracked. */
+TRACEPOINT_PROBE(task, task_newtask)
+{
+	u32 tgid, child;
+	struct track *t;
+	struct track nt = {};
+	struct event *e;
+
+	if (args->clone_flags & CLONE_THREAD_VAL)
+		return 0;
+	tgid = bpf_get_current_pid_tgid() >> 32;
+	t = lookup_tracked(tgid);
+	if (!t)
+		return 0;
+	child = (u32)args->pid;
+	nt.root = t->root;
+	nt.depth = t->depth + 1;
+	nt.provisional = t->provisional;
+	tracked.update(&child, &nt);
+	e = new_record(t, EV_FORK);
+	if (!e)
+		return 0;
+	e->child_tgid = child;
+	return output_header_record(e);
+}
+
+/* Fires per thread; group_dead marks the last thread of the process (whole-process exit). */
+TRACEPOINT_PROBE(sched, sched_process_exit)
+{
+	u32 tgid;
+	struct track *t;
+	struct event *e;
+	void *task;
+
+	if (!args->group_dead)
+		return 0;
+	tgid = bpf_get_current_pid_tgid() >> 32;
+	t = lookup_tracked(tgid);
+	if (!t)
+		return 0;
+	e = new_record(t, EV_EXIT);
+	if (e) {
+		task = (void *)bpf_get_current_task();
+		bpf_probe_read_kernel(&e->exit_code, sizeof(e->exit_code), task + OFF_TASK_EXIT_CODE);
+		output_header_record(e);
+	}
+	tracked.delete(&tgid);
+	return 0;
+}
+
+/* ---- the detection signals: files, network, privilege (one file each, #included) --------- */
 
 static __always_inline struct event *tracked_record_in(int two_paths, u32 kind, u32 sc, long ret)
 {
@@ -1102,31 +1119,6 @@ static __always_inline struct event *tracked_record(u32 kind, u32 sc, long ret)
 	return tracked_record_in(0, kind, sc, ret);
 }
 
-/* The saved user registers of the current task: syscall arguments at sys_exit (see open). */
-static __always_inline void *user_regs(void)
-{
-	return (void *)bpf_task_pt_regs(bpf_get_current_task_btf());
-}
-
-#define SC_ARG(regs, i) syscall_arg(regs, OFF_SC_ARG##i)
-
-/*
- * Send `size` bytes of a record without waking the reader (lazy_wakeup). The included files call
- * this rather than events.ringbuf_output: bcc rewrites map method calls only in the main file.
- */
-static __always_inline int output_record(struct event *e, u64 size)
-{
-	if (events.ringbuf_output(e, size, lazy_wakeup(size)))
-		count_drop();
-	return 0;
-}
-
-/* A record with nothing after the header. */
-static __always_inline int output_header_record(struct event *e)
-{
-	return output_record(e, EVENT_HEADER_SIZE);
-}
-
 #include "files.bpf.c"       /* chmod, unlink, rename, truncate, memfd_create */
 #include "net.bpf.c"         /* send, bind, listen, socket */
 #include "privilege.bpf.c"   /* ptrace, process_vm_readv/writev, set*id, capset */
@@ -1138,30 +1130,24 @@ static __always_inline int output_header_record(struct event *e)
  * the tracepoints of a family (attached by the loader, collector/loader.py FAMILIES): compiling
  * and verifying a copy of the walk per tracepoint took the collector's start from ~3 s to ~8 s.
  */
-int path_family(struct sys_exit_ctx *ctx)
+int path_family(struct syscall_ctx *ctx)
 {
 	return path_call_exit(ctx->nr, ctx->ret);
 }
 
-int fd_path_family(struct sys_exit_ctx *ctx)
+int fd_path_family(struct syscall_ctx *ctx)
 {
 	return fd_call_exit(ctx->nr, ctx->ret);
 }
 
-int rename_family(struct sys_exit_ctx *ctx)
+int rename_family(struct syscall_ctx *ctx)
 {
-	u32 sc = IS_SC(ctx, CASA_NR_RENAMEAT2) ? SC_RENAMEAT2 :
-		 IS_SC(ctx, CASA_NR_RENAMEAT) ? SC_RENAMEAT : SC_RENAME;
-
-	return rename_exit(sc, ctx->ret);
+	return rename_exit(SC_OF(ctx, RENAMEAT2, RENAMEAT, RENAME), ctx->ret);
 }
 
-int send_family(struct sys_exit_ctx *ctx)
+int send_family(struct syscall_ctx *ctx)
 {
-	u32 sc = IS_SC(ctx, CASA_NR_SENDMSG) ? SC_SENDMSG :
-		 IS_SC(ctx, CASA_NR_SENDMMSG) ? SC_SENDMMSG : SC_SENDTO;
-
-	return send_exit(sc, ctx->ret);
+	return send_exit(SC_OF(ctx, SENDMSG, SENDMMSG, SENDTO), ctx->ret);
 }
 
 TRACEPOINT_PROBE(syscalls, sys_exit_memfd_create) { return memfd_exit(args->ret); }

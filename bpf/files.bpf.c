@@ -183,9 +183,6 @@ static __always_inline int rename_exit(u32 sc, long ret)
 	return output_record(e, EVENT_HEADER_SIZE + off);
 }
 
-
-
-
 /* ---- memfd_create ------------------------------------------------------------------------ */
 
 static __always_inline int memfd_exit(long ret)

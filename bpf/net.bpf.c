@@ -32,27 +32,15 @@
 #define MSGHDR_SIZE 56         /* struct user_msghdr; struct mmsghdr adds msg_len (u32) + pad */
 #define MMSGHDR_SIZE 64
 
-static __always_inline int inet_family(u16 family)
-{
-	return family == AF_INET_VAL || family == AF_INET6_VAL;
-}
-
 /* AF_INET/AF_INET6 address and port of a user sockaddr into the record; returns the family. */
 static __always_inline u16 user_sockaddr(struct event *e, const u8 *sa)
 {
-	u16 family = 0, port = 0;
+	u16 family = 0;
 
 	if (!sa || bpf_probe_read_user(&family, sizeof(family), sa))
 		return 0;
-	if (family == AF_INET_VAL)
-		bpf_probe_read_user(e->addr, 4, sa + 4);        /* sockaddr_in.sin_addr */
-	else if (family == AF_INET6_VAL)
-		bpf_probe_read_user(e->addr, 16, sa + 8);       /* sockaddr_in6.sin6_addr */
-	else
-		return family;
-	bpf_probe_read_user(&port, sizeof(port), sa + 2);  /* sin_port / sin6_port */
-	e->family = family;
-	e->port = (port >> 8) | (port << 8);
+	if (inet_family(family))
+		user_inet_addr(e, sa, family);       /* collector.bpf.c, as a connect's */
 	return family;
 }
 
@@ -174,9 +162,6 @@ static __always_inline int send_exit(u32 sc, long ret)
 	return output_path_record(e);
 }
 
-
-
-
 /* ---- bind, listen, socket --------------------------------------------------------------- */
 
 static __always_inline int bind_exit(long ret)
@@ -198,16 +183,14 @@ static __always_inline int bind_exit(long ret)
 	return output_header_record(e);
 }
 
+/* listen(fd, backlog): the address the socket listens on, once it is an inet one. */
 static __always_inline int listen_exit(long ret)
 {
 	struct event *e = tracked_record(EV_LISTEN, SC_LISTEN, ret);
-	void *regs, *sk;
+	void *regs = e ? user_regs() : 0;
+	void *sk = regs ? file_sock(fd_file((s32)SC_ARG(regs, 0)), 0) : 0;
 	u16 port = 0;
 
-	if (!e)
-		return 0;
-	regs = user_regs();
-	sk = file_sock(fd_file((s32)SC_ARG(regs, 0)), 0);
 	if (!sk)
 		return 0;
 	e->family = sock_addr(sk, 1, e->addr, &port);

@@ -41,8 +41,6 @@ static __always_inline int vm_exit(u32 sc, long ret)
 	return output_header_record(e);
 }
 
-
-
 /* set*id: `count` ids asked for (s32 each), then euid | egid << 32 after the call. */
 static __always_inline int setid_exit(u32 sc, long ret, int count)
 {
@@ -60,12 +58,6 @@ static __always_inline int setid_exit(u32 sc, long ret, int count)
 	e->val[3] = cur_euid_egid();
 	return output_header_record(e);
 }
-
-
-
-
-
-
 
 static __always_inline int capset_exit(long ret)
 {

@@ -26,7 +26,8 @@ __all__ = ["main", "VERBS"]
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_NOT_RUNNING = 0, 1, 2, 3
 
-# verb -> module whose main(argv) -> int implements it
+# verb -> module that implements it: its main(argv) -> int, or (most verbs) its
+# parse_args(argv) -> Namespace and run(args) -> int
 VERBS: dict[str, str] = {
     "status": "cli.status",
     "sessions": "cli.sessions",
@@ -59,7 +60,9 @@ def _entry(verb: str) -> Callable[[list[str]], int]:
     except ModuleNotFoundError as exc:
         sys.stderr.write(f"casa {verb}: ERROR (not available: {exc})\n")
         sys.exit(EXIT_ERROR)
-    return module.main
+    if hasattr(module, "main"):
+        return module.main
+    return lambda argv: module.run(module.parse_args(argv))
 
 
 def _help(argv: list[str]) -> int:

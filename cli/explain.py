@@ -17,11 +17,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from cli.explanation import Explanation, FiredRule, Proc, explain
-from cli.logs import LogReader, LogSet
+from cli.logs import LogReader, LogSet, add_log_options
 from cli.sessions import format_duration, format_time
 from cli.terminal import Palette, palette_for, safe
 
@@ -46,10 +45,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--max-events", type=int, default=DEFAULT_MAX_EVENTS, metavar="N",
                    help=f"timeline: at most N events besides those a rule fired on or cites "
                         f"(default {DEFAULT_MAX_EVENTS}, the first and last halves; 0: all)")
-    p.add_argument("--log-dir", type=Path, default=None,
-                   help="the logs' directory (default $CASA_LOG_DIR, the checkout's .env, /var/log/casa)")
-    p.add_argument("--color", choices=("auto", "always", "never"), default="auto",
-                   help="auto: colour on a terminal, unless NO_COLOR is set")
+    add_log_options(p, "auto: colour on a terminal, unless NO_COLOR is set")
     args = p.parse_args(argv)
     if args.max_events < 0:
         p.error("--max-events must not be negative")
@@ -208,8 +204,7 @@ def run(args: argparse.Namespace) -> int:
     reader = LogReader()
     logs = LogSet.resolve(args.log_dir)
     x = explain(reader, logs, args.session_id)
-    for e in reader.errors:
-        sys.stderr.write(f"casa explain: ERROR (cannot read {safe(e)})\n")
+    reader.report_errors("explain", sys.stderr)
     if x is None:
         sys.stderr.write(f"casa explain: ERROR (no session {args.session_id} in the logs under "
                          f"{safe(logs.sessions.parent)})\n")
@@ -218,14 +213,6 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(json.dumps(x.to_json(), ensure_ascii=True) + "\n")
     else:
         sys.stdout.write("\n".join(render(x, args.max_events, palette_for(sys.stdout, args.color))) + "\n")
-    if reader.bad_lines:
-        sys.stderr.write(f"casa explain: skipped {reader.bad_lines} line(s) that are not records\n")
+    reader.report_skipped("explain", sys.stderr)
     return EXIT_OK
 
-
-def main(argv: list[str] | None = None) -> int:
-    return run(parse_args(sys.argv[1:] if argv is None else argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -14,6 +14,7 @@ counted and skipped, never fatal: one bad line must not hide the rest of a sessi
 
 from __future__ import annotations
 
+import argparse
 import gzip
 import json
 import os
@@ -22,8 +23,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TextIO
 
+from cli.terminal import safe
 from sinks.envfile import load_env_file
 from sinks.logpaths import LogPaths
 
@@ -117,6 +119,14 @@ class LogSet:
         return cls(paths.events, paths.sessions, paths.audit, paths.alert)
 
 
+def add_log_options(p: argparse.ArgumentParser, color_help: str) -> None:
+    """The options of every verb that reads the logs: where they are (``LogSet.resolve``), and
+    whether to colour what it prints (``cli.terminal.palette_for``)."""
+    p.add_argument("--log-dir", type=Path, default=None,
+                   help="the logs' directory (default $CASA_LOG_DIR, the checkout's .env, /var/log/casa)")
+    p.add_argument("--color", choices=("auto", "always", "never"), default="auto", help=color_help)
+
+
 @dataclass(slots=True)
 class LogReader:
     """Reads records; counts what it had to skip (``bad_lines``) and could not open (``errors``)."""
@@ -165,6 +175,17 @@ class LogReader:
                 yield from fh
         except (OSError, EOFError, gzip.BadGzipFile) as exc:
             self.errors.append(f"{path}: {exc}")
+
+    def report_errors(self, verb: str, out: TextIO) -> None:
+        """One ``casa <verb>: ERROR`` line per file or directory that could not be read."""
+        for e in self.errors:
+            out.write(f"casa {verb}: ERROR (cannot read {safe(e)})\n")
+
+    def report_skipped(self, verb: str, out: TextIO) -> None:
+        """Say how many lines were not records (a torn write, a stranger's line), if any: the
+        verb's answer leaves them out, and the reader should know it did."""
+        if self.bad_lines:
+            out.write(f"casa {verb}: skipped {self.bad_lines} line(s) that are not records\n")
 
     def _decode(self, raw: bytes) -> dict[str, Any] | None:
         try:

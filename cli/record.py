@@ -93,10 +93,3 @@ def run(args: argparse.Namespace) -> int:
     sys.stderr.write(f"casa record: {writer.written} messages | file={args.file}\n")
     return EXIT_OK
 
-
-def main(argv: list[str] | None = None) -> int:
-    return run(parse_args(sys.argv[1:] if argv is None else argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -260,10 +260,3 @@ def run(args: argparse.Namespace) -> int:
         (sys.stdout if r.ok else sys.stderr).write(r.line() + "\n")
     return EXIT_OK if all(r.ok for r in results) else EXIT_ERROR
 
-
-def main(argv: list[str] | None = None) -> int:
-    return run(parse_args(sys.argv[1:] if argv is None else argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

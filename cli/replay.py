@@ -184,10 +184,3 @@ def run(args: argparse.Namespace) -> int:
                      f"undelivered_events={pub.undelivered_events} malformed_in_file={malformed}\n")
     return EXIT_ERROR if pub.undelivered_events else EXIT_OK
 
-
-def main(argv: list[str] | None = None) -> int:
-    return run(parse_args(sys.argv[1:] if argv is None else argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -17,9 +17,8 @@ import json
 import sys
 import time
 from dataclasses import asdict
-from pathlib import Path
 
-from cli.logs import LogReader, LogSet, parse_duration_s
+from cli.logs import LogReader, LogSet, add_log_options, parse_duration_s
 from cli.sessionlog import ACTIONS, SessionSummary, action_rank, summaries
 from cli.terminal import Palette, palette_for, safe
 
@@ -49,10 +48,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--limit", type=int, default=DEFAULT_LIMIT, metavar="N",
                    help=f"at most N rows, newest first (default {DEFAULT_LIMIT}; 0: all)")
     p.add_argument("--json", action="store_true", help="one JSON object per session")
-    p.add_argument("--log-dir", type=Path, default=None,
-                   help="the logs' directory (default $CASA_LOG_DIR, the checkout's .env, /var/log/casa)")
-    p.add_argument("--color", choices=("auto", "always", "never"), default="auto",
-                   help="colour the action column (auto: on a terminal, unless NO_COLOR is set)")
+    add_log_options(p, "colour the action column (auto: on a terminal, unless NO_COLOR is set)")
     args = p.parse_args(argv)
     if args.limit < 0:
         p.error("--limit must not be negative")
@@ -123,8 +119,7 @@ def run(args: argparse.Namespace) -> int:
     reader = LogReader()
     rows = list(summaries(reader, logs).values())
     if not rows and reader.errors:
-        for e in reader.errors:
-            sys.stderr.write(f"casa sessions: ERROR (cannot read {safe(e)})\n")
+        reader.report_errors("sessions", sys.stderr)
         return EXIT_ERROR
     since_ns = time.time_ns() - int(args.since_s * 1e9) if args.since_s is not None else None
     rows = select(rows, action=args.action, min_action=args.min_action, since_ns=since_ns, limit=args.limit)
@@ -135,14 +130,6 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write("\n".join(render(rows, palette_for(sys.stdout, args.color))) + "\n")
         if not rows:
             sys.stderr.write(f"casa sessions: no session matched (logs: {safe(logs.sessions.parent)})\n")
-    if reader.bad_lines:
-        sys.stderr.write(f"casa sessions: skipped {reader.bad_lines} line(s) that are not records\n")
+    reader.report_skipped("sessions", sys.stderr)
     return EXIT_OK
 
-
-def main(argv: list[str] | None = None) -> int:
-    return run(parse_args(sys.argv[1:] if argv is None else argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -25,13 +25,6 @@ MAX_NAME = 255          # RFC 1035: a name is at most 255 bytes in wire form
 HASH_PERSON = b"casa-dns-qname"
 
 
-@dataclass(frozen=True, slots=True)
-class Question:
-    qname_len: int
-    qname_hash: int
-    qtype: int
-
-
 def qname_hash(name: bytes) -> int:
     digest = hashlib.blake2b(name.lower(), digest_size=8, person=HASH_PERSON).digest()
     return int.from_bytes(digest, "big") >> 1
@@ -39,6 +32,15 @@ def qname_hash(name: bytes) -> int:
 
 def _header_is_query(p: bytes) -> bool:
     return (p[2] & 0xF8) == 0 and p[4:6] == b"\0\1" and p[6:10] == b"\0\0\0\0"
+
+
+@dataclass(frozen=True, slots=True)
+class Question:
+    """What is published of a query's first question (the module docstring says why)."""
+
+    qname_len: int
+    qname_hash: int
+    qtype: int
 
 
 def parse_query(payload: bytes) -> Question | None:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, Protocol
 
 from agents import Profile
@@ -77,29 +77,29 @@ def root_event(tgid: int, ppid: int, uid: int, comm: str, profile: str, reason: 
             "argv": list(argv)}
 
 
+@dataclass(eq=False)
 class Scope:
-    """Roots and their confirmation; see the module docstring."""
+    """Roots and their confirmation; see the module docstring. The readers and clocks are
+    parameters so tests can stand in for /proc and time."""
 
-    def __init__(self, profiles: tuple[Profile, ...], kmap: TrackedMap, self_tgid: int, *,
-                 exe_reader: Callable[[int], str] = exe_of,
-                 proc_reader: Callable[[int], ProcInfo | None] = read_proc,
-                 alive: Callable[[int], bool] = lambda pid: os.path.exists(f"/proc/{pid}"),
-                 clock: Callable[[], int] = time.time_ns,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
-        self.profiles = profiles
-        self.kmap = kmap
-        self.self_tgid = self_tgid
-        self.exe_reader = exe_reader
-        self.proc_reader = proc_reader
-        self.alive = alive
-        self.clock = clock
-        self.monotonic = monotonic
-        self.roots: dict[int, str] = {}            # live roots: tgid -> profile name
-        self.confirmed: dict[int, float] = {}      # confirmed roots, alive or not: tgid -> when
-        self.rejected: dict[int, float] = {}       # tgid -> when (monotonic s)
-        self.unconfirmed: set[int] = set()         # provisional roots seen by the last sweep
-        self.doubtful: dict[int, list[dict[str, Any]]] = {}   # script roots: held events
-        self.dropped_events = 0                    # events of rejected/unknown provisional roots
+    profiles: tuple[Profile, ...]
+    kmap: TrackedMap
+    self_tgid: int
+    _: KW_ONLY
+    exe_reader: Callable[[int], str] = exe_of
+    proc_reader: Callable[[int], ProcInfo | None] = read_proc
+    alive: Callable[[int], bool] = lambda pid: os.path.exists(f"/proc/{pid}")
+    clock: Callable[[], int] = time.time_ns
+    monotonic: Callable[[], float] = time.monotonic
+    # state: live roots (tgid -> profile name); confirmed roots, alive or not, and rejected
+    # ones (tgid -> when, monotonic s); the provisional roots the last sweep saw; script roots'
+    # held events; events of rejected or unknown provisional roots
+    roots: dict[int, str] = field(default_factory=dict, init=False)
+    confirmed: dict[int, float] = field(default_factory=dict, init=False)
+    rejected: dict[int, float] = field(default_factory=dict, init=False)
+    unconfirmed: set[int] = field(default_factory=set, init=False)
+    doubtful: dict[int, list[dict[str, Any]]] = field(default_factory=dict, init=False)
+    dropped_events: int = field(default=0, init=False)
 
     def root_comms(self) -> set[str]:
         out: set[str] = set()

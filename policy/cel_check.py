@@ -94,12 +94,16 @@ class _Checker:
 
     # ---------------------------------------------------------------- operators
 
+    def _operands(self, t: Tree, names: dict[str, str]) -> tuple[str, Typed, Typed]:
+        """A binary node's operator (its name in ``names``) and its two sides, checked. The
+        grammar nests the left side inside the operator's node."""
+        op_node, right_node = t.children
+        return names.get(op_node.data, "?"), self.check(op_node.children[0]), self.check(right_node)
+
     def _relation(self, t: Tree) -> Typed:
         if len(t.children) == 1:
             return self.check(t.children[0])
-        op_node, right_node = t.children
-        op = _RELATIONS.get(op_node.data, "?")
-        left, right = self.check(op_node.children[0]), self.check(right_node)
+        op, left, right = self._operands(t, _RELATIONS)
         if op == "in":
             if right[0] not in (LIST, MAP, DYN):
                 self.errors.append(f"'in' needs a list or map on its right, but {right[1]} is {_a(right[0])}")
@@ -121,9 +125,7 @@ class _Checker:
     def _arithmetic(self, t: Tree) -> Typed:
         if len(t.children) == 1:
             return self.check(t.children[0])
-        op_node, right_node = t.children
-        op = _ARITHMETIC.get(op_node.data, "?")
-        left, right = self.check(op_node.children[0]), self.check(right_node)
+        op, left, right = self._operands(t, _ARITHMETIC)
         if DYN in (left[0], right[0]):
             return DYN, "an arithmetic expression"
         allowed = _NUMERIC | ({STRING, BYTES, LIST} if op == "+" else set())

@@ -106,6 +106,11 @@ class Thresholds:
     log: int
     alert: int
 
+    def __post_init__(self) -> None:
+        # a rules file gets line-numbered errors from _thresholds; this holds for any other maker
+        if not 0 <= self.log <= self.alert:
+            raise ValueError(f"thresholds need alert >= log >= 0, got log={self.log} alert={self.alert}")
+
 
 @dataclass(frozen=True, slots=True)
 class Policy:

@@ -73,9 +73,8 @@ def load(state_dir: Path, session_id: int) -> FrozenSession:
 
 def thaw(frozen: FrozenSession, snap: Snapshot, guard: Guard, sender: Sender) -> ThawResult:
     """SIGCONT every recorded process that is still the one that was frozen."""
-    req = Request(session_id=frozen.session_id, action="freeze_session", dry_run=False, rules=(),
-                  trigger_tgid=0, anchor=frozen.anchor, root=frozen.root, first_seen={},
-                  event_ts_ns=0)
+    req = Request(session_id=frozen.session_id, action="freeze_session", trigger_tgid=0,
+                  anchor=frozen.anchor, root=frozen.root, first_seen={}, event_ts_ns=0)
     out = ThawResult()
     for pid, start in frozen.procs:
         info = snap.procs.get(pid)

@@ -45,14 +45,15 @@ def _int(m: dict[str, Any], key: str) -> int:
     return v
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Request:
-    """One response to carry out, parsed from an ALERT decision."""
+    """One response to carry out, parsed from an ALERT decision (or rebuilt for a thaw).
+    Keywords only: most fields are pids and times, easy to swap by position."""
 
     session_id: int
     action: str
-    dry_run: bool
-    rules: tuple[str, ...]
+    dry_run: bool = False
+    rules: tuple[str, ...] = ()    # the rules that made the decision (none for a thaw)
     trigger_tgid: int
     # the session leader; when the analyzer does not know it (it joined the session mid-way),
     # the triggering process: never the agent root, which may be a runtime shared by sessions

@@ -39,6 +39,7 @@ import zmq
 import bus
 from bus.runtime import tune_gc
 from bus.envelope import Envelope
+from sinks.off import SinkOff
 from sinks.checkpoint import PositionStore, SinkPositions
 from sinks.envfile import load_env_file
 
@@ -237,37 +238,11 @@ def build_otel_logs(settings: Any) -> Any:
                                config.min_action, settings.timeout_s)
 
 
-class TracingOff:
-    """The otel sink without an endpoint: reads only the analyzers' heartbeats and publishes its
-    own (``tracing_enabled=0``), so it shows as running in ``casa status`` and a supervisor does
-    not restart it in a loop."""
+class TracingOff(SinkOff):
+    """The otel sink without an endpoint (sinks/off.py): ``tracing_enabled=0``."""
 
-    def handle(self, env: Envelope) -> None:
-        return None
-
-    def on_loss(self, stream: str, topic: str, lost: int) -> None:
-        return None
-
-    def accepted(self) -> tuple[int, ...]:
-        return ()
-
-    def resolved(self) -> tuple[int, ...]:
-        return ()
-
-    def held(self) -> int:
-        return 0
-
-    def drain(self) -> None:
-        return None
-
-    def reopen_all(self, why: str) -> None:
-        return None
-
-    def close(self) -> None:
-        return None
-
-    def counters(self) -> dict[str, int]:
-        return {"tracing_enabled": 0}
+    __slots__ = ()
+    ENABLED = "tracing_enabled"
 
 
 def main(argv: list[str] | None = None) -> int:

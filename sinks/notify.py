@@ -32,6 +32,7 @@ from typing import Any, Protocol
 
 from bus.envelope import Envelope
 from bus.topics import ANALYZER_DECISION, is_heartbeat
+from sinks.off import HoldsNothing, SinkOff
 from sinks import decision_records, records
 
 __all__ = ["Deliverer", "DeliveryCounters", "NotifySink", "NotifyOff", "notification", "due_action",
@@ -115,7 +116,7 @@ class _Item:
 
 
 @dataclass(slots=True)
-class NotifySink:
+class NotifySink(HoldsNothing):
     """Decisions in (pipeline thread), deliveries out (one delivery thread). SinkCore protocol."""
 
     name: str                                  # "webhook", "program": names the log lines
@@ -192,15 +193,6 @@ class NotifySink:
                 return (next(iter(self._pending)) - 1,)
             return (self.counts["accepted"],)
 
-    def held(self) -> int:
-        return 0
-
-    def drain(self) -> None:
-        return None
-
-    def reopen_all(self, why: str) -> None:
-        return None
-
     def counters(self) -> dict[str, int]:
         with self._lock:
             out = {f"notify_{k}": v for k, v in self.counts.items()}
@@ -274,34 +266,8 @@ class NotifySink:
                       self.counts["dropped_full"], self.counts["gave_up"])
 
 
-class NotifyOff:
-    """A notification sink that is not configured: reads only the analyzers' heartbeats and
-    publishes its own (``notify_enabled=0``), so it shows as RUNNING in ``casa status`` and a
-    supervisor neither restarts it in a loop nor reports it as failed (docs/sinks.md)."""
+class NotifyOff(SinkOff):
+    """A notification sink that is not configured (sinks/off.py): ``notify_enabled=0``."""
 
-    def handle(self, env: Envelope) -> None:
-        return None
-
-    def on_loss(self, stream: str, topic: str, lost: int) -> None:
-        return None
-
-    def accepted(self) -> tuple[int, ...]:
-        return ()
-
-    def resolved(self) -> tuple[int, ...]:
-        return ()
-
-    def held(self) -> int:
-        return 0
-
-    def drain(self) -> None:
-        return None
-
-    def reopen_all(self, why: str) -> None:
-        return None
-
-    def close(self) -> None:
-        return None
-
-    def counters(self) -> dict[str, int]:
-        return {"notify_enabled": 0}
+    __slots__ = ()
+    ENABLED = "notify_enabled"

@@ -20,7 +20,6 @@ and the field, and the sink does not start.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -30,13 +29,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from agents import ProfileError, load_config
+from agents.profiles import DEFAULT_CONFIG_PATH
+
 __all__ = ["NotifyConfigError", "WebhookSettings", "ProgramSettings", "OtelLogSettings",
            "NotifyConfig", "load_notify", "config_path", "ACTIONS", "DEFAULT_SECRET_ENV"]
 
 ACTIONS = ("LOG", "ALERT")            # what min_action may be: the audit.log and alert.log rules
 DEFAULT_SECRET_ENV = "CASA_WEBHOOK_SECRET"
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-_DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "casa.json"
 
 
 class NotifyConfigError(ValueError):
@@ -95,7 +96,7 @@ class NotifyConfig:
 
 def config_path(environ: Mapping[str, str] | None = None) -> Path:
     env = os.environ if environ is None else environ
-    return Path(env.get("CASA_CONFIG_PATH") or _DEFAULT_CONFIG)
+    return Path(env.get("CASA_CONFIG_PATH") or DEFAULT_CONFIG_PATH)
 
 
 def _number(where: str, raw: Mapping[str, Any], key: str, default: float, lo: float, hi: float) -> float:
@@ -189,11 +190,7 @@ def load_notify(path: Path | None = None) -> NotifyConfig:
     """Read casa.json (``$CASA_CONFIG_PATH`` or the checkout's) and parse its notify section."""
     p = path or config_path()
     try:
-        data = json.loads(p.read_text())
-    except OSError as exc:
-        raise NotifyConfigError(f"{p}: cannot read: {exc.strerror}") from None
-    except json.JSONDecodeError as exc:
-        raise NotifyConfigError(f"{p}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
-    if not isinstance(data, dict):
-        raise NotifyConfigError(f"{p}: top level must be an object")
+        data = load_config(p)            # the one reader of casa.json (agents.profiles)
+    except ProfileError as exc:
+        raise NotifyConfigError(str(exc)) from None
     return parse_notify(data, str(p))

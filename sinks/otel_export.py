@@ -31,7 +31,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanLimits, SpanProcesso
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 __all__ = ["OtelSettings", "resolve_endpoint", "RetryingExporter", "BoundedProcessor", "build_provider",
-           "DEFAULT_SERVICE", "SHUTDOWN_TIMEOUT_MS", "MAX_SPAN_EVENTS"]
+           "BoundedAdmission", "export_once", "DEFAULT_SERVICE", "SHUTDOWN_TIMEOUT_MS", "MAX_SPAN_EVENTS"]
 
 DEFAULT_SERVICE = "casa"
 TRACES_PATH = "/v1/traces"
@@ -102,6 +102,16 @@ class OtelSettings:
         return cls(endpoint=resolve_endpoint(raw, insecure), service_name=service)
 
 
+def export_once(inner: Any, batch: Sequence[Any], success: Any, what: str) -> bool:
+    """One export request through ``inner``; True when it returned ``success``. An exception is
+    logged and counts as a failure: an exporter bug must not kill the export thread."""
+    try:
+        return inner.export(batch) is success
+    except Exception as exc:
+        log.error("%s export raised | error=%s", what, exc)
+        return False
+
+
 class RetryingExporter(SpanExporter):
     """Wraps the OTLP exporter: counts, and keeps failed batches (bounded) to re-send later.
 
@@ -144,11 +154,7 @@ class RetryingExporter(SpanExporter):
             return SpanExportResult.FAILURE
 
     def _send(self, spans: list[ReadableSpan]) -> bool:
-        try:
-            ok = self.inner.export(spans) is SpanExportResult.SUCCESS
-        except Exception as exc:       # an exporter bug must not kill the export thread
-            log.error("span export raised | error=%s", exc)
-            ok = False
+        ok = export_once(self.inner, spans, SpanExportResult.SUCCESS, "span")
         if ok:
             self.exported += len(spans)
         else:
@@ -200,15 +206,36 @@ class RetryingExporter(SpanExporter):
         return True
 
 
-class BoundedProcessor(SpanProcessor):
-    """A BatchSpanProcessor behind an admission count we can read: at most ``max_queue`` ended
-    spans wait for export; beyond that a span is dropped here and counted, never blocking."""
+class BoundedAdmission:
+    """The SDK's batch processor (``batch``, set by the subclass) behind an admission count we can
+    read: at most ``max_queue`` items handed on and not yet received by the exporter wait; beyond
+    that one is dropped here and counted (the SDK's own queue would drop it silently), and the
+    pipeline's thread never blocks."""
 
-    def __init__(self, exporter: RetryingExporter, max_queue: int = QUEUE_MAX_SPANS) -> None:
+    batch: Any
+
+    def __init__(self, exporter: Any, max_queue: int) -> None:
         self.exporter = exporter
         self.max_queue = max_queue
         self.submitted = 0
         self.dropped = 0
+
+    def admit(self) -> bool:
+        if self.submitted - self.exporter.received >= self.max_queue:
+            self.dropped += 1
+            return False
+        self.submitted += 1
+        return True
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.batch.force_flush(timeout_millis)
+
+
+class BoundedProcessor(BoundedAdmission, SpanProcessor):
+    """Ended spans to a BatchSpanProcessor, at most ``max_queue`` waiting (BoundedAdmission)."""
+
+    def __init__(self, exporter: RetryingExporter, max_queue: int = QUEUE_MAX_SPANS) -> None:
+        super().__init__(exporter, max_queue)
         self.batch = BatchSpanProcessor(exporter, max_queue_size=max_queue,
                                         schedule_delay_millis=SCHEDULE_DELAY_MS,
                                         max_export_batch_size=min(EXPORT_BATCH_SPANS, max_queue))
@@ -217,20 +244,13 @@ class BoundedProcessor(SpanProcessor):
         return None
 
     def on_end(self, span: ReadableSpan) -> None:
-        if self.submitted - self.exporter.received >= self.max_queue:
-            self.dropped += 1
-            return
-        self.submitted += 1
-        self.batch.on_end(span)
+        if self.admit():
+            self.batch.on_end(span)
 
     def shutdown(self, timeout_millis: int = SHUTDOWN_TIMEOUT_MS) -> None:
         """Export what is queued; if the receiver is down, stop trying after the first failure."""
         self.exporter.closing = True
         self.batch.shutdown()
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return self.batch.force_flush(timeout_millis)
-
 
 
 def build_provider(settings: OtelSettings) -> tuple[TracerProvider, BoundedProcessor]:

@@ -38,6 +38,7 @@ from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExp
 from opentelemetry.sdk.resources import Resource
 
 from sinks.notify import due_action, notification
+from sinks.otel_export import BoundedAdmission, export_once
 from sinks.trace_model import event_attributes, evidence_refs, otel_text, session_ids
 
 __all__ = ["DecisionLogs", "CountingLogExporter", "BoundedLogProcessor", "logs_endpoint", "build_decision_logs",
@@ -73,11 +74,7 @@ class CountingLogExporter(LogRecordExporter):
         self._lock = threading.Lock()
 
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
-        try:
-            ok = self.inner.export(batch) is LogRecordExportResult.SUCCESS
-        except Exception as exc:          # an exporter bug must not kill the export thread
-            log.error("log record export raised | error=%s", exc)
-            ok = False
+        ok = export_once(self.inner, batch, LogRecordExportResult.SUCCESS, "log record")
         with self._lock:
             self.received += len(batch)
             if ok:
@@ -96,30 +93,21 @@ class CountingLogExporter(LogRecordExporter):
         return True
 
 
-class BoundedLogProcessor(LogRecordProcessor):
-    """The SDK's batch processor behind a count we can read: at most ``max_queue`` records wait;
-    beyond that one is dropped here and counted (the SDK's own queue would drop silently)."""
+class BoundedLogProcessor(BoundedAdmission, LogRecordProcessor):
+    """Decision log records to the SDK's batch processor, at most ``max_queue`` waiting
+    (sinks/otel_export.py BoundedAdmission)."""
 
     def __init__(self, exporter: CountingLogExporter, max_queue: int = QUEUE_MAX_RECORDS) -> None:
-        self.exporter = exporter
-        self.max_queue = max_queue
-        self.submitted = 0
-        self.dropped = 0
+        super().__init__(exporter, max_queue)
         self.batch = BatchLogRecordProcessor(exporter, schedule_delay_millis=SCHEDULE_DELAY_MS,
                                              max_queue_size=max_queue, max_export_batch_size=min(512, max_queue))
 
     def on_emit(self, log_record: Any) -> None:
-        if self.submitted - self.exporter.received >= self.max_queue:
-            self.dropped += 1
-            return
-        self.submitted += 1
-        self.batch.on_emit(log_record)
+        if self.admit():
+            self.batch.on_emit(log_record)
 
     def shutdown(self) -> None:
         self.batch.shutdown()
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return self.batch.force_flush(timeout_millis)
 
 
 @dataclass(slots=True)
