@@ -138,11 +138,11 @@ class Analyzer:
             # the first tool call out of the 64-event window)
             counters.events_ignored += 1
             return
-        if sid in self.closed:
-            counters.events_late += 1
-            return
         tracked = self.sessions.get(sid)
-        if tracked is None:
+        if tracked is None:               # a closed session is never in self.sessions
+            if sid in self.closed:
+                counters.events_late += 1
+                return
             tracked = self._session(sid, now_ns, opened=False)
         else:
             tracked.last_message_ns, tracked.restored = now_ns, False

@@ -8,7 +8,7 @@ __all__ = ["event_problem", "is_int", "INT64_LIMIT"]
 
 INT64_LIMIT = 2**63           # session ids are CEL ints (int64)
 _TEXT_FIELDS = ("path", "exe", "comm", "addr")
-_MISSING = object()
+_NO_ARGV: list[Any] = []    # an absent argv passes the type test
 
 
 def is_int(v: Any) -> bool:
@@ -24,15 +24,13 @@ def event_problem(ev: Any) -> str | None:
     if type(ev) is dict:
         get = ev.get
         sid = get("session_id")
+        # text fields as str only (bytes for a non-UTF-8 path are fine, but the slow path says so)
         if (type(get("kind")) is str and type(sid) is int and type(get("ts_ns")) is int
-                and type(get("tgid")) is int and 0 <= sid < INT64_LIMIT):
-            for name in _TEXT_FIELDS:
-                if type(get(name, "")) is not str:      # bytes too: the slow path accepts it
-                    break
-            else:
-                argv = get("argv", _MISSING)
-                if argv is _MISSING or type(argv) is list:
-                    return None
+                and type(get("tgid")) is int and 0 <= sid < INT64_LIMIT
+                and type(get("path", "")) is str and type(get("exe", "")) is str
+                and type(get("comm", "")) is str and type(get("addr", "")) is str
+                and type(get("argv", _NO_ARGV)) is list):
+            return None
     return _slow_event_problem(ev)
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from analyzer.path_classes import BURST_KEPT, SENSITIVE, PathClasses, burst_ignorable_open
 from analyzer.paths import has_write_intent, is_sensitive
-from analyzer.session_state import CONNECT, EXEC, EXIT, OPEN, RecentEvent, SessionState
+from analyzer.session_state import CONNECT, EXEC, EXIT, OPEN, RecentEvent, SessionState, int_field, open_fields
 from policy import Analysis
 
 __all__ = ["HistoryFlags", "history_flags", "classify", "Classifier", "burst", "burst_ignorable_open",
@@ -226,22 +226,13 @@ class Classifier:
         return e
 
     def entry(self, ev: dict[str, Any]) -> RecentEvent:
-        """The classified window entry of one event: built once and annotated in place before it
-        enters any window (``self(RecentEvent.from_event(ev))`` would build it twice)."""
+        """The classified window entry of one event: built once and annotated before it enters
+        any window (``self(RecentEvent.from_event(ev))`` would build it twice)."""
+        if ev["kind"] == OPEN:
+            return self._open_entry(ev)
         e = RecentEvent.from_event(ev)
         kind = e.kind
-        if kind == OPEN:
-            uid = ev.get("uid")
-            if type(uid) is not int:
-                uid = -1
-            cached = self.classes.by_uid.get(uid)     # the hit inline: opens are the hot path
-            bits = cached.get(e.path) if cached is not None else None
-            if bits is None:
-                bits = self.classes.bits(e.path, uid)
-            e.cls = bits
-            e.sensitive, e.burst_kept = bits & SENSITIVE != 0, bits & BURST_KEPT != 0
-            e.write = has_write_intent(e.flags)
-        elif kind == CONNECT:
+        if kind == CONNECT:
             e.burst_kept = self._connect(e.addr, e.port)
         elif kind == EXEC:
             e.burst_kept = True
@@ -251,6 +242,25 @@ class Classifier:
         if not e.resolved:
             self.unresolved += 1
         return e
+
+    def _open_entry(self, ev: dict[str, Any]) -> RecentEvent:
+        """An open's entry, classified as it is built: opens are nine events in ten, and one
+        positional construction costs half of a construction plus four attribute writes."""
+        get = ev.get
+        tgid, ts, uid = get("tgid"), get("ts_ns"), get("uid")
+        if type(tgid) is not int or type(ts) is not int:
+            tgid, ts = int_field(tgid), int_field(ts)
+        path, resolved, flags, mode = open_fields(ev)
+        if type(uid) is not int:
+            uid = -1
+        cached = self.classes.by_uid.get(uid)     # the hit inline
+        bits = cached.get(path) if cached is not None else None
+        if bits is None:
+            bits = self.classes.bits(path, uid)
+        if not resolved:
+            self.unresolved += 1
+        return RecentEvent(OPEN, tgid, ts, path, "", flags, mode, "", 0, bits & SENSITIVE != 0,
+                           bits & BURST_KEPT != 0, has_write_intent(flags), resolved, bits)
 
     def _connect(self, addr: str, port: int) -> bool:
         kept = self._connects.get(addr)

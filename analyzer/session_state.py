@@ -23,7 +23,7 @@ from bus.paths import effective_path, is_normal_absolute
 from bus.text import from_wire, to_wire
 
 __all__ = ["RecentEvent", "ProcessState", "SessionState", "text", "basename", "int_field",
-           "event_path"]
+           "event_path", "open_fields"]
 
 EXEC, OPEN, CONNECT, EXIT = "exec", "open", "connect", "exit"
 # Schema-2 kinds the history indices use (docs/bus.md §1); the original's four above.
@@ -94,22 +94,21 @@ class RecentEvent:
         if type(tgid) is not int or type(ts) is not int:
             tgid, ts = int_field(tgid), int_field(ts)
         if kind == OPEN:
-            path, resolved = event_path(ev)
-            flags, mode = get("flags", 0), get("mode", 0)
-            if type(flags) is not int or type(mode) is not int:
-                flags, mode = int_field(flags), int_field(mode)
-            return cls(OPEN, tgid, ts, path, "", flags, mode, resolved=resolved)
+            path, resolved, flags, mode = open_fields(ev)
+            return cls(OPEN, tgid, ts, path, "", flags, mode, "", 0, False, False, False, resolved)
+        # positional arguments throughout: keywords cost a third more per construction
         if kind == EXEC:
             path, resolved = event_path(ev)
             exe, raw = get("exe"), get("path")
             # not an fd exec: the file that runs is the (resolved) exec path itself
             exe = path if exe == raw or not exe else text(exe)
-            return cls(EXEC, tgid, ts, path, exe, resolved=resolved)
+            return cls(EXEC, tgid, ts, path, exe, 0, 0, "", 0, False, False, False, resolved)
         if kind in ADDR_KINDS:
-            return cls(kind, tgid, ts, addr=text(get("addr")).strip(), port=int_field(get("port")))
+            return cls(kind, tgid, ts, "", "", 0, 0, text(get("addr")).strip(), int_field(get("port")))
         if kind in PATH_KINDS:
             path, resolved = event_path(ev)
-            return cls(kind, tgid, ts, path, flags=int_field(get("flags")), resolved=resolved)
+            return cls(kind, tgid, ts, path, "", int_field(get("flags")), 0, "", 0, False, False, False,
+                       resolved)
         return cls(kind, tgid, ts)
 
     def to_map(self) -> dict[str, Any]:
@@ -129,6 +128,16 @@ class RecentEvent:
         elif self.path:
             out["path"] = to_wire(self.path)
         return out
+
+
+def open_fields(ev: dict[str, Any]) -> tuple[str, bool, int, int]:
+    """An OPEN's (path, resolved, flags, mode), as every window entry of it holds them."""
+    path, resolved = event_path(ev)
+    get = ev.get
+    flags, mode = get("flags", 0), get("mode", 0)
+    if type(flags) is not int or type(mode) is not int:
+        flags, mode = int_field(flags), int_field(mode)
+    return path, resolved, flags, mode
 
 
 def event_path(ev: dict[str, Any], key: str = "path") -> tuple[str, bool]:
