@@ -55,22 +55,22 @@ class _Pair:
 
     def push_sensitive(self, seq: int, ts: int) -> bool:
         """Fold a sensitive open; True if the latest hit moved."""
-        hit = self.other_seq != _NONE and self._near(ts, self.other_ts)
-        if hit:
-            self.hit_p = self.other_seq
+        hit = self._pairs_with(self.other_seq, self.other_ts, ts)
         self.sens_seq, self.sens_ts = seq, ts
         return hit
 
     def push_other(self, seq: int, ts: int) -> bool:
-        hit = self.sens_seq != _NONE and self._near(ts, self.sens_ts)
-        if hit:
-            self.hit_p = self.sens_seq
+        hit = self._pairs_with(self.sens_seq, self.sens_ts, ts)
         self.other_seq, self.other_ts = seq, ts
         return hit
 
-    def _near(self, a: int, b: int) -> bool:
+    def _pairs_with(self, seq: int, seq_ts: int, ts: int) -> bool:
+        """The event at ``ts`` pairs with the other side's latest (``seq`` at ``seq_ts``)."""
         w = self.window_ns
-        return w <= 0 or abs(a - b) <= w
+        if seq == _NONE or (w > 0 and abs(ts - seq_ts) > w):
+            return False
+        self.hit_p = seq
+        return True
 
 
 class _Burst:

@@ -67,6 +67,11 @@ class SessionMarks:
             self.evidence.add(_X_NAME[bit], refs)
 
 
+def _share_of_cap(divisor: int) -> property:
+    """A cap derived from ``TreeConfig.cap``: ``cap // divisor``, at least 1."""
+    return property(lambda self: max(1, self.cap // divisor))
+
+
 @dataclass(frozen=True, slots=True)
 class TreeConfig:
     """The analysis values the indices use, in the units they compare, and each index's cap.
@@ -107,21 +112,11 @@ class TreeConfig:
                    a.history_mode != "original", WELL_KNOWN_BINARIES.union(a.shell_names),
                    frozenset(a.discovery_tool_names), a.discovery_threshold, a.bulk_replace_threshold)
 
-    @property
-    def procs_cap(self) -> int:
-        return max(1, self.cap // 2)
-
-    @property
-    def scripts_cap(self) -> int:
-        return max(1, self.cap // 8)
-
-    @property
-    def small_cap(self) -> int:
-        return max(1, self.cap // 16)
-
-    @property
-    def udp_cap(self) -> int:
-        return max(1, self.cap // 64)
+    # the indices sized from ``cap`` by what they hold (see the class docstring)
+    procs_cap = _share_of_cap(2)
+    scripts_cap = _share_of_cap(8)
+    small_cap = _share_of_cap(16)
+    udp_cap = _share_of_cap(64)
 
 
 # ---------------------------------------------------------------- packed entries
