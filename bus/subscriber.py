@@ -8,7 +8,7 @@ Events of a kind the topic does not carry in this build's schema (bus.events.kno
 publisher's new kinds) are removed from the envelope and counted as ``unknown_kind``, so a stage
 never sees them and never counts them as malformed (docs/bus.md §13).
 
-Liveness (docs/bus.md §8.2): every heartbeat read feeds :attr:`Subscriber.liveness`; a stage calls
+Liveness (docs/bus.md §8.2.1): every heartbeat read feeds :attr:`Subscriber.liveness`; a stage calls
 :meth:`Subscriber.check_liveness` on its own heartbeat cadence, which reports an upstream stream
 silent for ``HEARTBEAT_LIVENESS`` intervals as dead (logged once, counted in ``stream_deaths``,
 named in ``dead_streams``) and, at its next heartbeat, alive again (logged once).

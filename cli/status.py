@@ -9,7 +9,7 @@ heartbeats on the bus, listened to until every stage sent two (a rate), at most 
 (default: HEARTBEAT_LIVENESS heartbeat intervals and a half). A stage that sent no heartbeat for
 HEARTBEAT_LIVENESS intervals shows ``DEAD: no heartbeat for N s`` (stopped, hung, or paused:
 supervisord may still call it RUNNING), the same rule by which a stage reports its own upstream
-streams dead (docs/bus.md §8.2); those show on a line ``upstream dead: NAME, ...`` under it. A
+streams dead (docs/bus.md §8.2.1); those show on a line ``upstream dead: NAME, ...`` under it. A
 stage not heard while listening for less than that shows ``no heartbeat``. The loss column lists
 the stage's non-zero loss counters, then its non-zero problem counters, as bus/counters.py
 classifies them.
@@ -127,11 +127,12 @@ def _uptime(seconds: int) -> str:
     return f"{h}:{rest // 60:02d}:{rest % 60:02d}"
 
 
-def _loss(stream: str, counters: dict[str, Any], row: StageStatus | None = None) -> str:
+def _loss(row: StageStatus) -> str:
     """Every non-zero loss counter of the stage, then its non-zero problem counters
     (bus/counters.py: the names are part of the bus contract); a dead stage says so instead."""
-    if row is not None and row.heartbeat == "dead":
+    if row.heartbeat == "dead":
         return f"DEAD: no heartbeat for {row.silent_s or 0:.1f} s"
+    stream, counters = row.name, row.counters
     if not counters:
         return "no heartbeat"
     spec = for_stream(stream)
@@ -146,7 +147,7 @@ def render(rows: list[StageStatus]) -> list[str]:
     for r in rows:
         rate = f"{r.rate_eps:9.1f}" if r.rate_eps is not None else f"{'-':>9}"
         lines.append(f"{r.name:<14}{r.state:<9}{r.pid or '-':>7} {_uptime(r.uptime_s):>8}{rate}  "
-                     f"{_loss(r.name, r.counters, r) or 'none'}")
+                     f"{_loss(r) or 'none'}")
         if r.dead_upstreams:
             lines.append(f"{'':<14}upstream dead: {', '.join(r.dead_upstreams)}")
         if r.counters.get("rules_version") or r.counters.get("reloads_applied") or r.counters.get("reloads_rejected"):
