@@ -152,6 +152,7 @@ def loop(core: Analyzer, pub: Publisher, sub: Subscriber, sub_sock: zmq.Socket, 
             flags.reload = False
             core.reload()
         if pub.heartbeat_due(now):
+            sub.check_liveness()
             pub.heartbeat({**core.stats(), **sub.counters.as_dict(),
                            "unpublishable": sum(UNPUBLISHABLE.values())}, now)
         if now >= next_tick:

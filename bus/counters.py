@@ -76,6 +76,10 @@ _SUBSCRIBER_PAIRS = {
     "lagging_messages": (Kind.PROBLEM, "messages read more than 2 s after they were sent"),
     "publisher_restarts": (Kind.PROBLEM, "upstream restarts seen (a new epoch); what it lost is counted there"),
     "unknown_kind": (Kind.PROBLEM, "events of a kind the topic does not carry in this build (dropped)"),
+    "stream_deaths": (Kind.PROBLEM, "times an upstream stream sent no heartbeat for HEARTBEAT_LIVENESS "
+                                    "intervals (declared dead; docs/bus.md §8.2)"),
+    "dead_streams": (Kind.INFO, "str: the upstream streams dead now, comma-separated (casa status "
+                                "shows them)"),
 }
 SUBSCRIBER: tuple[CounterSpec, ...] = tuple(
     CounterSpec(name, kind, meaning) for name, (kind, meaning) in _SUBSCRIBER_PAIRS.items())

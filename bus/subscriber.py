@@ -7,6 +7,11 @@ versions, sequence gaps, tail loss announced by heartbeats and lagging messages 
 Events of a kind the topic does not carry in this build's schema (bus.events.known_kinds: a newer
 publisher's new kinds) are removed from the envelope and counted as ``unknown_kind``, so a stage
 never sees them and never counts them as malformed (docs/bus.md §13).
+
+Liveness (docs/bus.md §8.2.1): every heartbeat read feeds :attr:`Subscriber.liveness`; a stage calls
+:meth:`Subscriber.check_liveness` on its own heartbeat cadence, which reports an upstream stream
+silent for ``HEARTBEAT_LIVENESS`` intervals as dead (logged once, counted in ``stream_deaths``,
+named in ``dead_streams``) and, at its next heartbeat, alive again (logged once).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import zmq
 from bus.envelope import Envelope, unpack
 from bus.errors import MalformedMessage, UnknownVersion
 from bus.events import known_kinds
+from bus.liveness import LivenessTracker
 from bus.sequence import SequenceTracker
 from bus.topics import heartbeat_topic, is_heartbeat, stage_of
 
@@ -43,8 +49,10 @@ class SubscriberCounters:
     lost_messages: int = 0
     lagging_messages: int = 0
     publisher_restarts: int = 0
+    stream_deaths: int = 0         # times an upstream stream went HEARTBEAT_LIVENESS intervals silent
+    dead_streams: str = ""         # the upstream streams dead now, comma-separated ("" none)
 
-    def as_dict(self) -> dict[str, int]:
+    def as_dict(self) -> dict[str, int | str]:
         return {k: getattr(self, k) for k in self.__slots__}
 
 
@@ -58,6 +66,8 @@ class Subscriber:
     tracker: SequenceTracker = field(default_factory=SequenceTracker)
     counters: SubscriberCounters = field(default_factory=SubscriberCounters)
     on_loss: Callable[[str, str, int], None] | None = None   # (stream, topic, lost) -> None
+    monotonic: Callable[[], float] = time.monotonic           # liveness deadlines
+    liveness: LivenessTracker = field(default_factory=LivenessTracker)
 
     @staticmethod
     def subscriptions(topics: list[str]) -> list[str]:
@@ -82,6 +92,7 @@ class Subscriber:
             lost = self.tracker.observe_heartbeat(env.stream, env.epoch, env.last_seq or {},
                                                   set(self.topics))
             self._count_loss(env.stream, env.topic, lost)
+            self._heard(env)
         else:
             self.counters.received_events += len(env.events)
             lost = self.tracker.observe(env.stream, env.topic, env.epoch, env.seq)
@@ -91,6 +102,38 @@ class Subscriber:
         if (self.clock() - env.sent_ns) / 1e9 > LAG_WARN_S:
             self.counters.lagging_messages += 1
         return env
+
+    def _heard(self, heartbeat: Envelope) -> None:
+        """A heartbeat is the stream's proof of life; one that ends a death is logged once."""
+        silent = self.liveness.beat(heartbeat.stream, heartbeat.interval_s, heartbeat.sent_ns,
+                                    self.monotonic())
+        if silent is not None:
+            self.counters.dead_streams = ",".join(self.liveness.dead())
+            log.warning("upstream stream alive again | stream=%s silent_s=%.1f dead_streams=%s",
+                        heartbeat.stream, silent, self.counters.dead_streams or "none")
+
+    def check_liveness(self, now_s: float | None = None) -> list[str]:
+        """Report upstream streams silent for ``HEARTBEAT_LIVENESS`` intervals as dead (call once
+        per heartbeat interval, e.g. before publishing the stage's own heartbeat); returns the
+        streams that died since the last call. Never kills or disconnects anything."""
+        now = self.monotonic() if now_s is None else now_s
+        newly = self.liveness.check(now, self._input_pending())
+        if newly:
+            self.counters.stream_deaths = self.liveness.deaths
+            self.counters.dead_streams = ",".join(self.liveness.dead())
+            for name in newly:
+                st = self.liveness.streams[name]
+                log.warning("upstream stream dead: no heartbeat for %d intervals | stream=%s "
+                            "silent_s=%.1f interval_s=%g dead_streams=%s", self.liveness.liveness,
+                            name, st.silent_s(now), st.interval_s, self.counters.dead_streams)
+        return newly
+
+    def _input_pending(self) -> bool:
+        """Unread input on the socket (a heartbeat may be queued behind it)."""
+        try:
+            return bool(self.sock.getsockopt(zmq.EVENTS) & zmq.POLLIN)
+        except (AttributeError, zmq.ZMQError):        # a stand-in socket, or one already closed
+            return False
 
     def _drop_unknown_kinds(self, env: Envelope) -> None:
         """Remove events whose kind ``env.topic`` does not carry in this build (counted).

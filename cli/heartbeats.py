@@ -1,8 +1,12 @@
-"""Listening to the stages' heartbeats: the source of `casa status` rates and `casa reload` results.
+"""Listening to the stages' heartbeats: the source of `casa status` rates, liveness and
+`casa reload` results.
 
 Every stage publishes ``<stage>.heartbeat`` once a second with its counters (docs/bus.md §8.3).
 A listener is a SUB on every live stream subscribed to heartbeats only, so it costs the stages
-nothing but one more copy of a small message per second.
+nothing but one more copy of a small message per second. Its liveness verdicts follow the same
+rule, and the same code (bus/liveness.py), as a stage's view of its upstreams: a stream that
+sends no heartbeat for ``HEARTBEAT_LIVENESS`` intervals is dead, counted from the start of
+listening for a stream not heard at all.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import zmq
 from bus import Subscriber, connect_subscriber
 from bus.topics import is_heartbeat
 
-__all__ = ["Beat", "HeartbeatListener", "event_rate"]
+__all__ = ["Beat", "HeartbeatListener", "Liveness", "event_rate"]
 
 POLL_MS = 100
 
@@ -30,6 +34,14 @@ class Beat:
     epoch: int
     recv_s: float                  # monotonic time of receipt
     counters: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Liveness:
+    """A listener's verdict on one stream."""
+
+    state: str                     # "alive", "dead", or "unknown": not heard, listened too briefly
+    silent_s: float | None = None  # dead: seconds since its last heartbeat (or since listening began)
 
 
 @dataclass(slots=True)
@@ -49,6 +61,9 @@ class HeartbeatListener:
         topics = [f"{stage}.heartbeat" for stage in stages]
         self._sock = connect_subscriber(self._ctx, self.streams, topics, self.directory)
         self._sub = Subscriber(self._sock, topics)
+        now = time.monotonic()
+        for stream in self.streams:            # listed: a stream silent from the start is dead too
+            self._sub.liveness.expect(stream, now)
 
     def listen(self, seconds: float, until: Any = None) -> None:
         """Collect for ``seconds``, or until ``until(self)`` is true."""
@@ -66,6 +81,21 @@ class HeartbeatListener:
     def latest(self, stream: str) -> Beat | None:
         got = self.beats.get(stream)
         return got[-1] if got else None
+
+    def liveness(self, now_s: float | None = None) -> dict[str, Liveness]:
+        """Every listed stream's verdict as of ``now_s`` (default: now)."""
+        assert self._sub is not None
+        tracker = self._sub.liveness
+        now = time.monotonic() if now_s is None else now_s
+        tracker.check(now)
+        out = {}
+        for stream in self.streams:
+            st = tracker.streams.get(stream)
+            if st is not None and st.dead:
+                out[stream] = Liveness("dead", round(st.silent_s(now), 1))
+            else:
+                out[stream] = Liveness("alive" if tracker.heard(stream) else "unknown")
+        return out
 
     def close(self) -> None:
         if self._sock is not None:

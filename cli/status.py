@@ -5,15 +5,21 @@ usage: casa status [NAME ...] [-w SECONDS] [--json]
 
 NAME is ``all`` (default), a process (``collector``, ``analyzer-1``) or a group (``analyzer:*``).
 States come from supervisord's XML-RPC socket (root only); rates and counters from the stages'
-heartbeats on the bus, listened to until every stage sent two (a rate), at most ``-w`` seconds. A
-stage whose heartbeat did not arrive shows ``no heartbeat``. The loss column lists the stage's
-non-zero loss counters, then its non-zero problem counters, as bus/counters.py classifies them.
+heartbeats on the bus, listened to until every stage sent two (a rate), at most ``-w`` seconds
+(default: HEARTBEAT_LIVENESS heartbeat intervals and a half). A stage that sent no heartbeat for
+HEARTBEAT_LIVENESS intervals shows ``DEAD: no heartbeat for N s`` (stopped, hung, or paused:
+supervisord may still call it RUNNING), the same rule by which a stage reports its own upstream
+streams dead (docs/bus.md §8.2.1); those show on a line ``upstream dead: NAME, ...`` under it. A
+stage not heard while listening for less than that shows ``no heartbeat``. The loss column lists
+the stage's non-zero loss counters, then its non-zero problem counters, as bus/counters.py
+classifies them.
 When the sessionizer is selected, the agent roots it tracks follow (profile, pid, user, since, open
 sessions; from its roots file in the bus directory), with a WARNING when there is none: then CASA
-watches no agent. ``--json`` puts them on the sessionizer's object (``agent_roots``, ...).
+watches no agent. ``--json`` puts them on the sessionizer's object (``agent_roots``, ...), and
+``heartbeat`` (alive, dead, unknown), ``silent_s`` and ``dead_upstreams`` on every stage's.
 
-exit status: 0 all selected stages RUNNING, 3 supervisord unreachable or a stage not running,
-2 bad arguments.
+exit status: 0 all selected stages RUNNING, 3 supervisord unreachable, a stage not running or its
+heartbeats dead, 2 bad arguments.
 """
 
 from __future__ import annotations
@@ -27,15 +33,19 @@ from typing import Any
 
 from bus import bus_dir
 from bus.counters import for_stream
+from bus.liveness import HEARTBEAT_LIVENESS
+from bus.publisher import HEARTBEAT_INTERVAL_S
 from cli.discovery import live_streams, stream_sort_key
-from cli.heartbeats import HeartbeatListener, event_rate
+from cli.heartbeats import HeartbeatListener, Liveness, event_rate
 from cli.roots import RootsView, read_roots, render_roots
 from cli.supervisor import ProcessInfo, SupervisorUnavailable, default_url, process_info
 
-__all__ = ["main", "parse_args", "StageStatus", "collect", "select"]
+__all__ = ["main", "parse_args", "StageStatus", "collect", "dead_upstreams", "exit_status", "select"]
 
 EXIT_OK, EXIT_USAGE, EXIT_NOT_RUNNING = 0, 2, 3
-LISTEN_S = 3.5             # at most: listening ends once every stage sent two heartbeats (a rate)
+# At most: listening ends once every stage sent two heartbeats (a rate). Long enough to call a
+# silent stage dead by the bus's own rule.
+LISTEN_S = HEARTBEAT_LIVENESS * HEARTBEAT_INTERVAL_S + 0.5
 EXAMPLES = """examples:
   casa status                   # every stage
   casa status analyzer:*        # the analyzer instances
@@ -70,6 +80,9 @@ class StageStatus:
     rate_eps: float | None      # events sent per second, from two heartbeats
     counters: dict[str, Any]    # the latest heartbeat's counters ({} if none arrived)
     loss: dict[str, Any] = field(default_factory=dict)   # its non-zero loss counters
+    heartbeat: str = "unknown"  # alive | dead (silent HEARTBEAT_LIVENESS intervals) | unknown
+    silent_s: float | None = None             # dead: seconds without a heartbeat
+    dead_upstreams: list[str] = field(default_factory=list)   # what its own heartbeat reports dead
 
 
 def select(names: list[str], procs: list[ProcessInfo]) -> tuple[list[ProcessInfo], list[str]]:
@@ -86,7 +99,8 @@ def select(names: list[str], procs: list[ProcessInfo]) -> tuple[list[ProcessInfo
     return chosen, unknown
 
 
-def collect(procs: list[ProcessInfo], listener: HeartbeatListener | None) -> list[StageStatus]:
+def collect(procs: list[ProcessInfo], listener: HeartbeatListener | None,
+            liveness: dict[str, Liveness] | None = None) -> list[StageStatus]:
     """Join supervisor's view with the bus's view, by process name == stream name."""
     out = []
     for p in procs:
@@ -94,9 +108,18 @@ def collect(procs: list[ProcessInfo], listener: HeartbeatListener | None) -> lis
         counter = "received_events" if p.name.startswith("sinks-") else "sent_events"   # sinks only consume
         counters = dict(beats[-1].counters) if beats else {}
         spec = for_stream(p.name)
+        live = (liveness or {}).get(p.name) or Liveness("alive" if beats else "unknown")
         out.append(StageStatus(p.name, p.group, p.state, p.pid, p.uptime_s, event_rate(beats, counter),
-                               counters, spec.loss(counters) if spec else {}))
+                               counters, spec.loss(counters) if spec else {}, live.state, live.silent_s,
+                               dead_upstreams(counters)))
     return out
+
+
+def dead_upstreams(counters: dict[str, Any]) -> list[str]:
+    """The upstream streams a stage's heartbeat reports dead (``dead_streams``; the sessionizer
+    publishes its subscriber's counters as ``bus_dead_streams``)."""
+    names = counters.get("dead_streams", counters.get("bus_dead_streams", ""))
+    return [n for n in names.split(",") if n] if isinstance(names, str) else []
 
 
 def _uptime(seconds: int) -> str:
@@ -104,9 +127,12 @@ def _uptime(seconds: int) -> str:
     return f"{h}:{rest // 60:02d}:{rest % 60:02d}"
 
 
-def _loss(stream: str, counters: dict[str, Any]) -> str:
+def _loss(row: StageStatus) -> str:
     """Every non-zero loss counter of the stage, then its non-zero problem counters
-    (bus/counters.py: the names are part of the bus contract)."""
+    (bus/counters.py: the names are part of the bus contract); a dead stage says so instead."""
+    if row.heartbeat == "dead":
+        return f"DEAD: no heartbeat for {row.silent_s or 0:.1f} s"
+    stream, counters = row.name, row.counters
     if not counters:
         return "no heartbeat"
     spec = for_stream(stream)
@@ -121,7 +147,9 @@ def render(rows: list[StageStatus]) -> list[str]:
     for r in rows:
         rate = f"{r.rate_eps:9.1f}" if r.rate_eps is not None else f"{'-':>9}"
         lines.append(f"{r.name:<14}{r.state:<9}{r.pid or '-':>7} {_uptime(r.uptime_s):>8}{rate}  "
-                     f"{_loss(r.name, r.counters) or 'none'}")
+                     f"{_loss(r) or 'none'}")
+        if r.dead_upstreams:
+            lines.append(f"{'':<14}upstream dead: {', '.join(r.dead_upstreams)}")
         if r.counters.get("rules_version") or r.counters.get("reloads_applied") or r.counters.get("reloads_rejected"):
             version = (f"config={r.counters['config_version']}" if "config_version" in r.counters
                        and "rules_version" not in r.counters else f"rules={r.counters.get('rules_version', '')}")
@@ -157,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
     procs, unknown = select(args.names, sorted(procs, key=lambda p: stream_sort_key(p.name)))
     for n in unknown:
         sys.stderr.write(f"{n}: ERROR (no such process)\n")
-    streams = [s for s in live_streams(directory) if s in {p.name for p in procs}]
+    streams = [p.name for p in procs if (directory / f"{p.name}.sock").exists()]   # bound
     listener = HeartbeatListener(directory, streams) if streams and args.wait else None
     try:
         if listener:
@@ -166,7 +194,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if listener:
             listener.close()
-    rows = collect(procs, listener)
+    rows = collect(procs, listener, listener.liveness() if listener else None)
     roots = _roots(rows, directory)
     if args.json:
         for r in rows:
@@ -174,9 +202,15 @@ def run(args: argparse.Namespace) -> int:
             sys.stdout.write(json.dumps({**asdict(r), **extra}, default=str) + "\n")
     else:
         sys.stdout.write("\n".join(render(rows) + (render_roots(roots) if roots else [])) + "\n")
-    if unknown:
+    return exit_status(rows, supervised, bool(unknown))
+
+
+def exit_status(rows: list[StageStatus], supervised: bool, unknown_names: bool) -> int:
+    """2 for a name that is no process; 3 unless supervisord answered and every selected stage
+    is RUNNING with live heartbeats (a stopped, hung or paused stage can still be RUNNING)."""
+    if unknown_names:
         return EXIT_USAGE
-    if not supervised or not rows or any(r.state != "RUNNING" for r in rows):
+    if not supervised or not rows or any(r.state != "RUNNING" or r.heartbeat == "dead" for r in rows):
         return EXIT_NOT_RUNNING
     return EXIT_OK
 

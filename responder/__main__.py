@@ -142,6 +142,7 @@ def serve(args: argparse.Namespace) -> int:
                     if results:
                         pub.publish_now(RESULT_TOPIC, results)
             if pub.heartbeat_due(time.monotonic()):
+                sub.check_liveness()
                 pub.heartbeat({**core.counters, **sub.counters.as_dict()}, time.monotonic())
     finally:
         final = {**core.counters, **sub.counters.as_dict()}

@@ -191,6 +191,7 @@ class Stage:
                 self.core.structure_changed = False
                 self.checkpoint()
             if self.pub.heartbeat_due():
+                self.sub.check_liveness()
                 self.pub.heartbeat(self.counters())
                 self.roots_file.update(roots_snapshot(self.core.tracker, self.core.sessions), time.time_ns())
         return self.finish()

@@ -169,6 +169,7 @@ def serve(core: SinkCore, stream: str, args: argparse.Namespace, flags: Flags,
                 flags.reopen = False
                 core.reopen_all("SIGHUP")
             if pub.heartbeat_due(clock()):
+                sub.check_liveness()
                 pub.heartbeat(counters(), clock())
         receive_into(core, sub, sub_sock, 10_000)  # what already arrived is written, not lost
     finally:

@@ -22,6 +22,7 @@ import zmq
 
 import bus
 from bus.topics import ANALYZER_SESSION
+from tests.harness.heartbeats import HeartbeatWatch
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 CASA_USER = "casa"
@@ -133,24 +134,9 @@ def wait_for(pred: Callable[[], Any], timeout_s: float = 15.0, what: str = "cond
     raise AssertionError(f"timed out waiting for {what}")
 
 
-class HeartbeatListener:
-    """Subscribes to a sink's heartbeat stream and keeps the latest counters."""
-
-    def __init__(self, bus_dir: Path, stream: str) -> None:
-        self.ctx = zmq.Context()
-        self.sock = bus.connect_subscriber(self.ctx, [stream], ["sinks.heartbeat"], bus_dir)
-        self.sub = bus.Subscriber(self.sock, ["sinks.heartbeat"])
-        self.latest: dict[str, Any] = {}
-
-    def poll(self) -> dict[str, Any]:
-        for env in self.sub.receive():
-            if env.counters is not None:
-                self.latest = env.counters
-        return self.latest
-
-    def close(self) -> None:
-        self.sock.close(0)
-        self.ctx.term()
+# One heartbeat listener for every test package (tests/harness/heartbeats.py); the sink tests
+# know it by this name: ``HeartbeatListener(bus_dir, "sinks-jsonl").poll()`` -> latest counters.
+HeartbeatListener = HeartbeatWatch
 
 
 __all__ = ["StandInAnalyzer", "HeartbeatListener", "start_sink", "stop", "wait_for", "shared_dir",

@@ -40,6 +40,7 @@ import msgpack
 import zmq
 
 from bus import Envelope, Publisher, Subscriber, bind_publisher, connect_subscriber, validate_event
+from tests.harness.heartbeats import HeartbeatWatch
 from tests.stack.pipeline import CHECKOUT, Pipeline
 
 __all__ = ["STAGES", "StageSpec", "check_stage", "main"]
@@ -163,9 +164,10 @@ def _check_binds(h: Harness) -> Check:
 
 
 def _check_heartbeats(h: Harness) -> Check:
-    h.connect()
-    h.pump(3.5)
-    beats = h.heartbeats()
+    h.connect()                 # the stage's control and data, for the checks after this one
+    with HeartbeatWatch(h.pipe.bus_dir, h.spec.stream) as watch:
+        watch.wait(lambda w: len(w.beats.get(h.spec.stream, [])) >= 2, 3.5, tick=lambda: h.pump(0.05), fail=False)
+    beats = watch.beats.get(h.spec.stream, [])
     if len(beats) < 2:
         return Check("heartbeats", f"{len(beats)} heartbeats in 3.5 s")
     c = beats[-1].counters or {}

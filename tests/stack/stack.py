@@ -35,6 +35,7 @@ from typing import Any
 
 from cli.supervisor import ProcessInfo, process_info
 from tests.collector.harness import TEST_PROFILE, make_test_root, test_config
+from tests.harness.heartbeats import HeartbeatWatch
 
 __all__ = ["Stack", "CHECKOUT", "read_jsonl"]
 
@@ -258,21 +259,11 @@ class Stack:
                  timeout_s: float = 30.0) -> dict[str, dict[str, Any]]:
         """The latest heartbeat counters of ``streams`` once ``until(latest)`` holds (a readiness
         signal: heartbeats, not a fixed wait)."""
-        from cli.heartbeats import HeartbeatListener
-        listener = HeartbeatListener(self.bus_dir, streams)
-        latest: dict[str, dict[str, Any]] = {}
-
-        def done(lst: HeartbeatListener) -> bool:
-            latest.update({s: lst.latest(s).counters for s in streams if lst.latest(s) is not None})
-            return bool(until(latest))
-        try:
-            listener.listen(timeout_s, until=done)
-        finally:
-            listener.close()
-        if not until(latest):
-            raise AssertionError(f"heartbeats of {streams} never met the condition; last: "
-                                 f"{ {s: {k: v for k, v in c.items() if v} for s, c in latest.items()} }")
-        return latest
+        def met(watch: HeartbeatWatch) -> dict[str, dict[str, Any]] | None:
+            latest = watch.latest_all()
+            return latest if until(latest) else None
+        with HeartbeatWatch(self.bus_dir, streams) as watch:
+            return watch.wait(met, timeout_s, f"heartbeats of {streams} that meet the condition")
 
     def casa(self, *args: str, timeout_s: float = 60.0) -> subprocess.CompletedProcess:
         env = {**os.environ, "CASA_BUS_DIR": str(self.bus_dir), "CASA_CONFIG_PATH": str(self.config)}
