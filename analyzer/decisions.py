@@ -32,6 +32,9 @@ class DecisionState:
 
 @dataclass(frozen=True, slots=True)
 class Result:
+    """One evaluation's outcome: the session's action and score after it, the rules that newly
+    matched (``increment`` is their weight), and the thresholds it was judged against."""
+
     action: Action
     score: int
     increment: int

@@ -46,6 +46,9 @@ class Origin(enum.Enum):
 
 @dataclass(slots=True)
 class Session:
+    """One session: who opened it and why, its clock (created, last event, idle gap and close
+    grace, all in ns), and where it is in open -> grace -> closed."""
+
     session_id: int
     profile: str
     origin: Origin
