@@ -40,9 +40,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from evaluation.agent import reset_scratch
+from evaluation.cases import run_turn
+from evaluation.command import command_parser, root_command
 from evaluation.fakellm import Scenario, load_scenarios
-from evaluation.runner import EVAL_DIR, SCENARIO_DIR, CasaStack, EvalSession, reset_scratch, run_turn
+from evaluation.runner import EvalSession
 from evaluation.score import machine_description
+from evaluation.stack import CasaStack
+from evaluation.toolchain import EVAL_DIR, SCENARIO_DIR
 
 __all__ = ["StageSampler", "LogTail", "parse_rfc3339nano", "percentile", "main"]
 
@@ -286,19 +291,16 @@ def _f(x: float | None, digits: int = 2) -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m evaluation.overhead", description=__doc__.splitlines()[0],
-                                epilog="examples:\n  python -m evaluation.overhead --runs 3",
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--runs", type=int, default=3)
-    p.add_argument("--out", type=Path, default=EVAL_DIR / "results" / "latest")
+    p = command_parser("evaluation.overhead", __doc__, ("--runs 3",))
+    p.add_argument("--runs", type=int, default=3, help="monitored/unmonitored pass pairs, alternated (default 3)")
+    p.add_argument("--out", type=Path, default=EVAL_DIR / "results" / "latest",
+                   help="results directory: overhead.json, overhead.md and the turns' output")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if os.geteuid() != 0:
-        print("evaluation/overhead: must run as root (it starts the collector)", file=sys.stderr)
+    if not root_command("evaluation/overhead", "it starts the collector"):
         return 2
     workloads = load_scenarios(OVERHEAD_DIR)
     samples: list[Sample] = []

@@ -14,7 +14,10 @@ from pathlib import Path
 import pytest
 
 from evaluation.fakellm import load_scenarios
-from evaluation.runner import EVAL_TMP, SCENARIO_DIR, EvalSession, parse_turn
+from evaluation.agent import EVAL_TMP
+from evaluation.cases import parse_turn
+from evaluation.runner import EvalSession
+from evaluation.toolchain import SCENARIO_DIR
 
 pytestmark = [pytest.mark.openclaw, pytest.mark.root, pytest.mark.timeout(300)]
 

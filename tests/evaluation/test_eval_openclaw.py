@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from evaluation.fakellm import load_scenarios
-from evaluation.runner import SCENARIO_DIR, EvalSession
+from evaluation.runner import EvalSession
 from evaluation.score import score_records
+from evaluation.toolchain import SCENARIO_DIR
 
 pytestmark = [pytest.mark.openclaw, pytest.mark.root, pytest.mark.timeout(420)]
 
