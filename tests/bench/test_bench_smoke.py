@@ -27,6 +27,8 @@ from bench.overhead import cpu_ticks, wait_idle
 from bench.recording import (RECORD_KINDS, ROOT_EXE, RecordingSpec, alert_session, alert_trigger,
                              expected_records, generate)
 from bench.throughput import LineCounter, loss_counters
+from bus.envelope import Envelope
+from bus.events import SCHEMA
 from bus.topics import COLLECTOR_EVENT
 
 CHECKOUT = Path(__file__).resolve().parents[2]
@@ -105,6 +107,11 @@ def test_prepacked_replay_decodes_as_bus_envelopes(tmp_path: Path) -> None:
         seqs = [e.seq for e in got if e.topic == COLLECTOR_EVENT]
         assert seqs == list(range(1, len(seqs) + 1)) and len(seqs) == -(-len(events) // 64)
         assert sub.counters.lost_messages == 0 and sub.counters.malformed == 0
+        for env in got:             # the replayer's frames are what a stage's bus.pack would send
+            if env.topic == COLLECTOR_EVENT:
+                assert env.schema == SCHEMA
+                again = Envelope(env.topic, env.stream, env.epoch, env.seq, env.sent_ns, env.events)
+                assert bus.pack(again)[1] == env.body
     finally:
         sock.close(0)
         feeder.close()
