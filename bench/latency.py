@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.drain import load_saved
 from bench.feeder import Feeder
 from bench.pids import LivePids, rebase_roots
 from bench.recording import RecordingSpec, alert_session, alert_trigger, generate
@@ -226,19 +227,16 @@ def _sent_times(frames_file: Path, topic: str) -> dict[tuple[int, int], int]:
     """(tgid, ts_ns) of each exec in ``topic`` -> sent_ns of the envelope that carried it.
 
     For analyzer.decision the key is the triggering event's."""
-    import msgpack
     out: dict[tuple[int, int], int] = {}
     if not frames_file.exists():
         return out
-    with open(frames_file, "rb") as f:
-        for t, body in msgpack.Unpacker(f, raw=False):
-            if (t.decode() if isinstance(t, bytes) else t) != topic:
-                continue
-            env = msgpack.unpackb(body, raw=False, strict_map_key=False)
-            for e in env["events"]:
-                ev = e.get("event", e) if topic.endswith(".decision") else e
-                if ev.get("kind") == "exec":
-                    out.setdefault((ev.get("tgid"), ev.get("ts_ns")), env["sent_ns"])
+    for env in load_saved(frames_file):
+        if env.topic != topic:
+            continue
+        for e in env.events:
+            ev = e.get("event", e) if topic.endswith(".decision") else e
+            if ev.get("kind") == "exec":
+                out.setdefault((ev.get("tgid"), ev.get("ts_ns")), env.sent_ns)
     return out
 
 

@@ -28,12 +28,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import msgpack
-
+from bench.drain import load_saved
 from bench.feeder import Feeder, prepack
 from bench.pids import LivePids, rebase_roots
 from bench.recording import RecordingSpec, expected_records, generate
 from bench.stages import BenchDirs, HeartbeatWatch, StageSet
+from bus.envelope import pack_events
 from bus.topics import COLLECTOR_EVENT
 
 __all__ = ["ThroughputSpec", "run", "LineCounter", "start_drain", "stop_drain", "loss_counters"]
@@ -140,18 +140,13 @@ def _received_events(watch: HeartbeatWatch, stage: str) -> Callable[[], int]:
     return probe
 
 
-def load_saved(path: Path) -> list[tuple[str, list[dict[str, Any]]]]:
+def saved_messages(path: Path) -> list[tuple[str, list[dict[str, Any]]]]:
     """(topic, events) per message of a bench.drain --save file, in arrival order."""
-    out = []
-    with open(path, "rb") as f:
-        for topic, body in msgpack.Unpacker(f, raw=False):
-            env = msgpack.unpackb(body, raw=False, strict_map_key=False)
-            out.append((topic.decode() if isinstance(topic, bytes) else topic, env["events"]))
-    return out
+    return [(env.topic, env.events) for env in load_saved(path)]
 
 
 def _replay_saved(feeder: Feeder, messages: list[tuple[str, list[dict[str, Any]]]]) -> int:
-    packed = [(t, len(ev), msgpack.packb(ev, use_bin_type=True)) for t, ev in messages]
+    packed = [(t, len(ev), pack_events(ev)) for t, ev in messages]     # before timing starts
     t0 = time.time_ns()
     for topic, count, blob in packed:
         feeder.send_packed(topic, [(count, blob)])
@@ -304,10 +299,10 @@ def _run(spec: ThroughputSpec, workdir: Path, pids: list[int]) -> dict[str, Any]
     coll = [(COLLECTOR_EVENT, b) for b in _batches(rebase_roots(generate(spec.recording), pids))]
     result["sessionizer"] = _isolated(iso, "sessionizer", "collector", "sessionizer", coll, spec,
                                       iso.root / "sessionizer.frames")
-    sess_out = load_saved(iso.root / "sessionizer.frames")
+    sess_out = saved_messages(iso.root / "sessionizer.frames")
     result["analyzer"] = _isolated(iso, "analyzer", "sessionizer", "analyzer-0", sess_out, spec,
                                    iso.root / "analyzer.frames")
-    an_out = load_saved(iso.root / "analyzer.frames")
+    an_out = saved_messages(iso.root / "analyzer.frames")
     result["sinks_jsonl"] = _isolated(iso, "sinks-jsonl", "analyzer-0", "", an_out, spec, None)
     e2e, null = result["e2e"], result["null_chain"]
     return {"e2e_events_per_s": e2e["events_per_s"], "e2e_lost_events": e2e["lost_events"],
