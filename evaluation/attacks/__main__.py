@@ -13,14 +13,13 @@ a usage error, 1 when any run failed its hygiene self-check or was otherwise inv
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
 
 from evaluation.attacks.identity import IDENTITY_NAMES, identities
-from evaluation.attacks.results import now_utc, render_section, replace_section, write_results
-from evaluation.attacks.runner import CHECKOUT, RESULTS_DIR, checkout_commit, rules_version, run_identity, suite_rules
+from evaluation.attacks.results import publish, render_section, replace_section
+from evaluation.attacks.runner import CHECKOUT, RESULTS_DIR, RESULTS_MD, run_identity, run_meta, suite_rules
 from evaluation.attacks.scenario import load_scenarios
 from evaluation.command import command_parser, refuse, root_command
 
@@ -62,16 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for ident in identities(tuple(args.identity) or IDENTITY_NAMES):
         results += run_identity(ident, scenarios, rules, artifacts, args.keep)
-    meta = {"date": now_utc(), "commit": checkout_commit(), "rules": os.path.relpath(args.rules, CHECKOUT),
-            "rules_version": rules_version(rules), "loopback_ports_added": not args.no_loopback_ports,
-            "duration_s": round(time.monotonic() - t0, 1), "scenarios": len(scenarios)}
-    summary = write_results(args.out, results, meta)
-    section = render_section(results, summary, meta)
-    print(section)
-    if args.snapshot:
-        md = CHECKOUT / "evaluation" / "RESULTS.md"
-        md.write_text(replace_section(md.read_text() if md.exists() else "", section))
-    bad = [f"{r.id}/{r.identity}: {r.invalid_reason}" for r in results if not r.skipped and not r.valid]
+    meta = run_meta(args.rules, rules, t0, len(scenarios), loopback_ports_added=not args.no_loopback_ports)
+    summary, bad = publish(args.out, results, meta, "identity", lambda s: render_section(results, s, meta),
+                           replace_section, RESULTS_MD if args.snapshot else None)
     if bad:
         print("evaluation/attacks: invalid runs (hygiene, effects or collection):\n  " + "\n  ".join(bad),
               file=sys.stderr)

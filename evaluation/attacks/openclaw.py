@@ -42,10 +42,9 @@ from evaluation.attacks.identity import Identity
 from evaluation.attacks.launcher import build_implant
 from evaluation.attacks.layout import Layout
 from evaluation.attacks.recorder import Recorder
-from evaluation.attacks.results import (ScenarioResult, met, now_utc, render_openclaw_block, replace_openclaw_block,
-                                        write_results)
-from evaluation.attacks.runner import (CHECKOUT, RESULTS_DIR, checkout_commit, invalid_reason, rules_version,
-                                       run_keeper, suite_rules)
+from evaluation.attacks.results import ScenarioResult, met, publish, render_openclaw_block, replace_openclaw_block
+from evaluation.attacks.runner import (CHECKOUT, RESULTS_DIR, RESULTS_MD, invalid_reason, run_keeper, run_meta,
+                                       suite_rules)
 from evaluation.attacks.scenario import Scenario, load_scenarios
 from evaluation.attacks.selfcheck import Hygiene
 from evaluation.cases import MODES
@@ -294,17 +293,10 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     with openclaw_session(rules, artifacts, args.keep) as ctx:
         results = [run_openclaw_scenario(sc, mode, ctx) for mode in modes for sc in chosen]
-    meta = {"date": now_utc(), "commit": checkout_commit(), "rules": os.path.relpath(args.rules, CHECKOUT),
-            "rules_version": rules_version(rules), "openclaw": Toolchain.in_checkout().openclaw_version(), "agent": AGENT_USER,
-            "modes": list(modes), "duration_s": round(time.monotonic() - t0, 1), "scenarios": len(chosen),
-            "left_out": LEFT_OUT}
-    summary = write_results(args.out, results, meta, key="mode")
-    block = render_openclaw_block(results, summary, meta, LEFT_OUT)
-    print(block)
-    if args.snapshot:
-        md = CHECKOUT / "evaluation" / "RESULTS.md"
-        md.write_text(replace_openclaw_block(md.read_text() if md.exists() else "", block))
-    bad = [f"{r.id}/{r.mode}: {r.invalid_reason}" for r in results if not r.skipped and not r.valid]
+    meta = run_meta(args.rules, rules, t0, len(chosen), openclaw=Toolchain.in_checkout().openclaw_version(),
+                    agent=AGENT_USER, modes=list(modes), left_out=LEFT_OUT)
+    _, bad = publish(args.out, results, meta, "mode", lambda s: render_openclaw_block(results, s, meta, LEFT_OUT),
+                     replace_openclaw_block, RESULTS_MD if args.snapshot else None)
     if bad:
         print("evaluation/attacks/openclaw: invalid runs:\n  " + "\n  ".join(bad), file=sys.stderr)
         return 1
