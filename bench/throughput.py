@@ -33,6 +33,7 @@ from bench.feeder import Feeder, prepack
 from bench.pids import LivePids, rebase_roots
 from bench.recording import RecordingSpec, expected_records, generate
 from bench.stages import BenchDirs, HeartbeatWatch, StageSet
+from bench.tail import Appended
 from bus.envelope import pack_events
 from bus.topics import COLLECTOR_EVENT
 
@@ -52,22 +53,20 @@ class ThroughputSpec:
 
 @dataclass(slots=True)
 class LineCounter:
-    """Counts lines appended to a file, remembering when it last grew (polled)."""
+    """Counts lines appended to a file, remembering when it last grew (polled). Counts newlines
+    rather than splitting lines: events.log grows by tens of MB/s during a run."""
 
-    path: Path
+    appended: Appended
     lines: int = 0
-    offset: int = 0
     grew_at_ns: int = 0
 
+    @classmethod
+    def of(cls, path: Path) -> LineCounter:
+        return cls(Appended(path))
+
     def poll(self) -> int:
-        try:
-            with open(self.path, "rb") as f:
-                f.seek(self.offset)
-                chunk = f.read()
-        except FileNotFoundError:
-            return self.lines
+        chunk = self.appended.read()
         if chunk:
-            self.offset += len(chunk)
             self.lines += chunk.count(b"\n")
             self.grew_at_ns = time.time_ns()
         return self.lines
@@ -200,7 +199,7 @@ def casa_e2e(events: list[dict[str, Any]], spec: ThroughputSpec, dirs: BenchDirs
             stages.wait_ready(["analyzer", "sessionizer"], 30.0)
             feeder.wait_for_subscribers(1)
             time.sleep(SETTLE_S)
-            counter = LineCounter(dirs.log("events"))
+            counter = LineCounter.of(dirs.log("events"))
             counter.poll()
             start_lines = counter.lines
             blobs = prepack(events, spec.rate_hint)
@@ -252,7 +251,7 @@ def _isolated(dirs: BenchDirs, stage: str, upstream: str, own_stream: str,
                 stages.wait_ready([stage], 30.0)
             feeder.wait_for_subscribers(1 if stage == "sinks-jsonl" else 1)
             time.sleep(SETTLE_S)
-            counter = LineCounter(dirs.log("events"))
+            counter = LineCounter.of(dirs.log("events"))
             counter.poll()
             start_lines = counter.lines
             cpu0 = stages.cpu_all()

@@ -18,10 +18,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import zmq
-
 import bus
 from bus import topics
+from bus.background import BackgroundSubscriber
 from evaluation.agent import AS_AGENT, EVAL_TMP, AgentHome, agent_uid, reset_scratch
 from evaluation.fakellm import Scenario
 from evaluation.toolchain import Toolchain
@@ -53,39 +52,28 @@ class BusRecorder:
     sessions: list[Received] = field(default_factory=list)
     lost_messages: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
+    _tap: BackgroundSubscriber | None = None
 
     def start(self) -> None:
         wanted = [topics.ANALYZER_EVENT, topics.ANALYZER_DECISION, topics.ANALYZER_SESSION]
-        subs = bus.Subscriber.subscriptions(wanted)
-        sock = bus.connect_subscriber(zmq.Context.instance(), bus.analyzer_streams(1), subs, self.bus_dir)
-        sub = bus.Subscriber(sock, subs, on_loss=self._on_loss)
-        self._thread = threading.Thread(target=self._loop, args=(sock, sub), name="bus-recorder", daemon=True)
-        self._thread.start()
+        self._tap = BackgroundSubscriber(self.bus_dir, bus.analyzer_streams(1), wanted, self._on_envelope,
+                                         on_loss=self._on_loss, name="bus-recorder").start()
         time.sleep(0.3)     # the SUB's subscription reaches the XPUB (slow-joiner); once per run
 
     def _on_loss(self, stream: str, topic: str, lost: int) -> None:
         self.lost_messages += lost
 
-    def _loop(self, sock: zmq.Socket, sub: bus.Subscriber) -> None:
-        while not self._stop.is_set():
-            if not sock.poll(100):
-                continue
-            now = time.time_ns()
-            for env in sub.receive():
-                target = {topics.ANALYZER_EVENT: self.events, topics.ANALYZER_DECISION: self.decisions,
-                          topics.ANALYZER_SESSION: self.sessions}.get(env.topic)
-                if target is None:
-                    continue
-                with self.lock:
-                    target.extend(Received(now, bus.from_wire(e)) for e in env.events)
-        sock.close(0)
+    def _on_envelope(self, env: bus.Envelope, now: int) -> None:
+        target = {topics.ANALYZER_EVENT: self.events, topics.ANALYZER_DECISION: self.decisions,
+                  topics.ANALYZER_SESSION: self.sessions}.get(env.topic)
+        if target is None:
+            return
+        with self.lock:
+            target.extend(Received(now, bus.from_wire(e)) for e in env.events)
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(2.0)
+        if self._tap:
+            self._tap.stop()
 
     def snapshot(self) -> tuple[list[Received], list[Received], list[Received]]:
         with self.lock:

@@ -40,6 +40,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from bench.tail import Appended
 from evaluation.agent import reset_scratch
 from evaluation.cases import run_turn
 from evaluation.command import command_parser, root_command
@@ -142,13 +143,13 @@ class LogTail:
     path: Path
     latencies_ms: list[float] = field(default_factory=list)
     bad_lines: int = 0
-    _offset: int = 0
-    _partial: bytes = b""
+    _appended: Appended | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
     def start(self) -> None:
-        self._offset = self.path.stat().st_size if self.path.exists() else 0
+        self._appended = Appended(self.path)
+        self._appended.skip_existing()
         self._thread = threading.Thread(target=self._loop, name="events-tail", daemon=True)
         self._thread.start()
 
@@ -157,19 +158,10 @@ class LogTail:
             self.poll()
 
     def poll(self) -> None:
-        try:
-            with open(self.path, "rb") as f:
-                f.seek(self._offset)
-                chunk = f.read()
-        except OSError:
-            return
-        if not chunk:
-            return
+        if self._appended is None:
+            self._appended = Appended(self.path)
+        lines = self._appended.lines()
         now = time.time_ns()
-        self._offset += len(chunk)
-        data = self._partial + chunk
-        lines = data.split(b"\n")
-        self._partial = lines.pop()
         for line in lines:
             try:
                 ts = parse_rfc3339nano(json.loads(line)["timestamp"])

@@ -135,7 +135,7 @@ def test_rfc3339_timestamps_of_the_logs_parse_to_ns() -> None:
 
 def test_line_counter_counts_only_complete_lines(tmp_path: Path) -> None:
     f = tmp_path / "events.log"
-    c = LineCounter(f)
+    c = LineCounter.of(f)
     assert c.poll() == 0
     f.write_text('{"a": 1}\n{"b": 2}\n{"c"')
     assert c.poll() == 2
