@@ -10,10 +10,14 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-__all__ = ["command_parser", "root_command", "refuse"]
+from evaluation.toolchain import EVAL_DIR
+
+__all__ = ["command_parser", "add_results_dir", "root_command", "refuse", "RESULTS_DIR"]
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+RESULTS_DIR = EVAL_DIR / "results" / "latest"     # make eval's EVAL_OUT: the runner, the scorer and overhead share it
 
 
 def command_parser(module: str, doc: str, examples: Sequence[str]) -> argparse.ArgumentParser:
@@ -23,6 +27,11 @@ def command_parser(module: str, doc: str, examples: Sequence[str]) -> argparse.A
     return argparse.ArgumentParser(prog=prog, description=doc.splitlines()[0],
                                    epilog="examples:\n" + "\n".join(f"  {prog} {e}" for e in examples),
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def add_results_dir(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--out``, the results directory (default RESULTS_DIR); ``what`` the command writes there."""
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR, help=f"results directory: {what}")
 
 
 def refuse(name: str, reason: str) -> int:

@@ -43,12 +43,12 @@ from typing import Any
 from bench.tail import Appended
 from evaluation.agent import reset_scratch
 from evaluation.cases import run_turn
-from evaluation.command import command_parser, root_command
+from evaluation.command import add_results_dir, command_parser, root_command
 from evaluation.fakellm import Scenario, load_scenarios
 from evaluation.runner import EvalSession
 from evaluation.score import machine_description
 from evaluation.stack import CasaStack
-from evaluation.toolchain import EVAL_DIR, SCENARIO_DIR
+from evaluation.toolchain import SCENARIO_DIR
 
 __all__ = ["StageSampler", "LogTail", "parse_rfc3339nano", "percentile", "main"]
 
@@ -285,8 +285,7 @@ def _f(x: float | None, digits: int = 2) -> str:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = command_parser("evaluation.overhead", __doc__, ("--runs 3",))
     p.add_argument("--runs", type=int, default=3, help="monitored/unmonitored pass pairs, alternated (default 3)")
-    p.add_argument("--out", type=Path, default=EVAL_DIR / "results" / "latest",
-                   help="results directory: overhead.json, overhead.md and the turns' output")
+    add_results_dir(p, "overhead.json, overhead.md and the turns' output")
     return p.parse_args(argv)
 
 

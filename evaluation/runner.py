@@ -33,7 +33,7 @@ from typing import Any
 
 from evaluation.agent import FAKELLM_PORT, AgentHome, reset_scratch
 from evaluation.cases import MODES, BusRecorder, CaseRecords, run_case, run_turn
-from evaluation.command import command_parser, root_command
+from evaluation.command import add_results_dir, command_parser, root_command
 from evaluation.fakellm import Scenario, load_scenarios
 from evaluation.fakellm.server import serve
 from evaluation.gateway import Gateway
@@ -41,7 +41,7 @@ from evaluation.network import ensure_scan_targets, remove_scan_targets
 from evaluation.packs import PACKS
 from evaluation.servers import serve_download, serve_sink, serve_weather
 from evaluation.stack import CasaStack
-from evaluation.toolchain import EVAL_DIR, SCENARIO_DIR, Toolchain
+from evaluation.toolchain import SCENARIO_DIR, Toolchain
 
 __all__ = ["EvalSession", "main"]
 
@@ -135,8 +135,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--pack", choices=PACKS, default="default",
                    help="default: rules.json with the evaluation's analysis values (default_pack_rules); "
                         "original: config/rules.eval.json as it is (the parity column)")
-    p.add_argument("--out", type=Path, default=EVAL_DIR / "results" / "latest",
-                   help="results directory; this pack's cases go to OUT/PACK/cases/")
+    add_results_dir(p, "this pack's cases go to OUT/PACK/cases/")
     p.add_argument("--no-runtime-noise", action="store_true",
                    help="do not filter the OpenClaw install's own module loads (see eval_casa_config)")
     return p.parse_args(argv)
