@@ -335,7 +335,7 @@ def write_snapshot(path: Path, table: str, results: Path) -> None:
              "(evaluation/fakellm); thresholds log 4, alert 9",
              "- two columns (`--pack`): **default pack** = rules.json's rules with config/rules.eval.json's "
              "analysis values except `history_mode` (indexed, the default's), composed by the runner "
-             "(`evaluation/runner.py` `default_pack_rules`); **original pack** = config/rules.eval.json "
+             "(`evaluation/packs.py` `default_pack_rules`); **original pack** = config/rules.eval.json "
              "(the original twelve rules, `history_mode` original)",
              "- gateway = `openclaw gateway run` + `openclaw agent --message`; local = `openclaw agent --local`",
              "- a cell is `action score[, time-to-alert]`; ✗ marks a mode that missed its judgement",
