@@ -28,7 +28,7 @@ import bus
 from bench.feeder import Feeder
 from bench.latency import LatencySpec, _sessions_needed, _summary, paced_run, start_pipeline
 from bench.pids import LivePids
-from bench.stages import CHECKOUT, BenchDirs, StageSet
+from bench.stages import CHECKOUT, BenchDirs, StageSet, cpu_seconds
 from bus.background import BackgroundSubscriber
 from responder.__main__ import SETPRIV
 
@@ -99,7 +99,8 @@ def one_rate(rate: int, spec: LatencySpec, root: Path) -> dict[str, Any]:
                 time.sleep(DRAIN_AFTER_S)
                 stages.check_alive()
                 alive = responder.poll() is None
-                cpu_s = _cpu_s(responder.pid) if alive else None
+                used = cpu_seconds(responder.pid) if alive else None
+                cpu_s = None if used is None else round(used, 2)
         finally:
             results.close()
             responder.terminate()
@@ -107,15 +108,6 @@ def one_rate(rate: int, spec: LatencySpec, root: Path) -> dict[str, Any]:
             feeder.close()
     return {**_report(rate, probes, results.maps, alive), "responder_cpu_s": cpu_s,
             "probe_interval_s": PROBE_INTERVAL_S}
-
-
-def _cpu_s(pid: int) -> float | None:
-    """User + system CPU seconds of the responder so far."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return round((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), 2)
 
 
 def _report(rate: int, probes: dict[int, int], maps: list[dict[str, Any]], alive: bool) -> dict[str, Any]:

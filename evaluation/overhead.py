@@ -26,9 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
-import os
-import re
 import shutil
 import statistics
 import sys
@@ -36,10 +33,11 @@ import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from bench.latency import percentile, rfc3339_ns
+from bench.stages import CLK_TCK, cpu_ticks
 from bench.tail import Appended
 from evaluation.agent import reset_scratch
 from evaluation.cases import run_turn
@@ -50,45 +48,16 @@ from evaluation.score import machine_description
 from evaluation.stack import CasaStack
 from evaluation.toolchain import SCENARIO_DIR
 
-__all__ = ["StageSampler", "LogTail", "parse_rfc3339nano", "percentile", "main"]
+__all__ = ["StageSampler", "LogTail", "main"]
 
 SAMPLE_INTERVAL_S = 0.5
 TAIL_POLL_S = 0.005
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 OVERHEAD_DIR = SCENARIO_DIR / "overhead"
-_STAMP = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)$")
 
 log = logging.getLogger("casa.eval.overhead")
 
 
-def parse_rfc3339nano(stamp: str) -> int:
-    """``2026-05-02T17:44:19.027509477-05:00`` -> ns since the epoch (nanoseconds kept)."""
-    m = _STAMP.match(stamp)
-    if not m:
-        raise ValueError(f"not an RFC3339Nano timestamp: {stamp!r}")
-    base, frac, zone = m.groups()
-    dt = datetime.fromisoformat(base + ("+00:00" if zone == "Z" else zone))
-    return int(dt.timestamp()) * 1_000_000_000 + int((frac or "0").ljust(9, "0"))
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    """Nearest-rank percentile (the original's p95: the value at rank ceil(q*n))."""
-    if not values:
-        return None
-    s = sorted(values)
-    return s[max(0, math.ceil(q * len(s)) - 1)]
-
-
 # --- samplers ------------------------------------------------------------------------------------
-
-def _cpu_ticks(pid: int) -> int | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat[stat.rindex(")") + 2:].split()
-    return int(fields[11]) + int(fields[12])       # utime + stime
-
 
 def _rss_kb(pid: int) -> int:
     try:
@@ -115,10 +84,10 @@ class StageSampler:
         self._thread.start()
 
     def _loop(self) -> None:
-        last = {n: (_cpu_ticks(p), time.monotonic()) for n, p in self.pids.items()}
+        last = {n: (cpu_ticks(p), time.monotonic()) for n, p in self.pids.items()}
         while not self._stop.wait(SAMPLE_INTERVAL_S):
             for name, pid in self.pids.items():
-                ticks, now = _cpu_ticks(pid), time.monotonic()
+                ticks, now = cpu_ticks(pid), time.monotonic()
                 prev_ticks, prev_t = last[name]
                 if ticks is not None and prev_ticks is not None and now > prev_t:
                     pct = 100.0 * (ticks - prev_ticks) / CLK_TCK / (now - prev_t)
@@ -164,7 +133,7 @@ class LogTail:
         now = time.time_ns()
         for line in lines:
             try:
-                ts = parse_rfc3339nano(json.loads(line)["timestamp"])
+                ts = rfc3339_ns(json.loads(line)["timestamp"])
             except (ValueError, KeyError, TypeError):
                 self.bad_lines += 1
                 continue
@@ -253,7 +222,7 @@ def summarize(samples: list[Sample], workloads: list[Scenario]) -> dict[str, Any
                      "task_time_ratio": round(mon_t / base_t, 3) if mon_t and base_t else None,
                      "failed_turns": sum(1 for s in mon + base if s.rc != 0),
                      "events_logged": len(lat),
-                     "latency_ms_p50": _r(percentile(lat, 0.50)), "latency_ms_p95": _r(percentile(lat, 0.95)),
+                     "latency_ms_p50": _r(percentile(lat, 50)), "latency_ms_p95": _r(percentile(lat, 95)),
                      "stages": stages})
     return {"workloads": rows, "samples": [asdict(s) | {"latencies_ms": len(s.latencies_ms)} for s in samples]}
 

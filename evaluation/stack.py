@@ -17,6 +17,7 @@ from pathlib import Path
 import zmq
 
 import bus
+from bench.stages import STAGE_COMMANDS
 from bus import topics
 from evaluation.packs import eval_rules
 from evaluation.process_group import stop_group
@@ -27,12 +28,7 @@ __all__ = ["CasaStack", "STAGES", "eval_casa_config"]
 STAGE_READY_TIMEOUT_S = 60.0
 STAGE_STOP_S = 10.0
 
-STAGES: dict[str, list[str]] = {
-    "collector": ["-m", "collector"],
-    "sessionizer": ["-m", "sessionizer"],
-    "analyzer": ["-m", "analyzer", "--instance", "0"],
-    "sinks-jsonl": ["-m", "sinks", "jsonl"],
-}
+STAGES = STAGE_COMMANDS          # the stages the benchmarks run, started the same way (one copy)
 
 log = logging.getLogger("casa.eval.runner")
 
