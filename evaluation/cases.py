@@ -25,7 +25,7 @@ from evaluation.agent import AS_AGENT, EVAL_TMP, AgentHome, agent_uid, reset_scr
 from evaluation.fakellm import Scenario
 from evaluation.toolchain import Toolchain
 
-__all__ = ["MODES", "BusRecorder", "CaseRecords", "Received", "collect", "openclaw_turn_argv", "parse_turn", "run_case",
+__all__ = ["MODES", "BusRecorder", "CaseRecords", "Received", "closed_sessions", "collect", "openclaw_turn_argv", "parse_turn", "run_case",
            "run_turn"]
 
 MODES = ("gateway", "local")    # a turn through the long-running gateway, or `openclaw agent --local`
@@ -38,6 +38,8 @@ log = logging.getLogger("casa.eval.runner")
 
 @dataclass(slots=True)
 class Received:
+    """A bus map (event, decision, lifecycle record) and when it arrived here (wall clock, ns)."""
+
     recv_ns: int
     item: dict[str, Any]
 
@@ -112,10 +114,14 @@ def _window_sessions(recorder: BusRecorder, t0: int, t1: int, uid: int | None) -
             if t0 <= int(r.item.get("ts_ns", 0)) <= t1 and (uid is None or r.item.get("uid") == uid)}
 
 
-def _closed(recorder: BusRecorder, ids: set[int]) -> set[int]:
-    _, _, sessions = recorder.snapshot()
+def closed_sessions(sessions: list[Received], ids: set[int]) -> set[int]:
+    """Which of ``ids`` have published their last lifecycle record (closed, or shut down with the stage)."""
     return {int(r.item["session_id"]) for r in sessions
             if int(r.item["session_id"]) in ids and r.item.get("state") in ("closed", "shutdown")}
+
+
+def _closed(recorder: BusRecorder, ids: set[int]) -> set[int]:
+    return closed_sessions(recorder.snapshot()[2], ids)
 
 
 def openclaw_turn_argv(toolchain: Toolchain, mode: str, prompt: str, session_key: str) -> list[str]:

@@ -15,21 +15,15 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import bus
 from bus import topics
 from bus.background import BackgroundSubscriber
+from evaluation.cases import Received
 
-__all__ = ["Recorder", "Mark", "Item"]
+__all__ = ["Recorder", "Mark"]
 
 WANTED = (topics.COLLECTOR_EVENT, topics.ANALYZER_EVENT, topics.ANALYZER_DECISION, topics.ANALYZER_SESSION)
-
-
-@dataclass(frozen=True, slots=True)
-class Item:
-    recv_ns: int
-    item: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,10 +40,10 @@ class Mark:
 class Recorder:
     bus_dir: Path
     analyzers: int = 1
-    raw: list[Item] = field(default_factory=list)
-    events: list[Item] = field(default_factory=list)
-    decisions: list[Item] = field(default_factory=list)
-    sessions: list[Item] = field(default_factory=list)
+    raw: list[Received] = field(default_factory=list)
+    events: list[Received] = field(default_factory=list)
+    decisions: list[Received] = field(default_factory=list)
+    sessions: list[Received] = field(default_factory=list)
     last_heartbeat_ns: dict[str, int] = field(default_factory=dict)     # stream -> sent_ns
     lost_messages: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -74,7 +68,7 @@ class Recorder:
                 return
             target = targets.get(env.topic)
             if target is not None:
-                target.extend(Item(now, bus.from_wire(e)) for e in env.events)
+                target.extend(Received(now, bus.from_wire(e)) for e in env.events)
 
     def wait_heartbeats(self, streams: list[str], after_ns: int, timeout_s: float = 30.0) -> None:
         """Until every stream in ``streams`` has sent a heartbeat after ``after_ns``: a publisher
@@ -93,7 +87,7 @@ class Recorder:
         with self.lock:
             return Mark(len(self.raw), len(self.events), len(self.decisions), len(self.sessions))
 
-    def since(self, m: Mark) -> tuple[list[Item], list[Item], list[Item], list[Item]]:
+    def since(self, m: Mark) -> tuple[list[Received], list[Received], list[Received], list[Received]]:
         with self.lock:
             return (self.raw[m.raw:], self.events[m.events:], self.decisions[m.decisions:],
                     self.sessions[m.sessions:])

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 
 from evaluation.attacks.collect import tree_pids, verdict_of
-from evaluation.attacks.recorder import Item
 from evaluation.attacks.results import ScenarioResult, met, publish, render_section, replace_section, summarize
+from evaluation.cases import Received
 from evaluation.score import write_snapshot
 
 
@@ -24,17 +24,17 @@ def test_a_grandchild_reported_before_its_parent_is_still_placed() -> None:
     assert tree_pids(raw, 10) == {10, 11, 12}
 
 
-def _session(sid: int, action: str, score: int, rules: list[str]) -> Item:
-    return Item(0, {"session_id": sid, "state": "closed", "action": action, "score": score,
+def _session(sid: int, action: str, score: int, rules: list[str]) -> Received:
+    return Received(0, {"session_id": sid, "state": "closed", "action": action, "score": score,
                     "triggered_rules": rules, "complete": True})
 
 
 def test_the_verdict_is_the_most_severe_over_sessions_and_time_to_alert_is_first_alert() -> None:
-    decisions = [Item(5_000_000, {"session_id": 1, "action": "LOG", "score": 5,
+    decisions = [Received(5_000_000, {"session_id": 1, "action": "LOG", "score": 5,
                                   "triggered_rules": [{"name": "a"}], "event": {"ts_ns": 1_000_000}}),
-                 Item(9_000_000, {"session_id": 2, "action": "ALERT", "score": 9,
+                 Received(9_000_000, {"session_id": 2, "action": "ALERT", "score": 9,
                                   "triggered_rules": [{"name": "b"}], "event": {"ts_ns": 2_000_000}}),
-                 Item(9_500_000, {"session_id": 3, "action": "ALERT", "score": 20,
+                 Received(9_500_000, {"session_id": 3, "action": "ALERT", "score": 20,
                                   "triggered_rules": [{"name": "c"}], "event": {"ts_ns": 2_000_000}})]
     sessions = [_session(1, "LOG", 5, ["a"]), _session(2, "ALERT", 9, ["b"])]
     v = verdict_of(decisions, sessions, {1, 2})
