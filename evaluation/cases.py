@@ -25,8 +25,8 @@ from evaluation.agent import AS_AGENT, EVAL_TMP, AgentHome, agent_uid, reset_scr
 from evaluation.fakellm import Scenario
 from evaluation.toolchain import Toolchain
 
-__all__ = ["MODES", "BusRecorder", "CaseRecords", "Received", "closed_sessions", "collect", "openclaw_turn_argv", "parse_turn", "run_case",
-           "run_turn"]
+__all__ = ["MODES", "BusRecorder", "CaseRecords", "Received", "closed_sessions", "collect", "openclaw_turn_argv",
+           "parse_turn", "run_case", "run_turn"]
 
 MODES = ("gateway", "local")    # a turn through the long-running gateway, or `openclaw agent --local`
 TURN_TIMEOUT_S = 180.0
