@@ -23,6 +23,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
@@ -40,6 +41,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--save", type=Path, help="write every non-heartbeat frame pair here (msgpack stream)")
     p.add_argument("--decisions", type=Path, help="write one JSON line per analyzer.decision")
     return p.parse_args(argv)
+
+
+def save_frames(path: Path, saved: list[list[bytes]]) -> None:
+    """The ``--save`` file: each kept message's frames (topic, body) as one msgpack array."""
+    with open(path, "wb") as f:
+        for frames in saved:
+            f.write(msgpack.packb(frames))
+
+
+def load_saved(path: Path) -> Iterator[bus.Envelope]:
+    """The messages of a ``--save`` file, in arrival order, decoded by bus.unpack."""
+    with open(path, "rb") as f:
+        for topic, body in msgpack.Unpacker(f, raw=False):
+            yield bus.unpack([topic.encode() if isinstance(topic, str) else topic, body])
 
 
 def _decision_lines(frames: list[bytes], recv_ns: int, out: IO[str]) -> None:
@@ -88,9 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             saved.append(frames)
             by_topic[env.topic] = by_topic.get(env.topic, 0) + len(env.events)
     if args.save:
-        with open(args.save, "wb") as f:
-            for frames in saved:
-                f.write(msgpack.packb(frames))
+        save_frames(args.save, saved)
     c = sub.counters
     print(json.dumps({"events": c.received_events, "messages": len(saved), "first_ns": first_ns,
                       "last_ns": {t.decode(errors="replace"): ns for t, ns in last_ns.items()},

@@ -6,9 +6,10 @@
     blobs = prepack(events, rate_hint=60_000)     # ts_ns spaced at the hinted rate, packed once
     feeder.send_packed(COLLECTOR_EVENT, blobs)    # the as-fast-as-possible replay (throughput runs)
 
-Throughput runs pre-pack each 64-event batch's ``events`` array, so the replayer spends almost no
-CPU per event and the two cores go to the stages under test; the envelope around it (v, stream,
-epoch, seq, sent_ns) is still fresh per message and byte-for-byte what bus.pack produces.
+Throughput runs pre-pack each 64-event batch's ``events`` array (bus.envelope.pack_events) before
+timing starts, so the replayer spends almost no CPU per event and the two cores go to the stages
+under test; the envelope around it (bus.envelope.pack_raw: v, stream, epoch, seq, sent_ns, schema)
+is fresh per message and byte-for-byte what bus.pack produces for the same events.
 Sequence numbers are the feeder's own; heartbeats announce them so subscribers can count loss.
 """
 
@@ -19,10 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import msgpack
 import zmq
 
 import bus
+from bus.envelope import Envelope, pack_events, pack_raw
 from bus.publisher import BATCH_MAX_EVENTS
 
 __all__ = ["Feeder", "prepack", "batches"]
@@ -44,7 +45,7 @@ def prepack(events: list[dict[str, Any]], rate_hint: float, start_ns: int | None
     step = 1e9 / rate_hint
     for i, e in enumerate(events):
         e["ts_ns"] = base + int(i * step)
-    return [(len(b), msgpack.packb(b, use_bin_type=True)) for b in batches(events, size)]
+    return [(len(b), pack_events(b)) for b in batches(events, size)]
 
 
 @dataclass(slots=True)
@@ -84,21 +85,21 @@ class Feeder:
         return self.publisher.publish_now(topic, events)
 
     def send_packed(self, topic: str, blobs: list[tuple[int, bytes]]) -> None:
-        """Replay pre-packed batches as fast as the socket takes them (never dropping)."""
+        """Replay pre-packed batches as fast as the socket takes them (never dropping).
+
+        Each message takes the publisher's next seq and a fresh ``sent_ns``; its envelope is
+        bus.envelope.pack_raw around the batch's bytes, as a stage passing a batch through sends it.
+        """
         pub = self.publisher
-        head = (b"\x86" + msgpack.packb("v") + msgpack.packb(bus.VERSION)
-                + msgpack.packb("stream") + msgpack.packb(pub.stream)
-                + msgpack.packb("epoch") + msgpack.packb(pub.epoch))
-        key_seq, key_sent, key_events = msgpack.packb("seq"), msgpack.packb("sent_ns"), msgpack.packb("events")
-        tframe = topic.encode()
+        env = Envelope(topic=topic, stream=pub.stream, epoch=pub.epoch, seq=0, sent_ns=0)
         for count, blob in blobs:
-            seq = pub.last_seq.get(topic, 0) + 1
-            pub.last_seq[topic] = seq
-            body = b"".join((head, key_seq, msgpack.packb(seq), key_sent, msgpack.packb(time.time_ns()),
-                             key_events, blob))
+            env.seq = pub.last_seq.get(topic, 0) + 1
+            pub.last_seq[topic] = env.seq
+            env.sent_ns = time.time_ns()
+            frames = pack_raw(env, blob)
             while True:
                 try:
-                    self.sock.send_multipart([tframe, body], flags=zmq.NOBLOCK)
+                    self.sock.send_multipart(frames, flags=zmq.NOBLOCK)
                     break
                 except zmq.Again:       # the high-water mark: wait instead of dropping
                     time.sleep(0.0005)

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.drain import load_saved
 from bench.feeder import Feeder
 from bench.pids import LivePids, rebase_roots
 from bench.recording import RecordingSpec, alert_session, alert_trigger, generate
@@ -136,33 +137,44 @@ def _disk_latencies(observed: Path, probes: dict[int, int]) -> list[float]:
     return out
 
 
+def start_pipeline(stages: StageSet) -> None:
+    """The stages a paced load runs through: sessionizer, analyzer and the JSONL sink."""
+    for name in ("sinks-jsonl", "analyzer", "sessionizer"):
+        stages.start(name)
+
+
+def paced_run(stages: StageSet, feeder: Feeder, rate: int, spec: LatencySpec, pids: list[int],
+              probe_interval_s: float = PROBE_INTERVAL_S) -> dict[int, int]:
+    """Once the pipeline is ready and subscribed to the replayer: the paced load with its alert
+    probes (:func:`_pace`), then a heartbeat that flushes the replayer. {probe tgid: ts_ns}."""
+    stages.wait_ready(["sessionizer", "analyzer"], 30.0)
+    feeder.wait_for_subscribers(1)
+    time.sleep(SETTLE_S)
+    probes = _pace(feeder, rate, spec, pids, probe_interval_s)
+    feeder.heartbeat()
+    return probes
+
+
 def one_rate(rate: int, spec: LatencySpec, dirs: BenchDirs) -> dict[str, Any]:
     feeder = Feeder.bind("collector", dirs.bus)
     decisions = dirs.root / f"decisions-{rate}.jsonl"
     observed = dirs.root / f"alert-observed-{rate}.jsonl"
+    rec, n_probes = _sessions_needed(rate, spec)
     with StageSet(dirs) as stages:
-        for name in ("sinks-jsonl", "analyzer", "sessionizer"):
-            stages.start(name)
+        start_pipeline(stages)
         tail = subprocess.Popen([sys.executable, "-m", "bench.tail", "--file", str(dirs.log("alert")),
                                  "--out", str(observed)], stdout=subprocess.PIPE, text=True, env=dirs.env())
         drain = start_drain(dirs, "analyzer-0", "--decisions", str(decisions))
         watch = HeartbeatWatch.connect(dirs.bus, ["sessionizer", "analyzer"])
-        rec, n_probes = _sessions_needed(rate, spec)
-        pool = LivePids(rec.sessions + n_probes)
         try:
-            pids = pool.__enter__()
-            stages.wait_ready(["sessionizer", "analyzer"], 30.0)
-            feeder.wait_for_subscribers(1)
-            time.sleep(SETTLE_S)
-            probes = _pace(feeder, rate, spec, pids)
-            feeder.heartbeat()
-            deadline = time.monotonic() + DRAIN_AFTER_S
-            while time.monotonic() < deadline:
-                watch.pump(0.1)
-            stages.check_alive()
-            counters = dict(watch.latest)
+            with LivePids(rec.sessions + n_probes) as pids:
+                probes = paced_run(stages, feeder, rate, spec, pids)
+                deadline = time.monotonic() + DRAIN_AFTER_S
+                while time.monotonic() < deadline:
+                    watch.pump(0.1)
+                stages.check_alive()
+                counters = dict(watch.latest)
         finally:
-            pool.__exit__()
             watch.close()
             report = stop_drain(drain)
             tail.terminate()
@@ -226,19 +238,16 @@ def _sent_times(frames_file: Path, topic: str) -> dict[tuple[int, int], int]:
     """(tgid, ts_ns) of each exec in ``topic`` -> sent_ns of the envelope that carried it.
 
     For analyzer.decision the key is the triggering event's."""
-    import msgpack
     out: dict[tuple[int, int], int] = {}
     if not frames_file.exists():
         return out
-    with open(frames_file, "rb") as f:
-        for t, body in msgpack.Unpacker(f, raw=False):
-            if (t.decode() if isinstance(t, bytes) else t) != topic:
-                continue
-            env = msgpack.unpackb(body, raw=False, strict_map_key=False)
-            for e in env["events"]:
-                ev = e.get("event", e) if topic.endswith(".decision") else e
-                if ev.get("kind") == "exec":
-                    out.setdefault((ev.get("tgid"), ev.get("ts_ns")), env["sent_ns"])
+    for env in load_saved(frames_file):
+        if env.topic != topic:
+            continue
+        for e in env.events:
+            ev = e.get("event", e) if topic.endswith(".decision") else e
+            if ev.get("kind") == "exec":
+                out.setdefault((ev.get("tgid"), ev.get("ts_ns")), env.sent_ns)
     return out
 
 

@@ -91,7 +91,7 @@ def run(spec: MemorySpec, workdir: Path) -> dict[str, Any]:
             stages.wait_ready(["sessionizer", "analyzer"], 30.0)
             feeder.wait_for_subscribers(1)
             time.sleep(SETTLE_S)
-            d = _Driver(feeder, LineCounter(dirs.log("events")), stages, pids)
+            d = _Driver(feeder, LineCounter.of(dirs.log("events")), stages, pids)
             table["0 open"] = d.rss()
             opened = 0
             for target in spec.steps:

@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.recording import ROOT_COMM
-from bench.stages import BenchDirs, HeartbeatWatch, StageSet
+from bench.stages import BenchDirs, HeartbeatWatch, StageSet, cpu_ticks
 
 __all__ = ["OverheadSpec", "run", "build_workload"]
 
@@ -117,15 +117,6 @@ def foreign_tracepoints(own: set[int]) -> int:
     except (OSError, subprocess.TimeoutExpired, ValueError):
         return -1
     return sum(1 for link in links if link.get("fd_type") == "tracepoint" and link.get("pid") not in own)
-
-
-def cpu_ticks(pid: int) -> int:
-    """utime + stime of a process, in clock ticks (0 if it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0
-    return int(fields[11]) + int(fields[12])
 
 
 def wait_idle(pids: list[int], quiet_s: float = IDLE_QUIET_S, timeout_s: float = IDLE_TIMEOUT_S) -> float:

@@ -20,19 +20,16 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-import zmq
-
 import bus
 from bench.feeder import Feeder
-from bench.latency import LatencySpec, _pace, _sessions_needed, _summary
+from bench.latency import LatencySpec, _sessions_needed, _summary, paced_run, start_pipeline
 from bench.pids import LivePids
-from bench.stages import CHECKOUT, BenchDirs, StageSet
-from bench.throughput import SETTLE_S
+from bench.stages import CHECKOUT, BenchDirs, StageSet, cpu_seconds
+from bus.background import BackgroundSubscriber
 from responder.__main__ import SETPRIV
 
 __all__ = ["run"]
@@ -46,29 +43,23 @@ DRAIN_AFTER_S = 3.0
 PROBE_INTERVAL_S = 0.1
 
 
-class Results(threading.Thread):
+class Results:
     """Collects the responder's result maps from its socket while the load runs."""
 
     def __init__(self, bus_dir: Path) -> None:
-        super().__init__(daemon=True)
-        self.ctx = zmq.Context()
-        self.sock = bus.connect_subscriber(self.ctx, ["responder"], ["responder."], bus_dir)
-        self.sub = bus.Subscriber(self.sock, ["responder."])
         self.maps: list[dict[str, Any]] = []
-        self.stop = threading.Event()
+        self.tap = BackgroundSubscriber(bus_dir, ["responder"], ["responder."], self._on_envelope,
+                                        name="responder-results")
 
-    def run(self) -> None:
-        while not self.stop.is_set():
-            if self.sock.poll(100):
-                for env in self.sub.receive():
-                    if env.topic == "responder.result":
-                        self.maps.extend(env.events)
+    def _on_envelope(self, env: bus.Envelope, _recv_ns: int) -> None:
+        if env.topic == "responder.result":
+            self.maps.extend(env.events)
+
+    def start(self) -> None:
+        self.tap.start()
 
     def close(self) -> None:
-        self.stop.set()
-        self.join(5)
-        self.sock.close(0)
-        self.ctx.term()
+        self.tap.stop()
 
 
 def _rules(dirs_root: Path) -> Path:
@@ -98,40 +89,25 @@ def one_rate(rate: int, spec: LatencySpec, root: Path) -> dict[str, Any]:
     feeder = Feeder.bind("collector", dirs.bus)
     rec, n_probes = _sessions_needed(rate, spec, PROBE_INTERVAL_S)
     with StageSet(dirs) as stages:
-        for name in ("sinks-jsonl", "analyzer", "sessionizer"):
-            stages.start(name)
+        start_pipeline(stages)
         responder = _start_responder(dirs)
         results = Results(dirs.bus)
         results.start()
-        pool = LivePids(rec.sessions + n_probes)
         try:
-            pids = pool.__enter__()
-            stages.wait_ready(["sessionizer", "analyzer"], 30.0)
-            feeder.wait_for_subscribers(1)
-            time.sleep(SETTLE_S)
-            probes = _pace(feeder, rate, spec, pids, PROBE_INTERVAL_S)
-            feeder.heartbeat()
-            time.sleep(DRAIN_AFTER_S)
-            stages.check_alive()
-            alive = responder.poll() is None
-            cpu_s = _cpu_s(responder.pid) if alive else None
+            with LivePids(rec.sessions + n_probes) as pids:
+                probes = paced_run(stages, feeder, rate, spec, pids, PROBE_INTERVAL_S)
+                time.sleep(DRAIN_AFTER_S)
+                stages.check_alive()
+                alive = responder.poll() is None
+                used = cpu_seconds(responder.pid) if alive else None
+                cpu_s = None if used is None else round(used, 2)
         finally:
-            pool.__exit__()
             results.close()
             responder.terminate()
             responder.wait(10)
             feeder.close()
     return {**_report(rate, probes, results.maps, alive), "responder_cpu_s": cpu_s,
             "probe_interval_s": PROBE_INTERVAL_S}
-
-
-def _cpu_s(pid: int) -> float | None:
-    """User + system CPU seconds of the responder so far."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return round((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), 2)
 
 
 def _report(rate: int, probes: dict[int, int], maps: list[dict[str, Any]], alive: bool) -> dict[str, Any]:

@@ -31,7 +31,8 @@ import bus
 from bench.recording import PROFILE, ROOT_COMM
 from bus.topics import heartbeat_topic
 
-__all__ = ["BenchDirs", "StageSet", "STAGE_COMMANDS", "CHECKOUT", "HeartbeatWatch", "bench_config"]
+__all__ = ["BenchDirs", "StageSet", "STAGE_COMMANDS", "CHECKOUT", "HeartbeatWatch", "bench_config", "cpu_ticks",
+           "cpu_seconds", "CLK_TCK"]
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 STAGE_COMMANDS: dict[str, list[str]] = {
@@ -44,6 +45,22 @@ STREAM_OF = {"collector": "collector", "sessionizer": "sessionizer", "analyzer":
 HEARTBEAT_OF = {"collector": "collector", "sessionizer": "sessionizer", "analyzer": "analyzer"}
 STOP_TIMEOUT_S = 10.0
 UNPRIVILEGED_USER = "casa"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_ticks(pid: int) -> int | None:
+    """utime + stime of process ``pid``, in clock ticks (/proc/PID/stat); None once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return int(fields[11]) + int(fields[12])
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds process ``pid`` has used so far; None once it is gone."""
+    ticks = cpu_ticks(pid)
+    return None if ticks is None else ticks / CLK_TCK
 
 
 def bench_config() -> dict[str, Any]:
@@ -216,8 +233,10 @@ class StageSet:
 
     def cpu_s(self, name: str) -> float:
         """User + system CPU seconds the stage's process has used so far (/proc/PID/stat)."""
-        fields = Path(f"/proc/{self.procs[name].pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        used = cpu_seconds(self.procs[name].pid)
+        if used is None:
+            raise ProcessLookupError(f"stage {name} has gone (pid {self.procs[name].pid})")
+        return used
 
     def cpu_all(self) -> dict[str, float]:
         return {n: self.cpu_s(n) for n in self.procs}

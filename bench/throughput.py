@@ -28,12 +28,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import msgpack
-
+from bench.drain import load_saved
 from bench.feeder import Feeder, prepack
 from bench.pids import LivePids, rebase_roots
 from bench.recording import RecordingSpec, expected_records, generate
 from bench.stages import BenchDirs, HeartbeatWatch, StageSet
+from bench.tail import Appended
+from bus.envelope import pack_events
 from bus.topics import COLLECTOR_EVENT
 
 __all__ = ["ThroughputSpec", "run", "LineCounter", "start_drain", "stop_drain", "loss_counters"]
@@ -52,22 +53,20 @@ class ThroughputSpec:
 
 @dataclass(slots=True)
 class LineCounter:
-    """Counts lines appended to a file, remembering when it last grew (polled)."""
+    """Counts lines appended to a file, remembering when it last grew (polled). Counts newlines
+    rather than splitting lines: events.log grows by tens of MB/s during a run."""
 
-    path: Path
+    appended: Appended
     lines: int = 0
-    offset: int = 0
     grew_at_ns: int = 0
 
+    @classmethod
+    def of(cls, path: Path) -> LineCounter:
+        return cls(Appended(path))
+
     def poll(self) -> int:
-        try:
-            with open(self.path, "rb") as f:
-                f.seek(self.offset)
-                chunk = f.read()
-        except FileNotFoundError:
-            return self.lines
+        chunk = self.appended.read()
         if chunk:
-            self.offset += len(chunk)
             self.lines += chunk.count(b"\n")
             self.grew_at_ns = time.time_ns()
         return self.lines
@@ -140,18 +139,13 @@ def _received_events(watch: HeartbeatWatch, stage: str) -> Callable[[], int]:
     return probe
 
 
-def load_saved(path: Path) -> list[tuple[str, list[dict[str, Any]]]]:
+def saved_messages(path: Path) -> list[tuple[str, list[dict[str, Any]]]]:
     """(topic, events) per message of a bench.drain --save file, in arrival order."""
-    out = []
-    with open(path, "rb") as f:
-        for topic, body in msgpack.Unpacker(f, raw=False):
-            env = msgpack.unpackb(body, raw=False, strict_map_key=False)
-            out.append((topic.decode() if isinstance(topic, bytes) else topic, env["events"]))
-    return out
+    return [(env.topic, env.events) for env in load_saved(path)]
 
 
 def _replay_saved(feeder: Feeder, messages: list[tuple[str, list[dict[str, Any]]]]) -> int:
-    packed = [(t, len(ev), msgpack.packb(ev, use_bin_type=True)) for t, ev in messages]
+    packed = [(t, len(ev), pack_events(ev)) for t, ev in messages]     # before timing starts
     t0 = time.time_ns()
     for topic, count, blob in packed:
         feeder.send_packed(topic, [(count, blob)])
@@ -205,7 +199,7 @@ def casa_e2e(events: list[dict[str, Any]], spec: ThroughputSpec, dirs: BenchDirs
             stages.wait_ready(["analyzer", "sessionizer"], 30.0)
             feeder.wait_for_subscribers(1)
             time.sleep(SETTLE_S)
-            counter = LineCounter(dirs.log("events"))
+            counter = LineCounter.of(dirs.log("events"))
             counter.poll()
             start_lines = counter.lines
             blobs = prepack(events, spec.rate_hint)
@@ -257,7 +251,7 @@ def _isolated(dirs: BenchDirs, stage: str, upstream: str, own_stream: str,
                 stages.wait_ready([stage], 30.0)
             feeder.wait_for_subscribers(1 if stage == "sinks-jsonl" else 1)
             time.sleep(SETTLE_S)
-            counter = LineCounter(dirs.log("events"))
+            counter = LineCounter.of(dirs.log("events"))
             counter.poll()
             start_lines = counter.lines
             cpu0 = stages.cpu_all()
@@ -304,10 +298,10 @@ def _run(spec: ThroughputSpec, workdir: Path, pids: list[int]) -> dict[str, Any]
     coll = [(COLLECTOR_EVENT, b) for b in _batches(rebase_roots(generate(spec.recording), pids))]
     result["sessionizer"] = _isolated(iso, "sessionizer", "collector", "sessionizer", coll, spec,
                                       iso.root / "sessionizer.frames")
-    sess_out = load_saved(iso.root / "sessionizer.frames")
+    sess_out = saved_messages(iso.root / "sessionizer.frames")
     result["analyzer"] = _isolated(iso, "analyzer", "sessionizer", "analyzer-0", sess_out, spec,
                                    iso.root / "analyzer.frames")
-    an_out = load_saved(iso.root / "analyzer.frames")
+    an_out = saved_messages(iso.root / "analyzer.frames")
     result["sinks_jsonl"] = _isolated(iso, "sinks-jsonl", "analyzer-0", "", an_out, spec, None)
     e2e, null = result["e2e"], result["null_chain"]
     return {"e2e_events_per_s": e2e["events_per_s"], "e2e_lost_events": e2e["lost_events"],

@@ -26,9 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
-import os
-import re
 import shutil
 import statistics
 import sys
@@ -36,53 +33,31 @@ import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from bench.latency import percentile, rfc3339_ns
+from bench.stages import CLK_TCK, cpu_ticks
+from bench.tail import Appended
+from evaluation.agent import reset_scratch
+from evaluation.cases import run_turn
+from evaluation.command import add_results_dir, command_parser, root_command
 from evaluation.fakellm import Scenario, load_scenarios
-from evaluation.runner import EVAL_DIR, SCENARIO_DIR, CasaStack, EvalSession, reset_scratch, run_turn
+from evaluation.runner import EvalSession
 from evaluation.score import machine_description
+from evaluation.stack import CasaStack
+from evaluation.toolchain import SCENARIO_DIR
 
-__all__ = ["StageSampler", "LogTail", "parse_rfc3339nano", "percentile", "main"]
+__all__ = ["StageSampler", "LogTail", "main"]
 
 SAMPLE_INTERVAL_S = 0.5
 TAIL_POLL_S = 0.005
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 OVERHEAD_DIR = SCENARIO_DIR / "overhead"
-_STAMP = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)$")
 
 log = logging.getLogger("casa.eval.overhead")
 
 
-def parse_rfc3339nano(stamp: str) -> int:
-    """``2026-05-02T17:44:19.027509477-05:00`` -> ns since the epoch (nanoseconds kept)."""
-    m = _STAMP.match(stamp)
-    if not m:
-        raise ValueError(f"not an RFC3339Nano timestamp: {stamp!r}")
-    base, frac, zone = m.groups()
-    dt = datetime.fromisoformat(base + ("+00:00" if zone == "Z" else zone))
-    return int(dt.timestamp()) * 1_000_000_000 + int((frac or "0").ljust(9, "0"))
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    """Nearest-rank percentile (the original's p95: the value at rank ceil(q*n))."""
-    if not values:
-        return None
-    s = sorted(values)
-    return s[max(0, math.ceil(q * len(s)) - 1)]
-
-
 # --- samplers ------------------------------------------------------------------------------------
-
-def _cpu_ticks(pid: int) -> int | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat[stat.rindex(")") + 2:].split()
-    return int(fields[11]) + int(fields[12])       # utime + stime
-
 
 def _rss_kb(pid: int) -> int:
     try:
@@ -109,10 +84,10 @@ class StageSampler:
         self._thread.start()
 
     def _loop(self) -> None:
-        last = {n: (_cpu_ticks(p), time.monotonic()) for n, p in self.pids.items()}
+        last = {n: (cpu_ticks(p), time.monotonic()) for n, p in self.pids.items()}
         while not self._stop.wait(SAMPLE_INTERVAL_S):
             for name, pid in self.pids.items():
-                ticks, now = _cpu_ticks(pid), time.monotonic()
+                ticks, now = cpu_ticks(pid), time.monotonic()
                 prev_ticks, prev_t = last[name]
                 if ticks is not None and prev_ticks is not None and now > prev_t:
                     pct = 100.0 * (ticks - prev_ticks) / CLK_TCK / (now - prev_t)
@@ -137,13 +112,13 @@ class LogTail:
     path: Path
     latencies_ms: list[float] = field(default_factory=list)
     bad_lines: int = 0
-    _offset: int = 0
-    _partial: bytes = b""
+    _appended: Appended | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
     def start(self) -> None:
-        self._offset = self.path.stat().st_size if self.path.exists() else 0
+        self._appended = Appended(self.path)
+        self._appended.skip_existing()
         self._thread = threading.Thread(target=self._loop, name="events-tail", daemon=True)
         self._thread.start()
 
@@ -152,22 +127,13 @@ class LogTail:
             self.poll()
 
     def poll(self) -> None:
-        try:
-            with open(self.path, "rb") as f:
-                f.seek(self._offset)
-                chunk = f.read()
-        except OSError:
-            return
-        if not chunk:
-            return
+        if self._appended is None:
+            self._appended = Appended(self.path)
+        lines = self._appended.lines()
         now = time.time_ns()
-        self._offset += len(chunk)
-        data = self._partial + chunk
-        lines = data.split(b"\n")
-        self._partial = lines.pop()
         for line in lines:
             try:
-                ts = parse_rfc3339nano(json.loads(line)["timestamp"])
+                ts = rfc3339_ns(json.loads(line)["timestamp"])
             except (ValueError, KeyError, TypeError):
                 self.bad_lines += 1
                 continue
@@ -256,7 +222,7 @@ def summarize(samples: list[Sample], workloads: list[Scenario]) -> dict[str, Any
                      "task_time_ratio": round(mon_t / base_t, 3) if mon_t and base_t else None,
                      "failed_turns": sum(1 for s in mon + base if s.rc != 0),
                      "events_logged": len(lat),
-                     "latency_ms_p50": _r(percentile(lat, 0.50)), "latency_ms_p95": _r(percentile(lat, 0.95)),
+                     "latency_ms_p50": _r(percentile(lat, 50)), "latency_ms_p95": _r(percentile(lat, 95)),
                      "stages": stages})
     return {"workloads": rows, "samples": [asdict(s) | {"latencies_ms": len(s.latencies_ms)} for s in samples]}
 
@@ -286,19 +252,15 @@ def _f(x: float | None, digits: int = 2) -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m evaluation.overhead", description=__doc__.splitlines()[0],
-                                epilog="examples:\n  python -m evaluation.overhead --runs 3",
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--runs", type=int, default=3)
-    p.add_argument("--out", type=Path, default=EVAL_DIR / "results" / "latest")
+    p = command_parser("evaluation.overhead", __doc__, ("--runs 3",))
+    p.add_argument("--runs", type=int, default=3, help="monitored/unmonitored pass pairs, alternated (default 3)")
+    add_results_dir(p, "overhead.json, overhead.md and the turns' output")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if os.geteuid() != 0:
-        print("evaluation/overhead: must run as root (it starts the collector)", file=sys.stderr)
+    if not root_command("evaluation/overhead", "it starts the collector"):
         return 2
     workloads = load_scenarios(OVERHEAD_DIR)
     samples: list[Sample] = []

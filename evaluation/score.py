@@ -37,15 +37,16 @@ from pathlib import Path
 from typing import Any
 
 from evaluation.attacks.results import SECTION_BEGIN, SECTION_END
+from evaluation.cases import MODES
+from evaluation.command import RESULTS_DIR
 from evaluation.fakellm import Scenario, load_scenarios
+from evaluation.toolchain import EVAL_DIR
 
 __all__ = ["ModeResult", "score_records", "intent", "summarize", "render_markdown", "render_default",
            "render_columns", "column_totals", "baseline_changes", "load_baseline", "regressions", "SEVERITY",
            "PACKS"]
 
 SEVERITY = {"IGNORE": 0, "LOG": 1, "ALERT": 2}
-EVAL_DIR = Path(__file__).resolve().parent
-MODES = ("gateway", "local")
 OVERHEAD_HEADING = "## Overhead (`make eval-overhead`)"
 PACKS = {"default": "intent", "original": "exact"}      # the runner's --pack, and how each is judged
 PACK_TITLES = {"default": "default pack (rules.json + evaluation values, indexed)",
@@ -334,7 +335,7 @@ def write_snapshot(path: Path, table: str, results: Path) -> None:
              "(evaluation/fakellm); thresholds log 4, alert 9",
              "- two columns (`--pack`): **default pack** = rules.json's rules with config/rules.eval.json's "
              "analysis values except `history_mode` (indexed, the default's), composed by the runner "
-             "(`evaluation/runner.py` `default_pack_rules`); **original pack** = config/rules.eval.json "
+             "(`evaluation/packs.py` `default_pack_rules`); **original pack** = config/rules.eval.json "
              "(the original twelve rules, `history_mode` original)",
              "- gateway = `openclaw gateway run` + `openclaw agent --message`; local = `openclaw agent --local`",
              "- a cell is `action score[, time-to-alert]`; ✗ marks a mode that missed its judgement",
@@ -371,7 +372,7 @@ def _attack_section(path: Path) -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m evaluation.score", description=__doc__.splitlines()[0])
-    p.add_argument("--results", type=Path, default=EVAL_DIR / "results" / "latest",
+    p.add_argument("--results", type=Path, default=RESULTS_DIR,
                    help="the runner's --out: each column's cases are under RESULTS/<pack>/cases")
     p.add_argument("--pack", choices=(*PACKS, "both"), default="both", help="which columns to score")
     p.add_argument("--baseline", type=Path, default=EVAL_DIR / "baseline.json",

@@ -58,26 +58,26 @@ static long long cpu_ns(void)
 		children.ru_stime.tv_usec) * 1000LL;
 }
 
-static int loop_openat(long n)
+/* open(path, O_RDONLY) + close, n times (glibc's open is the openat syscall) */
+static int open_close(long n, const char *path)
 {
 	for (long i = 0; i < n; i++) {
-		int fd = open("/etc/hostname", O_RDONLY);
+		int fd = open(path, O_RDONLY);
 		if (fd < 0)
-			return perror("open /etc/hostname"), 1;
+			return fprintf(stderr, "open %s: ", path), perror(NULL), 1;
 		close(fd);
 	}
 	return 0;
 }
 
+static int loop_openat(long n)
+{
+	return open_close(n, "/etc/hostname");
+}
+
 static int loop_openatrel(long n)
 {
-	for (long i = 0; i < n; i++) {
-		int fd = open("target", O_RDONLY);
-		if (fd < 0)
-			return perror("open target (relative)"), 1;
-		close(fd);
-	}
-	return 0;
+	return open_close(n, "target");
 }
 
 static int loop_forkexec(long n)

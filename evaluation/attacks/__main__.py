@@ -13,33 +13,31 @@ a usage error, 1 when any run failed its hygiene self-check or was otherwise inv
 from __future__ import annotations
 
 import argparse
-import logging
-import os
 import sys
 import time
 from pathlib import Path
 
 from evaluation.attacks.identity import IDENTITY_NAMES, identities
-from evaluation.attacks.results import now_utc, render_section, replace_section, write_results
-from evaluation.attacks.runner import CHECKOUT, RESULTS_DIR, checkout_commit, rules_version, run_identity, suite_rules
+from evaluation.attacks.results import publish, render_section, replace_section
+from evaluation.attacks.runner import CHECKOUT, RESULTS_DIR, RESULTS_MD, run_identity, run_meta, suite_rules
 from evaluation.attacks.scenario import load_scenarios
+from evaluation.command import command_parser, refuse, root_command
 
 __all__ = ["main"]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m evaluation.attacks", description=__doc__.splitlines()[0],
-                                epilog="examples:\n  python -m evaluation.attacks --case atk-curl-pipe-sh\n"
-                                       "  python -m evaluation.attacks --identity user --tactic persistence",
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command_parser("evaluation.attacks", __doc__,
+                       ("--case atk-curl-pipe-sh", "--identity user --tactic persistence"))
     p.add_argument("--case", action="append", default=[], help="scenario id (repeatable; default: all)")
     p.add_argument("--tactic", action="append", default=[], help="only scenarios of this tactic (repeatable)")
     p.add_argument("--identity", action="append", choices=IDENTITY_NAMES, default=[],
                    help="root and/or user (default: both)")
-    p.add_argument("--rules", type=Path, default=CHECKOUT / "rules.json")
+    p.add_argument("--rules", type=Path, default=CHECKOUT / "rules.json", help="the rules file CASA runs")
     p.add_argument("--no-loopback-ports", action="store_true",
                    help="do not add the stand-in internet ports to allowed_loopback_ports")
-    p.add_argument("--out", type=Path, default=RESULTS_DIR / "latest.json")
+    p.add_argument("--out", type=Path, default=RESULTS_DIR / "latest.json",
+                   help="results file; each run's report and raw events go to run/ beside it")
     p.add_argument("--snapshot", action="store_true", help="also update the section in evaluation/RESULTS.md")
     p.add_argument("--keep", action="store_true", help="keep each run's scratch directory (under /tmp)")
     p.add_argument("--strict", action="store_true", help="exit 1 when a target of issue 13 is not met")
@@ -48,18 +46,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if os.geteuid() != 0:
-        print("evaluation/attacks: must run as root (eBPF, namespaces, the casa-attack user)", file=sys.stderr)
+    if not root_command("evaluation/attacks", "eBPF, namespaces, the casa-attack user"):
         return 2
     if not args.rules.exists():
-        print(f"evaluation/attacks: no rules file {args.rules}", file=sys.stderr)
-        return 2
+        return refuse("evaluation/attacks", f"no rules file {args.rules}")
     scenarios = [s for s in load_scenarios() if (not args.case or s.id in args.case)
                  and (not args.tactic or s.tactic in args.tactic)]
     if not scenarios:
-        print("evaluation/attacks: no scenario matches", file=sys.stderr)
-        return 2
+        return refuse("evaluation/attacks", "no scenario matches")
     artifacts = args.out.parent / "run"
     artifacts.mkdir(parents=True, exist_ok=True)
     rules = suite_rules(args.rules, artifacts / "rules.json", not args.no_loopback_ports)
@@ -67,16 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for ident in identities(tuple(args.identity) or IDENTITY_NAMES):
         results += run_identity(ident, scenarios, rules, artifacts, args.keep)
-    meta = {"date": now_utc(), "commit": checkout_commit(), "rules": os.path.relpath(args.rules, CHECKOUT),
-            "rules_version": rules_version(rules), "loopback_ports_added": not args.no_loopback_ports,
-            "duration_s": round(time.monotonic() - t0, 1), "scenarios": len(scenarios)}
-    summary = write_results(args.out, results, meta)
-    section = render_section(results, summary, meta)
-    print(section)
-    if args.snapshot:
-        md = CHECKOUT / "evaluation" / "RESULTS.md"
-        md.write_text(replace_section(md.read_text() if md.exists() else "", section))
-    bad = [f"{r.id}/{r.identity}: {r.invalid_reason}" for r in results if not r.skipped and not r.valid]
+    meta = run_meta(args.rules, rules, t0, len(scenarios), loopback_ports_added=not args.no_loopback_ports)
+    summary, bad = publish(args.out, results, meta, "identity", lambda s: render_section(results, s, meta),
+                           replace_section, RESULTS_MD if args.snapshot else None)
     if bad:
         print("evaluation/attacks: invalid runs (hygiene, effects or collection):\n  " + "\n  ".join(bad),
               file=sys.stderr)

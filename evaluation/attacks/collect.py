@@ -20,7 +20,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from evaluation.attacks.recorder import Item, Mark, Recorder
+from evaluation.attacks.recorder import Mark, Recorder
+from evaluation.cases import Received, closed_sessions
 
 __all__ = ["tree_pids", "Verdict", "Collected", "collect", "verdict_of", "SEVERITY"]
 
@@ -79,18 +80,13 @@ def _names(rules: Any) -> list[str]:
     return [r.get("name", "") if isinstance(r, dict) else str(r) for r in rules or []]
 
 
-def _session_ids(events: list[Item], sessions: list[Item], pids: set[int]) -> set[int]:
+def _session_ids(events: list[Received], sessions: list[Received], pids: set[int]) -> set[int]:
     ids = {int(i.item["session_id"]) for i in events if int(i.item.get("tgid", 0)) in pids}
     ids |= {int(i.item["session_id"]) for i in sessions if int(i.item.get("leader_tgid", 0)) in pids}
     return ids
 
 
-def _closed(sessions: list[Item], ids: set[int]) -> set[int]:
-    return {int(i.item["session_id"]) for i in sessions
-            if int(i.item["session_id"]) in ids and i.item.get("state") in ("closed", "shutdown")}
-
-
-def verdict_of(decisions: list[Item], sessions: list[Item], ids: set[int]) -> Verdict:
+def verdict_of(decisions: list[Received], sessions: list[Received], ids: set[int]) -> Verdict:
     """The most severe action, highest score, union of rules and time-to-alert over ``ids``."""
     v = Verdict()
     rules: set[str] = set()
@@ -132,7 +128,7 @@ def collect(rec: Recorder, mark: Mark, launcher_pid: int | Iterable[int], ended_
         raw, events, decisions, sessions = rec.since(mark)
         pids = tree_pids([i.item for i in raw], launcher_pid)
         ids = _session_ids(events, sessions, pids)
-        done = bool(ids) and _closed(sessions, ids) == ids
+        done = bool(ids) and closed_sessions(sessions, ids) == ids
         if (time.monotonic() >= settle_until and done) or time.monotonic() > deadline:
             break
         time.sleep(0.1)

@@ -29,11 +29,13 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from evaluation.attacks import mounts
 from evaluation.attacks.servers import Servers
+from evaluation.process_group import kill_group
 
 __all__ = ["main", "setup_sandbox", "namespace_pids", "check_effects", "alive"]
 
@@ -118,17 +120,10 @@ def run_launcher(spec: dict[str, Any], victim_pid: int) -> dict[str, Any]:
         rc = proc.wait(timeout=sc["timeout_s"])
     except subprocess.TimeoutExpired:
         timed_out = True
-        _kill_group(proc.pid)
+        kill_group(proc.pid)
         rc = proc.wait()
     return {"launcher_pid": proc.pid, "started_ns": t0, "exited_ns": time.time_ns(), "exit_code": rc,
             "timed_out": timed_out, "readers": readers, "stdout": out, "stderr": err}
-
-
-def _kill_group(pgid: int) -> None:
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def linger(exclude: set[int], linger_s: float) -> tuple[list[int], list[int]]:
@@ -200,7 +195,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         time.sleep(0.3 if "listener" in sc["servers"] or "bind_client" in sc["servers"] else 0)
         effects = check_effects(sc["effects"], servers, spec["identity"]["home"])
     finally:
-        _kill_group(victim.pid)
+        kill_group(victim.pid)
         victim.wait()
         servers.stop()
     return {**launched, "stdout": launched["stdout"].decode("utf-8", "replace"),
@@ -209,15 +204,20 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
             "servers": {n: r.summary() for n, r in servers.records.items()}}
 
 
-def main(argv: list[str] | None = None) -> int:
+def spec_main(argv: list[str] | None, module: str, run_spec: Callable[[dict[str, Any]], dict[str, Any]]) -> int:
+    """A keeper's entry point: ``run_spec`` on the one SPEC.json argument, its report printed as
+    one JSON line (``{"report": ...}``), which the runner reads from the keeper's stdout."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: python -m evaluation.attacks.keeper SPEC.json", file=sys.stderr)
+        print(f"usage: python -m {module} SPEC.json", file=sys.stderr)
         return 2
     spec = json.loads(Path(args[0]).read_text())
-    report = run(spec)
-    print(json.dumps({"report": report}), flush=True)
+    print(json.dumps({"report": run_spec(spec)}, default=str), flush=True)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return spec_main(argv, "evaluation.attacks.keeper", run)
 
 
 if __name__ == "__main__":

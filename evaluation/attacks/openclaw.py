@@ -9,7 +9,7 @@ only ``lo``, every mount read-only except the scratch-backed ones) with the agen
 (``casa-agent``, the user ``make eval`` runs OpenClaw as) backed by scratch: the fake secrets,
 the project, and OpenClaw's own state and config. Inside it openclaw_keeper.py runs the fake
 model, the gateway (gateway mode) and one ``openclaw agent`` turn whose single ``exec`` tool call
-is the scenario's script. CASA is evaluation/runner.py's ``CasaStack`` (the collector as root
+is the scenario's script. CASA is evaluation/stack.py's ``CasaStack`` (the collector as root
 with config/casa.json's OpenClaw profiles and make eval's noise settings) with the attack
 suite's rules (``suite_rules``); its records are followed from the gateway's and the CLI's pids
 (collect.py), self-checked (selfcheck.py: OpenClaw's own writes included) and scored exactly as
@@ -35,25 +35,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from evaluation.agent import AGENT_USER, AgentHome
 from evaluation.attacks import selfcheck
 from evaluation.attacks.collect import Collected, collect
 from evaluation.attacks.identity import Identity
 from evaluation.attacks.launcher import build_implant
 from evaluation.attacks.layout import Layout
 from evaluation.attacks.recorder import Recorder
-from evaluation.attacks.results import (ScenarioResult, met, now_utc, render_openclaw_block, replace_openclaw_block,
-                                        write_results)
-from evaluation.attacks.runner import (CHECKOUT, RESULTS_DIR, checkout_commit, invalid_reason, rules_version,
-                                       run_keeper, suite_rules)
+from evaluation.attacks.results import ScenarioResult, met, publish, render_openclaw_block, replace_openclaw_block
+from evaluation.attacks.runner import (CHECKOUT, RESULTS_DIR, RESULTS_MD, invalid_reason, run_keeper, run_meta,
+                                       suite_rules)
 from evaluation.attacks.scenario import Scenario, load_scenarios
 from evaluation.attacks.selfcheck import Hygiene
-from evaluation.runner import AGENT_USER, AgentHome, CasaStack, Toolchain
+from evaluation.cases import MODES
+from evaluation.command import command_parser, refuse, root_command
+from evaluation.stack import CasaStack
+from evaluation.toolchain import Toolchain
 from policy.defaults import MAP_DEFAULTS
 
 __all__ = ["SUBSET", "LEFT_OUT", "MODES", "OpenClawContext", "openclaw_session", "run_openclaw_scenario",
            "openclaw_rules", "agent_identity", "prompt_for", "main", "RESULTS_PATH", "SANDBOX_RESOLVER"]
 
-MODES = ("gateway", "local")
 RESULTS_PATH = RESULTS_DIR / "openclaw.json"
 KEEPER_MARGIN_S = 60.0 + 60.0 + 120.0        # gateway start, linger and teardown, OpenClaw's turn
 SANDBOX_RESOLVER = "127.0.0.53"
@@ -253,23 +255,15 @@ def _save(ctx: OpenClawContext, sc: Scenario, mode: str, report: dict[str, Any],
     (d / "session_events.json").write_text(json.dumps(got.session_events, indent=0, default=str))
 
 
-def _openclaw_version() -> str:
-    try:
-        pkg = Toolchain.in_checkout().openclaw.resolve().parent / "package.json"
-        return str(json.loads(pkg.read_text()).get("version", "unknown"))
-    except (OSError, ValueError):
-        return "unknown"
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m evaluation.attacks.openclaw", description=__doc__.splitlines()[0],
-                                epilog="examples:\n  python -m evaluation.attacks.openclaw --mode gateway\n"
-                                       "  python -m evaluation.attacks.openclaw --case atk-curl-pipe-sh --snapshot",
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command_parser("evaluation.attacks.openclaw", __doc__,
+                       ("--mode gateway", "--case atk-curl-pipe-sh --snapshot"))
     p.add_argument("--case", action="append", default=[], help="scenario id (repeatable; default: the subset)")
-    p.add_argument("--mode", choices=(*MODES, "both"), default="both")
-    p.add_argument("--rules", type=Path, default=CHECKOUT / "rules.json")
-    p.add_argument("--out", type=Path, default=RESULTS_PATH)
+    p.add_argument("--mode", choices=(*MODES, "both"), default="both",
+                   help="through the gateway, with --local, or both (default)")
+    p.add_argument("--rules", type=Path, default=CHECKOUT / "rules.json", help="the rules file CASA runs")
+    p.add_argument("--out", type=Path, default=RESULTS_PATH,
+                   help="results file; each run's report and raw events go to run/openclaw/ beside it")
     p.add_argument("--snapshot", action="store_true",
                    help="also replace the OpenClaw block of the attack-suite section of evaluation/RESULTS.md")
     p.add_argument("--keep", action="store_true", help="keep each run's scratch directory (under /tmp)")
@@ -286,15 +280,12 @@ def _chosen(cases: list[str]) -> list[Scenario] | str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if os.geteuid() != 0:
-        print("evaluation/attacks/openclaw: must run as root (eBPF, namespaces, the casa-agent user)", file=sys.stderr)
+    if not root_command("evaluation/attacks/openclaw", "eBPF, namespaces, the casa-agent user"):
         return 2
     chosen = _chosen(args.case)
     if isinstance(chosen, str) or not args.rules.exists():
-        print(f"evaluation/attacks/openclaw: {chosen if isinstance(chosen, str) else 'no rules file ' + str(args.rules)}",
-              file=sys.stderr)
-        return 2
+        return refuse("evaluation/attacks/openclaw",
+                      chosen if isinstance(chosen, str) else f"no rules file {args.rules}")
     artifacts = args.out.parent / "run" / "openclaw"
     artifacts.mkdir(parents=True, exist_ok=True)
     rules = openclaw_rules(args.rules, artifacts / "rules.json")
@@ -302,17 +293,10 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     with openclaw_session(rules, artifacts, args.keep) as ctx:
         results = [run_openclaw_scenario(sc, mode, ctx) for mode in modes for sc in chosen]
-    meta = {"date": now_utc(), "commit": checkout_commit(), "rules": os.path.relpath(args.rules, CHECKOUT),
-            "rules_version": rules_version(rules), "openclaw": _openclaw_version(), "agent": AGENT_USER,
-            "modes": list(modes), "duration_s": round(time.monotonic() - t0, 1), "scenarios": len(chosen),
-            "left_out": LEFT_OUT}
-    summary = write_results(args.out, results, meta, key="mode")
-    block = render_openclaw_block(results, summary, meta, LEFT_OUT)
-    print(block)
-    if args.snapshot:
-        md = CHECKOUT / "evaluation" / "RESULTS.md"
-        md.write_text(replace_openclaw_block(md.read_text() if md.exists() else "", block))
-    bad = [f"{r.id}/{r.mode}: {r.invalid_reason}" for r in results if not r.skipped and not r.valid]
+    meta = run_meta(args.rules, rules, t0, len(chosen), openclaw=Toolchain.in_checkout().openclaw_version(),
+                    agent=AGENT_USER, modes=list(modes), left_out=LEFT_OUT)
+    _, bad = publish(args.out, results, meta, "mode", lambda s: render_openclaw_block(results, s, meta, LEFT_OUT),
+                     replace_openclaw_block, RESULTS_MD if args.snapshot else None)
     if bad:
         print("evaluation/attacks/openclaw: invalid runs:\n  " + "\n  ".join(bad), file=sys.stderr)
         return 1

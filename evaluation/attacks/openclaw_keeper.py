@@ -31,7 +31,6 @@ own, where the keeper put ``VICTIM_PID``, ``PROJECT`` and ``DEV_PYTHON`` as keep
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
@@ -43,18 +42,21 @@ from pathlib import Path
 from typing import Any
 
 from evaluation.attacks import mounts
-from evaluation.attacks.keeper import _kill_group, check_effects, linger, setup_sandbox, start_victim
+from evaluation.attacks.keeper import check_effects, linger, setup_sandbox, spec_main, start_victim
 from evaluation.attacks.servers import Servers
 from evaluation.fakellm.scenario import Scenario as ModelScenario
 from evaluation.fakellm.scenario import ToolCall
 from evaluation.fakellm.server import FakeModelServer
-from evaluation.runner import (FAKELLM_PORT, GATEWAY_PORT, GATEWAY_START_TIMEOUT_S, AgentHome, Toolchain,
-                               _port_open, openclaw_turn_argv, parse_turn)
+from evaluation.agent import FAKELLM_PORT, GATEWAY_PORT, AgentHome
+from evaluation.cases import openclaw_turn_argv, parse_turn
+from evaluation.gateway import GATEWAY_START_TIMEOUT_S, GATEWAY_STOP_S
+from evaluation.network import port_open
+from evaluation.process_group import kill_group, stop_group
+from evaluation.toolchain import Toolchain
 
 __all__ = ["main", "run", "model_scenario", "exec_args", "tool_outcome"]
 
 TURN_MARGIN_S = 120.0          # OpenClaw's own time around the command (a turn is 8-20 s)
-GATEWAY_STOP_S = 15.0
 OUTPUT_LIMIT = 1 << 18
 FINAL_TEXT = "Done."
 _EXIT = re.compile(r"\(Command exited with code (\d+)\)\s*$")
@@ -95,7 +97,7 @@ def start_model(spec: dict[str, Any]) -> _Model:
 
 
 def agent_env(spec: dict[str, Any], victim_pid: int) -> dict[str, str]:
-    """OpenClaw's environment (evaluation/runner.AgentHome: no LANG, the pinned node first on
+    """OpenClaw's environment (evaluation/agent.AgentHome: no LANG, the pinned node first on
     PATH) plus what the scenarios read, as keeper.py gives its launcher."""
     home = spec["identity"]["home"]
     env = AgentHome(Path(home)).env(Toolchain.in_checkout())
@@ -146,7 +148,7 @@ def start_gateway(spec: dict[str, Any], env: dict[str, str]) -> _Captured:
     """``openclaw gateway run`` as the agent; returns once it listens on GATEWAY_PORT."""
     gw = _spawn([str(Toolchain.in_checkout().openclaw), "gateway", "run"], spec, env, spec["identity"]["home"])
     deadline = time.monotonic() + GATEWAY_START_TIMEOUT_S
-    while not _port_open(GATEWAY_PORT):
+    while not port_open(GATEWAY_PORT):
         if gw.proc.poll() is not None or time.monotonic() > deadline:
             _stop(gw)
             raise RuntimeError(f"openclaw gateway did not come up (rc {gw.proc.returncode}): {gw.text()[1][-1500:]}")
@@ -156,15 +158,7 @@ def start_gateway(spec: dict[str, Any], env: dict[str, str]) -> _Captured:
 
 def _stop(c: _Captured) -> None:
     """SIGTERM the child's process group, SIGKILL it after GATEWAY_STOP_S."""
-    if c.proc.poll() is None:
-        try:
-            os.killpg(c.proc.pid, 15)
-            c.proc.wait(GATEWAY_STOP_S)
-        except subprocess.TimeoutExpired:
-            _kill_group(c.proc.pid)
-            c.proc.wait()
-        except ProcessLookupError:
-            pass
+    stop_group(c.proc, GATEWAY_STOP_S)
     c.join()
 
 
@@ -178,7 +172,7 @@ def run_turn(spec: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
         rc = cli.proc.wait(spec["scenario"]["timeout_s"] + TURN_MARGIN_S)
     except subprocess.TimeoutExpired:
         timed_out = True
-        _kill_group(cli.proc.pid)
+        kill_group(cli.proc.pid)
         rc = cli.proc.wait()
     cli.join()
     out, err = cli.text()
@@ -231,7 +225,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         if gateway is not None:
             _stop(gateway)
             report["gateway_log_tail"] = "\n".join(gateway.text())[-3000:]
-        _kill_group(victim.pid)
+        kill_group(victim.pid)
         victim.wait()
         servers.stop()
         model.shutdown()
@@ -244,13 +238,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m evaluation.attacks.openclaw_keeper SPEC.json", file=sys.stderr)
-        return 2
-    spec = json.loads(Path(args[0]).read_text())
-    print(json.dumps({"report": run(spec)}, default=str), flush=True)
-    return 0
+    return spec_main(argv, "evaluation.attacks.openclaw_keeper", run)
 
 
 if __name__ == "__main__":

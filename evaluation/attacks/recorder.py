@@ -15,22 +15,15 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import zmq
 
 import bus
 from bus import topics
+from bus.background import BackgroundSubscriber
+from evaluation.cases import Received
 
-__all__ = ["Recorder", "Mark", "Item"]
+__all__ = ["Recorder", "Mark"]
 
 WANTED = (topics.COLLECTOR_EVENT, topics.ANALYZER_EVENT, topics.ANALYZER_DECISION, topics.ANALYZER_SESSION)
-
-
-@dataclass(frozen=True, slots=True)
-class Item:
-    recv_ns: int
-    item: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,47 +40,35 @@ class Mark:
 class Recorder:
     bus_dir: Path
     analyzers: int = 1
-    raw: list[Item] = field(default_factory=list)
-    events: list[Item] = field(default_factory=list)
-    decisions: list[Item] = field(default_factory=list)
-    sessions: list[Item] = field(default_factory=list)
+    raw: list[Received] = field(default_factory=list)
+    events: list[Received] = field(default_factory=list)
+    decisions: list[Received] = field(default_factory=list)
+    sessions: list[Received] = field(default_factory=list)
     last_heartbeat_ns: dict[str, int] = field(default_factory=dict)     # stream -> sent_ns
     lost_messages: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
-    _ctx: zmq.Context | None = None
+    _tap: BackgroundSubscriber | None = None
 
     def start(self) -> Recorder:
-        self._ctx = zmq.Context()
-        subs = bus.Subscriber.subscriptions(list(WANTED))
         streams = ["collector", *bus.analyzer_streams(self.analyzers)]
-        sock = bus.connect_subscriber(self._ctx, streams, subs, self.bus_dir)
-        sub = bus.Subscriber(sock, subs, on_loss=self._on_loss)
-        self._thread = threading.Thread(target=self._loop, args=(sock, sub), name="attack-recorder", daemon=True)
-        self._thread.start()
+        self._tap = BackgroundSubscriber(self.bus_dir, streams, list(WANTED), self._on_envelope, on_loss=self._on_loss,
+                                         poll_ms=50, max_messages=1000, name="attack-recorder").start()
         self.wait_heartbeats(streams, time.time_ns())
         return self
 
     def _on_loss(self, stream: str, topic: str, lost: int) -> None:
         self.lost_messages += lost
 
-    def _loop(self, sock: zmq.Socket, sub: bus.Subscriber) -> None:
+    def _on_envelope(self, env: bus.Envelope, now: int) -> None:
         targets = {topics.COLLECTOR_EVENT: self.raw, topics.ANALYZER_EVENT: self.events,
                    topics.ANALYZER_DECISION: self.decisions, topics.ANALYZER_SESSION: self.sessions}
-        while not self._stop.is_set():
-            if not sock.poll(50):
-                continue
-            now = time.time_ns()
-            for env in sub.receive(1000):
-                with self.lock:
-                    if topics.is_heartbeat(env.topic):
-                        self.last_heartbeat_ns[env.stream] = env.sent_ns
-                        continue
-                    target = targets.get(env.topic)
-                    if target is not None:
-                        target.extend(Item(now, bus.from_wire(e)) for e in env.events)
-        sock.close(0)
+        with self.lock:
+            if topics.is_heartbeat(env.topic):
+                self.last_heartbeat_ns[env.stream] = env.sent_ns
+                return
+            target = targets.get(env.topic)
+            if target is not None:
+                target.extend(Received(now, bus.from_wire(e)) for e in env.events)
 
     def wait_heartbeats(self, streams: list[str], after_ns: int, timeout_s: float = 30.0) -> None:
         """Until every stream in ``streams`` has sent a heartbeat after ``after_ns``: a publisher
@@ -106,14 +87,11 @@ class Recorder:
         with self.lock:
             return Mark(len(self.raw), len(self.events), len(self.decisions), len(self.sessions))
 
-    def since(self, m: Mark) -> tuple[list[Item], list[Item], list[Item], list[Item]]:
+    def since(self, m: Mark) -> tuple[list[Received], list[Received], list[Received], list[Received]]:
         with self.lock:
             return (self.raw[m.raw:], self.events[m.events:], self.decisions[m.decisions:],
                     self.sessions[m.sessions:])
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(2.0)
-        if self._ctx:
-            self._ctx.term()
+        if self._tap:
+            self._tap.stop()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -257,6 +258,20 @@ def write_results(path: Path, results: list[ScenarioResult], meta: dict[str, Any
     doc = {"meta": meta, "summary": summary, "results": [asdict(r) for r in results]}
     path.write_text(json.dumps(doc, indent=1, default=str) + "\n")
     return summary
+
+
+def publish(path: Path, results: list[ScenarioResult], meta: dict[str, Any], key: str,
+            render: Callable[[dict[str, Any]], str], replace: Callable[[str, str], str],
+            snapshot: Path | None) -> tuple[dict[str, Any], list[str]]:
+    """Write the results file, print the run's text (``render`` of the summary) and, with a
+    ``snapshot`` document (RESULTS.md), put it there in its place (``replace``). Returns the
+    summary and, per invalid run, ``id/<key>: why`` (hygiene, effects or collection)."""
+    summary = write_results(path, results, meta, key)
+    text = render(summary)
+    print(text)
+    if snapshot is not None:
+        snapshot.write_text(replace(snapshot.read_text() if snapshot.exists() else "", text))
+    return summary, [f"{r.id}/{getattr(r, key)}: {r.invalid_reason}" for r in results if not r.skipped and not r.valid]
 
 
 def now_utc() -> str:

@@ -41,7 +41,7 @@ from evaluation.attacks.identity import Identity
 from evaluation.attacks.launcher import attack_profiles, build_implant, install_launchers
 from evaluation.attacks.layout import Layout
 from evaluation.attacks.recorder import Recorder
-from evaluation.attacks.results import ScenarioResult, met
+from evaluation.attacks.results import ScenarioResult, met, now_utc
 from evaluation.attacks.scenario import Scenario
 from evaluation.attacks.servers import LOOPBACK_PORTS
 from tests.stack.stack import Stack
@@ -51,6 +51,7 @@ __all__ = ["SuiteContext", "suite_rules", "suite_session", "run_sandboxed", "run
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 RESULTS_DIR = CHECKOUT / "evaluation" / "results" / "attacks"
+RESULTS_MD = CHECKOUT / "evaluation" / "RESULTS.md"      # --snapshot writes the suite's section there
 KEEPER_MARGIN_S = 60.0
 
 log = logging.getLogger("casa.eval.attacks")
@@ -76,6 +77,15 @@ def checkout_commit() -> str:
     """The checkout's HEAD (short), for the results' meta."""
     return subprocess.run(["git", "-C", str(CHECKOUT), "rev-parse", "--short=12", "HEAD"], capture_output=True,
                           text=True, check=False).stdout.strip() or "unknown"
+
+
+def run_meta(rules_arg: Path, rules: Path, started_s: float, scenarios: int, **extra: Any) -> dict[str, Any]:
+    """The results' meta: when, at which commit, with which rules (the file named on the command
+    line and the hash of the copy CASA ran), how long since ``started_s`` (monotonic), how many
+    scenarios, plus ``extra``."""
+    return {"date": now_utc(), "commit": checkout_commit(), "rules": os.path.relpath(rules_arg, CHECKOUT),
+            "rules_version": rules_version(rules), **extra,
+            "duration_s": round(time.monotonic() - started_s, 1), "scenarios": scenarios}
 
 
 @dataclass(slots=True)

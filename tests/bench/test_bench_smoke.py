@@ -23,10 +23,13 @@ import bus
 from bench import __main__ as bench_main
 from bench.feeder import Feeder, prepack
 from bench.latency import percentile, rfc3339_ns
-from bench.overhead import cpu_ticks, wait_idle
+from bench.overhead import wait_idle
+from bench.stages import cpu_ticks
 from bench.recording import (RECORD_KINDS, ROOT_EXE, RecordingSpec, alert_session, alert_trigger,
                              expected_records, generate)
 from bench.throughput import LineCounter, loss_counters
+from bus.envelope import Envelope
+from bus.events import SCHEMA
 from bus.topics import COLLECTOR_EVENT
 
 CHECKOUT = Path(__file__).resolve().parents[2]
@@ -105,6 +108,11 @@ def test_prepacked_replay_decodes_as_bus_envelopes(tmp_path: Path) -> None:
         seqs = [e.seq for e in got if e.topic == COLLECTOR_EVENT]
         assert seqs == list(range(1, len(seqs) + 1)) and len(seqs) == -(-len(events) // 64)
         assert sub.counters.lost_messages == 0 and sub.counters.malformed == 0
+        for env in got:             # the replayer's frames are what a stage's bus.pack would send
+            if env.topic == COLLECTOR_EVENT:
+                assert env.schema == SCHEMA
+                again = Envelope(env.topic, env.stream, env.epoch, env.seq, env.sent_ns, env.events)
+                assert bus.pack(again)[1] == env.body
     finally:
         sock.close(0)
         feeder.close()
@@ -128,7 +136,7 @@ def test_rfc3339_timestamps_of_the_logs_parse_to_ns() -> None:
 
 def test_line_counter_counts_only_complete_lines(tmp_path: Path) -> None:
     f = tmp_path / "events.log"
-    c = LineCounter(f)
+    c = LineCounter.of(f)
     assert c.poll() == 0
     f.write_text('{"a": 1}\n{"b": 2}\n{"c"')
     assert c.poll() == 2
@@ -162,7 +170,7 @@ def test_wait_idle_returns_once_a_process_stops_using_cpu() -> None:
     finally:
         busy.kill()
         busy.wait()
-    assert cpu_ticks(busy.pid) == 0              # gone
+    assert cpu_ticks(busy.pid) is None           # gone
 
 
 def test_only_keeps_the_other_benchmarks_results(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.root, pytest.mark.openclaw]
 @pytest.fixture(scope="module")
 def openclaw_installed() -> None:
     """Install the pinned Node 24 + OpenClaw on first use (evaluation/install.sh, idempotent)."""
-    from evaluation.runner import Toolchain
+    from evaluation.toolchain import Toolchain
     Toolchain.in_checkout().ensure()
 
 

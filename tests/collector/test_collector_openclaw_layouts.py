@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.root, pytest.mark.openclaw]
 
 @pytest.fixture(scope="module")
 def openclaw_installed() -> None:
-    from evaluation.runner import Toolchain
+    from evaluation.toolchain import Toolchain
     Toolchain.in_checkout().ensure()
 
 

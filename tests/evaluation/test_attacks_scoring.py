@@ -3,9 +3,11 @@ over several sessions, what "met" means, and the RESULTS.md section replacement.
 
 from __future__ import annotations
 
+import json
+
 from evaluation.attacks.collect import tree_pids, verdict_of
-from evaluation.attacks.recorder import Item
-from evaluation.attacks.results import ScenarioResult, met, render_section, replace_section, summarize
+from evaluation.attacks.results import ScenarioResult, met, publish, render_section, replace_section, summarize
+from evaluation.cases import Received
 from evaluation.score import write_snapshot
 
 
@@ -22,17 +24,17 @@ def test_a_grandchild_reported_before_its_parent_is_still_placed() -> None:
     assert tree_pids(raw, 10) == {10, 11, 12}
 
 
-def _session(sid: int, action: str, score: int, rules: list[str]) -> Item:
-    return Item(0, {"session_id": sid, "state": "closed", "action": action, "score": score,
+def _session(sid: int, action: str, score: int, rules: list[str]) -> Received:
+    return Received(0, {"session_id": sid, "state": "closed", "action": action, "score": score,
                     "triggered_rules": rules, "complete": True})
 
 
 def test_the_verdict_is_the_most_severe_over_sessions_and_time_to_alert_is_first_alert() -> None:
-    decisions = [Item(5_000_000, {"session_id": 1, "action": "LOG", "score": 5,
+    decisions = [Received(5_000_000, {"session_id": 1, "action": "LOG", "score": 5,
                                   "triggered_rules": [{"name": "a"}], "event": {"ts_ns": 1_000_000}}),
-                 Item(9_000_000, {"session_id": 2, "action": "ALERT", "score": 9,
+                 Received(9_000_000, {"session_id": 2, "action": "ALERT", "score": 9,
                                   "triggered_rules": [{"name": "b"}], "event": {"ts_ns": 2_000_000}}),
-                 Item(9_500_000, {"session_id": 3, "action": "ALERT", "score": 20,
+                 Received(9_500_000, {"session_id": 3, "action": "ALERT", "score": 20,
                                   "triggered_rules": [{"name": "c"}], "event": {"ts_ns": 2_000_000}})]
     sessions = [_session(1, "LOG", 5, ["a"]), _session(2, "ALERT", 9, ["b"])]
     v = verdict_of(decisions, sessions, {1, 2})
@@ -86,3 +88,18 @@ def test_refreshing_the_30_case_snapshot_keeps_the_attack_section(tmp_path) -> N
     text = md.read_text()
     assert "| new table |" in text and "old snapshot" not in text
     assert text.count("<!-- attack-suite:begin -->") == 1 and "| atk-a |" in text
+
+
+def test_publishing_writes_the_results_names_the_invalid_runs_and_snapshots_only_when_asked(tmp_path, capsys) -> None:
+    rs = [_result("atk-a", "malicious", "ALERT", "ALERT"), _result("atk-b", "malicious", "ALERT", "LOG", valid=False,
+                                                                  invalid_reason="hygiene: y"),
+          _result("atk-c", "malicious", "ALERT", "IGNORE", valid=False, skipped="needs root: x")]
+    meta = {"date": "d", "commit": "c", "rules": "rules.json", "rules_version": "v", "duration_s": 1.0}
+    md, out = tmp_path / "RESULTS.md", tmp_path / "latest.json"
+    md.write_text("# Evaluation\n")
+    summary, bad = publish(out, rs, meta, "identity", lambda s: render_section(rs, s, meta), replace_section, None)
+    assert bad == ["atk-b/user: hygiene: y"]                   # a skipped run is not an invalid one
+    assert json.loads(out.read_text())["summary"] == summary and "| atk-a |" in capsys.readouterr().out
+    assert md.read_text() == "# Evaluation\n"
+    publish(out, rs, meta, "identity", lambda s: render_section(rs, s, meta), replace_section, md)
+    assert md.read_text().startswith("# Evaluation\n") and "| atk-a |" in md.read_text()

@@ -8,13 +8,15 @@ really run (the sink receives the uploaded file) and the gateway and --local mod
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import pytest
 
+from evaluation.agent import EVAL_TMP
+from evaluation.cases import parse_turn
 from evaluation.fakellm import load_scenarios
-from evaluation.runner import EVAL_TMP, SCENARIO_DIR, EvalSession, parse_turn
+from evaluation.runner import EvalSession
+from evaluation.toolchain import SCENARIO_DIR
+from tests.evaluation.gateway_session import gateway_session
 
 pytestmark = [pytest.mark.openclaw, pytest.mark.root, pytest.mark.timeout(300)]
 
@@ -23,9 +25,7 @@ SCENARIOS = {s.id: s for s in load_scenarios(SCENARIO_DIR)}
 
 @pytest.fixture(scope="module")
 def harness(tmp_path_factory: pytest.TempPathFactory):
-    if os.geteuid() != 0:
-        pytest.skip("needs root: runs OpenClaw as casa-agent")
-    with EvalSession(Path(tmp_path_factory.mktemp("harness")), casa="none", modes=("gateway",)) as ev:
+    with gateway_session(tmp_path_factory, "none", "runs OpenClaw as casa-agent") as ev:
         yield ev
 
 

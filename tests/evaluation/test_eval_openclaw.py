@@ -8,15 +8,15 @@ The gateway and CASA start once for the module. `make eval` runs all 30 cases in
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict
-from pathlib import Path
 
 import pytest
 
 from evaluation.fakellm import load_scenarios
-from evaluation.runner import SCENARIO_DIR, EvalSession
+from evaluation.runner import EvalSession
 from evaluation.score import score_records
+from evaluation.toolchain import SCENARIO_DIR
+from tests.evaluation.gateway_session import gateway_session
 
 pytestmark = [pytest.mark.openclaw, pytest.mark.root, pytest.mark.timeout(420)]
 
@@ -26,9 +26,7 @@ SCENARIOS = {s.id: s for s in load_scenarios(SCENARIO_DIR)}
 
 @pytest.fixture(scope="module")
 def evaluation(tmp_path_factory: pytest.TempPathFactory):
-    if os.geteuid() != 0:
-        pytest.skip("needs root: starts the collector and runs OpenClaw as casa-agent")
-    with EvalSession(Path(tmp_path_factory.mktemp("eval")), casa="start", modes=("gateway",)) as ev:
+    with gateway_session(tmp_path_factory, "start", "starts the collector and runs OpenClaw as casa-agent") as ev:
         yield ev
 
 

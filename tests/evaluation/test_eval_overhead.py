@@ -1,4 +1,4 @@
-"""Overhead measurement pieces: timestamps, percentiles, the events.log tail, the CPU sampler."""
+"""Overhead measurement pieces: the sinks' timestamps, the events.log tail, the CPU sampler."""
 
 from __future__ import annotations
 
@@ -11,27 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from evaluation.overhead import LogTail, StageSampler, parse_rfc3339nano, percentile
+from bench.latency import rfc3339_ns
+from evaluation.overhead import LogTail, StageSampler
 from sinks.records import rfc3339nano
 
 
 @pytest.mark.parametrize("ts_ns", [1_795_672_858_492_668_054, 1_795_672_858_000_000_000, 1_795_672_858_100_000_000])
-def test_rfc3339nano_round_trips_the_sinks_format_to_the_nanosecond(ts_ns: int):
-    assert parse_rfc3339nano(rfc3339nano(ts_ns)) == ts_ns
-
-
-def test_offsets_and_bad_stamps():
-    assert parse_rfc3339nano("2026-05-02T17:44:19.027509477-05:00") == \
-        parse_rfc3339nano("2026-05-02T22:44:19.027509477Z")
-    with pytest.raises(ValueError, match="not an RFC3339Nano timestamp"):
-        parse_rfc3339nano("yesterday")
-
-
-def test_percentile_is_nearest_rank():
-    values = [float(v) for v in range(1, 21)]
-    assert percentile(values, 0.95) == 19.0
-    assert percentile(values, 0.50) == 10.0
-    assert percentile([], 0.5) is None
+def test_the_tail_reads_the_sinks_timestamps_to_the_nanosecond(ts_ns: int):
+    """The tail parses with bench.latency.rfc3339_ns (offsets and bad stamps: tests/bench)."""
+    assert rfc3339_ns(rfc3339nano(ts_ns)) == ts_ns
 
 
 def test_tail_measures_only_lines_appended_after_start_and_counts_bad_ones(tmp_path: Path):

@@ -1,4 +1,6 @@
-"""The runner's pure parts: OpenClaw's JSON output, the turn command, collecting a case by session."""
+"""The runner's pure parts: OpenClaw's JSON output, the turn command, collecting a case by session
+(evaluation/cases.py), the machine's resolvers (evaluation/network.py) and the rule packs
+(evaluation/packs.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +11,11 @@ from pathlib import Path
 
 import pytest
 
-import evaluation.runner as runner
-from evaluation.runner import BusRecorder, Received, Toolchain, collect, openclaw_turn_argv, parse_turn
+import evaluation.cases as cases
+import evaluation.packs as packs
+from evaluation.cases import BusRecorder, Received, collect, openclaw_turn_argv, parse_turn
+from evaluation.network import machine_resolvers
+from evaluation.toolchain import CHECKOUT, Toolchain
 
 
 def test_parse_turn_reads_both_output_shapes():
@@ -38,7 +43,7 @@ def _recorder(t0: int) -> BusRecorder:
 
 
 def test_collect_waits_for_the_close_record_of_the_turns_session(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(runner, "SETTLE_S", 0.1)
+    monkeypatch.setattr(cases, "SETTLE_S", 0.1)
     t0 = time.time_ns()
     rec = _recorder(t0)
 
@@ -55,15 +60,15 @@ def test_collect_waits_for_the_close_record_of_the_turns_session(monkeypatch: py
 
 
 def test_collect_gives_up_and_says_incomplete_when_no_close_arrives(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(runner, "SETTLE_S", 0.1)
-    monkeypatch.setattr(runner, "CLOSE_TIMEOUT_S", 0.3)
+    monkeypatch.setattr(cases, "SETTLE_S", 0.1)
+    monkeypatch.setattr(cases, "CLOSE_TIMEOUT_S", 0.3)
     t0 = time.time_ns()
     r = collect(_recorder(t0), "X", "gateway", t0, t0 + 100, 0, 1, "ok")
     assert (r.session_ids, r.complete) == ([4], False)
 
 
 def test_collect_with_no_session_returns_after_settling(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(runner, "SETTLE_S", 0.2)
+    monkeypatch.setattr(cases, "SETTLE_S", 0.2)
     t0 = time.time_ns()
     started = time.monotonic()
     r = collect(BusRecorder(Path("/nonexistent")), "X", "local", t0, t0 + 100, 0, 0, "")
@@ -73,7 +78,7 @@ def test_collect_with_no_session_returns_after_settling(monkeypatch: pytest.Monk
 
 def test_collect_leaves_out_sessions_of_other_users(monkeypatch: pytest.MonkeyPatch):
     """Another OpenClaw run on the machine (here as root) during the turn is not part of the case."""
-    monkeypatch.setattr(runner, "SETTLE_S", 0.1)
+    monkeypatch.setattr(cases, "SETTLE_S", 0.1)
     t0 = time.time_ns()
     rec = BusRecorder(Path("/nonexistent"))
     rec.events += [Received(t0, {"session_id": 4, "kind": "exec", "ts_ns": t0 + 1, "uid": 995, "path": "/bin/x"}),
@@ -86,8 +91,8 @@ def test_collect_leaves_out_sessions_of_other_users(monkeypatch: pytest.MonkeyPa
 def test_machine_resolvers_are_the_non_loopback_nameservers(tmp_path: Path):
     conf = tmp_path / "resolv.conf"
     conf.write_text("# comment\nnameserver 127.0.0.53\nnameserver 10.255.255.53\nsearch x\nnameserver ::1\n")
-    assert runner.machine_resolvers(conf) == ["10.255.255.53"]
-    assert runner.machine_resolvers(tmp_path / "missing") == []
+    assert machine_resolvers(conf) == ["10.255.255.53"]
+    assert machine_resolvers(tmp_path / "missing") == []
 
 
 def test_default_pack_column_is_rules_json_with_the_eval_analysis_values_in_indexed_mode(
@@ -96,10 +101,10 @@ def test_default_pack_column_is_rules_json_with_the_eval_analysis_values_in_inde
     sensitive files and stand-in ports, in rules.json's history mode; the original column runs
     config/rules.eval.json untouched. Both get the machine's resolvers, and nothing else changes."""
     from policy import load_policy
-    monkeypatch.setattr(runner, "machine_resolvers", lambda: ["10.9.9.53"])
-    shipped = json.loads((runner.CHECKOUT / "rules.json").read_text())
-    evaluation = json.loads((runner.CHECKOUT / "config" / "rules.eval.json").read_text())
-    written = json.loads(runner.eval_rules(tmp_path / "default.json", pack="default").read_text())
+    monkeypatch.setattr(packs, "machine_resolvers", lambda: ["10.9.9.53"])
+    shipped = json.loads((CHECKOUT / "rules.json").read_text())
+    evaluation = json.loads((CHECKOUT / "config" / "rules.eval.json").read_text())
+    written = json.loads(packs.eval_rules(tmp_path / "default.json", pack="default").read_text())
     assert written["rules"] == shipped["rules"] and written["thresholds"] == shipped["thresholds"]
     for key, value in evaluation["analysis"].items():
         if key == "ignored_connect_ips":
@@ -112,7 +117,7 @@ def test_default_pack_column_is_rules_json_with_the_eval_analysis_values_in_inde
     assert load_policy(tmp_path / "default.json").analysis.history_mode == "indexed"
     assert len(load_policy(tmp_path / "default.json").rules) == len(shipped["rules"]) > 12
 
-    original = json.loads(runner.eval_rules(tmp_path / "original.json", pack="original").read_text())
+    original = json.loads(packs.eval_rules(tmp_path / "original.json", pack="original").read_text())
     evaluation["analysis"]["ignored_connect_ips"] = evaluation["analysis"]["ignored_connect_ips"] + ["10.9.9.53"]
     assert original == evaluation
     assert load_policy(tmp_path / "original.json").analysis.history_mode == "original"
@@ -125,8 +130,8 @@ def test_default_pack_overlay_reads_both_files_at_run_time(tmp_path: Path):
                                    "thresholds": {"log": 4, "alert": 9}, "rules": [{"name": "r"}]}))
     evaluation.write_text(json.dumps({"analysis": {"history_mode": "original", "burst_exec_threshold": 3},
                                       "rules": [{"name": "ignored"}]}))
-    rules = runner.default_pack_rules(default, evaluation)
+    rules = packs.default_pack_rules(default, evaluation)
     assert rules == {"analysis": {"history_mode": "indexed", "burst_exec_threshold": 3, "extra": 1},
                      "thresholds": {"log": 4, "alert": 9}, "rules": [{"name": "r"}]}
     with pytest.raises(ValueError, match="unknown rule pack"):
-        runner.pack_rules("tuned")
+        packs.pack_rules("tuned")

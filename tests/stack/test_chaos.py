@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -31,9 +30,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import zmq
 
-from bus import Subscriber, connect_subscriber
+from bus import Envelope
+from bus.background import BackgroundSubscriber
 from bus.counters import for_stream
 from tests.sinks.otlp_receiver import OtlpReceiver
 from tests.stack.stack import Stack
@@ -61,34 +60,23 @@ class Owners:
     instances (lifecycle maps carry session_id and leader_tgid; events.log lines carry no leader_tgid)."""
 
     def __init__(self, bus_dir: Path) -> None:
-        self.ctx = zmq.Context()
-        topics = Subscriber.subscriptions(["analyzer.session"])
-        self.sock = connect_subscriber(self.ctx, ["analyzer-0", "analyzer-1"], topics, bus_dir)
-        self.sub = Subscriber(self.sock, topics)
         self.owner: dict[int, str] = {}                # session_id -> analyzer stream
         self.session_of: dict[int, int] = {}           # leader tgid -> session_id
         self.heartbeats: set[str] = set()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        self.tap = BackgroundSubscriber(bus_dir, ["analyzer-0", "analyzer-1"], ["analyzer.session"],
+                                        self._on_envelope, name="chaos-owners").start()
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            if self.sock.poll(100):
-                for env in self.sub.receive():
-                    if env.topic == "analyzer.heartbeat":
-                        self.heartbeats.add(env.stream)
-                    for m in env.events:
-                        if isinstance(m.get("session_id"), int):
-                            self.owner.setdefault(m["session_id"], env.stream)
-                            if isinstance(m.get("leader_tgid"), int):
-                                self.session_of.setdefault(m["leader_tgid"], m["session_id"])
+    def _on_envelope(self, env: Envelope, _recv_ns: int) -> None:
+        if env.topic == "analyzer.heartbeat":
+            self.heartbeats.add(env.stream)
+        for m in env.events:
+            if isinstance(m.get("session_id"), int):
+                self.owner.setdefault(m["session_id"], env.stream)
+                if isinstance(m.get("leader_tgid"), int):
+                    self.session_of.setdefault(m["leader_tgid"], m["session_id"])
 
     def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self.sock.close(0)
-        self.ctx.term()
+        self.tap.stop()
 
 
 @dataclass
