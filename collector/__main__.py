@@ -34,7 +34,7 @@ import zmq
 
 import bus
 import bus.events
-from bus.runtime import tune_gc
+from stage.memory import tune_gc
 from bpf import EVENTS_H, PARTS
 from bus.topics import COLLECTOR_CONTROL, COLLECTOR_EVENT
 from collector import config as cconfig

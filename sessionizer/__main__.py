@@ -30,7 +30,7 @@ from typing import Any
 import zmq
 
 from bus import BusError, Envelope, Publisher, Subscriber, bind_publisher, bus_dir, connect_subscriber
-from bus.runtime import tune_gc
+from stage.memory import tune_gc
 from bus.topics import (COLLECTOR_CONTROL, COLLECTOR_EVENT, SESSIONIZER_CONTROL, SESSIONIZER_EVENT,
                         SESSIONIZER_SESSION)
 from policy import rules_path

@@ -34,7 +34,7 @@ from bus.envelope import Envelope
 from bus.topics import ANALYZER_DECISION, is_heartbeat
 from sinks import decision_records, records
 
-__all__ = ["Deliverer", "DeliveryCounters", "NotifySink", "NotifyOff", "notification", "due_action",
+__all__ = ["Deliverer", "DeliveryCounters", "NotifySink", "notification", "due_action",
            "encode", "SHUTDOWN_WAIT_S"]
 
 SHUTDOWN_WAIT_S = 5.0            # at a stop: the longest to keep delivering what is queued
@@ -273,35 +273,3 @@ class NotifySink:
             log.error("notification lost | sink=%s reason=%s dropped_full=%d gave_up=%d", self.name, why,
                       self.counts["dropped_full"], self.counts["gave_up"])
 
-
-class NotifyOff:
-    """A notification sink that is not configured: reads only the analyzers' heartbeats and
-    publishes its own (``notify_enabled=0``), so it shows as RUNNING in ``casa status`` and a
-    supervisor neither restarts it in a loop nor reports it as failed (docs/sinks.md)."""
-
-    def handle(self, env: Envelope) -> None:
-        return None
-
-    def on_loss(self, stream: str, topic: str, lost: int) -> None:
-        return None
-
-    def accepted(self) -> tuple[int, ...]:
-        return ()
-
-    def resolved(self) -> tuple[int, ...]:
-        return ()
-
-    def held(self) -> int:
-        return 0
-
-    def drain(self) -> None:
-        return None
-
-    def reopen_all(self, why: str) -> None:
-        return None
-
-    def close(self) -> None:
-        return None
-
-    def counters(self) -> dict[str, int]:
-        return {"notify_enabled": 0}
