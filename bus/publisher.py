@@ -139,6 +139,12 @@ class Publisher:
     def heartbeat_due(self, now_s: float | None = None) -> bool:
         return (now_s if now_s is not None else time.monotonic()) >= self._next_heartbeat
 
+    def counters(self) -> dict[str, int]:
+        """The publisher's own counters, added to every heartbeat (bus/counters.py PUBLISHER)."""
+        return {"sent_events": self.sent_events, "undelivered_events": self.undelivered_events,
+                "undelivered_messages": self.undelivered_messages, "unpublishable": self.unpublishable,
+                "pid": os.getpid()}
+
     def heartbeat(self, counters: dict[str, Any] | None = None, now_s: float | None = None) -> None:
         """Flush, then announce the last seq of every topic plus this stage's counters."""
         self.flush()
@@ -146,10 +152,7 @@ class Publisher:
         topic = heartbeat_topic(self.stage)
         seq = self.last_seq.get(topic, 0) + 1
         self.last_seq[topic] = seq
-        own = {"sent_events": self.sent_events, "undelivered_events": self.undelivered_events,
-               "undelivered_messages": self.undelivered_messages, "unpublishable": self.unpublishable,
-               "pid": os.getpid()}
-        merged = {**own, **(counters or {})}
+        merged = {**self.counters(), **(counters or {})}
         self._check_declared(merged)
         env = Envelope(topic=topic, stream=self.stream, epoch=self.epoch, seq=seq,
                        sent_ns=self.clock(), events=[],

@@ -15,7 +15,8 @@ One pass of :meth:`Runtime.loop`:
 
 At SIGTERM/SIGINT the loop ends after the pass and :meth:`Runtime.finish` runs:
 ``hooks.stopping()``, ``hooks.checkpoint(True)`` (the clean one), a last heartbeat, the line
-``<label> stopped | <identity> <counters>``, sockets closed. Signal handlers only set
+``<label> stopped | <identity> <counters>`` (the heartbeat's: the publisher's and the stage's),
+sockets closed. Signal handlers only set
 :class:`~stage.flags.Flags`; nothing here runs inside one.
 """
 
@@ -185,7 +186,7 @@ class Runtime:
             self.hooks.checkpoint(True)
             final = dict(self.hooks.counters())
             self.pub.heartbeat(final, self.clock())
-            log.info("%s stopped | %s", self.label, kv(self.ident, final))
+            log.info("%s stopped | %s", self.label, kv(self.ident, {**self.pub.counters(), **final}))
         finally:
             self.source.close()
             self.pub.sock.close(linger=self.linger_ms)

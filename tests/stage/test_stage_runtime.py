@@ -152,7 +152,8 @@ def test_a_real_sigterm_ends_the_loop_after_the_pass_with_the_stopped_line(handl
     assert [c for c, _ in hooks.calls].count("reload") == 1
     lines = [r.getMessage() for r in caplog.records]
     assert lines[0] == "sink running | stream=sinks-test x=1"
-    assert lines[-1] == "sink stopped | stream=sinks-test handled=27"
+    assert lines[-1] == (f"sink stopped | stream=sinks-test sent_events=0 undelivered_events=0 "
+                         f"undelivered_messages=0 unpublishable=0 pid={os.getpid()} handled=27")
 
 
 def test_heartbeat_cadence_and_the_last_heartbeat(handlers: None) -> None:
