@@ -80,22 +80,24 @@ class Counters:
         return out
 
 
+@dataclass
 class Collector(Hooks):
     """Kernel records in, bus events out; its loop, signals and heartbeat cadence are the stage
     runtime's (``flags`` are the runtime's: the ring-buffer callback looks at them)."""
 
-    def __init__(self, cfg: cconfig.CollectorConfig, pub: bus.Publisher, bpf: Any, scope: Scope,
-                 boot_epoch_ns: int, flags: Flags) -> None:
-        self.cfg = cfg
-        self.flags = flags
-        self.pub = pub
-        self.bpf = bpf
-        self.scope = scope
-        self.boot_epoch_ns = boot_epoch_ns
-        self.stats = Counters(config_version=cconfig.version_of(cfg.path))
-        self.reload_id = 0
-        self.reported_drops = 0
-        self.reported_undelivered = 0
+    cfg: cconfig.CollectorConfig
+    pub: bus.Publisher
+    bpf: Any
+    scope: Scope
+    boot_epoch_ns: int
+    flags: Flags
+    stats: Counters = field(init=False)
+    reload_id: int = 0
+    reported_drops: int = 0
+    reported_undelivered: int = 0
+
+    def __post_init__(self) -> None:
+        self.stats = Counters(config_version=cconfig.version_of(self.cfg.path))
 
     def publish(self, events: list[dict[str, Any]]) -> None:
         for ev in events:

@@ -10,13 +10,29 @@ from __future__ import annotations
 
 from bus.envelope import Envelope
 
-__all__ = ["IdleSink", "TracingOff", "NotifyOff", "IDLE_TOPICS"]
+__all__ = ["NoFiles", "IdleSink", "TracingOff", "NotifyOff", "IDLE_TOPICS"]
 
 IDLE_TOPICS = ["analyzer.heartbeat"]
 
 
-class IdleSink:
-    """A sink core (sinks/__main__.py SinkCore) that handles nothing and holds nothing."""
+class NoFiles:
+    """The part of the sink-core protocol (sinks/kinds.py SinkCore) a core without files or
+    records held outside its queue has nothing to do for (the notification sinks, idle ones)."""
+
+    __slots__ = ()
+
+    def held(self) -> int:
+        return 0
+
+    def drain(self) -> None:
+        return None
+
+    def reopen_all(self, why: str) -> None:
+        return None
+
+
+class IdleSink(NoFiles):
+    """A sink core that handles nothing and holds nothing."""
 
     FLAG = ""                    # the counter that says it is off
 
@@ -31,15 +47,6 @@ class IdleSink:
 
     def resolved(self) -> tuple[int, ...]:
         return ()
-
-    def held(self) -> int:
-        return 0
-
-    def drain(self) -> None:
-        return None
-
-    def reopen_all(self, why: str) -> None:
-        return None
 
     def close(self) -> None:
         return None

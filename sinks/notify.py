@@ -33,6 +33,7 @@ from typing import Any, Protocol
 from bus.envelope import Envelope
 from bus.topics import ANALYZER_DECISION, is_heartbeat
 from sinks import decision_records, records
+from sinks.idle import NoFiles
 
 __all__ = ["Deliverer", "DeliveryCounters", "NotifySink", "notification", "due_action",
            "encode", "SHUTDOWN_WAIT_S"]
@@ -115,8 +116,9 @@ class _Item:
 
 
 @dataclass(slots=True)
-class NotifySink:
-    """Decisions in (pipeline thread), deliveries out (one delivery thread). SinkCore protocol."""
+class NotifySink(NoFiles):
+    """Decisions in (pipeline thread), deliveries out (one delivery thread). SinkCore protocol
+    (nothing held outside its queue, no files: NoFiles)."""
 
     name: str                                  # "webhook", "program": names the log lines
     min_action: str
@@ -191,15 +193,6 @@ class NotifySink:
             if self._pending:
                 return (next(iter(self._pending)) - 1,)
             return (self.counts["accepted"],)
-
-    def held(self) -> int:
-        return 0
-
-    def drain(self) -> None:
-        return None
-
-    def reopen_all(self, why: str) -> None:
-        return None
 
     def counters(self) -> dict[str, int]:
         with self._lock:
