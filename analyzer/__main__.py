@@ -51,9 +51,7 @@ log = logging.getLogger("casa.analyzer")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m analyzer", description=__doc__.split("\n")[0],
-                                epilog=__doc__[__doc__.index("examples:"):],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = options.parser("python -m analyzer", __doc__, __doc__[__doc__.index("examples:"):])
     p.add_argument("--instance", type=int, default=0, help="this instance's index I (default 0)")
     options.add(p, "instances", "rules", "bus-dir", "state-dir", "no-checkpoint", "log-level",
                 no_checkpoint="neither restore nor save this instance's sessions")

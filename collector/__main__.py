@@ -61,8 +61,7 @@ EXAMPLES = """examples:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="casa-collector", description=__doc__.split("\n")[0],
-                                 epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = options.parser("casa-collector", __doc__, EXAMPLES)
     options.add(ap, "config", "bus-dir", "log-level")
     ap.add_argument("--pid-file", help="write the collector's pid here (default: collector.pid_file)")
     ap.add_argument("-p", "--pid", type=int, action="append", default=[], metavar="PID",

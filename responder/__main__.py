@@ -45,7 +45,7 @@ log = logging.getLogger("casa.responder")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m responder", description=__doc__.split("\n")[0])
+    p = options.parser("python -m responder", __doc__)
     options.add(p, "instances", "bus-dir", "state-dir", "log-level",
                 state_dir="where frozen sessions are kept for casa thaw (default $CASA_STATE_DIR "
                           "or /var/lib/casa)")

@@ -58,18 +58,18 @@ LIVENESS_ENV = "CASA_SESSIONIZER_LIVENESS"
 LIVENESS_VALUES = {"1": True, "true": True, "yes": True, "on": True,
                    "0": False, "false": False, "no": False, "off": False}
 
+EXAMPLES = """examples:
+  python -m sessionizer                          # defaults from the environment
+  python -m sessionizer --flush-interval-s 5     # flushed lifecycle every 5 s
+  CASA_BUS_DIR=/tmp/bus python -m sessionizer --state-dir /tmp/state
+  python -m sessionizer --no-liveness            # for casa replay: no /proc checks
+"""
+
 log = logging.getLogger("casa.sessionizer")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="python -m sessionizer", description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n"
-               "  python -m sessionizer                          # defaults from the environment\n"
-               "  python -m sessionizer --flush-interval-s 5     # flushed lifecycle every 5 s\n"
-               "  CASA_BUS_DIR=/tmp/bus python -m sessionizer --state-dir /tmp/state\n"
-               "  python -m sessionizer --no-liveness            # for casa replay: no /proc checks\n")
+    p = options.parser("python -m sessionizer", __doc__, EXAMPLES)
     options.add(p, "rules", "config", "bus-dir", "state-dir", "log-level",
                 state_dir="checkpoint and id reservations (default $CASA_STATE_DIR or /var/lib/casa)")
     p.add_argument("--flush-interval-s", type=float,

@@ -44,18 +44,18 @@ POLL_TIMEOUT_MS = 200
 SINK_STAGE = "sinks"
 FINAL_READ_MESSAGES = 10_000     # at the stop: what already arrived is written, not lost
 
+EXAMPLES = """examples:
+  python -m sinks jsonl                 # logs under /var/log/casa
+  CASA_LOG_DIR=/tmp/casa python -m sinks jsonl
+  CASA_OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318/v1/traces python -m sinks otel
+  python -m sinks webhook --config /etc/casa.json      # notify.webhook.url
+"""
+
 log = logging.getLogger("casa.sinks")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m sinks", description=__doc__.split("\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n"
-               "  python -m sinks jsonl                 # logs under /var/log/casa\n"
-               "  CASA_LOG_DIR=/tmp/casa python -m sinks jsonl\n"
-               "  CASA_OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318/v1/traces python -m sinks otel\n"
-               "  python -m sinks webhook --config /etc/casa.json      # notify.webhook.url\n")
+    parser = options.parser("python -m sinks", __doc__, EXAMPLES)
     parser.add_argument("kind", choices=KINDS, help="which sink to run")
     options.add(parser, "instances", "bus-dir", "state-dir", "no-checkpoint", "log-level", "config",
                 config="config/casa.json, for its notify section (default $CASA_CONFIG_PATH or the "

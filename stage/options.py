@@ -1,6 +1,6 @@
 """The command-line flags every stage spells the same, with the same help and defaults.
 
-    p = argparse.ArgumentParser(...)
+    p = options.parser("python -m analyzer", __doc__, EXAMPLES)
     options.add(p, "bus-dir", "state-dir", "log-level", "rules")
     args = options.resolve(p.parse_args(argv))
     options.setup_logging(args.log_level)
@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add", "resolve", "setup_logging", "DEFAULT_STATE_DIR", "LOG_FORMAT"]
+__all__ = ["parser", "add", "resolve", "setup_logging", "DEFAULT_STATE_DIR", "LOG_FORMAT"]
 
 DEFAULT_STATE_DIR = "/var/lib/casa"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -40,6 +40,12 @@ _FLAGS: dict[str, dict[str, Any]] = {
     "no-checkpoint": dict(action="store_true",
                           help="neither restore nor save restart state (tests, replays)"),
 }
+
+
+def parser(prog: str, doc: str, examples: str = "") -> argparse.ArgumentParser:
+    """A stage's parser: the first line of its module docstring, its examples after the flags."""
+    return argparse.ArgumentParser(prog=prog, description=doc.strip().split("\n")[0], epilog=examples or None,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
 def add(parser: argparse.ArgumentParser, *names: str, **helps: str) -> None:
