@@ -1,8 +1,9 @@
 """Checkpoint and restore of an analyzer instance's open sessions (issue 5, restart).
 
 ``$CASA_STATE_DIR/analyzer-<i>.json`` holds, per open session: its processes, recent events,
-derived context, triggered rules and score, plus the lifecycle map last seen. It is written
-atomically (temp file + rename) every few seconds and at SIGTERM, and read once at start.
+derived context, triggered rules and score, plus the lifecycle map last seen. It is a
+stage.state_file.StateFile (atomic and fsync'd, one version key, unusable files set aside)
+written every few seconds and at SIGTERM, and read once at start.
 
 What a restart can lose: the messages the sessionizer published while no analyzer was
 subscribed (ZeroMQ does not queue for absent subscribers, and a fresh subscriber cannot see
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -39,8 +39,9 @@ from analyzer.history_flags import HistoryFlags
 from analyzer.tree_checkpoint import dump_tree, load_trees
 from analyzer.tree_history import SessionMarks
 from analyzer.session_state import DELETED_MARK, ProcessState, RecentEvent, SessionState
-from bus.sequence import SequenceTracker, StreamState, parse_positions
+from bus.sequence import SequenceTracker, StreamState
 from bus.text import from_wire, to_wire
+from stage.state_file import VERSION_KEY, StateFile, read_positions
 
 __all__ = ["Checkpointer", "dump_session", "load_session", "FORMAT_VERSION"]
 
@@ -77,9 +78,15 @@ class Checkpointer:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.failed = False          # warn once, then stay quiet until a save works again
+        self.file = StateFile(path, FORMAT_VERSION, "analyzer checkpoint",
+                              "sessions will not survive a restart")
         self.positions: dict[tuple[str, str], StreamState] = {}   # read by restore()
         self._slices: _Slices | None = None
+
+    @property
+    def failed(self) -> bool:
+        """The last write failed (warned once, then quiet until a write works again)."""
+        return self.file.failed
 
     @property
     def in_progress(self) -> bool:
@@ -122,25 +129,17 @@ class Checkpointer:
 
     @staticmethod
     def _head(core: Analyzer, clean: bool, positions: list[dict[str, Any]]) -> dict[str, Any]:
-        return {"v": FORMAT_VERSION, "clean": clean, "instance": core.instance,
+        return {VERSION_KEY: FORMAT_VERSION, "clean": clean, "instance": core.instance,
                 "instances": core.instances, "closed": list(core.closed), "bus": positions}
 
     def _write(self, text: Callable[[], str]) -> bool:
         """Encode (``text()``) and write atomically; any failure is reported once, then quiet."""
-        tmp = self.path.with_name(self.path.name + ".tmp")
         try:
             data = text()
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(data)
-            os.replace(tmp, self.path)
-        except (OSError, TypeError, ValueError) as exc:
-            if not self.failed:
-                log.warning("cannot write the analyzer checkpoint; sessions will not survive a "
-                            "restart | path=%s reason=%s", self.path, getattr(exc, "strerror", None) or exc)
-            self.failed = True
+        except (TypeError, ValueError) as exc:
+            self.file.write_failed(exc)
             return False
-        self.failed = False
-        return True
+        return self.file.write_text(data)
 
     def restore(self, core: Analyzer, now_ns: int) -> int:
         """Load the checkpoint into ``core``; return the number of sessions restored.
@@ -148,18 +147,11 @@ class Checkpointer:
         Restored sessions count as silent from ``now_ns``: if the sessionizer never mentions one
         again, ``Analyzer.tick`` closes it (it ended while this analyzer was down).
         """
-        try:
-            doc = json.loads(self.path.read_text())
-        except FileNotFoundError:
-            return 0
-        except (OSError, ValueError) as exc:
-            log.warning("ignored an unreadable analyzer checkpoint | path=%s reason=%s", self.path, exc)
-            return 0
-        if not isinstance(doc, dict) or doc.get("v") != FORMAT_VERSION:
-            log.warning("ignored an analyzer checkpoint of another format | path=%s", self.path)
+        doc = self.file.load()
+        if doc is None:
             return 0
         try:
-            self.positions = parse_positions(doc.get("bus") or [])
+            self.positions = read_positions(doc.get("bus"))
         except (KeyError, TypeError, ValueError) as exc:
             log.warning("ignored the damaged input positions of the checkpoint | reason=%s", exc)
         load_trees(doc.get("trees") or [], core.trees, lambda route: core.owns(route),

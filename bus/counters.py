@@ -63,7 +63,8 @@ def _specs(kind: Kind, *pairs: tuple[str, str]) -> tuple[CounterSpec, ...]:
 PUBLISHER: tuple[CounterSpec, ...] = (
     *_specs(Kind.INFO, ("pid", "the sending process"), ("sent_events", "events handed to ZeroMQ")),
     *_specs(Kind.LOSS, ("undelivered_events", "events a full queue refused (docs/bus.md §3)"),
-            ("undelivered_messages", "messages a full queue refused")),
+            ("undelivered_messages", "messages a full queue refused"),
+            ("unpublishable", "events dropped because they could not be packed (bus/publisher.py)")),
 )
 
 # bus.Subscriber.counters.as_dict(); the sessionizer publishes them with the prefix ``bus_``.
@@ -196,7 +197,6 @@ ANALYZER = StageCounters("analyzer", (
     *PUBLISHER,
     *RELOADING,
     *SUBSCRIBER,
-    *_specs(Kind.LOSS, ("unpublishable", "maps dropped because they could not be packed")),
     *_specs(Kind.PROBLEM, ("events_malformed", "maps that could not be used (dropped)"),
             ("events_late", "events for a session this instance already closed"),
             ("loss_marks", "times upstream loss marked every open session incomplete"),

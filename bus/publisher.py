@@ -5,6 +5,11 @@ when :meth:`flush` is called (stages call it on every pass of their poll loop, s
 latency is bounded by the loop's timeout). Each message takes the next ``seq`` of its topic even
 when it cannot be delivered, so subscribers see undelivered messages as exact gaps; the publisher
 counts them too (``undelivered_events``).
+
+The publisher owns its failures: an event that cannot be packed (a value msgpack does not take) is
+dropped and counted (``unpublishable``, a loss counter in every heartbeat) while the rest of its
+batch goes out, so one bad map never blocks a topic's queue; and :meth:`Publisher.publish_now`
+flushes every queue itself, so callers never flush before it.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import msgpack
 import zmq
 
 from bus.counters import for_stage
@@ -25,6 +31,7 @@ __all__ = ["Publisher", "BATCH_MAX_EVENTS", "HEARTBEAT_INTERVAL_S"]
 
 BATCH_MAX_EVENTS = 64
 HEARTBEAT_INTERVAL_S = 1.0
+PACK_ERRORS = (TypeError, ValueError, OverflowError)   # what msgpack raises for a value it cannot take
 
 log = logging.getLogger("casa.bus")
 
@@ -48,6 +55,7 @@ class Publisher:
         self.sent_messages = 0
         self.undelivered_events = 0
         self.undelivered_messages = 0
+        self.unpublishable = 0                 # events dropped because they cannot be packed
         self._next_heartbeat = 0.0
         self._checked_counters: set[str] = set()
 
@@ -90,10 +98,32 @@ class Publisher:
 
     def _send(self, topic: str, events: list[dict[str, Any]]) -> bool:
         seq = self.last_seq.get(topic, 0) + 1
-        self.last_seq[topic] = seq
         env = Envelope(topic=topic, stream=self.stream, epoch=self.epoch, seq=seq,
                        sent_ns=self.clock(), events=events)
-        return self._deliver(pack(env), len(events))
+        try:
+            frames = pack(env)
+        except PACK_ERRORS:
+            env.events = self._packable(topic, events)
+            if not env.events:
+                return False                   # nothing to send: the seq is not used
+            frames = pack(env)
+        self.last_seq[topic] = seq
+        return self._deliver(frames, len(env.events))
+
+    def _packable(self, topic: str, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The events of a batch that failed to pack which pack alone; the others are counted
+        and logged (the slow path: taken only when a batch failed)."""
+        kept = []
+        for ev in events:
+            try:
+                msgpack.packb(ev, use_bin_type=True)
+            except PACK_ERRORS as exc:
+                self.unpublishable += 1
+                log.error("dropped an event that cannot be packed | topic=%s reason=%s total=%d",
+                          topic, exc, self.unpublishable)
+                continue
+            kept.append(ev)
+        return kept
 
     def _deliver(self, frames: list[bytes], n_events: int) -> bool:
         try:
@@ -109,6 +139,12 @@ class Publisher:
     def heartbeat_due(self, now_s: float | None = None) -> bool:
         return (now_s if now_s is not None else time.monotonic()) >= self._next_heartbeat
 
+    def counters(self) -> dict[str, int]:
+        """The publisher's own counters, added to every heartbeat (bus/counters.py PUBLISHER)."""
+        return {"sent_events": self.sent_events, "undelivered_events": self.undelivered_events,
+                "undelivered_messages": self.undelivered_messages, "unpublishable": self.unpublishable,
+                "pid": os.getpid()}
+
     def heartbeat(self, counters: dict[str, Any] | None = None, now_s: float | None = None) -> None:
         """Flush, then announce the last seq of every topic plus this stage's counters."""
         self.flush()
@@ -116,9 +152,7 @@ class Publisher:
         topic = heartbeat_topic(self.stage)
         seq = self.last_seq.get(topic, 0) + 1
         self.last_seq[topic] = seq
-        own = {"sent_events": self.sent_events, "undelivered_events": self.undelivered_events,
-               "undelivered_messages": self.undelivered_messages, "pid": os.getpid()}
-        merged = {**own, **(counters or {})}
+        merged = {**self.counters(), **(counters or {})}
         self._check_declared(merged)
         env = Envelope(topic=topic, stream=self.stream, epoch=self.epoch, seq=seq,
                        sent_ns=self.clock(), events=[],

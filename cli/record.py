@@ -9,16 +9,15 @@ are what lets a reader count loss). Ends on Ctrl-C, -n or -d, and always leaves 
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 import time
 from pathlib import Path
-from types import FrameType
 
 import zmq
 
 from bus import Subscriber, bus_dir, connect_subscriber
 from cli.discovery import live_streams
+from stage.flags import Flags
 from cli.recording import RecordingWriter
 
 __all__ = ["main", "parse_args"]
@@ -56,13 +55,7 @@ def run(args: argparse.Namespace) -> int:
         sys.stderr.write(f"casa record: no live stream in {directory}; is the stack running (casa status)?\n")
         return EXIT_NOT_RUNNING
     topics = Subscriber.subscriptions(args.topic) if args.topic else [""]
-    stop = {"now": False}
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop["now"] = True
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    flags = Flags().install(reload=False)       # Ctrl-C and SIGTERM end the loop, cleanly
     try:
         out = open(args.file, "wb")
     except OSError as exc:
@@ -75,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     sys.stderr.write(f"Recording {', '.join(streams)} to {args.file}... Ctrl-C to end.\n")
     deadline = time.monotonic() + args.duration if args.duration else None
     try:
-        while not stop["now"] and (deadline is None or time.monotonic() < deadline):
+        while not flags.stop and (deadline is None or time.monotonic() < deadline):
             if not sock.poll(POLL_MS):
                 continue
             while not (args.count and writer.written >= args.count):

@@ -17,11 +17,9 @@ stage count undelivered messages, so do not leave a tap piped into a pager that 
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 import time
 from pathlib import Path
-from types import FrameType
 from typing import TextIO
 
 import zmq
@@ -29,6 +27,7 @@ import zmq
 from bus import Subscriber, bus_dir, connect_subscriber
 from bus.topics import heartbeat_topic, is_heartbeat
 from cli.discovery import live_streams
+from stage.flags import Flags
 from cli.render import envelope_lines
 
 __all__ = ["main", "parse_args", "Tap"]
@@ -126,13 +125,7 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.st
     if not streams:
         err.write(f"casa tap: no live stream in {directory}; is the stack running (casa status)?\n")
         return EXIT_NOT_RUNNING
-    stop = {"now": False}
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop["now"] = True
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    flags = Flags().install(reload=False)       # Ctrl-C and SIGTERM end the loop, cleanly
     topics = printed = _topics(args)
     if topics != [""]:                 # every tapped stream's heartbeat: readiness and tail loss
         topics = sorted(set(topics) | {heartbeat_topic(s.split("-", 1)[0]) for s in streams})
@@ -145,7 +138,7 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.st
     err.write(f"Tapping {', '.join(streams)} (topics: {shown})... Ctrl-C to end.\n")
     deadline = time.monotonic() + args.duration if args.duration else None
     try:
-        while not stop["now"] and (deadline is None or time.monotonic() < deadline):
+        while not flags.stop and (deadline is None or time.monotonic() < deadline):
             if sock.poll(POLL_MS) and not tap.pump():
                 break
     except BrokenPipeError:

@@ -15,33 +15,32 @@ on ``collector.control``; SIGTERM/SIGINT flush, send a final heartbeat and exit 
 
 Caveats: see docs/collector.md (when a relative path stays unresolved, argv limits, provisional
 tracking).
+
+The core is collector/core.py; this module loads the probes and hands the core and the ring
+buffer to the stage runtime (stage/), which owns the loop, the signal flags and the heartbeat.
 """
 
 from __future__ import annotations
 
 import argparse
-import ctypes
 import logging
 import os
-import signal
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import zmq
 
 import bus
-import bus.events
-from bus.runtime import tune_gc
 from bpf import EVENTS_H, PARTS
-from bus.topics import COLLECTOR_CONTROL, COLLECTOR_EVENT
 from collector import config as cconfig
 from collector import loader
-from collector.decode import DIR_ERRORS, DIR_NONE, ST_EXE_RESOLVED, DecodeError, Decoded, decode
-from collector.proc_scan import full_fd_exe, scan
+from collector.core import Collector, Counters, RingBufferSource   # noqa: F401 (Counters: tests)
+from collector.proc_scan import scan
 from collector.scope import Scope
+from stage import Flags, options
+from stage.runtime import Runtime
 from trust import strict_modes
 
 # Open, connect, fork and exit records do not wake this reader (bpf/collector.bpf.c
@@ -62,10 +61,8 @@ EXAMPLES = """examples:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="casa-collector", description=__doc__.split("\n")[0],
-                                 epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", help="config/casa.json to use (default: $CASA_CONFIG_PATH or the checkout's)")
-    ap.add_argument("--bus-dir", help="directory of the bus sockets (default: $CASA_BUS_DIR or /run/casa)")
+    ap = options.parser("casa-collector", __doc__, EXAMPLES)
+    options.add(ap, "config", "bus-dir", "log-level")
     ap.add_argument("--pid-file", help="write the collector's pid here (default: collector.pid_file)")
     ap.add_argument("-p", "--pid", type=int, action="append", default=[], metavar="PID",
                     help="extra root process (repeatable); its profile is --profile")
@@ -73,173 +70,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("-b", "--buffer-pages", type=int, metavar="PAGES",
                     help="ring buffer size in 4 KiB pages, a power of two (default: collector.ringbuf_pages)")
     ap.add_argument("--ebpf", action="store_true", help="print the BPF program and cflags, then exit")
-    ap.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    return ap.parse_args(argv)
-
-
-@dataclass
-class Counters:
-    """Published in every heartbeat and logged at exit."""
-
-    events: dict[str, int] = field(default_factory=lambda: {k: 0 for k in bus.KINDS})
-    malformed_records: int = 0
-    unresolved_paths: int = 0        # paths published with abspath "" (as records arrive)
-    unresolved: dict[str, int] = field(default_factory=lambda: {k: 0 for k in DIR_ERRORS.values()})
-    truncated_paths: int = 0         # paths cut at the kernel buffer (path_truncated)
-    env_truncated: int = 0           # execs whose environment had more than MAX_ENV entries
-    ld_env_truncated: int = 0        # execs with an LD_* value cut or occurring 3+ times
-    dns_queries: int = 0             # send events whose datagram parsed as a DNS query
-    dns_unparsed: int = 0            # send events that looked like DNS in the kernel, but did not parse
-    kernel_drops: int = 0
-    tracked_processes: int = 0
-    reloads: int = 0                 # reload requests sent downstream (one per SIGHUP)
-    reloads_applied: int = 0         # SIGHUPs whose config was valid and is now in force
-    reloads_rejected: int = 0        # SIGHUPs whose config was invalid (the old one stays)
-    config_version: str = ""         # sha256[:12] of the config file in force
-
-    def as_dict(self, scope: Scope, pub: bus.Publisher) -> dict[str, int | str]:
-        out: dict[str, int | str] = {f"events_{k}": v for k, v in self.events.items()}
-        out.update({f"unresolved_{k}": v for k, v in self.unresolved.items()})
-        out.update(malformed_records=self.malformed_records, kernel_drops=self.kernel_drops,
-                   unresolved_paths=self.unresolved_paths, truncated_paths=self.truncated_paths,
-                   env_truncated=self.env_truncated, ld_env_truncated=self.ld_env_truncated,
-                   dns_queries=self.dns_queries, dns_unparsed=self.dns_unparsed,
-                   tracked_processes=self.tracked_processes, roots=len(scope.roots),
-                   dropped_provisional=scope.dropped_events, reloads=self.reloads,
-                   reloads_applied=self.reloads_applied, reloads_rejected=self.reloads_rejected,
-                   config_version=self.config_version, undelivered_events=pub.undelivered_events)
-        return out
-
-
-class Collector:
-    """The running stage: kernel records in, bus messages out. Signals only set flags."""
-
-    def __init__(self, cfg: cconfig.CollectorConfig, args: argparse.Namespace, pub: bus.Publisher,
-                 bpf: Any, scope: Scope, boot_epoch_ns: int) -> None:
-        self.cfg = cfg
-        self.args = args
-        self.pub = pub
-        self.bpf = bpf
-        self.scope = scope
-        self.boot_epoch_ns = boot_epoch_ns
-        self.counters = Counters(config_version=cconfig.version_of(cfg.path))
-        self.stop = False
-        self.reload_requested = False
-        self.reload_id = 0
-        self.reported_drops = 0
-        self.reported_undelivered = 0
-
-    def publish(self, events: list[dict[str, Any]]) -> None:
-        for ev in events:
-            self.counters.events[ev["kind"]] = self.counters.events.get(ev["kind"], 0) + 1
-            self.pub.publish(COLLECTOR_EVENT, _wire(ev))
-
-    def count_paths(self, d: Decoded) -> None:
-        """Unresolved (abspath "") and truncated paths, by reason: never silent (docs/collector.md)."""
-        for error in (d.dir_error, d.new_dir_error):
-            if error != DIR_NONE:
-                self.counters.unresolved_paths += 1
-                self.counters.unresolved[DIR_ERRORS.get(error, "unreadable")] += 1
-        ev = d.event
-        if "path_truncated" in ev or "new_path_truncated" in ev:
-            self.counters.truncated_paths += ("path_truncated" in ev) + ("new_path_truncated" in ev)
-        kind = ev["kind"]
-        if kind == "exec":
-            self.counters.env_truncated += "env_truncated" in ev
-            self.counters.ld_env_truncated += "ld_env_truncated" in ev
-        elif kind == "send":
-            self.counters.dns_queries += "dns_qname_hash" in ev
-            self.counters.dns_unparsed += d.dns_unparsed
-
-    def on_record(self, _ctx: Any, data: Any, size: int) -> int:
-        """Ring-buffer callback: never raises (bcc would only print it).
-
-        Returns -1 (stop polling; this record is consumed) when the loop has work due, so a
-        sustained flood cannot hold off heartbeats, reloads or shutdown inside one poll.
-        """
-        try:
-            lim = self.cfg.limits
-            d = decode(ctypes.string_at(data, size), self.boot_epoch_ns, lim.max_args,
-                       lim.max_arg_len, lim.max_path_len)
-            if d.status & ST_EXE_RESOLVED and d.event["ret"] == 0 and not d.event["exe"].startswith("memfd:"):
-                d.event["exe"] = full_fd_exe(d.event["tgid"], d.event["exe"])
-            self.count_paths(d)
-            self.publish(self.scope.handle(d))
-        except DecodeError as exc:
-            self.counters.malformed_records += 1
-            log.warning("dropped a kernel record | reason=%s", exc)
-        except Exception:   # noqa: BLE001 - one bad record must not stop the stage
-            self.counters.malformed_records += 1
-            log.exception("failed to handle a kernel record")
-        return -1 if self.stop or self.reload_requested or self.pub.heartbeat_due() else 0
-
-    def heartbeat(self) -> None:
-        tracked, roots = self.scope.sweep()
-        self.publish(roots)
-        self.counters.tracked_processes = tracked
-        self.counters.kernel_drops = loader.kernel_drops(self.bpf)
-        now = time.time_ns()
-        if self.counters.kernel_drops > self.reported_drops:
-            self.publish([{"kind": "loss", "ts_ns": now, "where": "kernel",
-                           "count": self.counters.kernel_drops - self.reported_drops}])
-            log.warning("kernel ring buffer full, events lost | lost=%d",
-                        self.counters.kernel_drops - self.reported_drops)
-            self.reported_drops = self.counters.kernel_drops
-        undelivered = self.pub.undelivered_events
-        if undelivered > self.reported_undelivered:
-            self.publish([{"kind": "loss", "ts_ns": now, "where": "collector",
-                           "count": undelivered - self.reported_undelivered}])
-            self.reported_undelivered = undelivered
-        self.pub.heartbeat(self.counters.as_dict(self.scope, self.pub))
-
-    def reload(self) -> None:
-        """SIGHUP: new profiles (or keep the old ones), then a reload request downstream."""
-        self.reload_requested = False
-        try:
-            new = cconfig.load(self.cfg.path)
-        except cconfig.ConfigError as exc:
-            self.counters.reloads_rejected += 1
-            log.error("reload failed, keeping the %d profiles loaded | reason=%s version=%s",
-                      len(self.scope.profiles), exc, self.counters.config_version)
-        else:
-            self.scope.profiles = new.profiles
-            loader.set_root_comms(self.bpf, self.scope.root_comms())
-            self.cfg = cconfig.CollectorConfig(self.cfg.path, self.cfg.limits, self.cfg.pid_file,
-                                               new.profiles)
-            self.counters.reloads_applied += 1
-            self.counters.config_version = cconfig.version_of(self.cfg.path)
-            log.info("profiles reloaded | profiles=%s version=%s",
-                     ",".join(p.name for p in new.profiles), self.counters.config_version)
-        self.reload_id += 1
-        self.counters.reloads += 1
-        self.pub.flush()             # every event before the request goes out first
-        self.pub.publish_now(COLLECTOR_CONTROL, [{"kind": "control", "command": "reload",
-                                                  "id": self.reload_id, "requested_ns": time.time_ns()}])
-
-    def run(self) -> None:
-        while not self.stop:
-            self.bpf.ring_buffer_poll(POLL_TIMEOUT_MS)
-            self.bpf.ring_buffer_consume()    # records written without a wakeup: poll timed out
-            self.pub.flush()
-            if self.reload_requested:
-                self.reload()
-            if self.pub.heartbeat_due():
-                self.heartbeat()
-        self.bpf.ring_buffer_consume()
-        self.heartbeat()
-
-
-def _wire(ev: dict[str, Any]) -> dict[str, Any]:
-    """Text fields as the bus carries them (str, or bytes when not UTF-8). In place: the
-    collector owns its event dicts, and a copy per event is measurable at 200k events/s."""
-    for k in bus.events.TEXT_FIELDS:
-        if k in ev and isinstance(ev[k], str):
-            ev[k] = bus.to_wire(ev[k])
-    if "argv" in ev:
-        ev["argv"] = [bus.to_wire(a) for a in ev["argv"]]
-    if ev.get("ld_env"):
-        ev["ld_env"] = {k: bus.to_wire(v) for k, v in ev["ld_env"].items()}
-    return ev
+    ap.add_argument("-v", "--verbose", action="store_true", help="debug logging (= --log-level DEBUG)")
+    args = options.resolve(ap.parse_args(argv))
+    if args.verbose:
+        args.log_level = "DEBUG"
+    return args
 
 
 def boot_epoch_ns() -> int:
@@ -300,8 +135,7 @@ def print_ebpf(cfg: cconfig.CollectorConfig) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    options.setup_logging(args.log_level)
     config_path = args.config or os.environ.get("CASA_CONFIG_PATH")
     try:
         cfg = cconfig.load(config_path)
@@ -326,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: argparse.Namespace, cfg: cconfig.CollectorConfig, extra: dict[int, str]) -> int:
     pid_file = args.pid_file or cfg.pid_file
     directory = Path(args.bus_dir) if args.bus_dir else None
+    flags = Flags().install()
     ctx = zmq.Context()
     try:
         sock = bus.bind_publisher(ctx, STAGE, directory)
@@ -333,8 +168,7 @@ def run(args: argparse.Namespace, cfg: cconfig.CollectorConfig, extra: dict[int,
         print(f"casa-collector: error: {exc}", file=sys.stderr)
         return 1
     pub = bus.Publisher(sock, STAGE)
-    profiles = cfg.profiles
-    comms = set().union(*(p.root_comms() for p in profiles))
+    comms = set().union(*(p.root_comms() for p in cfg.profiles))
     try:
         b = loader.load(cfg.limits, os.getpid(), comms)
     except (loader.LoaderError, ValueError) as exc:
@@ -342,42 +176,24 @@ def run(args: argparse.Namespace, cfg: cconfig.CollectorConfig, extra: dict[int,
         sock.close(0)
         ctx.term()
         return 1
-    scope = Scope(profiles, loader.KernelTrackedMap(b[b"tracked"]), os.getpid())
+    scope = Scope(cfg.profiles, loader.KernelTrackedMap(b[b"tracked"]), os.getpid())
     scope.kmap.delete(os.getpid())         # inherited if started from a traced shell: never traced
-    col = Collector(cfg, args, pub, b, scope, boot_epoch_ns())
+    col = Collector(cfg, pub, b, scope, boot_epoch_ns(), flags)
     b[b"events"].open_ring_buffer(col.on_record)
-    _install_signals(col)
     procs = scan()
     for pid in sorted(set(extra) - set(procs)):
         log.warning("-p process not found, not tracked | pid=%d", pid)
     col.publish(scope.bootstrap(procs, extra))
     scope.adopt_descendants(scan())        # children forked while the first scan ran
     write_pid_file(pid_file)
-    tune_gc()
     log.info("Tracing agent trees (exec, open, connect, exit, fork, detection signals)... Ctrl-C to end. | roots=%d "
              "tracked=%d bus=%s pid_file=%s", len(scope.roots), len(scope.kmap.items()),
              bus.endpoint(STAGE, directory), pid_file)
+    runtime = Runtime(STAGE, col, RingBufferSource(b), pub, ctx, poll_ms=POLL_TIMEOUT_MS, flags=flags)
     try:
-        col.run()
+        return runtime.run()
     finally:
         remove_pid_file(pid_file)
-        log.info("collector stopped | %s", " ".join(f"{k}={v}" for k, v in
-                                                    col.counters.as_dict(scope, pub).items()))
-        sock.close(linger=1000)
-        ctx.term()
-    return 0
-
-
-def _install_signals(col: Collector) -> None:
-    def stop(_sig: int, _frame: Any) -> None:
-        col.stop = True
-
-    def hup(_sig: int, _frame: Any) -> None:
-        col.reload_requested = True
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGHUP, hup)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """The state file ``$CASA_STATE_DIR/sessionizer.json``: id reservations and restart checkpoints.
 
-One JSON document, replaced atomically (write a temporary file, fsync, rename)::
+One JSON document, a stage.state_file.StateFile (replaced atomically: a temporary file, fsync,
+rename; an unusable one is set aside)::
 
     {"version": 1, "id_reserved_until": 129, "tree_id_reserved_until": 65, "saved_ns": ...,
      "checkpoint": {"tracker": {...}, "sessions": [...], "next_id": 97, "clean": false,
@@ -9,7 +10,7 @@ One JSON document, replaced atomically (write a temporary file, fsync, rename)::
 
 ``bus`` is ``bus.SequenceTracker.positions()``, as the analyzer and the sinks write it. Files
 written before that hold ``{"collector.event": {"epoch": ..., "seq": ...}, ...}`` instead;
-:func:`input_positions` reads both, so the version stays 1.
+:func:`input_positions` reads both (stage.state_file.read_positions), so the version stays 1.
 
 Session ids below ``id_reserved_until`` (tree ids below ``tree_id_reserved_until``: their own
 sequence, so that session ids stay consecutive and both spread evenly over ``% N``) may have been
@@ -23,18 +24,19 @@ file is set aside as ``sessionizer.json.corrupt``, not trusted.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
 from pathlib import Path
 from typing import Any
 
+from stage.options import DEFAULT_STATE_DIR
+from stage.state_file import StateFile, read_positions
+
 __all__ = ["StateStore", "STATE_VERSION", "DEFAULT_STATE_DIR", "state_dir", "input_positions",
            "SESSION_IDS", "TREE_IDS"]
 
 STATE_VERSION = 1
-DEFAULT_STATE_DIR = "/var/lib/casa"
 SESSION_IDS, TREE_IDS = "id_reserved_until", "tree_id_reserved_until"   # reservations, by kind
 FILE_NAME = "sessionizer.json"
 
@@ -47,16 +49,9 @@ def state_dir() -> Path:
 
 def input_positions(checkpoint: dict[str, Any], stream: str = "collector") -> list[dict[str, Any]]:
     """The checkpoint's input positions in ``SequenceTracker.restore_positions`` form. The
-    older per-topic map (all of ``stream``) is converted; ValueError for any other layout."""
-    raw = checkpoint.get("bus")
-    if raw is None:
-        return []
-    if isinstance(raw, list):
-        return [item for item in raw if isinstance(item, dict)]
-    if isinstance(raw, dict):
-        return [{"stream": stream, "topic": topic, "epoch": int(pos["epoch"]), "seq": int(pos["seq"])}
-                for topic, pos in raw.items()]
-    raise ValueError(f"checkpoint bus positions have an unknown layout: {type(raw).__name__}")
+    older per-topic map (all of ``stream``) is converted; ValueError for any damaged entry."""
+    return [{"stream": s, "topic": t, "epoch": st.epoch, "seq": st.last_seq}
+            for (s, t), st in read_positions(checkpoint.get("bus"), stream).items()]
 
 
 class StateStore:
@@ -64,37 +59,29 @@ class StateStore:
 
     def __init__(self, directory: Path | None = None) -> None:
         self.path = (directory or state_dir()) / FILE_NAME
+        self.file = StateFile(self.path, STATE_VERSION, "sessionizer state file",
+                              "ids derive from the clock and restart recovery is off")
         self.doc: dict[str, Any] = {"version": STATE_VERSION, "id_reserved_until": 1}
         self.writable = True
-        self.save_failures = 0
         self.fresh = True              # no usable state file was found
+
+    @property
+    def save_failures(self) -> int:
+        return self.file.write_failures
 
     def load(self) -> dict[str, Any]:
         """Read the document (a fresh one if there is none or it is unusable)."""
-        try:
-            raw = json.loads(self.path.read_text())
-        except FileNotFoundError:
+        raw = self.file.load()
+        if raw is None:
             return self.doc
-        except (OSError, ValueError) as exc:
-            log.error("state file unusable; starting without a checkpoint | path=%s reason=%s",
-                      self.path, exc)
-            self._set_aside()
-            return self.doc
-        if not isinstance(raw, dict) or raw.get("version") != STATE_VERSION \
-                or not isinstance(raw.get("id_reserved_until"), int):
+        if not isinstance(raw.get("id_reserved_until"), int):
             log.error("state file has an unknown layout; starting without a checkpoint | path=%s",
                       self.path)
-            self._set_aside()
+            self.file.set_aside()
             return self.doc
         self.doc = raw
         self.fresh = False
         return self.doc
-
-    def _set_aside(self) -> None:
-        try:
-            self.path.replace(self.path.with_name(FILE_NAME + ".corrupt"))
-        except OSError:
-            pass
 
     def first_id(self, key: str = SESSION_IDS) -> int:
         """Where the ids of ``key`` (session ids, or tree ids) continue: the reservation, else
@@ -126,24 +113,13 @@ class StateStore:
         return self.save()
 
     def save(self) -> bool:
-        """Atomically replace the file; False (and counted) on failure."""
-        if not self.writable and self.save_failures:
+        """Atomically replace the file; False (and counted) on failure, and from then on: a
+        directory that refused once is not written again (the ids then derive from the clock)."""
+        if not self.writable:
             return False
         self.doc["version"] = STATE_VERSION
         self.doc["saved_ns"] = time.time_ns()
-        tmp = self.path.with_name(FILE_NAME + ".tmp")
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            text = json.dumps(self.doc, separators=(",", ":"))   # one C call; json.dump
-            with open(tmp, "w", encoding="utf-8") as f:             # writes chunk by chunk
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except OSError as exc:
-            if self.writable:
-                log.warning("cannot save the state file | path=%s reason=%s", self.path, exc)
+        if not self.file.write(self.doc):
             self.writable = False
-            self.save_failures += 1
             return False
         return True

@@ -13,7 +13,7 @@ durably out:
   head first; spans are exported in order and a failed batch is retried before newer ones), so
   "resolved >= accepted" means every record of every message up to those positions is out.
 * :class:`PositionStore` writes the durable positions (and the received ones) to
-  ``$CASA_STATE_DIR/sinks-<kind>.json`` atomically, at most every ``SAVE_INTERVAL_S``, and
+  ``$CASA_STATE_DIR/sinks-<kind>.json`` (a stage.state_file.StateFile: atomic, fsync'd), at most every ``SAVE_INTERVAL_S``, and
   cleanly at SIGTERM. At start they go into the subscriber's sequence tracker: the first message
   after a restart shows exactly how many messages were published after the last durable one --
   received but lost in memory, or published while the sink was down (``lost_messages``).
@@ -29,9 +29,7 @@ counted as lost although they were written: the count errs on the side of loss, 
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import time
 from collections import deque
 from collections.abc import Callable
@@ -39,8 +37,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from bus.sequence import SequenceTracker, StreamState, parse_positions
+from bus.sequence import SequenceTracker, StreamState
 from bus.subscriber import Subscriber
+from stage.state_file import StateFile, read_positions
 
 __all__ = ["PositionStore", "DurablePositions", "RestartGaps", "Restored", "SinkPositions", "lag",
            "SAVE_INTERVAL_S", "FORMAT_VERSION"]
@@ -124,33 +123,21 @@ class PositionStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.failed = False          # warn once, then stay quiet until a save works again
+        self.file = StateFile(path, FORMAT_VERSION, "sink checkpoint",
+                              "loss during a restart will not be counted", older=(1,))
+
+    @property
+    def failed(self) -> bool:
+        """The last save failed (warned once, then quiet until a save works again)."""
+        return self.file.failed
 
     def save(self, durable: Positions, received: Positions, held: int = 0, clean: bool = False) -> bool:
-        doc = {"v": FORMAT_VERSION, "clean": clean, "bus": durable, "received": received,
-               "held": held}
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps(doc, separators=(",", ":")))
-            os.replace(tmp, self.path)
-        except OSError as exc:
-            if not self.failed:
-                log.warning("cannot write the sink checkpoint; loss during a restart will not be "
-                            "counted | path=%s reason=%s", self.path, exc.strerror or exc)
-            self.failed = True
-            return False
-        self.failed = False
-        return True
+        return self.file.write({"clean": clean, "bus": durable, "received": received, "held": held})
 
     def restore(self, tracker: SequenceTracker) -> Restored:
         """Put the durable positions into ``tracker``; say what the checkpoint implies."""
-        try:
-            doc = json.loads(self.path.read_text())
-        except FileNotFoundError:
-            return Restored()
-        except (OSError, ValueError) as exc:
-            log.warning("ignored an unreadable sink checkpoint | path=%s reason=%s", self.path, exc)
+        doc = self.file.load()
+        if doc is None:
             return Restored()
         try:
             durable, received, held, clean = _parse(doc)
@@ -176,10 +163,8 @@ class PositionStore:
 def _parse(doc: Any) -> tuple[dict[tuple[str, str], StreamState], dict[tuple[str, str], StreamState],
                               int, bool]:
     """Parse every entry before any is used: a damaged file changes nothing."""
-    if not isinstance(doc, dict) or doc.get("v") not in (1, FORMAT_VERSION):
-        raise ValueError("not a sink checkpoint of this format")
-    durable = parse_positions(doc["bus"])
-    received = parse_positions(doc.get("received", doc["bus"]))
+    durable = read_positions(doc["bus"])
+    received = read_positions(doc.get("received", doc["bus"]))
     held = doc.get("held", 0)
     if isinstance(held, bool) or not isinstance(held, int) or held < 0:
         raise ValueError(f"bad held count {held!r}")

@@ -32,10 +32,10 @@ from typing import Any, Protocol
 
 from bus.envelope import Envelope
 from bus.topics import ANALYZER_DECISION, is_heartbeat
-from sinks.off import HoldsNothing, SinkOff
 from sinks import decision_records, records
+from sinks.idle import NoFiles
 
-__all__ = ["Deliverer", "DeliveryCounters", "NotifySink", "NotifyOff", "notification", "due_action",
+__all__ = ["Deliverer", "DeliveryCounters", "NotifySink", "notification", "due_action",
            "encode", "SHUTDOWN_WAIT_S"]
 
 SHUTDOWN_WAIT_S = 5.0            # at a stop: the longest to keep delivering what is queued
@@ -116,8 +116,9 @@ class _Item:
 
 
 @dataclass(slots=True)
-class NotifySink(HoldsNothing):
-    """Decisions in (pipeline thread), deliveries out (one delivery thread). SinkCore protocol."""
+class NotifySink(NoFiles):
+    """Decisions in (pipeline thread), deliveries out (one delivery thread). SinkCore protocol
+    (nothing held outside its queue, no files: NoFiles)."""
 
     name: str                                  # "webhook", "program": names the log lines
     min_action: str
@@ -265,9 +266,3 @@ class NotifySink(HoldsNothing):
             log.error("notification lost | sink=%s reason=%s dropped_full=%d gave_up=%d", self.name, why,
                       self.counts["dropped_full"], self.counts["gave_up"])
 
-
-class NotifyOff(SinkOff):
-    """A notification sink that is not configured (sinks/off.py): ``notify_enabled=0``."""
-
-    __slots__ = ()
-    ENABLED = "notify_enabled"

@@ -95,7 +95,7 @@ def test_the_analyzer_publishes_only_declared_counters() -> None:
     from bus.subscriber import SubscriberCounters
     from policy import load_policy, rules_path
     keys = {**Analyzer(load_policy(rules_path(), log_warnings=False)).stats(),
-            **SubscriberCounters().as_dict(), "unpublishable": 0}      # added by analyzer/__main__.py
+            **SubscriberCounters().as_dict(), "unpublishable": 0}      # added by bus.Publisher
     assert STAGES["analyzer"].undeclared(keys) == []
 
 

@@ -1,4 +1,4 @@
-"""bus.runtime.tune_gc: start-up objects frozen, thresholds raised, and cycles still collected."""
+"""stage.memory.tune_gc: start-up objects frozen, thresholds raised, and cycles still collected."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import json
 import subprocess
 import sys
 
-from bus.runtime import GC_THRESHOLDS
+from stage.memory import GC_THRESHOLDS
 
 PROBE = r"""
 import gc, json, weakref
-from bus.runtime import tune_gc
+from stage.memory import tune_gc
 
 class Node:
     pass

@@ -12,7 +12,8 @@ from bus.subscriber import SubscriberCounters
 from cli.heartbeats import Beat
 from cli.status import collect, render
 from cli.supervisor import ProcessInfo
-from sinks.notify import NotifyOff, NotifySink
+from sinks.idle import NotifyOff
+from sinks.notify import NotifySink
 from sinks.otel import TraceSink
 from sinks.otel_logs import build_decision_logs
 from opentelemetry.sdk.trace import TracerProvider

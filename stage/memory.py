@@ -1,4 +1,5 @@
-"""Process settings every unprivileged stage applies once it is set up, before its loop.
+"""Garbage-collector settings every stage applies once it is set up, before its loop
+(stage.runtime.Runtime.run calls :func:`tune_gc`).
 
 Garbage collection. A stage allocates a few container objects per event (the decoded map, window
 entries, output tuples) and frees nearly all of them at once by reference counting; the cyclic
