@@ -16,7 +16,7 @@ import pytest
 from agents.profiles import DEFAULT_CONFIG_PATH, ProfileError, load_profiles
 from sessionizer.core import Sessionizer
 
-from synthetic_events import S, T0, Events, events_of, lifecycle_of
+from tests.sessionizer.synthetic_events import S, T0, Events, events_of, lifecycle_of
 
 
 @dataclass(frozen=True)

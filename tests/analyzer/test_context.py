@@ -10,7 +10,7 @@ import pytest
 from analyzer.context import Context
 from analyzer.core import Analyzer
 from analyzer.evidence import MAX_REFS, Evidence
-from analyzer_sequences import Seq, decisions, lifecycle, run_events
+from tests.analyzer.analyzer_sequences import Seq, decisions, lifecycle, run_events
 from policy import FEATURES, Policy, parse_policy
 
 

@@ -11,7 +11,7 @@ import dataclasses
 import pytest
 
 from analyzer.core import Analyzer
-from analyzer_sequences import Seq, context_after
+from tests.analyzer.analyzer_sequences import Seq, context_after
 from policy import Policy
 
 O_RDONLY, O_WRONLY_CREAT_TRUNC, O_WRONLY_APPEND, O_WRONLY_TRUNC = 0, 0x241, 0x441, 0x201

@@ -11,7 +11,7 @@ import pytest
 
 from analyzer.core import Analyzer
 from analyzer.evidence import ref_map
-from analyzer_sequences import Seq, context_after
+from tests.analyzer.analyzer_sequences import Seq, context_after
 from policy import Policy
 
 TREE = {"tree_id": 9, "shard": 9}

@@ -11,7 +11,7 @@ import pytest
 
 from analyzer.core import Analyzer
 from analyzer.decisions import Action, DecisionState, decide
-from analyzer_sequences import CHECKOUT, ORIGINAL_RULES, Seq, decisions, in_mode, lifecycle, run_events
+from tests.analyzer.analyzer_sequences import CHECKOUT, ORIGINAL_RULES, Seq, decisions, in_mode, lifecycle, run_events
 from bus import Envelope, from_wire, pack, unpack
 from policy import Rule, Thresholds, load_policy
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from analyzer.core import Analyzer
-from analyzer_sequences import CHECKOUT, Seq, decisions, in_mode, lifecycle, run_events
+from tests.analyzer.analyzer_sequences import CHECKOUT, Seq, decisions, in_mode, lifecycle, run_events
 from policy import Policy
 
 TREE = {"tree_id": 7, "shard": 7}

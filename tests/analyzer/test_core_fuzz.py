@@ -8,7 +8,7 @@ from typing import Any
 import msgpack
 
 from analyzer.core import Analyzer
-from analyzer_sequences import Seq
+from tests.analyzer.analyzer_sequences import Seq
 
 VALUES: list[Any] = [None, 0, -1, 2**62, 2**63 + 5, 1.5, True, "", "x", b"\xff\xfe", [], {}, ["a", 1], {"tgid": "x"},
                      "/tmp/a (deleted)", "memfd:x", "127.0.0.1", "::1", "999.1.1.1"]

@@ -14,7 +14,7 @@ import json
 import pytest
 
 from analyzer.core import Analyzer
-from analyzer_sequences import CHECKOUT, decisions, indexed_policy, lifecycle, parity_policy, run_events
+from tests.analyzer.analyzer_sequences import CHECKOUT, decisions, indexed_policy, lifecycle, parity_policy, run_events
 
 GOLDEN = CHECKOUT / "tests" / "fixtures" / "golden"
 CASES = sorted(p.stem for p in GOLDEN.glob("*.json"))

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from analyzer.core import Analyzer
-from analyzer_sequences import CHECKOUT, decisions, indexed_policy, lifecycle, run_events
+from tests.analyzer.analyzer_sequences import CHECKOUT, decisions, indexed_policy, lifecycle, run_events
 
 GOLDEN = CHECKOUT / "tests" / "fixtures" / "golden"
 CASES = sorted(p.stem for p in GOLDEN.glob("*.json"))
@@ -94,7 +94,7 @@ def test_up_to_10000_events_in_every_gap_of_an_attack(case: str):
 
 def test_padding_does_lower_the_original_window():
     """The same padding in history_mode "original" does lose M05 (what the indexed mode fixes)."""
-    from analyzer_sequences import parity_policy
+    from tests.analyzer.analyzer_sequences import parity_policy
     doc = json.loads((GOLDEN / "M05.json").read_text())
     write = next(i for i, e in enumerate(doc["events"]) if e["kind"] == "open")
     filler = [{**doc["events"][write], "path": "/etc/hostname", "flags": 0x80000}] * 80

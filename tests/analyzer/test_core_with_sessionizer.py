@@ -12,7 +12,7 @@ import pytest
 
 from analyzer.core import Analyzer
 from bus import events as bus_events
-from analyzer_sequences import CHECKOUT, indexed_policy
+from tests.analyzer.analyzer_sequences import CHECKOUT, indexed_policy
 from sessionizer.core import Sessionizer
 from sessionizer.settings import load_settings
 

@@ -6,7 +6,7 @@ import dataclasses
 
 from analyzer.capability_flags import dangerous_mask
 from analyzer.core import Analyzer
-from analyzer_sequences import Seq, context_after, lifecycle
+from tests.analyzer.analyzer_sequences import Seq, context_after, lifecycle
 
 CAP_SYS_ADMIN, CAP_NET_RAW, CAP_CHOWN = 1 << 21, 1 << 13, 1 << 0
 

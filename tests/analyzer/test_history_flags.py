@@ -8,7 +8,7 @@ import pytest
 
 from analyzer.core import Analyzer
 from analyzer.history_flags import burst, burst_ignorable_connect, burst_ignorable_open
-from analyzer_sequences import Seq, context_after, in_mode
+from tests.analyzer.analyzer_sequences import Seq, context_after, in_mode
 from policy import Policy
 
 SH = "/bin/sh"

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from analyzer_process import CHECKOUT, Bench, as_casa
-from analyzer_sequences import lifecycle
+from tests.analyzer.analyzer_process import CHECKOUT, Bench, as_casa
+from tests.analyzer.analyzer_sequences import lifecycle
 
 GOLDEN = CHECKOUT / "tests" / "fixtures" / "golden"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from analyzer.core import Analyzer
-from analyzer_sequences import ORIGINAL_RULES, Seq, decisions, run_events
+from tests.analyzer.analyzer_sequences import ORIGINAL_RULES, Seq, decisions, run_events
 from policy import parse_policy
 
 

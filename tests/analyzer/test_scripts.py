@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from analyzer.core import Analyzer
-from analyzer_sequences import Seq, context_after, in_mode
+from tests.analyzer.analyzer_sequences import Seq, context_after, in_mode
 
 TREE = {"tree_id": 5, "shard": 5}
 W = 0x241

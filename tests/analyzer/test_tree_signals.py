@@ -10,7 +10,7 @@ import pytest
 
 from analyzer.core import Analyzer
 from analyzer.evidence import ENV_TRUNCATED
-from analyzer_sequences import Seq, context_after, decisions, run_events
+from tests.analyzer.analyzer_sequences import Seq, context_after, decisions, run_events
 from policy import parse_policy
 
 TREE = {"tree_id": 7, "shard": 7}

@@ -105,7 +105,7 @@ def test_the_sinks_publish_only_declared_counters(tmp_path) -> None:
     from sinks.otel import BoundedProcessor, RetryingExporter, TraceSink
     from bus.subscriber import SubscriberCounters
     from opentelemetry.sdk.trace import TracerProvider
-    from tests.sinks.test_sinks_export_bounds import Switchable
+    from tests.sinks.test_otel_export import Switchable
     jsonl = JsonlSink.from_paths(LogPaths.from_env({"CASA_LOG_DIR": str(tmp_path)}))
     processor = BoundedProcessor(RetryingExporter(Switchable(), retry_interval_s=3600))
     otel = TraceSink(provider=TracerProvider(), processor=processor)

@@ -3,7 +3,7 @@ a global npm install (``<prefix>/bin/openclaw`` -> ``../lib/node_modules/opencla
 nvm (``~/.nvm/versions/node/vX/bin/{node,openclaw}``), and the daemon's command line (``node
 <pkg>/dist/index.js gateway``, what ``openclaw onboard --install-daemon`` puts in the unit),
 through the real collector: each run is exactly one root of the expected profile. (The
-project-local install is test_collector_openclaw.py.) ``--help`` makes each run short."""
+project-local install is test_openclaw_live.py.) ``--help`` makes each run short."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ import bus
 from collector.decode import DIR_OK, EV_EXEC, HEADER_SIZE, ST_CAPS_VALID
 from collector.dns import parse_query, qname_hash
 from collector.exec_facts import FD_INFO
-from tests.collector.test_collector_decode import BOOT, dec, record, slots
+from tests.collector.test_decode import BOOT, dec, record, slots
 
 EV_CHMOD, EV_RENAME, EV_TRUNCATE, EV_MEMFD, EV_SEND, EV_SOCKET, EV_SETID, EV_CAPSET = 6, 8, 9, 10, 13, 16, 17, 18
 ST_FD_PATH, ST_CONNECTED, ST_NEW_PATH_TRUNCATED = 0x2000, 0x1000, 0x4000

@@ -6,7 +6,7 @@ import pytest
 
 from sessionizer.core import Sessionizer
 from sessionizer.settings import Settings, load_settings
-from synthetic_events import CONFIG, GATEWAY, HOMES, RULES, S, SCHEMA2_KINDS, T0, WORKER, Events, \
+from tests.sessionizer.synthetic_events import CONFIG, GATEWAY, HOMES, RULES, S, SCHEMA2_KINDS, T0, WORKER, Events, \
     lifecycle_of
 
 

@@ -13,7 +13,7 @@ import pytest
 from sessionizer.core import Sessionizer
 from sessionizer.settings import load_settings
 
-from synthetic_events import CLI, CONFIG, GATEWAY, HOMES, RULES, S, T0, WORKER, Events, events_of, \
+from tests.sessionizer.synthetic_events import CLI, CONFIG, GATEWAY, HOMES, RULES, S, T0, WORKER, Events, events_of, \
     lifecycle_of
 
 NODE = "/usr/bin/node"

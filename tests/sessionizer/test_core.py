@@ -8,7 +8,7 @@ from sessionizer.connect_filter import ConfiguredEndpoints
 from sessionizer.core import Sessionizer, is_wrapper_argv
 from sessionizer.sessions import SessionIds
 
-from synthetic_events import (CLI, GATEWAY, S, T0, WORKER, cli_argv, events_of, lifecycle_of,
+from tests.sessionizer.synthetic_events import (CLI, GATEWAY, S, T0, WORKER, cli_argv, events_of, lifecycle_of,
                        profiles_only, topics)
 
 WRAPPER_ARGV = ["/bin/bash", "--noprofile", "--norc", "-c", ". /snap; eval 'curl -s x'"]
@@ -292,7 +292,7 @@ def test_another_agent_is_monitored_by_configuration_only(ev):
 ])
 def test_same_dir_required_keeps_the_original_start_criterion(ev, same_dir, node, opens):
     import json
-    from synthetic_events import CONFIG
+    from tests.sessionizer.synthetic_events import CONFIG
     data = json.loads(CONFIG.read_text())
     for p in data["profiles"]:
         if p["kind"] == "invocation":

@@ -17,7 +17,7 @@ from sessionizer.core import _plainly_valid
 from sessionizer.gates import canonical_ip, is_loopback
 from sessionizer.noise import LOADER, MISSING, NoiseLists, PathFacts, path_fact
 
-from synthetic_events import S, T0, Events
+from tests.sessionizer.synthetic_events import S, T0, Events
 from tests.bus.bus_samples import SAMPLE_EVENTS
 
 T0_PLUS = T0 + 7 * S      # the wall clock at receipt of the tests' events at ts=7..8
@@ -78,7 +78,7 @@ def test_address_cache_gives_the_same_answers():
 
 def test_checkpoint_records_are_what_asdict_gives(gateway_core, ev):
     from dataclasses import asdict
-    from synthetic_events import CLI, cli_argv
+    from tests.sessionizer.synthetic_events import CLI, cli_argv
     for e in [ev.exec(CLI, 500, "/opt/nvm/v24/bin/node", cli_argv(), ts=10),
               ev.exec(3000, CLI, "/bin/bash", ["bash", "-c", "x"], ts=11), ev.fork(3000, CLI, 3001, ts=12)]:
         gateway_core.handle(e, e["ts_ns"])
@@ -135,7 +135,7 @@ def _expected_open_drop(event: dict[str, Any], lists: NoiseLists) -> str | None:
 
 @pytest.mark.parametrize("flags", [0, 0x241])
 def test_the_core_answers_opens_as_the_uncached_filter_does(gateway_core, ev, settings, flags):
-    from synthetic_events import GATEWAY, WORKER
+    from tests.sessionizer.synthetic_events import GATEWAY, WORKER
     for raw in OPEN_PATHS[:-2] * 2 + ["/proc/1001/status"]:
         event = ev.open(WORKER, GATEWAY, raw, ts=7, flags=flags)
         before = dict(gateway_core.dropped)
@@ -151,7 +151,7 @@ def test_the_core_answers_opens_as_the_uncached_filter_does(gateway_core, ev, se
 
 def test_a_reload_that_changes_the_noise_lists_is_not_answered_from_the_old_memo(gateway_core, ev):
     from sessionizer.settings import settings_from
-    from synthetic_events import GATEWAY, WORKER
+    from tests.sessionizer.synthetic_events import GATEWAY, WORKER
     old = gateway_core.settings
     path = "/srv/project/notes.txt"
     out = gateway_core.handle(ev.open(WORKER, GATEWAY, path, ts=7), T0_PLUS)

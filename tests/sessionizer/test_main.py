@@ -25,7 +25,7 @@ import pytest
 import zmq
 
 from bus import Publisher, Subscriber, bind_publisher, connect_subscriber
-from synthetic_events import CONFIG, RULES, Events
+from tests.sessionizer.synthetic_events import CONFIG, RULES, Events
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 IS_ROOT = os.geteuid() == 0

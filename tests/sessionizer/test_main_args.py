@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from synthetic_events import CONFIG, RULES
+from tests.sessionizer.synthetic_events import CONFIG, RULES
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 

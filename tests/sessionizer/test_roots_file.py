@@ -13,7 +13,7 @@ from sessionizer import roots_file
 from sessionizer.core import Sessionizer
 from sessionizer.roots_file import RootsFile, roots_snapshot
 
-from synthetic_events import CLI, GATEWAY, S, T0, Events
+from tests.sessionizer.synthetic_events import CLI, GATEWAY, S, T0, Events
 
 
 def test_the_snapshot_lists_each_root_with_its_open_sessions(gateway_core: Sessionizer, ev: Events) -> None:

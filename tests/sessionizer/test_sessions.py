@@ -6,7 +6,7 @@ from typing import Any
 
 from sessionizer.core import Sessionizer
 
-from synthetic_events import CLI, GATEWAY, WORKER, S, T0, cli_argv, events_of, lifecycle_of
+from tests.sessionizer.synthetic_events import CLI, GATEWAY, WORKER, S, T0, cli_argv, events_of, lifecycle_of
 
 
 def feed(core: Sessionizer, events: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:

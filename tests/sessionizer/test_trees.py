@@ -9,7 +9,7 @@ from typing import Any
 from sessionizer.core import Sessionizer
 from sessionizer.sessions import SessionIds
 
-from synthetic_events import CLI, GATEWAY, HOMES, S, T0, WORKER, Events, cli_argv, events_of, \
+from tests.sessionizer.synthetic_events import CLI, GATEWAY, HOMES, S, T0, WORKER, Events, cli_argv, events_of, \
     lifecycle_of
 
 NODE = "/usr/bin/node"

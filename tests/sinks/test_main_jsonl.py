@@ -301,7 +301,7 @@ def test_a_sink_killed_with_its_backlog_in_memory_counts_it_after_the_restart(ri
 
 def schema_2_session() -> list[tuple[str, list[dict]]]:
     """A session with schema-2 traffic: role, a hidden write, abspath, a cut path, the exec's
-    facts, every contract kind (tests/sinks/test_sinks_records.py NEW_KINDS), a decision with
+    facts, every contract kind (tests/sinks/test_records.py NEW_KINDS), a decision with
     evidence and a lifecycle map with the tree fields."""
     from tests.sinks.sink_maps import NEW_KINDS
     t = README_ALERT_TS_NS

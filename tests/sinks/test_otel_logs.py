@@ -18,7 +18,7 @@ from sinks.otel_logs import build_decision_logs, logs_endpoint
 from sinks.trace_model import session_ids
 from tests.sinks.otlp_receiver import OtlpReceiver
 from tests.sinks.sink_maps import readme_decision, readme_session, session_map
-from tests.sinks.test_sinks_otel_process import OtelRig
+from tests.sinks.test_main_otel import OtelRig
 from tests.sinks.bus_harness import wait_for
 
 NS = "casa-test@host-a"

@@ -7,7 +7,7 @@ wrote for it before the schema-2 fields were added (TZ=UTC, write time fixed). T
 write the same lines, except what schema 2 adds on purpose: events with ``hidden`` have no line,
 and additive fields (``role``, decision ``evidence``, the lifecycle fields of a session
 snapshot) appear where the maps carry them. (The recordings hold no hidden event: that the sinks
-skip those is tested in test_sinks_records.py and the process tests.) Every original field keeps its name, value and place.
+skip those is tested in test_records.py and the process tests.) Every original field keeps its name, value and place.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from bus.envelope import Envelope
 from bus.topics import ANALYZER_DECISION, RESPONDER_RESULT
-from sink_maps import README_ALERT_TS_NS, exec_event, readme_decision
+from tests.sinks.sink_maps import README_ALERT_TS_NS, exec_event, readme_decision
 from sinks.jsonl import JsonlSink, LogPaths
 
 
@@ -61,7 +61,7 @@ def test_the_trace_gets_a_response_span_event_at_the_first_signal() -> None:
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-    from sink_maps import MS, readme_session
+    from tests.sinks.sink_maps import MS, readme_session
     from sinks.otel import TraceSink
 
     exporter = InMemorySpanExporter()

@@ -4,7 +4,7 @@ A scenario runs in a network namespace with only ``lo`` and a mount namespace wh
 read-only but the scratch-backed directories. These tests run real scenarios in it and look at
 the host afterwards: what tried to leave did not, and what "persistence" wrote landed in scratch.
 The self-check's view of the same probe, through CASA's own events, is in
-test_attacks_subset.py.
+test_runner.py.
 """
 
 from __future__ import annotations

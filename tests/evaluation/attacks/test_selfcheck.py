@@ -1,5 +1,5 @@
 """The hygiene self-check's logic on hand-made collector events (pure; the live proof is
-test_attacks_sandbox.py). Every shortcut is a hiding place: prefixes are compared by component,
+test_sandbox.py). Every shortcut is a hiding place: prefixes are compared by component,
 relative and symlinked writes cannot pass as scratch, any non-loopback address fails."""
 
 from __future__ import annotations
