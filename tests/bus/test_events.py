@@ -7,10 +7,20 @@ main at 3a8146d, the last schema-1 build, unmodified: the validator and decoder 
 deployed before this change run. They must decode every schema-2 message, accept every event of
 a kind they know (new fields are unknown extra fields to them) and report every new kind as a
 problem, which their stages count as malformed and drop -- never an exception.
+
+The old sources are kept as data (``*.py.txt``), not as modules: they are a recording of what was
+deployed, not code anyone maintains, and are compiled and run here as they were. They are not read
+from git history at test time because a checkout need not carry it (a shallow clone, a source
+tarball); where it does, a test checks the recording against the commit byte for byte.
 """
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import msgpack
@@ -19,8 +29,25 @@ import pytest
 from bus import Envelope, MalformedMessage, Publisher, Subscriber, pack, unpack, validate_event
 from bus.events import SCHEMA, known_kinds
 from tests.bus.bus_samples import DECISION_MAP, SAMPLE_EVENTS, SESSION_MAP
-from tests.bus.schema1 import envelope as v1_envelope
-from tests.bus.schema1 import events as v1_events
+
+SCHEMA1_COMMIT = "3a8146d770b46e7e53a15cd0a1d957035adb7771"    # main's last schema-1 build
+SCHEMA1_DIR = Path(__file__).resolve().parent / "schema1"
+CHECKOUT = Path(__file__).resolve().parents[2]
+
+
+def load_schema1(name: str) -> ModuleType:
+    """Compile and run ``schema1/<name>.py.txt`` unchanged as the module ``bus_schema1_<name>``
+    (registered, so its dataclasses resolve their module as they did when it was ``bus.<name>``)."""
+    path = SCHEMA1_DIR / f"{name}.py.txt"
+    module = ModuleType(f"bus_schema1_{name}")
+    module.__file__ = str(path)
+    sys.modules[module.__name__] = module
+    exec(compile(path.read_bytes(), str(path), "exec"), module.__dict__)
+    return module
+
+
+v1_envelope = load_schema1("envelope")
+v1_events = load_schema1("events")
 
 # Events as a schema-2 collector publishes them: new optional fields on known kinds...
 SCHEMA2_KNOWN = [
@@ -162,3 +189,15 @@ def test_a_schema1_pass_through_forwards_schema2_batches_intact() -> None:
     out = v1_envelope.pack_raw(v1_envelope.Envelope("analyzer.event", "analyzer-0", 1, 1, 1), raw)
     env = unpack(out)
     assert env.schema == 1 and env.events == events
+
+
+@pytest.mark.parametrize("name", ["events", "envelope"])
+def test_the_schema1_recording_is_the_deployed_source_unmodified(name: str) -> None:
+    """The recording is what main's schema-1 build shipped, byte for byte (needs the history)."""
+    if shutil.which("git") is None or not (CHECKOUT / ".git").exists():
+        pytest.skip("not a git checkout: the recording cannot be compared with its commit")
+    shown = subprocess.run(["git", "-C", str(CHECKOUT), "show", f"{SCHEMA1_COMMIT}:bus/{name}.py"],
+                           capture_output=True)
+    if shown.returncode != 0:
+        pytest.skip(f"commit {SCHEMA1_COMMIT[:7]} is not in this checkout (a shallow clone?)")
+    assert (SCHEMA1_DIR / f"{name}.py.txt").read_bytes() == shown.stdout
