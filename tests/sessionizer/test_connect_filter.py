@@ -8,6 +8,7 @@ import time
 import pytest
 
 from sessionizer.connect_filter import ConfiguredEndpoints, Endpoint, parse_url
+from tests.harness.polling import wait_for
 
 
 @pytest.mark.parametrize("url, endpoint", [
@@ -72,10 +73,10 @@ def test_thread_resolves_in_background_and_reload_re_resolves():
     ep.configure(["https://a.test"], [], 3600)
     ep.start()
     try:
-        _until(lambda: ep.matches("192.0.2.1", 443))
+        wait_for(lambda: ep.matches("192.0.2.1", 443), timeout_s=3, interval_s=0.01)
         dns.asked.clear()
         ep.configure(["https://b.test"], [], 3600)          # the reload path: no waiting an hour
-        _until(lambda: ep.matches("192.0.2.2", 443))
+        wait_for(lambda: ep.matches("192.0.2.2", 443), timeout_s=3, interval_s=0.01)
         assert dns.asked == ["b.test"] and not ep.matches("192.0.2.1", 443)
     finally:
         ep.stop()
@@ -87,9 +88,9 @@ def test_periodic_refresh_picks_up_dns_changes():
     ep.configure(["https://a.test"], [], 1)
     ep.start()
     try:
-        _until(lambda: ep.matches("192.0.2.1", 443))
+        wait_for(lambda: ep.matches("192.0.2.1", 443), timeout_s=3, interval_s=0.01)
         dns.answers["a.test"] = ["192.0.2.9"]
-        _until(lambda: ep.matches("192.0.2.9", 443), timeout_s=5)
+        wait_for(lambda: ep.matches("192.0.2.9", 443), timeout_s=5, interval_s=0.01)
     finally:
         ep.stop()
 
@@ -112,12 +113,3 @@ def test_a_hanging_resolver_never_blocks_matches():
     finally:
         gate.set()
         ep.stop()
-
-
-def _until(cond, timeout_s: float = 3.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.01)
-    raise AssertionError("condition not reached")

@@ -13,7 +13,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ import pytest
 import zmq
 
 from bus import Publisher, Subscriber, bind_publisher, connect_subscriber
+from tests.harness.users import shared_dir
 from tests.sessionizer.synthetic_events import CONFIG, RULES, Events
 
 CHECKOUT = Path(__file__).resolve().parents[2]
@@ -71,15 +71,6 @@ class Bench:
         return (self.directory / "stderr.log").read_text(errors="replace")[-3000:]
 
 
-def _shared_dir(prefix: str) -> Path:
-    """A directory the casa user can use (pytest's tmp_path is private to root)."""
-    d = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
-    if IS_ROOT:
-        os.chown(d, 0, grp.getgrnam("casa").gr_gid)
-        os.chmod(d, 0o770)
-    return d
-
-
 def _wait_for_subscriber(sock: zmq.Socket) -> None:
     """An XPUB learns of each subscription: wait until the sessionizer has subscribed."""
     deadline = time.monotonic() + WAIT_S
@@ -112,7 +103,7 @@ def bench(request: pytest.FixtureRequest) -> Iterator[Bench]:
     """The running stage; ``@pytest.mark.parametrize("bench", [(args, env)], indirect=True)``
     adds command-line arguments and environment variables."""
     args, env_extra = getattr(request, "param", ((), {}))
-    directory = _shared_dir("casa-sessionizer-test-")
+    directory = shared_dir("casa-sessionizer-test-")
     rules = directory / "rules.json"
     shutil.copy(RULES, rules)
     os.chmod(rules, 0o664)

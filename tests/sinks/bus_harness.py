@@ -6,15 +6,11 @@ tests run as root the sink runs as the unprivileged ``casa`` user, as in product
 
 from __future__ import annotations
 
-import grp
 import os
-import pwd
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,31 +18,10 @@ import zmq
 
 import bus
 from bus.topics import ANALYZER_SESSION
+from tests.harness.polling import wait_for
+from tests.harness.users import CASA_USER, as_casa, shared_dir
 
 CHECKOUT = Path(__file__).resolve().parents[2]
-CASA_USER = "casa"
-
-
-def as_casa() -> bool:
-    """Run sinks as casa when we are root and the user exists."""
-    if os.geteuid() != 0:
-        return False
-    try:
-        pwd.getpwnam(CASA_USER)
-        return True
-    except KeyError:
-        return False
-
-
-def shared_dir(prefix: str, owner_casa: bool = False) -> Path:
-    """A temp dir the casa user can use: bus dirs root:casa 0770, log dirs owned by casa."""
-    d = Path(tempfile.mkdtemp(prefix=prefix))
-    os.chmod(d, 0o770 if not owner_casa else 0o750)
-    if as_casa():
-        gid = grp.getgrnam(CASA_USER).gr_gid
-        uid = pwd.getpwnam(CASA_USER).pw_uid if owner_casa else 0
-        os.chown(d, uid, gid)
-    return d
 
 
 class StandInAnalyzer:
@@ -123,16 +98,6 @@ def stop(proc: subprocess.Popen[bytes], timeout_s: float = 20.0) -> tuple[int, s
     return proc.returncode, err.decode(errors="replace")
 
 
-def wait_for(pred: Callable[[], Any], timeout_s: float = 15.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 class HeartbeatListener:
     """Subscribes to a sink's heartbeat stream and keeps the latest counters."""
 
@@ -154,4 +119,4 @@ class HeartbeatListener:
 
 
 __all__ = ["StandInAnalyzer", "HeartbeatListener", "start_sink", "stop", "wait_for", "shared_dir",
-           "as_casa", "wire", "ANALYZER_SESSION"]
+           "as_casa", "wire", "ANALYZER_SESSION", "CASA_USER", "CHECKOUT"]

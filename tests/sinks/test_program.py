@@ -8,7 +8,6 @@ import json
 import os
 import sys
 import textwrap
-import time
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from bus.topics import ANALYZER_DECISION
 from sinks.notify import NotifySink
 from sinks.notify_config import ProgramSettings
 from sinks.program import ProgramPipe, build_program_sink
+from tests.harness.polling import wait_for
 from tests.sinks.sink_maps import exec_event, readme_decision
 
 APPEND = """
@@ -63,16 +63,6 @@ def lines(path: Path) -> list[dict[str, Any]]:
     return [json.loads(x) for x in path.read_bytes().splitlines()] if path.exists() else []
 
 
-def wait(pred: Any, timeout_s: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        got = pred()
-        if got:
-            return got
-        time.sleep(0.02)
-    raise AssertionError("timed out")
-
-
 def test_each_decision_is_one_json_line_on_the_commands_stdin(tmp_path: Path) -> None:
     out = tmp_path / "out.jsonl"
     s = sink([sys.executable, script(tmp_path, "append.py", APPEND), str(out)])
@@ -80,7 +70,7 @@ def test_each_decision_is_one_json_line_on_the_commands_stdin(tmp_path: Path) ->
         s.handle(env(readme_decision(session_id=1),
                      readme_decision(session_id=2, event=exec_event(path="/tmp/x\ny; rm -rf ~")),
                      readme_decision(session_id=3)))
-        wait(lambda: len(lines(out)) == 3)
+        wait_for(lambda: len(lines(out)) == 3)
     finally:
         s.close()
     got = lines(out)
@@ -96,7 +86,7 @@ def test_a_command_that_dies_is_restarted_and_gets_the_next_line(tmp_path: Path)
     try:
         for i in range(1, 4):
             s.handle(env(readme_decision(session_id=i)))
-            wait(lambda: len(lines(out)) == i)
+            wait_for(lambda: len(lines(out)) == i)
             pipe = s.deliverer
             assert isinstance(pipe, ProgramPipe) and pipe.proc is not None
             pipe.proc.wait(timeout=10)                        # it exited after its line
@@ -111,7 +101,7 @@ def test_a_command_that_cannot_start_is_retried_until_the_deadline_and_counted(t
     s = sink([str(tmp_path / "missing")], deadline_s=0.8)
     try:
         s.handle(env(readme_decision()))
-        wait(lambda: s.counters()["notify_gave_up"] == 1)
+        wait_for(lambda: s.counters()["notify_gave_up"] == 1)
     finally:
         s.close()
     assert s.counters()["notify_attempt_failures"] >= 2 and s.resolved() == (1,)
@@ -122,8 +112,8 @@ def test_a_command_that_stops_reading_is_killed_at_the_deadline(tmp_path: Path) 
     big = readme_decision(event=exec_event(argv=["x" * 60_000] * 4))    # more than a pipe holds
     try:
         s.handle(env(big))
-        pid = wait(lambda: isinstance(s.deliverer, ProgramPipe) and s.deliverer.proc and s.deliverer.proc.pid)
-        wait(lambda: s.counters()["notify_gave_up"] == 1, timeout_s=10)
+        pid = wait_for(lambda: isinstance(s.deliverer, ProgramPipe) and s.deliverer.proc and s.deliverer.proc.pid)
+        wait_for(lambda: s.counters()["notify_gave_up"] == 1, timeout_s=10)
     finally:
         s.close()
     with pytest.raises(ProcessLookupError):
@@ -142,7 +132,7 @@ def test_the_command_does_not_see_the_webhook_secret(tmp_path: Path) -> None:
                            {"CASA_WEBHOOK_SECRET": "fake", "PATH": "/usr/bin", "KEEP_ME": "1"})
     try:
         s.handle(env(readme_decision()))
-        names = wait(lambda: out.exists() and out.read_text().split("\n"))
+        names = wait_for(lambda: out.exists() and out.read_text().split("\n"))
     finally:
         s.close()
     assert "KEEP_ME" in names and "CASA_WEBHOOK_SECRET" not in names
@@ -156,7 +146,7 @@ def test_lines_a_command_died_without_reading_are_counted_lost(tmp_path: Path) -
     try:
         for sid in (1, 2):
             s.handle(env(readme_decision(session_id=sid)))
-            wait(lambda: s.counters()["notify_delivered"] == sid)     # written into its pipe ...
+            wait_for(lambda: s.counters()["notify_delivered"] == sid)     # written into its pipe ...
             proc = pipe.proc
             assert proc is not None
             proc.wait(timeout=10)                                     # ... and it died unread
@@ -171,7 +161,7 @@ def test_lines_a_command_read_are_not_counted_unread(tmp_path: Path) -> None:
     s = sink([sys.executable, script(tmp_path, "one.py", ONE_LINE), str(out)])
     try:
         s.handle(env(readme_decision(session_id=1)))
-        wait(lambda: len(lines(out)) == 1)
+        wait_for(lambda: len(lines(out)) == 1)
         pipe = s.deliverer
         assert isinstance(pipe, ProgramPipe) and pipe.proc is not None
         pipe.proc.wait(timeout=10)

@@ -18,8 +18,10 @@ from bus.topics import ANALYZER_DECISION, ANALYZER_EVENT
 from sinks.notify import NotifySink, due_action, encode, notification
 from sinks.notify_config import NotifyConfigError, WebhookSettings, load_notify, parse_notify
 from sinks.webhook import SIGNATURE_HEADER, WebhookSender, build_webhook_sink, signature
+from tests.harness.http_servers import HangingServer
+from tests.harness.polling import wait_for
 from tests.sinks.sink_maps import exec_event, readme_decision
-from tests.sinks.webhook_receiver import HangingServer, TricklingServer, WebhookReceiver, refused_url
+from tests.sinks.webhook_receiver import TricklingServer, WebhookReceiver, refused_url
 
 SECRET = b"fake-webhook-secret-for-tests"
 
@@ -37,13 +39,15 @@ def sink(url: str, secret: bytes | None = SECRET, **kw: Any) -> NotifySink:
                       dcounters=sender.counters, shutdown_wait_s=2.0).start()
 
 
-def wait(pred: Any, timeout_s: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.02)
-    raise AssertionError("timed out")
+def seconds_until_given_up(s: NotifySink, decision: dict[str, Any]) -> float:
+    """Hand the sink one decision; the seconds until it gives it up (the sink is closed after)."""
+    t0 = time.monotonic()
+    try:
+        s.handle(env(decision))
+        wait_for(lambda: s.counters()["notify_gave_up"] == 1, timeout_s=10)
+        return time.monotonic() - t0
+    finally:
+        s.close()
 
 
 def test_an_alert_is_posted_with_its_record_evidence_and_a_valid_signature() -> None:
@@ -54,7 +58,7 @@ def test_an_alert_is_posted_with_its_record_evidence_and_a_valid_signature() -> 
         try:
             s.handle(env(readme_decision(evidence=evidence)))
             (got,) = rx.wait_for(1)
-            wait(lambda: s.counters()["notify_delivered"] == 1)
+            wait_for(lambda: s.counters()["notify_delivered"] == 1)
         finally:
             s.close()
     assert got.path == "/hook?token=s3cr3t-in-url" and got.headers["content-type"] == "application/json"
@@ -89,7 +93,7 @@ def test_a_500_is_retried_and_then_delivered_once() -> None:
         try:
             s.handle(env(readme_decision()))
             rx.wait_for(1)
-            wait(lambda: s.counters()["notify_delivered"] == 1)
+            wait_for(lambda: s.counters()["notify_delivered"] == 1)
         finally:
             s.close()
     assert [r.status for r in rx.received] == [500, 503, 200]
@@ -103,7 +107,7 @@ def test_a_400_is_given_up_at_once() -> None:
         s = sink(rx.url)
         try:
             s.handle(env(readme_decision()))
-            wait(lambda: s.counters()["notify_gave_up"] == 1)
+            wait_for(lambda: s.counters()["notify_gave_up"] == 1)
         finally:
             s.close()
     assert len(rx.received) == 1
@@ -114,7 +118,7 @@ def test_a_server_that_is_down_is_retried_with_backoff_then_given_up_and_counted
     t0 = time.monotonic()
     try:
         s.handle(env(readme_decision()))
-        wait(lambda: s.counters()["notify_gave_up"] == 1)
+        wait_for(lambda: s.counters()["notify_gave_up"] == 1)
         elapsed = time.monotonic() - t0
     finally:
         s.close()
@@ -127,13 +131,7 @@ def test_a_server_that_is_down_is_retried_with_backoff_then_given_up_and_counted
 def test_a_server_that_never_answers_times_out_and_the_deadline_bounds_the_retries() -> None:
     with HangingServer() as hang:
         s = sink(hang.url, timeout_s=0.3, retries=50, backoff_initial_s=0.05, deadline_s=1.5)
-        t0 = time.monotonic()
-        try:
-            s.handle(env(readme_decision()))
-            wait(lambda: s.counters()["notify_gave_up"] == 1, timeout_s=10)
-            elapsed = time.monotonic() - t0
-        finally:
-            s.close()
+        elapsed = seconds_until_given_up(s, readme_decision())
         assert len(hang.conns) >= 2                           # connected, sent, waited, again
     assert 1.2 <= elapsed <= 4.0
     assert 2 <= s.counters()["notify_attempt_failures"] < 50
@@ -142,13 +140,7 @@ def test_a_server_that_never_answers_times_out_and_the_deadline_bounds_the_retri
 def test_the_timeout_bounds_the_whole_request_even_when_every_read_succeeds() -> None:
     with TricklingServer() as slow:
         s = sink(slow.url, timeout_s=0.6, retries=0, deadline_s=30.0)
-        t0 = time.monotonic()
-        try:
-            s.handle(env(readme_decision()))
-            wait(lambda: s.counters()["notify_gave_up"] == 1, timeout_s=10)
-            elapsed = time.monotonic() - t0
-        finally:
-            s.close()
+        elapsed = seconds_until_given_up(s, readme_decision())
     assert 0.5 <= elapsed <= 2.5 and s.counters()["notify_delivered"] == 0
 
 
@@ -187,7 +179,7 @@ def test_a_full_queue_refuses_the_newest_and_positions_wait_for_the_oldest() -> 
         s = sink(hang.url, timeout_s=30.0, retries=0, deadline_s=30.0, queue_size=2)
         try:
             s.handle(env(readme_decision(session_id=1)))
-            wait(lambda: len(hang.conns) == 1)                # #1 in flight ...
+            wait_for(lambda: len(hang.conns) == 1)                # #1 in flight ...
             s.handle(env(*[readme_decision(session_id=i) for i in range(2, 6)]))   # #2, #3 queued
             c = s.counters()
             assert c["notify_accepted"] == 5 and c["notify_dropped_full"] == 2 and c["notify_backlog"] == 3
@@ -220,7 +212,7 @@ def test_the_secret_is_read_from_the_environment_and_never_logged(caplog: pytest
     s = build_webhook_sink(settings, {"CASA_WEBHOOK_SECRET": "env-secret-value"})
     try:
         s.handle(env(readme_decision()))
-        wait(lambda: s.counters()["notify_gave_up"] == 1)
+        wait_for(lambda: s.counters()["notify_gave_up"] == 1)
     finally:
         s.close()
     assert isinstance(s.deliverer, WebhookSender) and s.deliverer.secret == b"env-secret-value"
