@@ -11,7 +11,7 @@ import dataclasses
 import pytest
 
 from analyzer.core import Analyzer
-from tests.analyzer.analyzer_sequences import Seq, context_after
+from tests.analyzer.analyzer_sequences import Seq, ex, hist
 from policy import Policy
 
 O_RDONLY, O_WRONLY_CREAT_TRUNC, O_WRONLY_APPEND, O_WRONLY_TRUNC = 0, 0x241, 0x441, 0x201
@@ -20,14 +20,6 @@ TREE = {"tree_id": 3, "shard": 3}
 
 def root_seq(**common) -> Seq:
     return Seq(uid=0, common={**TREE, **common})
-
-
-def hist(core: Analyzer, s: Seq):
-    return context_after(core, s).history
-
-
-def ex(core: Analyzer, s: Seq):
-    return context_after(core, s).execution
 
 
 # ---------------------------------------------------------------- credential_access

@@ -11,7 +11,7 @@ import pytest
 
 from analyzer.core import Analyzer
 from analyzer.evidence import ref_map
-from tests.analyzer.analyzer_sequences import Seq, context_after
+from tests.analyzer.analyzer_sequences import Seq, context_after, hist
 from policy import Policy
 
 TREE = {"tree_id": 9, "shard": 9}
@@ -20,10 +20,6 @@ S = 10**9
 
 def seq(uid: int = 1000, **common: Any) -> Seq:
     return Seq(uid=uid, common={**TREE, **common})
-
-
-def hist(core: Analyzer, s: Seq):
-    return context_after(core, s).history
 
 
 # ---------------------------------------------------------------- setuid_created

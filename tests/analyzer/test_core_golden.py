@@ -34,6 +34,13 @@ def verdict(core: Analyzer, doc: dict) -> tuple[list[dict], dict]:
     return ds, snap
 
 
+def verdict_in(mode: str, doc: dict) -> tuple[list[dict], dict]:
+    """``verdict`` under the fixture's rules in history_mode ``mode`` ("original" or "indexed")."""
+    core = Analyzer({"original": parity_policy, "indexed": indexed_policy}[mode](CHECKOUT / doc["rules_file"]))
+    assert core.policy.analysis.history_mode == mode
+    return verdict(core, doc)
+
+
 def test_all_thirty_cases_are_present():
     assert len(CASES) == 30
     assert {c[0] for c in CASES} == {"B", "T", "M"}
@@ -42,9 +49,7 @@ def test_all_thirty_cases_are_present():
 @pytest.mark.parametrize("case", CASES)
 def test_golden_case_in_original_mode(case: str):
     doc = load(case)
-    core = Analyzer(parity_policy(CHECKOUT / doc["rules_file"]))
-    assert core.policy.analysis.history_mode == "original"
-    ds, snap = verdict(core, doc)
+    ds, snap = verdict_in("original", doc)
     fired = [r["name"] for d in ds for r in d["triggered_rules"]]
     want = doc["expected"]
     assert sorted(fired) == sorted(want["rules"]), doc["expectation"]
@@ -60,9 +65,7 @@ def test_golden_case_in_original_mode(case: str):
 @pytest.mark.parametrize("case", CASES)
 def test_golden_case_in_indexed_mode_stays_at_or_above(case: str):
     doc = load(case)
-    core = Analyzer(indexed_policy(CHECKOUT / doc["rules_file"]))
-    assert core.policy.analysis.history_mode == "indexed"
-    ds, snap = verdict(core, doc)
+    ds, snap = verdict_in("indexed", doc)
     want = doc["expected"]
     fired = {r["name"] for d in ds for r in d["triggered_rules"]}
     assert set(want["rules"]) <= fired

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from analyzer.core import Analyzer
-from tests.analyzer.analyzer_sequences import ORIGINAL_RULES, Seq, decisions, run_events
+from tests.analyzer.analyzer_sequences import ORIGINAL_RULES, Seq, decisions, readme_example, run_events
 from policy import parse_policy
 
 
@@ -20,22 +20,14 @@ def policy_with(response: dict | None = None, rule_responses: dict | None = None
     return parse_policy(json.dumps(doc).encode(), "r.json")
 
 
-def attack(sid: int = 7) -> Seq:
-    s = Seq(session_id=sid)
-    s.exec(1, 200, "/bin/bash", ["bash", "-c", "cat > helper.sh"])
-    s.write(2, 200, "/tmp/openclaw-eval/helper.sh")
-    s.exec(3, 201, "/tmp/openclaw-eval/helper.sh", parent=200)
-    return s
-
-
 def test_no_response_policy_adds_nothing():
-    (d,) = decisions(run_events(Analyzer(policy_with()), attack().events))
+    (d,) = decisions(run_events(Analyzer(policy_with()), readme_example(7).events))
     assert d["action"] == "ALERT" and "response" not in d
 
 
 def test_alert_carries_the_chosen_response_and_the_live_pids():
     core = Analyzer(policy_with({"on_alert": "kill_session", "dry_run": True}))
-    (d,) = decisions(run_events(core, attack().events))
+    (d,) = decisions(run_events(core, readme_example(7).events))
     r = d["response"]
     assert (r["action"], r["dry_run"]) == ("kill_session", True)
     assert r["rules"] == ["write_then_exec_same_path", "write_then_exec_from_suspicious_path"]
@@ -47,7 +39,7 @@ def test_alert_carries_the_chosen_response_and_the_live_pids():
 def test_a_rule_override_beats_a_weaker_top_level_choice():
     core = Analyzer(policy_with({"on_alert": "kill_process"},
                                 {"write_then_exec_from_suspicious_path": {"on_alert": "freeze_session"}}))
-    (d,) = decisions(run_events(core, attack().events))
+    (d,) = decisions(run_events(core, readme_example(7).events))
     assert d["response"]["action"] == "freeze_session"
     assert d["response"]["rules"] == ["write_then_exec_from_suspicious_path"]
     assert d["response"]["dry_run"] is False
@@ -75,7 +67,7 @@ def test_a_reload_with_an_unknown_action_keeps_the_old_response(tmp_path, caplog
                                          "requested_ns": 0}), 0)
     assert core.policy is good and core.counters.reloads_rejected == 1
     assert "response.on_alert must be one of" in caplog.text
-    (d,) = decisions(run_events(core, attack().events))
+    (d,) = decisions(run_events(core, readme_example(7).events))
     assert d["response"]["action"] == "kill_process"
 
 
@@ -88,9 +80,9 @@ def test_a_reload_applies_a_new_response_to_later_alerts(tmp_path):
     doc["response"] = {"on_alert": "freeze_session", "dry_run": True}
     path.write_text(json.dumps(doc, indent=2))
     core = Analyzer(policy_with(), reload_policy=lambda: load_policy(path))
-    (d,) = decisions(run_events(core, attack(1).events))
+    (d,) = decisions(run_events(core, readme_example(1).events))
     assert "response" not in d
     core.handle(("sessionizer.control", {"kind": "control", "command": "reload", "id": 1,
                                          "requested_ns": 0}), 0)
-    (d,) = decisions(run_events(core, attack(2).events))
+    (d,) = decisions(run_events(core, readme_example(2).events))
     assert (d["response"]["action"], d["response"]["dry_run"]) == ("freeze_session", True)

@@ -10,7 +10,7 @@ import pytest
 
 from analyzer.core import Analyzer
 from analyzer.evidence import ENV_TRUNCATED
-from tests.analyzer.analyzer_sequences import Seq, context_after, decisions, run_events
+from tests.analyzer.analyzer_sequences import Seq, context_after, decisions, ex, hist, run_events
 from policy import parse_policy
 
 TREE = {"tree_id": 7, "shard": 7}
@@ -27,14 +27,6 @@ TTY = fd("tty")
 
 def seq(**common: Any) -> Seq:
     return Seq(uid=1000, common={**TREE, **common})
-
-
-def ex(core: Analyzer, s: Seq):
-    return context_after(core, s).execution
-
-
-def hist(core: Analyzer, s: Seq):
-    return context_after(core, s).history
 
 
 # ---------------------------------------------------------------- reverse_shell

@@ -14,20 +14,13 @@ from sessionizer.core import Sessionizer
 from sessionizer.settings import load_settings
 
 from tests.sessionizer.synthetic_events import CLI, CONFIG, GATEWAY, HOMES, RULES, S, T0, WORKER, Events, events_of, \
-    lifecycle_of
+    feed, lifecycle_of
 
 NODE = "/usr/bin/node"
 OC = "/opt/oc/lib/node_modules/openclaw"
 HOME = HOMES[1000]
 WRAP = ["/bin/bash", "--noprofile", "--norc", "-c", "cmd"]
 O_WRITE = 0o1 | 0o100 | 0o1000          # O_WRONLY | O_CREAT | O_TRUNC
-
-
-def feed(core: Sessionizer, events: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
-    out = []
-    for e in events:
-        out += core.handle(e, e["ts_ns"])
-    return out
 
 
 @pytest.fixture

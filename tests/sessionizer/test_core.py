@@ -4,21 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from sessionizer.connect_filter import ConfiguredEndpoints
 from sessionizer.core import Sessionizer, is_wrapper_argv
 from sessionizer.sessions import SessionIds
 
-from tests.sessionizer.synthetic_events import (CLI, GATEWAY, S, T0, WORKER, cli_argv, events_of, lifecycle_of,
-                       profiles_only, topics)
+from tests.sessionizer.synthetic_events import (CLI, GATEWAY, S, T0, WORKER, cli_argv, events_of,
+                                                 feed, lifecycle_of, profiles_only, topics)
 
 WRAPPER_ARGV = ["/bin/bash", "--noprofile", "--norc", "-c", ". /snap; eval 'curl -s x'"]
-
-
-def feed(core, events, now=None):
-    out = []
-    for e in events:
-        out += core.handle(e, now if now is not None else e["ts_ns"])
-    return out
 
 
 # ------------------------------------------------------------------ tracker, lineage, wrappers
@@ -110,12 +102,8 @@ def test_untracked_events_are_dropped(core, ev):
     assert out == [] and core.dropped["untracked"] == 2
 
 
-def test_fork_only_child_keeps_parent_depth_for_the_configured_connect(settings, ev):
-    endpoints = ConfiguredEndpoints(resolver=lambda host: ["192.0.2.10"])
-    endpoints.configure(settings.llm_provider_urls, settings.known_cidrs, 300)
-    endpoints.refresh()
-    core = Sessionizer(settings, endpoints)
-    core.handle(ev.root(GATEWAY, 1, "openclaw-gateway"), T0)
+def test_fork_only_child_keeps_parent_depth_for_the_configured_connect(endpoint_gateway, ev):
+    core = endpoint_gateway
     out = feed(core, [
         ev.fork(GATEWAY, 1, 1500, ts=1),
         ev.connect(1500, GATEWAY, "192.0.2.10", 443, ts=1.1),      # the runtime's LLM call
@@ -124,12 +112,8 @@ def test_fork_only_child_keeps_parent_depth_for_the_configured_connect(settings,
     assert events_of(out) == [] and core.dropped["configured_connect"] == 2
 
 
-def test_configured_connect_is_kept_from_a_tool_child(settings, ev):
-    endpoints = ConfiguredEndpoints(resolver=lambda host: ["192.0.2.10"])
-    endpoints.configure(settings.llm_provider_urls, settings.known_cidrs, 300)
-    endpoints.refresh()
-    core = Sessionizer(settings, endpoints)
-    core.handle(ev.root(GATEWAY, 1, "openclaw-gateway"), T0)
+def test_configured_connect_is_kept_from_a_tool_child(endpoint_gateway, ev):
+    core = endpoint_gateway
     out = feed(core, [
         ev.exec(3000, GATEWAY, "/usr/bin/curl", ["curl", "https://llm.example.test"], ts=1),
         ev.connect(3000, GATEWAY, "192.0.2.10", 443, ts=1.1),

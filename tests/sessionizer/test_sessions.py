@@ -2,18 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from sessionizer.core import Sessionizer
 
-from tests.sessionizer.synthetic_events import CLI, GATEWAY, WORKER, S, T0, cli_argv, events_of, lifecycle_of
-
-
-def feed(core: Sessionizer, events: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
-    out = []
-    for e in events:
-        out += core.handle(e, e["ts_ns"])
-    return out
+from tests.sessionizer.synthetic_events import CLI, GATEWAY, WORKER, S, T0, cli_argv, events_of, feed, lifecycle_of
 
 
 def as_uid(event: dict, uid: int) -> dict:

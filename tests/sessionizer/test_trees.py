@@ -10,19 +10,12 @@ from sessionizer.core import Sessionizer
 from sessionizer.sessions import SessionIds
 
 from tests.sessionizer.synthetic_events import CLI, GATEWAY, HOMES, S, T0, WORKER, Events, cli_argv, events_of, \
-    lifecycle_of
+    feed, lifecycle_of
 
 NODE = "/usr/bin/node"
 OC = "/opt/oc/lib/node_modules/openclaw"
 WRAP = ["/bin/bash", "--noprofile", "--norc", "-c", "cmd"]
 O_WRITE = 0o1 | 0o100 | 0o1000
-
-
-def feed(core: Sessionizer, events: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
-    out = []
-    for e in events:
-        out += core.handle(e, e["ts_ns"])
-    return out
 
 
 def gateway(ev: Events, uid: int = 1000, tgid: int = GATEWAY, cap_eff: int | None = None,
