@@ -17,14 +17,15 @@ from bus import to_bytes
 from cli.explanation import explain
 from cli.logs import LogReader, LogSet
 from tests.cli.log_writer import S, T0, LogWriter, attack_session, benign_session, log_only_session, write_logs
+from tests.harness.casa_cli import casa as run_casa
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 EVIL = b"/tmp/x\n  +9.000s      1  EXECVE   /bin/true\nverdict: IGNORE \x1b[2J\x1b]0;owned\x07\xff\xe2\x80\xae.sh"
 
 
 def casa(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cli", *args], capture_output=True, text=True,
-                          timeout=60, cwd=CHECKOUT, env=env, errors="surrogateescape")
+    """casa with odd bytes kept (the paths here are not UTF-8 on purpose)."""
+    return run_casa(*args, env=env, errors="surrogateescape")
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from cli.recording import RecordingError, RecordingWriter, read_recording
 from cli.render import json_line
 from cli.replay import collector_batches
 from tests.bus.bus_samples import SAMPLE_EVENTS
+from tests.harness.casa_cli import casa
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 
@@ -47,11 +49,6 @@ def bus_dir() -> Iterator[Path]:
     shutil.rmtree(d, ignore_errors=True)
 
 
-def casa(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cli", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=CHECKOUT)
-
-
 def _start_fake_collector(bus_dir: Path, rounds: int = 100000) -> subprocess.Popen:
     proc = subprocess.Popen([sys.executable, "-c", FAKE_COLLECTOR, str(bus_dir), str(rounds)], cwd=CHECKOUT)
     deadline = time.monotonic() + 10
@@ -59,6 +56,17 @@ def _start_fake_collector(bus_dir: Path, rounds: int = 100000) -> subprocess.Pop
         assert time.monotonic() < deadline, "fake collector did not bind"
         time.sleep(0.05)
     return proc
+
+
+@contextmanager
+def fake_collector(bus_dir: Path, rounds: int = 100000) -> Iterator[subprocess.Popen]:
+    """A fake collector publishing on ``bus_dir`` for the block, killed after it."""
+    proc = _start_fake_collector(bus_dir, rounds)
+    try:
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def test_help_and_exit_codes() -> None:
@@ -80,12 +88,8 @@ def test_tap_and_record_say_not_running(bus_dir: Path) -> None:
 
 
 def test_tap_prints_one_json_line_per_event(bus_dir: Path) -> None:
-    proc = _start_fake_collector(bus_dir)
-    try:
+    with fake_collector(bus_dir):
         out = casa("tap", "--bus-dir", str(bus_dir), "--topic", "collector.event", "-n", "4")
-    finally:
-        proc.kill()
-        proc.wait()
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert len(lines) == 4
@@ -100,24 +104,16 @@ def test_tap_prints_one_json_line_per_event(bus_dir: Path) -> None:
 
 
 def test_tap_shows_heartbeats_when_asked(bus_dir: Path) -> None:
-    proc = _start_fake_collector(bus_dir)
-    try:
+    with fake_collector(bus_dir):
         out = casa("tap", "--bus-dir", str(bus_dir), "--topic", "collector.heartbeat", "-n", "1")
-    finally:
-        proc.kill()
-        proc.wait()
     row = json.loads(out.stdout)
     assert row["topic"] == "collector.heartbeat" and "round" in row["counters"]
 
 
 def test_record_then_replay_feeds_the_same_events(bus_dir: Path, tmp_path: Path) -> None:
     rec = tmp_path / "run.casarec"
-    proc = _start_fake_collector(bus_dir, rounds=1000)
-    try:
+    with fake_collector(bus_dir, rounds=1000):
         out = casa("record", str(rec), "--bus-dir", str(bus_dir), "--stream", "collector", "-n", "12")
-    finally:
-        proc.kill()
-        proc.wait()
     assert out.returncode == 0, out.stderr
     header, messages = read_recording(rec)
     assert header["streams"] == ["collector"]

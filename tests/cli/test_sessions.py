@@ -15,6 +15,7 @@ from cli.logs import LogReader, LogSet
 from cli.sessionlog import summaries
 from cli.sessions import select
 from tests.cli.log_writer import S, T0, attack_session, benign_session, log_only_session, write_logs
+from tests.harness.casa_cli import casa
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 
@@ -24,11 +25,6 @@ def logs(tmp_path: Path) -> Path:
     write_logs(tmp_path, attack_session(25, T0) + benign_session(26, T0 + 100 * S)
                + log_only_session(27, T0 + 200 * S) + attack_session(28, T0 + 300 * S, leader=700))
     return tmp_path
-
-
-def casa(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cli", *args], capture_output=True, text=True,
-                          timeout=60, cwd=CHECKOUT, env=env)
 
 
 def test_rows_are_newest_first_with_every_column(logs: Path) -> None:

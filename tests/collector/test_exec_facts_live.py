@@ -13,16 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.collector.live import EXECS, live_collector
+from tests.collector.live import EXECS, live_fixture
 
 pytestmark = pytest.mark.root
 HERE = Path(__file__).resolve().parent
 
 
-@pytest.fixture(scope="module")
-def live(tmp_path_factory):
-    with live_collector(tmp_path_factory, "execfacts") as lv:
-        yield lv
+live = live_fixture("execfacts")
 
 
 def marked(live, pid: int, marker: str) -> dict:

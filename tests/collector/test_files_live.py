@@ -12,16 +12,13 @@ import platform
 
 import pytest
 
-from tests.collector.live import SIGNALS, live_collector
+from tests.collector.live import SIGNALS, live_fixture
 
 pytestmark = pytest.mark.root
 X86 = platform.machine() == "x86_64"
 
 
-@pytest.fixture(scope="module")
-def live(tmp_path_factory):
-    with live_collector(tmp_path_factory, "files") as lv:
-        yield lv
+live = live_fixture("files")
 
 
 def test_chmod_family(live):

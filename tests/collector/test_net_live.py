@@ -13,16 +13,13 @@ import uuid
 import pytest
 
 from collector.dns import qname_hash
-from tests.collector.live import SIGNALS, live_collector
+from tests.collector.live import SIGNALS, live_fixture
 
 pytestmark = pytest.mark.root
 CLOEXEC = socket.SOCK_CLOEXEC
 
 
-@pytest.fixture(scope="module")
-def live(tmp_path_factory):
-    with live_collector(tmp_path_factory, "net") as lv:
-        yield lv
+live = live_fixture("net")
 
 
 def dns(name: str, qtype: int) -> dict:

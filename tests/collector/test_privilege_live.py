@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import pytest
 
-from tests.collector.live import SIGNALS, live_collector
+from tests.collector.live import SIGNALS, live_fixture
 
 pytestmark = pytest.mark.root
 
 
-@pytest.fixture(scope="module")
-def live(tmp_path_factory):
-    with live_collector(tmp_path_factory, "privilege") as lv:
-        yield lv
+live = live_fixture("privilege")
 
 
 def test_ptrace_process_vm_and_proc_opens_of_another_process(live):

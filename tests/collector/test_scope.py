@@ -130,15 +130,6 @@ def test_failed_exec_never_starts_a_root():
     assert [e["kind"] for e in out] == ["exec"]
 
 
-def test_an_untracked_process_matching_a_profile_still_becomes_a_root():
-    kmap = DictTrackedMap({10: Entry(10, 0, False), 70: Entry(70, 0, True)})
-    s = scope(kmap)
-    s.roots[10] = "gw"
-    out = s.handle(exec_rec(70, 70, ["agent-cli", "-m", "x"], "agent-cli", provisional=True))
-    assert [(e["kind"], e["root"]) for e in out] == [("exec", 70), ("root", 70)]
-    assert s.roots == {10: "gw", 70: "cli"} and kmap.entries[70] == Entry(70, 0, False)
-
-
 def test_root_exit_forgets_the_root():
     s = scope()
     s.roots[10] = "gw"

@@ -13,17 +13,14 @@ import sys
 
 import pytest
 
-from tests.collector.live import EXECS, SIGNALS, live_collector
+from tests.collector.live import EXECS, SIGNALS, live_fixture
 from tests.collector.signal_workload import UNTRACKED
 
 pytestmark = pytest.mark.root
 EXEC_ACTIONS = ("stdio_cases", "pty_spawn_over_socket", "env_cases")
 
 
-@pytest.fixture(scope="module")
-def live(tmp_path_factory):
-    with live_collector(tmp_path_factory, "untracked") as lv:
-        yield lv
+live = live_fixture("untracked")
 
 
 def test_untracked_processes_produce_no_events(live):

@@ -78,7 +78,12 @@ class HangingServer:
                 conn, _ = self.sock.accept()
             except OSError:
                 continue
-            self.conns.append(conn)              # read nothing, answer nothing
+            self.conns.append(conn)
+            self.on_connection(conn)
+
+    def on_connection(self, conn: socket.socket) -> None:
+        """What to do with an accepted connection: here, nothing (read nothing, answer nothing)."""
+        return None
 
     def close(self) -> None:
         self._stop.set()

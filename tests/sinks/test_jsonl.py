@@ -131,15 +131,24 @@ def _writer(path: str, wid: int, n: int) -> None:
     f.close()
 
 
-def test_concurrent_writers_never_tear_lines(tmp_path: Path) -> None:
-    p = tmp_path / "events.log"
+def _start_writers(p: Path, writers: int, lines_each: int) -> list[multiprocessing.process.BaseProcess]:
+    """``writers`` forked processes, each appending ``lines_each`` lines of its own to ``p``."""
     ctx = multiprocessing.get_context("fork")
-    procs = [ctx.Process(target=_writer, args=(str(p), w, 400)) for w in range(4)]
+    procs = [ctx.Process(target=_writer, args=(str(p), w, lines_each)) for w in range(writers)]
     for proc in procs:
         proc.start()
+    return procs
+
+
+def _join_writers(procs: list[multiprocessing.process.BaseProcess]) -> None:
     for proc in procs:
         proc.join(60)
         assert proc.exitcode == 0
+
+
+def test_concurrent_writers_never_tear_lines(tmp_path: Path) -> None:
+    p = tmp_path / "events.log"
+    _join_writers(_start_writers(p, 4, 400))
     ids = read_ids(p)
     assert len(ids) == 1600 and len(set(ids)) == 1600
     for w in range(4):                                # each writer's order is kept
@@ -149,10 +158,7 @@ def test_concurrent_writers_never_tear_lines(tmp_path: Path) -> None:
 
 def test_concurrent_writers_across_rotation(tmp_path: Path) -> None:
     p = tmp_path / "events.log"
-    ctx = multiprocessing.get_context("fork")
-    procs = [ctx.Process(target=_writer, args=(str(p), w, 3000)) for w in range(2)]
-    for proc in procs:
-        proc.start()
+    procs = _start_writers(p, 2, 3000)
     rotated = []
     for k in range(5):
         import time
@@ -161,9 +167,7 @@ def test_concurrent_writers_across_rotation(tmp_path: Path) -> None:
             dest = tmp_path / f"events.log.{k}"
             p.rename(dest)
             rotated.append(dest)
-    for proc in procs:
-        proc.join(60)
-        assert proc.exitcode == 0
+    _join_writers(procs)
     ids = read_ids(*rotated, *([p] if p.exists() else []))
     assert sorted(ids) == sorted(w * 100_000 + i for w in range(2) for i in range(3000))
 

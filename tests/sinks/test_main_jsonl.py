@@ -11,6 +11,7 @@ import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -129,6 +130,17 @@ def test_loss_on_the_analyzer_stream_marks_open_sessions_incomplete(rig: Rig) ->
     assert code == 0 and "open sessions marked incomplete" in err and "sessions=7" in err
 
 
+def restart_then_close(rig: Rig, session_id: int, tgid: int) -> dict[str, Any]:
+    """Start the sink again, send one exec of the session and its close: the sessions.log record."""
+    rig.proc = start_sink("jsonl", rig.bus_dir, {}, rig.cwd)
+    rig.analyzer.wait_subscribed()
+    rig.analyzer.send(ANALYZER_EVENT, [exec_event(session_id=session_id, tgid=tgid)])
+    rig.analyzer.send(ANALYZER_SESSION, [session_map("closed", session_id=session_id,
+                                                     closed_ns=README_ALERT_TS_NS)])
+    (closed,) = wait_for(lambda: lines(rig.log("sessions.log")), what="the closed session")
+    return closed
+
+
 def test_restart_counts_what_was_published_while_down(rig: Rig) -> None:
     """The sink keeps its input position: after a restart the first message reveals the gap, and
     a session it joins mid-way is written as incomplete."""
@@ -140,11 +152,7 @@ def test_restart_counts_what_was_published_while_down(rig: Rig) -> None:
     assert code == 0, err
     a.send(ANALYZER_EVENT, [exec_event(session_id=9, tgid=2)])      # nobody is listening
     a.send(ANALYZER_EVENT, [exec_event(session_id=9, tgid=3)])
-    rig.proc = start_sink("jsonl", rig.bus_dir, {}, rig.cwd)
-    a.wait_subscribed()
-    a.send(ANALYZER_EVENT, [exec_event(session_id=9, tgid=4)])
-    a.send(ANALYZER_SESSION, [session_map("closed", session_id=9, closed_ns=README_ALERT_TS_NS)])
-    (closed,) = wait_for(lambda: lines(rig.log("sessions.log")), what="the closed session")
+    closed = restart_then_close(rig, session_id=9, tgid=4)
     assert closed["session"]["complete"] is False
     assert [e["pid"] for e in lines(rig.log("events.log"))] == [1, 4]
     counters = wait_for(lambda: (c := rig.hb.poll()).get("lost_messages") and c, what="loss counted")
@@ -288,11 +296,7 @@ def test_a_sink_killed_with_its_backlog_in_memory_counts_it_after_the_restart(ri
     rig.proc.kill()                                    # kill -9 with fifty records in memory
     rig.proc.communicate()
     os.chown(rig.log_dir, pwd.getpwnam("casa").pw_uid, pwd.getpwnam("casa").pw_gid)
-    rig.proc = start_sink("jsonl", rig.bus_dir, {}, rig.cwd)
-    a.wait_subscribed()
-    a.send(ANALYZER_EVENT, [exec_event(session_id=11, tgid=999)])
-    a.send(ANALYZER_SESSION, [session_map("closed", session_id=11, closed_ns=README_ALERT_TS_NS)])
-    (closed,) = wait_for(lambda: lines(rig.log("sessions.log")), what="the closed session")
+    closed = restart_then_close(rig, session_id=11, tgid=999)
     assert closed["session"]["complete"] is False
     assert [e["pid"] for e in lines(rig.log("events.log"))] == [999]
     counters = wait_for(lambda: (c := rig.hb.poll()).get("lost_messages") and c, what="loss counted")

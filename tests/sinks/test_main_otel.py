@@ -45,6 +45,21 @@ def receiver() -> Iterator[OtlpReceiver]:
     rx.close()
 
 
+def short_sessions(*session_ids: int) -> list[tuple[str, dict[str, Any]]]:
+    """Each session opened, one exec, closed: two spans each (the session and its process)."""
+    return [m for sid in session_ids for m in (
+        ("analyzer.session", session_map("opened", session_id=sid, created_ns=T0)),
+        ("analyzer.event", exec_event(session_id=sid, ts_ns=T0 + MS)),
+        ("analyzer.session", session_map("closed", session_id=sid, created_ns=T0, closed_ns=T0 + 2 * MS)))]
+
+
+def vacated_port() -> int:
+    """A port an OTLP receiver has just left: nothing listens there until a test starts one."""
+    placeholder = OtlpReceiver()
+    placeholder.close()
+    return placeholder.port
+
+
 def names(spans: list[dict[str, Any]]) -> set[str]:
     return {s["name"] for s in spans}
 
@@ -84,16 +99,10 @@ def test_a_session_becomes_one_trace(tmp_path: Path, receiver: OtlpReceiver) -> 
 
 
 def test_receiver_down_then_up_delivers_kept_spans(tmp_path: Path) -> None:
-    placeholder = OtlpReceiver()
-    port = placeholder.port
-    placeholder.close()                                      # nothing listens on this port now
+    port = vacated_port()                                    # nothing listens on this port now
     rig = OtelRig(tmp_path, f"127.0.0.1:{port}")             # host:port form
     try:
-        for sid in (1, 2, 3):
-            rig.play([("analyzer.session", session_map("opened", session_id=sid, created_ns=T0)),
-                      ("analyzer.event", exec_event(session_id=sid, ts_ns=T0 + MS)),
-                      ("analyzer.session", session_map("closed", session_id=sid, created_ns=T0,
-                                                       closed_ns=T0 + 2 * MS))])
+        rig.play(short_sessions(1, 2, 3))
         wait_for(lambda: rig.hb.poll().get("export_failures", 0) >= 1
                  and rig.hb.latest.get("spans_retry_backlog", 0) == 6, timeout_s=30,
                  what="failed export kept for retry")
@@ -146,17 +155,11 @@ def test_a_sink_killed_with_unexported_spans_counts_them_after_the_restart(tmp_p
     are a gap (lost_messages), the open session's events are unsaved_at_restart, and its trace
     says incomplete."""
     import json
-    placeholder = OtlpReceiver()
-    port = placeholder.port
-    placeholder.close()
+    port = vacated_port()
     rig = OtelRig(tmp_path, f"127.0.0.1:{port}")
     state = rig.cwd / "state" / "sinks-otel.json"
     try:
-        for sid in (1, 2, 3):
-            rig.play([("analyzer.session", session_map("opened", session_id=sid, created_ns=T0)),
-                      ("analyzer.event", exec_event(session_id=sid, ts_ns=T0 + MS)),
-                      ("analyzer.session", session_map("closed", session_id=sid, created_ns=T0,
-                                                       closed_ns=T0 + 2 * MS))])
+        rig.play(short_sessions(1, 2, 3))
         rig.play([("analyzer.session", session_map("opened", session_id=9, created_ns=T0)),
                   ("analyzer.event", exec_event(session_id=9, ts_ns=T0 + MS))])
         wait_for(lambda: rig.hb.poll().get("spans_retry_backlog", 0) == 6, timeout_s=30,

@@ -8,15 +8,10 @@ import pytest
 
 from bus.text import to_bytes
 from sinks import decision_records, records
-from tests.sinks.sink_maps import NEW_KINDS, README_ALERT_TS_NS, exec_event, readme_decision
+from tests.sinks.sink_maps import (NEW_KINDS, README_ALERT_TIMESTAMP, README_ALERT_TS_NS, README_TRIGGERED_RULES,
+                                   exec_event, readme_decision, roundtrip)
 
-TS = "2026-05-02T17:44:19.027509477-05:00"
-
-
-def roundtrip(rec: dict) -> dict:
-    line = records.encode_line(rec)
-    assert line.endswith(b"\n") and line.count(b"\n") == 1
-    return json.loads(line)
+TS = README_ALERT_TIMESTAMP
 
 
 def test_rfc3339nano_matches_go_format(chicago: None) -> None:
@@ -25,15 +20,8 @@ def test_rfc3339nano_matches_go_format(chicago: None) -> None:
     assert records.rfc3339nano(1777761859_120000000) == "2026-05-02T17:44:19.12-05:00"
 
 
-def test_rfc3339nano_utc_is_z(monkeypatch: pytest.MonkeyPatch) -> None:
-    import time
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    try:
-        assert records.rfc3339nano(README_ALERT_TS_NS) == "2026-05-02T22:44:19.027509477Z"
-    finally:
-        monkeypatch.undo()
-        time.tzset()
+def test_rfc3339nano_utc_is_z(utc: None) -> None:
+    assert records.rfc3339nano(README_ALERT_TS_NS) == "2026-05-02T22:44:19.027509477Z"
 
 
 def test_readme_alert_record_golden(chicago: None) -> None:
@@ -47,12 +35,7 @@ def test_readme_alert_record_golden(chicago: None) -> None:
                   "args": ["/tmp/openclaw-eval/helper.sh"]},
         "decision": {
             "action": "ALERT", "score": 9, "log_threshold": 4, "alert_threshold": 9,
-            "triggered_rules": [
-                {"name": "write_then_exec_same_path", "expr": "history.write_then_exec_same_path",
-                 "weight": 5},
-                {"name": "write_then_exec_from_suspicious_path",
-                 "expr": "history.write_then_exec_same_path && execution.suspicious_path_exec",
-                 "weight": 4}],
+            "triggered_rules": README_TRIGGERED_RULES,
             "rules_version": "0123456789ab"},
     }
 

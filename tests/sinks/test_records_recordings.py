@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import msgpack
-import pytest
 
 from bus.envelope import Envelope
 from sinks.jsonl import JsonlSink, LogPaths
@@ -30,15 +28,6 @@ WRITE_TIME_NS = 1_800_000_000_000_000_000
 ADDED = {"events": {"role", "session_id"}, "alert": {"evidence"}, "audit": {"evidence"}}
 ADDED_SESSION = {"profile", "leader_tgid", "tree_id", "parent_session_id", "incomplete_reason",
                  "score", "action", "triggered_rules"}
-
-
-@pytest.fixture
-def utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
 
 
 def analyzer_output() -> list[list[Any]]:

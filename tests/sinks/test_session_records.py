@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from types import MappingProxyType
 from typing import Any
 
@@ -10,15 +9,9 @@ import pytest
 
 from sinks import records
 from sinks.session_records import session_record
-from tests.sinks.sink_maps import README_ALERT_TS_NS, exec_event, session_map
+from tests.sinks.sink_maps import README_ALERT_TIMESTAMP, README_ALERT_TS_NS, exec_event, roundtrip, session_map
 
-TS = "2026-05-02T17:44:19.027509477-05:00"
-
-
-def roundtrip(rec: dict) -> dict:
-    line = records.encode_line(rec)
-    assert line.endswith(b"\n") and line.count(b"\n") == 1
-    return json.loads(line)
+TS = README_ALERT_TIMESTAMP
 
 
 def test_sessions_log_closed_golden(chicago: None) -> None:

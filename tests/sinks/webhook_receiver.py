@@ -67,15 +67,8 @@ class TricklingServer(HangingServer):
     """Answers a 200 status line, then one header byte every 0.1 s, forever: every single read
     succeeds in time, the answer never ends."""
 
-    def _accept(self) -> None:
-        self.sock.settimeout(0.1)
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                continue
-            self.conns.append(conn)
-            threading.Thread(target=self._trickle, args=(conn,), daemon=True).start()
+    def on_connection(self, conn: socket.socket) -> None:
+        threading.Thread(target=self._trickle, args=(conn,), daemon=True).start()
 
     def _trickle(self, conn: socket.socket) -> None:
         try:
