@@ -8,7 +8,6 @@ The gateway and CASA start once for the module. `make eval` runs all 30 cases in
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict
 from pathlib import Path
 
@@ -26,8 +25,7 @@ SCENARIOS = {s.id: s for s in load_scenarios(SCENARIO_DIR)}
 
 @pytest.fixture(scope="module")
 def evaluation(tmp_path_factory: pytest.TempPathFactory):
-    if os.geteuid() != 0:
-        pytest.skip("needs root: starts the collector and runs OpenClaw as casa-agent")
+    """OpenClaw's gateway with the CASA stack, once for the module (root only, by the marker)."""
     with EvalSession(Path(tmp_path_factory.mktemp("eval")), casa="start", modes=("gateway",)) as ev:
         yield ev
 

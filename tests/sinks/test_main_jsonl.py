@@ -20,6 +20,7 @@ from bus.topics import ANALYZER_CONTROL, ANALYZER_DECISION, ANALYZER_EVENT, ANAL
 from tests.sinks.bus_harness import (HeartbeatListener, StandInAnalyzer, as_casa, shared_dir,
                                      start_sink, stop, wait_for)
 from tests.sinks.sink_maps import README_ALERT_TS_NS, exec_event, readme_decision, session_map
+from tests.sinks.sink_rig import SinkRig
 
 ODD_PATH = "/tmp/odd\udcff\nname.sh"     # a non-UTF-8 byte and a newline
 
@@ -30,7 +31,7 @@ def lines(p: Path) -> list[dict]:
     return [json.loads(x) for x in p.read_bytes().splitlines()]
 
 
-class Rig:
+class Rig(SinkRig):
     def __init__(self, tmp: Path) -> None:
         self.bus_dir = shared_dir("casa-bus-")
         self.log_parent = shared_dir("casa-logs-", owner_casa=True)
@@ -48,10 +49,7 @@ class Rig:
         return self.log_dir / name
 
     def close(self) -> tuple[int, str]:
-        code, err = stop(self.proc)
-        self.hb.close()
-        self.analyzer.close()
-        shutil.rmtree(self.bus_dir, ignore_errors=True)
+        code, err = super().close()
         shutil.rmtree(self.log_parent, ignore_errors=True)
         return code, err
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,12 +15,13 @@ from typing import Any
 from bus.topics import ANALYZER_DECISION, ANALYZER_EVENT
 from tests.sinks.bus_harness import HeartbeatListener, StandInAnalyzer, shared_dir, start_sink, stop, wait_for
 from tests.sinks.sink_maps import exec_event, readme_decision
+from tests.sinks.sink_rig import SinkRig
 from tests.sinks.webhook_receiver import HangingServer, WebhookReceiver
 
 SECRET = "fake-secret-from-dot-env"
 
 
-class Rig:
+class Rig(SinkRig):
     """A stand-in analyzer, a casa.json with ``notify`` in the sink's working directory, the sink."""
 
     def __init__(self, tmp: Path, kind: str, notify: dict[str, Any] | None, dot_env: str = "") -> None:
@@ -45,13 +45,6 @@ class Rig:
     def decisions(self, *session_ids: int) -> None:
         for sid in session_ids:
             self.analyzer.send(ANALYZER_DECISION, [readme_decision(session_id=sid)])
-
-    def close(self) -> tuple[int, str]:
-        code, err = stop(self.proc)
-        self.hb.close()
-        self.analyzer.close()
-        shutil.rmtree(self.bus_dir, ignore_errors=True)
-        return code, err
 
 
 def test_without_configuration_the_webhook_sink_only_heartbeats_and_says_why(tmp_path: Path) -> None:

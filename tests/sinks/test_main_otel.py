@@ -12,9 +12,10 @@ import pytest
 from tests.sinks.bus_harness import HeartbeatListener, StandInAnalyzer, shared_dir, start_sink, stop, wait_for
 from tests.sinks.otlp_receiver import OtlpReceiver
 from tests.sinks.sink_maps import MS, README_ALERT_TS_NS, T0, exec_event, readme_session, session_map
+from tests.sinks.sink_rig import SinkRig
 
 
-class OtelRig:
+class OtelRig(SinkRig):
     def __init__(self, tmp: Path, endpoint: str, extra_env: dict[str, str] | None = None) -> None:
         self.bus_dir = shared_dir("casa-bus-")
         self.cwd = tmp / "cwd"
@@ -29,13 +30,6 @@ class OtelRig:
     def play(self, maps: list[tuple[str, dict[str, Any]]]) -> None:
         for topic, m in maps:
             self.analyzer.send(topic, [m])
-
-    def close(self) -> tuple[int, str]:
-        code, err = stop(self.proc)
-        self.hb.close()
-        self.analyzer.close()
-        shutil.rmtree(self.bus_dir, ignore_errors=True)
-        return code, err
 
 
 @pytest.fixture
