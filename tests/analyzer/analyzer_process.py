@@ -18,7 +18,7 @@ import zmq
 
 import bus
 from bus import topics as T
-from tests.harness.users import as_casa, shared_dir
+from tests.harness.users import CASA_USER, as_casa, shared_dir
 
 __all__ = ["CHECKOUT", "Bench", "as_casa"]
 
