@@ -119,4 +119,4 @@ class HeartbeatListener:
 
 
 __all__ = ["StandInAnalyzer", "HeartbeatListener", "start_sink", "stop", "wait_for", "shared_dir",
-           "as_casa", "wire", "ANALYZER_SESSION", "CASA_USER", "CHECKOUT"]
+           "as_casa", "wire", "ANALYZER_SESSION"]
