@@ -3,7 +3,7 @@
  * noop_probes.bpf.c: the do-nothing probe set of bench/overhead.py (bcc C).
  *
  * Attaches to exactly the tracepoints of the collector (bpf/collector.bpf.c, collector/loader.py
- * TRACEPOINTS; tests/collector/test_collector_cli.py checks the two sets are equal): each handler
+ * TRACEPOINTS; tests/collector/test_main.py checks the two sets are equal): each handler
  * does one lookup of the current tgid in a hash map that stays empty, then returns. What this costs
  * an untracked process is the floor any tracepoint-based monitor pays on this kernel: enabling
  * a syscalls:* tracepoint puts every syscall of every process on the tracing slow path

@@ -17,7 +17,7 @@ Each counter has a :class:`Kind`:
 A name is exact (``kernel_drops``) or a pattern with ``*`` (``events_*``, ``dropped_*``). Exact
 names win over patterns; among patterns the first declared wins. :meth:`StageCounters.undeclared`
 lists the names a heartbeat carries that this module does not know: the publisher logs them once
-(bus/publisher.py) and `tests/bus/test_bus_counters.py` fails on them, so a new counter is
+(bus/publisher.py) and `tests/bus/test_counters.py` fails on them, so a new counter is
 declared (and classified) in the same change that publishes it.
 """
 

@@ -4,7 +4,7 @@
 exact field types (one C-level tuple lookup against every type signature the bus tables allow);
 False means "ask validate_event", which then decides and words the problems. It is derived from
 the bus tables (bus/events.py), so new kinds and fields there are picked up without a change
-here (``test_sessionizer_fast_paths.py`` checks that the two never disagree).
+here (``test_core_fast_paths.py`` checks that the two never disagree).
 """
 
 from __future__ import annotations

@@ -320,7 +320,7 @@ def event_line(event: Any) -> bytes | None:
     from the same converters as :func:`event_body` (``_extras``), each value through the same
     encoder. Anything else (bytes text in an original field, missing or mistyped fields, the
     schema-2 kinds, other shapes) takes the general path, which gives the same bytes or raises
-    the same RecordError (tests/sinks/test_sinks_fast_path.py proves both).
+    the same RecordError (tests/sinks/test_records_fast_path.py proves both).
     """
     if type(event) is dict:
         get = event.get

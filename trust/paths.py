@@ -10,8 +10,8 @@ set of trusted users when the file itself and every directory from ``/`` down to
   owned by a trusted uid: there, others may add entries but can neither rename nor remove ours.
 
 Symlinks are checked where they live and where they point (both chains must be held). Pure: the
-``lstat`` and ``readlink`` functions are injected, so the rules are unit-tested on made-up trees;
-``tests/stack/test_privilege_boundaries.py`` checks them on real ones.
+``lstat`` and ``readlink`` functions are injected, so the rules are unit-tested on made-up trees
+(tests/trust/test_paths.py); ``tests/stack/test_privilege_boundaries.py`` checks them on real ones.
 """
 
 from __future__ import annotations

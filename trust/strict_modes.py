@@ -17,7 +17,7 @@ to fix it. Caveat: the check runs once the collector's modules are imported, so 
 *run* (load probes, publish, stay root) rather than to import; the interpreter's start-up (site
 packages, ``.pth`` files) precedes any check a Python program can make. setup.sh makes the tree
 root's, and this check catches it drifting. :func:`check` is pure given its ``lstat`` and
-``readlink``, so the rules are unit-tested (tests/stack/test_privilege_boundaries.py) without root.
+``readlink``, so the rules are unit-tested (tests/trust/test_strict_modes.py) without root.
 """
 
 from __future__ import annotations

@@ -6,13 +6,10 @@ in a bus directory root:casa 0770.
 
 from __future__ import annotations
 
-import grp
 import os
-import pwd
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -21,28 +18,11 @@ import zmq
 
 import bus
 from bus import topics as T
+from tests.harness.users import CASA_USER, as_casa, shared_dir
+
+__all__ = ["CHECKOUT", "Bench", "as_casa"]
 
 CHECKOUT = Path(__file__).resolve().parents[2]
-CASA_USER = "casa"
-
-
-def as_casa() -> bool:
-    if os.geteuid() != 0:
-        return False
-    try:
-        pwd.getpwnam(CASA_USER)
-    except KeyError:
-        return False
-    return True
-
-
-def shared_dir(prefix: str) -> Path:
-    """A temp dir the casa user can use (root:casa 0770)."""
-    d = Path(tempfile.mkdtemp(prefix=prefix))
-    os.chmod(d, 0o770)
-    if as_casa():
-        os.chown(d, 0, grp.getgrnam(CASA_USER).gr_gid)
-    return d
 
 
 class Bench:

@@ -88,6 +88,15 @@ class Seq:
         return self
 
 
+def readme_example(sid: int = 25) -> Seq:
+    """The README's write -> exec: bash writes /tmp/openclaw-eval/helper.sh, a child runs it."""
+    s = Seq(session_id=sid)
+    s.exec(1, 200, "/bin/bash", ["bash", "-c", "cat > helper.sh"])
+    s.write(2, 200, "/tmp/openclaw-eval/helper.sh")
+    s.exec(3, 201, "/tmp/openclaw-eval/helper.sh", parent=200)
+    return s
+
+
 def lifecycle(session_id: int, state: str, **over: Any) -> dict[str, Any]:
     m = {"kind": "session", "state": state, "session_id": session_id, "profile": "openclaw-cli",
          "leader_tgid": 50, "created_ns": 0, "updated_ns": 0,
@@ -111,6 +120,16 @@ def context_after(core: Analyzer, seq: Seq) -> Any:
     """Feed ``seq`` to ``core``; return the session's derived Context."""
     run_events(core, seq.events)
     return core.sessions[seq.session_id].ctx
+
+
+def hist(core: Analyzer, seq: Seq) -> Any:
+    """The session's history.* flags after ``seq``."""
+    return context_after(core, seq).history
+
+
+def ex(core: Analyzer, seq: Seq) -> Any:
+    """The session's execution.* flags after ``seq``."""
+    return context_after(core, seq).execution
 
 
 def in_mode(policy: Policy, mode: str) -> Policy:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from analyzer.core import Analyzer
-from analyzer_sequences import CHECKOUT, ORIGINAL_RULES, Seq, indexed_policy
+from tests.analyzer.analyzer_sequences import CHECKOUT, ORIGINAL_RULES, Seq, indexed_policy
 from policy import Policy, load_policy
 
 

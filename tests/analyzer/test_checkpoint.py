@@ -6,7 +6,7 @@ import json
 
 from analyzer.checkpoint import Checkpointer
 from analyzer.core import Analyzer
-from analyzer_sequences import Seq, decisions, lifecycle, run_events
+from tests.analyzer.analyzer_sequences import Seq, decisions, lifecycle, run_events
 
 
 def half_m05(sid: int = 4) -> tuple[Seq, Seq]:

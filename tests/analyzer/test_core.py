@@ -12,17 +12,9 @@ import pytest
 
 from analyzer.core import Analyzer
 from analyzer.decisions import Action, DecisionState, decide
-from analyzer_sequences import CHECKOUT, ORIGINAL_RULES, Seq, decisions, in_mode, lifecycle, run_events
+from tests.analyzer.analyzer_sequences import CHECKOUT, ORIGINAL_RULES, Seq, decisions, in_mode, lifecycle, readme_example, run_events
 from bus import Envelope, from_wire, pack, unpack
 from policy import Rule, Thresholds, load_policy
-
-
-def readme_example(sid: int = 25) -> Seq:
-    s = Seq(session_id=sid)
-    s.exec(1, 200, "/bin/bash", ["bash", "-c", "cat > helper.sh"])
-    s.write(2, 200, "/tmp/openclaw-eval/helper.sh")
-    s.exec(3, 201, "/tmp/openclaw-eval/helper.sh", parent=200)
-    return s
 
 
 def test_readme_worked_example(core):

@@ -6,13 +6,9 @@ import dataclasses
 
 from analyzer.capability_flags import dangerous_mask
 from analyzer.core import Analyzer
-from analyzer_sequences import Seq, context_after, lifecycle
+from tests.analyzer.analyzer_sequences import Seq, context_after, ex, lifecycle
 
 CAP_SYS_ADMIN, CAP_NET_RAW, CAP_CHOWN = 1 << 21, 1 << 13, 1 << 0
-
-
-def ex(core: Analyzer, seq: Seq):
-    return context_after(core, seq).execution
 
 
 def test_suspicious_path_exec(core, seq):

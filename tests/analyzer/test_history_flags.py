@@ -8,26 +8,39 @@ import pytest
 
 from analyzer.core import Analyzer
 from analyzer.history_flags import burst, burst_ignorable_connect, burst_ignorable_open
-from analyzer_sequences import Seq, context_after, in_mode
+from tests.analyzer.analyzer_sequences import Seq, hist, in_mode
 from policy import Policy
 
 SH = "/bin/sh"
 
 
-def hist(core: Analyzer, seq: Seq):
-    return context_after(core, seq).history
+# ---------------------------------------------------------------- connect_then_exec, sensitive_then_*
+
+# Each case: the events, the flag, and its value after them.
+ORDER_CASES = {
+    "connect_then_exec-is-ordered-without-window": (
+        lambda s: s.connect(0, 200, "93.184.216.34", 443).exec(500, 201, "/bin/echo"), "connect_then_exec", True),
+    "exec-before-connect-is-not-connect_then_exec": (
+        lambda s: s.exec(0, 201, "/bin/echo").connect(1, 200, "93.184.216.34", 443), "connect_then_exec", False),
+    "sensitive_then_network-is-order-insensitive": (
+        lambda s: s.connect(1, 200, "93.184.216.34", 443).open(5, 200, "/etc/shadow"), "sensitive_then_network",
+        True),
+    "non-sensitive-open-then-network": (
+        lambda s: s.open(1, 200, "/etc/os-release").connect(2, 200, "93.184.216.34", 443), "sensitive_then_network",
+        False),
+    "sensitive-paths-are-case-sensitive-and-untrimmed-inside": (
+        lambda s: s.open(1, 200, "/ROOT/secret").connect(2, 200, "1.1.1.1", 443), "sensitive_then_network", False),
+    "sensitive_then_execve-window-and-either-order": (
+        lambda s: s.exec(1, 201, "/bin/ls").open(11, 200, "/root/a"), "sensitive_then_execve", True),
+    "sensitive_then_execve-outside-window": (
+        lambda s: s.open(1, 200, "/root/a").exec(12, 201, "/bin/ls"), "sensitive_then_execve", False),
+}
 
 
-# ---------------------------------------------------------------- connect_then_exec
-
-def test_connect_then_exec_is_ordered_without_window(core, seq):
-    seq.connect(0, 200, "93.184.216.34", 443).exec(500, 201, "/bin/echo")
-    assert hist(core, seq).connect_then_exec
-
-
-def test_exec_before_connect_is_not_connect_then_exec(core, seq):
-    seq.exec(0, 201, "/bin/echo").connect(1, 200, "93.184.216.34", 443)
-    assert not hist(core, seq).connect_then_exec
+@pytest.mark.parametrize("build, flag, expected", ORDER_CASES.values(), ids=list(ORDER_CASES))
+def test_order_and_window(core, seq, build, flag, expected):
+    build(seq)
+    assert getattr(hist(core, seq), flag) is expected
 
 
 # ---------------------------------------------------------------- sensitive_then_*
@@ -38,16 +51,6 @@ def test_sensitive_then_network_window_boundary(core, seq, gap_s, expected):
     assert hist(core, seq).sensitive_then_network is expected
 
 
-def test_sensitive_then_network_is_order_insensitive(core, seq):
-    seq.connect(1, 200, "93.184.216.34", 443).open(5, 200, "/etc/shadow")
-    assert hist(core, seq).sensitive_then_network
-
-
-def test_non_sensitive_open_then_network(core, seq):
-    seq.open(1, 200, "/etc/os-release").connect(2, 200, "93.184.216.34", 443)
-    assert not hist(core, seq).sensitive_then_network
-
-
 def test_sensitive_prefix_vs_pattern(bundled: Policy):
     # prefixes are "starts with", patterns "contains": /x/root/y is not under /root/.
     core = Analyzer(bundled)
@@ -56,21 +59,6 @@ def test_sensitive_prefix_vs_pattern(bundled: Policy):
     core = Analyzer(bundled)
     s = Seq().open(1, 200, "/home/u/.config/openclaw/x.json").connect(2, 200, "1.1.1.1", 443)
     assert hist(core, s).sensitive_then_network
-
-
-def test_sensitive_paths_are_case_sensitive_and_untrimmed_inside(core, seq):
-    seq.open(1, 200, "/ROOT/secret").connect(2, 200, "1.1.1.1", 443)
-    assert not hist(core, seq).sensitive_then_network
-
-
-def test_sensitive_then_execve_window_and_either_order(core, seq):
-    seq.exec(1, 201, "/bin/ls").open(11, 200, "/root/a")
-    assert hist(core, seq).sensitive_then_execve
-
-
-def test_sensitive_then_execve_outside_window(core, seq):
-    seq.open(1, 200, "/root/a").exec(12, 201, "/bin/ls")
-    assert not hist(core, seq).sensitive_then_execve
 
 
 def test_eval_policy_fake_fs_is_sensitive(eval_policy):

@@ -19,7 +19,7 @@ from analyzer.core import Analyzer
 from analyzer.history_flags import Classifier, classify, history_flags
 from analyzer.history_window import HistoryWindow
 from analyzer.session_state import SessionState
-from analyzer_sequences import Seq, context_after
+from tests.analyzer.analyzer_sequences import Seq, context_after
 from policy import Analysis, Policy
 
 S = 1_000_000_000

@@ -3,7 +3,7 @@
  * compat_exec PROGRAM ARG: execve(PROGRAM, [PROGRAM, ARG], []) through the 32-bit syscall entry
  * (int $0x80) from a 64-bit process, which the syscalls:* tracepoints do not see on x86-64
  * (kernel/trace/trace_syscalls.c skips compat syscalls). The collector must still report the
- * exec (tests/collector/test_collector_exec_facts.py). Pointers must fit 32 bits: MAP_32BIT.
+ * exec (tests/collector/test_exec_facts_live.py). Pointers must fit 32 bits: MAP_32BIT.
  */
 #define _GNU_SOURCE
 #include <stdint.h>

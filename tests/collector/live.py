@@ -1,10 +1,7 @@
 """Shared pieces of the live signal tests: one real collector per test module, trees run under a
 test root, and the events of one tree.
 
-    @pytest.fixture(scope="module")
-    def live(tmp_path_factory):
-        with live_collector(tmp_path_factory, "files") as lv:
-            yield lv
+    live = live_fixture("files")            # the module's ``live`` fixture
 
     def test_x(live):
         pid, facts = live.workload(SIGNALS, "chmods", live.fresh())
@@ -99,3 +96,13 @@ def live_collector(factory: pytest.TempPathFactory, name: str) -> Iterator[Live]
             yield Live(col, tap, root_bin, scratch)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def live_fixture(name: str) -> Any:
+    """A module-scoped ``live`` fixture: one real collector for the whole test module, its
+    scratch directories named after ``name``. Assign it to ``live`` at module level."""
+    @pytest.fixture(scope="module")
+    def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+        with live_collector(tmp_path_factory, name) as lv:
+            yield lv
+    return live

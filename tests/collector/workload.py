@@ -119,7 +119,7 @@ def threads(count: str) -> dict:
     return {"threads": int(count)}
 
 
-# ---- paths resolved in the kernel (tests/collector/test_collector_paths.py) -------------------
+# ---- paths resolved in the kernel (tests/collector/test_paths_live.py) -------------------
 
 W_CREAT = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from sessionizer.connect_filter import ConfiguredEndpoints
 from sessionizer.core import Sessionizer
 from sessionizer.settings import Settings, load_settings
-from synthetic_events import CONFIG, GATEWAY, HOMES, RULES, S, SCHEMA2_KINDS, T0, WORKER, Events, \
+from tests.sessionizer.synthetic_events import CONFIG, GATEWAY, HOMES, RULES, S, SCHEMA2_KINDS, T0, WORKER, Events, \
     lifecycle_of
 
 
@@ -36,6 +37,16 @@ def gateway_core(core: Sessionizer, ev: Events) -> Sessionizer:
     return core
 
 
+@pytest.fixture
+def endpoint_gateway(settings: Settings, ev: Events) -> Sessionizer:
+    """A core with a gateway root (1000) whose configured endpoints (settings' LLM provider URLs
+    and known CIDRs) resolve to 192.0.2.10, without DNS."""
+    endpoints = ConfiguredEndpoints(resolver=lambda host: ["192.0.2.10"])
+    endpoints.configure(settings.llm_provider_urls, settings.known_cidrs, 300)
+    endpoints.refresh()
+    core = Sessionizer(settings, endpoints)
+    core.handle(ev.root(GATEWAY, 1, "openclaw-gateway"), T0)
+    return core
 
 
 @pytest.fixture

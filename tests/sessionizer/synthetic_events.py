@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from agents import load_profiles
+from sessionizer.core import Sessionizer
 from sessionizer.settings import Settings, settings_from
 
 HERE = Path(__file__).resolve().parent
@@ -83,6 +84,16 @@ class Events:
 
 def cli_argv() -> list[str]:
     return ["node", "/opt/nvm/v24/bin/openclaw", "agent", "--agent", "main", "-m", "hello"]
+
+
+def feed(core: Sessionizer, events: list[dict[str, Any]],
+         now: int | None = None) -> list[tuple[str, dict[str, Any]]]:
+    """Hand ``events`` to the core in order, each at its own ``ts_ns`` (or all at ``now``):
+    every (topic, map) it publishes."""
+    out = []
+    for e in events:
+        out += core.handle(e, now if now is not None else e["ts_ns"])
+    return out
 
 
 def topics(outputs: list[tuple[str, dict[str, Any]]]) -> list[str]:

@@ -6,15 +6,11 @@ tests run as root the sink runs as the unprivileged ``casa`` user, as in product
 
 from __future__ import annotations
 
-import grp
 import os
-import pwd
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,31 +19,10 @@ import zmq
 import bus
 from bus.topics import ANALYZER_SESSION
 from tests.harness.heartbeats import HeartbeatWatch
+from tests.harness.polling import wait_for
+from tests.harness.users import CASA_USER, as_casa, shared_dir
 
 CHECKOUT = Path(__file__).resolve().parents[2]
-CASA_USER = "casa"
-
-
-def as_casa() -> bool:
-    """Run sinks as casa when we are root and the user exists."""
-    if os.geteuid() != 0:
-        return False
-    try:
-        pwd.getpwnam(CASA_USER)
-        return True
-    except KeyError:
-        return False
-
-
-def shared_dir(prefix: str, owner_casa: bool = False) -> Path:
-    """A temp dir the casa user can use: bus dirs root:casa 0770, log dirs owned by casa."""
-    d = Path(tempfile.mkdtemp(prefix=prefix))
-    os.chmod(d, 0o770 if not owner_casa else 0o750)
-    if as_casa():
-        gid = grp.getgrnam(CASA_USER).gr_gid
-        uid = pwd.getpwnam(CASA_USER).pw_uid if owner_casa else 0
-        os.chown(d, uid, gid)
-    return d
 
 
 class StandInAnalyzer:
@@ -122,16 +97,6 @@ def stop(proc: subprocess.Popen[bytes], timeout_s: float = 20.0) -> tuple[int, s
         proc.kill()
         _, err = proc.communicate()
     return proc.returncode, err.decode(errors="replace")
-
-
-def wait_for(pred: Callable[[], Any], timeout_s: float = 15.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 # One heartbeat listener for every test package (tests/harness/heartbeats.py); the sink tests

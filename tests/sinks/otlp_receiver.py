@@ -16,11 +16,9 @@ same port with ``OtlpReceiver(port=old.port)`` to test a receiver that was down.
 from __future__ import annotations
 
 import gzip
-import threading
-import time
 import zlib
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from google.protobuf import json_format
@@ -29,6 +27,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsServiceRequest, ExportLogsServiceResponse)
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+from tests.harness.http_servers import LocalHttpServer
+from tests.harness.polling import wait_for
 
 __all__ = ["OtlpReceiver", "any_value", "flatten", "flatten_logs", "LOGS_PATH"]
 
@@ -85,36 +86,20 @@ def flatten_logs(req: ExportLogsServiceRequest) -> list[dict[str, Any]]:
     return out
 
 
-class OtlpReceiver:
+class OtlpReceiver(LocalHttpServer):
     """A ThreadingHTTPServer accepting POST /v1/traces; thread-safe accessors."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, path: str = "/v1/traces") -> None:
-        self.path = path
         self.requests: list[ExportTraceServiceRequest] = []
         self.log_requests: list[ExportLogsServiceRequest] = []
         self.encodings: list[str] = []
-        self._lock = threading.Lock()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server naming)
-                receiver._handle(self)
-
-            def log_message(self, fmt: str, *args: Any) -> None:
-                return None
-
-        ThreadingHTTPServer.allow_reuse_address = True
-        self.server = ThreadingHTTPServer((host, port), Handler)
-        self.server.daemon_threads = True
-        self.host, self.port = self.server.server_address[0], self.server.server_address[1]
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self._thread.start()
+        super().__init__(path, host, port)
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}{self.path}"
 
-    def _handle(self, h: BaseHTTPRequestHandler) -> None:
+    def handle_post(self, h: BaseHTTPRequestHandler) -> None:
         body = h.rfile.read(int(h.headers.get("Content-Length") or 0))
         encoding = (h.headers.get("Content-Encoding") or "").lower()
         try:
@@ -157,13 +142,9 @@ class OtlpReceiver:
 
     def wait_for(self, pred: Callable[[list[dict[str, Any]]], Any], timeout_s: float = 20.0) -> list[dict[str, Any]]:
         """Spans once ``pred(spans)`` is true; AssertionError with what arrived on timeout."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            spans = self.spans()
-            if pred(spans):
-                return spans
-            time.sleep(0.05)
-        raise AssertionError(f"OTLP receiver: condition not met; got {[s['name'] for s in self.spans()]}")
+        (spans,) = wait_for(lambda: (got,) if pred(got := self.spans()) else None, timeout_s,
+                            lambda: f"OTLP receiver: condition on spans; got {[s['name'] for s in self.spans()]}")
+        return spans
 
     def log_records(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -173,20 +154,6 @@ class OtlpReceiver:
     def wait_for_logs(self, pred: Callable[[list[dict[str, Any]]], Any],
                       timeout_s: float = 20.0) -> list[dict[str, Any]]:
         """Log records once ``pred(records)`` is true; AssertionError on timeout."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            got = self.log_records()
-            if pred(got):
-                return got
-            time.sleep(0.05)
-        raise AssertionError(f"OTLP receiver: log condition not met; got {len(self.log_records())} records")
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-    def __enter__(self) -> "OtlpReceiver":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        (records,) = wait_for(lambda: (got,) if pred(got := self.log_records()) else None, timeout_s,
+                              lambda: f"OTLP receiver: condition on logs; got {len(self.log_records())} records")
+        return records

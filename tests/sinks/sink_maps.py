@@ -1,12 +1,27 @@
 """Analyzer-shaped bus maps for the sink tests (README alert example, sessions, events, and the
-schema-2 kinds and facts)."""
+schema-2 kinds and facts), and ``roundtrip``, a record as the log line reads back."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
+
+from sinks import records
 
 # 2026-05-02T17:44:19.027509477-05:00, the README's alert timestamp (America/Chicago, CDT).
 README_ALERT_TS_NS = 1777761859_027509477
+README_ALERT_TIMESTAMP = "2026-05-02T17:44:19.027509477-05:00"     # as records write it (chicago)
+README_TRIGGERED_RULES: list[dict[str, Any]] = [
+    {"name": "write_then_exec_same_path", "expr": "history.write_then_exec_same_path", "weight": 5},
+    {"name": "write_then_exec_from_suspicious_path",
+     "expr": "history.write_then_exec_same_path && execution.suspicious_path_exec", "weight": 4}]
+
+
+def roundtrip(rec: dict[str, Any]) -> dict[str, Any]:
+    """``rec`` encoded as one log line (exactly one newline, at the end) and parsed back."""
+    line = records.encode_line(rec)
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    return json.loads(line)
 
 
 def exec_event(**over: Any) -> dict[str, Any]:
@@ -30,12 +45,7 @@ def readme_decision(**over: Any) -> dict[str, Any]:
     d: dict[str, Any] = {
         "kind": "decision", "session_id": 25, "ts_ns": README_ALERT_TS_NS, "event": exec_event(),
         "action": "ALERT", "score": 9, "increment": 9, "log_threshold": 4, "alert_threshold": 9,
-        "triggered_rules": [
-            {"name": "write_then_exec_same_path", "expr": "history.write_then_exec_same_path",
-             "weight": 5},
-            {"name": "write_then_exec_from_suspicious_path",
-             "expr": "history.write_then_exec_same_path && execution.suspicious_path_exec",
-             "weight": 4}],
+        "triggered_rules": [dict(r) for r in README_TRIGGERED_RULES],
         "context": {"execution": {"suspicious_path_exec": True, "shell_in_chain": True},
                     "capability": {"has_dangerous_caps": False, "dangerous_count": 0,
                                    "seccomp_disabled": True},

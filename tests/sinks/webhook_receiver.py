@@ -2,7 +2,7 @@
 
     with WebhookReceiver(statuses=[500, 200]) as rx:    # answers 500 once, then 200
         ... rx.url ...; rx.wait_for(1)                   # requests that got a 2xx
-    with HangingServer() as hang: ...                    # accepts connections, never answers
+    with HangingServer() as hang: ...                    # accepts, never answers (tests.harness)
     url = refused_url()                                  # nothing listens there
 
 Reused by the stack test (tests/stack/test_notify_live.py).
@@ -14,8 +14,10 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from http.server import BaseHTTPRequestHandler
+
+from tests.harness.http_servers import HangingServer, LocalHttpServer
+from tests.harness.polling import wait_for
 
 __all__ = ["WebhookReceiver", "HangingServer", "TricklingServer", "Received", "refused_url"]
 
@@ -28,34 +30,19 @@ class Received:
     status: int                      # what the server answered
 
 
-class WebhookReceiver:
+class WebhookReceiver(LocalHttpServer):
     """Records every POST; answers the next status of ``statuses`` (then 200 forever)."""
 
     def __init__(self, statuses: list[int] | None = None, path: str = "/hook") -> None:
-        self.path = path
         self.statuses = list(statuses or [])
         self.received: list[Received] = []
-        self._lock = threading.Lock()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server naming)
-                receiver._handle(self)
-
-            def log_message(self, fmt: str, *args: Any) -> None:
-                return None
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self._thread.start()
+        super().__init__(path)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}{self.path}?token=s3cr3t-in-url"
 
-    def _handle(self, h: BaseHTTPRequestHandler) -> None:
+    def handle_post(self, h: BaseHTTPRequestHandler) -> None:
         body = h.rfile.read(int(h.headers.get("Content-Length") or 0))
         with self._lock:
             status = self.statuses.pop(0) if self.statuses else 200
@@ -70,78 +57,18 @@ class WebhookReceiver:
             return [r for r in self.received if 200 <= r.status < 300]
 
     def wait_for(self, n: int, timeout_s: float = 20.0) -> list[Received]:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            got = self.delivered()
-            if len(got) >= n:
-                return got
-            time.sleep(0.05)
-        raise AssertionError(f"webhook receiver: {len(self.delivered())} of {n} requests delivered")
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-    def __enter__(self) -> "WebhookReceiver":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class HangingServer:
-    """A listening socket that accepts connections and reads, but never answers."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        self.conns: list[socket.socket] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hook"
-
-    def _accept(self) -> None:
-        self.sock.settimeout(0.1)
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                continue
-            self.conns.append(conn)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        for c in self.conns:
-            c.close()
-        self.sock.close()
-
-    def __enter__(self) -> "HangingServer":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        """The delivered requests once there are ``n``; AssertionError with how many on timeout."""
+        (got,) = wait_for(lambda: (d,) if len(d := self.delivered()) >= n else None, timeout_s,
+                          lambda: f"webhook receiver: {n} requests delivered (got {len(self.delivered())})")
+        return got
 
 
 class TricklingServer(HangingServer):
     """Answers a 200 status line, then one header byte every 0.1 s, forever: every single read
     succeeds in time, the answer never ends."""
 
-    def _accept(self) -> None:
-        self.sock.settimeout(0.1)
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                continue
-            self.conns.append(conn)
-            threading.Thread(target=self._trickle, args=(conn,), daemon=True).start()
+    def on_connection(self, conn: socket.socket) -> None:
+        threading.Thread(target=self._trickle, args=(conn,), daemon=True).start()
 
     def _trickle(self, conn: socket.socket) -> None:
         try:

@@ -1,7 +1,7 @@
 """Root never follows a path a non-root user chose, and never runs what one can change.
 
-* trust/paths.py and the collector's StrictModes, on made-up trees (no root needed) and once for
-  real: the root collector refuses a config file in a directory the casa user can write.
+* trust/paths.py and the collector's StrictModes for real (their rules on made-up trees are
+  tests/trust/): the root collector refuses a config file in a directory the casa user can write.
 * The bus socket the collector binds as root in the casa-writable bus directory: a symlink
   planted there (before the bind, or swapped in right after it) never makes root chmod or chown
   its target.
@@ -29,80 +29,7 @@ import zmq
 from bus import BusPermissionError, bind_publisher
 from bus.endpoints import _give_to_bus_group
 from tests.collector.harness import CHECKOUT, test_config
-from trust.paths import PathStat, unsafe_writer
-from trust.strict_modes import check
-
-DIR, FILE, LINK = stat.S_IFDIR, stat.S_IFREG, stat.S_IFLNK
-CASA_GID = 54321            # a group that does not exist here: messages show the number only
-
-
-def tree(entries: dict[str, tuple[int, int, int]], links: dict[str, str] | None = None):
-    """Injected lstat/readlink over ``{path: (uid, gid, mode)}``."""
-    def lstat(p: str) -> PathStat:
-        if p not in entries:
-            raise FileNotFoundError(p)
-        return PathStat(*entries[p])
-    return lstat, (links or {}).__getitem__
-
-
-ROOT_TREE = {"/": (0, 0, DIR | 0o755), "/opt": (0, 0, DIR | 0o755), "/opt/casa": (0, 0, DIR | 0o755),
-             "/opt/casa/rules.json": (0, 0, FILE | 0o644), "/tmp": (0, 0, DIR | 0o1777)}
-
-
-def test_a_root_owned_chain_is_held() -> None:
-    lstat, readlink = tree(ROOT_TREE)
-    assert unsafe_writer("/opt/casa/rules.json", lstat=lstat, readlink=readlink) is None
-
-
-@pytest.mark.parametrize("entry, change, who", [
-    ("/opt/casa", (0, CASA_GID, DIR | 0o775), f"writable by group {CASA_GID}"),
-    ("/opt", (0, 0, DIR | 0o757), "writable by every user"),
-    ("/opt/casa", (54321, 0, DIR | 0o755), "owned by uid 54321"),
-    ("/opt/casa/rules.json", (0, CASA_GID, FILE | 0o664), f"writable by group {CASA_GID}"),
-    ("/opt/casa/rules.json", (0, 0, FILE | 0o646), "writable by every user"),
-])
-def test_any_entry_another_user_can_change_is_named(entry: str, change: tuple, who: str) -> None:
-    lstat, readlink = tree({**ROOT_TREE, entry: change})
-    found = unsafe_writer("/opt/casa/rules.json", lstat=lstat, readlink=readlink)
-    assert found is not None and found.path == entry and found.who.startswith(who), found
-
-
-def test_sticky_tmp_is_fine_above_a_root_entry_and_not_above_anyone_elses() -> None:
-    held = {**ROOT_TREE, "/tmp/casa-x": (0, 0, DIR | 0o755), "/tmp/casa-x/c.json": (0, 0, FILE | 0o644)}
-    lstat, readlink = tree(held)
-    assert unsafe_writer("/tmp/casa-x/c.json", lstat=lstat, readlink=readlink) is None
-    lstat, readlink = tree({**held, "/tmp/casa-x": (54321, 0, DIR | 0o755)})
-    found = unsafe_writer("/tmp/casa-x/c.json", lstat=lstat, readlink=readlink)
-    assert (found.path, found.who) == ("/tmp/casa-x", "owned by uid 54321")
-    lstat, readlink = tree(held)               # a file not there yet, straight in /tmp: anyone may make it
-    found = unsafe_writer("/tmp/new.log", lstat=lstat, readlink=readlink, must_exist=False)
-    assert found is not None and found.path == "/tmp" and found.who == "writable by every user"
-
-
-def test_symlinks_are_checked_where_they_live_and_where_they_point() -> None:
-    entries = {**ROOT_TREE, "/opt/casa/config": (0, 0, LINK | 0o777), "/srv": (0, 0, DIR | 0o755),
-               "/srv/cfg": (0, CASA_GID, DIR | 0o770), "/srv/cfg/casa.json": (0, 0, FILE | 0o644)}
-    lstat, readlink = tree(entries, {"/opt/casa/config": "/srv/cfg"})
-    found = unsafe_writer("/opt/casa/config/casa.json", lstat=lstat, readlink=readlink)
-    assert found is not None and found.path == "/srv/cfg", found
-    lstat, readlink = tree({**entries, "/opt/casa/loop": (0, 0, LINK | 0o777)}, {"/opt/casa/loop": "loop"})
-    assert "too many symbolic links" in unsafe_writer("/opt/casa/loop", lstat=lstat, readlink=readlink).who
-
-
-def test_strict_modes_names_the_path_who_and_the_fix() -> None:
-    entries = {**ROOT_TREE, "/opt/casa/collector": (0, CASA_GID, DIR | 0o775),
-               "/opt/casa/collector/scope.py": (0, 0, FILE | 0o644),
-               "/opt/casa/casa.json": (0, 0, FILE | 0o644), "/run": (0, 0, DIR | 0o755)}
-    lstat, readlink = tree(entries)
-    findings = check(["/opt/casa/collector/scope.py"], [("config file", "/opt/casa/casa.json", True),
-                                                       (".env file", "/opt/casa/.env", False),
-                                                       ("pid file directory", "/run", True)],
-                     lstat=lstat, readlink=readlink)
-    assert [f.line() for f in findings] == [
-        f"refusing to run as root: code: /opt/casa/collector is writable by group {CASA_GID}; "
-        "fix: chown root /opt/casa/collector and chmod go-w /opt/casa/collector (or install CASA "
-        "where only root can write)"]
-
+from trust.paths import unsafe_writer
 
 # --------------------------------------------------------------------------- as root, for real
 

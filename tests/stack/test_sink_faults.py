@@ -12,14 +12,13 @@ from __future__ import annotations
 import json
 import os
 import pwd
-import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.harness.http_servers import HangingServer
 from tests.stack.stack import Stack
 
 pytestmark = [pytest.mark.root, pytest.mark.stack, pytest.mark.timeout(300)]
@@ -28,39 +27,11 @@ STAGES = ["collector", "sessionizer", "analyzer-0"]
 BACKLOG_KB = 128
 
 
-class HangingReceiver:
-    """Accepts OTLP connections on 127.0.0.1 and never answers (a wedged collector)."""
-
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.held: list[socket.socket] = []
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1/traces"
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.held.append(conn)                   # read nothing, answer nothing
-
-    def close(self) -> None:
-        self.sock.close()
-        for c in self.held:
-            c.close()
-
-
 @pytest.fixture
-def hanging() -> Iterator[HangingReceiver]:
-    rx = HangingReceiver()
-    yield rx
-    rx.close()
+def hanging() -> Iterator[HangingServer]:
+    """An OTLP endpoint that accepts connections and never answers (a wedged collector)."""
+    with HangingServer("/v1/traces") as rx:
+        yield rx
 
 
 def _fill(directory: Path) -> Path:
@@ -93,7 +64,7 @@ def _opens(st: Stack, tag: str, n: int) -> None:
     assert done.returncode == 0, done.stderr
 
 
-def test_full_disk_unwritable_dir_and_hanging_receiver(hanging: HangingReceiver) -> None:
+def test_full_disk_unwritable_dir_and_hanging_receiver(hanging: HangingServer) -> None:
     with Stack(env={"CASA_OTEL_EXPORTER_OTLP_ENDPOINT": hanging.url}, records_tmpfs_kb=384,
                jsonl_backlog_kb=BACKLOG_KB) as st:
         _opens(st, "warmup", 20)
