@@ -48,6 +48,11 @@ class CapabilityFlags:
     privilege_gained: bool = False
 
     def merge(self, other: "CapabilityFlags") -> "CapabilityFlags":
+        """Sticky across the session's processes; ``self`` itself when nothing changes."""
+        if other is self or other is _NONE:
+            return self
+        if self is _NONE:
+            return other
         merged = CapabilityFlags(self.has_dangerous_caps or other.has_dangerous_caps,
                                  max(self.dangerous_count, other.dangerous_count),
                                  self.seccomp_disabled or other.seccomp_disabled,
@@ -79,12 +84,29 @@ def dangerous_mask(names: tuple[str, ...]) -> int:
 
 
 _NONE = CapabilityFlags()
+MEMO_LIMIT = 4096     # distinct capability inputs remembered per policy
 
 
-def capability_flags(proc: ProcessState, a: Analysis, root_cap_eff: int | None = None) -> CapabilityFlags:
-    """The flags of one exec'd tool process (``root_cap_eff``: the agent root's CapEff)."""
+def capability_flags(proc: ProcessState, a: Analysis, root_cap_eff: int | None = None,
+                     memo: dict[tuple[Any, ...], CapabilityFlags] | None = None) -> CapabilityFlags:
+    """The flags of one exec'd tool process (``root_cap_eff``: the agent root's CapEff).
+
+    ``memo`` (one per policy): the same inputs give the same object, so merging it into the
+    session's value is mostly an identity test (:meth:`CapabilityFlags.merge`)."""
     if not proc.tool:
         return _NONE
+    if memo is None:
+        return _flags(proc, a, root_cap_eff)
+    key = (proc.cap_eff, proc.seccomp, proc.prev_cap_eff, proc.euid, proc.prev_euid, root_cap_eff)
+    flags = memo.get(key)
+    if flags is None:
+        if len(memo) >= MEMO_LIMIT:
+            memo.clear()
+        flags = memo[key] = _flags(proc, a, root_cap_eff)
+    return flags
+
+
+def _flags(proc: ProcessState, a: Analysis, root_cap_eff: int | None) -> CapabilityFlags:
     gained = _privilege_gained(proc)
     if proc.cap_eff is None or proc.seccomp is None:
         return CapabilityFlags(unknown=True, privilege_gained=gained)

@@ -20,7 +20,7 @@ from analyzer.session_state import EXEC, EXIT, ProcessState, SessionState
 from analyzer.tree_index import X_BIT
 from policy import Analysis
 
-__all__ = ["Context", "advance", "Step", "with_tree_fields"]
+__all__ = ["Context", "advance", "Step", "FlagMemo", "with_tree_fields"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +51,16 @@ class Step:
     ref: Ref
     comm: str = ""
     root_cap_eff: int | None = None
+    memo: FlagMemo | None = None
+
+
+@dataclass(slots=True)
+class FlagMemo:
+    """Per-process flag values by their inputs, one per policy (made again at a reload): see
+    execution_flags and capability_flags."""
+
+    execution: dict[tuple[Any, ...], ExecutionFlags] = field(default_factory=dict)
+    capability: dict[tuple[Any, ...], CapabilityFlags] = field(default_factory=dict)
 
 
 def advance(ctx: Context, kind: str, proc: ProcessState, session: SessionState, a: Analysis,
@@ -65,17 +75,21 @@ def advance(ctx: Context, kind: str, proc: ProcessState, session: SessionState, 
     if step is None:
         step = Step(PathClasses(a), Evidence(), (0, proc.tgid, kind, proc.exec_path))
     execution, capability = ctx.execution, ctx.capability
+    memo = step.memo
     if kind in (EXEC, EXIT):
-        mine = execution_flags(proc, session, a, step.classes)
+        mine = execution_flags(proc, session, a, step.classes, memo.execution if memo else None)
         if kind == EXIT and exit_masquerade(proc, step.comm, a, step.classes):
             mine = ExecutionFlags(*(v or f == "masquerade" for f, v in mine.as_map().items()))
         execution = execution.merge(mine)
-        for name in execution.newly_true(ctx.execution):
-            step.evidence.add("execution." + name, (step.ref,))
+        if execution is not ctx.execution:
+            for name in execution.newly_true(ctx.execution):
+                step.evidence.add("execution." + name, (step.ref,))
     if kind == EXEC:
-        capability = capability.merge(capability_flags(proc, a, step.root_cap_eff))
-        for name in capability.newly_true(ctx.capability):
-            step.evidence.add("capability." + name, (step.ref,))
+        mine_cap = capability_flags(proc, a, step.root_cap_eff, memo.capability if memo else None)
+        capability = capability.merge(mine_cap)
+        if capability is not ctx.capability:
+            for name in capability.newly_true(ctx.capability):
+                step.evidence.add("capability." + name, (step.ref,))
     if history is None:
         history = history_flags(session, a)
     if execution is ctx.execution and capability is ctx.capability and history is ctx.history:

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 from analyzer.capability_flags import privilege_call
-from analyzer.context import Context, Step, advance, with_tree_fields
+from analyzer.context import Context, FlagMemo, Step, advance, with_tree_fields
 from analyzer.decisions import Action, Result, decide
 from analyzer.event_check import INT64_LIMIT, event_problem, is_int
 from analyzer.evidence import RuleFields
@@ -77,6 +77,7 @@ class Analyzer:
         self.policy, self.rules = policy, rules
         self.rule_fields = RuleFields(policy.enabled_rules)
         self._classify = Classifier(policy.analysis)
+        self._flag_memo = FlagMemo()          # per policy: a reload may change every value
         self._original = policy.analysis.history_mode == "original"
         self._kinds = ORIGINAL_KINDS if self._original else TRACKED_KINDS
         self._responses = {r.name: r.response for r in policy.rules}
@@ -191,7 +192,8 @@ class Analyzer:
             lifecycle_cap = state.lifecycle.get("root_cap_eff")
             step = Step(self._classify.classes, marks.evidence,
                         (entry.ts_ns, entry.tgid, kind, entry.path or entry.exe or proc.exec_path),
-                        text(ev.get("comm")), lifecycle_cap if type(lifecycle_cap) is int else None)
+                        text(ev.get("comm")), lifecycle_cap if type(lifecycle_cap) is int else None,
+                        self._flag_memo)
             tracked.ctx = advance(ctx, kind, proc, state, self.policy.analysis, history, step)
         elif history is not ctx.history:        # other kinds change history flags only
             tracked.ctx = Context(ctx.execution, ctx.capability, history)

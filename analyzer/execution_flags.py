@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from functools import lru_cache
+from typing import Any
 from operator import attrgetter, or_
 
 from analyzer.path_classes import HIDDEN, MEMFD_DELETED, SUSPICIOUS, PathClasses
@@ -65,6 +66,10 @@ class ExecutionFlags:
 
     def merge(self, other: "ExecutionFlags") -> "ExecutionFlags":
         """Sticky OR across the session's processes; ``self`` itself when nothing turns true."""
+        if other is self or other is _NONE:
+            return self
+        if self is _NONE:
+            return other
         mine = _values(self)
         merged = tuple(map(or_, mine, _values(other)))
         return self if merged == mine else ExecutionFlags(*merged)
@@ -84,20 +89,43 @@ _values = attrgetter(*EXECUTION_FIELDS)
 _NONE = ExecutionFlags()
 
 
+MEMO_LIMIT = 4096     # distinct (process image, lineage) inputs remembered per policy
+
+
 def execution_flags(proc: ProcessState, session: SessionState, a: Analysis,
-                    classes: PathClasses) -> ExecutionFlags:
-    """The flags of one tool process, from its exec path, exe, argv and lineage."""
+                    classes: PathClasses, memo: dict[tuple[Any, ...], ExecutionFlags] | None = None
+                    ) -> ExecutionFlags:
+    """The flags of one tool process, from its exec path, exe, argv and lineage.
+
+    ``memo`` (one per policy) maps the inputs to the value: an agent runs the same tools under
+    the same lineage over and over, and the same inputs giving the same object makes merging it
+    into the session's sticky value an identity test (:meth:`ExecutionFlags.merge`)."""
     if not proc.tool:
         return _NONE
+    names = session.lineage_names(proc, a.lineage_max_depth)
+    depth = session.lineage_depth(proc, a.lineage_max_depth)
+    if memo is None:
+        return _flags(proc, names, depth, a, classes)
+    key = (proc.exec_path, proc.exe, proc.comm, proc.uid, proc.args[0] if proc.args else None,
+           proc.is_root, proc.exec_resolved, tuple(names), depth)
+    flags = memo.get(key)
+    if flags is None:
+        if len(memo) >= MEMO_LIMIT:
+            memo.clear()
+        flags = memo[key] = _flags(proc, names, depth, a, classes)
+    return flags
+
+
+def _flags(proc: ProcessState, names: list[str], depth: int, a: Analysis,
+           classes: PathClasses) -> ExecutionFlags:
     both = (classes.bits(proc.exec_path, proc.uid) if proc.exec_path else 0) | \
         (classes.bits(proc.exe, proc.uid) if proc.exe else 0)
-    names = session.lineage_names(proc, a.lineage_max_depth)
     if not names and not proc.is_root:
         names = [proc.name]
     names = [n.rstrip("/").rsplit("/", 1)[-1] for n in names if n]
     return ExecutionFlags(
         suspicious_path_exec=bool(both & SUSPICIOUS),
-        deep_chain=session.lineage_depth(proc, a.lineage_max_depth) >= a.deep_chain_threshold,
+        deep_chain=depth >= a.deep_chain_threshold,
         shell_in_chain=_any_in(names, a.shell_names),
         network_tool_in_chain=_any_in(names, a.network_tool_names),
         interpreter_in_chain=_any_in(names, a.interpreter_names),
