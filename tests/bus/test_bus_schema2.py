@@ -162,3 +162,11 @@ def test_a_schema1_pass_through_forwards_schema2_batches_intact() -> None:
     out = v1_envelope.pack_raw(v1_envelope.Envelope("analyzer.event", "analyzer-0", 1, 1, 1), raw)
     env = unpack(out)
     assert env.schema == 1 and env.events == events
+
+
+def test_an_unhashable_kind_is_damage_left_to_the_stage_not_a_crash() -> None:
+    sub = Subscriber(sock=None, topics=["collector.event"])
+    damaged = [{"kind": ["exec"]}, {"kind": {"a": 1}}, SAMPLE_EVENTS["exit"], {"kind": "teleport"}]
+    env = sub.handle_frames(pack(Envelope("collector.event", "collector", 1, 1, 1, damaged)))
+    assert env is not None and env.events == damaged[:3] and sub.counters.unknown_kind == 1
+    assert env.body is None and sub.counters.malformed == 0
