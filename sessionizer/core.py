@@ -271,12 +271,15 @@ class Sessionizer(EventScoping, ExecHandling):
             return self._drop(out, extra)
         if proc.role is not None:
             extra = {"role": proc.role} if extra is None else {**extra, "role": proc.role}
-        session, opened = self._session_for(root, ts, tgid, proc, event["uid"], extra, kind)
-        if session is None:
-            self._hold(root, Held(ts, event, kind, tgid, ppid, extra, write_key(event, kind)))
-            return out
-        if opened:
-            out += opened
+        opened = None                                # _session_for's first answer, inlined:
+        if root.profile in self.settings.runtime_profiles or \
+                (session := self.sessions.for_root(root.tree_id)) is None:   # a tree's own session
+            session, opened = self._session_for(root, ts, tgid, proc, event["uid"], extra, kind)
+            if session is None:
+                self._hold(root, Held(ts, event, kind, tgid, ppid, extra, write_key(event, kind)))
+                return out
+            if opened:
+                out += opened
         holds = self._holds
         if holds.visible or holds.hidden:
             out += self._release(root, session, ts, visible=bool(opened))
