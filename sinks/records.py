@@ -19,6 +19,7 @@ back the exact original bytes. Newlines in paths are escaped by JSON itself.
 from __future__ import annotations
 
 import json
+import operator
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -323,13 +324,15 @@ def event_line(event: Any) -> bytes | None:
     schema-2 kinds, other shapes) takes the general path, which gives the same bytes or raises
     the same RecordError (tests/sinks/test_sinks_fast_path.py proves both).
     """
+    common = None
     if type(event) is dict:
-        get = event.get
-        kind, ts, tgid, tid, ppid, uid, comm = (get("kind"), get("ts_ns"), get("tgid"), get("tid"),
-                                                get("ppid"), get("uid"), get("comm"))
-        if type(ts) is int and type(tgid) is int and type(tid) is int and type(ppid) is int \
-                and type(uid) is int and type(comm) is str and type(kind) is str \
-                and kind in _FAST_KINDS:
+        try:
+            common = _common(event)                  # one C call; a field missing: general path
+        except KeyError:
+            pass
+    if common is not None and tuple(map(type, common)) == _COMMON_TYPES:
+        kind, ts, tgid, tid, ppid, uid, comm = common
+        if kind in _FAST_KINDS:
             stamp = rfc3339nano(ts)                  # first, as event_record raises it first
             tail = _event_tail(event, kind)
             if tail is not None:                     # an f-string: cheaper than str.format here
@@ -398,3 +401,6 @@ _WRITE: dict[Convert, Callable[[Any], str]] = {
 
 
 _FAST_KINDS = frozenset({"exec", "open", "connect", "exit"})
+# the common fields of a fast-path line and their exact types (no bool posing as an int)
+_common = operator.itemgetter("kind", "ts_ns", "tgid", "tid", "ppid", "uid", "comm")
+_COMMON_TYPES = (str, int, int, int, int, int, str)
