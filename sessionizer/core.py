@@ -36,7 +36,7 @@ from bus.text import from_wire, to_wire
 from sessionizer.execs import ExecHandling
 from sessionizer.holding import Held, Holds
 from sessionizer.lineage import build_lineage
-from sessionizer.noise import RuntimeAnchors
+from sessionizer.noise import NOT_KNOWN, RuntimeAnchors
 from sessionizer.roles import AGENT, is_wrapper_argv
 from sessionizer.scoping import EndpointMatcher, EventScoping, passwd_home, write_key
 from sessionizer.sessions import NS_PER_S, Origin, Session, SessionIds, SessionTable, lifecycle
@@ -125,12 +125,15 @@ class Sessionizer(EventScoping, ExecHandling):
                 if self.tracker.on_fork(event["tgid"], event["child_tgid"]) is not None:
                     self.counters["forks_tracked"] += 1
                 return out
-            try:
-                out += self._process_event(event, kind, ts)
-            finally:
-                if kind == "exit":
+            if kind == "exit":
+                try:
+                    out += self._process_event(event, kind, ts)
+                finally:
                     self._exit_cleanup(event["tgid"], ts)
-            return out
+                return out
+            if out:
+                return out + self._process_event(event, kind, ts)
+            return self._process_event(event, kind, ts)    # the usual case: its list as is
         except (TypeError, ValueError, KeyError, AttributeError) as exc:
             self._malformed(f"unprocessable event: {type(exc).__name__}: {exc}")
             return []
@@ -254,7 +257,10 @@ class Sessionizer(EventScoping, ExecHandling):
             return self._drop(out, "untracked")
         if kind == "open":                           # _open_gate, its common case inlined
             raw = event.get("abspath") or event.get("path")
-            fact = self.settings.path_facts.fact(raw)
+            facts = self.settings.path_facts            # a remembered path: no call (noise.py)
+            fact = facts.memo.get(raw, NOT_KNOWN) if type(raw) is str else NOT_KNOWN
+            if fact is NOT_KNOWN:
+                fact = facts.fact(raw)
             extra = None if fact is None and proc.role is None else \
                 self._open_verdict(event, raw, fact, proc, root)
         elif kind == "exit" or kind == "exec":      # nothing to filter: no call
@@ -265,12 +271,15 @@ class Sessionizer(EventScoping, ExecHandling):
             return self._drop(out, extra)
         if proc.role is not None:
             extra = {"role": proc.role} if extra is None else {**extra, "role": proc.role}
-        session, opened = self._session_for(root, ts, tgid, proc, event["uid"], extra, kind)
-        if session is None:
-            self._hold(root, Held(ts, event, kind, tgid, ppid, extra, write_key(event, kind)))
-            return out
-        if opened:
-            out += opened
+        opened = None                                # _session_for's first answer, inlined:
+        if root.profile in self.settings.runtime_profiles or \
+                (session := self.sessions.for_root(root.tree_id)) is None:   # a tree's own session
+            session, opened = self._session_for(root, ts, tgid, proc, event["uid"], extra, kind)
+            if session is None:
+                self._hold(root, Held(ts, event, kind, tgid, ppid, extra, write_key(event, kind)))
+                return out
+            if opened:
+                out += opened
         holds = self._holds
         if holds.visible or holds.hidden:
             out += self._release(root, session, ts, visible=bool(opened))

@@ -24,7 +24,7 @@ from bus.paths import normalise
 from bus.text import from_wire
 from sessionizer.gates import NoiseLists
 
-__all__ = ["MISSING", "LOADER", "UNRESOLVED", "RUNTIME", "WRITE_FLAGS", "PathFacts", "path_fact",
+__all__ = ["MISSING", "LOADER", "UNRESOLVED", "RUNTIME", "WRITE_FLAGS", "PathFacts", "path_fact", "NOT_KNOWN",
            "RuntimeAnchors", "runtime_anchors", "write_intent", "path_key", "PATH_MEMO_SIZE"]
 
 MISSING, LOADER, UNRESOLVED, RUNTIME = "missing_fields", "loader_noise", "unresolved", "runtime_noise"
@@ -34,6 +34,7 @@ PATH_MEMO_SIZE = 4096    # distinct paths remembered; a hit costs ~0.1 us, a mis
 GCONV_CACHE = "gconv-modules.cache"
 
 Fact = str | int | None
+NOT_KNOWN: Any = object()      # not in PathFacts.memo (a fact may be None)
 
 
 def write_intent(flags: Any) -> bool:
@@ -84,25 +85,27 @@ class PathFacts:
 
     Bounded: when full it starts over. Settings builds one per configuration, so a reload that
     changes the lists gets a fresh, empty one and can never be answered from the old lists.
+    ``memo`` (str or bytes path -> fact) is public so that the core's per-open path reads a hit
+    without a call (``memo.get(raw, NOT_KNOWN)`` for a ``str``, else :meth:`fact`).
     """
 
-    __slots__ = ("lists", "library_dirs", "size", "_memo")
+    __slots__ = ("lists", "library_dirs", "size", "memo")
 
     def __init__(self, lists: NoiseLists, library_dirs: tuple[str, ...],
                  size: int = PATH_MEMO_SIZE) -> None:
         self.lists = lists
         self.library_dirs = tuple(d.rstrip("/") + "/" for d in library_dirs)
         self.size = size
-        self._memo: dict[str | bytes, Fact] = {}
+        self.memo: dict[str | bytes, Fact] = {}
 
     def __len__(self) -> int:
-        return len(self._memo)
+        return len(self.memo)
 
     def fact(self, raw: Any) -> Fact:
         kind = type(raw)
         if kind is not str and kind is not bytes:       # not hashable text: no memo
             return path_fact(raw, self.lists, self.library_dirs)
-        memo = self._memo
+        memo = self.memo
         try:
             return memo[raw]
         except KeyError:

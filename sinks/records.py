@@ -19,6 +19,7 @@ back the exact original bytes. Newlines in paths are escaped by JSON itself.
 from __future__ import annotations
 
 import json
+import operator
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -47,12 +48,11 @@ def rfc3339nano(ts_ns: int) -> str:
     """
     sec, ns = divmod(ts_ns, NS_PER_S)
     last = _last_second
-    if sec == last[0] and time.tzname == last[1]:      # a tzset() (TZ change) starts afresh
-        stamp, zone = last[2], last[3]
-    else:
-        stamp, zone = _second(sec, ts_ns)
-        last[:] = [sec, time.tzname, stamp, zone]
-    return stamp + (f".{ns:09d}".rstrip("0") if ns else "") + zone
+    if sec != last[0] or time.tzname != last[1]:      # a tzset() (TZ change) starts afresh
+        last[:] = [sec, time.tzname, *_second(sec, ts_ns)]
+    if ns:                                            # one f-string: no intermediate strings
+        return f"{last[2]}.{('%09d' % ns).rstrip('0')}{last[3]}"
+    return last[2] + last[3]
 
 
 _last_second: list[Any] = [None, None, "", ""]      # [second, tzname, "YYYY-MM-DDTHH:MM:SS", zone]
@@ -231,6 +231,8 @@ KINDS: dict[str, KindSpec] = {
 # bus kind -> type name. Anything else is "OTHER", as in the original (fork, root, loss: no record).
 TYPE_NAMES = {kind: spec.type_name for kind, spec in KINDS.items()}
 _EMPTY = {_text: "", _int: 0, _hex: "0x0", _texts: [], _ints: []}     # a field the event lacks
+# kind -> the bus names of its additive fields: an event with none of them needs no converter
+_EXTRA_NAMES = {kind: frozenset(name for _, name, _c in spec.extras) for kind, spec in KINDS.items()}
 
 
 def event_type(event: Mapping[str, Any]) -> str:
@@ -322,13 +324,15 @@ def event_line(event: Any) -> bytes | None:
     schema-2 kinds, other shapes) takes the general path, which gives the same bytes or raises
     the same RecordError (tests/sinks/test_records_fast_path.py proves both).
     """
+    common = None
     if type(event) is dict:
-        get = event.get
-        kind, ts, tgid, tid, ppid, uid, comm = (get("kind"), get("ts_ns"), get("tgid"), get("tid"),
-                                                get("ppid"), get("uid"), get("comm"))
-        if type(ts) is int and type(tgid) is int and type(tid) is int and type(ppid) is int \
-                and type(uid) is int and type(comm) is str and type(kind) is str \
-                and kind in _FAST_KINDS:
+        try:
+            common = _common(event)                  # one C call; a field missing: general path
+        except KeyError:
+            pass
+    if common is not None and tuple(map(type, common)) == _COMMON_TYPES:
+        kind, ts, tgid, tid, ppid, uid, comm = common
+        if kind in _FAST_KINDS:
             stamp = rfc3339nano(ts)                  # first, as event_record raises it first
             tail = _event_tail(event, kind)
             if tail is not None:                     # an f-string: cheaper than str.format here
@@ -340,29 +344,30 @@ def event_line(event: Any) -> bytes | None:
 
 
 def _event_tail(event: dict[str, Any], kind: str) -> str | None:
-    """The per-kind end of a fast-path events.log line; None sends the event to the general path."""
+    """The per-kind end of a fast-path events.log line; None sends the event to the general path.
+
+    The kind's own fields are checked first, then session_id, then the extras (the order in
+    which the general path raises); an event with none of its kind's extras (most of them)
+    skips the converters after one C-level key check.
+    """
     get = event.get
     if kind == "open":
         path, flags, mode = get("path"), get("flags"), get("mode")
-        if type(path) is str and type(flags) is int and type(mode) is int:
-            head = f',"path":{_quote(path)},"flags":{flags},"mode":{mode}'
-        else:
+        if type(path) is not str or type(flags) is not int or type(mode) is not int:
             return None
+        head = f',"path":{_quote(path)},"flags":{flags},"mode":{mode}'
     elif kind == "exec":
         path, argv, exe = get("path"), get("argv"), get("exe")
-        if type(path) is str and type(argv) is list and (exe is None or type(exe) is str) \
-                and all(type(a) is str for a in argv):
-            args = ",".join(map(_quote, argv))
-            extra = f',"exe":{_quote(exe)}' if exe and exe != path else ""
-            head = f',"path":{_quote(path)},"args":[{args}]{extra}'
-        else:
+        if type(path) is not str or type(argv) is not list or not (exe is None or type(exe) is str) \
+                or not all(type(a) is str for a in argv):
             return None
+        extra = f',"exe":{_quote(exe)}' if exe and exe != path else ""
+        head = f',"path":{_quote(path)},"args":[{",".join(map(_quote, argv))}]{extra}'
     elif kind == "connect":
         addr, port = get("addr"), get("port")
-        if type(addr) is str and type(port) is int:
-            head = f',"addr":{_quote(addr)},"port":{port}'
-        else:
+        if type(addr) is not str or type(port) is not int:
             return None
+        head = f',"addr":{_quote(addr)},"port":{port}'
     else:                                            # exit: the common fields only
         head = ""
     sid = get("session_id")
@@ -372,10 +377,10 @@ def _event_tail(event: dict[str, Any], kind: str) -> str | None:
         end = f',"session_id":{sid}}}\n'
     else:
         return None                                  # the general path words the error
-    extras = _extras(event, kind)
-    if not extras:
+    if event.keys().isdisjoint(_EXTRA_NAMES[kind]):
         return head + end
-    return head + "".join([f',"{name}":{_WRITE[convert](value)}' for name, value, convert in extras]) + end
+    return head + "".join([f',"{name}":{_WRITE[convert](value)}'
+                           for name, value, convert in _extras(event, kind)]) + end
 
 
 def _strs(value: list[str]) -> str:
@@ -396,3 +401,6 @@ _WRITE: dict[Convert, Callable[[Any], str]] = {
 
 
 _FAST_KINDS = frozenset({"exec", "open", "connect", "exit"})
+# the common fields of a fast-path line and their exact types (no bool posing as an int)
+_common = operator.itemgetter("kind", "ts_ns", "tgid", "tid", "ppid", "uid", "comm")
+_COMMON_TYPES = (str, int, int, int, int, int, str)

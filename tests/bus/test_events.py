@@ -201,3 +201,11 @@ def test_the_schema1_recording_is_the_deployed_source_unmodified(name: str) -> N
     if shown.returncode != 0:
         pytest.skip(f"commit {SCHEMA1_COMMIT[:7]} is not in this checkout (a shallow clone?)")
     assert (SCHEMA1_DIR / f"{name}.py.txt").read_bytes() == shown.stdout
+
+
+def test_an_unhashable_kind_is_damage_left_to_the_stage_not_a_crash() -> None:
+    sub = Subscriber(sock=None, topics=["collector.event"])
+    damaged = [{"kind": ["exec"]}, {"kind": {"a": 1}}, SAMPLE_EVENTS["exit"], {"kind": "teleport"}]
+    env = sub.handle_frames(pack(Envelope("collector.event", "collector", 1, 1, 1, damaged)))
+    assert env is not None and env.events == damaged[:3] and sub.counters.unknown_kind == 1
+    assert env.body is None and sub.counters.malformed == 0

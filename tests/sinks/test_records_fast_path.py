@@ -98,6 +98,11 @@ def random_event(rng: random.Random, kind: str, *, odd_bytes: bool, mistype: boo
         if mistype:
             out_name, name, convert = rng.choice(spec.fields + spec.extras or ((None, "tid", records._int),))
             ev[name] = rng.choice(MISTYPED[convert])
+    sid = rng.random()                  # session_id absent, or (mistyped) refused, beside the rest
+    if sid < 0.1:
+        del ev["session_id"]
+    elif sid < 0.2 and mistype:
+        ev["session_id"] = rng.choice([True, "7", 1.5])
     return ev
 
 
