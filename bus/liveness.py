@@ -14,6 +14,11 @@ stream from one whose heartbeat waits in its own queue. It then declares a strea
 evidence from the bus's own clock: a heartbeat of another stream it has read was sent more than
 the silent stream's timeout after the silent stream's last one. A stage that was paused (SIGSTOP,
 a long GC) therefore does not call its upstreams dead when it resumes to a full queue.
+
+Silence the subscriber did not witness is not evidence either: when its own checks stopped for
+longer than a stream's timeout (it was paused or starved of CPU, and its bus I/O with it), the
+next check judges by the bus clock only, as if input were pending; one interval later, with
+what was queued read, it judges by its own clock again.
 """
 
 from __future__ import annotations
@@ -74,18 +79,21 @@ class LivenessTracker:
         self.newest_sent_ns = max(self.newest_sent_ns, sent_ns)
         return revived
 
-    def check(self, now_s: float, input_pending: bool = False) -> list[str]:
+    def check(self, now_s: float, input_pending: bool = False, unwatched_s: float = 0.0) -> list[str]:
         """Declare dead every stream silent for ``liveness`` intervals; return the newly dead.
 
         ``input_pending``: the subscriber has unread input, so a heartbeat may be waiting in its
         queue; a stream is then dead only if the bus clock proves it (see the module docstring).
+        ``unwatched_s``: how long the caller was not reading its input before this check (a stage:
+        the time since its previous check); longer than a stream's timeout counts as pending input.
         """
         newly = []
         for name, st in self.streams.items():
             timeout = st.timeout_s(self.liveness)
             if st.dead or st.silent_s(now_s) < timeout:
                 continue
-            if input_pending and (self.newest_sent_ns - st.last_sent_ns) < timeout * 1e9:
+            if (input_pending or unwatched_s > timeout) \
+                    and (self.newest_sent_ns - st.last_sent_ns) < timeout * 1e9:
                 continue
             st.dead, st.dead_since_s = True, now_s
             self.deaths += 1

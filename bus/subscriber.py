@@ -69,6 +69,7 @@ class Subscriber:
     on_loss: Callable[[str, str, int], None] | None = None   # (stream, topic, lost) -> None
     monotonic: Callable[[], float] = time.monotonic           # liveness deadlines
     liveness: LivenessTracker = field(default_factory=LivenessTracker)
+    last_liveness_check_s: float | None = None    # a long gap since: this stage was not reading
 
     @staticmethod
     def subscriptions(topics: list[str]) -> list[str]:
@@ -118,7 +119,8 @@ class Subscriber:
         per heartbeat interval, e.g. before publishing the stage's own heartbeat); returns the
         streams that died since the last call. Never kills or disconnects anything."""
         now = self.monotonic() if now_s is None else now_s
-        newly = self.liveness.check(now, self._input_pending())
+        last, self.last_liveness_check_s = self.last_liveness_check_s, now
+        newly = self.liveness.check(now, self._input_pending(), 0.0 if last is None else now - last)
         if newly:
             self.counters.stream_deaths = self.liveness.deaths
             self.counters.dead_streams = ",".join(self.liveness.dead())

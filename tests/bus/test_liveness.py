@@ -194,3 +194,40 @@ def test_a_publisher_that_stops_heartbeating_is_dead_and_alive_again_over_real_s
         for p in bus_dir.iterdir():
             p.unlink()
         bus_dir.rmdir()
+
+
+def test_silence_the_subscriber_did_not_witness_is_judged_by_the_bus_clock() -> None:
+    """Paused for 30 s (SIGSTOP: its bus I/O stopped too), a stage's first check after it resumes
+    cannot tell a dead stream from one whose heartbeats are still on their way in."""
+    t = LivenessTracker()
+    t.beat("sessionizer", 1.0, sent_ns=10 * S, now_s=10.0)
+    assert t.check(10.5) == []
+    assert t.check(40.5, unwatched_s=30.0) == []                # resumed: nothing read yet
+    t.beat("sessionizer", 1.0, sent_ns=40 * S, now_s=40.8)      # the queued heartbeats arrive
+    assert t.check(41.5, unwatched_s=1.0) == [] and t.deaths == 0
+    assert t.check(44.0, unwatched_s=1.0) == ["sessionizer"]    # silent since, while watched
+
+
+def test_a_stream_that_died_while_the_subscriber_was_paused_is_dead_at_once_or_an_interval_later() -> None:
+    t = LivenessTracker()
+    t.beat("sessionizer", 1.0, sent_ns=10 * S, now_s=10.0)
+    t.beat("analyzer-0", 1.0, sent_ns=10 * S, now_s=10.0)
+    t.beat("analyzer-0", 1.0, sent_ns=40 * S, now_s=40.2)       # the other stream's news: bus clock
+    assert t.check(40.5, unwatched_s=30.0) == ["sessionizer"]   # proven by the bus clock at once
+    t2 = LivenessTracker()
+    t2.beat("sessionizer", 1.0, sent_ns=10 * S, now_s=10.0)
+    assert t2.check(40.5, unwatched_s=30.0) == []               # no evidence yet
+    assert t2.check(41.5, unwatched_s=1.0) == ["sessionizer"]   # watched for an interval: dead
+
+
+def test_the_subscriber_measures_how_long_it_was_not_checking() -> None:
+    clock = [10.0]
+    sub = Subscriber(sock=None, topics=["sessionizer.event", "sessionizer.heartbeat"],
+                     monotonic=lambda: clock[0])
+    sub.handle_frames(pack(Envelope("sessionizer.heartbeat", "sessionizer", 1, 1, 10 * S,
+                                    last_seq={}, counters={}, interval_s=1.0)))
+    assert sub.check_liveness() == []
+    clock[0] = 40.0                                             # a 30 s pause
+    assert sub.check_liveness() == [] and sub.counters.stream_deaths == 0
+    clock[0] = 41.0
+    assert sub.check_liveness() == ["sessionizer"] and sub.counters.stream_deaths == 1
