@@ -212,6 +212,7 @@ def test_latency_benchmark_runs(tmp_path: Path) -> None:
         assert doc["detail"]["latency"]["real_collector"]["alerts"] > 0
 
 
+@pytest.mark.slow          # make test-all; throughput and latency stay in make test
 def test_memory_benchmark_runs(tmp_path: Path) -> None:
     doc = run_tiny("memory", tmp_path)
     assert doc["rss_mb_per_1000_sessions"] is not None
@@ -223,6 +224,7 @@ def test_memory_benchmark_runs(tmp_path: Path) -> None:
 
 @pytest.mark.root
 @needs_root
+@pytest.mark.slow          # make test-all; throughput and latency stay in make test
 def test_overhead_benchmark_runs(tmp_path: Path) -> None:
     doc = run_tiny("overhead", tmp_path)
     for key in KEYS["overhead"]:
@@ -233,6 +235,7 @@ def test_overhead_benchmark_runs(tmp_path: Path) -> None:
 
 @pytest.mark.root
 @needs_root
+@pytest.mark.slow          # make test-all; throughput and latency stay in make test
 def test_startup_benchmark_runs(tmp_path: Path) -> None:
     doc = run_tiny("startup", tmp_path)
     assert doc["startup_s"] is not None

@@ -18,7 +18,8 @@ from evaluation.runner import EvalSession
 from evaluation.toolchain import SCENARIO_DIR
 from tests.evaluation.gateway_session import gateway_session
 
-pytestmark = [pytest.mark.openclaw, pytest.mark.root, pytest.mark.timeout(300)]
+# slow: test_runner_openclaw.py runs the same gateway with CASA in make test; this is make test-all
+pytestmark = [pytest.mark.openclaw, pytest.mark.root, pytest.mark.slow, pytest.mark.timeout(300)]
 
 SCENARIOS = {s.id: s for s in load_scenarios(SCENARIO_DIR)}
 

@@ -20,6 +20,7 @@ def test_stock_stage_passes_the_contract(stage: str) -> None:
                                          "sigterm", "decisions"]
 
 
+@pytest.mark.slow          # the contract's negative case (48 s): make test-all
 def test_a_mute_stage_fails_the_contract() -> None:
     results = check_stage("analyzer", [sys.executable, "-c", "import time; time.sleep(120)"])
     lines = [r.line() for r in results]

@@ -27,7 +27,8 @@ SANDBOX = pytest.mark.skipif(sandbox_unavailable() is not None, reason=sandbox_u
 pytestmark = [pytest.mark.root, pytest.mark.stack, pytest.mark.openclaw, pytest.mark.timeout(300), SANDBOX]
 
 TABLE = {s.id: s for s in load_scenarios()}
-RUNS = [("atk-curl-pipe-sh", "gateway"), ("dev-own-script", "local")]
+RUNS = [("atk-curl-pipe-sh", "gateway"),
+        pytest.param("dev-own-script", "local", marks=pytest.mark.slow)]   # --local: make test-all
 
 
 @pytest.fixture(scope="module")
