@@ -37,7 +37,7 @@ from analyzer.checkpoint import Checkpointer
 from analyzer.core import Analyzer
 from bus import Publisher, Subscriber, bind_publisher, connect_subscriber
 from bus import topics as T
-from bus.envelope import Envelope, raw_events
+from bus.envelope import Envelope
 from bus.errors import BusError
 from stage import Flags, options
 from stage.runtime import Hooks, Runtime, SubscriberSource
@@ -68,9 +68,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 class AnalyzerHooks(Hooks):
-    """The core on the runtime: each message through ``core.handle`` (a batch passed through
-    unchanged goes out as the bytes it came in), timers every ``TICK_INTERVAL_S``, the periodic
-    checkpoint spread over passes."""
+    """The core on the runtime: each message through ``core.handle``, timers every
+    ``TICK_INTERVAL_S``, the periodic checkpoint spread over passes."""
 
     def __init__(self, core: Analyzer, pub: Publisher, sub: Subscriber, ckpt: Checkpointer | None) -> None:
         self.core, self.pub, self.sub, self.ckpt = core, pub, sub, ckpt
@@ -78,9 +77,7 @@ class AnalyzerHooks(Hooks):
         self.next_tick = time.monotonic()
 
     def handle(self, env: Envelope) -> None:
-        out = self.core.handle(env, time.time_ns())
-        if not forward_unchanged(self.pub, env, out):
-            publish(self.pub, out)
+        publish(self.pub, self.core.handle(env, time.time_ns()))
 
     def each_pass(self, read: int) -> None:
         now = time.monotonic()
@@ -128,28 +125,6 @@ def wire(args: argparse.Namespace, core: Analyzer, flags: Flags) -> Runtime:
                             "rules": len(pol.enabled_rules), "version": pol.version},
                    poll_ms=POLL_TIMEOUT_MS, checkpoint_s=None if ckpt is None else CHECKPOINT_INTERVAL_S,
                    flags=flags)
-
-
-def forward_unchanged(pub: Publisher, env: Envelope, out: list[tuple[str, dict]]) -> bool:
-    """Forward a sessionizer batch as the bytes it arrived in, when the output is exactly that
-    batch passed through (every event owned and well formed, no decision in between).
-
-    Packing every event map again was ~0.8 us of the analyzer's per-event CPU, and the per-event
-    publish calls about as much; most batches qualify. Anything else (a decision, another
-    instance's sessions, a malformed event) goes through :func:`publish` map by map, which keeps
-    each decision right after its triggering event.
-    """
-    events = env.events
-    if env.topic != T.SESSIONIZER_EVENT or env.body is None or not events or len(out) != len(events):
-        return False
-    for (_, m), ev in zip(out, events):
-        if m is not ev:
-            return False
-    raw = raw_events(env.body)
-    if raw is None:
-        return False
-    pub.publish_raw(T.ANALYZER_EVENT, raw, len(events))
-    return True
 
 
 def publish(pub: Publisher, out: list[tuple[str, dict]]) -> None:

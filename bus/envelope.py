@@ -20,7 +20,7 @@ import msgpack
 from bus.errors import MalformedMessage, UnknownVersion
 from bus.events import SCHEMA
 
-__all__ = ["VERSION", "Envelope", "pack", "pack_events", "pack_raw", "raw_events", "unpack"]
+__all__ = ["VERSION", "Envelope", "pack", "pack_events", "pack_raw", "unpack"]
 
 VERSION = 1
 
@@ -39,7 +39,6 @@ class Envelope:
     counters: dict[str, Any] | None = None     # heartbeats only
     interval_s: float | None = None            # heartbeats only
     extra: dict[str, Any] | None = None        # unknown keys, kept for taps
-    body: bytes | None = field(default=None, repr=False, compare=False)   # the frame decoded
     schema: int = SCHEMA                       # event schema of the sender (1 when absent)
 
 
@@ -69,8 +68,8 @@ _FIXMAP6, _FIXMAP7 = 0x86, 0x87
 
 
 def pack_raw(env: Envelope, events: bytes) -> list[bytes]:
-    """Like :func:`pack`, with ``events`` already packed (a msgpack array): a stage that passes a
-    received batch through unchanged forwards its bytes instead of packing every map again.
+    """Like :func:`pack`, with ``events`` already packed (a msgpack array, :func:`pack_events`):
+    the benchmarks' replayer packs its batches before the clock starts.
 
     The result is byte-identical to ``pack`` of the decoded events: the header map is packed as
     usual and ``events`` appended as its seventh entry.
@@ -80,30 +79,6 @@ def pack_raw(env: Envelope, events: bytes) -> list[bytes]:
     if head[0] != _FIXMAP6:
         raise ValueError("envelope header is not a 6-entry map")
     return [env.topic.encode(), bytes((_FIXMAP7,)) + head[1:] + _EVENTS_KEY + events]
-
-
-def raw_events(body: bytes) -> bytes | None:
-    """The undecoded bytes of a body's ``events`` array (None if there is none, it is damaged, or
-    the map holds the key twice: a decoder keeps the last one, so no single slice is certain).
-
-    Found with a streaming unpacker that skips every other value without building it.
-    """
-    u = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=max(len(body), 1))
-    u.feed(body)
-    found: bytes | None = None
-    try:
-        for _ in range(u.read_map_header()):
-            if u.unpack() == "events":
-                if found is not None:
-                    return None
-                start = u.tell()
-                u.skip()
-                found = body[start:u.tell()]
-            else:
-                u.skip()
-    except (ValueError, msgpack.OutOfData, msgpack.FormatError, msgpack.StackError, TypeError):
-        return None
-    return found
 
 
 _IS_MAP = dict.__instancecheck__       # isinstance(e, dict), mapped in C over a batch
@@ -139,4 +114,4 @@ def unpack(frames: list[bytes]) -> Envelope:
     extra = {k: v for k, v in body.items() if k not in _KNOWN} or None
     return Envelope(topic=topic, stream=stream, epoch=epoch, seq=seq, sent_ns=sent, events=events,
                     last_seq=last_seq, counters=body.get("counters"),
-                    interval_s=body.get("interval_s"), extra=extra, body=frames[1], schema=schema)
+                    interval_s=body.get("interval_s"), extra=extra, schema=schema)

@@ -143,7 +143,6 @@ class Subscriber:
 
         Only a text kind that is not in the table counts: an event without a kind, or a kind
         that is not text, is left for the stage's own validation (that is damage, not news).
-        The body is forgotten when anything was removed, so a pass-through cannot forward it.
         """
         known = known_kinds(env.topic)
         if known is None:
@@ -164,7 +163,6 @@ class Subscriber:
                         "dropped=%d total=%d", env.stream, env.topic, len(env.events) - len(kept),
                         self.counters.unknown_kind)
         env.events = kept
-        env.body = None
 
     def _count_loss(self, stream: str, topic: str, lost: int) -> None:
         if lost:

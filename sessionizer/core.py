@@ -43,7 +43,7 @@ from sessionizer.sessions import NS_PER_S, Origin, Session, SessionIds, SessionT
 from sessionizer.settings import Settings
 from sessionizer.tracker import Proc, Root, Tracker
 from sessionizer.trees import TreeBook
-from sessionizer.validation import known_kind, plainly_valid as _plainly_valid
+from bus.events import known_kind, plainly_valid as _plainly_valid
 
 __all__ = ["Sessionizer", "Out", "EndpointMatcher", "FLUSH_INTERVAL_S", "is_wrapper_argv"]
 
