@@ -159,10 +159,23 @@ def _missing(st: Stack, w: Agent) -> list[int]:
 
 
 def _checkpointed(st: Stack, victim: str, sid: int, needle: str) -> None:
-    """The restarting stage can only keep what its last checkpoint holds: wait for it to hold it."""
+    """The restarting stage can only keep what its last checkpoint holds: wait for it to hold the
+    session itself. The session must be found by its id in the checkpoint's session list, not as a
+    substring of the file: tree ids and session ids come from one counter, so an older tree's id can
+    equal this session's id (a substring match once let the kill come before the session was saved)."""
     path = st.state_dir / f"{victim}.json"
-    st.wait_until(lambda: path.exists() and str(sid) in (t := path.read_text(errors="replace"))
-                  and needle in t, 30, f"{victim}'s checkpoint holding session {sid}")
+    st.wait_until(lambda: _saved_session(path, sid, needle), 30, f"{victim}'s checkpoint holding session {sid}")
+
+
+def _saved_session(path: Path, sid: int, needle: str) -> bool:
+    """Whether the checkpoint at ``path`` lists session ``sid`` with ``needle`` in its saved state
+    (the analyzer's top-level ``sessions``; the sessionizer's ``checkpoint.sessions``)."""
+    try:
+        doc = json.loads(path.read_text(errors="replace"))
+    except (OSError, ValueError):
+        return False                          # not written yet
+    sessions = doc.get("sessions", doc.get("checkpoint", {}).get("sessions", []))
+    return any(s.get("session_id") == sid and needle in json.dumps(s) for s in sessions)
 
 
 @pytest.fixture
