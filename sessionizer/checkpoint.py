@@ -3,7 +3,7 @@
 One JSON document, a stage.state_file.StateFile (replaced atomically: a temporary file, fsync,
 rename; an unusable one is set aside)::
 
-    {"version": 1, "id_reserved_until": 129, "tree_id_reserved_until": 65, "saved_ns": ...,
+    {"version": 1, "id_reserved_until": 2049, "tree_id_reserved_until": 1025, "saved_ns": ...,
      "checkpoint": {"tracker": {...}, "sessions": [...], "next_id": 97, "clean": false,
                     "bus": [{"stream": "collector", "topic": "collector.event",
                              "epoch": ..., "seq": ...}, ...]}}
