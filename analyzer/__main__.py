@@ -98,7 +98,7 @@ class AnalyzerHooks(Hooks):
             return
         if clean:
             self.ckpt.save(self.core, clean=True, tracker=self.sub.tracker)
-        else:
+        elif self.ckpt.due(time.monotonic()):     # CPU-share cap (Checkpointer.due)
             self.ckpt.begin(self.core, self.sub.tracker)
 
 

@@ -47,6 +47,7 @@ __all__ = ["Checkpointer", "dump_session", "load_session", "FORMAT_VERSION"]
 
 FORMAT_VERSION = 1
 SLICE_BUDGET_S = 0.002        # serializing sessions per loop pass, in the background checkpoint
+MAX_CPU_SHARE = 0.02          # periodic checkpoints take at most this share of the stage's CPU
 
 log = logging.getLogger("casa.analyzer")
 
@@ -74,6 +75,13 @@ class Checkpointer:
     counted from the earlier position (more messages reported lost than were, never fewer).
     Sessions closed before the write are left out; sessions opened after ``begin()`` wait for the
     next checkpoint, as if they had opened after it.
+
+    The periodic checkpoint's cost grows with the open state (~0.5 ms of CPU per busy session),
+    not with the event rate, so a fixed cadence would let a few hundred open sessions spend 7 %
+    of a core re-serializing every 5 s. :meth:`due` caps that share: after a checkpoint that cost
+    ``c`` seconds of CPU, the next one is due no sooner than ``c / MAX_CPU_SHARE`` after it.
+    Small states keep the stage's cadence; a large one stretches it, and a kill then loses up to
+    that interval of state (counted as loss at the restart, as always).
     """
 
     def __init__(self, path: Path) -> None:
@@ -82,6 +90,9 @@ class Checkpointer:
                               "sessions will not survive a restart")
         self.positions: dict[tuple[str, str], StreamState] = {}   # read by restore()
         self._slices: _Slices | None = None
+        self._cost_s = 0.0                # CPU spent on the checkpoint in progress
+        self.last_cost_s = 0.0            # CPU the last finished periodic checkpoint took
+        self.last_done_s: float | None = None    # monotonic time it finished
 
     @property
     def failed(self) -> bool:
@@ -92,10 +103,20 @@ class Checkpointer:
     def in_progress(self) -> bool:
         return self._slices is not None
 
+    def due(self, now_s: float) -> bool:
+        """Whether a periodic checkpoint may start at ``now_s`` (monotonic): none is running, and
+        the last one's CPU is at most ``MAX_CPU_SHARE`` of the time since it finished."""
+        if self._slices is not None:
+            return False
+        last = self.last_done_s
+        return last is None or now_s - last >= self.last_cost_s / MAX_CPU_SHARE
+
     def begin(self, core: Analyzer, tracker: SequenceTracker | None = None) -> None:
         """Start a spread checkpoint (a running one is restarted from scratch)."""
+        t0 = time.thread_time()
         self._slices = _Slices(positions=_bus_positions(tracker), todo=deque(core.sessions),
                                trees_todo=deque(core.trees.trees))
+        self._cost_s = time.thread_time() - t0
 
     def step(self, core: Analyzer, budget_s: float = SLICE_BUDGET_S) -> bool | None:
         """Serialize sessions for up to ``budget_s`` (at least one); write when all are done.
@@ -105,6 +126,15 @@ class Checkpointer:
         sl = self._slices
         if sl is None:
             return None
+        t0 = time.thread_time()
+        try:
+            return self._step(sl, core, budget_s)
+        finally:
+            self._cost_s += time.thread_time() - t0
+            if self._slices is None:          # finished (written or failed): its cost sets the pace
+                self.last_cost_s, self.last_done_s = self._cost_s, time.monotonic()
+
+    def _step(self, sl: _Slices, core: Analyzer, budget_s: float) -> bool | None:
         deadline = time.perf_counter() + budget_s
         try:
             if not _serialize(sl, core, deadline):

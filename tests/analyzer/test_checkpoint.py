@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import time
 
-from analyzer.checkpoint import Checkpointer
+import pytest
+
+from analyzer.checkpoint import MAX_CPU_SHARE, Checkpointer
 from analyzer.core import Analyzer
 from tests.analyzer.analyzer_sequences import Seq, decisions, lifecycle, run_events
 
@@ -255,3 +258,48 @@ def test_tree_rows_of_the_previous_format_are_converted(bundled, tmp_path):
     s = Seq(session_id=3, common={"tree_id": 9, "shard": 9}).exec(2, 202, "/tmp/d/q", ino=77, dev=5)
     run_events(core, s.events)
     assert core.sessions[3].marks.evidence.refs["history.write_then_exec_same_path"][0][3] == "/tmp/d/p"
+
+
+def test_periodic_checkpoints_take_a_bounded_share_of_the_cpu(bundled, tmp_path, monkeypatch):
+    """After a checkpoint that cost c seconds of CPU the next is due c / MAX_CPU_SHARE later; none
+    starts while one is in progress, and a fresh checkpointer is due at once."""
+    from analyzer import checkpoint as mod
+    core = Analyzer(bundled)
+    for sid in (4, 5):
+        run_events(core, Seq(session_id=sid).open(1, 200, "/tmp/x").exec(2, 201, "/bin/sh").events)
+    cpu = iter([0.0, 0.01, 0.01, 0.05])                # begin: 10 ms; step: 40 ms
+    monkeypatch.setattr(mod.time, "thread_time", lambda: next(cpu))
+    ck = Checkpointer(tmp_path / "a.json")
+    assert ck.due(100.0)
+    ck.begin(core)
+    assert not ck.due(100.0) and not ck.due(10**6)     # in progress: never a second one
+    monkeypatch.setattr(mod.time, "monotonic", lambda: 200.0)
+    assert ck.step(core, budget_s=10) is True
+    assert ck.last_cost_s == pytest.approx(0.05) and ck.last_done_s == 200.0
+    wait = 0.05 / mod.MAX_CPU_SHARE                     # 2.5 s at a 2 % share
+    assert not ck.due(200.0 + wait - 0.01)
+    assert ck.due(200.0 + wait)
+
+
+def test_the_analyzer_skips_a_checkpoint_that_is_not_due(bundled, tmp_path):
+    """The runtime asks every 5 s; the hooks start one only when the CPU-share cap allows."""
+    from analyzer.__main__ import AnalyzerHooks
+    from bus import Publisher, Subscriber
+
+    class Sock:
+        def send_multipart(self, frames, flags=0):
+            pass
+
+    core = Analyzer(bundled)
+    run_events(core, Seq(session_id=4).exec(1, 200, "/bin/ls").events)
+    ck = Checkpointer(tmp_path / "a.json")
+    hooks = AnalyzerHooks(core, Publisher(Sock(), "analyzer"), Subscriber(Sock(), []), ck)
+    ck.last_cost_s, ck.last_done_s = 1.0, time.monotonic()    # 1 s of CPU: next in 50 s
+    hooks.checkpoint(False)
+    assert not ck.in_progress and not (tmp_path / "a.json").exists()
+    ck.last_done_s -= 1.0 / MAX_CPU_SHARE
+    hooks.checkpoint(False)
+    assert ck.in_progress
+    while ck.step(core, budget_s=0) is None:              # the spread steps of later passes
+        pass
+    assert json.loads((tmp_path / "a.json").read_text())["sessions"][0]["session_id"] == 4
