@@ -49,9 +49,16 @@ def main(argv: list[str] | None = None) -> int:
                     out.publish(topic, event)
         out.flush()
         if out.heartbeat_due():
-            out.heartbeat(sub.counters.as_dict(), time.monotonic())
-    out.heartbeat(sub.counters.as_dict())
+            out.heartbeat(stand_in_counters(stage, sub), time.monotonic())
+    out.heartbeat(stand_in_counters(stage, sub))
     return 0
+
+
+def stand_in_counters(stage: str, sub: bus.Subscriber) -> dict[str, object]:
+    """The subscriber's counters named as the stage the relay stands in for declares them
+    (bus/counters.py): the sessionizer's carry the prefix ``bus_``, the analyzer's none."""
+    counters = sub.counters.as_dict()
+    return {f"bus_{k}": v for k, v in counters.items()} if stage == "sessionizer" else counters
 
 
 if __name__ == "__main__":
