@@ -153,6 +153,10 @@ class Analyzer:
             counters.events_malformed += 1
             log.warning("could not fold a sessionizer event | session_id=%d reason=%s", sid, exc)
             return
+        if tracked.ctx is tracked.last_ctx and tracked.last_key is not None \
+                and tracked.last_key[1] == self.policy.version:
+            counters.evaluations_skipped += 1     # nothing a rule reads changed (_evaluate)
+            return
         decision = self._evaluate(tracked, ev)
         if decision is not None:
             out.append((T.ANALYZER_DECISION, decision))
@@ -160,7 +164,7 @@ class Analyzer:
     def _fold(self, tracked: Tracked, ev: dict[str, Any], kind: str, now_ns: int) -> None:
         """Fold one event into the session and its tree; advance the context."""
         state = tracked.state
-        entry = self._classify.entry(ev)
+        entry = self._classify.open_entry(ev) if kind == OPEN else self._classify.entry(ev)
         if not entry.resolved:
             self.counters.unresolved_paths += 1
         hidden = ev.get("hidden")
@@ -227,10 +231,8 @@ class Analyzer:
         return bits
 
     def _evaluate(self, tracked: Tracked, ev: dict[str, Any]) -> dict[str, Any] | None:
-        if tracked.ctx is tracked.last_ctx and tracked.last_key is not None \
-                and tracked.last_key[1] == self.policy.version:
-            self.counters.evaluations_skipped += 1
-            return None
+        """The rules over a context that may have changed (``_event`` skips an unchanged one
+        inline: most events change nothing a rule reads)."""
         tracked.last_ctx = tracked.ctx
         key = (tracked.ctx.rule_key(), self.policy.version)
         if key == tracked.last_key:

@@ -231,9 +231,29 @@ class SessionState:
             self.created_ns = ts
         self.updated_ns = ts
         self.events += 1
-        proc = self._process(ev, entry.tgid, ts)
+        # the process, created on first sight; its ppid and uid as of this event (inline: every
+        # event comes here)
+        tgid = entry.tgid
+        proc = self.processes.get(tgid)
+        if proc is None:
+            proc = self.processes[tgid] = ProcessState(tgid=tgid, first_seen_ns=ts, is_root=tgid == ev.get("root"))
+        ppid, uid = ev.get("ppid"), ev.get("uid")
+        if type(ppid) is not int:
+            ppid = int_field(ppid, proc.ppid)
+        if type(uid) is not int:
+            uid = int_field(uid, proc.uid)
+        proc.ppid, proc.uid, proc.last_seen_ns = ppid, uid, ts
+        if not proc.comm:
+            proc.comm = text(ev.get("comm"))
         if kind == OPEN:
-            self._push_open(proc, entry.path)
+            opens = proc.opens
+            if opens is None:
+                opens = proc.opens = deque(maxlen=self.artifact_limit)
+            elif len(opens) == opens.maxlen and DELETED_MARK in opens[0]:
+                self.deleted_opens -= 1           # the oldest, about to fall out, was deleted
+            opens.append(entry.path)
+            if DELETED_MARK in entry.path:
+                self.deleted_opens += 1
         elif kind == EXEC:
             self._exec(proc, ev, entry)
         elif kind == CONNECT:
@@ -248,33 +268,6 @@ class SessionState:
     def reclassify(self, classify: Callable[[RecentEvent], RecentEvent]) -> None:
         """Annotate the whole window again (after a reload changed the analysis values)."""
         self.recent = deque((classify(e) for e in self.recent), maxlen=self.recent_limit)
-
-    def _push_open(self, proc: ProcessState, path: str) -> None:
-        """Append to the process's last-N opens, keeping ``deleted_opens`` exact."""
-        opens = proc.opens
-        if opens is None:
-            opens = proc.opens = deque(maxlen=self.artifact_limit)
-        if opens.maxlen is not None and len(opens) == opens.maxlen and DELETED_MARK in opens[0]:
-            self.deleted_opens -= 1
-        opens.append(path)
-        if DELETED_MARK in path:
-            self.deleted_opens += 1
-
-    def _process(self, ev: dict[str, Any], tgid: int, ts: int) -> ProcessState:
-        proc = self.processes.get(tgid)
-        if proc is None:
-            proc = ProcessState(tgid=tgid, first_seen_ns=ts, is_root=tgid == ev.get("root"))
-            self.processes[tgid] = proc
-        ppid, uid = ev.get("ppid"), ev.get("uid")
-        if type(ppid) is not int:
-            ppid = int_field(ppid, proc.ppid)
-        if type(uid) is not int:
-            uid = int_field(uid, proc.uid)
-        proc.ppid, proc.uid = ppid, uid
-        if not proc.comm:
-            proc.comm = text(ev.get("comm"))
-        proc.last_seen_ns = ts
-        return proc
 
     def _exec(self, proc: ProcessState, ev: dict[str, Any], entry: RecentEvent) -> None:
         proc.exec_path, proc.exe = entry.path, entry.exe

@@ -139,7 +139,9 @@ class TreeHistory:
                     last = burst.last
                     first = last[0] if len(last) == last.maxlen else None
                     last.append(ref)
-                    if burst.threshold <= 1:
+                    if m.bits & B_OPEN:          # already true: nothing to add
+                        pass
+                    elif burst.threshold <= 1:
                         m.hit(B_OPEN, (ref,))
                     elif first is not None and ts - first[0] <= burst.window_ns:
                         m.hit(B_OPEN, (first, ref))
