@@ -44,6 +44,9 @@ BENCHMARKS = ("throughput", "latency", "overhead", "memory", "startup", "respons
 TARGETS: dict[str, tuple[str, float] | None] = {
     "e2e_events_per_s": (">=", 50_000),
     "e2e_lost_events": ("==", 0),
+    "e2e_paced_events_per_s": None,
+    "e2e_paced_lag_s": None,
+    "e2e_paced_lost_events": ("==", 0),
     "alert_p50_ms_at_5k": None,
     "alert_p99_ms_at_5k": ("<=", 10.0),
     "alert_p99_ms_at_20k": None,
@@ -83,7 +86,8 @@ def plans(tiny: bool) -> dict[str, Callable[[Path], dict[str, Any]]]:
     if tiny:
         rec = RecordingSpec(sessions=20, concurrent=5, children=2, opens=3, connects=1)
         return {
-            "throughput": lambda w: throughput.run(throughput.ThroughputSpec(recording=rec, quiet_s=2.0), w),
+            "throughput": lambda w: throughput.run(throughput.ThroughputSpec(recording=rec, quiet_s=2.0,
+                                                                             paced_rate=2_000.0), w),
             "latency": lambda w: latency.run(latency.LatencySpec(rates=(500,), duration_s=1.5, warmup_s=0.2,
                                                                        real_probes=2), w),
             "overhead": lambda w: overhead.run(overhead.OverheadSpec(rounds=1, scale=0.005), w),

@@ -5,6 +5,7 @@
     feeder.send(COLLECTOR_EVENT, events)          # stamps ts_ns = now, packs, sends (latency runs)
     blobs = prepack(events, rate_hint=60_000)     # ts_ns spaced at the hinted rate, packed once
     feeder.send_packed(COLLECTOR_EVENT, blobs)    # the as-fast-as-possible replay (throughput runs)
+    feeder.send_packed(COLLECTOR_EVENT, blobs, rate=50_000)   # paced: the steady-state run
 
 Throughput runs pre-pack each 64-event batch's ``events`` array (bus.envelope.pack_events) before
 timing starts, so the replayer spends almost no CPU per event and the two cores go to the stages
@@ -84,15 +85,25 @@ class Feeder:
                 e["ts_ns"] = now
         return self.publisher.publish_now(topic, events)
 
-    def send_packed(self, topic: str, blobs: list[tuple[int, bytes]]) -> None:
-        """Replay pre-packed batches as fast as the socket takes them (never dropping).
+    def send_packed(self, topic: str, blobs: list[tuple[int, bytes]], rate: float | None = None,
+                    tick_s: float = 0.005) -> None:
+        """Replay pre-packed batches as fast as the socket takes them (never dropping), or, with
+        ``rate``, paced in the collector's rhythm: it reads its ring buffer every 5 ms
+        (collector.__main__.POLL_TIMEOUT_MS), so a steady source sends what is due once per
+        ``tick_s``, never before it is due.
 
         Each message takes the publisher's next seq and a fresh ``sent_ns``; its envelope is
         bus.envelope.pack_raw around the batch's bytes, as a stage passing a batch through sends it.
         """
         pub = self.publisher
         env = Envelope(topic=topic, stream=pub.stream, epoch=pub.epoch, seq=0, sent_ns=0)
+        start, due = time.monotonic(), 0
         for count, blob in blobs:
+            if rate is not None:
+                ahead = start + due / rate - time.monotonic()
+                if ahead > 0:
+                    time.sleep(max(ahead, tick_s))
+                due += count
             env.seq = pub.last_seq.get(topic, 0) + 1
             pub.last_seq[topic] = env.seq
             env.sent_ns = time.time_ns()

@@ -9,7 +9,13 @@ Runs, in one run on the same recording (bench/recording.py):
 2. ``e2e``: replayer (in place of the collector) -> sessionizer -> analyzer -> sinks jsonl; the run
    ends when events.log holds one line per accepted event. Rate = recording events / (last line
    on disk - first send). Loss = lines missing + every loss counter of every stage's heartbeat.
-3. Each stage alone, fed what the stage before it produced (kept by bench/drain.py with --save):
+3. ``e2e_paced``: the same chain fed at a steady ``paced_rate`` (50,000 events/s), in the
+   collector's rhythm (every 5 ms, the batches due by then), as a busy agent would feed it. It
+   shows whether the chain keeps up in the steady state, where each stage wakes for a few
+   batches at a time instead of draining a backlog: delivered rate = recording events / (last
+   line on disk - first send), ``lag_s`` = last line on disk - last send (a chain that keeps up
+   lags by milliseconds; one that falls behind by its growing backlog).
+4. Each stage alone, fed what the stage before it produced (kept by bench/drain.py with --save):
    sessionizer, analyzer, sinks jsonl.
 
 The replayer pre-packs the recording (bench/feeder.py), so on 2 cores almost all CPU goes to the
@@ -47,6 +53,7 @@ POLL_S = 0.02
 class ThroughputSpec:
     recording: RecordingSpec = field(default_factory=RecordingSpec)
     rate_hint: float = 60_000.0   # spacing of the recording's ts_ns (events/s)
+    paced_rate: float = 50_000.0  # the steady-state run's offered rate (events/s)
     quiet_s: float = 4.0          # no progress for this long after the replay ends: done
     timeout_s: float = 600.0
 
@@ -189,8 +196,10 @@ def _stage_chain(dirs: BenchDirs, names: list[str]) -> StageSet:
     return stages
 
 
-def casa_e2e(events: list[dict[str, Any]], spec: ThroughputSpec, dirs: BenchDirs) -> dict[str, Any]:
-    """Replayer -> sessionizer -> analyzer -> sinks jsonl, end measured on events.log."""
+def casa_e2e(events: list[dict[str, Any]], spec: ThroughputSpec, dirs: BenchDirs,
+             rate: float | None = None) -> dict[str, Any]:
+    """Replayer -> sessionizer -> analyzer -> sinks jsonl, end measured on events.log; as fast as
+    the chain takes it, or paced at ``rate`` events/s."""
     feeder = Feeder.bind("collector", dirs.bus)
     expected = expected_records(events)
     with _stage_chain(dirs, ["sinks-jsonl", "analyzer", "sessionizer"]) as stages:
@@ -202,11 +211,12 @@ def casa_e2e(events: list[dict[str, Any]], spec: ThroughputSpec, dirs: BenchDirs
             counter = LineCounter.of(dirs.log("events"))
             counter.poll()
             start_lines = counter.lines
-            blobs = prepack(events, spec.rate_hint)
+            blobs = prepack(events, rate or spec.rate_hint)
             cpu0 = stages.cpu_all()
             t0 = time.time_ns()
-            feeder.send_packed(COLLECTOR_EVENT, blobs)
-            sent_s = (time.time_ns() - t0) / 1e9
+            feeder.send_packed(COLLECTOR_EVENT, blobs, rate)
+            sent_ns = time.time_ns()
+            sent_s = (sent_ns - t0) / 1e9
             feeder.heartbeat()
 
             def lines() -> int:
@@ -227,6 +237,7 @@ def casa_e2e(events: list[dict[str, Any]], spec: ThroughputSpec, dirs: BenchDirs
     losses = loss_counters(counters)
     return {"events": len(events), "expected_records": expected, "written_records": written,
             "replay_s": round(sent_s, 3), "elapsed_s": round(elapsed, 3),
+            "lag_s": round((counter.grew_at_ns - sent_ns) / 1e9, 3),
             "events_per_s": round(len(events) / elapsed) if elapsed == elapsed and elapsed > 0 else None,
             "lost_events": max(0, expected - written) + sum(losses.values()),
             "loss_counters": losses, "stage_counters": counters, "rss_kb_after": rss,
@@ -294,6 +305,8 @@ def _run(spec: ThroughputSpec, workdir: Path, pids: list[int]) -> dict[str, Any]
                                             "concurrent": spec.recording.concurrent}}
     result["null_chain"] = null_chain(generate(spec.recording), spec, BenchDirs.create(workdir / "null"))
     result["e2e"] = casa_e2e(events, spec, BenchDirs.create(workdir / "e2e"))
+    result["e2e_paced"] = casa_e2e(rebase_roots(generate(spec.recording), pids), spec,
+                                   BenchDirs.create(workdir / "e2e-paced"), spec.paced_rate)
     iso = BenchDirs.create(workdir / "isolated")
     coll = [(COLLECTOR_EVENT, b) for b in _batches(rebase_roots(generate(spec.recording), pids))]
     result["sessionizer"] = _isolated(iso, "sessionizer", "collector", "sessionizer", coll, spec,
@@ -303,8 +316,10 @@ def _run(spec: ThroughputSpec, workdir: Path, pids: list[int]) -> dict[str, Any]
                                    iso.root / "analyzer.frames")
     an_out = saved_messages(iso.root / "analyzer.frames")
     result["sinks_jsonl"] = _isolated(iso, "sinks-jsonl", "analyzer-0", "", an_out, spec, None)
-    e2e, null = result["e2e"], result["null_chain"]
+    e2e, null, paced = result["e2e"], result["null_chain"], result["e2e_paced"]
     return {"e2e_events_per_s": e2e["events_per_s"], "e2e_lost_events": e2e["lost_events"],
+            "e2e_paced_events_per_s": paced["events_per_s"], "e2e_paced_lag_s": paced["lag_s"],
+            "e2e_paced_lost_events": paced["lost_events"],
             "e2e_vs_null_chain": round(e2e["events_per_s"] / null["events_per_s"], 3)
             if e2e["events_per_s"] and null["events_per_s"] else None,
             "detail": result}

@@ -37,7 +37,8 @@ ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not ROOT, reason="attaches eBPF probes / starts the collector: needs root")
 
 KEYS = {
-    "throughput": ("e2e_events_per_s", "e2e_lost_events"),
+    "throughput": ("e2e_events_per_s", "e2e_lost_events", "e2e_paced_events_per_s", "e2e_paced_lag_s",
+                   "e2e_paced_lost_events"),
     "latency": ("alert_p50_ms_at_5k", "alert_p99_ms_at_5k"),
     "memory": ("rss_mb_per_1000_sessions", "history_mb_per_1000_sessions_at_cap"),
     "overhead": ("untracked_openat_slowdown", "untracked_forkexec_slowdown", "tracked_openat_slowdown",
@@ -203,6 +204,10 @@ def test_throughput_benchmark_runs(tmp_path: Path) -> None:
         assert doc[key] is not None, key
     detail = doc["detail"]["throughput"]
     assert detail["e2e"]["written_records"] == detail["e2e"]["expected_records"]
+    paced = detail["e2e_paced"]
+    assert paced["written_records"] == paced["expected_records"] and doc["e2e_paced_lost_events"] == 0
+    # the paced replay never runs ahead of its rate: the last batch leaves no sooner than it is due
+    assert paced["replay_s"] >= (paced["events"] - 64) / 2_000.0
     for stage in ("sessionizer", "analyzer", "sinks_jsonl"):
         assert detail[stage]["events_per_s"] > 0
 
