@@ -41,6 +41,7 @@ __all__ = ["main", "setup_sandbox", "namespace_pids", "check_effects", "alive"]
 
 VICTIM_CODE = ("import time\nsecret = 'CASA-FAKE-SECRET-MEM ' * 16\ntime.sleep(600)\n")
 OUTPUT_LIMIT = 4000
+EFFECT_WAIT_S = 2.0       # how long a network effect may take to be recorded after the scenario ends
 
 
 def setup_sandbox(scratch: str, mount_list: list[dict[str, Any]]) -> None:
@@ -162,21 +163,31 @@ def _wait_dead(pids: list[int], timeout_s: float) -> None:
         time.sleep(0.02)
 
 
-def check_effects(effects: list[str], servers: Servers, home: str) -> dict[str, bool]:
+def check_effects(effects: list[str], servers: Servers, home: str,
+                  wait_s: float = EFFECT_WAIT_S) -> dict[str, bool]:
     """Each ``kind:arg`` effect: did it happen? (Checked inside the sandbox, before teardown;
-    ``file:~/x`` is the identity's home.)"""
-    out = {}
-    for effect in effects:
-        kind, arg = effect.split(":", 1)
-        if kind == "file":
-            out[effect] = os.path.lexists(home + arg[1:] if arg.startswith("~/") else arg)
-        elif kind == "dns":
-            rec = servers.records.get("dns")
-            out[effect] = bool(rec) and len(rec.names) >= int(arg)
-        else:
-            name = {"http": ["http"], "tcp": ["tcp_sink"], "shell": ["listener", "bind_client"]}[kind]
-            out[effect] = any(arg in servers.text(n) for n in name)
-    return out
+    ``file:~/x`` is the identity's home.)
+
+    A server records what it received on its own thread (the TCP sink once the client's stream
+    ends), which may run after the scenario's processes are gone, so an effect not seen yet is
+    looked for again until ``wait_s`` has passed."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        out = {effect: _happened(effect, servers, home) for effect in effects}
+        if all(out.values()) or time.monotonic() >= deadline:
+            return out
+        time.sleep(0.05)
+
+
+def _happened(effect: str, servers: Servers, home: str) -> bool:
+    kind, arg = effect.split(":", 1)
+    if kind == "file":
+        return os.path.lexists(home + arg[1:] if arg.startswith("~/") else arg)
+    if kind == "dns":
+        rec = servers.records.get("dns")
+        return bool(rec) and len(rec.names) >= int(arg)
+    name = {"http": ["http"], "tcp": ["tcp_sink"], "shell": ["listener", "bind_client"]}[kind]
+    return any(arg in servers.text(n) for n in name)
 
 
 def run(spec: dict[str, Any]) -> dict[str, Any]:
