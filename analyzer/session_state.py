@@ -236,7 +236,8 @@ class SessionState:
         tgid = entry.tgid
         proc = self.processes.get(tgid)
         if proc is None:
-            proc = self.processes[tgid] = ProcessState(tgid=tgid, first_seen_ns=ts, is_root=tgid == ev.get("root"))
+            proc = self.processes[tgid] = ProcessState(tgid=tgid, first_seen_ns=ts,
+                                                       is_root=tgid == ev.get("root"))
         ppid, uid = ev.get("ppid"), ev.get("uid")
         if type(ppid) is not int:
             ppid = int_field(ppid, proc.ppid)

@@ -139,12 +139,10 @@ class TreeHistory:
                     last = burst.last
                     first = last[0] if len(last) == last.maxlen else None
                     last.append(ref)
-                    if m.bits & B_OPEN:          # already true: nothing to add
-                        pass
-                    elif burst.threshold <= 1:
+                    if burst.threshold <= 1:
                         m.hit(B_OPEN, (ref,))
-                    elif first is not None and ts - first[0] <= burst.window_ns:
-                        m.hit(B_OPEN, (first, ref))
+                    elif first is not None and not m.bits & B_OPEN and ts - first[0] <= burst.window_ns:
+                        m.hit(B_OPEN, (first, ref))      # (already true: no evidence to build)
         elif kind == EXEC:
             self._exec(e, ev, proc, m)
         elif kind == CONNECT or kind == SEND:
