@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -158,24 +158,27 @@ def _missing(st: Stack, w: Agent) -> list[int]:
     return sorted(set(range(1, WITNESS_FILES + 1)) - seen)
 
 
-def _checkpointed(st: Stack, victim: str, sid: int, needle: str) -> None:
+def _checkpointed(st: Stack, victim: str, sid: int, holds: Callable[[dict], bool]) -> None:
     """The restarting stage can only keep what its last checkpoint holds: wait for it to hold the
-    session itself. The session must be found by its id in the checkpoint's session list, not as a
-    substring of the file: tree ids and session ids come from one counter, so an older tree's id can
-    equal this session's id (a substring match once let the kill come before the session was saved)."""
+    session, with the state the test needs after the kill (``holds``). The session must be found by
+    its id in the checkpoint's session list, not as a substring of the file: tree ids and session ids
+    come from one counter, so an older tree's id can equal this session's id (a substring match once
+    let the kill come before the session was saved). Likewise the state must be the event itself:
+    the agent's argv names the payload, so a text match once took a checkpoint from before the
+    payload's write for one that held it."""
     path = st.state_dir / f"{victim}.json"
-    st.wait_until(lambda: _saved_session(path, sid, needle), 30, f"{victim}'s checkpoint holding session {sid}")
+    st.wait_until(lambda: _saved_session(path, sid, holds), 30, f"{victim}'s checkpoint holding session {sid}")
 
 
-def _saved_session(path: Path, sid: int, needle: str) -> bool:
-    """Whether the checkpoint at ``path`` lists session ``sid`` with ``needle`` in its saved state
+def _saved_session(path: Path, sid: int, holds: Callable[[dict], bool]) -> bool:
+    """Whether the checkpoint at ``path`` lists session ``sid`` with ``holds(session)`` true
     (the analyzer's top-level ``sessions``; the sessionizer's ``checkpoint.sessions``)."""
     try:
         doc = json.loads(path.read_text(errors="replace"))
     except (OSError, ValueError):
         return False                          # not written yet
     sessions = doc.get("sessions", doc.get("checkpoint", {}).get("sessions", []))
-    return any(s.get("session_id") == sid and needle in json.dumps(s) for s in sessions)
+    return any(s.get("session_id") == sid and holds(s) for s in sessions)
 
 
 @pytest.fixture
@@ -224,10 +227,12 @@ def _kill_one(st: Stack, owners: Owners, victim: str) -> None:
     if analyzer:                          # the other analyzer's sessions lose nothing
         other = "analyzer-1" if analyzer == "analyzer-0" else "analyzer-0"
         witnesses.append(_owned_by(st, owners, lambda n: _witness(st, f"{victim}-other.{n}"), other))
-    if analyzer:
-        _checkpointed(st, analyzer, attacker.sid, "atk-")
+    if analyzer:                          # the payload's write folded in (not just argv naming it)
+        _checkpointed(st, analyzer, attacker.sid, lambda s: any(
+            (r.get("path") or "").endswith("/" + attacker.tag) for r in s.get("recent", [])))
     elif victim == "sessionizer":
-        _checkpointed(st, "sessionizer", attacker.sid, str(attacker.proc.pid))
+        pid = str(attacker.proc.pid)
+        _checkpointed(st, "sessionizer", attacker.sid, lambda s: pid in json.dumps(s))
     old = st.kill9(victim)
     st.wait_restarted(victim, old)
     st.counters([victim], lambda c: victim in c)           # it heartbeats again
