@@ -29,6 +29,7 @@ import logging
 import os
 import sys
 import time
+from operator import is_, itemgetter
 
 import zmq
 
@@ -77,7 +78,12 @@ class AnalyzerHooks(Hooks):
         self.next_tick = time.monotonic()
 
     def handle(self, env: Envelope) -> None:
-        publish(self.pub, self.core.handle(env, time.time_ns()))
+        out = self.core.handle(env, time.time_ns())
+        raw = env.raw_events
+        if raw is not None and env.topic == T.SESSIONIZER_EVENT and passes_through(out, env.events):
+            self.pub.publish_raw(T.ANALYZER_EVENT, raw, len(out))
+        else:
+            publish(self.pub, out)
 
     def each_pass(self, read: int) -> None:
         now = time.monotonic()
@@ -115,7 +121,8 @@ def wire(args: argparse.Namespace, core: Analyzer, flags: Flags) -> Runtime:
         ctx.term()
         raise
     sub_sock = connect_subscriber(ctx, ["sessionizer"], Subscriber.subscriptions(SUBSCRIBED), args.bus_dir)
-    sub = Subscriber(sub_sock, SUBSCRIBED, on_loss=lambda stream_, topic, n: core.mark_loss(n))
+    sub = Subscriber(sub_sock, SUBSCRIBED, on_loss=lambda stream_, topic, n: core.mark_loss(n),
+                     keep_raw=True)           # batches passed on unchanged are not packed again
     if ckpt is not None:
         ckpt.resume_positions(sub.tracker)    # the first message after a restart reveals the gap
     hooks = AnalyzerHooks(core, pub, sub, ckpt)
@@ -125,6 +132,15 @@ def wire(args: argparse.Namespace, core: Analyzer, flags: Flags) -> Runtime:
                             "rules": len(pol.enabled_rules), "version": pol.version},
                    poll_ms=POLL_TIMEOUT_MS, checkpoint_s=None if ckpt is None else CHECKPOINT_INTERVAL_S,
                    flags=flags)
+
+
+def passes_through(out: list[tuple[str, dict]], events: list[dict]) -> bool:
+    """Whether ``out`` is exactly ``events`` passed on, in order, and nothing else: every event
+    owned and well-formed, no decision among them. Then the batch's bytes as received are what
+    packing ``out`` would produce (the analyzer never changes an event it passes on), and the
+    stage forwards them instead (Publisher.publish_raw)."""
+    return len(out) == len(events) and all(map(is_, map(itemgetter(1), out), events)) \
+        and all(map(T.ANALYZER_EVENT.__eq__, map(itemgetter(0), out)))
 
 
 def publish(pub: Publisher, out: list[tuple[str, dict]]) -> None:

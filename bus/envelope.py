@@ -40,6 +40,9 @@ class Envelope:
     interval_s: float | None = None            # heartbeats only
     extra: dict[str, Any] | None = None        # unknown keys, kept for taps
     schema: int = SCHEMA                       # event schema of the sender (1 when absent)
+    # ``events`` as received, still packed (unpack(keep_raw=True)): a stage that passes a whole
+    # batch on unchanged sends these bytes instead of packing the maps again (pack_raw)
+    raw_events: bytes | None = field(default=None, compare=False, repr=False)
 
 
 def pack(env: Envelope) -> list[bytes]:
@@ -86,8 +89,12 @@ _KNOWN = {"v", "stream", "epoch", "seq", "sent_ns", "events", "last_seq", "count
           "schema"}
 
 
-def unpack(frames: list[bytes]) -> Envelope:
-    """Decode two frames; raise MalformedMessage (or UnknownVersion) instead of anything else."""
+def unpack(frames: list[bytes], keep_raw: bool = False) -> Envelope:
+    """Decode two frames; raise MalformedMessage (or UnknownVersion) instead of anything else.
+
+    With ``keep_raw``, a message that carries events also keeps them packed, as received
+    (``Envelope.raw_events``), for a stage that forwards them unchanged.
+    """
     if len(frames) != 2:
         raise MalformedMessage(f"expected 2 frames (topic, body), got {len(frames)}")
     try:
@@ -114,4 +121,24 @@ def unpack(frames: list[bytes]) -> Envelope:
     extra = {k: v for k, v in body.items() if k not in _KNOWN} or None
     return Envelope(topic=topic, stream=stream, epoch=epoch, seq=seq, sent_ns=sent, events=events,
                     last_seq=last_seq, counters=body.get("counters"),
-                    interval_s=body.get("interval_s"), extra=extra, schema=schema)
+                    interval_s=body.get("interval_s"), extra=extra, schema=schema,
+                    raw_events=_events_bytes(frames[1]) if keep_raw and events else None)
+
+
+def _events_bytes(body: bytes) -> bytes | None:
+    """The packed ``events`` value of a body ``unpackb`` already accepted (so it is one complete
+    map): the header keys are read, every other value skipped, and the events' bytes sliced out;
+    no event is decoded twice. None if the key is somehow absent."""
+    reader = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=len(body))
+    reader.feed(body)
+    entries = reader.read_map_header()
+    for i in range(entries):
+        key = reader.unpack()
+        if key == "events":
+            start = reader.tell()
+            if i == entries - 1:            # the last entry (pack() writes it last): the rest
+                return body[start:]
+            reader.skip()
+            return body[start:reader.tell()]
+        reader.skip()
+    return None

@@ -24,7 +24,7 @@ import msgpack
 import zmq
 
 from bus.counters import for_stage
-from bus.envelope import Envelope, pack
+from bus.envelope import Envelope, pack, pack_raw
 from bus.topics import heartbeat_topic
 
 __all__ = ["Publisher", "BATCH_MAX_EVENTS", "HEARTBEAT_INTERVAL_S"]
@@ -75,6 +75,20 @@ class Publisher:
         """
         self.flush()
         return self._send(topic, events)
+
+    def publish_raw(self, topic: str, events: bytes, count: int) -> bool:
+        """Send ``count`` events already packed as one msgpack array (``Envelope.raw_events`` of
+        a batch passed on unchanged) as one message, after the topic's queued events.
+
+        The bytes are sent as they are: a stage forwards a whole batch it did not change without
+        packing its maps again (the analyzer's pass-through, its largest single cost per event
+        after the fold itself).
+        """
+        self._flush_topic(topic)
+        seq = self.last_seq.get(topic, 0) + 1
+        self.last_seq[topic] = seq
+        env = Envelope(topic=topic, stream=self.stream, epoch=self.epoch, seq=seq, sent_ns=self.clock())
+        return self._deliver(pack_raw(env, events), count)
 
     def flush(self) -> None:
         """Send every partial batch (call once per poll-loop pass)."""

@@ -70,6 +70,7 @@ class Subscriber:
     monotonic: Callable[[], float] = time.monotonic           # liveness deadlines
     liveness: LivenessTracker = field(default_factory=LivenessTracker)
     last_liveness_check_s: float | None = None    # a long gap since: this stage was not reading
+    keep_raw: bool = False        # keep each batch's packed events too (Envelope.raw_events)
 
     @staticmethod
     def subscriptions(topics: list[str]) -> list[str]:
@@ -80,7 +81,7 @@ class Subscriber:
     def handle_frames(self, frames: list[bytes]) -> Envelope | None:
         """Decode and account for one message; None if it was dropped."""
         try:
-            env = unpack(frames)
+            env = unpack(frames, self.keep_raw)
         except UnknownVersion as exc:
             self.counters.unknown_version += 1
             log.warning("dropped a bus message with an unknown version | reason=%s", exc)
@@ -162,7 +163,7 @@ class Subscriber:
             log.warning("dropped bus events of kinds this build does not know | stream=%s topic=%s "
                         "dropped=%d total=%d", env.stream, env.topic, len(env.events) - len(kept),
                         self.counters.unknown_kind)
-        env.events = kept
+        env.events, env.raw_events = kept, None
 
     def _count_loss(self, stream: str, topic: str, lost: int) -> None:
         if lost:

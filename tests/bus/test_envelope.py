@@ -167,3 +167,43 @@ def test_pack_raw_of_prepacked_events_is_byte_identical_to_packing_the_maps() ->
     out = _env([], topic="analyzer.event", stream="analyzer-0", seq=8)
     assert bus.envelope.pack_raw(out, bus.envelope.pack_events(events)) == pack(
         _env(events, topic="analyzer.event", stream="analyzer-0", seq=8))
+
+
+def test_keep_raw_gives_the_events_exactly_as_received() -> None:
+    """A stage that forwards a batch unchanged sends ``raw_events`` instead of packing the maps
+    again: they are the sender's bytes (a float32 or a wide int encoding stays as it was), and
+    wrapped by pack_raw they decode to the same events."""
+    odd = dict(SAMPLE_EVENTS["open"], path=b"/tmp/bad\xff\nline", mode=1.5)
+    events = [SAMPLE_EVENTS["exec"], odd]
+    packed = msgpack.packb(events, use_bin_type=True, use_single_float=True)
+    frames = bus.envelope.pack_raw(_env([]), packed)
+    env = unpack(frames, keep_raw=True)
+    assert env.raw_events == packed and env.events == events
+    assert unpack(frames).raw_events is None                      # only when asked
+    again = unpack(bus.envelope.pack_raw(_env([], topic="analyzer.event"), env.raw_events))
+    assert again.events == events and again.topic == "analyzer.event"
+
+
+def test_keep_raw_finds_events_wherever_the_sender_put_them() -> None:
+    """pack() writes ``events`` last; another sender may not: the bytes are sliced by position,
+    not assumed to run to the end of the body."""
+    events = [SAMPLE_EVENTS["exit"], SAMPLE_EVENTS["fork"]]
+    body = {"events": events, "v": 1, "stream": "collector", "epoch": 1, "seq": 2, "sent_ns": 3,
+            "future": ["x"] * 3}
+    frames = [b"collector.event", msgpack.packb(body, use_bin_type=True)]
+    env = unpack(frames, keep_raw=True)
+    assert env.raw_events == msgpack.packb(events, use_bin_type=True)
+    assert env.extra == {"future": ["x"] * 3}
+
+
+def test_keep_raw_on_a_heartbeat_or_an_empty_batch_keeps_nothing() -> None:
+    hb = _env([], topic="collector.heartbeat", last_seq={"collector.event": 3}, counters={"x": 1},
+              interval_s=1.0)
+    assert unpack(pack(hb), keep_raw=True).raw_events is None
+    assert unpack(pack(_env([])), keep_raw=True).raw_events is None
+
+
+@pytest.mark.parametrize("frames", MALFORMED.values(), ids=MALFORMED.keys())
+def test_keep_raw_rejects_what_unpack_rejects(frames: list[bytes]) -> None:
+    with pytest.raises(MalformedMessage):
+        unpack(frames, keep_raw=True)

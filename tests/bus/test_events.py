@@ -209,3 +209,15 @@ def test_an_unhashable_kind_is_damage_left_to_the_stage_not_a_crash() -> None:
     env = sub.handle_frames(pack(Envelope("collector.event", "collector", 1, 1, 1, damaged)))
     assert env is not None and env.events == damaged[:3] and sub.counters.unknown_kind == 1
     assert sub.counters.malformed == 0
+
+
+def test_a_batch_with_unknown_kinds_dropped_keeps_no_raw_bytes() -> None:
+    """The packed bytes of a batch are only kept while they are the batch: once the subscriber
+    drops an event of an unknown kind, forwarding them would resend it."""
+    sub = Subscriber(sock=None, topics=["analyzer.event"], keep_raw=True)
+    future = {**SAMPLE_EVENTS["open"], "kind": "teleport"}
+    mixed = sub.handle_frames(pack(Envelope("analyzer.event", "analyzer-0", 1, 1, 1,
+                                            [future, SAMPLE_EVENTS["open"]])))
+    assert mixed.events == [SAMPLE_EVENTS["open"]] and mixed.raw_events is None
+    whole = sub.handle_frames(pack(Envelope("analyzer.event", "analyzer-0", 1, 2, 1, [SAMPLE_EVENTS["open"]])))
+    assert msgpack.unpackb(whole.raw_events) == [SAMPLE_EVENTS["open"]]

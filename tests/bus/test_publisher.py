@@ -55,3 +55,19 @@ def test_the_count_is_in_every_heartbeat_and_declared_as_loss() -> None:
     assert counters["unpublishable"] == 1
     for spec in STAGES.values():
         assert spec.kind("unpublishable") is Kind.LOSS
+
+
+def test_publish_raw_sends_after_the_queued_events_and_takes_the_next_seq() -> None:
+    """A forwarded batch goes out after the events already queued on its topic (its order), as
+    one message with the next seq, counted like any other; other topics' queues are untouched."""
+    sock = Sock()
+    pub = Publisher(sock, "analyzer", "analyzer-0")
+    pub.publish("analyzer.event", {"n": 1})
+    pub.publish("analyzer.other", {"n": 0})
+    raw = msgpack.packb([{"n": 2}, {"n": 3}], use_bin_type=True)
+    assert pub.publish_raw("analyzer.event", raw, 2)
+    envs = [unpack(f) for f in sock.sent]
+    assert [(e.topic, e.seq, [m["n"] for m in e.events]) for e in envs] == [
+        ("analyzer.event", 1, [1]), ("analyzer.event", 2, [2, 3])]
+    assert sock.sent[1][1].endswith(raw) and envs[1].stream == "analyzer-0"
+    assert pub.sent_events == 3 and pub.pending["analyzer.other"] == [{"n": 0}]
