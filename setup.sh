@@ -130,7 +130,7 @@ create_venv() {
   echo "$ROOT" > "$site/casa-checkout.pth"
   printf '#!/bin/sh\nexec "%s" -m cli "$@"\n' "$VENV/bin/python" > "$VENV/bin/casa"
   chmod 0755 "$VENV/bin/casa"
-  "$VENV/bin/python" -c 'import bcc, zmq, msgpack, celpy, opentelemetry.sdk, pytest' \
+  "$VENV/bin/python" -c 'import bcc, zmq, msgpack, ormsgpack, celpy, opentelemetry.sdk, pytest' \
     || die "the virtualenv at $VENV cannot import its dependencies"
   echo "$want" > "$stamp"
 }

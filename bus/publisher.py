@@ -6,7 +6,7 @@ latency is bounded by the loop's timeout). Each message takes the next ``seq`` o
 when it cannot be delivered, so subscribers see undelivered messages as exact gaps; the publisher
 counts them too (``undelivered_events``).
 
-The publisher owns its failures: an event that cannot be packed (a value msgpack does not take) is
+The publisher owns its failures: an event that cannot be packed (a value the encoder does not take) is
 dropped and counted (``unpublishable``, a loss counter in every heartbeat) while the rest of its
 batch goes out, so one bad map never blocks a topic's queue; and :meth:`Publisher.publish_now`
 flushes every queue itself, so callers never flush before it.
@@ -20,18 +20,17 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import msgpack
 import zmq
 
 from bus.counters import for_stage
-from bus.envelope import Envelope, pack, pack_raw
+from bus.envelope import ENCODE_ERRORS, Envelope, encode, pack, pack_raw
 from bus.topics import heartbeat_topic
 
 __all__ = ["Publisher", "BATCH_MAX_EVENTS", "HEARTBEAT_INTERVAL_S"]
 
 BATCH_MAX_EVENTS = 64
 HEARTBEAT_INTERVAL_S = 1.0
-PACK_ERRORS = (TypeError, ValueError, OverflowError)   # what msgpack raises for a value it cannot take
+PACK_ERRORS = ENCODE_ERRORS          # what the encoder raises for a value it cannot take
 
 log = logging.getLogger("casa.bus")
 
@@ -121,7 +120,7 @@ class Publisher:
         kept = []
         for ev in events:
             try:
-                msgpack.packb(ev, use_bin_type=True)
+                encode(ev)
             except PACK_ERRORS as exc:
                 self.unpublishable += 1
                 log.error("dropped an event that cannot be packed | topic=%s reason=%s total=%d",

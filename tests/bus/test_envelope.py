@@ -207,3 +207,23 @@ def test_keep_raw_on_a_heartbeat_or_an_empty_batch_keeps_nothing() -> None:
 def test_keep_raw_rejects_what_unpack_rejects(frames: list[bytes]) -> None:
     with pytest.raises(MalformedMessage):
         unpack(frames, keep_raw=True)
+
+
+def test_the_encoder_writes_what_msgpack_writes() -> None:
+    """The bus encodes with ormsgpack; any msgpack reader (a tap, an old recording's tools) must
+    read it, and a recording packed by msgpack must decode the same: the bytes are identical."""
+    odd = dict(SAMPLE_EVENTS["open"], path=b"/tmp/bad\xff\nline" + b"z" * 70_000)
+    values = [SAMPLE_EVENTS[k] for k in KINDS] + [odd, DECISION_MAP, SESSION_MAP, CONTROL_MAP,
+                                                   {"ints": [0, -1, 127, 128, -33, 2**32, -2**63, 2**64 - 1]},
+                                                   {"f": 0.1, "t": True, "n": None, "long": "é" * 300}]
+    for value in values:
+        assert bus.envelope.encode(value) == msgpack.packb(value, use_bin_type=True)
+        assert unpack(bus.envelope.pack_raw(_env([]), msgpack.packb([value], use_bin_type=True))).events == [value]
+
+
+@pytest.mark.parametrize("body", [msgpack.packb(msgpack.ExtType(5, b"ab")),
+                                  msgpack.packb({"v": 1, "events": [{"t": msgpack.ExtType(1, b"")}]}),
+                                  b"\x91" * 5000 + b"\x01"])
+def test_extension_types_and_absurd_nesting_are_malformed(body: bytes) -> None:
+    with pytest.raises(MalformedMessage):
+        unpack([b"collector.event", body])
