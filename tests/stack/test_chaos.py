@@ -231,8 +231,7 @@ def _kill_one(st: Stack, owners: Owners, victim: str) -> None:
         _checkpointed(st, analyzer, attacker.sid, lambda s: any(
             (r.get("path") or "").endswith("/" + attacker.tag) for r in s.get("recent", [])))
     elif victim == "sessionizer":
-        pid = str(attacker.proc.pid)
-        _checkpointed(st, "sessionizer", attacker.sid, lambda s: pid in json.dumps(s))
+        _checkpointed(st, "sessionizer", attacker.sid, lambda s: s.get("leader_tgid") == attacker.proc.pid)
     old = st.kill9(victim)
     st.wait_restarted(victim, old)
     st.counters([victim], lambda c: victim in c)           # it heartbeats again
